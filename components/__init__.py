@@ -1,0 +1,1 @@
+"""Custom TFX components and the module files TFX's Transform and Trainer load."""

@@ -1,0 +1,1 @@
+"""ImageIngest: image folders (IDC, class folders, CSV manifest) -> TFRecords + report."""

@@ -1,0 +1,219 @@
+"""Readers for the three image-root layouts ImageIngest understands.
+
+ImageIngest's executor (and the CLI's pre-flight check) call `scan()`: it walks an
+image root and gives every file one verdict from its path alone, either a
+`Candidate` (label and patient known; its bytes are checked later) or a `Skipped`
+with the reason. Layouts:
+
+* ``idc``: Kaggle IDC, ``<patient_id>/<0|1>/<patient_id>_idx5_x<X>_y<Y>_class<C>.png``.
+* ``class_folders``: BUSI-style ``<class>/<class> (N).png`` with ``<class> (N)_mask.png``
+  beside (masks are segmentation targets, never examples). An optional level
+  ``<class>/<patient_id>/<file>`` gives the patient; without it each image is its own
+  group (BUSI publishes no patient ids).
+* ``manifest``: a CSV ``path,label[,patient_id]`` at the root, paths relative to it.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import dataclasses
+import os
+import re
+from typing import Dict, Iterator, List, Optional, Union
+
+import tensorflow as tf
+
+from pipeline.contract import Task
+
+IDC_NAME = re.compile(r"^(?P<pid>.+?)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<cls>\d+)\.png$", re.IGNORECASE)
+MASK_NAME = re.compile(r"_mask(_\d+)?\.[A-Za-z]+$")
+MANIFEST_NAMES = ("manifest.csv", "labels.csv")
+MANIFEST_COLUMNS = ("path", "label")
+
+# Reasons a file is not ingested; the ingest report counts every one.
+REASONS = {
+    "empty": "zero-byte file",
+    "not_an_image": "content is not an image",
+    "unsupported_format": "image format the Transform graph cannot decode",
+    "corrupt": "truncated or damaged image",
+    "mask_file": "segmentation mask (a target, not an example)",
+    "unknown_label": "label folder or value the task does not know",
+    "label_conflict": "label folder and file name disagree",
+    "outside_layout": "file outside the layout's folders",
+    "not_in_manifest": "image file the manifest does not list",
+    "missing_file": "manifest row whose file does not exist",
+    "manifest_row": "manifest row without a path or label",
+    "manifest_file": "the manifest itself",
+}
+
+
+class LayoutError(ValueError):
+    """The image root cannot be read as any (or the named) layout."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    path: str  # absolute
+    rel: str  # relative to the root, '/'-separated
+    label: int
+    patient_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    rel: str
+    reason: str
+    detail: str
+
+
+Verdict = Union[Candidate, Skipped]
+
+
+def _rel(root: str, path: str) -> str:
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def walk_files(root: str) -> List[str]:
+    """Every file under root (absolute paths, sorted); works on gs:// roots too."""
+    files = []
+    for dirpath, _dirs, names in tf.io.gfile.walk(root):
+        files.extend(os.path.join(dirpath, name) for name in names)
+    return sorted(files)
+
+
+def fingerprint(root: str) -> str:
+    """A digest of every file's relative path, size and modification time under root:
+    it changes when a file is added, removed or rewritten (the cache key of ImageIngest)."""
+    digest = hashlib.sha256()
+    for path in walk_files(root):
+        stat = tf.io.gfile.stat(path)
+        digest.update(f"{_rel(root, path)}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def find_manifest(root: str) -> Optional[str]:
+    for name in MANIFEST_NAMES:
+        path = os.path.join(root, name)
+        if tf.io.gfile.exists(path):
+            return path
+    return None
+
+
+def detect(root: str, task: Task) -> str:
+    """The layout of ``root``: "manifest", "idc" or "class_folders".
+
+    Raises:
+        LayoutError: root is missing, empty or in no known layout.
+    """
+    if not tf.io.gfile.isdir(root):
+        raise LayoutError(f"image root {root!r} does not exist or is not a folder")
+    entries = tf.io.gfile.listdir(root)
+    if not entries:
+        raise LayoutError(f"image root {root!r} is empty")
+    if find_manifest(root):
+        return "manifest"
+    subdirs = [e.rstrip("/") for e in entries if tf.io.gfile.isdir(os.path.join(root, e))]
+    for sub in subdirs:
+        inner = [e.rstrip("/") for e in tf.io.gfile.listdir(os.path.join(root, sub))]
+        if any(task.label_of(e) is not None and tf.io.gfile.isdir(os.path.join(root, sub, e)) for e in inner):
+            if task.label_of(sub) is None:  # <patient>/<label>/ rather than <class>/<patient>/
+                return "idc"
+    if subdirs:
+        return "class_folders"
+    raise LayoutError(
+        f"image root {root!r} has no sub-folders and no {' or '.join(MANIFEST_NAMES)}: expected "
+        "<patient_id>/<0|1>/*.png (IDC), <class>/*.png (class folders) or a CSV manifest"
+    )
+
+
+def _scan_idc(root: str, task: Task) -> Iterator[Verdict]:
+    for path in walk_files(root):
+        rel = _rel(root, path)
+        parts = rel.split("/")
+        name = parts[-1]
+        if len(parts) != 3:
+            yield Skipped(rel, "outside_layout", "expected <patient_id>/<label>/<file>")
+            continue
+        patient_id, folder, _ = parts
+        label = task.label_of(folder)
+        if label is None:
+            yield Skipped(rel, "unknown_label", f"label folder {folder!r} is not one of {sorted(task.folder_labels)}")
+            continue
+        match = IDC_NAME.match(name)
+        if match and task.label_of(match.group("cls")) != label:
+            yield Skipped(rel, "label_conflict", f"folder says {folder}, file name says class{match.group('cls')}")
+            continue
+        yield Candidate(path, rel, label, patient_id)
+
+
+def _scan_class_folders(root: str, task: Task) -> Iterator[Verdict]:
+    for path in walk_files(root):
+        rel = _rel(root, path)
+        parts = rel.split("/")
+        if len(parts) not in (2, 3):
+            yield Skipped(rel, "outside_layout", "expected <class>/<file> or <class>/<patient_id>/<file>")
+            continue
+        if MASK_NAME.search(parts[-1]):
+            yield Skipped(rel, "mask_file", "segmentation mask")
+            continue
+        label = task.label_of(parts[0])
+        if label is None:
+            yield Skipped(rel, "unknown_label", f"class folder {parts[0]!r} is not one of {list(task.class_names)}")
+            continue
+        # BUSI has no patient ids: each image is its own group unless a patient level exists.
+        patient_id = parts[1] if len(parts) == 3 else os.path.splitext(parts[1])[0]
+        yield Candidate(path, rel, label, patient_id)
+
+
+def _scan_manifest(root: str, task: Task) -> Iterator[Verdict]:
+    manifest = find_manifest(root)
+    if manifest is None:
+        raise LayoutError(f"no {' or '.join(MANIFEST_NAMES)} in {root!r}")
+    listed: Dict[str, None] = {}
+    with tf.io.gfile.GFile(manifest) as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        if not all(c in columns for c in MANIFEST_COLUMNS):
+            raise LayoutError(f"{manifest}: header must have columns path,label[,patient_id]; found {columns}")
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            where = f"{os.path.basename(manifest)}:{line}"
+            if not row.get("path") or not row.get("label"):
+                yield Skipped(where, "manifest_row", f"row {line} lacks a path or a label")
+                continue
+            path = row["path"] if os.path.isabs(row["path"]) else os.path.join(root, row["path"])
+            path = os.path.normpath(path)
+            rel = _rel(root, path)
+            listed[path] = None
+            if not tf.io.gfile.exists(path):
+                yield Skipped(rel, "missing_file", f"listed at {where}, not found")
+                continue
+            label = task.label_of(row["label"])
+            if label is None:
+                yield Skipped(rel, "unknown_label", f"label {row['label']!r} at {where} is not one of {list(task.class_names)}")
+                continue
+            patient_id = row.get("patient_id") or os.path.basename(os.path.dirname(path)) or "unknown"
+            yield Candidate(path, rel, label, patient_id)
+    for path in walk_files(root):
+        if path == os.path.normpath(manifest):
+            yield Skipped(_rel(root, path), "manifest_file", "the manifest")
+        elif os.path.normpath(path) not in listed:
+            yield Skipped(_rel(root, path), "not_in_manifest", "not listed in the manifest")
+
+
+_SCANNERS = {"idc": _scan_idc, "class_folders": _scan_class_folders, "manifest": _scan_manifest}
+
+
+def scan(root: str, task: Task, layout: str = "auto") -> Iterator[Verdict]:
+    """One verdict per file under ``root`` (and per manifest row), from paths alone.
+
+    Raises:
+        LayoutError: the root is missing, empty, or in no known layout.
+    """
+    if layout == "auto":
+        layout = detect(root, task)
+    elif not tf.io.gfile.isdir(root):
+        raise LayoutError(f"image root {root!r} does not exist or is not a folder")
+    if layout not in _SCANNERS:
+        raise LayoutError(f"unknown layout {layout!r}; known: {', '.join(_SCANNERS)}")
+    return _SCANNERS[layout](root, task)

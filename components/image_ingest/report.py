@@ -1,0 +1,89 @@
+"""The ingest report: every input file, ingested or skipped with its reason.
+
+ImageIngest's executor calls `build()` on the per-file outcomes and writes the result
+as ``ingest_report.json`` and, through `render_markdown()`, ``ingest_report.md`` beside
+the TFRecords. The CLI's end-of-run table reads the JSON back.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Any, Dict, Iterable, List, NamedTuple, Sequence
+
+from components.image_ingest.layouts import REASONS
+
+REPORT_JSON = "ingest_report.json"
+REPORT_MD = "ingest_report.md"
+
+
+class Outcome(NamedTuple):
+    """What happened to one file (or manifest row)."""
+
+    rel: str
+    ingested: bool
+    reason: str = ""  # a key of layouts.REASONS when skipped
+    detail: str = ""
+    label: int = -1
+    patient_id: str = ""
+    size: str = ""  # "HxW" of an ingested image
+
+
+def build(outcomes: Iterable[Outcome], class_names: Sequence[str], meta: Dict[str, Any]) -> Dict[str, Any]:
+    """Aggregates outcomes into the report dict (JSON-ready; ``meta`` is copied in)."""
+    outcomes = sorted(outcomes, key=lambda o: o.rel)
+    by_reason: Dict[str, int] = collections.Counter()
+    by_class: Dict[str, int] = collections.Counter({name: 0 for name in class_names})
+    per_patient: Dict[str, Dict[str, int]] = collections.defaultdict(lambda: collections.Counter())
+    sizes: Dict[str, int] = collections.Counter()
+    skipped: List[Dict[str, str]] = []
+    for o in outcomes:
+        if o.ingested:
+            name = class_names[o.label]
+            by_class[name] += 1
+            per_patient[o.patient_id][name] += 1
+            sizes[o.size] += 1
+        else:
+            by_reason[o.reason] += 1
+            skipped.append({"path": o.rel, "reason": o.reason, "detail": o.detail})
+            if o.patient_id:
+                per_patient[o.patient_id]["skipped"] += 1
+    ingested = sum(by_class.values())
+    report = dict(meta)
+    report.update(
+        {
+            "entries": len(outcomes),
+            "ingested": ingested,
+            "skipped": len(skipped),
+            "ingested_by_class": dict(by_class),
+            "skipped_by_reason": dict(sorted(by_reason.items())),
+            "patients": sum(1 for counts in per_patient.values() if any(counts[n] for n in class_names)),
+            "per_patient": {pid: dict(counts) for pid, counts in sorted(per_patient.items())},
+            "image_sizes": dict(sizes.most_common()),
+            "skipped_files": skipped,
+        }
+    )
+    return report
+
+
+def render_markdown(report: Dict[str, Any], max_listed: int = 50) -> str:
+    """A readable summary of a report made by `build()`."""
+    lines = [
+        "# Ingest report",
+        "",
+        f"- image root: `{report.get('image_root', '?')}` (layout: {report.get('layout', '?')}, "
+        f"task: {report.get('task', '?')}, validation: {report.get('validation', '?')})",
+        f"- entries: **{report['entries']}** = ingested **{report['ingested']}** + skipped **{report['skipped']}**",
+        f"- patients with images: {report['patients']}",
+        "",
+        "| class | images |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {name} | {n} |" for name, n in report["ingested_by_class"].items()]
+    if report["skipped_by_reason"]:
+        lines += ["", "| skipped because | files | meaning |", "| --- | ---: | --- |"]
+        lines += [f"| {r} | {n} | {REASONS.get(r, '')} |" for r, n in report["skipped_by_reason"].items()]
+        lines += ["", f"## Skipped files{' (first %d)' % max_listed if report['skipped'] > max_listed else ''}", ""]
+        lines += [f"- `{s['path']}`: {s['reason']} ({s['detail']})" for s in report["skipped_files"][:max_listed]]
+    sizes = report.get("image_sizes", {})
+    if sizes:
+        lines += ["", "Image sizes (HxW): " + ", ".join(f"{k}: {v}" for k, v in list(sizes.items())[:8])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Trainer module package (its folder holds only the module file: TFX hashes the folder)."""

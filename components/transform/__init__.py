@@ -1,0 +1,1 @@
+"""Transform module package (its folder holds only the module file: TFX hashes the folder)."""

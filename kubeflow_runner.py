@@ -1,0 +1,179 @@
+"""Compiles the pipeline for a cluster: KubeflowV2DagRunner to a Kubeflow Pipelines 2 /
+Vertex AI Pipelines package.
+
+`python kubeflow_runner.py` (or `breastdx pipeline compile|create|update`, which call
+`compile_pipeline()`) builds the same `create_pipeline()` as `local_runner.py` and
+changes only what a cluster needs:
+
+- the pipeline root, data and serving roots under ``BREASTDX_GCS_ROOT`` (gs://…);
+- Beam flags for the data components (DirectRunner in the pod, or Dataflow);
+- the Trainer on a GPU (`ResourceSpec` accelerator) with a distribution strategy;
+- user code by module path: the pipeline image has this project installed, so
+  Transform and Trainer import `components.…` there, and nothing is packaged or
+  uploaded at compile time (TFX would otherwise upload a wheel to the gs:// root).
+
+Settings: `pipeline.configs.load()` (the model) and `pipeline.cluster_configs.load()`
+(the cluster); both read BREASTDX_* variables.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any, Dict, Optional
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (README)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+from tfx.types import standard_component_specs as specs  # noqa: E402
+
+from pipeline import cluster_configs, configs  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
+
+log = logging.getLogger("breastdx")
+
+TRAINER_ID = "Trainer"
+TRANSFORM_ID = "Transform"
+# Functions in the installed package (and so in the pipeline image) that the
+# Transform and Trainer executors import.
+PREPROCESSING_FN = "components.transform.transform_module.preprocessing_fn"
+RUN_FN = "components.trainer.trainer_module.run_fn"
+
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+
+
+class CompileError(RuntimeError):
+    """The pipeline cannot be compiled as configured (the message says what to change)."""
+
+
+def _component(pipeline: tfx.dsl.Pipeline, component_id: str):
+    for component in pipeline.components:
+        if component.id == component_id:
+            return component
+    raise CompileError(f"the pipeline has no component with id {component_id!r}; "
+                       f"ids: {', '.join(c.id for c in pipeline.components)}")
+
+
+def trainer_resources(cluster: cluster_configs.ClusterConfig) -> ResourceSpec:
+    """The Trainer's container resources: CPU and memory limits and the GPU."""
+    wanted = cluster.trainer_resources()
+    spec = ResourceSpec(cpu_limit=wanted["cpu_limit"], memory_limit=wanted["memory_limit"])
+    if wanted["accelerator_count"]:
+        spec.accelerator.CopyFrom(ResourceSpec.AcceleratorConfig(
+            type=wanted["accelerator_type"], count=wanted["accelerator_count"]))
+    return spec
+
+
+def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.ClusterConfig,
+                      component_id: str = TRAINER_ID) -> tfx.dsl.Pipeline:
+    """Puts the Trainer on the GPU node pool and tells `run_fn` the distribution strategy.
+
+    `create_pipeline()` builds the Trainer itself; this hook finds it by id and attaches
+    the platform config (compiled into the executor's ``resources``) and adds
+    ``distribution_strategy`` to its ``custom_config``.
+    """
+    trainer = _component(pipeline, component_id)
+    trainer.with_platform_config(trainer_resources(cluster))
+    custom_config = json.loads(trainer.exec_properties.get(specs.CUSTOM_CONFIG_KEY) or "{}")
+    custom_config["distribution_strategy"] = cluster.distribution_strategy
+    trainer.exec_properties[specs.CUSTOM_CONFIG_KEY] = json.dumps(custom_config, sort_keys=True)
+    return pipeline
+
+
+def use_installed_user_code(pipeline: tfx.dsl.Pipeline) -> tfx.dsl.Pipeline:
+    """Points Transform and Trainer at functions of the installed package instead of
+    module files, so that compiling packages nothing (no wheel upload to the gs:// root)
+    and the executors import the code the image was built with.
+
+    A no-op for a component already built with a function path.
+    """
+    for component_id, fn_key, fn_path in ((TRANSFORM_ID, specs.PREPROCESSING_FN_KEY, PREPROCESSING_FN),
+                                          (TRAINER_ID, specs.RUN_FN_KEY, RUN_FN)):
+        component = _component(pipeline, component_id)
+        if not component.exec_properties.get(specs.MODULE_FILE_KEY):
+            continue
+        component.exec_properties[specs.MODULE_FILE_KEY] = None
+        component.exec_properties[fn_key] = fn_path
+        # The wheel packaging registered at construction resolves to nothing once the
+        # module file is gone; drop it so no step depends on it.
+        component._pip_dependencies = []  # pylint: disable=protected-access
+    return pipeline
+
+
+def use_image_paths(pipeline: tfx.dsl.Pipeline, image_project_dir: str,
+                    project_dir: str = cluster_configs.PROJECT_DIR) -> tfx.dsl.Pipeline:
+    """Rewrites exec properties that name a file of this source tree (the curated
+    schema) to the same file in the image, where the executors read it."""
+    prefix = project_dir.rstrip(os.sep) + os.sep
+    for component in pipeline.components:
+        for key, value in list(component.exec_properties.items()):
+            if isinstance(value, str) and value.startswith(prefix):
+                relative = os.path.relpath(value, project_dir).replace(os.sep, "/")
+                component.exec_properties[key] = f"{image_project_dir.rstrip('/')}/{relative}"
+    return pipeline
+
+
+def build(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig) -> tfx.dsl.Pipeline:
+    """`create_pipeline()` with the cluster's roots, Beam flags, Trainer resources and
+    installed user code. ``config.workdir`` must already be the gs:// root."""
+    pipeline = create_pipeline(
+        config,
+        beam_pipeline_args=cluster.beam_pipeline_args(),
+        # The cluster's orchestrator owns ML Metadata, and the image root is in GCS:
+        # ImageIngest fingerprints it at run time instead of here.
+        metadata_connection_config=None,
+        input_fingerprint=None,
+    )
+    use_installed_user_code(pipeline)
+    use_image_paths(pipeline, cluster.image_project_dir)
+    configure_trainer(pipeline, cluster)
+    return pipeline
+
+
+def cluster_pipeline_config(cluster: cluster_configs.ClusterConfig,
+                            env: Optional[Dict[str, str]] = None, **overrides: Any) -> configs.PipelineConfig:
+    """The model's settings with every path under the cluster's GCS root."""
+    cluster.require("gcs_root")
+    return configs.load(env=cluster_configs.without_cluster_env(env), workdir=cluster.gcs_root, **overrides)
+
+
+def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig,
+                     output_path: Optional[str] = None) -> str:
+    """Compiles the pipeline to a package and returns its path.
+
+    A ``.yaml`` path gets the bare PipelineSpec (what KFP's upload API takes; the
+    pipeline root is passed when a run is created); ``.json`` the PipelineJob with the
+    pipeline root in it (what Vertex AI takes).
+
+    Raises:
+        cluster_configs.ClusterConfigError: the image or GCS root is not set.
+    """
+    cluster.require("image", "gcs_root")
+    output_path = os.path.abspath(output_path or cluster.package_for(config.pipeline_name))
+    os.makedirs(os.path.dirname(output_path), exist_ok=True)
+    if os.path.exists(output_path):
+        os.remove(output_path)  # the runner refuses nothing, but stale packages confuse
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            display_name=config.pipeline_name, default_image=cluster.image),
+        output_dir=os.path.dirname(output_path),
+        output_filename=os.path.basename(output_path),
+    )
+    runner.run(build(config, cluster))
+    log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
+             config.pipeline_root)
+    return output_path
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        cluster_settings = cluster_configs.load()
+        path = compile_pipeline(cluster_pipeline_config(cluster_settings), cluster_settings)
+    except (CompileError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(path)

@@ -1,0 +1,52 @@
+"""Runs the pipeline here: LocalDagRunner, Beam's DirectRunner, SQLite metadata.
+
+`python local_runner.py` (or `breastdx run`, which `make demo` calls) checks the
+image root, then runs `create_pipeline()`. Settings come from `pipeline.configs.load()`
+(BREASTDX_* environment variables); this file only chooses the orchestrator, the
+metadata store and the Beam arguments. A re-run with unchanged inputs is served from
+TFX's cache.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (README)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tfx import v1 as tfx  # noqa: E402
+
+from components.image_ingest import layouts  # noqa: E402
+from pipeline import configs, preflight  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
+
+log = logging.getLogger("breastdx")
+
+
+def run(config: configs.PipelineConfig) -> None:
+    """Checks the data, then runs the whole pipeline to a pushed model.
+
+    Raises:
+        preflight.PreflightError: the image root cannot feed the pipeline.
+    """
+    found = preflight.check(config.data_root, config.task_spec, config.layout)
+    log.info("data: %s (%s layout): %d image files to ingest", config.data_root, found.layout, found.candidates)
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    pipeline = create_pipeline(
+        config,
+        beam_pipeline_args=config.beam_pipeline_args(),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path),
+        input_fingerprint=layouts.fingerprint(config.data_root),
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        run(configs.load())
+    except (preflight.PreflightError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""The pipeline's configuration, data contract, wiring and command line."""

@@ -1,0 +1,219 @@
+"""Every setting of the pipeline, once, with its default.
+
+The runners (`local_runner.py`, `kubeflow_runner.py`) and the `breastdx` CLI build a
+`PipelineConfig` with `load()`, the one place where environment variables
+(``BREASTDX_*``) and CLI flags override the defaults below. Nothing under
+`create_pipeline()` reads the environment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from pipeline import contract
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
+COMPONENTS_DIR = os.path.join(PROJECT_DIR, "components")
+
+# Module files live in folders of their own: TFX hashes every .py file in a module
+# file's folder into the user-code wheel, so a neighbour would defeat the cache.
+TRANSFORM_MODULE_FILE = os.path.join(COMPONENTS_DIR, "transform", "transform_module.py")
+TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "trainer", "trainer_module.py")
+
+BACKBONES = (
+    "vgg16",
+    "densenet201",
+    "inception_resnet_v2",
+    "nasnet_mobile",
+    "resnet50",
+    "resnet50_v2",
+    "resnet152_v2",
+    "xception",
+)
+LAYOUTS = ("auto", "idc", "class_folders", "manifest")
+INGEST_VALIDATION = ("structure", "decode")
+
+ENV_PREFIX = "BREASTDX_"
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """All settings. Paths default under ``workdir`` (git-ignored ./workdir)."""
+
+    # what and where
+    task: str = "idc"  # a key of contract.TASKS
+    pipeline_name: str = ""  # default: breastdx-<task>
+    data_root: str = ""  # default: <workdir>/data/<task> (the synthetic set)
+    layout: str = "auto"  # one of LAYOUTS
+    workdir: str = os.path.join(PROJECT_DIR, "workdir")
+    model_name: str = ""  # default: pipeline_name; the served model's name
+
+    # synthetic data (the demo's embedded data set)
+    synthetic_patients: int = 60  # more patients, fewer patches: less lumpy patient splits
+    synthetic_patches_per_patient: int = 33
+    seed: int = 7
+
+    # ingest
+    ingest_validation: str = "structure"  # "structure": PNG chunk walk + CRCs; "decode": full decode
+    ingest_shard_size: int = 500  # files per Beam element
+
+    # splits: hash buckets over patient_id (train:eval:test = 14:3:3 = 70/15/15 %)
+    split_buckets: Tuple[Tuple[str, int], ...] = (("train", 14), ("eval", 3), ("test", 3))
+
+    # trainer
+    backbone: str = "vgg16"
+    weights: Optional[str] = None  # None, "imagenet" or a local .h5 weights file
+    unfreeze_last: int = 4  # with pretrained weights: backbone layers trained, from the top (all without)
+    dense_units: Tuple[int, int] = (512, 128)
+    dropout: float = 0.3
+    # 1e-4 trains the randomly initialised demo model (1e-3 stalled, measured); with
+    # ImageNet weights the study started at 1e-3 with ReduceLROnPlateau down to 1e-4.
+    learning_rate: float = 1e-4
+    min_learning_rate: float = 1e-5
+    lr_factor: float = 0.2
+    batch_size: int = 32
+    train_steps: int = 24
+    eval_steps: int = 8
+    epochs: int = 4  # train_steps are spread over this many epochs (callbacks act per epoch)
+    early_stopping_patience: int = 3
+    class_weights: bool = True
+    augment: bool = True
+
+    # evaluator: blessing
+    auc_lower_bound: float = 0.85  # a model no better than chance (0.5) is never pushed
+    auc_max_regression: float = 0.01  # vs the latest blessed model
+
+    # beam: "in_memory" measured fastest at demo size; "multi_processing" for large data
+    beam_mode: str = "in_memory"
+    beam_workers: int = 0  # 0: one per CPU (multi_processing only)
+    extra_beam_args: Tuple[str, ...] = ()
+
+    enable_cache: bool = True
+
+    # --- derived paths ---------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.task_spec  # validates the task name early
+        if not self.pipeline_name:
+            self.pipeline_name = f"breastdx-{self.task}"
+        if not self.model_name:
+            self.model_name = self.pipeline_name
+        if not self.data_root:
+            self.data_root = os.path.join(self.workdir, "data", self.task)
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.ingest_validation not in INGEST_VALIDATION:
+            raise ValueError(
+                f"ingest_validation must be one of {INGEST_VALIDATION}, got {self.ingest_validation!r}"
+            )
+
+    @property
+    def task_spec(self) -> contract.Task:
+        return contract.get_task(self.task)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.workdir, "pipelines", self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.workdir, "metadata", self.pipeline_name, "metadata.db")
+
+    @property
+    def serving_root(self) -> str:
+        """TF Serving's model base: <serving_root>/<model_name>/<version>/."""
+        return os.path.join(self.workdir, "serving")
+
+    @property
+    def schema_path(self) -> str:
+        return os.path.join(SCHEMA_DIR, f"{self.task}.pbtxt")
+
+    def beam_pipeline_args(self) -> List[str]:
+        args = ["--runner=DirectRunner"]
+        if self.beam_mode == "multi_processing":
+            args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={self.beam_workers}"]
+        return args + list(self.extra_beam_args)
+
+    def trainer_config(self) -> Dict[str, Any]:
+        """Hyperparameters and the task, as the Trainer module's `custom_config`."""
+        task = self.task_spec
+        return {
+            "task": task.name,
+            "class_names": list(task.class_names),
+            "positive_index": task.positive_index,
+            "model_size": list(task.image.model_size),
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "unfreeze_last": self.unfreeze_last,
+            "dense_units": list(self.dense_units),
+            "dropout": self.dropout,
+            "learning_rate": self.learning_rate,
+            "min_learning_rate": self.min_learning_rate,
+            "lr_factor": self.lr_factor,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "early_stopping_patience": self.early_stopping_patience,
+            "class_weights": self.class_weights,
+            "augment": self.augment,
+            "seed": self.seed,
+        }
+
+    def transform_config(self) -> Dict[str, Any]:
+        """The image spec, as the Transform module's `custom_config`."""
+        image = self.task_spec.image
+        return {
+            "model_size": list(image.model_size),
+            "native_size": list(image.native_size) if image.native_size else None,
+        }
+
+
+def _coerce(field: dataclasses.Field, raw: str) -> Any:
+    """Turns an environment string into the field's type."""
+    default = field.default
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{field.name.upper()} must be true or false, got {raw!r}")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if field.name == "weights":
+        return None if raw.lower() in ("", "none") else raw
+    if isinstance(default, tuple) and field.name == "extra_beam_args":
+        return tuple(raw.split())
+    return raw
+
+
+def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineConfig:
+    """Builds the configuration: defaults, then ``BREASTDX_<FIELD>`` variables, then
+    ``overrides`` (CLI flags; None means "not given").
+
+    Raises:
+        ValueError: a variable or flag names an unknown setting or has a bad value.
+    """
+    env = os.environ if env is None else env
+    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    values: Dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in fields:
+            raise ValueError(f"unknown setting {key}; known: {', '.join(ENV_PREFIX + n.upper() for n in fields)}")
+        try:
+            values[name] = _coerce(fields[name], raw)
+        except ValueError as exc:
+            raise ValueError(f"{key}={raw!r}: {exc}") from None
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in fields:
+            raise ValueError(f"unknown setting {name!r}")
+        values[name] = value
+    return PipelineConfig(**values)

@@ -1,0 +1,166 @@
+"""`create_pipeline()`: the only place where the components are wired.
+
+Both runners call it (`local_runner.py` with LocalDagRunner, `kubeflow_runner.py`
+with KubeflowV2DagRunner); they choose paths, the orchestrator and Beam arguments,
+nothing else. Every setting comes from a `PipelineConfig` (pipeline/configs.py).
+
+    ImageIngest -> ImportExampleGen (train/eval/test by patient) -> StatisticsGen
+      -> ImportSchemaGen (curated) -> ExampleValidator -> AnomalyGate
+      -> Transform -> Trainer -> Evaluator (vs latest blessed) -> CardPusher
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components.anomaly_gate import AnomalyGate
+from components.card_pusher import CardPusher
+from components.image_ingest.component import ImageIngest
+from pipeline import contract
+from pipeline.configs import TRAINER_MODULE_FILE, TRANSFORM_MODULE_FILE, PipelineConfig
+
+
+def split_config(config: PipelineConfig) -> tfx.proto.Output:
+    """train/eval/test by hash buckets of patient_id: a patient's images share a split."""
+    return tfx.proto.Output(
+        split_config=tfx.proto.SplitConfig(
+            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                    for name, buckets in config.split_buckets],
+            partition_feature_name=contract.PATIENT_KEY,
+        )
+    )
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Metrics on the patient-grouped eval split, and the blessing: AUC of the positive
+    class above an absolute floor (chance is 0.5) and no worse than the latest blessed
+    model's."""
+    task = config.task_spec
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.auc_lower_bound}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.auc_max_regression}),
+    )
+    metrics = [
+        tfma.MetricConfig(class_name="ExampleCount"),
+        tfma.MetricConfig(class_name="BinaryAccuracy"),
+        tfma.MetricConfig(class_name="Precision"),
+        tfma.MetricConfig(class_name="Recall"),
+        tfma.MetricConfig(class_name="AUC", threshold=auc_threshold),
+        tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds", config='{"thresholds": [0.5]}'),
+        tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
+        tfma.MetricConfig(class_name="CalibrationPlot"),
+    ]
+    if task.num_classes == 2:
+        # `positive_probability` scores the positive class (label 1).
+        model_spec = tfma.ModelSpec(signature_name=contract.SIGNATURE_EXAMPLES, label_key=contract.LABEL_KEY,
+                                    prediction_key=contract.OUTPUT_POSITIVE, model_type="tf_generic")
+        metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+    else:
+        # Several classes: accuracy over all, and the binary metrics one-vs-rest on the
+        # positive class (e.g. malignant vs the rest).
+        model_spec = tfma.ModelSpec(signature_name=contract.SIGNATURE_EXAMPLES, label_key=contract.LABEL_KEY,
+                                    prediction_key=contract.OUTPUT_PROBABILITIES, model_type="tf_generic")
+        metrics_specs = [
+            tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"),
+                                      tfma.MetricConfig(class_name="SparseCategoricalAccuracy"),
+                                      tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot")]),
+            tfma.MetricsSpec(metrics=metrics[1:],
+                             binarize=tfma.BinarizationOptions(class_ids={"values": [task.positive_index]})),
+        ]
+    return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=[tfma.SlicingSpec()],
+                           metrics_specs=metrics_specs)
+
+
+def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
+                    metadata_connection_config: Optional[Any] = None,
+                    input_fingerprint: Optional[str] = None,
+                    transform_module: str = TRANSFORM_MODULE_FILE,
+                    trainer_module: str = TRAINER_MODULE_FILE) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for ``config``.
+
+    Args:
+        config: every setting (data root, task, hyperparameters, blessing).
+        beam_pipeline_args: Beam flags for the data components (the runner's choice).
+        metadata_connection_config: ML Metadata connection (local runs: SQLite).
+        input_fingerprint: digest of the image root (layouts.fingerprint); ImageIngest's
+            cache key, so a changed tree is ingested again.
+        transform_module, trainer_module: the module files TFX packages for Transform
+            and Trainer.
+    """
+    task = config.task_spec
+    ingest = ImageIngest(
+        image_root=config.data_root,
+        task=task.name,
+        layout=config.layout,
+        validation=config.ingest_validation,
+        shard_size=config.ingest_shard_size,
+        input_fingerprint=input_fingerprint,
+    ).with_id("ImageIngest")
+
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=ingest.outputs["records_base"].future()[0].value,
+        output_config=split_config(config),
+    ).with_id("ImportExampleGen")
+
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path).with_id("ImportSchemaGen")
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id("ExampleValidator")
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomalyGate")
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=transform_module,
+        custom_config=config.transform_config(),
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
+    ).with_id("Transform")
+    transform.add_upstream_node(anomaly_gate)
+
+    trainer = tfx.components.Trainer(
+        module_file=trainer_module,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
+        custom_config=config.trainer_config(),
+    ).with_id("Trainer")
+
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModel")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(config),
+        example_splits=["eval"],
+    ).with_id("Evaluator")
+
+    pusher = CardPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=f"{config.serving_root}/{config.model_name}")
+        ),
+    ).with_id("Pusher")
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+                    transform, trainer, baseline, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )

@@ -1,0 +1,178 @@
+"""The end-of-run summary: what went in, how it was split, how the model did, where it went.
+
+`breastdx demo` and `breastdx summary` call `summarize()` after a local run. It reads
+the newest artifacts from the run's ML Metadata store, counts patients per split in
+ImportExampleGen's output, and scores the held-out **test** split with the pushed
+SavedModel's `serving_examples` signature (metrics in NumPy, independent of TFMA, with
+a patient-level bootstrap CI). The result is printed as a table and saved as JSON.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from tfx import v1 as tfx
+
+from components.image_ingest import report as ingest_report
+from pipeline import contract, metrics
+from pipeline.configs import PipelineConfig
+
+SUMMARY_FILE = "run_summary.json"
+
+
+def _latest(store: metadata_store.MetadataStore, type_name: str) -> Optional[Any]:
+    try:
+        artifacts = store.get_artifacts_by_type(type_name)
+    except Exception:  # the type is unknown until a run has produced one
+        return None
+    artifacts = [a for a in artifacts if a.state == a.LIVE] or artifacts
+    return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+
+def _prop(artifact: Any, name: str) -> Any:
+    if artifact is None or name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    return value.WhichOneof("value") and getattr(value, value.WhichOneof("value"))
+
+
+def split_records(examples_uri: str, split: str) -> List[str]:
+    return sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+
+
+def split_counts(examples_uri: str, splits: List[str], num_classes: int) -> Dict[str, Dict[str, Any]]:
+    """Images per class and patients per split, from ImportExampleGen's output."""
+    spec = {contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+            contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
+    result = {}
+    for split in splits:
+        labels = collections.Counter()
+        patients = set()
+        dataset = tf.data.TFRecordDataset(split_records(examples_uri, split), compression_type="GZIP")
+        for batch in dataset.batch(512).map(lambda x: tf.io.parse_example(x, spec)).as_numpy_iterator():
+            labels.update(batch[contract.LABEL_KEY].tolist())
+            patients.update(batch[contract.PATIENT_KEY].tolist())
+        result[split] = {"images": sum(labels.values()), "patients": len(patients),
+                         "per_class": [labels.get(i, 0) for i in range(num_classes)]}
+    return result
+
+
+def score_split(model_dir: str, examples_uri: str, split: str, positive_index: int) -> Dict[str, Any]:
+    """Runs the exported model's tf.Example signature over a split: metrics with n and CI."""
+    model = tf.saved_model.load(model_dir)
+    serve = model.signatures[contract.SIGNATURE_EXAMPLES]
+    spec = {contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+            contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
+    labels, scores, patients = [], [], []
+    dataset = tf.data.TFRecordDataset(split_records(examples_uri, split), compression_type="GZIP").batch(128)
+    for batch in dataset:
+        parsed = tf.io.parse_example(batch, spec)
+        outputs = serve(**{contract.SERVING_INPUT_EXAMPLES: batch})
+        labels.append(parsed[contract.LABEL_KEY].numpy())
+        patients.append(parsed[contract.PATIENT_KEY].numpy())
+        scores.append(outputs[contract.OUTPUT_POSITIVE].numpy())
+    y = (np.concatenate(labels) == positive_index).astype(int)
+    s = np.concatenate(scores)
+    groups = np.concatenate(patients)
+    result = metrics.binary_metrics(y, s)
+    result["n_images"] = int(len(y))
+    result["n_patients"] = int(len(np.unique(groups)))
+    result["auc_ci95_patient_bootstrap"] = metrics.patient_bootstrap(y, s, groups)
+    return result
+
+
+def summarize(config: PipelineConfig) -> Dict[str, Any]:
+    """Collects the newest run's facts (see the module docstring); saves them as JSON."""
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    task = config.task_spec
+    summary: Dict[str, Any] = {"pipeline": config.pipeline_name, "task": task.name,
+                               "class_names": list(task.class_names), "data_root": config.data_root}
+
+    records = _latest(store, "ImageRecords")
+    if records is not None:
+        with tf.io.gfile.GFile(os.path.join(records.uri, ingest_report.REPORT_JSON)) as handle:
+            report = json.load(handle)
+        summary["ingest"] = {k: report[k] for k in ("entries", "ingested", "skipped", "skipped_by_reason",
+                                                      "ingested_by_class", "patients")}
+        summary["ingest"]["report"] = os.path.join(records.uri, ingest_report.REPORT_MD)
+
+    examples = _latest(store, "Examples")
+    examples_uri = None
+    if examples is not None:
+        # ImportExampleGen's output is the Examples artifact without "transformed" in its path.
+        candidates = [a for a in store.get_artifacts_by_type("Examples") if "ImportExampleGen" in a.uri]
+        examples_uri = max(candidates, key=lambda a: a.id).uri if candidates else None
+    if examples_uri:
+        summary["splits"] = split_counts(examples_uri, [name for name, _ in config.split_buckets], task.num_classes)
+
+    blessing = _latest(store, "ModelBlessing")
+    summary["blessed"] = bool(_prop(blessing, "blessed")) if blessing is not None else None
+    pushed = _latest(store, "PushedModel")
+    destination = _prop(pushed, "pushed_destination") if pushed is not None and _prop(pushed, "pushed") else None
+    summary["pushed_model"] = destination
+    card_path = os.path.join(destination, contract.MODEL_CARD_RELPATH) if destination else None
+    if card_path and tf.io.gfile.exists(card_path):
+        with tf.io.gfile.GFile(card_path) as handle:
+            summary["eval_metrics"] = json.load(handle).get("evaluation", {}).get("metrics")
+    model = _latest(store, "Model")
+    model_dir = destination or (os.path.join(model.uri, "Format-Serving") if model is not None else None)
+    if model_dir and examples_uri and split_records(examples_uri, "test"):
+        summary["test_metrics"] = score_split(model_dir, examples_uri, "test", task.positive_index)
+        summary["test_metrics"]["scored_model"] = model_dir
+    summary["synthetic_data"] = os.path.abspath(config.data_root).startswith(os.path.abspath(config.workdir))
+
+    out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
+    os.makedirs(out_dir, exist_ok=True)
+    summary["summary_file"] = os.path.join(out_dir, SUMMARY_FILE)
+    with open(summary["summary_file"], "w") as handle:
+        json.dump(summary, handle, indent=1, default=str)
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if np.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def render(summary: Dict[str, Any]) -> str:
+    """The summary as a short plain-text table."""
+    names = summary["class_names"]
+    rows = [("pipeline", summary["pipeline"])]
+    ingest = summary.get("ingest")
+    if ingest:
+        reasons = ", ".join(f"{k} {v}" for k, v in ingest["skipped_by_reason"].items()) or "none"
+        rows += [("files", f"{ingest['entries']} = {ingest['ingested']} ingested + {ingest['skipped']} skipped "
+                           f"({reasons})"),
+                 ("ingest report", ingest["report"])]
+    for split, counts in summary.get("splits", {}).items():
+        per_class = ", ".join(f"{n} {c}" for n, c in zip(names, counts["per_class"]))
+        rows.append((f"split {split}", f"{counts['patients']} patients, {counts['images']} images ({per_class})"))
+    eval_metrics = summary.get("eval_metrics") or {}
+    if eval_metrics:
+        picked = {k: eval_metrics[k] for k in ("auc", "binary_accuracy", "precision", "recall", "example_count")
+                  if k in eval_metrics}
+        rows.append(("eval (TFMA)", ", ".join(f"{k} {_fmt(v)}" for k, v in picked.items())))
+    test = summary.get("test_metrics")
+    if test:
+        ci = test.get("auc_ci95_patient_bootstrap")
+        ci_text = f" [95% CI {ci['low']:.3f}-{ci['high']:.3f}, patient bootstrap]" if ci else ""
+        rows.append(("test AUC", f"{_fmt(test['auc'])}{ci_text}, n={test['n_images']} images / "
+                                 f"{test['n_patients']} patients"))
+        rows.append(("test @0.5", f"accuracy {_fmt(test['accuracy'])}, sensitivity {_fmt(test['sensitivity'])}, "
+                                  f"specificity {_fmt(test['specificity'])}"))
+    rows.append(("blessed", {True: "yes", False: "NO (below the threshold: not pushed)", None: "n/a"}[summary["blessed"]]))
+    rows.append(("pushed model", summary.get("pushed_model") or "none"))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    if summary.get("synthetic_data"):
+        lines.append("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on tissue.")
+    lines.append(contract.RESEARCH_ONLY)
+    return "\n".join(lines)

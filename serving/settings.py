@@ -1,0 +1,11 @@
+"""The model server's defaults, named once; TensorFlow-free so the CLI can import them.
+
+Read by ``serving.cli``, ``serving.model_store``, ``serving.batching`` and ``serving.server``.
+"""
+DEFAULT_PORT = 8501  # TF Serving's REST port
+DEFAULT_HOST = "127.0.0.1"  # local only; a container passes --host 0.0.0.0
+DEFAULT_POLL_SECONDS = 2.0  # TF Serving polls every 1 s; Pusher writes rarely
+DEFAULT_NUM_VERSIONS = 3  # newest N versions stay loaded so the web app can go back to one
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_BATCH_TIMEOUT_S = 0.002  # waiting longer only adds latency on two cores
+DEFAULT_BATCH_THREADS = 2
