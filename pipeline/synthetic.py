@@ -137,6 +137,7 @@ def write_idc(root: str, patients: int = 40, patches_per_patient: int = 50, seed
 def _plant_idc_quirks(root: str, ids: List[str], seed: int) -> Dict[str, str]:
     """The real set's oddities; returns {relative path: the reason ingest must report}."""
     rng = np.random.default_rng([seed, 10_000])
+    ids = [ids[i % len(ids)] for i in range(5)]  # small trees: patients carry several quirks
     quirks: Dict[str, str] = {}
     stray = {".DS_Store": b"\x00\x00\x00\x01Bud1", os.path.join(ids[0], "Thumbs.db"): b"\xd0\xcf\x11\xe0",
              os.path.join(ids[1], "1", "notes.txt"): b"slide scanned twice\n"}
@@ -145,13 +146,13 @@ def _plant_idc_quirks(root: str, ids: List[str], seed: int) -> Dict[str, str]:
         quirks[rel.replace(os.sep, "/")] = "outside_layout" if rel.count(os.sep) != 2 else "not_an_image"
     # a truncated PNG (a download cut short), a zero-byte file, a mislabelled file
     victim_dir = os.path.join(root, ids[2], "0")
-    victim = sorted(os.listdir(victim_dir))[0]
+    victim = sorted(n for n in os.listdir(victim_dir) if n.endswith(".png"))[0]
     with open(os.path.join(victim_dir, victim), "rb") as handle:
         data = handle.read()
     _write(os.path.join(victim_dir, victim), data[: len(data) // 2])
     quirks[f"{ids[2]}/0/{victim}"] = "corrupt"
     empty_dir = os.path.join(root, ids[3], "0")
-    empty = sorted(os.listdir(empty_dir))[-1]
+    empty = sorted(n for n in os.listdir(empty_dir) if n.endswith(".png") and f"{ids[3]}/0/{n}" not in quirks)[-1]
     _write(os.path.join(empty_dir, empty), b"")
     quirks[f"{ids[3]}/0/{empty}"] = "empty"
     wrong = f"{ids[4]}_idx5_x9001_y9001_class1.png"

@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make demo` and `make test` (each sets up what it needs).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/breastdx
+# TFX 1.16 needs Python 3.9-3.10; .python-version (3.10) makes pyenv's python3.10 resolve.
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || pyenv which python3.10 2>/dev/null)
+PYTEST_ARGS ?=
+
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv demo test test-fast serve web bench clean lock
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -n "$(PYTHON310)" || { echo "error: python3.10 not found (TFX 1.16 needs Python 3.9-3.10; try 'pyenv install 3.10')"; exit 1; }
+	@echo "setting up $(VENV) with $(PYTHON310) (TFX 1.16 stack, pinned in constraints.txt; ~2-3 min)"
+	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade "pip<25" wheel "setuptools<76" > $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
+	@$(PY) -m pip install -c constraints.txt -e ".[dev]" >> $(VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(VENV)/install.log | tail -40; exit 1; }
+	@touch $@
+
+demo: venv
+	$(CLI) demo
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+serve: venv
+	$(CLI) serve
+
+web: venv
+	$(CLI) web
+
+bench: venv
+	$(PY) bench/ingest.py
+	$(PY) bench/demo.py
+
+# Rewrites the lock from the current venv (after changing pyproject.toml's dependencies).
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v "^tfx-user-code" > constraints.txt
+
+clean:
+	rm -rf workdir

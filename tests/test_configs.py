@@ -1,0 +1,29 @@
+import pytest
+
+from pipeline import configs, contract
+
+
+def test_defaults_and_paths(tmp_path):
+    config = configs.load(env={}, workdir=str(tmp_path))
+    assert config.pipeline_name == "breastdx-idc" and config.model_name == "breastdx-idc"
+    assert config.metadata_path.startswith(str(tmp_path)) and config.metadata_path.endswith(".db")
+    assert config.trainer_config()["class_names"] == list(contract.get_task("idc").class_names)
+
+
+def test_env_then_flags_override(tmp_path):
+    env = {"BREASTDX_TRAIN_STEPS": "5", "BREASTDX_BACKBONE": "resnet50", "BREASTDX_WEIGHTS": "none",
+           "BREASTDX_CLASS_WEIGHTS": "false", "BREASTDX_WORKDIR": str(tmp_path)}
+    config = configs.load(env=env, backbone="xception")
+    assert config.train_steps == 5 and config.backbone == "xception" and config.weights is None
+    assert config.class_weights is False
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"BREASTDX_NOPE": "1"}, "unknown setting BREASTDX_NOPE"),
+    ({"BREASTDX_TRAIN_STEPS": "many"}, "BREASTDX_TRAIN_STEPS"),
+    ({"BREASTDX_TASK": "lung"}, "unknown task"),
+    ({"BREASTDX_BACKBONE": "alexnet"}, "backbone must be one of"),
+])
+def test_bad_settings_are_clear_errors(env, message):
+    with pytest.raises(ValueError, match=message):
+        configs.load(env=env)
