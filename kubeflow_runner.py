@@ -83,26 +83,6 @@ def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.Clust
     return pipeline
 
 
-def use_installed_user_code(pipeline: tfx.dsl.Pipeline) -> tfx.dsl.Pipeline:
-    """Points Transform and Trainer at functions of the installed package instead of
-    module files, so that compiling packages nothing (no wheel upload to the gs:// root)
-    and the executors import the code the image was built with.
-
-    A no-op for a component already built with a function path.
-    """
-    for component_id, fn_key, fn_path in ((TRANSFORM_ID, specs.PREPROCESSING_FN_KEY, PREPROCESSING_FN),
-                                          (TRAINER_ID, specs.RUN_FN_KEY, RUN_FN)):
-        component = _component(pipeline, component_id)
-        if not component.exec_properties.get(specs.MODULE_FILE_KEY):
-            continue
-        component.exec_properties[specs.MODULE_FILE_KEY] = None
-        component.exec_properties[fn_key] = fn_path
-        # The wheel packaging registered at construction resolves to nothing once the
-        # module file is gone; drop it so no step depends on it.
-        component._pip_dependencies = []  # pylint: disable=protected-access
-    return pipeline
-
-
 def use_image_paths(pipeline: tfx.dsl.Pipeline, image_project_dir: str,
                     project_dir: str = cluster_configs.PROJECT_DIR) -> tfx.dsl.Pipeline:
     """Rewrites exec properties that name a file of this source tree (the curated
@@ -126,8 +106,9 @@ def build(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig
         # ImageIngest fingerprints it at run time instead of here.
         metadata_connection_config=None,
         input_fingerprint=None,
+        transform_module=PREPROCESSING_FN,
+        trainer_module=RUN_FN,
     )
-    use_installed_user_code(pipeline)
     use_image_paths(pipeline, cluster.image_project_dir)
     configure_trainer(pipeline, cluster)
     return pipeline
@@ -138,6 +119,45 @@ def cluster_pipeline_config(cluster: cluster_configs.ClusterConfig,
     """The model's settings with every path under the cluster's GCS root."""
     cluster.require("gcs_root")
     return configs.load(env=cluster_configs.without_cluster_env(env), workdir=cluster.gcs_root, **overrides)
+
+
+def _fix_dag(dag: Dict[str, Any]) -> int:
+    tasks = dag.get("tasks", {})
+    fixed = 0
+    for task in tasks.values():
+        for parameter in task.get("inputs", {}).get("parameters", {}).values():
+            output = parameter.get("taskOutputParameter")
+            if not output:
+                continue
+            producer = output.get("producerTask", "")
+            if producer not in tasks and producer.endswith("_task") and producer[:-len("_task")] in tasks:
+                output["producerTask"] = producer[:-len("_task")]
+                fixed += 1
+            if output["producerTask"] not in task.setdefault("dependentTasks", []):
+                task["dependentTasks"].append(output["producerTask"])
+    return fixed
+
+
+def fix_producer_tasks(path: str) -> int:
+    """Repairs TFX 1.16's KubeflowV2DagRunner output for dynamic exec properties.
+
+    It names the producer of an output parameter ``<node id>_task`` (ImportExampleGen's
+    ``input_base`` from ImageIngest's ``records_base``) while the task itself is named
+    ``<node id>``; the KFP driver resolves producers by task name and would fail. This
+    renames such references to the existing task. Returns how many were fixed.
+    """
+    import yaml
+
+    with open(path) as handle:
+        document = yaml.safe_load(handle) if path.endswith(".yaml") else json.load(handle)
+    spec = document.get("pipelineSpec", document)
+    fixed = _fix_dag(spec.get("root", {}).get("dag", {}))
+    with open(path, "w") as handle:
+        if path.endswith(".yaml"):
+            yaml.safe_dump(document, handle, sort_keys=False)
+        else:
+            json.dump(document, handle, indent=2, sort_keys=True)
+    return fixed
 
 
 def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig,
@@ -163,6 +183,7 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
         output_filename=os.path.basename(output_path),
     )
     runner.run(build(config, cluster))
+    fix_producer_tasks(output_path)
     log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
              config.pipeline_root)
     return output_path

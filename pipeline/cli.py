@@ -38,6 +38,7 @@ _PLUGINS = (
     ("webapp.cli", "add_web_parser"),
     ("serving.predict_cli", "add_predict_parser"),
     ("pipeline.kfp_cli", "add_parsers"),
+    ("pipeline.lab.cli", "add_parsers"),
 )
 
 

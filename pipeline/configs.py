@@ -21,6 +21,9 @@ COMPONENTS_DIR = os.path.join(PROJECT_DIR, "components")
 # file's folder into the user-code wheel, so a neighbour would defeat the cache.
 TRANSFORM_MODULE_FILE = os.path.join(COMPONENTS_DIR, "transform", "transform_module.py")
 TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "trainer", "trainer_module.py")
+SEG_TRANSFORM_MODULE_FILE = os.path.join(COMPONENTS_DIR, "segmentation", "transform", "seg_transform_module.py")
+SEG_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "segmentation", "trainer", "unet_trainer_module.py")
+VARIANTS = ("classify", "segment")
 
 BACKBONES = (
     "vgg16",
@@ -31,11 +34,20 @@ BACKBONES = (
     "resnet50_v2",
     "resnet152_v2",
     "xception",
+    "cnn_lstm",  # a backbone's pooled features -> sequence -> LSTM -> the same head (lstm_backbone)
 )
 LAYOUTS = ("auto", "idc", "class_folders", "manifest")
 INGEST_VALIDATION = ("structure", "decode")
 
 ENV_PREFIX = "BREASTDX_"
+
+# Per-task defaults that differ from the field defaults below; `load()` applies them
+# where neither an environment variable nor a flag sets the field. BUSI: ResNet50 (the
+# backbone of the ultrasound studies) and a blessing floor the 3-class synthetic set
+# reaches in a couple of minutes on 2 cores.
+TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "busi": {"backbone": "resnet50", "auc_lower_bound": 0.8},
+}
 
 
 @dataclasses.dataclass
@@ -92,11 +104,44 @@ class PipelineConfig:
 
     enable_cache: bool = True
 
+    # model lab (pipeline/lab/, issue 5)
+    lstm_backbone: str = "vgg16"  # cnn_lstm's feature extractor
+    lstm_steps: int = 8  # the pooled features are read as this many chunks
+    lstm_units: int = 64
+    optimizer: str = "adam"  # adam, rmsprop or sgd (momentum 0.9)
+    tune: bool = False  # wire TFX's Tuner before the Trainer (KerasTuner random search)
+    tuner_trials: int = 4
+    tuner_train_steps: int = 8  # per trial
+    tuner_epochs: int = 1
+    tuner_learning_rates: Tuple[float, ...] = (1e-4, 3e-4, 1e-3)
+    tuner_dropouts: Tuple[float, ...] = (0.2, 0.3, 0.5)
+    tuner_unfreeze: Tuple[int, ...] = (2, 4, 8)  # only matters with pretrained weights
+    tuner_optimizers: Tuple[str, ...] = ("adam", "rmsprop", "sgd")
+    tuner_batch_sizes: Tuple[int, ...] = (16, 32)
+    # evaluation report: the operating threshold is the highest that keeps this
+    # sensitivity on the eval split; the uncertainty band [low, high] keeps
+    # band_sensitivity below low and band_specificity above high.
+    target_sensitivity: float = 0.95
+    band_sensitivity: float = 0.99
+    band_specificity: float = 0.99
+    bootstrap_resamples: int = 1000
+
+    # imaging presets
+    # "segment": the U-Net variant on images with masks (BUSI); pipeline name gets "-seg"
+    variant: str = "classify"
+    seg_blackbox: bool = False  # train non-malignant masks as empty; classify by predicted area
+    seg_base_filters: int = 16  # U-Net filters at full resolution (doubling per level)
+    seg_depth: int = 4  # poolings; model_size sides must divide by 2**depth
+    seg_learning_rate: float = 1e-3
+    seg_batch_size: int = 8
+
     # --- derived paths ---------------------------------------------------------------
     def __post_init__(self) -> None:
         self.task_spec  # validates the task name early
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not self.pipeline_name:
-            self.pipeline_name = f"breastdx-{self.task}"
+            self.pipeline_name = f"breastdx-{self.task}" + ("-seg" if self.variant == "segment" else "")
         if not self.model_name:
             self.model_name = self.pipeline_name
         if not self.data_root:
@@ -159,6 +204,48 @@ class PipelineConfig:
             "class_weights": self.class_weights,
             "augment": self.augment,
             "seed": self.seed,
+            "optimizer": self.optimizer,
+            "lstm_backbone": self.lstm_backbone,
+            "lstm_steps": self.lstm_steps,
+            "lstm_units": self.lstm_units,
+        }
+
+    def tuner_config(self) -> Dict[str, Any]:
+        """The Trainer's `custom_config` plus the search space, for the Tuner's `tuner_fn`."""
+        return {
+            **self.trainer_config(),
+            "tuner_trials": self.tuner_trials,
+            "tuner_epochs": self.tuner_epochs,
+            "tuner_space": {
+                "learning_rate": list(self.tuner_learning_rates),
+                "dropout": list(self.tuner_dropouts),
+                "unfreeze_last": list(self.tuner_unfreeze),
+                "optimizer": list(self.tuner_optimizers),
+                "batch_size": list(self.tuner_batch_sizes),
+            },
+        }
+
+    @property
+    def segmentation_schema_path(self) -> str:
+        """The curated schema with ``mask_raw`` (the segmentation variant's records)."""
+        return os.path.join(SCHEMA_DIR, f"{self.task}_segmentation.pbtxt")
+
+    def segmentation_trainer_config(self) -> Dict[str, Any]:
+        """The U-Net Trainer module's `custom_config`."""
+        task = self.task_spec
+        return {
+            "task": task.name,
+            "class_names": list(task.class_names),
+            "positive_index": task.positive_index,
+            "model_size": list(task.image.model_size),
+            "base_filters": self.seg_base_filters,
+            "depth": self.seg_depth,
+            "learning_rate": self.seg_learning_rate,
+            "batch_size": self.seg_batch_size,
+            "epochs": self.epochs,
+            "blackbox": self.seg_blackbox,
+            "augment": self.augment,
+            "seed": self.seed,
         }
 
     def transform_config(self) -> Dict[str, Any]:
@@ -200,8 +287,10 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     env = os.environ if env is None else env
     fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
     values: Dict[str, Any] = {}
+    from pipeline import cluster_configs  # the cluster's own BREASTDX_* settings
+
     for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key in cluster_configs.ENV_NAMES:
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in fields:
@@ -216,4 +305,7 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
         if name not in fields:
             raise ValueError(f"unknown setting {name!r}")
         values[name] = value
+    task = values.get("task", fields["task"].default)
+    for name, value in TASK_DEFAULTS.get(task, {}).items():
+        values.setdefault(name, value)
     return PipelineConfig(**values)

@@ -19,7 +19,8 @@ from components.anomaly_gate import AnomalyGate
 from components.card_pusher import CardPusher
 from components.image_ingest.component import ImageIngest
 from pipeline import contract
-from pipeline.configs import TRAINER_MODULE_FILE, TRANSFORM_MODULE_FILE, PipelineConfig
+from pipeline.configs import (SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
+                              TRANSFORM_MODULE_FILE, PipelineConfig)
 
 
 def split_config(config: PipelineConfig) -> tfx.proto.Output:
@@ -74,6 +75,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                            metrics_specs=metrics_specs)
 
 
+def _user_code(module: str, function_arg: str) -> dict:
+    return {"module_file": module} if module.endswith(".py") else {function_arg: module}
+
+
 def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
                     metadata_connection_config: Optional[Any] = None,
                     input_fingerprint: Optional[str] = None,
@@ -87,9 +92,14 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
         metadata_connection_config: ML Metadata connection (local runs: SQLite).
         input_fingerprint: digest of the image root (layouts.fingerprint); ImageIngest's
             cache key, so a changed tree is ingested again.
-        transform_module, trainer_module: the module files TFX packages for Transform
-            and Trainer.
+        transform_module, trainer_module: a module file (``.py``: TFX packages it, and
+            its hash keys the cache) or a dotted function path of the installed package
+            (``components.transform.transform_module.preprocessing_fn``; what a cluster
+            image runs, nothing packaged or uploaded at compile time).
     """
+    if config.variant == "segment":
+        return create_segmentation_pipeline(config, beam_pipeline_args, metadata_connection_config,
+                                            input_fingerprint)
     task = config.task_spec
     ingest = ImageIngest(
         image_root=config.data_root,
@@ -115,14 +125,29 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        module_file=transform_module,
+        **_user_code(transform_module, "preprocessing_fn"),
         custom_config=config.transform_config(),
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
     ).with_id("Transform")
     transform.add_upstream_node(anomaly_gate)
 
+    tuner = None
+    if config.tune:
+        # KerasTuner in the Trainer module's `tuner_fn`; its best values reach run_fn
+        # through `hyperparameters` (see components/trainer/trainer_module.py).
+        tuner = tfx.components.Tuner(
+            **_user_code(trainer_module.replace(".run_fn", ".tuner_fn"), "tuner_fn"),
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.tuner_train_steps),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
+            custom_config=config.tuner_config(),
+        ).with_id("Tuner")
+
     trainer = tfx.components.Trainer(
-        module_file=trainer_module,
+        **_user_code(trainer_module, "run_fn"),
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -159,7 +184,79 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                    transform, trainer, baseline, evaluator, pusher],
+                    transform, *([tuner] if tuner else []), trainer, baseline, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )
+
+
+def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
+                                 metadata_connection_config: Optional[Any] = None,
+                                 input_fingerprint: Optional[str] = None,
+                                 transform_module: str = SEG_TRANSFORM_MODULE_FILE,
+                                 trainer_module: str = SEG_TRAINER_MODULE_FILE) -> tfx.dsl.Pipeline:
+    """The U-Net variant (``config.variant == "segment"``) on images with masks (BUSI).
+
+        ImageIngest (with mask_raw) -> ImportExampleGen -> StatisticsGen
+          -> ImportSchemaGen (<task>_segmentation.pbtxt) -> ExampleValidator -> AnomalyGate
+          -> Transform (image + mask, one geometry) -> Trainer (U-Net; Dice, Jaccard, TPR,
+             FPR and the black-box area classifier on the eval split) -> CardPusher
+
+    TFMA has no segmentation metrics, so the Trainer evaluates and writes them into the
+    model card; the Pusher pushes without a blessing. Arguments as `create_pipeline`.
+    """
+    task = config.task_spec
+    ingest = ImageIngest(
+        image_root=config.data_root,
+        task=task.name,
+        layout=config.layout,
+        validation=config.ingest_validation,
+        shard_size=config.ingest_shard_size,
+        input_fingerprint=input_fingerprint,
+        include_masks=True,
+    ).with_id("ImageIngest")
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=ingest.outputs["records_base"].future()[0].value,
+        output_config=split_config(config),
+    ).with_id("ImportExampleGen")
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.segmentation_schema_path).with_id(
+        "ImportSchemaGen")
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id("ExampleValidator")
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomalyGate")
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        **_user_code(transform_module, "preprocessing_fn"),
+        custom_config=config.transform_config(),
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
+    ).with_id("Transform")
+    transform.add_upstream_node(anomaly_gate)
+    trainer = tfx.components.Trainer(
+        **_user_code(trainer_module, "run_fn"),
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
+        custom_config=config.segmentation_trainer_config(),
+    ).with_id("Trainer")
+    pusher = CardPusher(
+        model=trainer.outputs["model"],
+        model_blessing=None,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=f"{config.serving_root}/{config.model_name}")
+        ),
+    ).with_id("Pusher")
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+                    transform, trainer, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

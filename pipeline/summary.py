@@ -20,6 +20,7 @@ from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
 
 from components.image_ingest import report as ingest_report
+from components.image_ingest.component import ImageRecords
 from pipeline import contract, metrics
 from pipeline.configs import PipelineConfig
 
@@ -95,7 +96,7 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
     summary: Dict[str, Any] = {"pipeline": config.pipeline_name, "task": task.name,
                                "class_names": list(task.class_names), "data_root": config.data_root}
 
-    records = _latest(store, "ImageRecords")
+    records = _latest(store, ImageRecords.TYPE_NAME)
     if records is not None:
         with tf.io.gfile.GFile(os.path.join(records.uri, ingest_report.REPORT_JSON)) as handle:
             report = json.load(handle)

@@ -104,3 +104,14 @@ def test_compile_needs_image_and_gcs_root():
     cluster = cluster_configs.load(env={}, gcs_root=ROOT)
     with pytest.raises(cluster_configs.ClusterConfigError, match="BREASTDX_IMAGE"):
         kubeflow_runner.compile_pipeline(kubeflow_runner.cluster_pipeline_config(cluster, env={}), cluster)
+
+
+@pytest.mark.parametrize("engine", ["kfp", "vertex"])
+def test_dynamic_input_base_names_an_existing_producer_task(compiled, engine):
+    """ImportExampleGen's input_base comes from ImageIngest's output parameter; the
+    producer must be a task of the DAG (TFX 1.16 alone writes "ImageIngest_task")."""
+    spec = _spec(compiled, engine)
+    tasks = spec["root"]["dag"]["tasks"]
+    reference = tasks["ImportExampleGen"]["inputs"]["parameters"]["input_base"]["taskOutputParameter"]
+    assert reference == {"producerTask": "ImageIngest", "outputParameterKey": "records_base"}
+    assert "ImageIngest" in tasks["ImportExampleGen"]["dependentTasks"]

@@ -18,7 +18,7 @@ from components.image_ingest import executor
 class ImageRecords(artifact.Artifact):
     """TFRecords of encoded images plus ingest_report.json / .md."""
 
-    TYPE_NAME = "ImageRecords"
+    TYPE_NAME = "breastdx.ImageRecords"  # KFP v2 wants namespace.Name
 
 
 class ImageIngestSpec(component_spec.ComponentSpec):
@@ -31,6 +31,8 @@ class ImageIngestSpec(component_spec.ComponentSpec):
         # Changes when the files under image_root change, so TFX's cache cannot
         # serve records of an older tree (see layouts.fingerprint).
         executor.FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+        # 1: each record also carries its segmentation mask (`mask_raw`; the U-Net variant).
+        executor.INCLUDE_MASKS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {
@@ -46,7 +48,7 @@ class ImageIngest(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, image_root: str, task: str, layout: str = "auto", validation: str = "structure",
-                 shard_size: int = 500, input_fingerprint: Optional[str] = None):
+                 shard_size: int = 500, input_fingerprint: Optional[str] = None, include_masks: bool = False):
         spec = ImageIngestSpec(
             image_root=image_root,
             layout=layout,
@@ -54,6 +56,7 @@ class ImageIngest(base_beam_component.BaseBeamComponent):
             validation=validation,
             shard_size=shard_size,
             input_fingerprint=input_fingerprint,
+            include_masks=1 if include_masks else None,
             records=channel.Channel(type=ImageRecords),
             records_base=channel.Channel(type=standard_artifacts.String),
         )

@@ -7,13 +7,16 @@ Every file ends as exactly one outcome: ingested, or skipped with a reason.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
+from PIL import Image
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
@@ -30,6 +33,7 @@ TASK_KEY = "task"
 VALIDATION_KEY = "validation"
 SHARD_SIZE_KEY = "shard_size"
 FINGERPRINT_KEY = "input_fingerprint"
+INCLUDE_MASKS_KEY = "include_masks"  # 1: add `mask_raw` (the segmentation variant)
 
 _OUTCOMES = "outcomes"
 
@@ -44,9 +48,25 @@ def _int(value: int) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
-def make_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Candidate) -> tf.train.Example:
-    """The record of one image: its original bytes, label, patient and header facts."""
-    return tf.train.Example(
+def merge_masks(masks: Sequence[bytes]) -> bytes:
+    """One mask from an image's mask files: the file's own bytes when there is one, the
+    union (PNG, 0/255) when there are several, b"" when there is none."""
+    if len(masks) <= 1:
+        return masks[0] if masks else b""
+    union = None
+    for data in masks:
+        grey = np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 127
+        union = grey if union is None else union | grey
+    buffer = io.BytesIO()
+    Image.fromarray((union * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Candidate,
+                 mask: Optional[bytes] = None) -> tf.train.Example:
+    """The record of one image: its original bytes, label, patient and header facts
+    (and, when ``mask`` is not None, its segmentation mask's bytes)."""
+    example = tf.train.Example(
         features=tf.train.Features(
             feature={
                 contract.IMAGE_KEY: _bytes(data),
@@ -59,21 +79,34 @@ def make_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Ca
             }
         )
     )
+    if mask is not None:
+        example.features.feature[contract.MASK_KEY].CopyFrom(_bytes(mask))
+    return example
 
 
-def read_candidate(candidate: layouts.Candidate, validation: str) -> Tuple[bytes, report.Outcome]:
+def read_candidate(candidate: layouts.Candidate, validation: str,
+                   include_masks: bool = False) -> Tuple[bytes, report.Outcome]:
     """Reads and checks one file: (serialized example or b"", its outcome). Never raises
-    for a bad file: the outcome carries the reason."""
+    for a bad file: the outcome carries the reason. With ``include_masks`` the image's
+    masks are read, checked and merged into ``mask_raw``."""
+    mask = None
     try:
         with tf.io.gfile.GFile(candidate.path, "rb") as handle:
             data = handle.read()
         info = image_files.inspect(data, validation)
+        if include_masks:
+            masks = []
+            for path in candidate.masks:
+                with tf.io.gfile.GFile(path, "rb") as handle:
+                    masks.append(handle.read())
+                image_files.inspect(masks[-1], validation)
+            mask = merge_masks(masks)
     except image_files.ImageError as err:
         return b"", report.Outcome(candidate.rel, False, err.reason, err.detail, candidate.label, candidate.patient_id)
     except (OSError, tf.errors.OpError) as err:
         return b"", report.Outcome(candidate.rel, False, "corrupt", f"unreadable: {err}", candidate.label,
                                    candidate.patient_id)
-    example = make_example(data, info, candidate)
+    example = make_example(data, info, candidate, mask)
     outcome = report.Outcome(candidate.rel, True, label=candidate.label, patient_id=candidate.patient_id,
                              size=f"{info.height}x{info.width}")
     return example.SerializeToString(), outcome
@@ -82,8 +115,9 @@ def read_candidate(candidate: layouts.Candidate, validation: str) -> Tuple[bytes
 class _ReadShard(beam.DoFn):
     """Turns a shard of candidates into serialized examples (main output) and outcomes."""
 
-    def __init__(self, validation: str, total: int):
+    def __init__(self, validation: str, total: int, include_masks: bool = False):
         self._validation = validation
+        self._include_masks = include_masks
         self._total = total
         self._ingested = beam.metrics.Metrics.counter("ImageIngest", "ingested")
         self._skipped = beam.metrics.Metrics.counter("ImageIngest", "skipped")
@@ -91,7 +125,7 @@ class _ReadShard(beam.DoFn):
     def process(self, shard: Sequence[layouts.Candidate]) -> Iterator[Any]:
         skipped = 0
         for candidate in shard:
-            serialized, outcome = read_candidate(candidate, self._validation)
+            serialized, outcome = read_candidate(candidate, self._validation, self._include_masks)
             if serialized:
                 yield serialized
             else:
@@ -118,6 +152,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             layout = layouts.detect(root, task)
         validation = exec_properties.get(VALIDATION_KEY) or "structure"
         shard_size = int(exec_properties.get(SHARD_SIZE_KEY) or 500)
+        include_masks = bool(exec_properties.get(INCLUDE_MASKS_KEY) or 0)
 
         records = artifact_utils.get_single_instance(output_dict["records"])
         records_dir = os.path.join(records.uri, RECORDS_DIR)
@@ -135,7 +170,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             results = (
                 p
                 | "Shards" >> beam.Create(_shards(candidates, shard_size))
-                | "Read" >> beam.ParDo(_ReadShard(validation, len(candidates))).with_outputs(_OUTCOMES, main="examples")
+                | "Read" >> beam.ParDo(_ReadShard(validation, len(candidates), include_masks)).with_outputs(_OUTCOMES, main="examples")
             )
             _ = results.examples | "Write" >> beam.io.WriteToTFRecord(
                 os.path.join(records_dir, RECORDS_PREFIX),

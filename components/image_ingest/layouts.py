@@ -19,7 +19,7 @@ import hashlib
 import dataclasses
 import os
 import re
-from typing import Dict, Iterator, List, Optional, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import tensorflow as tf
 
@@ -57,6 +57,7 @@ class Candidate:
     rel: str  # relative to the root, '/'-separated
     label: int
     patient_id: str
+    masks: Tuple[str, ...] = ()  # absolute paths of its segmentation masks (class_folders)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +147,21 @@ def _scan_idc(root: str, task: Task) -> Iterator[Verdict]:
         yield Candidate(path, rel, label, patient_id)
 
 
+def mask_index(files: List[str]) -> Dict[str, Tuple[str, ...]]:
+    """Image path stem -> its mask files (``<stem>_mask.<ext>``, then ``<stem>_mask_<N>.<ext>``
+    in N order; BUSI gives some images two or three masks)."""
+    index: Dict[str, List[str]] = {}
+    for path in files:
+        match = MASK_NAME.search(path)
+        if match:
+            index.setdefault(path[:match.start()], []).append(path)
+    return {stem: tuple(sorted(paths, key=lambda p: (len(p), p))) for stem, paths in index.items()}
+
+
 def _scan_class_folders(root: str, task: Task) -> Iterator[Verdict]:
-    for path in walk_files(root):
+    all_files = walk_files(root)
+    masks = mask_index(all_files)
+    for path in all_files:
         rel = _rel(root, path)
         parts = rel.split("/")
         if len(parts) not in (2, 3):
@@ -162,7 +176,7 @@ def _scan_class_folders(root: str, task: Task) -> Iterator[Verdict]:
             continue
         # BUSI has no patient ids: each image is its own group unless a patient level exists.
         patient_id = parts[1] if len(parts) == 3 else os.path.splitext(parts[1])[0]
-        yield Candidate(path, rel, label, patient_id)
+        yield Candidate(path, rel, label, patient_id, masks.get(os.path.splitext(path)[0], ()))
 
 
 def _scan_manifest(root: str, task: Task) -> Iterator[Verdict]:

@@ -1,0 +1,24 @@
+# The web app image: Flask + gunicorn, no TensorFlow (the web process never imports it;
+# the model server does the preprocessing). Built from the repository root:
+#   docker build -f deploy/webapp.Dockerfile -t $REGISTRY/breastdx-webapp:$TAG .
+FROM python:3.10-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+COPY deploy/webapp-requirements.txt ./requirements.txt
+RUN pip install --no-cache-dir -r requirements.txt
+
+# Only the data contract of the pipeline package: class names and image spec.
+COPY pipeline/__init__.py pipeline/contract.py pipeline/
+COPY webapp/ webapp/
+
+RUN useradd --system --uid 10001 --no-create-home web
+USER 10001
+
+EXPOSE 5000
+# BREASTDX_WEB_* settings come from the Deployment (deploy/k8s/base/webapp.yaml).
+CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--timeout", "60", "webapp:create_app()"]

@@ -1,0 +1,120 @@
+"""The whole pipeline with LocalDagRunner on a small synthetic IDC set (slow: marked e2e)."""
+import collections
+import glob
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from PIL import Image
+from tfx import v1 as tfx
+
+import local_runner
+from components.image_ingest import report
+from pipeline import configs, contract, summary, synthetic
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("e2e"))
+    config = configs.load(env={}, workdir=workdir, train_steps=16, eval_steps=4, seed=5)
+    data = synthetic.write_idc(config.data_root, patients=30, patches_per_patient=18, seed=5)
+    local_runner.run(config)
+    return config, data
+
+
+def _store(config):
+    return metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+
+
+def test_pushed_model_in_tf_serving_layout_answers_png_bytes(run):
+    config, data = run
+    model_dir = os.path.join(config.serving_root, config.model_name)
+    versions = os.listdir(model_dir)
+    assert len(versions) == 1 and versions[0].isdigit()
+    version_dir = os.path.join(model_dir, versions[0])
+    assert os.path.exists(os.path.join(version_dir, "saved_model.pb"))
+    model = tf.saved_model.load(version_dir)
+    pngs = sorted(glob.glob(os.path.join(data.root, "*", "1", "*.png")))[:2] + \
+        sorted(glob.glob(os.path.join(data.root, "*", "0", "*.png")))[-2:]
+    pngs = [p for p in pngs if os.path.getsize(p) > 0]
+    raw = [open(p, "rb").read() for p in pngs]
+    out = model.signatures[contract.SIGNATURE_BYTES](**{contract.SERVING_INPUT_BYTES: tf.constant(raw)})
+    probs = out[contract.OUTPUT_PROBABILITIES].numpy()
+    assert probs.shape == (len(raw), 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    names = [n.decode() for n in out[contract.OUTPUT_CLASS_NAME].numpy()]
+    assert set(names) <= set(contract.get_task("idc").class_names)
+    explained = model.signatures["explain"](**{contract.SERVING_INPUT_BYTES: tf.constant(raw[:1])})
+    heatmap = explained["heatmap"].numpy()
+    assert heatmap.shape == (1, *contract.IDC_MODEL_SIZE) and 0 <= heatmap.min() and heatmap.max() <= 1
+    card = json.load(open(os.path.join(version_dir, contract.MODEL_CARD_RELPATH)))
+    assert card["version"] == int(versions[0]) and card["class_names"] == list(contract.get_task("idc").class_names)
+    assert {"auc", "binary_accuracy", "precision", "recall"} <= set(card["evaluation"]["metrics"])
+    assert "not a diagnosis" in card["intended_use"]
+
+
+def test_ingest_report_counts_every_file(run):
+    config, data = run
+    [records] = glob.glob(os.path.join(config.pipeline_root, "ImageIngest", "records", "*"))
+    result = json.load(open(os.path.join(records, report.REPORT_JSON)))
+    assert result["entries"] == data.files and result["ingested"] == data.images
+    assert result["skipped_by_reason"]["corrupt"] == 1 and result["skipped_by_reason"]["empty"] == 1
+
+
+def test_no_patient_crosses_splits(run):
+    config, data = run
+    [examples] = glob.glob(os.path.join(config.pipeline_root, "ImportExampleGen", "examples", "*"))
+    spec = {contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
+    where = collections.defaultdict(set)
+    for split in ("train", "eval", "test"):
+        files = glob.glob(os.path.join(examples, f"Split-{split}", "*"))
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            where[tf.io.parse_single_example(record, spec)[contract.PATIENT_KEY].numpy()].add(split)
+    assert len(where) == data.patients
+    assert all(len(s) == 1 for s in where.values())
+
+
+def test_model_learns_and_summary_reports_it(run):
+    config, _ = run
+    facts = summary.summarize(config)
+    assert facts["blessed"] is True
+    assert facts["test_metrics"]["auc"] >= 0.9, facts["test_metrics"]
+    assert facts["test_metrics"]["n_patients"] >= 2
+    text = summary.render(facts)
+    assert "test AUC" in text and "SYNTHETIC" in text and contract.RESEARCH_ONLY in text
+
+
+def test_rerun_comes_from_the_cache(run):
+    config, _ = run
+    local_runner.run(config)
+    executions = _store(config).get_executions()
+    trainer_runs = [e for e in executions if e.type == "tfx.components.trainer.component.Trainer"]
+    states = collections.Counter(e.last_known_state for e in trainer_runs)
+    assert states[metadata_store_pb2.Execution.COMPLETE] == 1
+    assert states[metadata_store_pb2.Execution.CACHED] == 1
+    assert len(os.listdir(os.path.join(config.serving_root, config.model_name))) == 1
+
+
+def test_cli_rejects_bad_data_before_the_pipeline(tmp_path):
+    (tmp_path / "empty").mkdir()
+    busi_like = tmp_path / "busi"
+    synthetic.write_busi(str(busi_like), per_class=1)
+    cases = [(str(tmp_path / "missing"), "does not exist"), (str(tmp_path / "empty"), "is empty"),
+             (str(busi_like), "labels the task 'idc' does not know")]
+    for root, message in cases:
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--data-root", root,
+                               "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], done.stderr
+        assert "Traceback" not in done.stderr
