@@ -16,7 +16,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv tools demo test test-fast serve web bench clean lock
+.PHONY: venv tools chromium demo test test-fast serve web bench clean lock
 
 venv: $(VENV)/.installed
 
@@ -39,7 +39,12 @@ $(TOOLS_VENV)/.installed: Makefile
 demo: venv
 	$(CLI) demo
 
-test: venv tools
+# The browser test drives Debian's chromium (Playwright never downloads a browser here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) > /tmp/breastdx-apt.log 2>&1 || { tail -20 /tmp/breastdx-apt.log; exit 1; }; }
+
+test: venv tools chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv tools

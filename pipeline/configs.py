@@ -40,6 +40,8 @@ LAYOUTS = ("auto", "idc", "class_folders", "manifest")
 INGEST_VALIDATION = ("structure", "decode")
 
 ENV_PREFIX = "BREASTDX_"
+# Settings of other processes that share the prefix: the web app's and the model server's.
+OTHER_ENV_PREFIXES = ("BREASTDX_WEB_", "BREASTDX_SERVE_")
 
 # Per-task defaults that differ from the field defaults below; `load()` applies them
 # where neither an environment variable nor a flag sets the field. BUSI: ResNet50 (the
@@ -290,7 +292,8 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     from pipeline import cluster_configs  # the cluster's own BREASTDX_* settings
 
     for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX) or key in cluster_configs.ENV_NAMES:
+        if (not key.startswith(ENV_PREFIX) or key in cluster_configs.ENV_NAMES
+                or key.startswith(OTHER_ENV_PREFIXES)):
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in fields:

@@ -57,9 +57,17 @@ def call_signature(function, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndar
     return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
+_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ", "[Op:")
+
+
 def _first_line(err: Exception) -> str:
+    """The line of a TensorFlow error that says what went wrong, without graph internals."""
     text = getattr(err, "message", None) or str(err)
-    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(_NOISE):
+            return line
+    return type(err).__name__
 
 
 class _Task:

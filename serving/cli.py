@@ -21,8 +21,11 @@ MS_PER_S = 1000.0
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The model server's flags, shared by ``breastdx serve`` and ``python -m serving``."""
-    parser.add_argument("--serving-root", required=True,
-                        help="folder with <model_name>/<integer version>/saved_model.pb (Pusher's output)")
+    parser.add_argument("--serving-root", default=None,
+                        help="folder with <model_name>/<integer version>/saved_model.pb (Pusher's output); "
+                             "default: pipeline.configs' serving root under --workdir")
+    parser.add_argument("--workdir", default=None,
+                        help="the pipeline's workdir, for the default --serving-root (env BREASTDX_WORKDIR)")
     parser.add_argument("--model-name", action="append", default=None,
                         help="model to serve (repeatable); default: every sub-folder of --serving-root")
     parser.add_argument("--model-config-file", default=None,
@@ -61,8 +64,22 @@ def app_factory(args: argparse.Namespace):
     return factory
 
 
+def resolve_serving_root(args: argparse.Namespace) -> str:
+    """``--serving-root``, or the pipeline config's serving root (where Pusher writes)."""
+    if args.serving_root:
+        return args.serving_root
+    from pipeline import configs  # pure Python: the settings' one source of truth
+
+    return configs.load(workdir=getattr(args, "workdir", None)).serving_root
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Validates the flags and serves until interrupted; returns the exit code."""
+    try:
+        args.serving_root = resolve_serving_root(args)
+    except ValueError as err:
+        log.error("%s", err)
+        return 2
     if not os.path.isdir(args.serving_root):
         log.error("--serving-root %s is not a folder", args.serving_root)
         return 2

@@ -230,14 +230,25 @@ class ModelStore:
                 current = dict(self._served.get(name, {}))
             for version in sorted(set(wanted) - set(current), reverse=True):
                 self._load(name, version)
-            stale = set(current) - set(wanted)
-            if stale:
-                with self._lock:
-                    served = self._served.get(name, {})
-                    retired = [served.pop(v) for v in stale if v in served]
-                for loaded in retired:
-                    loaded.retire()
+            self._retire_stale(name, wanted)
         self.polls += 1
+
+    def _retire_stale(self, name: str, wanted: List[int]) -> None:
+        """Drops versions the policy no longer wants, availability first (TF Serving's default).
+
+        While a wanted version failed to load (Pusher still copying, a corrupt export) the
+        old ones keep serving; a version whose folder is gone goes once another one serves.
+        """
+        on_disk = set(self._on_disk(name))
+        with self._lock:
+            served = self._served.get(name, {})
+            complete = all(v in served for v in wanted)
+            stale = [v for v in served if v not in wanted and (complete or v not in on_disk)]
+            if len(stale) == len(served):
+                return  # never retire the last version serving
+            retired = [served.pop(v) for v in stale]
+        for loaded in retired:
+            loaded.retire()
 
     def _reload_config(self) -> None:
         if not self.config_path:

@@ -77,7 +77,8 @@ def _rel(root: str, path: str) -> str:
 def walk_files(root: str) -> List[str]:
     """Every file under root (absolute paths, sorted); works on gs:// roots too."""
     files = []
-    for dirpath, _dirs, names in tf.io.gfile.walk(root):
+    walk = tf.io.gfile.walk if "://" in root else os.walk  # os.walk: 3x faster on local disks
+    for dirpath, _dirs, names in walk(root):
         files.extend(os.path.join(dirpath, name) for name in names)
     return sorted(files)
 

@@ -1,0 +1,220 @@
+"""The Flask app (webapp) through its test client: pages, JSON API, version pinning, CSRF, and
+hostile uploads, which must all end in a 4xx with a message and never reach the model."""
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import pytest
+from PIL import Image
+
+from pipeline import contract
+
+pytest_plugins = ["conftest_serving"]
+
+from serving_helpers import BLUE, CLASS_NAMES, MODEL_NAME, PURPLE, RED, add_version, png_bytes  # noqa: E402
+
+BOMB_SIDE = 20000
+
+
+def upload(client, files, path="/api/predict", **fields):
+    data = {"file": [(io.BytesIO(content), name) for name, content in files], **fields}
+    return client.post(path, data=data, content_type="multipart/form-data")
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_bomb(side: int = BOMB_SIDE) -> bytes:
+    """A valid PNG header declaring side x side RGB pixels, with a few compressed zero rows."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (1 + 3 * side) * 4, 9)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b"")
+
+
+def noisy_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", contract.IDC_PATCH, os.urandom(contract.IDC_PATCH[0] * contract.IDC_PATCH[1] * 3)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def web(web_app_factory, live_model_server):
+    return web_app_factory(SERVER_URL=live_model_server.url)
+
+
+@pytest.fixture
+def client(web):
+    return web.test_client()
+
+
+def test_api_predict_reports_every_fact(client):
+    response = upload(client, [("red.png", png_bytes(RED)), ("purple.png", png_bytes(PURPLE)),
+                               ("blue.jpg", _jpeg(BLUE))])
+    assert response.status_code == 200
+    body = response.json
+    assert body["research_only"] == contract.RESEARCH_ONLY
+    red, purple, blue = body["predictions"]
+    assert (red["file"], red["class_name"], red["model_name"], red["model_version"]) == (
+        "red.png", CLASS_NAMES[1], MODEL_NAME, "1")
+    assert red["probability"] > 0.9 and not red["uncertain"]
+    assert purple["uncertain"] and purple["positive_probability"] == pytest.approx(0.5)
+    assert blue["class_name"] == CLASS_NAMES[0]
+    assert set(red["probabilities"]) == set(CLASS_NAMES)
+    assert len(red["heatmap"]) == contract.IDC_MODEL_SIZE[0]
+    assert "overlay_png" not in red
+
+
+def _jpeg(color) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", contract.IDC_PATCH, color).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_api_overlay_is_a_png_data_uri(client):
+    result = upload(client, [("red.png", png_bytes(RED))], overlay="1").json["predictions"][0]
+    assert result["overlay_png"].startswith("data:image/png;base64,")
+
+
+def test_upload_page_shows_the_answer_heatmap_and_research_line(client):
+    page = client.get("/")
+    assert page.status_code == 200 and contract.RESEARCH_ONLY.encode() in page.data
+    response = upload(client, [("red.png", png_bytes(RED)), ("purple.png", png_bytes(PURPLE))], path="/")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert contract.RESEARCH_ONLY in html
+    assert CLASS_NAMES[1] in html and "uncertain, refer to a pathologist" in html
+    assert html.count('src="data:image/png;base64,') == 2
+    assert f"model {MODEL_NAME} version" in html
+
+
+def test_versions_page_lists_metrics_and_pins_a_version(client, live_model_server, serving_root, tiny_model_dir,
+                                                       server_app):
+    add_version(serving_root, 2, tiny_model_dir)
+    server_app.extensions["model_store"].poll()
+    html = client.get("/versions").get_data(as_text=True)
+    assert "0.910" in html and 'data-version="2"' in html and 'data-version="1"' in html
+    assert upload(client, [("a.png", png_bytes(RED))]).json["predictions"][0]["model_version"] == "2"
+    response = client.post("/versions", data={"version": "1"})
+    assert response.status_code == 302
+    page = upload(client, [("a.png", png_bytes(RED))], path="/").get_data(as_text=True)
+    assert '<span class="model-version">1</span>' in page
+    client.post("/versions", data={"version": ""})
+    page = upload(client, [("a.png", png_bytes(RED))], path="/").get_data(as_text=True)
+    assert '<span class="model-version">2</span>' in page
+    assert client.post("/versions", data={"version": "99"}).status_code == 400
+    api = client.get("/api/versions").json
+    assert [v["version"] for v in api["versions"]] == ["2", "1"]
+    assert api["versions"][0]["metrics"]["AUC"] == pytest.approx(0.91)
+
+
+def test_api_version_field_picks_a_version(client):
+    assert upload(client, [("a.png", png_bytes(RED))], version="1").json["predictions"][0]["model_version"] == "1"
+    response = upload(client, [("a.png", png_bytes(RED))], version="7")
+    assert response.status_code == 404 and "error" in response.json
+    assert upload(client, [("a.png", png_bytes(RED))], version="../1").status_code == 400
+
+
+HOSTILE = {
+    "empty": ("empty.png", b"", 400, "empty"),
+    "text renamed .png": ("notes.png", b"just some text, not an image\n", 400, "not an image"),
+    "truncated PNG": ("cut.png", None, 400, "not a readable"),
+    "PNG bomb": ("bomb.png", None, 413, "pixels"),
+    "path traversal name": ("../../etc/passwd.png", None, 400, "plain file name"),
+    "PNG magic with a JPEG body": ("odd.png", b"\x89PNG\r\n\x1a\n" + b"\xff\xd8\xff" * 10, 400, "not a readable"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("path", ["/api/predict", "/"])
+def test_hostile_uploads_get_a_4xx_with_a_message(client, case, path):
+    name, content, status, words = HOSTILE[case]
+    if content is None:
+        content = {"truncated PNG": noisy_png()[:400], "PNG bomb": png_bomb()}.get(case, png_bytes(RED))
+    response = upload(client, [(name, content)], path=path)
+    assert response.status_code == status
+    text = response.get_data(as_text=True)
+    assert words in text and "Traceback" not in text
+    if path.startswith("/api"):
+        assert set(response.json) == {"error"}
+
+
+def test_no_file_and_too_many_files_are_400(web_app_factory, live_model_server):
+    client = web_app_factory(SERVER_URL=live_model_server.url, MAX_FILES=2).test_client()
+    assert client.post("/api/predict", data={}, content_type="multipart/form-data").status_code == 400
+    response = upload(client, [(f"{i}.png", png_bytes(RED)) for i in range(3)])
+    assert response.status_code == 400 and "at most 2" in response.json["error"]
+
+
+def test_a_huge_body_is_413(web_app_factory, live_model_server):
+    client = web_app_factory(SERVER_URL=live_model_server.url, MAX_CONTENT_LENGTH=64 * 1024).test_client()
+    response = upload(client, [("big.png", png_bytes(RED) + b"\x00" * 128 * 1024)])
+    assert response.status_code == 413 and "error" in response.json
+    page = upload(client, [("big.png", png_bytes(RED) + b"\x00" * 128 * 1024)], path="/")
+    assert page.status_code == 413 and "Traceback" not in page.get_data(as_text=True)
+
+
+def test_an_oversized_file_is_413(web_app_factory, live_model_server):
+    client = web_app_factory(SERVER_URL=live_model_server.url, MAX_FILE_BYTES=1000).test_client()
+    assert upload(client, [("noise.png", noisy_png())]).status_code == 413
+
+
+def test_forms_need_a_csrf_token(web_app_factory, live_model_server):
+    client = web_app_factory(SERVER_URL=live_model_server.url, WTF_CSRF_ENABLED=True).test_client()
+    response = upload(client, [("red.png", png_bytes(RED))], path="/")
+    assert response.status_code == 400 and "CSRF" in response.get_data(as_text=True)
+    assert client.post("/versions", data={"version": "1"}).status_code == 400
+    assert upload(client, [("red.png", png_bytes(RED))]).status_code == 200  # the JSON API is exempt
+
+
+def test_model_server_down_is_503_not_500(web_app_factory):
+    from serving_helpers import free_port
+
+    client = web_app_factory(SERVER_URL=f"http://127.0.0.1:{free_port()}").test_client()
+    response = upload(client, [("red.png", png_bytes(RED))])
+    assert response.status_code == 503 and "unreachable" in response.json["error"]
+    page = upload(client, [("red.png", png_bytes(RED))], path="/")
+    assert page.status_code == 503 and "unreachable" in page.get_data(as_text=True)
+
+
+def test_unknown_pages_and_methods_are_4xx_json_for_the_api(client):
+    assert client.get("/nope").status_code == 404
+    response = client.get("/api/predict")
+    assert response.status_code == 405 and "error" in response.json
+
+
+def test_the_web_process_never_imports_tensorflow(tmp_path):
+    code = (
+        "import sys, io\n"
+        "from webapp import create_app\n"
+        "import webapp.cli, webapp.ui, webapp.api, webapp.clients, webapp.overlay, serving.predict_cli\n"
+        "app = create_app({'SECRET_KEY': 'x', 'WTF_CSRF_ENABLED': False, 'SERVER_URL': 'http://127.0.0.1:9'})\n"
+        "c = app.test_client()\n"
+        "assert c.get('/').status_code == 200\n"
+        "assert c.post('/api/predict', data={'file': [(io.BytesIO(b'x'), 'a.png')]},"
+        " content_type='multipart/form-data').status_code == 400\n"
+        "loaded = [m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')]\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_pinned_version_that_was_unloaded_is_unpinned_with_a_message(client, serving_root, tiny_model_dir,
+                                                                       server_app):
+    import shutil
+
+    add_version(serving_root, 2, tiny_model_dir)
+    store = server_app.extensions["model_store"]
+    store.poll()
+    client.post("/versions", data={"version": "1"})
+    shutil.rmtree(serving_root / MODEL_NAME / "1")
+    store.poll()
+    page = upload(client, [("a.png", png_bytes(RED))], path="/")
+    assert page.status_code == 404 and "no longer served" in page.get_data(as_text=True)
+    page = upload(client, [("a.png", png_bytes(RED))], path="/").get_data(as_text=True)
+    assert '<span class="model-version">2</span>' in page

@@ -1,0 +1,111 @@
+"""The web app: upload breast images, see the model's answer, its heatmap and its versions.
+
+``webapp.cli.run_web`` (``breastdx web``) serves :func:`create_app` under gunicorn; tests
+call it with a ``test_config``. Blueprints: ``ui`` (HTML pages) and ``api``
+(``POST /api/predict``). The app talks to a model server through one
+:class:`webapp.clients.PredictionClient`; it never imports TensorFlow and never resizes or
+normalises an image for the model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping, Optional
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from pipeline import contract
+from webapp.clients import PredictionError, make_client
+from webapp.uploads import UploadError
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+DEFAULTS = {
+    "CLIENT": "rest",  # rest | grpc | vertex
+    "SERVER_URL": "http://127.0.0.1:8501",
+    "GRPC_TARGET": "127.0.0.1:8500",
+    "MODEL_NAME": "breastdx-idc",
+    "VERTEX_PROJECT": None,
+    "VERTEX_MODEL": None,
+    "VERTEX_VERSION": None,
+    "REQUEST_TIMEOUT_S": 30.0,
+    "MAX_CONTENT_LENGTH": 32 * MIB,  # the whole request
+    "MAX_FILE_BYTES": 8 * MIB,  # one image
+    "MAX_FILES": 32,
+    "MAX_IMAGE_PIXELS": 4096 * 4096,  # declared width x height; far above a 500x500 ultrasound
+    "UNCERTAIN_LOW": 0.35,  # positive probability in [low, high]: "uncertain, refer to a pathologist"
+    "UNCERTAIN_HIGH": 0.65,
+    "SECRET_KEY": None,  # random per process unless configured (several workers need one key)
+    "ENV_PREFIX": "BREASTDX_WEB",  # BREASTDX_WEB_SERVER_URL, BREASTDX_WEB_SECRET_KEY...
+}
+API_PREFIX = "/api/"
+csrf = CSRFProtect()
+
+
+def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """The Flask app.
+
+    Settings come from :data:`DEFAULTS`, then ``BREASTDX_WEB_*`` environment variables
+    (e.g. ``BREASTDX_WEB_SERVER_URL``, ``BREASTDX_WEB_SECRET_KEY``), then ``test_config``. A ``PREDICTION_CLIENT``
+    entry (an object with ``predict``/``versions``) replaces the configured client.
+
+    Args:
+        test_config: settings that override everything else.
+    """
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env(DEFAULTS["ENV_PREFIX"])
+    if test_config:
+        app.config.update(test_config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = os.urandom(32)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.extensions["prediction_client"] = app.config.get("PREDICTION_CLIENT") or make_client(app.config)
+    csrf.init_app(app)
+
+    from webapp import api, ui
+
+    app.register_blueprint(ui.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # a JSON API for programs: no cookie session, nothing to forge
+    _register_errors(app)
+
+    @app.context_processor
+    def research_only():
+        return {"research_only": contract.RESEARCH_ONLY}
+
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(API_PREFIX) or request.accept_mimetypes.best == "application/json"
+
+
+def _answer(message: str, status: int):
+    if _wants_json():
+        return jsonify({"error": message}), status
+    return render_template("error.html", message=message, status=status), status
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(UploadError)
+    def upload_error(err: UploadError):
+        return _answer(err.message, err.status)
+
+    @app.errorhandler(PredictionError)
+    def prediction_error(err: PredictionError):
+        log.warning("prediction failed: %s", err.message)
+        return _answer(err.message, err.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException):
+        return _answer(f"{err.name}: {err.description}", err.code or 400)
+
+    @app.errorhandler(Exception)
+    def unexpected(err: Exception):
+        # Logged with its trace for the operator; the person sees a message, never the trace.
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _answer("internal error; the operator's log has the details", 500)

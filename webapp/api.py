@@ -1,0 +1,36 @@
+"""The JSON API blueprint: ``POST /api/predict`` and ``GET /api/versions``.
+
+Registered by ``webapp.create_app``; ``bench/serve.py`` and scripts call it. Errors are
+``{"error": "..."}`` with a 4xx status for the client's mistakes (see ``webapp.uploads``)
+and 502/503/504 when the model server fails.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from pipeline import contract
+from webapp import service
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+TRUE_VALUES = ("1", "true", "yes")
+
+
+@bp.post("/predict")
+def predict():
+    """Multipart field ``file`` (one or more); optional ``version`` and ``overlay=1``."""
+    uploads = service.collect_uploads(request.files.getlist("file"))
+    version = (request.values.get("version") or "").strip() or None
+    if version is not None and not version.isdigit():
+        return jsonify({"error": f"version must be an integer, got {version[:40]!r}"}), 400
+    with_overlay = request.values.get("overlay", "").lower() in TRUE_VALUES
+    results = service.predict_uploads(uploads, version, with_overlay)
+    return jsonify({"predictions": results, "research_only": contract.RESEARCH_ONLY})
+
+
+@bp.get("/versions")
+def versions():
+    """The served versions with their cards' evaluation metrics."""
+    rows = service.client().versions()
+    return jsonify({"model_name": service.client().model_name,
+                    "versions": [{"version": v.version, "state": v.state,
+                                  "metrics": (v.card.get("evaluation") or {}).get("metrics", {})} for v in rows]})

@@ -1,0 +1,64 @@
+"""The HTML blueprint: upload page, results, versions (pick one or go back to the newest).
+
+Registered by ``webapp.create_app``. Forms carry CSRF tokens (flask-wtf). The pinned
+version is per browser session: the next predictions go to that version's URL on the
+model server (``/v1/models/{name}/versions/{v}:predict``).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+
+from webapp import service
+from webapp.clients import HTTP_BAD_REQUEST, HTTP_NOT_FOUND, PredictionError
+
+bp = Blueprint("ui", __name__)
+PIN_KEY = "pinned_version"
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", pinned=session.get(PIN_KEY))
+
+
+@bp.post("/")
+def predict():
+    uploads = service.collect_uploads(request.files.getlist("file"))
+    pinned = session.get(PIN_KEY)
+    try:
+        results = service.predict_uploads(uploads, pinned, with_overlay=True)
+    except PredictionError as err:
+        if pinned is None or err.status != HTTP_NOT_FOUND:
+            raise
+        session.pop(PIN_KEY, None)  # the pinned version was unloaded: say so, follow the newest again
+        raise PredictionError(f"version {pinned} is no longer served, so this session follows the newest "
+                              f"version again; upload the images once more ({err.message})", HTTP_NOT_FOUND) from None
+    return render_template("results.html", results=results, pinned=session.get(PIN_KEY))
+
+
+@bp.get("/versions")
+def versions():
+    rows = service.client().versions()
+    return render_template("versions.html", versions=rows, pinned=session.get(PIN_KEY),
+                           model_name=service.client().model_name)
+
+
+@bp.post("/versions")
+def pin():
+    """Pins the form's ``version`` for this session; an empty value follows the newest again."""
+    wanted = (request.form.get("version") or "").strip()
+    if not wanted:
+        session.pop(PIN_KEY, None)
+        flash("Following the newest version.", "info")
+        return redirect(url_for("ui.versions"))
+    served = {v.version for v in service.client().versions()}
+    if wanted not in served:
+        raise PredictionError(f"version {wanted[:40]!r} is not served; served: {', '.join(sorted(served)) or 'none'}",
+                              HTTP_BAD_REQUEST)
+    session[PIN_KEY] = wanted
+    flash(f"Predictions now use version {wanted}.", "info")
+    return redirect(url_for("ui.versions"))
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
