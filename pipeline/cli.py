@@ -13,6 +13,7 @@ variables and then by these flags (configs.load is the one place that merges the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -20,7 +21,7 @@ import re
 import sys
 import time
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 # Entry point: Keras 2 (tf-keras) everywhere, chosen before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -39,6 +40,7 @@ _PLUGINS = (
     ("serving.predict_cli", "add_predict_parser"),
     ("pipeline.kfp_cli", "add_parsers"),
     ("pipeline.lab.cli", "add_parsers"),
+    ("pipeline.mammo.cli", "add_parsers"),
 )
 
 
@@ -99,6 +101,23 @@ def _config(args: argparse.Namespace):
     )
 
 
+@contextlib.contextmanager
+def _stdout_to(path: str) -> Iterator[None]:
+    """Sends file descriptor 1 to ``path`` for the block: TFX's subprocesses (building
+    the user-code wheels) print pages of setuptools output there; progress stays on
+    stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(path, "a") as target:
+        os.dup2(target.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def ensure_synthetic(config) -> bool:
     """Writes the synthetic data set for the config's task if its folder is missing.
     Returns True when it wrote it."""
@@ -144,7 +163,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.time()
     log.info("pipeline %s: data %s; full log %s", config.pipeline_name, config.data_root, log_file)
     try:
-        local_runner.run(config)
+        with _stdout_to(log_file):
+            local_runner.run(config)
     except preflight.PreflightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -219,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     # google-cloud libraries warn about Python 3.10 at import; TFX 1.16 needs 3.9-3.10.
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # TFMA divides by zero for thresholds no example reaches; the metrics are still right.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:

@@ -21,6 +21,11 @@ DEPTH_KEY = "depth"  # channels in the file (1 grey, 3 RGB, 4 RGBA)
 SOURCE_PATH_KEY = "source_path"  # bytes: path relative to the image root
 
 RECORD_KEYS = (IMAGE_KEY, LABEL_KEY, PATIENT_KEY, HEIGHT_KEY, WIDTH_KEY, DEPTH_KEY, SOURCE_PATH_KEY)
+# Only in the segmentation variant (ImageIngest include_masks=1): the image's lesion mask
+# as PNG bytes (the file's own bytes; the union, re-encoded, where an image has several
+# masks; b"" where it has none). A target, never a model input.
+MASK_KEY = "mask_raw"
+TRANSFORMED_MASK_KEY = "mask"  # float32 [H, W] in {0, 1}
 
 # --- Transform outputs ---------------------------------------------------------
 TRANSFORMED_IMAGE_KEY = "image"  # float32 [H, W, 3] in [0, 1]
@@ -32,12 +37,14 @@ MODEL_CHANNELS = 3  # grey images are decoded to 3 channels so every backbone fi
 SIGNATURE_BYTES = "serving_default"  # [None] tf.string of raw encoded image bytes
 SIGNATURE_EXAMPLES = "serving_examples"  # [None] tf.string of serialized tf.Example
 SIGNATURE_TRANSFORM = "transform_features"  # for TFMA's preprocessing
+SIGNATURE_EXPLAIN = "explain"  # like serving_default, plus a Grad-CAM heatmap
 SERVING_INPUT_BYTES = "image_bytes"  # "_bytes" suffix: TF Serving / Vertex AI b64 convention
 SERVING_INPUT_EXAMPLES = "examples"
 OUTPUT_PROBABILITIES = "probabilities"  # float32 [None, n_classes], rows sum to 1
 OUTPUT_CLASS_NAME = "class_name"  # string [None], arg-max class
 OUTPUT_CLASS_INDEX = "class_index"  # int64 [None]
 OUTPUT_POSITIVE = "positive_probability"  # float32 [None], P(Task.positive_class)
+OUTPUT_HEATMAP = "heatmap"  # float32 [None, h, w] in [0, 1], `explain` only
 
 MODEL_CARD_RELPATH = "assets.extra/model_card.json"  # inside a SavedModel / version dir
 
@@ -97,6 +104,13 @@ class Task:
 IDC_PATCH = (50, 50)
 IDC_MODEL_SIZE = (64, 64)
 BUSI_MODEL_SIZE = (128, 128)
+# CBIS-DDSM patches: 224x224 crops of mammograms resized to 1152x896 in the study
+# (pipeline/mammo); the synthetic demo's images are 4x smaller, and so are its patches.
+CBIS_PATCH_SIZE = 224
+CBIS_IMAGE_SIZE = (1152, 896)
+CBIS_DEMO_PATCH_SIZE = 56
+CBIS_PATCH_CLASSES = ("background", "calcification_benign", "calcification_malignant", "mass_benign",
+                      "mass_malignant")
 
 TASKS: Dict[str, Task] = {
     "idc": Task(
@@ -114,6 +128,16 @@ TASKS: Dict[str, Task] = {
         folder_labels={"0": 0, "1": 1, "2": 2},
         image=ImageSpec(model_size=BUSI_MODEL_SIZE),
         description="Breast ultrasound images: normal, benign or malignant",
+    ),
+    # Patches of mammograms (pipeline/mammo writes them as <class>/<patient_id>/*.png, so
+    # the standard pipeline trains on them too); malignant mass is the positive class.
+    "cbis": Task(
+        name="cbis",
+        class_names=CBIS_PATCH_CLASSES,
+        positive_class="mass_malignant",
+        folder_labels={str(i): i for i in range(len(CBIS_PATCH_CLASSES))},
+        image=ImageSpec(model_size=(CBIS_DEMO_PATCH_SIZE, CBIS_DEMO_PATCH_SIZE)),
+        description="CBIS-DDSM mammogram patches: background, calcification or mass, benign or malignant",
     ),
 }
 

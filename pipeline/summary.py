@@ -88,6 +88,14 @@ def score_split(model_dir: str, examples_uri: str, split: str, positive_index: i
     return result
 
 
+def _previous_test_metrics(path: str) -> Dict[str, Any]:
+    try:
+        with open(path) as handle:
+            return json.load(handle).get("test_metrics") or {}
+    except (OSError, ValueError):
+        return {}
+
+
 def summarize(config: PipelineConfig) -> Dict[str, Any]:
     """Collects the newest run's facts (see the module docstring); saves them as JSON."""
     store = metadata_store.MetadataStore(
@@ -124,14 +132,18 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
             summary["eval_metrics"] = json.load(handle).get("evaluation", {}).get("metrics")
     model = _latest(store, "Model")
     model_dir = destination or (os.path.join(model.uri, "Format-Serving") if model is not None else None)
-    if model_dir and examples_uri and split_records(examples_uri, "test"):
-        summary["test_metrics"] = score_split(model_dir, examples_uri, "test", task.positive_index)
-        summary["test_metrics"]["scored_model"] = model_dir
-    summary["synthetic_data"] = os.path.abspath(config.data_root).startswith(os.path.abspath(config.workdir))
-
     out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
     os.makedirs(out_dir, exist_ok=True)
     summary["summary_file"] = os.path.join(out_dir, SUMMARY_FILE)
+    if model_dir and examples_uri and split_records(examples_uri, "test"):
+        previous = _previous_test_metrics(summary["summary_file"])
+        if previous.get("scored_model") == model_dir and previous.get("examples") == examples_uri:
+            summary["test_metrics"] = previous  # same model, same split: a cached run's numbers
+        else:
+            summary["test_metrics"] = score_split(model_dir, examples_uri, "test", task.positive_index)
+            summary["test_metrics"].update(scored_model=model_dir, examples=examples_uri)
+    summary["synthetic_data"] = os.path.abspath(config.data_root).startswith(os.path.abspath(config.workdir))
+
     with open(summary["summary_file"], "w") as handle:
         json.dump(summary, handle, indent=1, default=str)
     return summary

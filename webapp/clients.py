@@ -29,10 +29,8 @@ from pipeline import contract
 
 log = logging.getLogger(__name__)
 
-# Mirrors components/trainer/trainer_module.py (SIGNATURE_EXPLAIN, HEATMAP_OUTPUT), which
-# imports TensorFlow and so cannot be imported here.
-EXPLAIN_SIGNATURE = "explain"
-HEATMAP_OUTPUT = "heatmap"
+EXPLAIN_SIGNATURE = contract.SIGNATURE_EXPLAIN
+HEATMAP_OUTPUT = contract.OUTPUT_HEATMAP
 MODEL_CARD_KEY = "model_card"  # serving.server's extra key in the metadata response
 STATE_AVAILABLE = "AVAILABLE"
 DEFAULT_TIMEOUT_S = 30.0
