@@ -14,6 +14,9 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 # Only the data contract of the pipeline package: class names and image spec.
 COPY pipeline/__init__.py pipeline/contract.py pipeline/
+# ...and the magic-byte check ImageIngest uses (pure Python).
+COPY components/__init__.py components/
+COPY components/image_ingest/__init__.py components/image_ingest/image_files.py components/image_ingest/
 COPY webapp/ webapp/
 
 RUN useradd --system --uid 10001 --no-create-home web

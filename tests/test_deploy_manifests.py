@@ -120,4 +120,5 @@ def test_webapp_image_has_no_tensorflow():
     with open(os.path.join(PROJECT_DIR, "deploy", "webapp.Dockerfile")) as f:
         copies = [line.split()[1:-1] for line in f if line.startswith("COPY")]
     assert sorted(src for srcs in copies for src in srcs) == [
+        "components/__init__.py", "components/image_ingest/__init__.py", "components/image_ingest/image_files.py",
         "deploy/webapp-requirements.txt", "pipeline/__init__.py", "pipeline/contract.py", "webapp/"]

@@ -17,15 +17,10 @@ from typing import Optional
 
 from PIL import Image, UnidentifiedImageError
 
+from components.image_ingest import image_files  # pure Python: magic bytes, no TensorFlow
+
 log = logging.getLogger(__name__)
 
-# The formats tf.io.decode_image (the model's Transform graph) reads.
-SIGNATURES = {
-    "PNG": (b"\x89PNG\r\n\x1a\n",),
-    "JPEG": (b"\xff\xd8\xff",),
-    "GIF": (b"GIF87a", b"GIF89a"),
-    "BMP": (b"BM",),
-}
 MAX_NAME_CHARS = 120
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_LARGE = 413
@@ -52,11 +47,10 @@ class Upload:
 
 
 def sniff_format(data: bytes) -> Optional[str]:
-    """The image format named by the first bytes, or None."""
-    for name, prefixes in SIGNATURES.items():
-        if data.startswith(prefixes):
-            return name
-    return None
+    """The image format named by the first bytes ("PNG"...), or None unless it is one
+    the model's Transform graph decodes (the same check ImageIngest makes)."""
+    fmt = image_files.sniff(data[:16])
+    return fmt.upper() if fmt in image_files.DECODABLE else None
 
 
 def display_name(raw: Optional[str], index: int) -> str:
