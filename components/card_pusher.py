@@ -9,6 +9,7 @@ server can return the card with the model's metadata.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -17,6 +18,8 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.utils import proto_utils
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts, standard_component_specs
 
 from pipeline import contract
@@ -46,24 +49,46 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, Any]:
     return metrics
 
 
+def version_with_model(base_directory: str, model_uri: str) -> Optional[str]:
+    """The pushed version directory whose card names ``model_uri`` as its trained model, if any."""
+    if not fileio.isdir(base_directory):
+        return None
+    for version in sorted(fileio.listdir(base_directory), reverse=True):
+        card_path = os.path.join(base_directory, version.rstrip("/"), contract.MODEL_CARD_RELPATH)
+        if fileio.exists(card_path):
+            with fileio.open(card_path, "r") as handle:
+                if json.load(handle).get("trained_model_uri") == model_uri:
+                    return os.path.join(base_directory, version.rstrip("/"))
+    return None
+
+
 class Executor(pusher_executor.Executor):
     """TFX's Pusher executor, then the model card."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        super().Do(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        # A re-run whose Trainer came from the cache is blessed again (against itself as
+        # the baseline); pushing it again would serve the same model under a new version.
+        existing = version_with_model(destination.filesystem.base_directory, model.uri)
+        if existing and self.CheckBlessing(input_dict):
+            logging.info("Pusher: %s is already served as %s; not pushed again", model.uri, existing)
+            self._MarkPushed(pushed, pushed_destination=existing, pushed_version=os.path.basename(existing))
+            return
+        super().Do(input_dict, output_dict, exec_properties)
         if not pushed.get_int_custom_property("pushed"):
             return
-        destination = pushed.get_string_custom_property("pushed_destination")
-        card_path = os.path.join(destination, contract.MODEL_CARD_RELPATH)
+        served = pushed.get_string_custom_property("pushed_destination")
+        card_path = os.path.join(served, contract.MODEL_CARD_RELPATH)
         card: Dict[str, Any] = {}
         if fileio.exists(card_path):
             with fileio.open(card_path, "r") as handle:
                 card = json.load(handle)
-        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         card.update({
-            "model_name": os.path.basename(os.path.dirname(destination.rstrip("/"))),
+            "model_name": os.path.basename(os.path.dirname(served.rstrip("/"))),
             "version": int(pushed.get_string_custom_property("pushed_version")),
             "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "pipeline_run_id": getattr(self._context, "pipeline_run_id", None) if self._context else None,
