@@ -173,6 +173,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     log.info("pipeline finished in %.0f s", time.time() - started)
     print(summary.render(summary.summarize(config)))
+    from pipeline.lab import evaluation_report
+
+    written = evaluation_report.report_latest(config)
+    if written:
+        print(f"evaluation report: {written.get('html', written)}")
     return 0
 
 

@@ -52,3 +52,12 @@ def test_class_weights_balance_the_classes():
     weights = trainer_module.class_weights(np.array([300, 100]))
     assert weights[0] * 300 == pytest.approx(weights[1] * 100)
     assert (weights[0] * 300 + weights[1] * 100) / 400 == pytest.approx(1.0)
+
+
+def test_distribution_strategy_by_name():
+    import tensorflow as tf
+
+    assert isinstance(trainer_module.distribution_strategy("mirrored"), tf.distribute.MirroredStrategy)
+    assert trainer_module.distribution_strategy(None) is tf.distribute.get_strategy()
+    with pytest.raises(ValueError, match="distribution_strategy must be one of"):
+        trainer_module.distribution_strategy("horovod")

@@ -1,0 +1,70 @@
+"""`breastdx compare` and `breastdx report` on a tiny finished run (end to end: marked e2e).
+
+One LocalDagRunner run on a small synthetic IDC set (the blessing floor lowered so the
+barely trained model is pushed), then the study over every architecture with a
+two-step budget, then the evaluation report of the pushed model.
+"""
+import csv
+import json
+import os
+
+import pytest
+
+from pipeline import configs, contract, synthetic
+from pipeline.lab import compare, evaluation_report
+
+pytestmark = pytest.mark.e2e
+
+TINY = compare.Budget("tiny", train_steps=2, eval_steps=1, epochs=2, batch_size=8, train_score_limit=16,
+                      run_eagerly=True)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    import local_runner
+
+    workdir = str(tmp_path_factory.mktemp("labrun"))
+    data_root = os.path.join(workdir, "data", "idc")
+    synthetic.write_idc(data_root, patients=24, patches_per_patient=6, seed=5)
+    config = configs.load(env={}, workdir=workdir, data_root=data_root, train_steps=2, eval_steps=1, epochs=1,
+                          batch_size=8, auc_lower_bound=0.0, auc_max_regression=1.0, bootstrap_resamples=200)
+    local_runner.run(config)
+    return config
+
+
+def test_compare_writes_the_table_and_plots_for_every_backbone(finished_run):
+    result = compare.compare(finished_run, compare.STUDY, TINY)
+    out = result["out_dir"]
+    assert out == os.path.join(finished_run.workdir, "reports", "compare")
+    with open(result["files"]["csv"]) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["backbone"] for r in rows] == list(compare.STUDY)
+    assert set(rows[0]) == set(compare.COLUMNS)
+    for row in rows:
+        assert int(row["parameters"]) > 0 and float(row["size_mb"]) > 0
+        assert 0.0 <= float(row["val_accuracy"]) <= 1.0
+    sizes = {r["backbone"]: float(r["size_mb"]) for r in rows}
+    assert sizes["resnet152_v2"] > sizes["nasnet_mobile"]  # sizes are measured, not copied
+    md = open(result["files"]["md"]).read()
+    assert md.count("\n") == len(compare.STUDY) + 2
+    for name in ("accuracy_vs_size", "roc", "curves"):
+        with open(result["files"][name], "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    page = open(result["files"]["html"]).read()
+    assert all(f'src="{n}.png"' in page for n in ("accuracy_vs_size", "roc", "curves"))
+    assert contract.RESEARCH_ONLY in page and "SYNTHETIC" in page
+
+
+def test_report_beside_the_pushed_model(finished_run):
+    [version_dir] = evaluation_report.pushed_versions(finished_run)
+    data = compare.find_run_data(finished_run)
+    paths = evaluation_report.report_for_version(finished_run, version_dir, data.examples.uri)
+    report = json.load(open(paths["json"]))
+    assert report["synthetic_data"] is True and report["research_use"] == contract.RESEARCH_ONLY
+    assert report["n_images"] == sum(report["splits"]["test"]["per_class"])
+    assert report["n_patients"] == report["splits"]["test"]["patients"]
+    assert report["training_diagnostics"]["rules"]  # from the Trainer's card
+    card = json.load(open(os.path.join(version_dir, contract.MODEL_CARD_RELPATH)))
+    band = card["uncertainty_band"]
+    assert set(band) == {"low", "high"} and band["low"] <= band["high"]
+    assert card["training_diagnostics"]["thresholds"]["exploding_norm"] > 0
