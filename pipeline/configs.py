@@ -279,6 +279,13 @@ def _coerce(field: dataclasses.Field, raw: str) -> Any:
         return None if raw.lower() in ("", "none") else raw
     if isinstance(default, tuple) and field.name == "extra_beam_args":
         return tuple(raw.split())
+    if isinstance(default, tuple) and default and not isinstance(default[0], tuple):
+        # a list of scalars, comma-separated: BREASTDX_TUNER_DROPOUTS=0.1,0.3
+        kind = type(default[0])
+        try:
+            return tuple(kind(item.strip()) for item in raw.split(",") if item.strip())
+        except ValueError:
+            raise ValueError(f"expected comma-separated {kind.__name__} values") from None
     return raw
 
 

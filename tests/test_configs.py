@@ -16,6 +16,8 @@ def test_env_then_flags_override(tmp_path):
     config = configs.load(env=env, backbone="xception")
     assert config.train_steps == 5 and config.backbone == "xception" and config.weights is None
     assert config.class_weights is False
+    tuned = configs.load(env={"BREASTDX_TUNER_DROPOUTS": "0.1, 0.3", "BREASTDX_DENSE_UNITS": "256,64"})
+    assert tuned.tuner_dropouts == (0.1, 0.3) and tuned.dense_units == (256, 64)
 
 
 @pytest.mark.parametrize("env,message", [
@@ -23,6 +25,7 @@ def test_env_then_flags_override(tmp_path):
     ({"BREASTDX_TRAIN_STEPS": "many"}, "BREASTDX_TRAIN_STEPS"),
     ({"BREASTDX_TASK": "lung"}, "unknown task"),
     ({"BREASTDX_BACKBONE": "alexnet"}, "backbone must be one of"),
+    ({"BREASTDX_TUNER_BATCH_SIZES": "16,big"}, "comma-separated int"),
 ])
 def test_bad_settings_are_clear_errors(env, message):
     with pytest.raises(ValueError, match=message):
