@@ -36,8 +36,17 @@ $(TOOLS_VENV)/.installed: Makefile
 	@$(TOOLS_VENV)/bin/pip install -q $(TOOLS) > $(TOOLS_VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(TOOLS_VENV)/install.log | tail -20; exit 1; }
 	@touch $@
 
+# PRESET: idc (histopathology, default), busi (ultrasound, 3 classes), busi-seg (U-Net
+# segmentation + area classifier), cbis (mammography patches -> whole image + heatmap).
+PRESET ?= idc
 demo: venv
-	$(CLI) demo
+ifeq ($(PRESET),cbis)
+	$(CLI) mammo-demo
+else ifeq ($(PRESET),busi-seg)
+	$(CLI) segment-demo --blackbox
+else
+	$(CLI) demo --task $(PRESET)
+endif
 
 # The browser test drives Debian's chromium (Playwright never downloads a browser here).
 chromium:

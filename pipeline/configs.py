@@ -48,7 +48,7 @@ OTHER_ENV_PREFIXES = ("BREASTDX_WEB_", "BREASTDX_SERVE_")
 # backbone of the ultrasound studies) in batches of 16. A randomly initialised ResNet50
 # stalled at 1e-4 (24 steps of 32: train accuracy at chance); 48 steps of 16 at 1e-3
 # learn the synthetic set, but the blessing is still unstable between seeds until the
-# Trainer recomputes batch-norm statistics after fitting (components/segmentation/batchnorm.py).
+# Trainer recomputes batch-norm statistics after fitting (components/batchnorm.py).
 TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "busi": {"backbone": "resnet50", "learning_rate": 1e-3, "batch_size": 16, "train_steps": 48,
              "auc_lower_bound": 0.8},

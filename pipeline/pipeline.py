@@ -10,7 +10,7 @@ nothing else. Every setting comes from a `PipelineConfig` (pipeline/configs.py).
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, NamedTuple, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -75,6 +75,51 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                            metrics_specs=metrics_specs)
 
 
+class _DataStages(NamedTuple):
+    ingest: Any
+    example_gen: Any
+    statistics_gen: Any
+    schema_gen: Any
+    example_validator: Any
+    anomaly_gate: Any
+    transform: Any
+
+
+def _data_stages(config: PipelineConfig, input_fingerprint: Optional[str], transform_module: str,
+                 schema_path: str, include_masks: bool = False) -> _DataStages:
+    """Image folders to transformed examples, shared by both variants:
+    ImageIngest -> ImportExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
+    -> AnomalyGate -> Transform."""
+    ingest = ImageIngest(
+        image_root=config.data_root,
+        task=config.task_spec.name,
+        layout=config.layout,
+        validation=config.ingest_validation,
+        shard_size=config.ingest_shard_size,
+        input_fingerprint=input_fingerprint,
+        include_masks=include_masks,
+    ).with_id("ImageIngest")
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=ingest.outputs["records_base"].future()[0].value,
+        output_config=split_config(config),
+    ).with_id("ImportExampleGen")
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("ImportSchemaGen")
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id("ExampleValidator")
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomalyGate")
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        **_user_code(transform_module, "preprocessing_fn"),
+        custom_config=config.transform_config(),
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
+    ).with_id("Transform")
+    transform.add_upstream_node(anomaly_gate)  # anomalies stop the run before any training
+    return _DataStages(ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform)
+
+
 def _user_code(module: str, function_arg: str) -> dict:
     return {"module_file": module} if module.endswith(".py") else {function_arg: module}
 
@@ -100,36 +145,8 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
     if config.variant == "segment":
         return create_segmentation_pipeline(config, beam_pipeline_args, metadata_connection_config,
                                             input_fingerprint)
-    task = config.task_spec
-    ingest = ImageIngest(
-        image_root=config.data_root,
-        task=task.name,
-        layout=config.layout,
-        validation=config.ingest_validation,
-        shard_size=config.ingest_shard_size,
-        input_fingerprint=input_fingerprint,
-    ).with_id("ImageIngest")
-
-    example_gen = tfx.components.ImportExampleGen(
-        input_base=ingest.outputs["records_base"].future()[0].value,
-        output_config=split_config(config),
-    ).with_id("ImportExampleGen")
-
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path).with_id("ImportSchemaGen")
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    ).with_id("ExampleValidator")
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomalyGate")
-
-    transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
-        **_user_code(transform_module, "preprocessing_fn"),
-        custom_config=config.transform_config(),
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
-    ).with_id("Transform")
-    transform.add_upstream_node(anomaly_gate)
+    stages = _data_stages(config, input_fingerprint, transform_module, config.schema_path)
+    transform, schema_gen, example_gen = stages.transform, stages.schema_gen, stages.example_gen
 
     tuner = None
     if config.tune:
@@ -183,8 +200,7 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                    transform, *([tuner] if tuner else []), trainer, baseline, evaluator, pusher],
+        components=[*stages, *([tuner] if tuner else []), trainer, baseline, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,
@@ -206,40 +222,14 @@ def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Opt
     TFMA has no segmentation metrics, so the Trainer evaluates and writes them into the
     model card; the Pusher pushes without a blessing. Arguments as `create_pipeline`.
     """
-    task = config.task_spec
-    ingest = ImageIngest(
-        image_root=config.data_root,
-        task=task.name,
-        layout=config.layout,
-        validation=config.ingest_validation,
-        shard_size=config.ingest_shard_size,
-        input_fingerprint=input_fingerprint,
-        include_masks=True,
-    ).with_id("ImageIngest")
-    example_gen = tfx.components.ImportExampleGen(
-        input_base=ingest.outputs["records_base"].future()[0].value,
-        output_config=split_config(config),
-    ).with_id("ImportExampleGen")
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.segmentation_schema_path).with_id(
-        "ImportSchemaGen")
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    ).with_id("ExampleValidator")
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomalyGate")
-    transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
-        **_user_code(transform_module, "preprocessing_fn"),
-        custom_config=config.transform_config(),
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
-    ).with_id("Transform")
-    transform.add_upstream_node(anomaly_gate)
+    stages = _data_stages(config, input_fingerprint, transform_module, config.segmentation_schema_path,
+                          include_masks=True)
+    transform = stages.transform
     trainer = tfx.components.Trainer(
         **_user_code(trainer_module, "run_fn"),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        schema=stages.schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
         custom_config=config.segmentation_trainer_config(),
@@ -255,8 +245,7 @@ def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Opt
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                    transform, trainer, pusher],
+        components=[*stages, trainer, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

@@ -29,6 +29,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from components.batchnorm import recalibrate_batchnorm
 from pipeline import contract
 from pipeline.lab import diagnostics
 
@@ -359,10 +360,14 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
     probe = ({k: v[:probe_size] for k, v in probe_features.items()} if isinstance(probe_features, dict)
              else probe_features[:probe_size], probe_labels[:probe_size])
     checks = diagnostics.TrainingDiagnostics(probe, diagnostics.Thresholds(**config.get("diagnostics", {})))
+    # A randomly initialised network validates with batch-norm statistics still near
+    # their initial values (recalibrated only after fitting): its val_loss misleads, so
+    # the schedule and early stopping follow the training loss there.
+    monitor = "val_loss" if resolve_weights(config.get("weights")) is not None else "loss"
     callbacks = [
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.get("lr_factor", 0.2), patience=1,
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config.get("lr_factor", 0.2), patience=1,
                                           min_lr=config.get("min_learning_rate", 1e-4)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(config.get("early_stopping_patience", 3)),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=int(config.get("early_stopping_patience", 3)),
                                       restore_best_weights=True),
         checks,
         *extra_callbacks,
@@ -382,6 +387,7 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
 
 
 STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+BATCHNORM_BATCHES = 16  # un-augmented train batches that re-estimate batch-norm statistics
 
 
 def distribution_strategy(name: Optional[str]) -> tf.distribute.Strategy:
@@ -418,6 +424,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model = build_model(config)
     history, report, seconds = fit_model(model, train, evaluation, config, fn_args.train_steps,
                                          fn_args.eval_steps, class_weight=weights, log_dir=fn_args.model_run_dir)
+    if resolve_weights(config.get("weights")) is None:
+        # Few steps leave the moving statistics near 0/1 and the exported model saturated
+        # (components/batchnorm.py); pretrained backbones keep their ImageNet statistics.
+        plain = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config)
+        recalibrate_batchnorm(model, [features[contract.TRANSFORMED_IMAGE_KEY]
+                                      for features, _ in plain.take(BATCHNORM_BATCHES)])
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, config)
     write_model_card(fn_args.serving_model_dir, config, model, history, counts, seconds, report, tuned or None)
 

@@ -1,0 +1,324 @@
+"""The segmentation variant's Trainer module: a U-Net on the Transform's image and mask.
+
+TFX's Trainer component calls `run_fn(fn_args)` in the segmentation pipeline
+(`pipeline.pipeline.create_segmentation_pipeline`); settings arrive in
+``fn_args.custom_config`` (`PipelineConfig.segmentation_trainer_config()`). After
+training it evaluates on the eval split itself (TFMA has no Dice): Dice, Jaccard, TPR
+and FPR (components/segmentation/metrics.py), and the "black-box" classifier, which
+calls an image positive when its predicted lesion area exceeds a threshold fitted on
+the train split. With ``blackbox`` set, the masks of every class but the positive one
+(malignant) are trained as empty, so the predicted area itself is the malignancy score.
+Both go into ``seg_metrics.json`` and the model card.
+
+Signatures of the exported SavedModel (Transform graph inside, as in the classifier):
+
+* ``segment`` (and ``serving_default``): ``image_bytes`` [None] tf.string -> ``mask``
+  float32 [None, h, w] lesion probabilities at the model size (the image fitted with
+  its aspect kept and padded, as the Transform does), ``mask_area`` float32 [None]
+  (fraction of pixels above 0.5), ``positive_probability`` float32 [None] (1.0 where the
+  area exceeds the fitted threshold, else 0.0: the black-box call) .
+* ``serving_examples``: serialized tf.Example (``image_raw`` only) -> the same.
+* ``transform_features``: serialized tf.Example -> the transformed image.
+
+This file sits in a folder of its own: TFX hashes every .py file of a module file's
+folder into the user-code wheel. Keras 2 (tf-keras) is imported by name, as in the
+classifier's module.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from components.segmentation import metrics
+from components.batchnorm import recalibrate_batchnorm
+from pipeline import contract
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_SEGMENT = "segment"
+OUTPUT_MASK = "mask"
+OUTPUT_MASK_AREA = "mask_area"
+METRICS_FILE = "seg_metrics.json"
+MASK_THRESHOLD = 0.5
+
+
+def conv_block(x: tf.Tensor, filters: int, name: str) -> tf.Tensor:
+    """Two 3x3 convolutions with batch norm and ReLU (the U-Net's unit)."""
+    for i in (1, 2):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def build_unet(config: Dict[str, Any]) -> keras.Model:
+    """A U-Net (Ronneberger et al. 2015) with ``depth`` poolings.
+
+    Args:
+        config: ``model_size`` (each side divisible by 2**depth), ``base_filters``,
+            ``depth``, ``learning_rate``.
+
+    Returns:
+        A compiled model: ``image`` float32 [batch, h, w, 3] in [0, 1] -> lesion
+        probabilities float32 [batch, h, w].
+    """
+    height, width = config["model_size"]
+    depth = int(config.get("depth", 4))
+    base = int(config.get("base_filters", 16))
+    if height % 2 ** depth or width % 2 ** depth:
+        raise ValueError(f"model_size {height}x{width} must be divisible by 2**depth = {2 ** depth}")
+    inputs = keras.Input(shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY)
+    x, skips = inputs, []
+    for level in range(depth):
+        x = conv_block(x, base * 2 ** level, f"down{level}")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{level}")(x)
+    x = conv_block(x, base * 2 ** depth, "bottom")
+    for level in reversed(range(depth)):
+        x = keras.layers.Conv2DTranspose(base * 2 ** level, 2, strides=2, padding="same", name=f"up{level}")(x)
+        x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = conv_block(x, base * 2 ** level, f"dec{level}")
+    x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="logits")(x)
+    outputs = keras.layers.Reshape((height, width), name=OUTPUT_MASK)(x)
+    model = keras.Model(inputs, outputs, name="unet")
+    model.compile(optimizer=keras.optimizers.Adam(config.get("learning_rate", 1e-3)), loss=bce_dice_loss,
+                  metrics=[soft_dice])
+    return model
+
+
+def soft_dice(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Soft Dice over the batch (pooled pixels), float32 scalar; 1.0 for all-empty."""
+    y_true = tf.cast(y_true, tf.float32)
+    intersection = tf.reduce_sum(y_true * y_pred)
+    return (2.0 * intersection + 1.0) / (tf.reduce_sum(y_true) + tf.reduce_sum(y_pred) + 1.0)
+
+
+def bce_dice_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Binary cross-entropy plus (1 - soft Dice): BCE alone learns "all background" on
+    small lesions; the Dice term pulls the lesion in."""
+    y_true = tf.cast(y_true, tf.float32)
+    bce = tf.reduce_mean(keras.losses.binary_crossentropy(y_true[..., None], y_pred[..., None]))
+    return bce + 1.0 - soft_dice(y_true, y_pred)
+
+
+def target_mask(mask: tf.Tensor, label: tf.Tensor, config: Dict[str, Any]) -> tf.Tensor:
+    """The training target: the mask, emptied for every class but the positive one in
+    the black-box setting. mask float32 [batch, h, w], label int64 [batch]."""
+    if not config.get("blackbox"):
+        return mask
+    keep = tf.cast(tf.equal(label, int(config["positive_index"])), mask.dtype)
+    return mask * keep[:, None, None]
+
+
+def _flip(image: tf.Tensor, mask: tf.Tensor, seed: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The same random horizontal flip for an image batch and its masks (training only;
+    never in the Transform graph that serving shares)."""
+    flip = tf.random.uniform([tf.shape(image)[0], 1, 1], seed=seed) < 0.5
+    return (tf.where(flip[..., None], tf.reverse(image, [2]), image),
+            tf.where(flip, tf.reverse(mask, [2]), mask))
+
+
+def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+             tf_transform_output: tft.TFTransformOutput, batch_size: int, train: bool,
+             config: Dict[str, Any]) -> tf.data.Dataset:
+    """Batches of (image, target mask) from the transformed examples."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=train, shuffle_seed=config.get("seed")),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    seed = int(config.get("seed", 0))
+
+    def split(features: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+        image = features[contract.TRANSFORMED_IMAGE_KEY]
+        mask = target_mask(features[contract.TRANSFORMED_MASK_KEY],
+                           tf.reshape(features[contract.TRANSFORMED_LABEL_KEY], [-1]), config)
+        if train and config.get("augment", True):
+            image, mask = _flip(image, mask, seed)
+        return image, mask
+
+    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def read_split(file_pattern: List[str], model_size: List[int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every transformed example of a split, in memory: images [N, h, w, 3], masks
+    [N, h, w], labels [N] (the eval split is small; a large one would stream)."""
+    height, width = model_size
+    files = [f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
+    spec = {
+        contract.TRANSFORMED_IMAGE_KEY: tf.io.FixedLenFeature([height, width, contract.MODEL_CHANNELS], tf.float32),
+        contract.TRANSFORMED_MASK_KEY: tf.io.FixedLenFeature([height, width], tf.float32),
+        contract.TRANSFORMED_LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    images, masks, labels = [], [], []
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(64).map(
+        lambda x: tf.io.parse_example(x, spec))
+    for batch in dataset.as_numpy_iterator():
+        images.append(batch[contract.TRANSFORMED_IMAGE_KEY])
+        masks.append(batch[contract.TRANSFORMED_MASK_KEY])
+        labels.append(batch[contract.TRANSFORMED_LABEL_KEY])
+    if not images:
+        return (np.zeros((0, height, width, 3), np.float32), np.zeros((0, height, width), np.float32),
+                np.zeros((0,), np.int64))
+    return np.concatenate(images), np.concatenate(masks), np.concatenate(labels)
+
+
+def evaluate(model: keras.Model, train: Tuple[np.ndarray, np.ndarray, np.ndarray], eval_files: List[str],
+             config: Dict[str, Any]) -> Dict[str, Any]:
+    """Dice, Jaccard, TPR, FPR on the eval split against the training target (all
+    images, and the images whose target has a lesion), and the black-box area
+    classifier: threshold fitted on the train split (``train``: `read_split`'s arrays),
+    reported on the eval split."""
+    positive = int(config["positive_index"])
+    train_images, _, train_labels = train
+    eval_images, eval_masks, eval_labels = read_split(eval_files, list(config["model_size"]))
+    train_pred = model.predict(train_images, batch_size=16, verbose=0) if len(train_images) else train_images[..., 0]
+    eval_pred = model.predict(eval_images, batch_size=16, verbose=0) if len(eval_images) else eval_images[..., 0]
+    keep = (eval_labels == positive) if config.get("blackbox") else np.ones_like(eval_labels, bool)
+    targets = eval_masks * keep[:, None, None]
+    lesion = targets.reshape(len(targets), -1).any(axis=1)
+    result: Dict[str, Any] = {
+        "split": "eval",
+        "mask_threshold": MASK_THRESHOLD,
+        "blackbox": bool(config.get("blackbox")),
+        "segmentation": metrics.summarize(eval_pred, targets, MASK_THRESHOLD),
+        "segmentation_lesion_images": (metrics.summarize(eval_pred[lesion], targets[lesion], MASK_THRESHOLD)
+                                       if lesion.any() else {}),
+    }
+    if len(train_pred) and len(eval_pred):
+        threshold = metrics.fit_area_threshold(metrics.mask_area(train_pred, MASK_THRESHOLD),
+                                               train_labels == positive)
+        report = metrics.area_classifier_report(metrics.mask_area(eval_pred, MASK_THRESHOLD),
+                                                eval_labels == positive, threshold)
+        report["positive_class"] = config["class_names"][positive]
+        result["area_classifier"] = report
+    return _clean(result)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(float(value)) else round(float(value), 6)
+    return value
+
+
+def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str,
+                         area_threshold: float) -> None:
+    """Saves the U-Net with the Transform graph inside every signature (module docstring)."""
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    threshold = tf.constant(area_threshold, tf.float32)
+
+    def transformed_image(encoded: tf.Tensor) -> tf.Tensor:
+        features = model.tft_layer({contract.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
+        return features[contract.TRANSFORMED_IMAGE_KEY]
+
+    def outputs(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        mask = model(images, training=False)
+        area = tf.reduce_mean(tf.cast(mask > MASK_THRESHOLD, tf.float32), axis=[1, 2])
+        return {OUTPUT_MASK: mask, OUTPUT_MASK_AREA: area,
+                contract.OUTPUT_POSITIVE: tf.cast(area > threshold, tf.float32)}
+
+    def parse_images(examples: tf.Tensor) -> tf.Tensor:
+        parsed = tf.io.parse_example(examples, {contract.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)})
+        return parsed[contract.IMAGE_KEY]
+
+    bytes_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)
+    examples_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_EXAMPLES)
+
+    @tf.function(input_signature=[bytes_spec])
+    def segment(image_bytes):
+        return outputs(transformed_image(image_bytes))
+
+    @tf.function(input_signature=[examples_spec])
+    def serve_examples(examples):
+        return outputs(transformed_image(parse_images(examples)))
+
+    @tf.function(input_signature=[examples_spec])
+    def transform_features(examples):
+        return {contract.TRANSFORMED_IMAGE_KEY: transformed_image(parse_images(examples))}
+
+    signatures = {
+        SIGNATURE_SEGMENT: segment,
+        contract.SIGNATURE_BYTES: segment,
+        contract.SIGNATURE_EXAMPLES: serve_examples,
+        contract.SIGNATURE_TRANSFORM: transform_features,
+    }
+    model.save(path, save_format="tf", include_optimizer=False, signatures=signatures)
+
+
+def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, evaluation: Dict[str, Any],
+                     history: Dict[str, List[float]], seconds: float) -> None:
+    """The Trainer's part of the model card (the Pusher adds version and run id) and
+    the evaluation as ``seg_metrics.json`` beside it."""
+    card = {
+        "intended_use": contract.RESEARCH_ONLY + " Lesion segmentation for research on breast ultrasound; "
+                        "not validated for clinical decisions.",
+        "task": config.get("task"),
+        "variant": "segmentation",
+        "class_names": list(config["class_names"]),
+        "positive_class": config["class_names"][int(config["positive_index"])],
+        "input_contract": {
+            "signature": SIGNATURE_SEGMENT,
+            "input": f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
+                     "(REST: {\"b64\": ...})",
+            "model_size": list(config["model_size"]),
+            "outputs": {OUTPUT_MASK: "[None, h, w] float32 lesion probability at the model size (image fitted "
+                                     "with its aspect ratio kept and zero-padded, centred)",
+                        OUTPUT_MASK_AREA: "[None] fraction of pixels with probability > 0.5",
+                        contract.OUTPUT_POSITIVE: "[None] 1.0 where mask_area > area_threshold (black-box call)"},
+        },
+        "architecture": f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters",
+        "parameters": {"total": int(model.count_params())},
+        "evaluation": {"metrics": evaluation, "split": "eval (patient-grouped)",
+                       "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
+                               "nothing about real tissue."},
+        "training_history": history,
+        "train_seconds": round(seconds, 1),
+    }
+    card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
+    tf.io.gfile.makedirs(os.path.dirname(card_path))
+    with tf.io.gfile.GFile(card_path, "w") as handle:
+        json.dump(card, handle, indent=1)
+    with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METRICS_FILE), "w") as handle:
+        json.dump(evaluation, handle, indent=1)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer's entry point: train the U-Net, evaluate, export with its card."""
+    config = dict(fn_args.custom_config)
+    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    batch_size = int(config.get("batch_size", 8))
+    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config)
+    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config)
+    model = build_unet(config)
+    epochs = max(1, int(config.get("epochs", 1)))
+    started = time.time()
+    history = model.fit(train, epochs=epochs, steps_per_epoch=max(1, math.ceil(fn_args.train_steps / epochs)),
+                        validation_data=evaluation, validation_steps=max(1, fn_args.eval_steps or 1),
+                        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
+    seconds = time.time() - started
+    train_arrays = read_split(fn_args.train_files, list(config["model_size"]))
+    # A few dozen steps leave the batch-norm moving statistics near their initial values.
+    recalibrate_batchnorm(model, [train_arrays[0][i:i + batch_size]
+                                  for i in range(0, min(len(train_arrays[0]), 32 * batch_size), batch_size)])
+    result = evaluate(model, train_arrays, fn_args.eval_files, config)
+    log.info("U-Net trainer: eval %s", json.dumps(result))
+    area_threshold = (result.get("area_classifier") or {}).get("area_threshold")
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir,
+                         float(area_threshold if area_threshold is not None else 0.0))
+    clean_history = {k: [float(v) for v in values] for k, values in history.history.items()}
+    write_model_card(fn_args.serving_model_dir, config, model, result, clean_history, seconds)

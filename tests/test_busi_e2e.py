@@ -1,0 +1,49 @@
+"""The BUSI preset end to end: synthetic ultrasound -> the standard pipeline -> a pushed
+3-class model (slow: marked e2e)."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import local_runner
+from pipeline import configs, contract, summary, synthetic
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("busi_e2e"))
+    config = configs.load(env={}, workdir=workdir, task="busi", seed=5)
+    data = synthetic.write_busi(config.data_root, seed=5)
+    local_runner.run(config)
+    return config, data
+
+
+def test_busi_pushes_a_three_class_model_that_answers_png_bytes(run):
+    config, data = run
+    assert config.backbone == "resnet50"
+    facts = summary.summarize(config)
+    assert facts["blessed"] is True, facts
+    model_dir = os.path.join(config.serving_root, config.model_name)
+    [version] = os.listdir(model_dir)
+    model = tf.saved_model.load(os.path.join(model_dir, version))
+    pngs = [sorted(glob.glob(os.path.join(data.root, kind, f"{kind} (*).png")))[0] for kind in synthetic.BUSI_CLASSES]
+    assert not any("_mask" in p for p in pngs)
+    out = model.signatures[contract.SIGNATURE_BYTES](
+        **{contract.SERVING_INPUT_BYTES: tf.constant([open(p, "rb").read() for p in pngs])})
+    probabilities = out[contract.OUTPUT_PROBABILITIES].numpy()
+    assert probabilities.shape == (3, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    card = json.load(open(os.path.join(model_dir, version, contract.MODEL_CARD_RELPATH)))
+    assert card["class_names"] == list(synthetic.BUSI_CLASSES) and card["backbone"] == config.backbone
+
+
+def test_masks_were_never_ingested_as_images(run):
+    config, data = run
+    facts = summary.summarize(config)
+    assert facts["ingest"]["ingested"] == data.images
+    assert facts["ingest"]["skipped_by_reason"] == {"mask_file": data.files - data.images}

@@ -1,0 +1,52 @@
+"""The U-Net segmentation variant end to end on synthetic BUSI with masks (slow: e2e)."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import local_runner
+from components.segmentation.trainer import unet_trainer_module as unet
+from pipeline import configs, contract, synthetic
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("seg_e2e"))
+    config = configs.load(env={}, workdir=workdir, task="busi", variant="segment", seg_blackbox=True,
+                          train_steps=40, eval_steps=2, seed=5)
+    data = synthetic.write_busi(config.data_root, seed=5)
+    local_runner.run(config)
+    return config, data
+
+
+def test_pushed_unet_segments_png_bytes(run):
+    config, data = run
+    assert config.pipeline_name.endswith("-seg")
+    model_dir = os.path.join(config.serving_root, config.model_name)
+    [version] = os.listdir(model_dir)
+    model = tf.saved_model.load(os.path.join(model_dir, version))
+    png = sorted(glob.glob(os.path.join(data.root, "malignant", "malignant (*).png")))[0]
+    out = model.signatures[unet.SIGNATURE_SEGMENT](**{contract.SERVING_INPUT_BYTES: tf.constant([open(png, "rb").read()])})
+    mask = out[unet.OUTPUT_MASK].numpy()
+    assert mask.shape == (1, *contract.BUSI_MODEL_SIZE) and 0 <= mask.min() and mask.max() <= 1
+    assert out[unet.OUTPUT_MASK_AREA].shape == (1,)
+    card = json.load(open(os.path.join(model_dir, version, contract.MODEL_CARD_RELPATH)))
+    seg = card["evaluation"]["metrics"]["segmentation"]
+    assert {"dice", "jaccard", "tpr", "fpr", "global_dice"} <= set(seg)
+    area = card["evaluation"]["metrics"]["area_classifier"]
+    assert area["positive_class"] == "malignant" and area["area_threshold"] is not None
+    assert card["version"] == int(version)
+
+
+def test_trainer_wrote_the_metrics_file(run):
+    config, _ = run
+    [metrics_file] = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model", "*", "Format-Serving",
+                                            "assets.extra", unet.METRICS_FILE))
+    result = json.load(open(metrics_file))
+    assert result["blackbox"] is True and result["segmentation"]["n_images"] > 0
+    assert np.isfinite(result["segmentation"]["fpr"])
