@@ -188,14 +188,19 @@ class PipelineConfig:
             args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={self.beam_workers}"]
         return args + list(self.extra_beam_args)
 
-    def trainer_config(self) -> Dict[str, Any]:
-        """Hyperparameters and the task, as the Trainer module's `custom_config`."""
+    def _task_fields(self) -> Dict[str, Any]:
         task = self.task_spec
         return {
             "task": task.name,
             "class_names": list(task.class_names),
             "positive_index": task.positive_index,
             "model_size": list(task.image.model_size),
+        }
+
+    def trainer_config(self) -> Dict[str, Any]:
+        """Hyperparameters and the task, as the Trainer module's `custom_config`."""
+        return {
+            **self._task_fields(),
             "backbone": self.backbone,
             "weights": self.weights,
             "unfreeze_last": self.unfreeze_last,
@@ -238,12 +243,8 @@ class PipelineConfig:
 
     def segmentation_trainer_config(self) -> Dict[str, Any]:
         """The U-Net Trainer module's `custom_config`."""
-        task = self.task_spec
         return {
-            "task": task.name,
-            "class_names": list(task.class_names),
-            "positive_index": task.positive_index,
-            "model_size": list(task.image.model_size),
+            **self._task_fields(),
             "base_filters": self.seg_base_filters,
             "depth": self.seg_depth,
             "learning_rate": self.seg_learning_rate,

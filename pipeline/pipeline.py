@@ -120,6 +120,12 @@ def _data_stages(config: PipelineConfig, input_fingerprint: Optional[str], trans
     return _DataStages(ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform)
 
 
+def _push_destination(config: PipelineConfig) -> tfx.proto.PushDestination:
+    """TF Serving's layout: <serving_root>/<model_name>/<integer version>/."""
+    return tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+        base_directory=f"{config.serving_root}/{config.model_name}"))
+
+
 def _user_code(module: str, function_arg: str) -> dict:
     return {"module_file": module} if module.endswith(".py") else {function_arg: module}
 
@@ -191,10 +197,7 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         evaluation=evaluator.outputs["evaluation"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=f"{config.serving_root}/{config.model_name}")
-        ),
+        push_destination=_push_destination(config),
     ).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
@@ -237,10 +240,7 @@ def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Opt
     pusher = CardPusher(
         model=trainer.outputs["model"],
         model_blessing=None,
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=f"{config.serving_root}/{config.model_name}")
-        ),
+        push_destination=_push_destination(config),
     ).with_id("Pusher")
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
