@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components.trainer import trainer_module
+from components.trainer import data, trainer_module
 from pipeline import configs
 
 # Two trainings with the same seed and data agree to this (CPU, float32).
@@ -43,7 +43,7 @@ def _train_once(seed):
     rng = np.random.default_rng(0)
     images = rng.random((32, 32, 32, 3)).astype("float32")
     labels = rng.integers(0, 2, 32)
-    augment = trainer_module._augmenter(seed)
+    augment = data._augmenter(seed)
     train = (tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).shuffle(32, seed=seed).batch(8)
              .map(lambda f, y: ({"image": augment(f["image"], training=True)}, y)).repeat())
     evaluation = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(8).repeat()

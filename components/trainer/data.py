@@ -1,0 +1,68 @@
+"""The Trainer's input side: batches from Transform's output, augmentation, class weights.
+
+Called by `trainer_module.run_fn`, `tuning.tuner_fn` and the model lab. Augmentation
+lives here, on the train split only, never in the Transform graph that serving shares.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from pipeline import contract
+
+def _augmenter(seed: int) -> keras.Sequential:
+    """Rotation +-20 degrees, zoom 1.0-1.2 (zoom in only), horizontal and vertical flips."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            keras.layers.RandomRotation(20 / 360, fill_mode="reflect", seed=seed),
+            keras.layers.RandomZoom((-0.2, 0.0), fill_mode="reflect", seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+             tf_transform_output: tft.TFTransformOutput, batch_size: int, train: bool,
+             config: Dict[str, Any]) -> tf.data.Dataset:
+    """Batches of (features, label) from transformed examples; the train split is
+    shuffled and (if configured) augmented, which is why augmentation lives here
+    and not in the Transform graph that serving shares."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=contract.TRANSFORMED_LABEL_KEY,
+                                       shuffle=train, shuffle_seed=config["seed"]),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    if train and config["augment"]:
+        augment = _augmenter(config["seed"])
+        dataset = dataset.map(
+            lambda features, label: ({**features, contract.TRANSFORMED_IMAGE_KEY: augment(
+                features[contract.TRANSFORMED_IMAGE_KEY], training=True)}, label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def class_counts(file_pattern: Sequence[str], num_classes: int) -> np.ndarray:
+    """Images per class in transformed TFRecords (for the class weights)."""
+    files = [f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
+    spec = {contract.TRANSFORMED_LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    labels = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+              .batch(1024).map(lambda x: tf.io.parse_example(x, spec)[contract.TRANSFORMED_LABEL_KEY]))
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for batch in labels.as_numpy_iterator():
+        counts += np.bincount(batch, minlength=num_classes)[:num_classes]
+    return counts
+
+
+def class_weights(counts: np.ndarray) -> Dict[int, float]:
+    """Inverse-frequency weights, 1.0 on average over examples; absent classes get 1."""
+    total = counts.sum()
+    return {i: (float(total) / (len(counts) * c) if c else 1.0) for i, c in enumerate(counts)}
