@@ -2,26 +2,40 @@
 # Vertex step (and Dataflow worker, --sdk_container_image) imports the same
 # `components.*` user code by module path. Built from the repository root:
 #   docker build -f deploy/pipeline.Dockerfile -t $REGISTRY/breastdx-pipeline:$TAG .
+# or with Cloud Build: gcloud builds submit --config cloudbuild.yaml (docs/cluster.md).
+# The build context is deploy/pipeline.Dockerfile.dockerignore's list
+# (tests/test_deploy_images.py checks that every COPY source is in it).
 FROM tensorflow/tfx:1.16.0
 
 # Keras 2 (tf_keras) everywhere, as in every entry point (README); set before any import.
+# HOME: Keras and TFX write caches under ~ and the image runs as a non-root user.
 ENV TF_USE_LEGACY_KERAS=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/breastdx
 
 # pipeline.cluster_configs.ClusterConfig.image_project_dir: compiled pipelines refer
 # to files of the source tree (the curated schema) under this folder.
 WORKDIR /opt/breastdx
 
-# The lock first, so a code change does not re-resolve dependencies.
+# Layer 1, the pinned stack: only the lock and the project's metadata, so a code change
+# reuses this (multi-GB) layer. With no package folders present yet, `pip install .`
+# installs the dependencies of pyproject.toml (pinned by the lock) and an empty project.
 COPY constraints.txt pyproject.toml README.md ./
+RUN pip install --no-cache-dir -c constraints.txt . \
+    && pip uninstall --yes breastdx
+
+# Layer 2, the code. Editable: the package files stay in /opt/breastdx, where the
+# compiled spec points; --no-deps: the stack is layer 1.
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY serving/ serving/
 COPY webapp/ webapp/
 COPY local_runner.py kubeflow_runner.py ./
-
-# Editable: the package files stay in /opt/breastdx, where the compiled spec points.
-RUN pip install --no-cache-dir -c constraints.txt -e . \
+RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
     && python -c "import components.trainer.trainer_module, components.transform.transform_module"
+
+# Non-root at run time: the steps write only to the pipeline root (GCS), /tmp and $HOME.
+RUN useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/breastdx breastdx
+USER 10001

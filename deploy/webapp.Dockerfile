@@ -1,6 +1,8 @@
 # The web app image: Flask + gunicorn, no TensorFlow (the web process never imports it;
 # the model server does the preprocessing). Built from the repository root:
 #   docker build -f deploy/webapp.Dockerfile -t $REGISTRY/breastdx-webapp:$TAG .
+# The build context is deploy/webapp.Dockerfile.dockerignore's list (tests/test_deploy_images.py
+# checks every COPY source against it and that every module the app imports is copied).
 FROM python:3.10-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,4 +26,7 @@ USER 10001
 
 EXPOSE 5000
 # BREASTDX_WEB_* settings come from the Deployment (deploy/k8s/base/webapp.yaml).
-CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--timeout", "60", "webapp:create_app()"]
+# The root file system is read-only in the cluster: gunicorn's heartbeat files go to /tmp
+# (an emptyDir there); uploads stay in memory (webapp.audit.MemoryOnlyRequest).
+CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--timeout", "60", "--worker-tmp-dir", "/tmp", \
+     "--access-logfile", "-", "webapp:create_app()"]

@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from pipeline import contract
+from webapp import audit, auth
 from webapp.clients import PredictionError, make_client
 from webapp.uploads import UploadError
 
@@ -39,6 +40,9 @@ DEFAULTS = {
     "UNCERTAIN_LOW": 0.35,  # positive probability in [low, high]: "uncertain, refer to a pathologist"
     "UNCERTAIN_HIGH": 0.65,
     "SECRET_KEY": None,  # random per process unless configured (several workers need one key)
+    "AUTH": "local",  # local (127.0.0.1 only) | iap (verify IAP's signed header) | open; webapp/auth.py
+    "IAP_AUDIENCE": None,  # /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID (AUTH=iap)
+    "AUDIT_LOG": "-",  # one JSON line per prediction: "-" stdout, else a file path; webapp/audit.py
     "ENV_PREFIX": "BREASTDX_WEB",  # BREASTDX_WEB_SERVER_URL, BREASTDX_WEB_SECRET_KEY...
 }
 API_PREFIX = "/api/"
@@ -63,6 +67,8 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = os.urandom(32)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    auth.init_app(app)  # refuses to start with incomplete sign-in settings
+    audit.init_app(app)  # uploads in memory, audit sink
     app.extensions["prediction_client"] = app.config.get("PREDICTION_CLIENT") or make_client(app.config)
     csrf.init_app(app)
 

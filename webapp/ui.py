@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from webapp import service
+from webapp import audit, service
 from webapp.clients import HTTP_BAD_REQUEST, HTTP_NOT_FOUND, PredictionError
 
 bp = Blueprint("ui", __name__)
@@ -32,6 +32,7 @@ def predict():
         session.pop(PIN_KEY, None)  # the pinned version was unloaded: say so, follow the newest again
         raise PredictionError(f"version {pinned} is no longer served, so this session follows the newest "
                               f"version again; upload the images once more ({err.message})", HTTP_NOT_FOUND) from None
+    audit.record([u.data for u in uploads], results, "ui")
     return render_template("results.html", results=results, pinned=session.get(PIN_KEY))
 
 
