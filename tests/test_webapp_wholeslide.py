@@ -1,0 +1,212 @@
+"""Whole images and patient mosaics through the web app and the live model server (tiny model:
+the redder a tile, the more IDC-positive), and hostile zip uploads: always a 4xx with the
+reason, never a 500, never a file written."""
+import base64
+import builtins
+import io
+import tempfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import contract
+from webapp import mosaic, tiling
+
+pytest_plugins = ["conftest_serving"]
+
+from serving_helpers import BLUE, MODEL_NAME, RED  # noqa: E402
+
+PATCH = contract.IDC_PATCH[0]
+GLASS = (240, 240, 238)
+
+
+@pytest.fixture
+def web(web_app_factory, live_model_server):
+    return web_app_factory(SERVER_URL=live_model_server.url)
+
+
+@pytest.fixture
+def client(web):
+    return web.test_client()
+
+
+def slide_png(width=400, height=300) -> bytes:
+    """Glass on the left third, a red (positive) block top right, blue (negative) below it."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[:] = GLASS
+    pixels[:150, 150:] = RED
+    pixels[150:, 150:] = BLUE
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def post(client, path, field, name, content, **fields):
+    return client.post(path, data={field: (io.BytesIO(content), name), **fields}, content_type="multipart/form-data")
+
+
+def test_map_api_skips_glass_and_finds_the_red_block(client):
+    response = post(client, "/api/map", "file", "slide.png", slide_png(), picture="1")
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["research_only"] == contract.RESEARCH_ONLY
+    assert (body["patch"], body["stride"], body["rows"], body["cols"]) == (PATCH, PATCH, 6, 8)
+    grid = body["grid"]
+    assert all(grid[r][c] is None for r in range(6) for c in range(3))  # x < 150: glass, never sent
+    assert all(grid[r][c] > 0.9 for r in range(3) for c in range(3, 8))  # red
+    assert all(grid[r][c] < 0.1 for r in range(3, 6) for c in range(3, 8))  # blue
+    assert body["counts"] == {"tiles": 48, "background": 18, "assessed": 30, "flagged": 0, "positive": 15}
+    top = body["top_regions"][0]
+    assert top["y"] < 150 and top["x"] >= 150 and top["positive"]
+    assert body["model_name"] == MODEL_NAME and body["model_version"] == "1"
+    picture = Image.open(io.BytesIO(base64.b64decode(body["map_png"].split(",", 1)[1])))
+    assert picture.width == 400 and picture.height == 300 + tiling.LEGEND_HEIGHT
+
+
+def test_map_stride_overlaps_and_covers_the_far_edge(client):
+    body = post(client, "/api/map", "file", "slide.png", slide_png(410, 300), stride="25").json
+    assert (body["stride"], body["cols"]) == (25, 16)  # 0, 25, ... 350, then 360 flush with the edge
+
+
+def test_map_refuses_too_many_tiles_and_small_images(web_app_factory, live_model_server):
+    small = web_app_factory(SERVER_URL=live_model_server.url, MAX_TILES=10).test_client()
+    response = post(small, "/api/map", "file", "slide.png", slide_png())
+    assert response.status_code == 413 and "at most 10" in response.json["error"]
+    client = small
+    tiny = io.BytesIO()
+    Image.new("RGB", (30, 30), RED).save(tiny, format="PNG")
+    response = post(client, "/api/map", "file", "tiny.png", tiny.getvalue())
+    assert response.status_code == 400 and "smaller than one 50x50 patch" in response.json["error"]
+    response = post(client, "/api/map", "file", "slide.png", slide_png(), stride="abc")
+    assert response.status_code == 400 and "stride" in response.json["error"]
+
+
+def test_map_page_shows_the_map_counts_and_research_line(client):
+    response = post(client, "/map", "file", "slide.png", slide_png())
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'id="probability-map"' in page and "data:image/png;base64," in page
+    assert contract.RESEARCH_ONLY in page and 'class="count-positive">15<' in page
+
+
+def patch_png(color) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (PATCH, PATCH), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def patient_zip(places, patient="12345", folder="12345/") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for x, y, label, color in places:
+            archive.writestr(f"{folder}{label}/{patient}_idx5_x{x}_y{y}_class{label}.png", patch_png(color))
+        archive.writestr(f"{folder}README.txt", b"not a patch")
+    return buffer.getvalue()
+
+
+PLACES = [(0, 0, 1, RED), (50, 0, 1, RED), (100, 0, 0, BLUE), (0, 50, 0, BLUE), (150, 100, 1, RED)]
+
+
+def test_mosaic_api_places_patches_at_their_names_xy(client):
+    response = post(client, "/api/mosaic", "archive", "12345.zip", patient_zip(PLACES), picture="1")
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert (body["patient"], body["width"], body["height"]) == ("12345", 200, 150)
+    by_place = {(p["x"], p["y"]): p for p in body["patches"]}
+    assert set(by_place) == {(x, y) for x, y, _, _ in PLACES}
+    assert by_place[(150, 100)]["positive_probability"] > 0.9 and by_place[(100, 0)]["positive_probability"] < 0.1
+    assert body["counts"]["positive"] == 3 and body["counts"]["agree_with_label"] == 5
+    assert body["mosaic_png"].startswith("data:image/png;base64,")
+
+
+def test_mosaic_page(client):
+    response = post(client, "/mosaic", "archive", "12345.zip", patient_zip(PLACES))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'id="mosaic-map"' in page and contract.RESEARCH_ONLY in page
+
+
+def _zip_with(name, content=b"x", symlink=False) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo(name)
+        if symlink:
+            info.external_attr = (0o120777 << 16)
+        archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+def _bomb() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("1_idx5_x0_y0_class0.png", b"\0" * (64 * 1024 * 1024))
+    return buffer.getvalue()
+
+
+def _empty_zip() -> bytes:
+    buffer = io.BytesIO()
+    zipfile.ZipFile(buffer, "w").close()
+    return buffer.getvalue()
+
+
+HOSTILE = {
+    "empty file": (b"", 400, "empty"),
+    "not a zip": (patch_png(RED), 400, "not a readable zip"),
+    "empty archive": (_empty_zip(), 400, "no files"),
+    "parent path": (_zip_with("../1_idx5_x0_y0_class0.png", patch_png(RED)), 400, "outside the archive"),
+    "absolute path": (_zip_with("/tmp/1_idx5_x0_y0_class0.png", patch_png(RED)), 400, "absolute path"),
+    "symlink": (_zip_with("1_idx5_x0_y0_class0.png", b"/etc/passwd", symlink=True), 400, "symbolic link"),
+    "zip bomb": (_bomb(), 413, "zip bomb"),
+    "past the pixel limit": (_zip_with("1_idx5_x99999_y99999_class0.png", patch_png(RED)), 413, "at most"),
+    "no patch names": (_zip_with("photo.png", patch_png(RED)), 400, "named like an IDC patch"),
+    "not an image": (_zip_with("1_idx5_x0_y0_class0.png", b"hello"), 400, "not an image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_zip_is_a_4xx_with_the_reason_and_writes_nothing(client, monkeypatch, case):
+    content, status, words = HOSTILE[case]
+    real_open = builtins.open
+
+    def read_only_open(file, mode="r", *args, **kwargs):
+        if any(flag in mode for flag in "wax+"):
+            raise AssertionError(f"the request wrote {file}")
+        return real_open(file, mode, *args, **kwargs)
+
+    def no_temp(*args, **kwargs):
+        raise AssertionError("the request made a temporary file")
+
+    monkeypatch.setattr(builtins, "open", read_only_open)
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp", "mkdtemp"):
+        monkeypatch.setattr(tempfile, name, no_temp)
+    response = post(client, "/api/mosaic", "archive", "upload.zip", content)
+    assert response.status_code == status, response.json
+    assert words in response.json["error"]
+
+
+def test_two_patients_in_one_zip_is_refused(client):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a_idx5_x0_y0_class0.png", patch_png(RED))
+        archive.writestr("b_idx5_x0_y0_class0.png", patch_png(RED))
+    response = post(client, "/api/mosaic", "archive", "two.zip", buffer.getvalue())
+    assert response.status_code == 400 and "2 patients" in response.json["error"]
+
+
+def test_read_folder_walks_the_idc_layout(tmp_path):
+    for x, y, label, color in PLACES:
+        folder = tmp_path / "12345" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"12345_idx5_x{x}_y{y}_class{label}.png").write_bytes(patch_png(color))
+    (tmp_path / "notes.txt").write_text("x")
+    patches, skipped = mosaic.read_folder(str(tmp_path))
+    assert sorted((p.x, p.y, p.label) for p in patches) == sorted((x, y, lab) for x, y, lab, _ in PLACES)
+    assert skipped == {"not_an_idc_patch_name": 1}
+
+
+def test_tissue_mask_counts_tinted_pixels_only():
+    rgb = np.full((100, 100, 3), 245, np.uint8)
+    rgb[:50, :50] = (200, 120, 170)  # pink: saturated
+    fractions = tiling.tissue_fractions(rgb, [0, 50], [0, 50], 50)
+    np.testing.assert_allclose(fractions, [[1.0, 0.0], [0.0, 0.0]])

@@ -1,0 +1,274 @@
+"""A patient's IDC patches put back together: the whole-slide view with per-patch probabilities.
+
+The IDC data set cuts each whole-mount slide into 50x50 patches named
+``<patient>_idx5_x<X>_y<Y>_class<C>.png``; X and Y are the patch's top-left pixel on the
+slide. ``webapp.wholeslide`` (zip upload, ``/mosaic`` and ``POST /api/mosaic``) and
+``serving.predict_cli`` (``breastdx predict --mosaic FOLDER``) call :func:`read_zip` or
+:func:`read_folder`, then :func:`classify` and :func:`render`.
+
+A zip upload is read in memory only, member by member, and refused with a 4xx before
+any pixel is decoded when it is empty, holds paths outside its root or links, declares
+more bytes or members than allowed, compresses too well (a zip bomb), or places patches
+on a slide larger than the pixel limit. Every patch then passes the upload checks of
+``webapp.uploads``. Nothing is written to disk. Only numpy and Pillow: no TensorFlow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import posixpath
+import re
+import stat
+import zipfile
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from webapp import tiling
+from webapp.uploads import HTTP_BAD_REQUEST, HTTP_TOO_LARGE, UploadError, check_upload
+
+# <patient>_idx5_x<X>_y<Y>_class<C>.png, as in Janowczyk & Madabhushi's release.
+PATCH_NAME = re.compile(r"^(?P<patient>[A-Za-z0-9-]+)_idx5_x(?P<x>\d{1,6})_y(?P<y>\d{1,6})_class(?P<label>[01])\.png$",
+                        re.IGNORECASE)
+MAX_MEMBERS = 20000  # the largest IDC patient has ~2,400 patches
+MAX_UNCOMPRESSED = 256 * 1024 * 1024  # declared total of the members
+MAX_RATIO = 50  # uncompressed / compressed; PNG patches barely compress, bombs compress ~1000x
+MAX_MOSAIC_PIXELS = 8000 * 8000  # the slide canvas the patches span
+MAX_PATCH_BYTES = 1024 * 1024
+MAX_PATCH_PIXELS = 512 * 512
+MOSAIC_DISPLAY_SIDE = 1024
+OUTLINE_LABELLED = (0, 0, 0)  # patches the file name marks class 1 (the data set's annotation)
+
+
+@dataclasses.dataclass
+class Patch:
+    """One patch: its place on the slide, the data set's label and the model's answer."""
+
+    name: str
+    patient: str
+    x: int
+    y: int
+    label: int
+    data: bytes
+    width: int = 0
+    height: int = 0
+    status: str = tiling.STATUS_ASSESSED
+    positive_probability: Optional[float] = None
+    class_name: Optional[str] = None
+    positive: bool = False
+    reason: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Mosaic:
+    """A patient's patches and the slide they span."""
+
+    patient: str
+    patches: List[Patch]
+    skipped: Dict[str, int]
+    width: int
+    height: int
+    positive_class: Optional[str] = None
+    model_name: Optional[str] = None
+    model_version: Optional[str] = None
+
+    def counts(self) -> Dict[str, int]:
+        assessed = [p for p in self.patches if p.status == tiling.STATUS_ASSESSED]
+        return {"patches": len(self.patches), "assessed": len(assessed),
+                "flagged": sum(p.status == tiling.STATUS_FLAGGED for p in self.patches),
+                "positive": sum(p.positive for p in assessed),
+                "labelled_positive": sum(p.label == 1 for p in self.patches),
+                "agree_with_label": sum(p.positive == bool(p.label) for p in assessed)}
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The JSON API's body (without the picture)."""
+        return {"patient": self.patient, "width": self.width, "height": self.height, "counts": self.counts(),
+                "skipped": self.skipped, "positive_class": self.positive_class, "model_name": self.model_name,
+                "model_version": self.model_version,
+                "patches": [{"file": p.name, "x": p.x, "y": p.y, "label": p.label, "status": p.status,
+                             "positive_probability": p.positive_probability, "class_name": p.class_name,
+                             "positive": p.positive, "reason": p.reason} for p in self.patches]}
+
+
+def parse_name(name: str) -> Optional[Tuple[str, int, int, int]]:
+    """(patient, x, y, label) from an IDC patch file name, or None."""
+    match = PATCH_NAME.match(name)
+    if not match:
+        return None
+    return match["patient"], int(match["x"]), int(match["y"]), int(match["label"])
+
+
+def _member_path(info: zipfile.ZipInfo) -> str:
+    """The member's normalised path; UploadError for one outside the archive's root or a link."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise UploadError(f"zip member {info.filename[:120]!r} has an absolute path; expected paths inside the archive")
+    normal = posixpath.normpath(name)
+    if normal == ".." or normal.startswith("../") or "/../" in f"/{name}/":
+        raise UploadError(f"zip member {info.filename[:120]!r} points outside the archive's root")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UploadError(f"zip member {info.filename[:120]!r} is a symbolic link; expected plain PNG files")
+    return normal
+
+
+def read_zip(data: bytes, max_members: int = MAX_MEMBERS, max_uncompressed: int = MAX_UNCOMPRESSED,
+             max_mosaic_pixels: int = MAX_MOSAIC_PIXELS) -> List[Patch]:
+    """The IDC patches in a zip archive, checked, in memory.
+
+    Raises:
+        UploadError: 400 (not a zip, empty, unsafe paths, no IDC patch names, bad patch)
+            or 413 (too many members, too many bytes, a zip bomb, a slide past the limit).
+    """
+    if not data:
+        raise UploadError("the zip file is empty")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as err:
+        raise UploadError(f"not a readable zip archive ({err}); expected a .zip of a patient's IDC patches") from None
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        if not infos:
+            raise UploadError("the zip archive holds no files; expected a patient's "
+                              "<patient>_idx5_x<X>_y<Y>_class<C>.png patches")
+        if len(infos) > max_members:
+            raise UploadError(f"the zip archive holds {len(infos)} files; at most {max_members} are accepted",
+                              HTTP_TOO_LARGE)
+        declared = sum(i.file_size for i in infos)
+        if declared > max_uncompressed:
+            raise UploadError(f"the zip archive declares {declared} bytes uncompressed; at most {max_uncompressed} "
+                              "are accepted", HTTP_TOO_LARGE)
+        compressed = sum(i.compress_size for i in infos)
+        if declared > MAX_RATIO * max(compressed, 1) and declared > MAX_PATCH_BYTES:
+            raise UploadError(f"the zip archive expands {declared // max(compressed, 1)}-fold "
+                              f"(a zip bomb?); PNG patches expand at most {MAX_RATIO}-fold", HTTP_TOO_LARGE)
+        named = []
+        for info in infos:
+            path = _member_path(info)
+            parsed = parse_name(posixpath.basename(path))
+            if parsed is not None:
+                named.append((info, path, parsed))
+        if not named:
+            raise UploadError("no file in the zip archive is named like an IDC patch "
+                              "(<patient>_idx5_x<X>_y<Y>_class<C>.png)")
+        check_canvas([(x, y) for _, _, (_, x, y, _) in named], max_mosaic_pixels)
+        patches = []
+        for index, (info, path, (patient, x, y, label)) in enumerate(named):
+            if info.file_size > MAX_PATCH_BYTES:
+                raise UploadError(f"{path}: {info.file_size} bytes; a patch is at most {MAX_PATCH_BYTES}",
+                                  HTTP_TOO_LARGE)
+            with archive.open(info) as member:
+                # Read one byte past the declared size: a member that lies about it is refused.
+                content = member.read(info.file_size + 1)
+            if len(content) != info.file_size:
+                raise UploadError(f"{path}: holds more bytes than its zip entry declares", HTTP_BAD_REQUEST)
+            patches.append(_checked(posixpath.basename(path), content, index, patient, x, y, label))
+    return patches
+
+
+def check_canvas(places: List[Tuple[int, int]], max_pixels: int, patch: int = 50) -> None:
+    """UploadError 413 when the patches span a slide larger than ``max_pixels``."""
+    width = max(x for x, _ in places) + patch
+    height = max(y for _, y in places) + patch
+    if width * height > max_pixels:
+        raise UploadError(f"the patches span a {width}x{height} slide; at most {max_pixels} pixels are accepted",
+                          HTTP_TOO_LARGE)
+
+
+def _checked(name: str, content: bytes, index: int, patient: str, x: int, y: int, label: int) -> Patch:
+    upload = check_upload(name, content, index, MAX_PATCH_BYTES, MAX_PATCH_PIXELS)
+    return Patch(upload.name, patient, x, y, label, upload.data, upload.width, upload.height)
+
+
+def read_folder(root: str, max_members: int = MAX_MEMBERS, max_mosaic_pixels: int = MAX_MOSAIC_PIXELS
+                ) -> Tuple[List[Patch], Dict[str, int]]:
+    """The IDC patches under a folder (``<patient>/<0|1>/*.png`` or flat); symbolic links
+    are not followed. Returns the patches and the skipped files by reason.
+
+    Raises:
+        UploadError: no patch, too many, a slide past the limit, or a refused file.
+    """
+    if not os.path.isdir(root):
+        raise UploadError(f"{root} is not a folder; expected a patient's folder of IDC patches")
+    found, skipped = [], {}
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for file_name in sorted(files):
+            path = os.path.join(folder, file_name)
+            parsed = parse_name(file_name)
+            if parsed is None or os.path.islink(path):
+                reason = "link" if os.path.islink(path) else "not_an_idc_patch_name"
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            found.append((path, parsed))
+            if len(found) > max_members:
+                raise UploadError(f"{root} holds more than {max_members} patches", HTTP_TOO_LARGE)
+    if not found:
+        raise UploadError(f"no file under {root} is named like an IDC patch (<patient>_idx5_x<X>_y<Y>_class<C>.png)")
+    check_canvas([(x, y) for _, (_, x, y, _) in found], max_mosaic_pixels)
+    patches = []
+    for index, (path, (patient, x, y, label)) in enumerate(found):
+        with open(path, "rb") as handle:
+            content = handle.read(MAX_PATCH_BYTES + 1)
+        patches.append(_checked(os.path.basename(path), content, index, patient, x, y, label))
+    return patches, skipped
+
+
+def assemble(patches: List[Patch], skipped: Optional[Dict[str, int]] = None) -> Mosaic:
+    """One patient's :class:`Mosaic`; patches of other patients are an UploadError."""
+    patients = sorted({p.patient for p in patches})
+    if len(patients) != 1:
+        raise UploadError(f"the patches belong to {len(patients)} patients ({', '.join(patients[:5])}); "
+                          "upload one patient's patches at a time")
+    width = max(p.x + p.width for p in patches)
+    height = max(p.y + p.height for p in patches)
+    return Mosaic(patients[0], sorted(patches, key=lambda p: (p.y, p.x)), dict(skipped or {}), width, height)
+
+
+def classify(mosaic: Mosaic, predict: Callable[[List[bytes]], List[Any]], settings: tiling.TileSettings,
+             threshold: float = 0.5, positive_class: Optional[str] = None, model_name: Optional[str] = None) -> Mosaic:
+    """Asks the model about every patch (batches as in ``webapp.tiling``), in place."""
+    answers = tiling.classify_tiles(predict, [p.data for p in mosaic.patches], settings)
+    for patch, answer in zip(mosaic.patches, answers):
+        assessed, positive, reason = tiling.decision(answer, threshold)
+        mosaic.model_version = getattr(answer, "model_version", mosaic.model_version)
+        patch.reason = reason
+        if not assessed:
+            patch.status = tiling.STATUS_FLAGGED
+            continue
+        patch.positive_probability = round(float(answer.positive_probability), tiling.PROBABILITY_DIGITS)
+        patch.class_name = answer.class_name
+        patch.positive = positive
+    mosaic.positive_class, mosaic.model_name = positive_class, model_name
+    return mosaic
+
+
+def render(mosaic: Mosaic, research_only: str, display_side: int = MOSAIC_DISPLAY_SIDE) -> bytes:
+    """The slide rebuilt from its patches, each tinted by its positive probability (grey:
+    flagged), outlined where the data set labels it class 1, with the legend; PNG bytes."""
+    canvas = Image.new("RGB", (mosaic.width, mosaic.height), "white")
+    for patch in mosaic.patches:
+        with Image.open(io.BytesIO(patch.data)) as source:
+            canvas.paste(source.convert("RGB"), (patch.x, patch.y))
+    scale = min(1.0, display_side / max(canvas.size))
+    size = (max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)))
+    picture = np.asarray(canvas.resize(size, Image.BILINEAR) if scale < 1.0 else canvas).astype(np.float32)
+    tinted = picture.copy()
+    outlines = []
+    for patch in mosaic.patches:
+        y0, x0 = int(patch.y * scale), int(patch.x * scale)
+        y1, x1 = max(y0 + 1, int((patch.y + patch.height) * scale)), max(x0 + 1, int((patch.x + patch.width) * scale))
+        if patch.status == tiling.STATUS_FLAGGED:
+            colour = np.array(tiling.FLAGGED_COLOUR, np.float32)
+        else:
+            colour = np.array(tiling.colour_of(patch.positive_probability or 0.0), np.float32)
+        tinted[y0:y1, x0:x1] = (1 - tiling.MAP_ALPHA) * picture[y0:y1, x0:x1] + tiling.MAP_ALPHA * colour
+        if patch.label == 1:
+            outlines.append((x0, y0, x1 - 1, y1 - 1))
+    result = Image.fromarray(tinted.astype(np.uint8))
+    draw = ImageDraw.Draw(result)
+    for box in outlines:
+        draw.rectangle(box, outline=OUTLINE_LABELLED, width=1)
+    return tiling.with_legend(result, mosaic.positive_class, mosaic.counts(),
+                              research_only + " Black outline: labelled IDC in the file name.")

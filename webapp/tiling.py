@@ -1,0 +1,354 @@
+"""Whole images: tiles, a tissue mask, a probability map, its picture and legend.
+
+``webapp.wholeslide`` (the ``/map`` page and ``POST /api/map``), ``serving.predict_cli``
+(``breastdx predict --map``) and ``bench/tiling.py`` call :func:`map_image` and
+:func:`render_map`. An image larger than the model's patch is cut into patch-sized tiles
+(stride configurable); tiles that are mostly background (bright, unsaturated glass) are
+skipped; the rest are cropped *at their native size* and sent, PNG-encoded, in batches to
+the model server's ``:predict`` like any upload, so the model's own graph decodes, pads
+and scales them. This process never resizes or normalises a pixel for the model; NumPy
+only measures tissue and Pillow only crops, encodes and draws the picture a person sees.
+
+Each tile's answer is the model's: its positive probability and, where the server adds
+them, its decision fields (a tile the server answers "not assessed" is *flagged*, never
+given a class here). Only numpy and Pillow: no TensorFlow.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import io
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+from webapp import overlay
+
+# A pixel is tissue when it is darker or more saturated than slide glass. H&E background
+# is bright (> ~215 in every channel) and grey; stained tissue is pink to purple.
+GLASS_LEVEL = 215
+MIN_SATURATION = 0.07  # (max - min) / max of a pixel's channels
+MIN_TISSUE_FRACTION = 0.2  # a tile with less tissue than this is background
+DEFAULT_MAX_TILES = 4096  # a 3,200 x 3,200 image at stride 50; more is refused (413)
+DEFAULT_BATCH = 128  # tiles per :predict request
+DEFAULT_WORKERS = 2  # concurrent :predict requests (the server batches them together)
+TOP_REGIONS = 5
+PNG_LEVEL = 1  # tiles are encoded for transport only: fast compression, same pixels
+PROBABILITY_DIGITS = 4
+
+STATUS_BACKGROUND = "background"  # skipped by the tissue mask, never sent
+STATUS_ASSESSED = "assessed"
+STATUS_FLAGGED = "flagged"  # the model's server said "not assessed" (E1's input contract)
+
+
+class TilingError(ValueError):
+    """An image that cannot be tiled as asked; ``status`` is the HTTP status (400/413)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class TileSettings:
+    """How an image is cut.
+
+    Attributes:
+        patch: tile side in image pixels (the model's native patch: 50 for IDC).
+        stride: step between tiles (``patch`` for non-overlapping tiles).
+        max_tiles: refuse images that need more tiles than this (after the tissue mask).
+        min_tissue: fraction of tissue pixels below which a tile is background.
+        batch: tiles per request; workers: requests in flight.
+    """
+
+    patch: int
+    stride: int
+    max_tiles: int = DEFAULT_MAX_TILES
+    min_tissue: float = MIN_TISSUE_FRACTION
+    batch: int = DEFAULT_BATCH
+    workers: int = DEFAULT_WORKERS
+
+    def __post_init__(self):
+        if self.patch < 1 or self.stride < 1:
+            raise TilingError(f"patch and stride must be positive pixels; got patch={self.patch}, "
+                              f"stride={self.stride}")
+        if self.stride > self.patch * 4:
+            raise TilingError(f"stride {self.stride} leaves most of the image unseen; use at most "
+                              f"4 x the patch ({self.patch * 4})")
+
+
+@dataclasses.dataclass
+class Tile:
+    """One tile: its place, what the tissue mask found and what the model said."""
+
+    row: int
+    col: int
+    x: int
+    y: int
+    tissue: float
+    status: str = STATUS_BACKGROUND
+    positive_probability: Optional[float] = None
+    class_name: Optional[str] = None
+    positive: bool = False
+    reason: Optional[str] = None
+
+
+@dataclasses.dataclass
+class TileMap:
+    """A whole image's answer: the tiles on a grid and what they add up to."""
+
+    width: int
+    height: int
+    settings: TileSettings
+    rows: int
+    cols: int
+    tiles: List[Tile]
+    positive_class: Optional[str]
+    model_name: Optional[str]
+    model_version: Optional[str]
+    seconds: float = 0.0
+
+    def grid(self) -> List[List[Optional[float]]]:
+        """[rows][cols] positive probability; None where the tile was background or flagged."""
+        out: List[List[Optional[float]]] = [[None] * self.cols for _ in range(self.rows)]
+        for tile in self.tiles:
+            if tile.status == STATUS_ASSESSED:
+                out[tile.row][tile.col] = tile.positive_probability
+        return out
+
+    def counts(self) -> Dict[str, int]:
+        assessed = [t for t in self.tiles if t.status == STATUS_ASSESSED]
+        return {"tiles": len(self.tiles), "background": sum(t.status == STATUS_BACKGROUND for t in self.tiles),
+                "assessed": len(assessed), "flagged": sum(t.status == STATUS_FLAGGED for t in self.tiles),
+                "positive": sum(t.positive for t in assessed)}
+
+    def top_regions(self, k: int = TOP_REGIONS) -> List[Dict[str, Any]]:
+        """The ``k`` assessed tiles with the highest positive probability, as image boxes."""
+        assessed = sorted((t for t in self.tiles if t.status == STATUS_ASSESSED),
+                          key=lambda t: -(t.positive_probability or 0.0))
+        return [{"rank": i + 1, "x": t.x, "y": t.y, "width": self.settings.patch, "height": self.settings.patch,
+                 "row": t.row, "col": t.col, "positive_probability": t.positive_probability,
+                 "positive": t.positive} for i, t in enumerate(assessed[:k])]
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The JSON API's body (without the picture)."""
+        return {"width": self.width, "height": self.height, "patch": self.settings.patch,
+                "stride": self.settings.stride, "rows": self.rows, "cols": self.cols,
+                "grid": self.grid(), "counts": self.counts(), "top_regions": self.top_regions(),
+                "flagged": [{"row": t.row, "col": t.col, "x": t.x, "y": t.y, "reason": t.reason}
+                            for t in self.tiles if t.status == STATUS_FLAGGED],
+                "positive_class": self.positive_class, "model_name": self.model_name,
+                "model_version": self.model_version, "seconds": round(self.seconds, 3)}
+
+
+def positions(size: int, patch: int, stride: int) -> List[int]:
+    """Tile starts along one side: every ``stride`` pixels, plus one flush with the far
+    edge so the last pixels are covered too."""
+    if size <= patch:
+        return [0]
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    return starts
+
+
+def tissue_fractions(rgb: np.ndarray, xs: Sequence[int], ys: Sequence[int], patch: int) -> np.ndarray:
+    """[len(ys), len(xs)] fraction of tissue pixels per tile (see GLASS_LEVEL, MIN_SATURATION).
+
+    Args:
+        rgb: uint8 [H, W, 3].
+    """
+    high = rgb.max(axis=2).astype(np.int16)
+    low = rgb.min(axis=2).astype(np.int16)
+    tissue = (low < GLASS_LEVEL) | ((high - low) > MIN_SATURATION * np.maximum(high, 1))
+    # A summed-area table gives every tile's count in O(1), whatever the stride.
+    table = np.pad(tissue.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    y0 = np.asarray(ys)[:, None]
+    x0 = np.asarray(xs)[None, :]
+    y1 = np.minimum(y0 + patch, rgb.shape[0])
+    x1 = np.minimum(x0 + patch, rgb.shape[1])
+    count = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+    return count / ((y1 - y0) * (x1 - x0))
+
+
+def decode_rgb(image_bytes: bytes) -> np.ndarray:
+    """The uploaded image as uint8 RGB (already checked by ``webapp.uploads``)."""
+    with Image.open(io.BytesIO(image_bytes)) as source:
+        return np.asarray(source.convert("RGB"))
+
+
+def encode_tile(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=PNG_LEVEL)
+    return buffer.getvalue()
+
+
+def plan(rgb: np.ndarray, settings: TileSettings) -> Tuple[List[Tile], int, int]:
+    """The tiles of an image with their tissue fractions; tissue tiles marked to send.
+
+    Raises:
+        TilingError: 413 when more than ``settings.max_tiles`` tiles hold tissue.
+    """
+    height, width = rgb.shape[:2]
+    xs = positions(width, settings.patch, settings.stride)
+    ys = positions(height, settings.patch, settings.stride)
+    fractions = tissue_fractions(rgb, xs, ys, settings.patch)
+    tiles = [Tile(r, c, x, y, float(fractions[r, c]),
+                  status=STATUS_ASSESSED if fractions[r, c] >= settings.min_tissue else STATUS_BACKGROUND)
+             for r, y in enumerate(ys) for c, x in enumerate(xs)]
+    sent = sum(t.status == STATUS_ASSESSED for t in tiles)
+    if sent > settings.max_tiles:
+        raise TilingError(f"{width}x{height} pixels at patch {settings.patch}, stride {settings.stride} need "
+                          f"{sent} tissue tiles; at most {settings.max_tiles} are classified per image "
+                          f"(use a larger stride or a smaller image)", 413)
+    return tiles, len(ys), len(xs)
+
+
+def decision(prediction: Any, threshold: float) -> Tuple[bool, bool, Optional[str]]:
+    """(assessed, positive, reason) of one tile's answer.
+
+    The model server's decision fields win where it sends them (``assessed``/``decision``
+    and ``reason``, or a conformal ``prediction_set``): the map never re-decides what the
+    server decided. Without them the tile is positive when its positive probability is at
+    least ``threshold`` (the card's operating threshold, else 0.5).
+    """
+    assessed = getattr(prediction, "assessed", None)
+    reason = getattr(prediction, "reason", None) or getattr(prediction, "not_assessed_reason", None)
+    if assessed is False:
+        return False, False, reason or "not assessed"
+    positive = getattr(prediction, "positive", None)
+    if positive is None:
+        positive = prediction.positive_probability >= threshold
+    return True, bool(positive), reason
+
+
+def classify_tiles(predict: Callable[[List[bytes]], List[Any]], crops: List[bytes], settings: TileSettings) -> List[Any]:
+    """Sends the crops in batches of ``settings.batch``, ``settings.workers`` at a time."""
+    batches = [crops[i:i + settings.batch] for i in range(0, len(crops), settings.batch)]
+    if not batches:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+        answers = list(pool.map(predict, batches))
+    return [p for batch in answers for p in batch]
+
+
+def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], settings: TileSettings,
+              positive_class: Optional[str] = None, threshold: float = 0.5,
+              model_name: Optional[str] = None) -> TileMap:
+    """Tiles an image, classifies the tissue tiles, returns the :class:`TileMap`.
+
+    Args:
+        image_bytes: a checked upload (PNG/JPEG/GIF/BMP).
+        predict: sends a batch of encoded tiles to the model; returns objects with
+            ``positive_probability``, ``class_name``, ``model_version`` (a
+            ``webapp.clients.Prediction``) and optionally the server's decision fields.
+        settings: patch, stride and limits.
+        positive_class: the card's positive class, for labels.
+        threshold: the positive-probability threshold when the server sends no decision.
+        model_name: shown with the map.
+
+    Raises:
+        TilingError: the image is smaller than one patch, or needs too many tiles.
+    """
+    import time
+
+    started = time.perf_counter()
+    rgb = decode_rgb(image_bytes)
+    height, width = rgb.shape[:2]
+    if width < settings.patch or height < settings.patch:
+        raise TilingError(f"{width}x{height} pixels is smaller than one {settings.patch}x{settings.patch} patch; "
+                          "classify it as a single image instead")
+    tiles, rows, cols = plan(rgb, settings)
+    sent = [t for t in tiles if t.status == STATUS_ASSESSED]
+    crops = [encode_tile(rgb[t.y:t.y + settings.patch, t.x:t.x + settings.patch]) for t in sent]
+    answers = classify_tiles(predict, crops, settings)
+    version = None
+    for tile, answer in zip(sent, answers):
+        assessed, positive, reason = decision(answer, threshold)
+        version = getattr(answer, "model_version", version)
+        tile.reason = reason
+        if not assessed:
+            tile.status = STATUS_FLAGGED
+            continue
+        tile.positive_probability = round(float(answer.positive_probability), PROBABILITY_DIGITS)
+        tile.class_name = answer.class_name
+        tile.positive = positive
+    return TileMap(width, height, settings, rows, cols, tiles, positive_class, model_name, version,
+                   seconds=time.perf_counter() - started)
+
+
+# --- the picture -------------------------------------------------------------------------
+MAP_DISPLAY_SIDE = 768  # longer side of the map picture
+LEGEND_HEIGHT = 54
+MAP_ALPHA = 0.5
+FLAGGED_COLOUR = (128, 128, 128)
+BOX_COLOUR = (0, 0, 0)
+TEXT_COLOUR = (20, 20, 20)
+
+
+def colour_of(probability: float) -> Tuple[int, int, int]:
+    """The overlay's colour map (cold - warm - hot) at one probability."""
+    level = Image.new("L", (1, 1), int(round(min(1.0, max(0.0, probability)) * overlay.BYTE_MAX)))
+    return ImageOps.colorize(level, black=overlay.COLD, mid=overlay.WARM, white=overlay.HOT).getpixel((0, 0))
+
+
+def render_map(image_bytes: bytes, tile_map: TileMap, research_only: str, display_side: int = MAP_DISPLAY_SIDE) -> bytes:
+    """The image with each assessed tile tinted by its positive probability, flagged tiles
+    grey, the most suspicious regions boxed and numbered, and a legend; PNG bytes."""
+    with Image.open(io.BytesIO(image_bytes)) as source:
+        picture = source.convert("RGB")
+    scale = min(1.0, display_side / max(picture.size))
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    picture = picture.resize(size, Image.BILINEAR) if scale < 1.0 else picture
+    # Overlapping tiles (stride < patch): each pixel takes the highest probability over it.
+    heat = np.full((size[1], size[0]), -1.0, np.float32)
+    flagged = np.zeros((size[1], size[0]), bool)
+    patch = tile_map.settings.patch
+    for tile in tile_map.tiles:
+        y0, x0 = int(tile.y * scale), int(tile.x * scale)
+        y1, x1 = max(y0 + 1, int(math.ceil((tile.y + patch) * scale))), max(x0 + 1, int(math.ceil((tile.x + patch) * scale)))
+        if tile.status == STATUS_ASSESSED:
+            heat[y0:y1, x0:x1] = np.maximum(heat[y0:y1, x0:x1], tile.positive_probability)
+        elif tile.status == STATUS_FLAGGED:
+            flagged[y0:y1, x0:x1] = True
+    levels = Image.fromarray((np.clip(heat, 0, 1) * overlay.BYTE_MAX).astype(np.uint8), "L")
+    coloured = np.asarray(ImageOps.colorize(levels, black=overlay.COLD, mid=overlay.WARM, white=overlay.HOT))
+    base = np.asarray(picture).astype(np.float32)
+    blended = base.copy()
+    seen = heat >= 0
+    blended[seen] = (1 - MAP_ALPHA) * base[seen] + MAP_ALPHA * coloured[seen]
+    blended[flagged & ~seen] = (1 - MAP_ALPHA) * base[flagged & ~seen] + MAP_ALPHA * np.array(FLAGGED_COLOUR)
+    result = Image.fromarray(blended.astype(np.uint8))
+    draw = ImageDraw.Draw(result)
+    for region in tile_map.top_regions():
+        box = [region["x"] * scale, region["y"] * scale, (region["x"] + patch) * scale - 1,
+               (region["y"] + patch) * scale - 1]
+        draw.rectangle(box, outline=BOX_COLOUR, width=2)
+        draw.text((box[0] + 2, box[1] + 1), str(region["rank"]), fill=BOX_COLOUR)
+    return with_legend(result, tile_map.positive_class, tile_map.counts(), research_only)
+
+
+def with_legend(picture: Image.Image, positive_class: Optional[str], counts: Dict[str, int], note: str) -> bytes:
+    """The picture above a legend: the colour bar, the flagged colour, the counts and ``note``; PNG bytes."""
+    width = max(picture.width, 360)
+    canvas = Image.new("RGB", (width, picture.height + LEGEND_HEIGHT), "white")
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    top = picture.height + 4
+    bar = 160
+    for i in range(bar):
+        draw.line([(8 + i, top), (8 + i, top + 10)], fill=colour_of(i / (bar - 1)))
+    label = f"P({positive_class})" if positive_class else "positive probability"
+    draw.text((8, top + 12), "0", fill=TEXT_COLOUR)
+    draw.text((8 + bar - 8, top + 12), "1", fill=TEXT_COLOUR)
+    draw.text((8 + bar + 8, top), label, fill=TEXT_COLOUR)
+    draw.rectangle([8 + bar + 8, top + 14, 8 + bar + 18, top + 24], fill=FLAGGED_COLOUR)
+    draw.text((8 + bar + 22, top + 13), f"flagged ({counts['flagged']}); assessed {counts['assessed']}, "
+                                        f"positive {counts['positive']}", fill=TEXT_COLOUR)
+    draw.text((8, top + 30), note, fill=TEXT_COLOUR)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
