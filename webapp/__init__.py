@@ -43,6 +43,12 @@ DEFAULTS = {
     "AUTH": "local",  # local (127.0.0.1 only) | iap (verify IAP's signed header) | open; webapp/auth.py
     "IAP_AUDIENCE": None,  # /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID (AUTH=iap)
     "AUDIT_LOG": "-",  # one JSON line per prediction: "-" stdout, else a file path; webapp/audit.py
+    "MAX_MAP_BYTES": 24 * MIB,  # one whole image to map (a 2,000x2,000 H&E PNG is ~8 MiB)
+    "TILE_STRIDE": 0,  # pixels between tiles of a map; 0: the model's patch (no overlap); webapp/tiling.py
+    "MAX_TILES": 4096,  # tissue tiles per map; more is a 413
+    "TILE_BATCH": 128,  # tiles per :predict request
+    "MAX_ZIP_BYTES": 24 * MIB,  # a patient's zip of IDC patches; webapp/mosaic.py
+    "MAX_MOSAIC_PIXELS": 8000 * 8000,  # the slide the patches span
     "ENV_PREFIX": "BREASTDX_WEB",  # BREASTDX_WEB_SERVER_URL, BREASTDX_WEB_SECRET_KEY...
 }
 API_PREFIX = "/api/"
@@ -72,10 +78,13 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.extensions["prediction_client"] = app.config.get("PREDICTION_CLIENT") or make_client(app.config)
     csrf.init_app(app)
 
-    from webapp import api, ui
+    from webapp import api, ui, wholeslide
 
     app.register_blueprint(ui.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(wholeslide.ui_bp)
+    app.register_blueprint(wholeslide.api_bp)
+    csrf.exempt(wholeslide.api_bp)
     csrf.exempt(api.bp)  # a JSON API for programs: no cookie session, nothing to forge
     _register_errors(app)
 

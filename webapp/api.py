@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from pipeline import contract
-from webapp import audit, service
+from webapp import audit, kinds, service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 TRUE_VALUES = ("1", "true", "yes")
@@ -23,9 +23,9 @@ def predict():
     if version is not None and not version.isdigit():
         return jsonify({"error": f"version must be an integer, got {version[:40]!r}"}), 400
     with_overlay = request.values.get("overlay", "").lower() in TRUE_VALUES
-    results = service.predict_uploads(uploads, version, with_overlay)
+    kind, results = kinds.predict_any(uploads, version, with_overlay)  # classifier, segmentation, whole image
     audit.record([u.data for u in uploads], results, "api")
-    return jsonify({"predictions": results, "research_only": contract.RESEARCH_ONLY})
+    return jsonify({"predictions": results, "kind": kind, "research_only": contract.RESEARCH_ONLY})
 
 
 @bp.get("/versions")

@@ -253,6 +253,18 @@ class RestClient(PredictionClient):
                                   f"for {len(images)} images")
         return [prediction_from_row(row, self.model_name, chosen) for row in rows]
 
+    def run_signature(self, images: Sequence[bytes], signature: str,
+                      version: Optional[str] = None) -> "tuple[List[Dict[str, Any]], str]":
+        """Calls any signature that takes ``image_bytes`` (``segment``, ``heatmap``) and returns
+        its raw output rows and the version that answered (``webapp.kinds`` reads them)."""
+        chosen = version if version is not None else self.newest_version()
+        body = {"signature_name": signature, "instances": [_b64(image) for image in images]}
+        rows = self._call("POST", self._url(chosen, ":predict"), json=body).get("predictions")
+        if not isinstance(rows, list) or len(rows) != len(images):
+            raise PredictionError(f"model server {self.base_url} returned {len(rows or [])} rows of {signature} "
+                                  f"for {len(images)} images")
+        return rows, chosen
+
     def versions(self) -> List[VersionInfo]:
         rows = sorted(self.status(), key=lambda row: int(row["version"]), reverse=True)
         result = []

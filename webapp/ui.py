@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from webapp import audit, service
+from webapp import audit, kinds, service
 from webapp.clients import HTTP_BAD_REQUEST, HTTP_NOT_FOUND, PredictionError
 
 bp = Blueprint("ui", __name__)
@@ -25,7 +25,7 @@ def predict():
     uploads = service.collect_uploads(request.files.getlist("file"))
     pinned = session.get(PIN_KEY)
     try:
-        results = service.predict_uploads(uploads, pinned, with_overlay=True)
+        kind, results = kinds.predict_any(uploads, pinned, with_overlay=True)
     except PredictionError as err:
         if pinned is None or err.status != HTTP_NOT_FOUND:
             raise
@@ -33,7 +33,8 @@ def predict():
         raise PredictionError(f"version {pinned} is no longer served, so this session follows the newest "
                               f"version again; upload the images once more ({err.message})", HTTP_NOT_FOUND) from None
     audit.record([u.data for u in uploads], results, "ui")
-    return render_template("results.html", results=results, pinned=session.get(PIN_KEY))
+    template = "segmentation.html" if kind == kinds.KIND_SEGMENTATION else "results.html"
+    return render_template(template, results=results, pinned=session.get(PIN_KEY))
 
 
 @bp.get("/versions")
