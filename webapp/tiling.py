@@ -283,6 +283,7 @@ def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], s
 # --- the picture -------------------------------------------------------------------------
 MAP_DISPLAY_SIDE = 768  # longer side of the map picture
 LEGEND_HEIGHT = 54
+LEGEND_MIN_WIDTH = 360  # the legend's text fits; a narrower picture is padded white on the right
 MAP_ALPHA = 0.5
 FLAGGED_COLOUR = (128, 128, 128)
 BOX_COLOUR = (0, 0, 0)
@@ -333,7 +334,7 @@ def render_map(image_bytes: bytes, tile_map: TileMap, research_only: str, displa
 
 def with_legend(picture: Image.Image, positive_class: Optional[str], counts: Dict[str, int], note: str) -> bytes:
     """The picture above a legend: the colour bar, the flagged colour, the counts and ``note``; PNG bytes."""
-    width = max(picture.width, 360)
+    width = max(picture.width, LEGEND_MIN_WIDTH)
     canvas = Image.new("RGB", (width, picture.height + LEGEND_HEIGHT), "white")
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
