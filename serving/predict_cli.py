@@ -169,9 +169,9 @@ def run_predict(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
 
 
 def _decision_fields(answer: Any) -> Dict[str, Any]:
-    """The server's decision fields where it sends them (E1's rule), for the line."""
-    return {key: getattr(answer, key) for key in ("assessed", "decision", "reason", "prediction_set")
-            if getattr(answer, key, None) is not None}
+    """The model server's decision for the line (pipeline/decision.py's fields), where it sends one."""
+    ruled = getattr(answer, "decision", None)
+    return {"decision": ruled} if isinstance(ruled, dict) and ruled.get("status") else {}
 
 
 def _map_line(path: str, upload: Any, predict: Callable, card: Dict[str, Any], args: argparse.Namespace,
@@ -220,11 +220,15 @@ def _format(line: Dict[str, Any], as_json: bool) -> str:
         return f"{path}: refused: {line['error']}"
     if "map" in line:
         top = "" if line["max_probability"] is None else f", highest p={line['max_probability']:.4f}"
-        return (f"{path}: map {line['rows']}x{line['cols']} tiles: {line['assessed']} assessed, {line['flagged']} "
-                f"flagged, {line['positive']} positive, {line['background']} background{top} -> {line['map']}")
+        return (f"{path}: map {line['rows']}x{line['cols']} tiles: {line['assessed']} assessed, {line['uncertain']} "
+                f"uncertain, {line['flagged']} not assessed, {line['positive']} positive, {line['background']} "
+                f"background{top} -> {line['map']}")
     if "mosaic" in line:
         return (f"{path}: mosaic of patient {line['patient']}: {line['patches']} patches, {line['assessed']} "
-                f"assessed, {line['flagged']} flagged, {line['positive']} positive -> {line['mosaic']}")
-    if line.get("assessed") is False:
-        return f"{path}: not assessed: {line.get('reason') or 'outside the model input contract'}"
+                f"assessed, {line['uncertain']} uncertain, {line['flagged']} not assessed, {line['positive']} "
+                f"positive -> {line['mosaic']}")
+    ruled = line.get("decision") or {}
+    if ruled.get("status") in ("not_assessed", "uncertain"):  # the server's words, no class
+        members = f" (set: {', '.join(ruled.get('prediction_set') or [])})" if ruled.get("prediction_set") else ""
+        return f"{path}: {ruled.get('text') or ruled['status']}{members}"
     return f"{path}: {line['class_name']} p={line['probability']:.4f}"

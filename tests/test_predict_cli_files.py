@@ -80,8 +80,8 @@ def test_a_large_image_becomes_a_png_map_and_a_folder_the_mosaic(tmp_path, live_
             "--server", live_model_server.url, "--model", MODEL_NAME]
     assert run_predict(parse(argv), out) == 0, out.getvalue()
     text = out.getvalue()
-    assert "map 4x6 tiles: 16 assessed, 0 flagged, 8 positive, 8 background" in text
-    assert "mosaic of patient 12345: 3 patches, 3 assessed, 0 flagged, 2 positive" in text
+    assert "map 4x6 tiles: 16 assessed, 0 uncertain, 0 not assessed, 8 positive, 8 background" in text
+    assert "mosaic of patient 12345: 3 patches, 3 assessed, 0 uncertain, 0 not assessed, 2 positive" in text
     with Image.open(maps / "section.map.png") as picture:
         assert picture.size == (tiling.LEGEND_MIN_WIDTH, 200 + tiling.LEGEND_HEIGHT)
         assert picture.getpixel((50, 150)) == (240, 240, 240)  # glass: never sent, left as it was

@@ -57,7 +57,8 @@ def test_map_api_skips_glass_and_finds_the_red_block(client):
     assert all(grid[r][c] is None for r in range(6) for c in range(3))  # x < 150: glass, never sent
     assert all(grid[r][c] > 0.9 for r in range(3) for c in range(3, 8))  # red
     assert all(grid[r][c] < 0.1 for r in range(3, 6) for c in range(3, 8))  # blue
-    assert body["counts"] == {"tiles": 48, "background": 18, "assessed": 30, "flagged": 0, "positive": 15}
+    assert body["counts"] == {"tiles": 48, "background": 18, "assessed": 30, "uncertain": 0, "flagged": 0,
+                              "positive": 15}
     top = body["top_regions"][0]
     assert top["y"] < 150 and top["x"] >= 150 and top["positive"]
     assert body["model_name"] == MODEL_NAME and body["model_version"] == "1"
@@ -210,3 +211,32 @@ def test_tissue_mask_counts_tinted_pixels_only():
     rgb[:50, :50] = (200, 120, 170)  # pink: saturated
     fractions = tiling.tissue_fractions(rgb, [0, 50], [0, 50], 50)
     np.testing.assert_allclose(fractions, [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_the_servers_decision_wins_over_the_probability():
+    """Tiles the server answers "not assessed" are flagged, "uncertain" ones are not called
+    positive, and an assessed tile is positive only when the server's class is the positive
+    class, whatever the probability says (pipeline/decision.py's fields)."""
+    from types import SimpleNamespace
+
+    verdicts = iter([{"status": "not_assessed", "reason": "the image is grayscale"},
+                     {"status": "uncertain", "text": "uncertain: refer to a pathologist"},
+                     {"status": "assessed", "class_name": "IDC-negative"},
+                     {"status": "assessed", "class_name": "IDC-positive"}])
+
+    def predict(batch):
+        return [SimpleNamespace(positive_probability=0.9, class_name="IDC-positive", model_version="7",
+                                decision=next(verdicts)) for _ in batch]
+
+    pixels = np.full((100, 100, 3), (200, 120, 170), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    tile_map = tiling.map_image(buffer.getvalue(), predict, tiling.TileSettings(patch=PATCH, stride=PATCH, batch=1,
+                                                                               workers=1),
+                                positive_class="IDC-positive", threshold=0.5)
+    assert [t.status for t in tile_map.tiles] == ["flagged", "uncertain", "assessed", "assessed"]
+    assert [t.positive for t in tile_map.tiles] == [False, False, False, True]
+    assert tile_map.counts() == {"tiles": 4, "background": 0, "assessed": 2, "uncertain": 1, "flagged": 1,
+                                 "positive": 1}
+    assert tile_map.as_dict()["flagged"][0]["reason"] == "the image is grayscale"
+    assert tile_map.grid() == [[None, 0.9], [0.9, 0.9]] and tile_map.model_version == "7"

@@ -54,7 +54,7 @@ class Patch:
     data: bytes
     width: int = 0
     height: int = 0
-    status: str = tiling.STATUS_ASSESSED
+    status: str = tiling.STATUS_TISSUE
     positive_probability: Optional[float] = None
     class_name: Optional[str] = None
     positive: bool = False
@@ -75,12 +75,12 @@ class Mosaic:
     model_version: Optional[str] = None
 
     def counts(self) -> Dict[str, int]:
-        assessed = [p for p in self.patches if p.status == tiling.STATUS_ASSESSED]
-        return {"patches": len(self.patches), "assessed": len(assessed),
-                "flagged": sum(p.status == tiling.STATUS_FLAGGED for p in self.patches),
-                "positive": sum(p.positive for p in assessed),
-                "labelled_positive": sum(p.label == 1 for p in self.patches),
-                "agree_with_label": sum(p.positive == bool(p.label) for p in assessed)}
+        counts = tiling.status_counts(self.patches, {"patches": len(self.patches)})
+        counts.pop(tiling.STATUS_BACKGROUND)
+        counts["labelled_positive"] = sum(p.label == 1 for p in self.patches)
+        counts["agree_with_label"] = sum(p.positive == bool(p.label) for p in self.patches
+                                         if p.status == tiling.STATUS_ASSESSED)
+        return counts
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON API's body (without the picture)."""
@@ -231,11 +231,9 @@ def classify(mosaic: Mosaic, predict: Callable[[List[bytes]], List[Any]], settin
     """Asks the model about every patch (batches as in ``webapp.tiling``), in place."""
     answers = tiling.classify_tiles(predict, [p.data for p in mosaic.patches], settings)
     for patch, answer in zip(mosaic.patches, answers):
-        assessed, positive, reason = tiling.decision(answer, threshold)
+        patch.status, positive, patch.reason = tiling.decision(answer, threshold, positive_class)
         mosaic.model_version = getattr(answer, "model_version", mosaic.model_version)
-        patch.reason = reason
-        if not assessed:
-            patch.status = tiling.STATUS_FLAGGED
+        if patch.status == tiling.STATUS_FLAGGED:
             continue
         patch.positive_probability = round(float(answer.positive_probability), tiling.PROBABILITY_DIGITS)
         patch.class_name = answer.class_name

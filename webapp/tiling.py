@@ -39,8 +39,14 @@ PNG_LEVEL = 1  # tiles are encoded for transport only: fast compression, same pi
 PROBABILITY_DIGITS = 4
 
 STATUS_BACKGROUND = "background"  # skipped by the tissue mask, never sent
-STATUS_ASSESSED = "assessed"
-STATUS_FLAGGED = "flagged"  # the model's server said "not assessed" (E1's input contract)
+STATUS_TISSUE = "tissue"  # to be sent
+STATUS_ASSESSED = "assessed"  # the model answered one class
+STATUS_UNCERTAIN = "uncertain"  # the server's conformal set held several classes: refer to a pathologist
+STATUS_FLAGGED = "flagged"  # the server answered "not assessed" (input contract, OOD score)
+ANSWERED = (STATUS_ASSESSED, STATUS_UNCERTAIN)  # tiles with a probability on the map
+# pipeline/decision.py's statuses, as the model server adds them to each :predict row
+SERVER_NOT_ASSESSED = "not_assessed"
+SERVER_UNCERTAIN = "uncertain"
 
 
 class TilingError(ValueError):
@@ -115,23 +121,20 @@ class TileMap:
         """[rows][cols] positive probability; None where the tile was background or flagged."""
         out: List[List[Optional[float]]] = [[None] * self.cols for _ in range(self.rows)]
         for tile in self.tiles:
-            if tile.status == STATUS_ASSESSED:
+            if tile.status in ANSWERED:
                 out[tile.row][tile.col] = tile.positive_probability
         return out
 
     def counts(self) -> Dict[str, int]:
-        assessed = [t for t in self.tiles if t.status == STATUS_ASSESSED]
-        return {"tiles": len(self.tiles), "background": sum(t.status == STATUS_BACKGROUND for t in self.tiles),
-                "assessed": len(assessed), "flagged": sum(t.status == STATUS_FLAGGED for t in self.tiles),
-                "positive": sum(t.positive for t in assessed)}
+        return status_counts(self.tiles, {"tiles": len(self.tiles)})
 
     def top_regions(self, k: int = TOP_REGIONS) -> List[Dict[str, Any]]:
-        """The ``k`` assessed tiles with the highest positive probability, as image boxes."""
-        assessed = sorted((t for t in self.tiles if t.status == STATUS_ASSESSED),
+        """The ``k`` answered tiles with the highest positive probability, as image boxes."""
+        answered = sorted((t for t in self.tiles if t.status in ANSWERED),
                           key=lambda t: -(t.positive_probability or 0.0))
         return [{"rank": i + 1, "x": t.x, "y": t.y, "width": self.settings.patch, "height": self.settings.patch,
                  "row": t.row, "col": t.col, "positive_probability": t.positive_probability,
-                 "positive": t.positive} for i, t in enumerate(assessed[:k])]
+                 "positive": t.positive, "status": t.status} for i, t in enumerate(answered[:k])]
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON API's body (without the picture)."""
@@ -142,6 +145,14 @@ class TileMap:
                             for t in self.tiles if t.status == STATUS_FLAGGED],
                 "positive_class": self.positive_class, "model_name": self.model_name,
                 "model_version": self.model_version, "seconds": round(self.seconds, 3)}
+
+
+def status_counts(items: Sequence[Any], counts: Dict[str, int]) -> Dict[str, int]:
+    """Tiles (or mosaic patches) by status, and how many were called positive."""
+    for status in (STATUS_BACKGROUND, STATUS_ASSESSED, STATUS_UNCERTAIN, STATUS_FLAGGED):
+        counts[status] = sum(item.status == status for item in items)
+    counts["positive"] = sum(item.positive for item in items if item.status == STATUS_ASSESSED)
+    return counts
 
 
 def positions(size: int, patch: int, stride: int) -> List[int]:
@@ -197,9 +208,9 @@ def plan(rgb: np.ndarray, settings: TileSettings) -> Tuple[List[Tile], int, int]
     ys = positions(height, settings.patch, settings.stride)
     fractions = tissue_fractions(rgb, xs, ys, settings.patch)
     tiles = [Tile(r, c, x, y, float(fractions[r, c]),
-                  status=STATUS_ASSESSED if fractions[r, c] >= settings.min_tissue else STATUS_BACKGROUND)
+                  status=STATUS_TISSUE if fractions[r, c] >= settings.min_tissue else STATUS_BACKGROUND)
              for r, y in enumerate(ys) for c, x in enumerate(xs)]
-    sent = sum(t.status == STATUS_ASSESSED for t in tiles)
+    sent = sum(t.status == STATUS_TISSUE for t in tiles)
     if sent > settings.max_tiles:
         raise TilingError(f"{width}x{height} pixels at patch {settings.patch}, stride {settings.stride} need "
                           f"{sent} tissue tiles; at most {settings.max_tiles} are classified per image "
@@ -207,22 +218,24 @@ def plan(rgb: np.ndarray, settings: TileSettings) -> Tuple[List[Tile], int, int]
     return tiles, len(ys), len(xs)
 
 
-def decision(prediction: Any, threshold: float) -> Tuple[bool, bool, Optional[str]]:
-    """(assessed, positive, reason) of one tile's answer.
+def decision(prediction: Any, threshold: float, positive_class: Optional[str]) -> Tuple[str, bool, Optional[str]]:
+    """(status, positive, reason) of one tile's answer.
 
-    The model server's decision fields win where it sends them (``assessed``/``decision``
-    and ``reason``, or a conformal ``prediction_set``): the map never re-decides what the
-    server decided. Without them the tile is positive when its positive probability is at
-    least ``threshold`` (the card's operating threshold, else 0.5).
+    The model server's decision (``pipeline/decision.py``'s fields on each ``:predict``
+    row: ``status`` assessed / uncertain / not_assessed, ``class_name``, ``reason``) wins
+    where it sends one: the map never re-decides what the server decided. Without it the
+    tile is positive when its positive probability is at least ``threshold`` (the card's
+    operating threshold, else 0.5).
     """
-    assessed = getattr(prediction, "assessed", None)
-    reason = getattr(prediction, "reason", None) or getattr(prediction, "not_assessed_reason", None)
-    if assessed is False:
-        return False, False, reason or "not assessed"
-    positive = getattr(prediction, "positive", None)
-    if positive is None:
-        positive = prediction.positive_probability >= threshold
-    return True, bool(positive), reason
+    ruled = getattr(prediction, "decision", None)
+    if isinstance(ruled, dict) and ruled.get("status"):
+        if ruled["status"] == SERVER_NOT_ASSESSED:
+            return STATUS_FLAGGED, False, ruled.get("reason") or ruled.get("text") or "not assessed"
+        if ruled["status"] == SERVER_UNCERTAIN:
+            return STATUS_UNCERTAIN, False, ruled.get("text") or ruled.get("reason")
+        called = ruled.get("class_name")
+        return STATUS_ASSESSED, positive_class is not None and called == positive_class, None
+    return STATUS_ASSESSED, prediction.positive_probability >= threshold, None
 
 
 def classify_tiles(predict: Callable[[List[bytes]], List[Any]], crops: List[bytes], settings: TileSettings) -> List[Any]:
@@ -262,16 +275,14 @@ def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], s
         raise TilingError(f"{width}x{height} pixels is smaller than one {settings.patch}x{settings.patch} patch; "
                           "classify it as a single image instead")
     tiles, rows, cols = plan(rgb, settings)
-    sent = [t for t in tiles if t.status == STATUS_ASSESSED]
+    sent = [t for t in tiles if t.status == STATUS_TISSUE]
     crops = [encode_tile(rgb[t.y:t.y + settings.patch, t.x:t.x + settings.patch]) for t in sent]
     answers = classify_tiles(predict, crops, settings)
     version = None
     for tile, answer in zip(sent, answers):
-        assessed, positive, reason = decision(answer, threshold)
+        tile.status, positive, tile.reason = decision(answer, threshold, positive_class)
         version = getattr(answer, "model_version", version)
-        tile.reason = reason
-        if not assessed:
-            tile.status = STATUS_FLAGGED
+        if tile.status == STATUS_FLAGGED:
             continue
         tile.positive_probability = round(float(answer.positive_probability), PROBABILITY_DIGITS)
         tile.class_name = answer.class_name
@@ -311,7 +322,7 @@ def render_map(image_bytes: bytes, tile_map: TileMap, research_only: str, displa
     for tile in tile_map.tiles:
         y0, x0 = int(tile.y * scale), int(tile.x * scale)
         y1, x1 = max(y0 + 1, int(math.ceil((tile.y + patch) * scale))), max(x0 + 1, int(math.ceil((tile.x + patch) * scale)))
-        if tile.status == STATUS_ASSESSED:
+        if tile.status in ANSWERED:
             heat[y0:y1, x0:x1] = np.maximum(heat[y0:y1, x0:x1], tile.positive_probability)
         elif tile.status == STATUS_FLAGGED:
             flagged[y0:y1, x0:x1] = True
@@ -347,8 +358,9 @@ def with_legend(picture: Image.Image, positive_class: Optional[str], counts: Dic
     draw.text((8 + bar - 8, top + 12), "1", fill=TEXT_COLOUR)
     draw.text((8 + bar + 8, top), label, fill=TEXT_COLOUR)
     draw.rectangle([8 + bar + 8, top + 14, 8 + bar + 18, top + 24], fill=FLAGGED_COLOUR)
-    draw.text((8 + bar + 22, top + 13), f"flagged ({counts['flagged']}); assessed {counts['assessed']}, "
-                                        f"positive {counts['positive']}", fill=TEXT_COLOUR)
+    draw.text((8 + bar + 22, top + 13), f"not assessed ({counts['flagged']}); assessed {counts['assessed']}, "
+                                        f"positive {counts['positive']}, uncertain {counts['uncertain']}",
+              fill=TEXT_COLOUR)
     draw.text((8, top + 30), note, fill=TEXT_COLOUR)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
