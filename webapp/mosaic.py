@@ -227,11 +227,14 @@ def assemble(patches: List[Patch], skipped: Optional[Dict[str, int]] = None) -> 
 
 
 def classify(mosaic: Mosaic, predict: Callable[[List[bytes]], List[Any]], settings: tiling.TileSettings,
-             threshold: float = 0.5, positive_class: Optional[str] = None, model_name: Optional[str] = None) -> Mosaic:
-    """Asks the model about every patch (batches as in ``webapp.tiling``), in place."""
+             threshold: float = 0.5, positive_class: Optional[str] = None, model_name: Optional[str] = None,
+             card: Optional[Dict[str, Any]] = None) -> Mosaic:
+    """Asks the model about every patch (batches as in ``webapp.tiling``, the same decision
+    rule: ``tiling.decision``; a patch is a whole image of the training kind), in place."""
     answers = tiling.classify_tiles(predict, [p.data for p in mosaic.patches], settings)
     for patch, answer in zip(mosaic.patches, answers):
-        patch.status, positive, patch.reason = tiling.decision(answer, threshold, positive_class)
+        patch.status, positive, patch.reason = tiling.decision(answer, threshold, positive_class, card, patch.data,
+                                                               whole_image=True)
         mosaic.model_version = getattr(answer, "model_version", mosaic.model_version)
         if patch.status == tiling.STATUS_FLAGGED:
             continue

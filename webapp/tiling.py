@@ -218,16 +218,25 @@ def plan(rgb: np.ndarray, settings: TileSettings) -> Tuple[List[Tile], int, int]
     return tiles, len(ys), len(xs)
 
 
-def decision(prediction: Any, threshold: float, positive_class: Optional[str]) -> Tuple[str, bool, Optional[str]]:
+def decision(prediction: Any, threshold: float, positive_class: Optional[str],
+             card: Optional[Dict[str, Any]] = None, data: Optional[bytes] = None,
+             whole_image: bool = False) -> Tuple[str, bool, Optional[str]]:
     """(status, positive, reason) of one tile's answer.
 
-    The model server's decision (``pipeline/decision.py``'s fields on each ``:predict``
-    row: ``status`` assessed / uncertain / not_assessed, ``class_name``, ``reason``) wins
-    where it sends one: the map never re-decides what the server decided. Without it the
-    tile is positive when its positive probability is at least ``threshold`` (the card's
-    operating threshold, else 0.5).
+    The model server's decision (``pipeline/decision.py``'s fields, ``Prediction.decision``:
+    ``status`` assessed / uncertain / not_assessed, ``class_name``, ``reason``) wins where it
+    sends one: the map never re-decides what the server decided. From a back end without
+    one (TF Serving, Vertex AI) the card's own rule is applied here to the tile's bytes, as
+    ``webapp.service`` does for a single image (``check_size`` off for a tile of a larger
+    image). Without a rule in the card the tile is positive when its positive probability is
+    at least ``threshold``.
     """
     ruled = getattr(prediction, "decision", None)
+    if not (isinstance(ruled, dict) and ruled.get("status")) and card and card.get("decision_rule") and data:
+        from pipeline import decision as rule
+
+        ruled = rule.assess(card, data, prediction.probabilities, getattr(prediction, "ood_score", None),
+                            check_size=whole_image)
     if isinstance(ruled, dict) and ruled.get("status"):
         if ruled["status"] == SERVER_NOT_ASSESSED:
             return STATUS_FLAGGED, False, ruled.get("reason") or ruled.get("text") or "not assessed"
@@ -250,7 +259,7 @@ def classify_tiles(predict: Callable[[List[bytes]], List[Any]], crops: List[byte
 
 def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], settings: TileSettings,
               positive_class: Optional[str] = None, threshold: float = 0.5,
-              model_name: Optional[str] = None) -> TileMap:
+              model_name: Optional[str] = None, card: Optional[Dict[str, Any]] = None) -> TileMap:
     """Tiles an image, classifies the tissue tiles, returns the :class:`TileMap`.
 
     Args:
@@ -262,6 +271,8 @@ def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], s
         positive_class: the card's positive class, for labels.
         threshold: the positive-probability threshold when the server sends no decision.
         model_name: shown with the map.
+        card: the served version's model card, for its decision rule where the server
+            sends no decision.
 
     Raises:
         TilingError: the image is smaller than one patch, or needs too many tiles.
@@ -279,8 +290,8 @@ def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], s
     crops = [encode_tile(rgb[t.y:t.y + settings.patch, t.x:t.x + settings.patch]) for t in sent]
     answers = classify_tiles(predict, crops, settings)
     version = None
-    for tile, answer in zip(sent, answers):
-        tile.status, positive, tile.reason = decision(answer, threshold, positive_class)
+    for tile, answer, crop in zip(sent, answers, crops):
+        tile.status, positive, tile.reason = decision(answer, threshold, positive_class, card, crop)
         version = getattr(answer, "model_version", version)
         if tile.status == STATUS_FLAGGED:
             continue

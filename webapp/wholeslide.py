@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from pipeline import contract
-from webapp import mosaic, overlay, service, tiling
+from webapp import audit, mosaic, overlay, service, tiling
 from webapp.uploads import HTTP_TOO_LARGE, UploadError, check_upload
 
 ui_bp = Blueprint("wholeslide", __name__)
@@ -85,10 +85,12 @@ def make_map(with_picture: bool) -> Dict[str, Any]:
     settings = _settings(model_patch(card))
     try:
         tile_map = tiling.map_image(upload.data, predict, settings, positive_class=card.get("positive_class"),
-                                    threshold=card_threshold(card), model_name=service.client().model_name)
+                                    threshold=card_threshold(card), model_name=service.client().model_name,
+                                    card=card)
     except tiling.TilingError as err:
         raise UploadError(f"{upload.name}: {err.message}", err.status) from None
     body = {"file": upload.name, **tile_map.as_dict(), "research_only": contract.RESEARCH_ONLY}
+    _audit([upload.data], body, "map")
     if with_picture:
         body["map_png"] = overlay.data_uri(tiling.render_map(upload.data, tile_map, contract.RESEARCH_ONLY))
     return body
@@ -104,11 +106,21 @@ def make_mosaic(with_picture: bool) -> Dict[str, Any]:
     predict, version, card = _predictor(_version())
     settings = tiling.TileSettings(patch=model_patch(card), stride=model_patch(card), batch=int(config["TILE_BATCH"]))
     mosaic.classify(slide, predict, settings, threshold=card_threshold(card),
-                    positive_class=card.get("positive_class"), model_name=service.client().model_name)
+                    positive_class=card.get("positive_class"), model_name=service.client().model_name, card=card)
     body = {"archive": service_name(name), **slide.as_dict(), "research_only": contract.RESEARCH_ONLY}
+    _audit([data], body, "mosaic")
     if with_picture:
         body["mosaic_png"] = overlay.data_uri(mosaic.render(slide, contract.RESEARCH_ONLY))
     return body
+
+
+def _audit(images: List[bytes], body: Dict[str, Any], route: str) -> None:
+    """One audit line for the map or mosaic (webapp.audit): the upload's hash, the model, and
+    the count of positive tiles in place of a class."""
+    counts = body["counts"]
+    audit.record(images, [{"model_name": body["model_name"], "model_version": body["model_version"],
+                           "class_name": f"{counts['positive']} positive of {counts['assessed']} assessed",
+                           "probability": None}], route)
 
 
 def service_name(raw: Optional[str]) -> str:
