@@ -58,13 +58,52 @@ def _component(pipeline: tfx.dsl.Pipeline, component_id: str):
 
 
 def trainer_resources(cluster: cluster_configs.ClusterConfig) -> ResourceSpec:
-    """The Trainer's container resources: CPU and memory limits and the GPU."""
+    """The Trainer's container resources: CPU and memory requests and limits and the GPU."""
     wanted = cluster.trainer_resources()
-    spec = ResourceSpec(cpu_limit=wanted["cpu_limit"], memory_limit=wanted["memory_limit"])
+    spec = ResourceSpec(cpu_limit=wanted["cpu_limit"], memory_limit=wanted["memory_limit"],
+                        cpu_request=wanted["cpu_request"], memory_request=wanted["memory_request"])
     if wanted["accelerator_count"]:
         spec.accelerator.CopyFrom(ResourceSpec.AcceleratorConfig(
             type=wanted["accelerator_type"], count=wanted["accelerator_count"]))
     return spec
+
+
+def configure_steps(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.ClusterConfig) -> tfx.dsl.Pipeline:
+    """Gives every component without a platform config the data steps' requests and
+    limits, so no pod is scheduled without them (the Trainer keeps its own)."""
+    for component in pipeline.components:
+        if hasattr(component, "with_platform_config") and getattr(component, "platform_config", None) is None:
+            component.with_platform_config(ResourceSpec(**cluster.step_resources()))
+    return pipeline
+
+
+def add_step_resources(path: str, cluster: cluster_configs.ClusterConfig) -> int:
+    """Adds the data steps' resources to container executors compiled without them.
+
+    TFX 1.16's step builder drops the platform config of a FileBasedExampleGen (the
+    ImageExampleGen); its pod would be scheduled with no requests or limits. Returns how
+    many executors were given resources.
+    """
+    import yaml
+
+    wanted = cluster.step_resources()
+    resources = {"cpuLimit": wanted["cpu_limit"], "memoryLimit": wanted["memory_limit"],
+                 "cpuRequest": wanted["cpu_request"], "memoryRequest": wanted["memory_request"]}
+    with open(path) as handle:
+        document = yaml.safe_load(handle) if path.endswith(".yaml") else json.load(handle)
+    spec = document.get("pipelineSpec", document)
+    added = 0
+    for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
+        container = executor.get("container")
+        if container is not None and not container.get("resources"):
+            container["resources"] = dict(resources)
+            added += 1
+    with open(path, "w") as handle:
+        if path.endswith(".yaml"):
+            yaml.safe_dump(document, handle, sort_keys=False)
+        else:
+            json.dump(document, handle, indent=2, sort_keys=True)
+    return added
 
 
 def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.ClusterConfig,
@@ -111,6 +150,7 @@ def build(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig
     )
     use_image_paths(pipeline, cluster.image_project_dir)
     configure_trainer(pipeline, cluster)
+    configure_steps(pipeline, cluster)
     return pipeline
 
 
@@ -183,6 +223,7 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
         output_filename=os.path.basename(output_path),
     )
     runner.run(build(config, cluster))
+    add_step_resources(output_path, cluster)
     fix_producer_tasks(output_path)
     log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
              config.pipeline_root)

@@ -14,7 +14,8 @@ WORKDIR /app
 COPY deploy/webapp-requirements.txt ./requirements.txt
 RUN pip install --no-cache-dir -r requirements.txt
 
-# Only the data contract of the pipeline package: class names and image spec.
+# Only the TF-free core of the pipeline package the app imports: the data contract
+# (tests/test_deploy_images.py lists what it imports).
 COPY pipeline/__init__.py pipeline/contract.py pipeline/
 # ...and the magic-byte check ImageIngest uses (pure Python).
 COPY components/__init__.py components/

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional
 ENV_PREFIX = "BREASTDX_"
 ENGINES = ("kfp", "vertex")
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner")
+KFP_AUTH_MODES = ("none", "iap", "token")
 DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 
 # The accelerator name each engine expects in a ResourceSpec: Kubeflow Pipelines puts
@@ -57,8 +58,19 @@ class ClusterConfig:
     # Trainer resources (GPU node pool on GKE, a GPU machine on Vertex)
     gpu_type: str = ""  # default per engine: DEFAULT_GPU_TYPE
     gpu_count: int = 1  # 0: train on CPU
-    trainer_cpu: float = 8.0  # vCPU limit (Vertex: with a T4, n1-standard-8)
-    trainer_memory_gb: float = 30.0  # GB limit
+    # Requests are what the scheduler reserves: they must fit the GPU node's allocatable
+    # (n1-standard-8 + T4 on GKE: 7.91 vCPU, ~26.4 GiB, less the system DaemonSets; checked
+    # in tests/test_kubeflow_runner.py). Vertex picks the machine from the limits:
+    # n1-standard-8 with a T4 for these.
+    trainer_cpu: float = 7.5  # vCPU limit
+    trainer_memory_gb: float = 25.0  # GB (10^9 bytes) limit
+    trainer_cpu_request: float = 7.0  # vCPU request
+    trainer_memory_request_gb: float = 24.0  # GB request
+    # Every other step (data components; Beam DirectRunner in the pod): on the CPU pool.
+    step_cpu: float = 2.0  # vCPU limit
+    step_memory_gb: float = 8.0  # GB limit
+    step_cpu_request: float = 1.0
+    step_memory_request_gb: float = 4.0
     distribution_strategy: str = "mirrored"  # one of DISTRIBUTION_STRATEGIES, for the Trainer module
 
     # Beam for the data components
@@ -73,6 +85,14 @@ class ClusterConfig:
     # Kubeflow Pipelines 2 (engine kfp)
     kfp_endpoint: str = ""  # e.g. http://localhost:8080 after `kubectl port-forward`
     kfp_namespace: str = "kubeflow"
+    # How `breastdx pipeline|run` authenticate to the KFP API (pipeline/kfp_cli.py):
+    # none (a port-forward), iap (an ID token for the IAP OAuth client, from google-auth:
+    # a service-account key in GOOGLE_APPLICATION_CREDENTIALS or the GCE/GKE metadata
+    # server), token (a bearer token: multi-user Kubeflow, or an ID token minted elsewhere).
+    kfp_auth: str = "none"  # one of KFP_AUTH_MODES
+    kfp_iap_client_id: str = ""  # the OAuth client id of the IAP in front of KFP (auth iap)
+    kfp_token: str = ""  # auth token: the bearer token itself (a secret: environment only)
+    kfp_token_file: str = ""  # auth token: a file holding it (e.g. a projected service-account token)
     experiment: str = "breastdx"
 
     # Vertex AI Pipelines (engine vertex)
@@ -92,6 +112,8 @@ class ClusterConfig:
             raise ClusterConfigError(
                 f"BREASTDX_DISTRIBUTION_STRATEGY must be one of {DISTRIBUTION_STRATEGIES}, "
                 f"got {self.distribution_strategy!r}")
+        if self.kfp_auth not in KFP_AUTH_MODES:
+            raise ClusterConfigError(f"BREASTDX_KFP_AUTH must be one of {KFP_AUTH_MODES}, got {self.kfp_auth!r}")
         if self.gpu_count < 0:
             raise ClusterConfigError(f"BREASTDX_GPU_COUNT must be >= 0, got {self.gpu_count}")
         if not self.gpu_type:
@@ -144,8 +166,14 @@ class ClusterConfig:
     def trainer_resources(self) -> Dict[str, Any]:
         """What the Trainer's ResourceSpec asks for (kubeflow_runner turns it into the proto)."""
         return {"cpu_limit": self.trainer_cpu, "memory_limit": self.trainer_memory_gb,
+                "cpu_request": self.trainer_cpu_request, "memory_request": self.trainer_memory_request_gb,
                 "accelerator_type": self.gpu_type if self.gpu_count else "",
                 "accelerator_count": self.gpu_count}
+
+    def step_resources(self) -> Dict[str, float]:
+        """What every step but the Trainer asks for (no accelerator: the CPU pool)."""
+        return {"cpu_limit": self.step_cpu, "memory_limit": self.step_memory_gb,
+                "cpu_request": self.step_cpu_request, "memory_request": self.step_memory_request_gb}
 
 
 _HINTS = {
@@ -153,6 +181,7 @@ _HINTS = {
     "gcs_root": "the pipeline's GCS root (gs://BUCKET/breastdx)",
     "kfp_endpoint": "the Kubeflow Pipelines endpoint (e.g. http://localhost:8080 after kubectl port-forward)",
     "vertex_project": "the Google Cloud project for Vertex AI Pipelines",
+    "kfp_iap_client_id": "the IAP OAuth client id of the KFP endpoint (BREASTDX_KFP_AUTH=iap)",
 }
 
 

@@ -50,6 +50,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
                        help="Vertex AI region (BREASTDX_VERTEX_REGION, default us-central1)")
     group.add_argument("--pipeline-name", default=None,
                        help="pipeline name (default: breastdx-<task>, from BREASTDX_TASK)")
+    group.add_argument("--auth", dest="kfp_auth", choices=cluster_configs.KFP_AUTH_MODES, default=None,
+                       help="sign-in to the KFP API: none, iap (Google ID token for --iap-client-id) or token "
+                            "(BREASTDX_KFP_TOKEN / --token-file); default BREASTDX_KFP_AUTH or none")
+    group.add_argument("--iap-client-id", dest="kfp_iap_client_id", default=None,
+                       help="OAuth client id of the IAP in front of KFP (BREASTDX_KFP_IAP_CLIENT_ID)")
+    group.add_argument("--token-file", dest="kfp_token_file", default=None,
+                       help="file holding the bearer token for --auth token (BREASTDX_KFP_TOKEN_FILE)")
 
 
 def _compile_flags(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +134,7 @@ def add_parsers(subparsers: Any) -> None:
 
 # --- settings -------------------------------------------------------------------------------
 _CLUSTER_FLAGS = ("engine", "kfp_endpoint", "kfp_namespace", "vertex_project", "vertex_region", "image",
-                  "gcs_root", "package_path", "experiment")
+                  "gcs_root", "package_path", "experiment", "kfp_auth", "kfp_iap_client_id", "kfp_token_file")
 
 
 def cluster_settings(args: argparse.Namespace) -> cluster_configs.ClusterConfig:
@@ -152,14 +159,19 @@ def _pipeline_root(cluster: cluster_configs.ClusterConfig, name: str) -> str:
 
 
 # --- KFP ------------------------------------------------------------------------------------
-def probe(endpoint: str) -> None:
+def probe(endpoint: str, headers: Optional[Dict[str, str]] = None) -> None:
     """Fails fast, in one line, when the KFP API does not answer (kfp.Client itself
-    retries for half a minute and ends in a traceback)."""
+    retries for half a minute and ends in a traceback). ``headers``: the sign-in."""
     url = endpoint.rstrip("/") + HEALTHZ_PATH
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=PROBE_TIMEOUT_S) as response:
             response.read()
     except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise CliError(f"the Kubeflow Pipelines endpoint {endpoint} refused the request ({err.code}): sign in "
+                           "with --auth iap --iap-client-id CLIENT_ID (behind IAP) or --auth token "
+                           "(BREASTDX_KFP_AUTH, docs/cluster.md)") from None
         raise CliError(f"the Kubeflow Pipelines endpoint {endpoint} answered {err.code} on {HEALTHZ_PATH}: "
                        "is --endpoint / BREASTDX_KFP_ENDPOINT the KFP API (ml-pipeline-ui, port 80/8080)?") from None
     except (urllib.error.URLError, OSError, ValueError) as err:
@@ -171,12 +183,15 @@ def probe(endpoint: str) -> None:
 
 def kfp_client(cluster: cluster_configs.ClusterConfig):
     cluster.require("kfp_endpoint")
-    probe(cluster.kfp_endpoint)
+    from pipeline import kfp_auth
+
+    sign_in = kfp_auth.credentials(cluster)
+    probe(cluster.kfp_endpoint, sign_in.header())
     import kfp  # deferred: kfp imports take a second and `breastdx --help` should not
 
     logging.getLogger("kfp").setLevel(logging.WARNING)
     namespace = cluster.kfp_namespace
-    return kfp.Client(host=cluster.kfp_endpoint, namespace=namespace)
+    return kfp.Client(host=cluster.kfp_endpoint, namespace=namespace, **sign_in.client_kwargs)
 
 
 def _pipeline_id(client, name: str) -> str:

@@ -59,7 +59,8 @@ class FakeKfp:
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                record = {"method": method, "path": url.path, "query": query}
+                record = {"method": method, "path": url.path, "query": query,
+                          "authorization": self.headers.get("Authorization")}
                 ctype = self.headers.get("Content-Type", "")
                 if ctype.startswith("multipart/form-data"):
                     form = cgi.FieldStorage(fp=io.BytesIO(raw), environ={"REQUEST_METHOD": "POST"},

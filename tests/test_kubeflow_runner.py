@@ -51,9 +51,11 @@ def test_trainer_requests_the_gpu(compiled, engine, gpu):
     executors = _spec(compiled, engine)["deploymentSpec"]["executors"]
     resources = executors["Trainer_executor"]["container"]["resources"]
     assert resources["accelerator"] == {"type": gpu, "count": "1"}
-    assert resources["cpuLimit"] == 8.0 and resources["memoryLimit"] == 30.0
+    defaults = cluster_configs.ClusterConfig()
+    assert resources["cpuRequest"] == defaults.trainer_cpu_request and resources["memoryLimit"] == \
+        defaults.trainer_memory_gb
     others = [name for name, ex in executors.items()
-              if name != "Trainer_executor" and "resources" in ex.get("container", {})]
+              if name != "Trainer_executor" and "accelerator" in ex.get("container", {}).get("resources", {})]
     assert others == []  # only training needs the GPU node pool
 
 
@@ -115,3 +117,25 @@ def test_dynamic_input_base_names_an_existing_producer_task(compiled, engine):
     reference = tasks["ImportExampleGen"]["inputs"]["parameters"]["input_base"]["taskOutputParameter"]
     assert reference == {"producerTask": "ImageIngest", "outputParameterKey": "records_base"}
     assert "ImageIngest" in tasks["ImportExampleGen"]["dependentTasks"]
+
+@pytest.mark.parametrize("engine", ["kfp", "vertex"])
+def test_trainer_fits_the_gpu_node_and_every_step_has_resources(compiled, engine):
+    """The compiled Trainer's requests fit what an n1-standard-8 with a T4 (the GPU pool of
+    docs/cluster.md) offers after GKE's reservations (8 vCPU / 30 GB as requests never
+    schedule); every container step has requests and limits (ImageExampleGen included,
+    whose platform config TFX drops)."""
+    from node_allocatable import GB, allocatable
+
+    executors = _spec(compiled, engine)["deploymentSpec"]["executors"]
+    trainer = executors["Trainer_executor"]["container"]["resources"]
+    node = allocatable("n1-standard-8")
+    assert trainer["cpuRequest"] <= node["cpu"] and trainer["memoryRequest"] * GB <= node["memory_bytes"], \
+        (trainer, node)
+    assert trainer["cpuRequest"] <= trainer["cpuLimit"] and trainer["memoryRequest"] <= trainer["memoryLimit"]
+    assert trainer["cpuLimit"] <= node["cpu"] + 0.4  # a limit above the node only invites throttling surprises
+    old_default = {"cpu": 8.0, "memory_bytes": 30.0 * GB}  # what the Trainer asked before: Pending forever
+    assert old_default["cpu"] > node["cpu"] and old_default["memory_bytes"] > node["memory_bytes"]
+    bare = [name for name, ex in executors.items() if "container" in ex and not
+            {"cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest"} <= set(ex["container"].get("resources", {}))]
+    assert bare == []
+
