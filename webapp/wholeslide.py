@@ -83,16 +83,17 @@ def make_map(with_picture: bool) -> Dict[str, Any]:
     upload = check_upload(name, data, 0, config["MAX_MAP_BYTES"], config["MAX_IMAGE_PIXELS"])
     predict, version, card = _predictor(_version())
     settings = _settings(model_patch(card))
+    rgb = tiling.decode_rgb(upload.data)  # once, for the tiles and the picture
     try:
         tile_map = tiling.map_image(upload.data, predict, settings, positive_class=card.get("positive_class"),
                                     threshold=card_threshold(card), model_name=service.client().model_name,
-                                    card=card)
+                                    card=card, rgb=rgb)
     except tiling.TilingError as err:
         raise UploadError(f"{upload.name}: {err.message}", err.status) from None
     body = {"file": upload.name, **tile_map.as_dict(), "research_only": contract.RESEARCH_ONLY}
     _audit([upload.data], body, "map")
     if with_picture:
-        body["map_png"] = overlay.data_uri(tiling.render_map(upload.data, tile_map, contract.RESEARCH_ONLY))
+        body["map_png"] = overlay.data_uri(tiling.render_map(upload.data, tile_map, contract.RESEARCH_ONLY, rgb=rgb))
     return body
 
 
