@@ -96,6 +96,7 @@ def test_cd_builds_trains_and_rolls_on_a_blessed_push():
     assert '"breastdx-webapp=${{ needs.images.outputs.webapp }}"' in deploy
     assert '"tensorflow/serving=${{ needs.images.outputs.serving }}"' in deploy
     assert "kubectl apply" in deploy
+    assert deploy.index("deploy/k8s/check_rendered.py rendered.yaml") < deploy.index("kubectl apply")
     assert "rollout status deploy/serving" in deploy and "rollout status deploy/webapp" in deploy
     assert "BREASTDX_KFP_ENDPOINT" in cd["env"] and "secrets." in cd["env"]["BREASTDX_KFP_ENDPOINT"]
 
