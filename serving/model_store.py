@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from pipeline import contract
+from pipeline import contract, model_card
 from serving.settings import DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class LoadedVersion:
         version: integer version (the directory's name).
         path: the version directory.
         model: the object ``tf.saved_model.load`` returned.
-        card: the model card dict (``{}`` when the version has none).
+        card: the model card dict, validated (``{}`` when the version has none).
     """
 
     def __init__(self, name: str, version: int, path: str):
@@ -111,13 +111,15 @@ class LoadedVersion:
 
 
 def _read_card(path: str) -> Dict[str, Any]:
+    """The version's model card, validated against the schema (pipeline/model_card.py);
+    ``{}`` when the version has none. A card that breaks the schema stops the load
+    (model_card.CardError names the field): a model is not served with a card whose
+    decision rule or contract cannot be trusted."""
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    try:
-        with open(card_path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as err:
-        log.info("no readable model card at %s (%s)", card_path, err)
+    if not os.path.exists(card_path):
+        log.warning("no model card at %s: the version is served without a decision rule", card_path)
         return {}
+    return model_card.validate(model_card.read(card_path))
 
 
 def parse_config(path: str) -> Dict[str, ModelPolicy]:

@@ -112,6 +112,7 @@ def run_predict(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         0 when every file was answered, 1 when any file failed or the model could not
         answer, 2 for a usage error (no file, no SavedModel at the path).
     """
+    from pipeline import decision
     from webapp import DEFAULTS, tiling, wholeslide
     from webapp.clients import PredictionError
 
@@ -150,9 +151,15 @@ def run_predict(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     lines: Dict[str, Dict[str, Any]] = {path: {"file": path, "error": reason} for path, reason in failed.items()}
     try:
         if whole:
-            for (path, _), answer in zip(whole, predict([u.data for _, u in whole])):
-                lines[path] = {"file": path, "class_name": answer.class_name, "probability": answer.probability,
-                               **_decision_fields(answer)}
+            names = list(card.get("class_names") or [])
+            for (path, upload), answer in zip(whole, predict([u.data for _, u in whole])):
+                # The server's decision; from a backend without one (a SavedModel here, TF
+                # Serving) the same rule on the same card (pipeline/decision.py).
+                ruled = _decision_fields(answer).get("decision") or decision.assess(
+                    card, upload.data, answer.probabilities, answer.ood_score)
+                called = ruled.get("class_name")
+                lines[path] = {"file": path, "class_name": called, "decision": ruled,
+                               "probability": answer.probabilities[names.index(called)] if called in names else None}
         for path, upload in tiled:
             lines[path] = _map_line(path, upload, predict, card, args, tiling, wholeslide)
         if args.mosaic:
@@ -231,4 +238,5 @@ def _format(line: Dict[str, Any], as_json: bool) -> str:
     if ruled.get("status") in ("not_assessed", "uncertain"):  # the server's words, no class
         members = f" (set: {', '.join(ruled.get('prediction_set') or [])})" if ruled.get("prediction_set") else ""
         return f"{path}: {ruled.get('text') or ruled['status']}{members}"
-    return f"{path}: {line['class_name']} p={line['probability']:.4f}"
+    probability = "" if line.get("probability") is None else f" p={line['probability']:.4f}"
+    return f"{path}: {line['class_name']}{probability}"

@@ -9,7 +9,11 @@ and error shape are TF Serving's:
 * ``GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata``: signature defs, plus the
   model card under the extra key ``model_card`` (TF Serving itself has no such key).
 * ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict``: ``instances`` or ``inputs``,
-  optional ``signature_name``.
+  optional ``signature_name``. TF Serving's keys (``predictions`` / ``outputs``) are as
+  TF Serving writes them; for encoded images the extra key ``decisions`` holds, per image,
+  the model card's decision (pipeline/decision.py: "not assessed" outside the input
+  contract or above the OOD threshold, the conformal set, the class), the same that the
+  web app and ``breastdx predict`` show.
 
 Errors are ``{"error": "..."}``: 400 for a bad request, 404 for an unknown model, version
 or label, 503 while nothing is loaded.
@@ -21,16 +25,18 @@ import logging
 import re
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from pipeline import contract
+from pipeline import contract, decision
 from serving import batching, codec
 from serving.model_store import DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS, LoadedVersion, ModelStore, ServingError
 
 log = logging.getLogger(__name__)
 
 MODEL_CARD_KEY = "model_card"  # the extra key in the metadata response
+DECISIONS_KEY = "decisions"  # the extra key in a :predict response (one per image)
 PREDICT_METHOD = "tensorflow/serving/predict"
 _MODEL_PATH = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -185,6 +191,22 @@ def _predict(store: ModelStore, batcher, name: str, version: Optional[int], labe
             outputs = batcher.run(function, inputs) if batcher else batching.call_signature(function, inputs)
         except batching.SignatureCallError as err:
             return _error(err.message, err.status)
-        return _ok(codec.encode_response(outputs, row_format))
+        response = codec.encode_response(outputs, row_format)
+        decisions = _decisions(loaded, inputs, outputs)
+        if decisions is not None:
+            response[DECISIONS_KEY] = decisions
+        return _ok(response)
     finally:
         loaded.release()
+
+
+def _decisions(loaded: LoadedVersion, inputs: Dict[str, Any], outputs: Dict[str, Any]) -> Optional[List[Dict]]:
+    """The card's decision for each image (pipeline/decision.py), where the signature took
+    encoded images and returned class probabilities; None otherwise."""
+    images = inputs.get(contract.SERVING_INPUT_BYTES)
+    probabilities = outputs.get(contract.OUTPUT_PROBABILITIES)
+    if images is None or probabilities is None:
+        return None
+    ood = outputs.get(contract.OUTPUT_OOD)
+    return [decision.assess(loaded.card, bytes(image), row, None if ood is None else float(ood[i]))
+            for i, (image, row) in enumerate(zip(np.asarray(images).reshape(-1), np.asarray(probabilities)))]

@@ -27,11 +27,22 @@ PATCH = contract.IDC_PATCH
 RED = (220, 40, 60)
 BLUE = (40, 40, 220)
 PURPLE = (128, 40, 128)  # red == blue: positive probability exactly 0.5 (uncertain)
+# A schema-valid card (pipeline/model_card.py; the server refuses invalid ones) with a
+# conformal rule: P = 0.5 (PURPLE) puts both classes in the set, "uncertain".
 CARD = {
-    "model_name": MODEL_NAME, "class_names": list(CLASS_NAMES), "positive_class": CLASS_NAMES[POSITIVE_INDEX],
-    "backbone": "tiny-test-module", "input_contract": {"signature": contract.SIGNATURE_BYTES},
-    "evaluation": {"metrics": {"AUC": 0.91, "BinaryAccuracy": 0.85, "Precision": 0.8, "Recall": 0.75,
-                               "ExampleCount": 40}},
+    "schema_version": 1, "task": "idc", "model_name": MODEL_NAME, "version": 1, "pushed_at": "2026-01-01T00:00:00Z",
+    "class_names": list(CLASS_NAMES), "positive_class": CLASS_NAMES[POSITIVE_INDEX],
+    "backbone": "tiny-test-module",
+    "input_contract": {"signature": contract.SIGNATURE_BYTES, "model_size": list(PATCH)},
+    "evaluation": {"split": "eval (patient-grouped)",
+                   "metrics": {"auc": 0.91, "binary_accuracy": 0.85, "precision": 0.8, "recall": 0.75,
+                               "example_count": 40}},
+    "decision_rule": {
+        "kind": "conformal", "description": "tiny test rule", "class_names": list(CLASS_NAMES),
+        "positive_class": CLASS_NAMES[POSITIVE_INDEX], "operating_threshold": 0.5,
+        "conformal": {"coverage": 0.95, "claimed": True, "calibrated_on": "eval", "n_per_class": {n: 20 for n in CLASS_NAMES},
+                      "min_probability": {n: 0.35 for n in CLASS_NAMES}},
+        "ood": {"output": contract.OUTPUT_OOD, "threshold": None, "false_alarm_rate": 0.01}},
     "intended_use": contract.RESEARCH_ONLY,
 }
 

@@ -39,7 +39,7 @@ def test_metadata_has_signatures_and_the_model_card(client):
         assert bytes_input["tensor_shape"]["dim"][0]["size"] == "-1"
         assert defs[contract.SIGNATURE_BYTES]["outputs"][contract.OUTPUT_PROBABILITIES]["dtype"] == "DT_FLOAT"
         assert body["model_card"]["version"] == 1
-        assert body["model_card"]["evaluation"]["metrics"]["AUC"] == pytest.approx(0.91)
+        assert body["model_card"]["evaluation"]["metrics"]["auc"] == pytest.approx(0.91)
 
 
 def test_predict_row_format_with_b64(client):
@@ -52,6 +52,40 @@ def test_predict_row_format_with_b64(client):
     for row in rows:
         assert sum(row[contract.OUTPUT_PROBABILITIES]) == pytest.approx(1.0, abs=1e-5)
         assert row[contract.OUTPUT_POSITIVE] == pytest.approx(row[contract.OUTPUT_PROBABILITIES][1])
+
+
+def test_predict_adds_the_cards_decisions_beside_tf_servings_keys(client):
+    body = client.post(f"/v1/models/{MODEL_NAME}:predict",
+                       json={"instances": [b64(png_bytes(RED)), b64(png_bytes(PURPLE))]}).json
+    assert set(body) == {"predictions", "decisions"}  # TF Serving's key unchanged, one extra
+    red, purple = body["decisions"]
+    assert (red["status"], red["class_name"], red["prediction_set"]) == ("assessed", CLASS_NAMES[1], [CLASS_NAMES[1]])
+    assert purple["status"] == "uncertain" and purple["class_name"] is None
+    assert purple["text"] == "uncertain: refer to a pathologist" and purple["prediction_set"] == list(CLASS_NAMES)
+    columnar = client.post(f"/v1/models/{MODEL_NAME}:predict", json={"inputs": [b64(png_bytes(RED))]}).json
+    assert set(columnar) == {"outputs", "decisions"} and columnar["decisions"][0]["class_name"] == CLASS_NAMES[1]
+
+
+def test_a_version_whose_card_breaks_the_schema_is_not_served(tmp_path, tiny_model_dir, caplog):
+    import json
+    import os
+    import shutil
+
+    from serving.server import create_app
+
+    target = tmp_path / "serving" / MODEL_NAME / "1"
+    shutil.copytree(tiny_model_dir, target)
+    card_path = os.path.join(target, contract.MODEL_CARD_RELPATH)
+    card = json.load(open(card_path))
+    del card["class_names"]
+    json.dump(card, open(card_path, "w"))
+    app = create_app(str(tmp_path / "serving"), start=False)
+    app.extensions["model_store"].poll()
+    try:
+        assert app.test_client().get(f"/v1/models/{MODEL_NAME}").status_code in (404, 503)
+        assert "class_names" in caplog.text and "failed to load" in caplog.text
+    finally:
+        app.extensions["model_store"].stop()
 
 
 def test_predict_named_rows_and_columnar_format_agree(client):

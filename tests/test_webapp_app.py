@@ -63,6 +63,8 @@ def test_api_predict_reports_every_fact(client):
         "red.png", CLASS_NAMES[1], MODEL_NAME, "1")
     assert red["probability"] > 0.9 and not red["uncertain"]
     assert purple["uncertain"] and purple["positive_probability"] == pytest.approx(0.5)
+    assert purple["class_name"] is None and purple["prediction_set"] == list(CLASS_NAMES)
+    assert purple["decision"]["text"] == "uncertain: refer to a pathologist"
     assert blue["class_name"] == CLASS_NAMES[0]
     assert set(red["probabilities"]) == set(CLASS_NAMES)
     assert len(red["heatmap"]) == contract.IDC_MODEL_SIZE[0]
@@ -87,7 +89,7 @@ def test_upload_page_shows_the_answer_heatmap_and_research_line(client):
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert contract.RESEARCH_ONLY in html
-    assert CLASS_NAMES[1] in html and "uncertain, refer to a pathologist" in html
+    assert CLASS_NAMES[1] in html and "uncertain: refer to a pathologist" in html
     assert html.count('src="data:image/png;base64,') == 2
     assert f"model {MODEL_NAME} version" in html
 
@@ -109,7 +111,7 @@ def test_versions_page_lists_metrics_and_pins_a_version(client, live_model_serve
     assert client.post("/versions", data={"version": "99"}).status_code == 400
     api = client.get("/api/versions").json
     assert [v["version"] for v in api["versions"]] == ["2", "1"]
-    assert api["versions"][0]["metrics"]["AUC"] == pytest.approx(0.91)
+    assert api["versions"][0]["metrics"]["auc"] == pytest.approx(0.91)
 
 
 def test_api_version_field_picks_a_version(client):

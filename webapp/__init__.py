@@ -37,8 +37,6 @@ DEFAULTS = {
     "MAX_FILE_BYTES": 8 * MIB,  # one image
     "MAX_FILES": 32,
     "MAX_IMAGE_PIXELS": 4096 * 4096,  # declared width x height; far above a 500x500 ultrasound
-    "UNCERTAIN_LOW": 0.35,  # positive probability in [low, high]: "uncertain, refer to a pathologist"
-    "UNCERTAIN_HIGH": 0.65,
     "SECRET_KEY": None,  # random per process unless configured (several workers need one key)
     "AUTH": "local",  # local (127.0.0.1 only) | iap (verify IAP's signed header) | open; webapp/auth.py
     "IAP_AUDIENCE": None,  # /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID (AUTH=iap)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from pipeline import contract
+from pipeline import contract, model_card
 from webapp import audit, kinds, service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -34,4 +34,5 @@ def versions():
     rows = service.client().versions()
     return jsonify({"model_name": service.client().model_name,
                     "versions": [{"version": v.version, "state": v.state,
-                                  "metrics": (v.card.get("evaluation") or {}).get("metrics", {})} for v in rows]})
+                                  "metrics": {m["key"]: m["value"] for m in model_card.headline_metrics(v.card)},
+                                  "decision_rule": model_card.decision_rule(v.card)} for v in rows]})

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 EXPLAIN_SIGNATURE = contract.SIGNATURE_EXPLAIN
 HEATMAP_OUTPUT = contract.OUTPUT_HEATMAP
 MODEL_CARD_KEY = "model_card"  # serving.server's extra key in the metadata response
+DECISIONS_KEY = "decisions"  # serving.server's extra key in a :predict response
 STATE_AVAILABLE = "AVAILABLE"
 DEFAULT_TIMEOUT_S = 30.0
 POOL_SIZE = 64  # connections kept to the model server; the web app runs many threads
@@ -73,6 +74,10 @@ class Prediction:
         model_version: its version (a string, as TF Serving writes it), or None if unknown.
         heatmap: Grad-CAM rows in [0, 1] at the model's input size, or None when the model
             has no ``explain`` signature.
+        ood_score: the model's feature-space OOD score, or None when it has none.
+        decision: the model server's decision for the image (pipeline/decision.py: status,
+            class_name, prediction_set, text, reason), or None from a backend without one
+            (TF Serving, Vertex AI): the web app then applies the same rule itself.
     """
 
     class_name: str
@@ -82,6 +87,8 @@ class Prediction:
     model_name: str
     model_version: Optional[str]
     heatmap: Optional[List[List[float]]] = None
+    ood_score: Optional[float] = None
+    decision: Optional[Dict[str, Any]] = None
 
     @property
     def probability(self) -> float:
@@ -112,7 +119,8 @@ def prediction_from_row(row: Mapping[str, Any], model_name: str, version: Option
             probabilities=[float(p) for p in row[contract.OUTPUT_PROBABILITIES]],
             positive_probability=float(row[contract.OUTPUT_POSITIVE]),
             model_name=model_name, model_version=version,
-            heatmap=heatmap)
+            heatmap=heatmap,
+            ood_score=None if row.get(contract.OUTPUT_OOD) is None else float(row[contract.OUTPUT_OOD]))
     except (KeyError, TypeError, ValueError) as err:
         raise PredictionError(f"model {model_name} answered without the contract's outputs "
                               f"({contract.OUTPUT_CLASS_NAME}, {contract.OUTPUT_PROBABILITIES}...): {err}") from None
@@ -251,7 +259,12 @@ class RestClient(PredictionClient):
         if not isinstance(rows, list) or len(rows) != len(images):
             raise PredictionError(f"model server {self.base_url} returned {len(rows or [])} predictions "
                                   f"for {len(images)} images")
-        return [prediction_from_row(row, self.model_name, chosen) for row in rows]
+        predictions = [prediction_from_row(row, self.model_name, chosen) for row in rows]
+        decisions = payload.get(DECISIONS_KEY)
+        if isinstance(decisions, list) and len(decisions) == len(predictions):
+            for prediction, ruled in zip(predictions, decisions):
+                prediction.decision = ruled if isinstance(ruled, dict) else None
+        return predictions
 
     def run_signature(self, images: Sequence[bytes], signature: str,
                       version: Optional[str] = None) -> "tuple[List[Dict[str, Any]], str]":

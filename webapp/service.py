@@ -2,25 +2,27 @@
 
 ``webapp.ui`` (HTML pages) and ``webapp.api`` (``POST /api/predict``) call
 :func:`collect_uploads` and :func:`predict_uploads`, so the page and the JSON API report
-the same facts: class, probability, model name and version, the uncertainty band and the
-Grad-CAM overlay.
+the same facts: the model card's decision (pipeline/decision.py: "not assessed: <reason>",
+the conformal set, "uncertain: refer to a pathologist" or the class), the probabilities,
+model name and version, and the Grad-CAM overlay. The decision is the model server's
+where it sends one (serving.server's ``decisions``), else the same rule applied here to the
+same card: the page, the JSON API, ``breastdx predict`` and the server agree.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from flask import current_app
 from werkzeug.datastructures import FileStorage
 
-from pipeline import contract
+from pipeline import contract, decision
 from webapp import overlay
 from webapp.clients import Prediction, PredictionClient, PredictionError
 from webapp.uploads import Upload, UploadError, check_upload
 
 log = logging.getLogger(__name__)
 
-UNCERTAINTY_CARD_KEY = "uncertainty_band"  # optional in a model card: {"low": .., "high": ..}
 PROBABILITY_DIGITS = 4
 
 
@@ -49,17 +51,6 @@ def collect_uploads(files: List[FileStorage]) -> List[Upload]:
     return uploads
 
 
-def uncertainty_band(card: Dict[str, Any]) -> Tuple[float, float]:
-    """(low, high) positive probabilities between which a result is "uncertain".
-
-    The model card's ``uncertainty_band`` wins over the app's ``UNCERTAIN_LOW``/``UNCERTAIN_HIGH``.
-    """
-    band = card.get(UNCERTAINTY_CARD_KEY) if isinstance(card, dict) else None
-    if isinstance(band, dict) and "low" in band and "high" in band:
-        return float(band["low"]), float(band["high"])
-    return float(current_app.config["UNCERTAIN_LOW"]), float(current_app.config["UNCERTAIN_HIGH"])
-
-
 def card_for(version: Optional[str]) -> Dict[str, Any]:
     """The model card of a version when the client can fetch one, else ``{}``."""
     fetch = getattr(client(), "card", None)
@@ -73,25 +64,35 @@ def card_for(version: Optional[str]) -> Dict[str, Any]:
 
 
 def describe(upload: Upload, prediction: Prediction, card: Dict[str, Any], with_overlay: bool) -> Dict[str, Any]:
-    """One image's result as a dict (the JSON API's item; the page renders the same)."""
-    low, high = uncertainty_band(card)
+    """One image's result as a dict (the JSON API's item; the page renders the same).
+
+    ``class_name`` is the decision's class: None when the image is not assessed or the
+    answer is uncertain (``decision.text`` says which and why)."""
+    ruled = prediction.decision or decision.assess(card, upload.data, prediction.probabilities,
+                                                   prediction.ood_score)
     class_names = card.get("class_names") or [str(i) for i in range(len(prediction.probabilities))]
+    assessed = ruled["status"] != decision.STATUS_NOT_ASSESSED
+    called = ruled.get("class_name")
     result = {
         "file": upload.name,
-        "class_name": prediction.class_name,
-        "probability": round(prediction.probability, PROBABILITY_DIGITS),
+        "status": ruled["status"],
+        "decision": ruled,
+        "class_name": called,
+        "prediction_set": ruled.get("prediction_set", []),
+        "probability": (round(prediction.probabilities[class_names.index(called)], PROBABILITY_DIGITS)
+                        if called in class_names else None),
         "positive_class": card.get("positive_class"),
-        "positive_probability": round(prediction.positive_probability, PROBABILITY_DIGITS),
-        "probabilities": {name: round(p, PROBABILITY_DIGITS) for name, p in zip(class_names, prediction.probabilities)},
-        "uncertain": low <= prediction.positive_probability <= high,
-        "uncertainty_band": [low, high],
+        "positive_probability": round(prediction.positive_probability, PROBABILITY_DIGITS) if assessed else None,
+        "probabilities": ({name: round(p, PROBABILITY_DIGITS) for name, p in zip(class_names, prediction.probabilities)}
+                          if assessed else {}),
+        "uncertain": ruled["status"] == decision.STATUS_UNCERTAIN,
         "model_name": prediction.model_name,
         "model_version": prediction.model_version,
-        "heatmap": prediction.heatmap,
+        "heatmap": prediction.heatmap if assessed else None,
         "research_only": contract.RESEARCH_ONLY,
     }
     if with_overlay:
-        png = (overlay.overlay_png(upload.data, prediction.heatmap) if prediction.heatmap
+        png = (overlay.overlay_png(upload.data, result["heatmap"]) if result["heatmap"]
                else overlay.original_png(upload.data))
         result["overlay_png"] = overlay.data_uri(png)
     return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
+from pipeline import model_card
 from webapp import audit, kinds, service
 from webapp.clients import HTTP_BAD_REQUEST, HTTP_NOT_FOUND, PredictionError
 
@@ -41,7 +42,8 @@ def predict():
 def versions():
     rows = service.client().versions()
     return render_template("versions.html", versions=rows, pinned=session.get(PIN_KEY),
-                           model_name=service.client().model_name)
+                           model_name=service.client().model_name, headline=model_card.headline_metrics,
+                           metric_labels=[label for _, label in model_card.HEADLINE_METRICS])
 
 
 @bp.post("/versions")
