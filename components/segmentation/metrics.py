@@ -23,6 +23,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from pipeline.metrics import roc_auc  # the project's one roc_auc(labels, scores)
+
 METRICS = ("dice", "jaccard", "tpr", "fpr")
 
 
@@ -144,18 +146,6 @@ def area_classifier_report(areas: Sequence[float], positive: Sequence[bool], thr
         "accuracy": float(np.mean(predicted == positive)) if positive.size else float("nan"),
         "sensitivity": _rate(predicted & positive, positive),
         "specificity": _rate(~predicted & ~positive, ~positive),
-        "auc": roc_auc(areas, positive),
+        "auc": roc_auc(positive, areas),
         "n_images": float(positive.size),
     }
-
-
-def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
-    """ROC AUC by the rank statistic (ties count one half); NaN without both classes."""
-    scores = np.asarray(scores, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
-    pos, neg = scores[positive], scores[~positive]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float(greater + 0.5 * ties) / (pos.size * neg.size)

@@ -157,10 +157,9 @@ def dir_size(path: str) -> int:
 
 
 def _score(model_dir: str, examples_uri: str, split: str, positive_index: int, limit: Optional[int] = None):
-    from pipeline.lab.evaluation_report import score_examples
+    from pipeline.evaluation.scoring import score_split
 
-    y, s, g = score_examples(model_dir, examples_uri, split, positive_index, limit=limit)
-    return y, s, g
+    return score_split(model_dir, examples_uri, split, limit=limit).binary(positive_index)
 
 
 def train_one(config: PipelineConfig, data: RunData, backbone: str, budget: Budget, out_dir: str,
@@ -242,7 +241,7 @@ def write_figures(rows: Sequence[Dict[str, Any]], out_dir: str) -> Dict[str, str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.lab.evaluation_report import roc_curve
+    from pipeline.evaluation.statistics import roc_curve
 
     paths = {name: os.path.join(out_dir, f"{name}.png") for name in ("accuracy_vs_size", "roc", "curves")}
     fig, ax = plt.subplots(figsize=(6, 4.5))
