@@ -8,19 +8,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import local_runner
-from pipeline import configs, contract, summary, synthetic
+from pipeline import contract, summary, synthetic
 
 pytestmark = pytest.mark.e2e
 
 
+pytest_plugins = ["conftest_presets"]
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("busi_e2e"))
-    config = configs.load(env={}, workdir=workdir, task="busi", seed=5)
-    data = synthetic.write_busi(config.data_root, seed=5)
-    local_runner.run(config)
-    return config, data
+def run(busi_run):
+    return busi_run  # one run per session, shared with test_webapp_model_kinds.py
 
 
 def test_busi_pushes_a_three_class_model_that_answers_png_bytes(run):

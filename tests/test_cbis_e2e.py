@@ -1,54 +1,118 @@
-"""The mammography run end to end on a tiny synthetic CBIS-DDSM release (slow: e2e)."""
+"""The mammography variant end to end (slow: e2e): `breastdx demo --task cbis --variant
+mammo` (what `make demo PRESET=cbis` runs) through `create_pipeline` on a tiny synthetic
+CBIS-DDSM release, one run per session (tests/conftest_presets.py, shared with
+test_webapp_model_kinds.py).
+
+It checks what the run really wrote: the pushed SavedModel's three signatures on real
+bytes, its schema-valid card, the warm start in ML Metadata's lineage, and the console
+the person at the terminal saw (every component through the Pusher, no pip walls).
+"""
 import glob
-import io
-import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import contract
-from pipeline.mammo import demo, models
+from components.mammo import records
+from pipeline import contract, model_card
+from pipeline.mammo import cli as mammo_cli
 
 pytestmark = pytest.mark.e2e
 
+pytest_plugins = ["conftest_presets"]
+
+COMPONENTS = ("CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator", "Pusher")
+
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("cbis_e2e"))
-    config = demo.MammoConfig(workdir=workdir, synthetic_patients=12, seed=5,
-                              patch_schedule=(models.Stage("head", 1e-3, 1), models.Stage("top", 1e-3, 1),
-                                              models.Stage("all", 1e-3, 4)),
-                              whole_schedule=(models.Stage("head", 1e-3, 1), models.Stage("all", 1e-4, 1)))
-    return config, demo.run(config)
+def pushed(cbis_run):
+    config, _ = cbis_run
+    version_dir = mammo_cli.latest_pushed(config)
+    assert version_dir, f"nothing pushed under {config.serving_root}/{config.model_name}"
+    return config, version_dir, model_card.read(os.path.join(version_dir, contract.MODEL_CARD_RELPATH))
 
 
-def test_patch_and_whole_image_models_are_pushed_and_answer_bytes(run):
-    config, summary = run
-    assert set(summary["pushed"]) == {"patch", "whole"}, summary
-    patch_dir = summary["pushed"]["patch"]
-    model = tf.saved_model.load(patch_dir)
-    patch_png = sorted(glob.glob(os.path.join(summary["patches_dir"], "*", "*", "*.png")))[0]
-    out = model.signatures[contract.SIGNATURE_BYTES](
-        **{contract.SERVING_INPUT_BYTES: tf.constant([open(patch_png, "rb").read()])})
-    assert out[contract.OUTPUT_PROBABILITIES].shape == (1, len(contract.CBIS_PATCH_CLASSES))
-    whole = tf.saved_model.load(summary["pushed"]["whole"])
-    mammogram = sorted(glob.glob(os.path.join(config.data_root, "CBIS-DDSM", "*", "*", "*", "000000.png")))[0]
-    out = whole.signatures[contract.SIGNATURE_BYTES](
-        **{contract.SERVING_INPUT_BYTES: tf.constant([open(mammogram, "rb").read()])})
-    assert out[contract.OUTPUT_PROBABILITIES].shape == (1, 2)
-    heat = whole.signatures[demo.SIGNATURE_HEATMAP](
-        **{contract.SERVING_INPUT_BYTES: tf.constant([open(mammogram, "rb").read()])})[demo.SIGNATURE_HEATMAP]
-    assert heat.shape[0] == 1 and heat.shape[-1] == len(contract.CBIS_PATCH_CLASSES)
-    np.testing.assert_allclose(heat.numpy().sum(-1), 1.0, rtol=1e-4)
-    card = json.load(open(os.path.join(patch_dir, contract.MODEL_CARD_RELPATH)))
-    assert card["evaluation"]["metrics"]["accuracy"] >= config.min_patch_accuracy
+def _mammogram(config):
+    return sorted(glob.glob(os.path.join(config.data_root, "CBIS-DDSM", "*", "*", "*", "000000.png")))[0]
+
+
+def test_pushed_model_answers_bytes_examples_and_the_heatmap(pushed):
+    config, version_dir, _ = pushed
+    model = tf.saved_model.load(version_dir)
+    assert {contract.SIGNATURE_BYTES, contract.SIGNATURE_EXAMPLES, records.SIGNATURE_HEATMAP} <= set(model.signatures)
+    encoded = open(_mammogram(config), "rb").read()  # the release's own PNG, at its own size
+    out = model.signatures[contract.SIGNATURE_BYTES](**{contract.SERVING_INPUT_BYTES: tf.constant([encoded])})
+    probabilities = out[contract.OUTPUT_PROBABILITIES].numpy()
+    assert probabilities.shape == (1, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    example = tf.train.Example(features=tf.train.Features(feature={
+        contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))}))
+    by_example = model.signatures[contract.SIGNATURE_EXAMPLES](
+        **{contract.SERVING_INPUT_EXAMPLES: tf.constant([example.SerializeToString()])})
+    np.testing.assert_allclose(by_example[contract.OUTPUT_POSITIVE].numpy(), out[contract.OUTPUT_POSITIVE].numpy(),
+                               rtol=1e-5)
+    heat = model.signatures[records.SIGNATURE_HEATMAP](**{contract.SERVING_INPUT_BYTES: tf.constant([encoded])})
+    heat = heat[records.OUTPUT_HEATMAP].numpy()
+    rows = (config.mammo_image_size[0] - config.mammo_patch_size) // config.mammo_heatmap_stride + 1
+    cols = (config.mammo_image_size[1] - config.mammo_patch_size) // config.mammo_heatmap_stride + 1
+    assert heat.shape == (1, rows, cols, len(contract.CBIS_PATCH_CLASSES))
+    np.testing.assert_allclose(heat.sum(-1), 1.0, rtol=1e-4)
+
+
+def test_card_is_schema_valid_and_carries_both_models(pushed):
+    config, version_dir, card = pushed
+    model_card.validate(card)
+    assert card["variant"] == "whole_image" and card["class_names"] == list(records.WHOLE_CLASS_NAMES)
     assert "not a diagnosis" in card["intended_use"]
+    assert card["input_contract"]["heatmap_signature"] == records.SIGNATURE_HEATMAP
+    assert card["image_size"] == list(config.mammo_image_size) and card["patch_size"] == config.mammo_patch_size
+    evaluation = card["evaluation"]
+    assert evaluation["synthetic_data"] is True and "SYNTHETIC" in evaluation["note"]
+    assert evaluation["n_images"] == evaluation["metrics"]["n"] > 0
+    patch = card["patch_model"]
+    assert patch["variant"] == "patch" and patch["class_names"] == list(contract.CBIS_PATCH_CLASSES)
+    assert patch["evaluation"]["metrics"]["n"] > 0
+    assert card["model_name"] == config.model_name == "breastdx-cbis-mammo"
+    assert str(card["version"]) == os.path.basename(version_dir)
 
 
-def test_patch_model_beats_chance_and_heatmap_is_written(run):
-    _, summary = run
-    assert summary["patch"]["accuracy"] > 1.0 / len(contract.CBIS_PATCH_CLASSES)
-    assert os.path.exists(summary["heatmap"]) and os.path.exists(summary["heatmap"][:-4] + ".npy")
-    assert summary["patch_counts"]["train"]["background"] > 0
+def test_whole_image_trainer_is_warm_started_from_the_patch_trainer(cbis_run):
+    """ML Metadata's lineage: the Trainer's base_model input is the PatchTrainer's model."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config, _ = cbis_run
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    store = metadata_store.MetadataStore(connection)
+    executions = {e.id: e for e in store.get_executions()}
+    by_node = {}
+    for execution in executions.values():
+        node = execution.custom_properties.get("__tfx_node_id__") or execution.properties.get("component_id")
+        by_node.setdefault(getattr(node, "string_value", None), []).append(execution.id)
+    events = store.get_events_by_execution_ids(list(executions))
+    produced = {e.artifact_id for e in events if e.execution_id in by_node.get("PatchTrainer", [])
+                and e.type == metadata_store_pb2.Event.OUTPUT}
+    base_inputs = {e.artifact_id for e in events if e.execution_id in by_node.get("Trainer", [])
+                   and e.type == metadata_store_pb2.Event.INPUT
+                   and any(step.key == "base_model" for step in e.path.steps)}
+    assert produced and base_inputs and base_inputs <= produced, (by_node.keys(), produced, base_inputs)
+
+
+def test_console_shows_every_component_to_the_pusher_and_no_pip_walls(cbis_run):
+    """The demo's real console output, through the progress filter (pipeline/console.py)."""
+    _, console = cbis_run
+    for name in COMPONENTS:
+        assert f"{name} ..." in console, console[-3000:]
+        assert f"{name} done in " in console, console[-3000:]
+    assert "training steps done" in console  # the Trainers' progress (components/progress.py)
+    assert "SetuptoolsDeprecationWarning" not in console and "byte-compiling is disabled" not in console
+    assert contract.RESEARCH_ONLY in console and "SYNTHETIC" in console
+
+
+def test_summary_writes_the_heatmap_overlay(cbis_run):
+    _, console = cbis_run
+    [line] = [line for line in console.splitlines() if line.startswith("heatmap ")]
+    path = line.split()[-1]
+    assert os.path.exists(path) and np.load(path[:-4] + ".npy").shape[-1] == len(contract.CBIS_PATCH_CLASSES)

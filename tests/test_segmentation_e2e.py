@@ -7,21 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import local_runner
 from components.segmentation.trainer import unet_trainer_module as unet
-from pipeline import configs, contract, synthetic
+from pipeline import contract
 
 pytestmark = pytest.mark.e2e
 
 
+pytest_plugins = ["conftest_presets"]
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("seg_e2e"))
-    config = configs.load(env={}, workdir=workdir, task="busi", variant="segment", seg_blackbox=True,
-                          train_steps=40, eval_steps=2, seed=5)
-    data = synthetic.write_busi(config.data_root, seed=5)
-    local_runner.run(config)
-    return config, data
+def run(segmentation_run):
+    return segmentation_run  # one run per session, shared with test_webapp_model_kinds.py
 
 
 def test_pushed_unet_segments_png_bytes(run):
