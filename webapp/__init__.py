@@ -17,8 +17,10 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from pipeline import contract
+from serving import settings  # TF-free defaults: the server's address and model
 from webapp import audit, auth
-from webapp.clients import PredictionError, make_client
+from webapp.backends import make_client
+from webapp.clients import PredictionError
 from webapp.uploads import UploadError
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,9 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 DEFAULTS = {
     "CLIENT": "rest",  # rest | grpc | vertex
-    "SERVER_URL": "http://127.0.0.1:8501",
-    "GRPC_TARGET": "127.0.0.1:8500",
-    "MODEL_NAME": "breastdx-idc",
+    "SERVER_URL": settings.DEFAULT_SERVER_URL,  # one source with the server and `breastdx predict`
+    "GRPC_TARGET": settings.DEFAULT_GRPC_TARGET,
+    "MODEL_NAME": settings.DEFAULT_MODEL_NAME,
     "VERTEX_PROJECT": None,
     "VERTEX_MODEL": None,
     "VERTEX_VERSION": None,
@@ -44,7 +46,7 @@ DEFAULTS = {
     "MAX_MAP_BYTES": 24 * MIB,  # one whole image to map (a 2,000x2,000 H&E PNG is ~8 MiB)
     "TILE_STRIDE": 0,  # pixels between tiles of a map; 0: the model's patch (no overlap); webapp/tiling.py
     "MAX_TILES": 4096,  # tissue tiles per map; more is a 413
-    "TILE_BATCH": 128,  # tiles per :predict request
+    "TILE_BATCH": 256,  # tiles per :predict request
     "MAX_ZIP_BYTES": 24 * MIB,  # a patient's zip of IDC patches; webapp/mosaic.py
     "MAX_MOSAIC_PIXELS": 8000 * 8000,  # the slide the patches span
     "ENV_PREFIX": "BREASTDX_WEB",  # BREASTDX_WEB_SERVER_URL, BREASTDX_WEB_SECRET_KEY...
