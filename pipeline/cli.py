@@ -40,6 +40,7 @@ _PLUGINS = (
     ("serving.predict_cli", "add_predict_parser"),
     ("pipeline.kfp_cli", "add_parsers"),
     ("pipeline.lab.cli", "add_parsers"),
+    ("pipeline.lab.cv", "add_parser"),
     ("pipeline.mammo.cli", "add_parsers"),
 )
 

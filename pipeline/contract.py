@@ -19,8 +19,9 @@ HEIGHT_KEY = "height"  # int64, read from the image header
 WIDTH_KEY = "width"
 DEPTH_KEY = "depth"  # channels in the file (1 grey, 3 RGB, 4 RGBA)
 SOURCE_PATH_KEY = "source_path"  # bytes: path relative to the image root
+CONTENT_HASH_KEY = "image_sha256"  # bytes: hex SHA-256 of image_raw (duplicates are found by it)
 
-RECORD_KEYS = (IMAGE_KEY, LABEL_KEY, PATIENT_KEY, HEIGHT_KEY, WIDTH_KEY, DEPTH_KEY, SOURCE_PATH_KEY)
+RECORD_KEYS = (IMAGE_KEY, LABEL_KEY, PATIENT_KEY, HEIGHT_KEY, WIDTH_KEY, DEPTH_KEY, SOURCE_PATH_KEY, CONTENT_HASH_KEY)
 # Only in the segmentation variant (ImageIngest include_masks=1): the image's lesion mask
 # as PNG bytes (the file's own bytes; the union, re-encoded, where an image has several
 # masks; b"" where it has none). A target, never a model input.

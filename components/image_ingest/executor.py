@@ -7,6 +7,7 @@ Every file ends as exactly one outcome: ingested, or skipped with a reason.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -69,6 +70,8 @@ def make_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Ca
     feature[contract.WIDTH_KEY].int64_list.value.append(info.width)
     feature[contract.DEPTH_KEY].int64_list.value.append(info.depth)
     feature[contract.SOURCE_PATH_KEY].bytes_list.value.append(candidate.rel.encode("utf-8"))
+    feature[contract.CONTENT_HASH_KEY].bytes_list.value.append(
+        (candidate.sha256 or hashlib.sha256(data).hexdigest()).encode("ascii"))
     if mask is not None:
         feature[contract.MASK_KEY].bytes_list.value.append(mask)
     return example
@@ -105,7 +108,8 @@ def read_candidate(candidate: layouts.Candidate, validation: str,
                                    candidate.patient_id)
     example = make_example(data, info, candidate, mask)
     outcome = report.Outcome(candidate.rel, True, label=candidate.label, patient_id=candidate.patient_id,
-                             size=f"{info.height}x{info.width}")
+                             size=f"{info.height}x{info.width}",
+                             sha256=candidate.sha256 or hashlib.sha256(data).hexdigest())
     return example.SerializeToString(), outcome
 
 
@@ -175,8 +179,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         verdicts = list(layouts.scan(root, task, layout))
         candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
+        # Exact duplicates, by content: label conflicts out, cross-patient copies kept once.
+        candidates, duplicate_copies, duplicates = layouts.deduplicate(candidates)
+        verdicts = [v for v in verdicts if isinstance(v, layouts.Skipped)] + duplicate_copies
         outcomes = [report.Outcome(v.rel, False, v.reason, v.detail) for v in verdicts
                     if isinstance(v, layouts.Skipped)]
+        for line in report.duplicate_lines(duplicates):
+            log.warning("ImageExampleGen: %s", line)
         log.info("ImageIngest: %s (%s layout): %d files to read, %d skipped by path",
                  root, layout, len(candidates), len(outcomes))
 
@@ -195,7 +204,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         tf.io.gfile.rmtree(outcomes_dir)
 
         meta = {"image_root": root, "layout": layout, "task": task.name, "validation": validation,
-                "class_names": list(task.class_names)}
+                "class_names": list(task.class_names), "duplicates": duplicates}
         result = report.build(outcomes, task.class_names, meta)
         with tf.io.gfile.GFile(os.path.join(records.uri, report.REPORT_JSON), "w") as handle:
             json.dump(result, handle, indent=1)

@@ -25,6 +25,7 @@ class Outcome(NamedTuple):
     label: int = -1
     patient_id: str = ""
     size: str = ""  # "HxW" of an ingested image
+    sha256: str = ""  # hex digest of the file's bytes (also the record's ``image_sha256``)
 
 
 def build(outcomes: Iterable[Outcome], class_names: Sequence[str], meta: Dict[str, Any]) -> Dict[str, Any]:
@@ -59,9 +60,30 @@ def build(outcomes: Iterable[Outcome], class_names: Sequence[str], meta: Dict[st
             "per_patient": {pid: dict(counts) for pid, counts in sorted(per_patient.items())},
             "image_sizes": dict(sizes.most_common()),
             "skipped_files": skipped,
+            # every ingested file's content hash: duplicates across data sets can be found later
+            "content_sha256": {o.rel: o.sha256 for o in outcomes if o.ingested and o.sha256},
         }
     )
     return report
+
+
+def duplicate_lines(duplicates: Dict[str, Any], max_listed: int = 20) -> List[str]:
+    """Plain-language lines for `layouts.deduplicate`'s summary (the report and the
+    run summary print them)."""
+    if not duplicates:
+        return []
+    lines = []
+    conflicts = duplicates.get("label_conflicts", [])
+    if conflicts:
+        lines.append(f"{len(conflicts)} label conflict(s): the same image under two labels; every copy left out:")
+        lines += [f"  {' = '.join(c['files'])} (labels {c['labels']})" for c in conflicts[:max_listed]]
+    cross = duplicates.get("cross_patient", [])
+    if cross:
+        lines.append(f"{len(cross)} image(s) duplicated across patients; one copy kept so no image is in two splits:")
+        lines += [f"  kept {c['kept']}, left out {', '.join(c['left_out'])}" for c in cross[:max_listed]]
+    if duplicates.get("same_patient_copies"):
+        lines.append(f"{duplicates['same_patient_copies']} same-patient copies kept (one split group)")
+    return lines
 
 
 def render_markdown(report: Dict[str, Any], max_listed: int = 50) -> str:
@@ -83,6 +105,9 @@ def render_markdown(report: Dict[str, Any], max_listed: int = 50) -> str:
         lines += [f"| {r} | {n} | {REASONS.get(r, '')} |" for r, n in report["skipped_by_reason"].items()]
         lines += ["", f"## Skipped files{' (first %d)' % max_listed if report['skipped'] > max_listed else ''}", ""]
         lines += [f"- `{s['path']}`: {s['reason']} ({s['detail']})" for s in report["skipped_files"][:max_listed]]
+    duplicates = duplicate_lines(report.get("duplicates", {}))
+    if duplicates:
+        lines += ["", "## Duplicates (same SHA-256)", ""] + [f"- {line.strip()}" for line in duplicates]
     sizes = report.get("image_sizes", {})
     if sizes:
         lines += ["", "Image sizes (HxW): " + ", ".join(f"{k}: {v}" for k, v in list(sizes.items())[:8])]

@@ -14,6 +14,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from components.trainer import stain
 from pipeline import contract
 
 def _augmenter(seed: int) -> keras.Sequential:
@@ -30,23 +31,35 @@ def _augmenter(seed: int) -> keras.Sequential:
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int, train: bool,
-             config: Dict[str, Any]) -> tf.data.Dataset:
+             config: Dict[str, Any], whole_split: bool = False) -> tf.data.Dataset:
     """Batches of (features, label) from transformed examples; the train split is
     shuffled and (if configured) augmented, which is why augmentation lives here
-    and not in the Transform graph that serving shares."""
+    and not in the Transform graph that serving shares.
+
+    ``whole_split``: one pass over the files, in order (validation on the whole eval
+    split, scoring). Otherwise the batches repeat and are shuffled, the eval split too:
+    validation on a few batches then samples every patient, not the first files' one.
+    """
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=contract.TRANSFORMED_LABEL_KEY,
-                                       shuffle=train, shuffle_seed=config["seed"]),
+                                       shuffle=not whole_split, shuffle_seed=config["seed"],
+                                       num_epochs=1 if whole_split else None),
         tf_transform_output.transformed_metadata.schema,
     )
+    layers = []
     if train and config["augment"]:
-        augment = _augmenter(config["seed"])
-        dataset = dataset.map(
-            lambda features, label: ({**features, contract.TRANSFORMED_IMAGE_KEY: augment(
-                features[contract.TRANSFORMED_IMAGE_KEY], training=True)}, label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        layers.append(_augmenter(config["seed"]))
+    jitter = float(config["stain_jitter"]) if train else 0.0
+    if layers or jitter > 0:
+        def augment(features, label):
+            image = features[contract.TRANSFORMED_IMAGE_KEY]
+            for layer in layers:
+                image = layer(image, training=True)
+            image = stain.hed_jitter(image, jitter, seed=config["seed"])
+            return {**features, contract.TRANSFORMED_IMAGE_KEY: image}, label
+
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

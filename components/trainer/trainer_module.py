@@ -22,6 +22,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from components.batchnorm import recalibrate_batchnorm
+from components.trainer import calibration
 from components.trainer.data import class_counts, class_weights, input_fn  # noqa: F401
 from components.trainer.export import (HEATMAP_OUTPUT, SIGNATURE_EXPLAIN,  # noqa: F401
                                        export_serving_model, write_model_card)
@@ -51,7 +52,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(config["batch_size"])
     train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config)
+    # No eval steps: every validation reads the whole eval split once (all its patients).
+    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config,
+                          whole_split=not fn_args.eval_steps)
 
     counts = class_counts(fn_args.train_files, len(config["class_names"]))
     log.info("Trainer: train split class counts %s", dict(zip(config["class_names"], counts.tolist())))
@@ -60,12 +63,28 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with distribution_strategy(config.get("distribution_strategy")).scope():
         model = build_model(config)
     history, report, seconds = fit_model(model, train, evaluation, config, fn_args.train_steps,
-                                         fn_args.eval_steps, class_weight=weights, log_dir=fn_args.model_run_dir)
+                                         fn_args.eval_steps, class_weight=weights, log_dir=fn_args.model_run_dir,
+                                         train_images=int(counts.sum()))
+    budget = report.pop("budget")
+    log.info("Trainer: saw %d images (%d epochs of %d steps, batch %d; %s) of %d in the train split",
+             budget["images_seen"], budget["epochs_trained"], budget["steps_per_epoch"], budget["batch_size"],
+             budget["stopped_by"], budget["train_images"])
     if resolve_weights(config["weights"]) is None:
         # Few steps leave the moving statistics near 0/1 and the exported model saturated
         # (components/batchnorm.py); pretrained backbones keep their ImageNet statistics.
         plain = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config)
         recalibrate_batchnorm(model, [features[contract.TRANSFORMED_IMAGE_KEY]
                                       for features, _ in plain.take(BATCHNORM_BATCHES)])
+    calibrated = None
+    if config["calibration"] == "temperature":
+        whole_eval = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False,
+                              config, whole_split=True)
+        model, calibrated = calibration.calibrate(model, whole_eval, int(config["positive_index"]))
+        log.info("Trainer: temperature %.3f fitted on %d eval images; ECE %.3f -> %.3f", calibrated["temperature"],
+                 calibrated["n"], calibrated["ece_before"], calibrated["ece_after"])
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, config)
     write_model_card(fn_args.serving_model_dir, config, model, history, counts, seconds, report, tuned or None)
+    calibration.update_card(fn_args.serving_model_dir, {
+        "training_budget": budget,
+        "calibration": calibrated or {"method": "none", "temperature": 1.0, "fitted_on": "none"},
+    })
