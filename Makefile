@@ -41,9 +41,9 @@ $(TOOLS_VENV)/.installed: Makefile
 PRESET ?= idc
 demo: venv
 ifeq ($(PRESET),cbis)
-	$(CLI) mammo-demo
+	$(CLI) demo --task cbis --variant mammo
 else ifeq ($(PRESET),busi-seg)
-	$(CLI) segment-demo --blackbox
+	$(CLI) demo --task busi --variant segment --blackbox
 else
 	$(CLI) demo --task $(PRESET)
 endif

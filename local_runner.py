@@ -30,8 +30,16 @@ def run(config: configs.PipelineConfig) -> None:
     Raises:
         preflight.PreflightError: the image root cannot feed the pipeline.
     """
-    found = preflight.check(config.data_root, config.task_spec, config.layout)
-    log.info("data: %s (%s layout): %d image files to ingest", config.data_root, found.layout, found.candidates)
+    if config.variant == "mammo":  # a CBIS-DDSM release, not an image tree
+        from pipeline.mammo import cbis
+
+        images, abnormalities = cbis.preflight(config.data_root)
+        log.info("data: %s (CBIS-DDSM release): %d mammograms, %d abnormalities", config.data_root, images,
+                 abnormalities)
+    else:
+        found = preflight.check(config.data_root, config.task_spec, config.layout)
+        log.info("data: %s (%s layout): %d image files to ingest", config.data_root, found.layout,
+                 found.candidates)
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     pipeline = create_pipeline(
         config,

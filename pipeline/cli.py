@@ -13,15 +13,12 @@ variables and then by these flags (configs.load is the one place that merges the
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import logging
 import os
-import re
 import sys
 import time
 import warnings
-from typing import Any, Dict, Iterator, List, Optional
+from typing import List, Optional
 
 # Entry point: Keras 2 (tf-keras) everywhere, chosen before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -31,61 +28,27 @@ os.environ.setdefault("PIP_QUIET", "1")  # TFX pip-installs its user-code wheels
 
 log = logging.getLogger("breastdx")
 
-_COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)")
+# The console (progress filter, log file, quiet runs) lives below this module, so the
+# verb modules use it without importing this one back (no import loop).
+from components.pretrained import cli as pretrained_cli  # noqa: E402
+from pipeline import kfp_cli  # noqa: E402
+from pipeline.console import ensure_synthetic, quiet_run, setup_logging  # noqa: E402,F401
+from pipeline.lab import cli as lab_cli  # noqa: E402
+from pipeline.mammo import cli as mammo_cli  # noqa: E402
+from serving import cli as serving_cli  # noqa: E402
+from serving import predict_cli  # noqa: E402
+from webapp import cli as webapp_cli  # noqa: E402
 
-# Verbs other modules contribute: (module, function that adds its parsers).
-_PLUGINS = (
-    ("serving.cli", "add_serve_parser"),
-    ("webapp.cli", "add_web_parser"),
-    ("serving.predict_cli", "add_predict_parser"),
-    ("pipeline.kfp_cli", "add_parsers"),
-    ("pipeline.lab.cli", "add_parsers"),
-    ("pipeline.lab.cv", "add_parser"),
-    ("pipeline.mammo.cli", "add_parsers"),
+# Verbs other modules contribute: each function adds its parsers to the subparsers.
+# Registered by plain imports (above), not loaded by name.
+VERB_REGISTRARS = (
+    serving_cli.add_serve_parser,
+    webapp_cli.add_web_parser,
+    predict_cli.add_predict_parser,
+    kfp_cli.add_parsers,
+    lab_cli.add_parsers,
+    pretrained_cli.add_parsers,
 )
-
-
-class _Progress(logging.Filter):
-    """Lets through our own messages, errors, and TFX's component start/finish lines
-    (with the component's wall time); the full log goes to a file."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._started: Dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
-            return True
-        message = record.getMessage()
-        match = _COMPONENT_EVENT.search(message)
-        if match:
-            name, event = match.groups()
-            if event == "running":
-                self._started[name] = time.time()
-                record.msg, record.args = f"{name} ...", ()
-            else:
-                seconds = time.time() - self._started.get(name, time.time())
-                record.msg, record.args = f"{name} done in {seconds:.1f} s", ()
-            return True
-        return record.name.split(".")[0] in ("breastdx", "components", "pipeline", "serving", "webapp")
-
-
-def setup_logging(log_file: Optional[str], verbose: bool = False) -> None:
-    """Concise progress on stderr; everything (TFX, Beam, TF) in ``log_file``."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.setLevel(logging.INFO)
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    if not verbose:
-        console.addFilter(_Progress())
-    root.addHandler(console)
-    if log_file:
-        os.makedirs(os.path.dirname(log_file), exist_ok=True)
-        full = logging.FileHandler(log_file)
-        full.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        root.addHandler(full)
 
 
 def _config(args: argparse.Namespace):
@@ -99,44 +62,10 @@ def _config(args: argparse.Namespace):
         backbone=getattr(args, "backbone", None),
         train_steps=getattr(args, "train_steps", None),
         seed=getattr(args, "seed", None),
+        variant=getattr(args, "variant", None),
+        seg_blackbox=True if getattr(args, "blackbox", False) else None,
+        **(mammo_cli.full_size_settings() if getattr(args, "full_size", False) else {}),
     )
-
-
-@contextlib.contextmanager
-def _stdout_to(path: str) -> Iterator[None]:
-    """Sends file descriptor 1 to ``path`` for the block: TFX's subprocesses (building
-    the user-code wheels) print pages of setuptools output there; progress stays on
-    stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(path, "a") as target:
-        os.dup2(target.fileno(), 1)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-
-
-def ensure_synthetic(config) -> bool:
-    """Writes the synthetic data set for the config's task if its folder is missing.
-    Returns True when it wrote it."""
-    from pipeline import synthetic
-
-    if os.path.isdir(config.data_root) and os.listdir(config.data_root):
-        return False
-    log.info("writing synthetic %s data to %s", config.task, config.data_root)
-    if config.task == "idc":
-        summary = synthetic.write_idc(config.data_root, config.synthetic_patients,
-                                      config.synthetic_patches_per_patient, config.seed)
-    elif config.task == "busi":
-        summary = synthetic.write_busi(config.data_root, seed=config.seed)
-    else:
-        raise ValueError(f"no synthetic generator for task {config.task!r}")
-    log.info("wrote %d images of %d patients (%d files with the planted quirks)", summary.images,
-             summary.patients, summary.files)
-    return True
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -164,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.time()
     log.info("pipeline %s: data %s; full log %s", config.pipeline_name, config.data_root, log_file)
     try:
-        with _stdout_to(log_file):
+        with quiet_run(log_file):
             local_runner.run(config)
     except preflight.PreflightError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -173,12 +102,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: the pipeline failed: {err}\n(full log: {log_file})", file=sys.stderr)
         return 1
     log.info("pipeline finished in %.0f s", time.time() - started)
+    if config.variant == "mammo":
+        return mammo_cli.print_summary(config)
     print(summary.render(summary.summarize(config)))
-    from pipeline.lab import evaluation_report
-
-    written = evaluation_report.report_latest(config)
-    if written:
-        print(f"evaluation report: {written.get('html', written)}")
     return 0
 
 
@@ -195,7 +121,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", help="task preset: idc or busi (env BREASTDX_TASK; default idc)")
+    parser.add_argument("--task", help="task preset: idc, busi or cbis (env BREASTDX_TASK; default idc)")
     parser.add_argument("--data-root", help="image root: IDC tree, class folders or a folder with manifest.csv "
                                             "(env BREASTDX_DATA_ROOT; default: synthetic data under the workdir)")
     parser.add_argument("--layout", help="auto, idc, class_folders or manifest (default auto)")
@@ -216,13 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=7, help="random seed")
     data.set_defaults(func=cmd_data)
 
+    from pipeline import configs  # TF-free: the backbone names for --help
+
     demo = verbs.add_parser("demo", help="run the whole pipeline locally and print the summary",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(demo)
-    demo.add_argument("--backbone", help="vgg16 (default), densenet201, inception_resnet_v2, nasnet_mobile, "
-                                         "resnet50, resnet50_v2, resnet152_v2, xception")
+    demo.add_argument("--backbone", choices=configs.BACKBONES, metavar="BACKBONE",
+                      help="one of " + ", ".join(configs.BACKBONES) + " (default from configs: per task)")
     demo.add_argument("--train-steps", type=int, help="training steps (default from configs: 24)")
     demo.add_argument("--seed", type=int, help="seed for the synthetic data and training")
+    demo.add_argument("--variant", choices=configs.VARIANTS,
+                      help="classify (default), segment (U-Net on images with masks) or mammo (task cbis: a "
+                           "CBIS-DDSM release -> patch and whole-image classifiers with a heatmap signature)")
+    demo.add_argument("--blackbox", action="store_true",
+                      help="segment: train non-malignant masks as empty; classify by predicted lesion area")
+    demo.add_argument("--full-size", action="store_true",
+                      help="mammo: the study's sizes and schedules (1152x896 images, 224 patches; slow on a CPU)")
     demo.add_argument("--verbose", action="store_true", help="show every log line, not just progress")
     demo.set_defaults(func=cmd_demo)
 
@@ -231,14 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(summary)
     summary.set_defaults(func=cmd_summary)
 
-    for module_name, function in _PLUGINS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and module_name.startswith(err.name):
-                continue  # that part of the system is not installed in this build
-            raise
-        getattr(module, function)(verbs)
+    for add_parsers in VERB_REGISTRARS:
+        add_parsers(verbs)
     return parser
 
 

@@ -23,7 +23,11 @@ TRANSFORM_MODULE_FILE = os.path.join(COMPONENTS_DIR, "transform", "transform_mod
 TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "trainer", "trainer_module.py")
 SEG_TRANSFORM_MODULE_FILE = os.path.join(COMPONENTS_DIR, "segmentation", "transform", "seg_transform_module.py")
 SEG_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "segmentation", "trainer", "unet_trainer_module.py")
-VARIANTS = ("classify", "segment")
+# Module files of the mammography variant (task cbis): the patch Trainer, then the
+# whole-image Trainer warm-started from it.
+MAMMO_PATCH_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "patch_trainer", "patch_trainer_module.py")
+MAMMO_WHOLE_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "whole_trainer", "whole_trainer_module.py")
+VARIANTS = ("classify", "segment", "mammo")
 
 BACKBONES = (
     "vgg16",
@@ -38,7 +42,6 @@ BACKBONES = (
 )
 LAYOUTS = ("auto", "idc", "class_folders", "manifest")
 INGEST_VALIDATION = ("structure", "decode")
-CALIBRATIONS = ("temperature", "none")
 
 ENV_PREFIX = "BREASTDX_"
 # Settings of other processes that share the prefix: the web app's and the model server's.
@@ -52,16 +55,9 @@ OTHER_ENV_PREFIXES = ("BREASTDX_WEB_", "BREASTDX_SERVE_")
 # after fitting, components/batchnorm.py) reached eval AUC 0.96 (malignant vs rest, 22
 # images) in about 4 minutes on 2 cores.
 TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "busi": {"backbone": "resnet50", "learning_rate": 1e-3, "batch_size": 16, "auc_lower_bound": 0.8},
+    "busi": {"backbone": "resnet50", "learning_rate": 1e-3, "batch_size": 16, "train_steps": 120,
+             "auc_lower_bound": 0.8},
 }
-
-# The synthetic demo's quick budget: `load()` applies it where no data root is given (the
-# embedded synthetic set) and no variable or flag sets the field, so a user who points
-# --data-root at real data gets the data-sized budget of the field defaults instead
-# (issue 15: 24 steps = 768 of 24,464 real images seen). The segmentation variant's
-# module counts steps only, so it keeps the step budget on any data.
-SYNTHETIC_BUDGET: Dict[str, Any] = {"train_steps": 24, "eval_steps": 8, "epochs": 4}
-SYNTHETIC_TASK_BUDGET: Dict[str, Dict[str, Any]] = {"busi": {"train_steps": 120}}
 
 
 @dataclasses.dataclass
@@ -100,26 +96,12 @@ class PipelineConfig:
     min_learning_rate: float = 1e-5
     lr_factor: float = 0.2
     batch_size: int = 32
-    # The budget follows the data unless set: 0 train steps = `epochs` full passes over
-    # the train split; n > 0 = n steps spread over `epochs` (the synthetic demo's preset,
-    # SYNTHETIC_BUDGET). 0 eval steps = the whole eval split at every validation; n > 0
-    # = n batches of a shuffled eval split (every patient can appear).
-    train_steps: int = 0
-    eval_steps: int = 0
-    epochs: int = 8  # callbacks (LR schedule, early stopping on the eval split) act per epoch
-    max_train_minutes: float = 0.0  # wall-time budget: training stops at the first batch past it; 0 = none
+    train_steps: int = 24
+    eval_steps: int = 8
+    epochs: int = 4  # train_steps are spread over this many epochs (callbacks act per epoch)
     early_stopping_patience: int = 3
     class_weights: bool = True
     augment: bool = True
-    # H&E stain robustness (components/trainer/stain.py): HED-space jitter of the train
-    # split (Tellez et al. 2018; 0 = off, 0.05 = their "light" setting) in the Trainer's
-    # input function.
-    stain_jitter: float = 0.0
-    # Probabilities of the pushed model calibrated on the eval split ("temperature"
-    # scaling baked into the exported model) or left as trained ("none").
-    calibration: str = "temperature"
-    # `breastdx cv`: patient-disjoint folds (pipeline/lab/cv.py)
-    cv_folds: int = 5
 
     # evaluator: blessing
     auc_lower_bound: float = 0.85  # a model no better than chance (0.5) is never pushed
@@ -162,6 +144,22 @@ class PipelineConfig:
     seg_depth: int = 4  # poolings; model_size sides must divide by 2**depth
     seg_learning_rate: float = 1e-3
     seg_batch_size: int = 8
+    # "mammo": CBIS-DDSM mammograms (task cbis; data_root = the release). Demo sizes: the
+    # study's 1152x896 images and 224 patches at a quarter (`breastdx demo --full-size`
+    # takes the study's sizes and schedules). Schedules: <head|top|all>:<lr>:<epochs>
+    # stages (pipeline/mammo/models.py); the study's need ImageNet weights, so without
+    # them (nothing downloads here) every stage trains at 1e-3 and briefly.
+    mammo_image_size: Tuple[int, int] = (contract.CBIS_IMAGE_SIZE[0] // 4, contract.CBIS_IMAGE_SIZE[1] // 4)
+    mammo_patch_size: int = contract.CBIS_DEMO_PATCH_SIZE
+    mammo_train_patch_set: str = "S10"  # 10 patches per ROI + 10 background per image
+    mammo_eval_patch_set: str = "S"  # 1 + 1
+    mammo_heatmap_stride: int = contract.CBIS_DEMO_PATCH_SIZE // 4
+    mammo_patch_schedule: str = "head:0.001:1,top:0.001:2,all:0.001:5"
+    mammo_whole_schedule: str = "head:0.001:3,all:0.0001:3"
+    mammo_patch_batch_size: int = 32
+    mammo_whole_batch_size: int = 4
+    mammo_min_whole_auc: float = 0.0  # the Evaluator's floor (the synthetic release is tiny)
+    synthetic_cbis_patients: int = 24
 
     # --- derived paths ---------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -169,7 +167,9 @@ class PipelineConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not self.pipeline_name:
-            self.pipeline_name = f"breastdx-{self.task}" + ("-seg" if self.variant == "segment" else "")
+            self.pipeline_name = f"breastdx-{self.task}" + {"segment": "-seg", "mammo": "-mammo"}.get(self.variant, "")
+        if self.variant == "mammo" and self.task != "cbis":
+            raise ValueError(f"variant 'mammo' reads a CBIS-DDSM release: task must be 'cbis', got {self.task!r}")
         if not self.model_name:
             self.model_name = self.pipeline_name
         if not self.data_root:
@@ -178,8 +178,6 @@ class PipelineConfig:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.ingest_validation not in INGEST_VALIDATION:
             raise ValueError(
                 f"ingest_validation must be one of {INGEST_VALIDATION}, got {self.ingest_validation!r}"
@@ -238,9 +236,6 @@ class PipelineConfig:
             "early_stopping_patience": self.early_stopping_patience,
             "class_weights": self.class_weights,
             "augment": self.augment,
-            "stain_jitter": self.stain_jitter,
-            "calibration": self.calibration,
-            "max_train_minutes": self.max_train_minutes,
             "seed": self.seed,
             "optimizer": self.optimizer,
             "lstm_backbone": self.lstm_backbone,
@@ -280,6 +275,43 @@ class PipelineConfig:
             "blackbox": self.seg_blackbox,
             "augment": self.augment,
             "seed": self.seed,
+        }
+
+    def mammo_ingest_config(self) -> Dict[str, Any]:
+        """CbisExampleGen's parameters (the mammography variant)."""
+        return {
+            "data_root": self.data_root,
+            "image_size": ",".join(str(v) for v in self.mammo_image_size),
+            "patch_size": self.mammo_patch_size,
+            "train_patch_set": self.mammo_train_patch_set,
+            "eval_patch_set": self.mammo_eval_patch_set,
+            "seed": self.seed,
+        }
+
+    def mammo_patch_trainer_config(self) -> Dict[str, Any]:
+        """The patch Trainer module's `custom_config` (components/mammo/patch_trainer)."""
+        return {
+            "patch_size": self.mammo_patch_size,
+            "weights": self.weights,
+            "patch_schedule": self.mammo_patch_schedule,
+            "patch_batch_size": self.mammo_patch_batch_size,
+            "augment": self.augment,
+            "seed": self.seed,
+            "synthetic": os.path.abspath(self.data_root).startswith(os.path.abspath(self.workdir)),
+        }
+
+    def mammo_whole_trainer_config(self) -> Dict[str, Any]:
+        """The whole-image Trainer module's `custom_config` (components/mammo/whole_trainer)."""
+        return {
+            "image_size": list(self.mammo_image_size),
+            "patch_size": self.mammo_patch_size,
+            "weights": self.weights,
+            "heatmap_stride": self.mammo_heatmap_stride,
+            "whole_schedule": self.mammo_whole_schedule,
+            "whole_batch_size": self.mammo_whole_batch_size,
+            "augment": self.augment,
+            "seed": self.seed,
+            "synthetic": os.path.abspath(self.data_root).startswith(os.path.abspath(self.workdir)),
         }
 
     def transform_config(self) -> Dict[str, Any]:
@@ -350,7 +382,4 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     task = values.get("task", fields["task"].default)
     for name, value in TASK_DEFAULTS.get(task, {}).items():
         values.setdefault(name, value)
-    if "data_root" not in values or values.get("variant") == "segment":
-        for name, value in {**SYNTHETIC_BUDGET, **SYNTHETIC_TASK_BUDGET.get(task, {})}.items():
-            values.setdefault(name, value)
     return PipelineConfig(**values)

@@ -19,7 +19,8 @@ from components.anomaly_gate import AnomalyGate
 from components.card_pusher import CardPusher
 from components.image_ingest.component import ImageIngest
 from pipeline import contract
-from pipeline.configs import (SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
+from components.mammo.ingest import CbisExampleGen
+from pipeline.configs import (MAMMO_PATCH_TRAINER_MODULE_FILE, MAMMO_WHOLE_TRAINER_MODULE_FILE, SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
                               TRANSFORM_MODULE_FILE, PipelineConfig)
 
 
@@ -148,6 +149,9 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
             (``components.transform.transform_module.preprocessing_fn``; what a cluster
             image runs, nothing packaged or uploaded at compile time).
     """
+    if config.variant == "mammo":
+        return create_mammography_pipeline(config, beam_pipeline_args, metadata_connection_config,
+                                           input_fingerprint, transform_module, trainer_module)
     if config.variant == "segment":
         return create_segmentation_pipeline(config, beam_pipeline_args, metadata_connection_config,
                                             input_fingerprint)
@@ -246,6 +250,112 @@ def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Opt
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[*stages, trainer, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )
+
+# The mammography variant's run_fn paths in the installed package (what a cluster image runs).
+MAMMO_PATCH_RUN_FN = "components.mammo.patch_trainer.patch_trainer_module.run_fn"
+MAMMO_WHOLE_RUN_FN = "components.mammo.whole_trainer.whole_trainer_module.run_fn"
+
+
+def mammography_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Whole-image metrics on the eval split (the release's test split) through the
+    model's ``serving_examples`` signature; blessed when the AUC of P(malignant) reaches
+    ``mammo_min_whole_auc``. No change threshold: the variant needs no baseline model."""
+    auc = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+        lower_bound={"value": config.mammo_min_whole_auc}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=contract.SIGNATURE_EXAMPLES, label_key=contract.LABEL_KEY,
+                                    prediction_key=contract.OUTPUT_POSITIVE, model_type="tf_generic")],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="BinaryAccuracy"),
+            tfma.MetricConfig(class_name="Precision"),
+            tfma.MetricConfig(class_name="Recall"),
+            tfma.MetricConfig(class_name="AUC", threshold=auc),
+            tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds", config='{"thresholds": [0.5]}'),
+        ])])
+
+
+def _release_fingerprint(data_root: str) -> str:
+    """A digest of the release's file names, sizes and times (CbisExampleGen's cache key);
+    "" where the root is not a local folder (a cluster passes its own at run time)."""
+    import hashlib
+    import os
+
+    if not os.path.isdir(data_root):
+        return ""
+    digest = hashlib.sha256()
+    for folder, dirs, names in os.walk(data_root):
+        dirs.sort()
+        for name in sorted(names):
+            stat = os.stat(os.path.join(folder, name))
+            digest.update(f"{os.path.relpath(os.path.join(folder, name), data_root)}|{stat.st_size}|"
+                          f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
+                                metadata_connection_config: Optional[Any] = None,
+                                tree_fingerprint: Any = None,
+                                transform_module: Optional[str] = None,
+                                trainer_module: Optional[str] = None) -> tfx.dsl.Pipeline:
+    """The CBIS-DDSM variant (``config.variant == "mammo"``, task cbis; Shen et al. 2019).
+
+        CbisExampleGen (release -> patches + mammograms, train/eval = the release's split)
+          -> PatchTrainer (ResNet50 patch classifier, 5 classes, staged fine-tuning)
+          -> Trainer (whole-image classifier; base_model = the patch model: warm start;
+             signatures serving_default, serving_examples and heatmap)
+          -> Evaluator (TFMA on the eval mammograms; AUC floor) -> CardPusher
+
+    The variant has no Transform: both Trainers and every signature decode and fit an
+    image with one function (components/mammo/records.py). ``transform_module`` is
+    unused. ``trainer_module``: a dotted path (the installed package, as on a cluster)
+    makes both Trainers use the installed run_fns (MAMMO_PATCH_RUN_FN, MAMMO_WHOLE_RUN_FN);
+    otherwise (None or a file) the variant's module files, which TFX packages. ``tree_fingerprint``: the cache
+    key of the release (None: a digest of the local folder).
+    """
+    del transform_module  # no Transform in this variant
+    installed = bool(trainer_module) and not str(trainer_module).endswith(".py")
+    patch_module = MAMMO_PATCH_RUN_FN if installed else MAMMO_PATCH_TRAINER_MODULE_FILE
+    whole_module = MAMMO_WHOLE_RUN_FN if installed else MAMMO_WHOLE_TRAINER_MODULE_FILE
+    if tree_fingerprint is None:
+        tree_fingerprint = _release_fingerprint(config.data_root)
+    example_gen = CbisExampleGen(**config.mammo_ingest_config(),
+                                 input_fingerprint=tree_fingerprint).with_id("CbisExampleGen")
+    patch_trainer = tfx.components.Trainer(
+        **_user_code(patch_module, "run_fn"),
+        examples=example_gen.outputs["patches"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=config.mammo_patch_trainer_config(),
+    ).with_id("PatchTrainer")
+    trainer = tfx.components.Trainer(
+        **_user_code(whole_module, "run_fn"),
+        examples=example_gen.outputs["mammograms"],
+        base_model=patch_trainer.outputs["model"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=config.mammo_whole_trainer_config(),
+    ).with_id("Trainer")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["mammograms"],
+        model=trainer.outputs["model"],
+        eval_config=mammography_eval_config(config),
+        example_splits=["eval"],
+    ).with_id("Evaluator")
+    pusher = CardPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=_push_destination(config),
+    ).with_id("Pusher")
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[example_gen, patch_trainer, trainer, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

@@ -24,11 +24,12 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from pipeline import contract
+from serving import settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SERVER = "http://127.0.0.1:8501"
-DEFAULT_MODEL = "breastdx-idc"
+DEFAULT_SERVER = settings.DEFAULT_SERVER_URL
+DEFAULT_MODEL = settings.DEFAULT_MODEL_NAME
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAP_SUFFIX = ".map.png"
 MOSAIC_SUFFIX = ".mosaic.png"

@@ -112,7 +112,7 @@ def test_vertex_client_errors_become_prediction_errors(result, status):
 
 
 def test_make_client_refuses_an_unknown_kind():
-    from webapp.clients import make_client
+    from webapp.backends import make_client
 
     with pytest.raises(ValueError, match="rest, grpc, vertex"):
         make_client({"CLIENT": "carrier-pigeon", "MODEL_NAME": "m"})
@@ -123,7 +123,8 @@ def test_grpc_client_against_a_fake_prediction_service():
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from webapp.clients import PredictionError, make_client
+    from webapp.backends import make_client
+    from webapp.clients import PredictionError
 
     seen = []
 

@@ -1,12 +1,13 @@
 """Prediction clients: one interface, three back ends, chosen by the web app's config.
 
-``webapp.create_app`` calls :func:`make_client`; ``webapp.service`` and
+``webapp.backends.make_client`` (called by ``webapp.create_app``) picks one; ``webapp.service`` and
 ``serving.predict_cli`` call :meth:`PredictionClient.predict` and ``versions``. Back ends:
 
 * ``rest``: TF Serving's REST API (this project's ``breastdx serve`` or ``tensorflow/serving``)
   with ``requests``; bytes travel as ``{"b64": ...}`` and the server decodes them.
-* ``grpc``: TF Serving's ``PredictionService`` (``webapp.grpc_client``, imported only when
-  chosen: ``tensorflow_serving.apis`` protos import TensorFlow, the web process must not).
+* ``grpc``: TF Serving's ``PredictionService`` (``webapp.grpc_client``, which imports this
+  module, never the other way round; ``webapp.backends`` imports it only when chosen:
+  ``tensorflow_serving.apis`` protos import TensorFlow).
 * ``vertex``: AI Platform / Vertex AI online prediction through google-api-python-client
   (``discovery.build("ml", "v1")``, as the classic ``predict_json``).
 
@@ -353,28 +354,3 @@ class VertexClient(PredictionClient):
                                  f"versions.list on {parent}")
         rows = [VersionInfo(v["name"].rsplit("/", 1)[-1], v.get("state", ""), {}) for v in response.get("versions", [])]
         return sorted(rows, key=lambda row: row.version, reverse=True)
-
-
-def make_client(config: Mapping[str, Any]) -> PredictionClient:
-    """The client the config names.
-
-    Args:
-        config: the web app's config: ``CLIENT`` (``rest``, ``grpc`` or ``vertex``),
-            ``SERVER_URL``, ``GRPC_TARGET``, ``MODEL_NAME``, ``VERTEX_PROJECT``,
-            ``VERTEX_MODEL``, ``VERTEX_VERSION``, ``REQUEST_TIMEOUT_S``.
-
-    Raises:
-        ValueError: for an unknown ``CLIENT``.
-    """
-    kind = config.get("CLIENT", "rest")
-    timeout = float(config.get("REQUEST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
-    if kind == "rest":
-        return RestClient(config["SERVER_URL"], config["MODEL_NAME"], timeout)
-    if kind == "grpc":
-        from webapp.grpc_client import GrpcClient  # imports TF Serving's protos, hence TensorFlow
-
-        return GrpcClient(config["GRPC_TARGET"], config["MODEL_NAME"], timeout)
-    if kind == "vertex":
-        return VertexClient(config.get("VERTEX_PROJECT"), config.get("VERTEX_MODEL") or config["MODEL_NAME"],
-                            config.get("VERTEX_VERSION"))
-    raise ValueError(f"CLIENT must be one of rest, grpc, vertex; got {kind!r}")

@@ -1,6 +1,6 @@
 """TF Serving's gRPC ``PredictionService`` as a :class:`webapp.clients.PredictionClient`.
 
-``webapp.clients.make_client`` imports this module only when the config says
+``webapp.backends.make_client`` imports this module only when the config says
 ``CLIENT = "grpc"``: ``tensorflow_serving.apis`` protos import ``tensorflow.core.framework``,
 which runs TensorFlow's package import. The request is still built by hand from the
 protos (no ``tf.make_tensor_proto``) and the response read with numpy, so no TensorFlow

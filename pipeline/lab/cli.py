@@ -24,7 +24,7 @@ def _lab_config(args: argparse.Namespace):
 
 
 def _logging(config, args: argparse.Namespace, verb: str) -> str:
-    from pipeline import cli
+    from pipeline import console as cli  # not pipeline.cli: it imports this module
 
     log_file = os.path.join(config.workdir, "logs", f"{verb}-{time.strftime('%Y%m%d-%H%M%S')}.log")
     cli.setup_logging(log_file, getattr(args, "verbose", False))
@@ -32,7 +32,7 @@ def _logging(config, args: argparse.Namespace, verb: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pipeline import cli
+    from pipeline import console as cli  # not pipeline.cli: it imports this module
     from pipeline.lab import compare
 
     config = _lab_config(args)

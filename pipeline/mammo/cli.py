@@ -1,101 +1,92 @@
-"""`breastdx` verbs for the imaging presets beyond the classifier pipeline.
+"""The mammography variant at the command line: what `breastdx demo --variant mammo`
+prints after the pipeline, and the study's full-size settings.
 
-`pipeline/cli.py` loads this module from its _PLUGINS and calls `add_parsers`:
-
-    mammo-demo     CBIS-DDSM: patches -> patch classifier -> whole-image classifier ->
-                   heatmap -> pushed models (synthetic release unless --data-root)
-    segment-demo   the U-Net pipeline variant on BUSI-style images with masks
-                   (synthetic BUSI unless --data-root); --blackbox for the area classifier
+`pipeline/cli.py` imports this module (no call-back into it): `full_size_settings()` for
+``demo --full-size`` and `print_summary(config)` after a mammography run. The former
+``mammo-demo`` and ``segment-demo`` verbs are ``demo --variant mammo|segment`` now:
+one pipeline each, through `create_pipeline`.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import sys
-import time
+from typing import Any, Dict, Optional
 
 log = logging.getLogger("breastdx")
 
 
-def cmd_mammo_demo(args: argparse.Namespace) -> int:
-    from pipeline.cli import setup_logging
-    from pipeline.mammo import cbis, demo, models
-
-    settings = {"seed": args.seed, "synthetic_patients": args.patients}
-    if args.workdir:
-        settings["workdir"] = os.path.abspath(args.workdir)
-    if args.data_root:
-        settings["data_root"] = os.path.abspath(args.data_root)
-    config = demo.MammoConfig(**settings)
-    if args.full_size:
-        from pipeline import contract
-
-        config.image_size, config.patch_size = contract.CBIS_IMAGE_SIZE, contract.CBIS_PATCH_SIZE
-        config.heatmap_stride = contract.CBIS_PATCH_SIZE // 4
-        config.patch_schedule, config.whole_schedule = models.PATCH_SCHEDULE, models.WHOLE_SCHEDULE
-    if args.weights:
-        config.weights = None if args.weights.lower() == "none" else args.weights
-    os.makedirs(config.out_dir, exist_ok=True)
-    setup_logging(os.path.join(config.workdir, "logs", f"breastdx-cbis-{time.strftime('%Y%m%d-%H%M%S')}.log"),
-                  args.verbose)
-    try:
-        summary = demo.run(config)
-    except (cbis.CbisError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    patch, whole = summary["patch"], summary["whole"]
-    print(f"patches        {summary['patch_counts']}  ({summary['patches_dir']})")
-    print(f"patch model    test accuracy {patch.get('accuracy', float('nan')):.3f} (5 classes), "
-          f"malignant AUC {patch.get('malignant_auc')}")
-    print(f"whole image    test AUC {whole.get('auc')}, accuracy {whole.get('accuracy')} (n={whole.get('n')})")
-    print(f"heatmap        {summary['heatmap']}")
-    print(f"pushed         {json.dumps(summary['pushed'])}")
-    print(f"time           {summary['seconds']} s")
-    print("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on tissue.")
+def full_size_settings() -> Dict[str, Any]:
+    """The study's sizes and schedules (Shen et al. 2019) as PipelineConfig overrides."""
     from pipeline import contract
+    from pipeline.mammo import models
 
+    return {"mammo_image_size": tuple(contract.CBIS_IMAGE_SIZE), "mammo_patch_size": contract.CBIS_PATCH_SIZE,
+            "mammo_heatmap_stride": contract.CBIS_PATCH_SIZE // 4,
+            "mammo_patch_schedule": models.format_schedule(models.PATCH_SCHEDULE),
+            "mammo_whole_schedule": models.format_schedule(models.WHOLE_SCHEDULE)}
+
+
+def latest_pushed(config) -> Optional[str]:
+    """The newest version folder under ``<serving_root>/<model_name>`` (None: nothing pushed)."""
+    base = os.path.join(config.serving_root, config.model_name)
+    versions = sorted((int(v) for v in os.listdir(base) if v.isdigit()), reverse=True) if os.path.isdir(base) else []
+    return os.path.join(base, str(versions[0])) if versions else None
+
+
+def write_heatmap(config, version_dir: str, card: Dict[str, Any]) -> Optional[str]:
+    """Calls the pushed model's ``heatmap`` signature on the first mammogram of the
+    release's test split and saves the malignancy overlay beside the workdir's logs;
+    returns the PNG's path (None when the release has no test mammogram)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from components.mammo import records
+    from pipeline import contract
+    from pipeline.mammo import cbis, heatmap, images
+
+    abnormalities, _ = cbis.read_release(config.data_root)
+    tests = [m for m in cbis.mammograms(abnormalities) if m.split == "test"]
+    if not tests:
+        return None
+    with open(tests[0].image_path, "rb") as handle:
+        encoded = handle.read()
+    model = tf.saved_model.load(version_dir)
+    signature = card["input_contract"]["heatmap_signature"]
+    grid = model.signatures[signature](**{contract.SERVING_INPUT_BYTES: tf.constant([encoded])})
+    grid = grid[records.OUTPUT_HEATMAP].numpy()[0]
+    size, patch, stride = card["image_size"], int(card["patch_size"]), int(card["heatmap_stride"])
+    image = images.resize_keep_aspect(images.read_image(tests[0].image_path), size).numpy()
+    rows, cols = np.arange(grid.shape[0]) * stride, np.arange(grid.shape[1]) * stride
+    score = heatmap.malignant_map(heatmap.to_image_grid(grid, rows, cols, patch, image.shape))
+    path = os.path.join(config.workdir, "cbis", f"heatmap_{tests[0].image_id}.png")
+    images.save_png(path, heatmap.render_overlay(image, score * (image > 0.1)))
+    np.save(path[:-4] + ".npy", grid)
+    return path
+
+
+def print_summary(config) -> int:
+    """What the mammography run produced, from the pushed model's card; 1 when the
+    Evaluator did not bless the model (nothing pushed)."""
+    from pipeline import contract, model_card
+
+    version_dir = latest_pushed(config)
+    if version_dir is None:
+        print(f"not pushed: the whole-image model did not reach the Evaluator's AUC floor "
+              f"({config.mammo_min_whole_auc}); see the log")
+        return 1
+    card = model_card.read(os.path.join(version_dir, contract.MODEL_CARD_RELPATH))
+    whole = card.get("evaluation", {}).get("metrics", {})
+    patch = card.get("patch_model", {}).get("evaluation", {}).get("metrics", {})
+    print(f"patch model    eval accuracy {patch.get('accuracy')} (5 classes, n={patch.get('n')}), "
+          f"malignant AUC {patch.get('malignant_auc')}")
+    print(f"whole image    eval AUC {whole.get('auc')}, accuracy {whole.get('accuracy')} (n={whole.get('n')}, "
+          f"malignant {whole.get('malignant')})")
+    print(f"pushed         {version_dir} (signatures: serving_default, serving_examples, "
+          f"{card['input_contract'].get('heatmap_signature')})")
+    heatmap_png = write_heatmap(config, version_dir, card)
+    if heatmap_png:
+        print(f"heatmap        {heatmap_png}")
+    if card.get("evaluation", {}).get("synthetic_data"):
+        print("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on mammograms.")
     print(contract.RESEARCH_ONLY)
-    return 0 if summary["pushed"] else 1
-
-
-def cmd_segment_demo(args: argparse.Namespace) -> int:
-    from pipeline import cli
-
-    os.environ["BREASTDX_VARIANT"] = "segment"
-    if args.blackbox:
-        os.environ["BREASTDX_SEG_BLACKBOX"] = "true"
-    args.task = args.task or "busi"
-    args.backbone = None
-    return cli.cmd_demo(args)
-
-
-def add_parsers(verbs: argparse._SubParsersAction) -> None:
-    """Adds ``mammo-demo`` and ``segment-demo`` to the ``breastdx`` verbs."""
-    mammo = verbs.add_parser("mammo-demo", help="CBIS-DDSM: patch and whole-image classifiers, heatmap, push",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    mammo.add_argument("--data-root", help="CBIS-DDSM release (the case-description CSVs and the CBIS-DDSM/ "
-                                           "image folder); none: a synthetic release under the workdir")
-    mammo.add_argument("--workdir", help="where data, patches, heatmaps and served models go; none: ./workdir")
-    mammo.add_argument("--weights", help="backbone weights: none, imagenet or a local .h5 file")
-    mammo.add_argument("--full-size", action="store_true",
-                       help="the study's sizes and schedules (1152x896 images, 224 patches; slow on a CPU)")
-    mammo.add_argument("--patients", type=int, default=24, help="patients in the synthetic release")
-    mammo.add_argument("--seed", type=int, default=7, help="seed for the synthetic data and training")
-    mammo.add_argument("--verbose", action="store_true", help="show every log line, not just progress")
-    mammo.set_defaults(func=cmd_mammo_demo)
-
-    segment = verbs.add_parser("segment-demo", help="the U-Net segmentation pipeline variant (BUSI masks)",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    segment.add_argument("--task", help="task preset with masks (none: busi)")
-    segment.add_argument("--data-root", help="class folders with <image>_mask.png beside each image "
-                                             "(none: synthetic BUSI under the workdir)")
-    segment.add_argument("--layout", help="auto or class_folders (default auto)")
-    segment.add_argument("--workdir", help="where data, pipeline roots, metadata and served models go")
-    segment.add_argument("--train-steps", type=int, help="training steps (none: from configs)")
-    segment.add_argument("--seed", type=int, help="seed for the synthetic data and training")
-    segment.add_argument("--blackbox", action="store_true",
-                         help="train non-malignant masks as empty; classify by predicted lesion area")
-    segment.add_argument("--verbose", action="store_true", help="show every log line, not just progress")
-    segment.set_defaults(func=cmd_segment_demo)
+    return 0

@@ -1,7 +1,8 @@
 """The patch classifier and the whole-image classifier (Shen et al. 2019), tf-keras.
 
-`pipeline.mammo.demo` builds and trains both; `pipeline.mammo.heatmap` slides the
-patch classifier over a mammogram.
+The mammography pipeline variant's Trainer modules (components/mammo/patch_trainer/,
+components/mammo/whole_trainer/) build and train both; `pipeline.mammo.heatmap` slides
+the patch classifier over a mammogram.
 
 * Patch classifier: ResNet50 (no top) + global average pooling + a 5-way softmax,
   fine-tuned in three stages: the head alone at 1e-3, then the top block (conv5) too at
@@ -47,6 +48,31 @@ class Stage:
 
 PATCH_SCHEDULE = (Stage("head", 1e-3, 3), Stage("top", 1e-4, 10), Stage("all", 1e-5, 37))
 WHOLE_SCHEDULE = (Stage("head", 1e-4, 30), Stage("all", 1e-5, 20))
+TRAINABLE = ("head", "top", "all")
+
+
+def format_schedule(schedule: Sequence[Stage]) -> str:
+    """Stages as settings text: "head:0.001:3,top:0.0001:10" (pipeline/configs.py)."""
+    return ",".join(f"{s.trainable}:{s.learning_rate:g}:{s.epochs}" for s in schedule)
+
+
+def parse_schedule(text: str) -> Tuple[Stage, ...]:
+    """The inverse of `format_schedule`.
+
+    Raises:
+        ValueError: naming the stage that is not ``<head|top|all>:<learning rate>:<epochs>``.
+    """
+    stages = []
+    for item in (part.strip() for part in text.split(",")):
+        fields = item.split(":")
+        try:
+            if len(fields) != 3 or fields[0] not in TRAINABLE:
+                raise ValueError
+            stages.append(Stage(fields[0], float(fields[1]), int(fields[2])))
+        except ValueError:
+            raise ValueError(f"schedule stage {item!r}: expected <{'|'.join(TRAINABLE)}>:<learning rate>:<epochs>, "
+                             f"e.g. head:1e-3:3") from None
+    return tuple(stages)
 
 
 def _grey_to_backbone_input(x: tf.Tensor, weights: Optional[str]) -> tf.Tensor:
@@ -94,11 +120,14 @@ def bottleneck_block(x: tf.Tensor, filters: Sequence[int], name: str, stride: in
 
 
 def build_whole_image_classifier(patch_model: keras.Model, image_size: Sequence[int],
-                                 block_filters: Sequence[int] = (512, 512, 1024)) -> keras.Model:
+                                 block_filters: Sequence[int] = (512, 512, 1024),
+                                 weights: Optional[str] = None) -> keras.Model:
     """Patch backbone + two bottleneck blocks + GAP + sigmoid:
-    grey [b, H, W, 1] in [0, 1] -> P(malignant) [b, 1]."""
+    grey [b, H, W, 1] in [0, 1] -> P(malignant) [b, 1]. ``weights``: what the patch
+    classifier's backbone started from (pretrained weights bring ResNet50's input
+    normalisation); a freshly built patch model says so itself."""
     backbone = patch_model.get_layer(BACKBONE_NAME)
-    weights = getattr(patch_model, "weights_source", None)
+    weights = getattr(patch_model, "weights_source", weights)
     inputs = keras.Input((int(image_size[0]), int(image_size[1]), 1), name="mammogram")
     x = backbone(_grey_to_backbone_input(inputs, weights))
     x = bottleneck_block(x, block_filters, "top_block1", stride=2)
@@ -126,22 +155,30 @@ def set_trainable(model: keras.Model, which: str) -> None:
 def train_in_stages(model: keras.Model, schedule: Sequence[Stage], train: Tuple[np.ndarray, np.ndarray],
                     validation: Optional[Tuple[np.ndarray, np.ndarray]], loss: str, metrics: List[Any],
                     batch_size: int, class_weight: Optional[Dict[int, float]] = None,
-                    augment: bool = True, seed: int = 0) -> List[Dict[str, Any]]:
+                    augment: bool = True, seed: int = 0, label: str = "training") -> List[Dict[str, Any]]:
     """Fits ``model`` stage by stage (recompiling at each: new trainable set, new
-    learning rate); returns one history dict per stage."""
+    learning rate); returns one history dict per stage. ``label`` names the progress
+    bar (components/progress.py)."""
+    from components.progress import StepProgress
+
     histories = []
     x, y = train
     rng = np.random.default_rng(seed)
+    steps_per_epoch = -(-len(x) // batch_size)
     for stage in schedule:
         if stage.epochs <= 0:
             continue
         set_trainable(model, stage.trainable)
         model.compile(optimizer=keras.optimizers.Adam(stage.learning_rate), loss=loss, metrics=metrics)
         history: Dict[str, Any] = {"stage": stage.trainable, "learning_rate": stage.learning_rate}
+        progress = StepProgress(f"{label} stage {stage.trainable}", stage.epochs * steps_per_epoch)
+        progress.set_model(model)
+        progress.on_train_begin()
         for epoch in range(stage.epochs):
             xs = _flip(x, rng) if augment else x
+            # One epoch per fit (fresh flips each time); the bar spans the stage.
             fit = model.fit(xs, y, batch_size=batch_size, epochs=1, shuffle=True, class_weight=class_weight,
-                            verbose=0)
+                            verbose=0, callbacks=[_BatchForwarder(progress)])
             for key, values in fit.history.items():
                 history.setdefault(key, []).append(float(values[-1]))
         if validation is not None and len(validation[0]):
@@ -149,11 +186,23 @@ def train_in_stages(model: keras.Model, schedule: Sequence[Stage], train: Tuple[
             scores = model.evaluate(validation[0], validation[1], batch_size=batch_size, verbose=0,
                                     return_dict=True)
             history.update({f"val_{k}": float(v) for k, v in scores.items()})
+        progress.on_train_end()
         log.info("stage %s (lr %g, %d epochs): %s", stage.trainable, stage.learning_rate, stage.epochs,
                  {k: (v[-1] if isinstance(v, list) else v) for k, v in history.items() if k != "stage"})
         histories.append(history)
     recalibrate_batchnorm(model, _batches(x, batch_size))
     return histories
+
+
+class _BatchForwarder(keras.callbacks.Callback):
+    """Passes one fit's batch ends to a stage-long progress callback."""
+
+    def __init__(self, target: keras.callbacks.Callback) -> None:
+        super().__init__()
+        self.target = target
+
+    def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        self.target.on_train_batch_end(batch, logs)
 
 
 def _flip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""CbisExampleGen: a CBIS-DDSM release in, two Examples artifacts out.
+
+`pipeline.pipeline.create_mammography_pipeline` puts it first. It reads the release's
+case-description CSVs and images (`pipeline.mammo.cbis.read_release`: the real
+release's quirks handled there), fits every mammogram and its ROI masks to
+``image_size`` keeping the aspect ratio (`pipeline.mammo.images`), cuts the patch sets
+(S10 from the train split, S from the test split: `pipeline.mammo.patches`) and writes
+
+* ``patches``: one record per patch, label = the 5 patch classes;
+* ``mammograms``: one record per whole mammogram, label = malignant (any abnormality).
+
+Splits ``train`` and ``eval``: the release's own split (by patient), its test split
+used as the pipeline's eval split. Records: `components.mammo.records`. Output files
+are GZIP TFRecords under ``Split-<name>/``, as TFX's ExampleGens write them, so the
+Trainer and the Evaluator read them unchanged.
+"""
+# No `from __future__ import annotations`: the @component decorator reads the real types.
+import json
+import logging
+import os
+from typing import Dict, List
+
+from tfx import v1 as tfx
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+
+from pipeline import contract
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "ingest_summary.json"
+
+
+def _writers(uri: str) -> Dict[str, "object"]:
+    import tensorflow as tf
+
+    out = {}
+    for split in ("train", "eval"):
+        folder = os.path.join(uri, f"Split-{split}")
+        tf.io.gfile.makedirs(folder)
+        out[split] = tf.io.TFRecordWriter(os.path.join(folder, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
+    return out
+
+
+def _mark(artifact: tfx.types.standard_artifacts.Examples) -> None:
+    artifact.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+
+
+def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_size: List[int], patch_size: int,
+                  train_patch_set: str, eval_patch_set: str, seed: int) -> Dict[str, object]:
+    """Reads the release and writes both artifacts' records; returns the counts."""
+    from pipeline.mammo import cbis, images, patches
+
+    from components.mammo import records
+
+    abnormalities, problems = cbis.read_release(data_root)
+    if not abnormalities:
+        raise cbis.CbisError(f"no usable abnormality in {data_root}: {problems[:3]}")
+    size = (int(image_size[0]), int(image_size[1]))
+    patch_writers, image_writers = _writers(patches_uri), _writers(mammograms_uri)
+    counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in contract.CBIS_PATCH_CLASSES}
+                                         for split in records.SPLITS}
+    mammogram_counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in records.WHOLE_CLASS_NAMES}
+                                                   for split in records.SPLITS}
+    try:
+        for k, mammogram in enumerate(cbis.mammograms(abnormalities)):
+            split = "train" if mammogram.split == "train" else "eval"
+            image = images.resize_keep_aspect(images.read_image(mammogram.image_path), size).numpy()
+            rois = [(images.resize_mask(images.read_mask(a.roi_mask_path), size), a.patch_class)
+                    for a in mammogram.abnormalities]
+            patch_set = train_patch_set if split == "train" else eval_patch_set
+            for n, patch in enumerate(patches.extract_patches(image, rois, patch_size, patch_set, seed=seed * 1000 + k,
+                                                              source=mammogram.image_id)):
+                example = records.to_example(patch.pixels, patch.label, mammogram.patient_id,
+                                             f"{patch.source}/{n:02d}")
+                patch_writers[split].write(example.SerializeToString())
+                counts[split][contract.CBIS_PATCH_CLASSES[patch.label]] += 1
+            label = int(mammogram.malignant)
+            image_writers[split].write(records.to_example(image, label, mammogram.patient_id,
+                                                          mammogram.image_id).SerializeToString())
+            mammogram_counts[split][records.WHOLE_CLASS_NAMES[label]] += 1
+    finally:
+        for writer in (*patch_writers.values(), *image_writers.values()):
+            writer.close()
+    for split in records.SPLITS:
+        if not sum(mammogram_counts[split].values()):
+            raise cbis.CbisError(f"the release at {data_root} has no {'test' if split == 'eval' else split} "
+                                 f"mammogram with a readable ROI mask; both splits are needed")
+    summary = {"patches": counts, "mammograms": mammogram_counts, "problems": problems,
+               "image_size": list(size), "patch_size": patch_size}
+    log.info("CbisExampleGen: mammograms %s; patches %s; %d row(s) skipped", mammogram_counts, counts, len(problems))
+    return summary
+
+
+@tfx.dsl.components.component
+def CbisExampleGen(
+    patches: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
+    mammograms: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
+    data_root: tfx.dsl.components.Parameter[str],
+    image_size: tfx.dsl.components.Parameter[str],
+    patch_size: tfx.dsl.components.Parameter[int],
+    train_patch_set: tfx.dsl.components.Parameter[str],
+    eval_patch_set: tfx.dsl.components.Parameter[str],
+    seed: tfx.dsl.components.Parameter[int],
+    input_fingerprint: tfx.dsl.components.Parameter[str] = "",
+) -> None:
+    """Writes the patch and mammogram records of the release at ``data_root``.
+
+    ``image_size``: "height,width" the mammograms are fitted to; ``input_fingerprint``:
+    a digest of the release's files (only a cache key: a changed release is read again).
+    """
+    del input_fingerprint  # part of the cache key, nothing to do with it here
+    size = [int(v) for v in image_size.split(",")]
+    summary = write_records(data_root, patches.uri, mammograms.uri, size, patch_size, train_patch_set,
+                            eval_patch_set, seed)
+    for artifact in (patches, mammograms):
+        _mark(artifact)
+        with open(os.path.join(artifact.uri, SUMMARY_FILE), "w") as handle:
+            json.dump(summary, handle, indent=1)
