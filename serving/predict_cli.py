@@ -188,7 +188,7 @@ def _map_line(path: str, upload: Any, predict: Callable, card: Dict[str, Any], a
     try:
         settings = tiling.TileSettings(patch=patch, stride=args.stride or patch)
         tile_map = tiling.map_image(upload.data, predict, settings, positive_class=card.get("positive_class"),
-                                    threshold=wholeslide.card_threshold(card))
+                                    threshold=wholeslide.card_threshold(card), card=card)
     except tiling.TilingError as err:
         return {"file": path, "error": err.message}
     os.makedirs(args.map_dir, exist_ok=True)
@@ -212,7 +212,7 @@ def _mosaic_line(folder: str, predict: Callable, card: Dict[str, Any], args: arg
         return {"file": folder, "error": err.message}
     patch = wholeslide.model_patch(card)
     mosaic.classify(slide, predict, tiling.TileSettings(patch=patch, stride=patch),
-                    threshold=wholeslide.card_threshold(card), positive_class=card.get("positive_class"))
+                    threshold=wholeslide.card_threshold(card), positive_class=card.get("positive_class"), card=card)
     os.makedirs(args.map_dir, exist_ok=True)
     target = _stem_path(args.map_dir, folder, MOSAIC_SUFFIX)
     with open(target, "wb") as handle:
