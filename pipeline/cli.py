@@ -34,6 +34,7 @@ from components.pretrained import cli as pretrained_cli  # noqa: E402
 from pipeline import kfp_cli  # noqa: E402
 from pipeline.console import ensure_synthetic, quiet_run, setup_logging  # noqa: E402,F401
 from pipeline.lab import cli as lab_cli  # noqa: E402
+from pipeline.lab import cv as lab_cv  # noqa: E402
 from pipeline.mammo import cli as mammo_cli  # noqa: E402
 from serving import cli as serving_cli  # noqa: E402
 from serving import predict_cli  # noqa: E402
@@ -47,6 +48,7 @@ VERB_REGISTRARS = (
     predict_cli.add_predict_parser,
     kfp_cli.add_parsers,
     lab_cli.add_parsers,
+    lab_cv.add_parser,
     pretrained_cli.add_parsers,
 )
 

@@ -42,6 +42,7 @@ BACKBONES = (
 )
 LAYOUTS = ("auto", "idc", "class_folders", "manifest")
 INGEST_VALIDATION = ("structure", "decode")
+CALIBRATIONS = ("temperature", "none")
 
 ENV_PREFIX = "BREASTDX_"
 # Settings of other processes that share the prefix: the web app's and the model server's.
@@ -55,9 +56,16 @@ OTHER_ENV_PREFIXES = ("BREASTDX_WEB_", "BREASTDX_SERVE_")
 # after fitting, components/batchnorm.py) reached eval AUC 0.96 (malignant vs rest, 22
 # images) in about 4 minutes on 2 cores.
 TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "busi": {"backbone": "resnet50", "learning_rate": 1e-3, "batch_size": 16, "train_steps": 120,
-             "auc_lower_bound": 0.8},
+    "busi": {"backbone": "resnet50", "learning_rate": 1e-3, "batch_size": 16, "auc_lower_bound": 0.8},
 }
+
+# The synthetic demo's quick budget: `load()` applies it where no data root is given (the
+# embedded synthetic set) and no variable or flag sets the field, so a user who points
+# --data-root at real data gets the data-sized budget of the field defaults instead
+# (issue 15: 24 steps = 768 of 24,464 real images seen). The segmentation variant's
+# module counts steps only, so it keeps the step budget on any data.
+SYNTHETIC_BUDGET: Dict[str, Any] = {"train_steps": 24, "eval_steps": 8, "epochs": 4}
+SYNTHETIC_TASK_BUDGET: Dict[str, Dict[str, Any]] = {"busi": {"train_steps": 120}}
 
 
 @dataclasses.dataclass
@@ -96,12 +104,26 @@ class PipelineConfig:
     min_learning_rate: float = 1e-5
     lr_factor: float = 0.2
     batch_size: int = 32
-    train_steps: int = 24
-    eval_steps: int = 8
-    epochs: int = 4  # train_steps are spread over this many epochs (callbacks act per epoch)
+    # The budget follows the data unless set: 0 train steps = `epochs` full passes over
+    # the train split; n > 0 = n steps spread over `epochs` (the synthetic demo's preset,
+    # SYNTHETIC_BUDGET). 0 eval steps = the whole eval split at every validation; n > 0
+    # = n batches of a shuffled eval split (every patient can appear).
+    train_steps: int = 0
+    eval_steps: int = 0
+    epochs: int = 8  # callbacks (LR schedule, early stopping on the eval split) act per epoch
+    max_train_minutes: float = 0.0  # wall-time budget: training stops at the first batch past it; 0 = none
     early_stopping_patience: int = 3
     class_weights: bool = True
     augment: bool = True
+    # H&E stain robustness (components/trainer/stain.py): HED-space jitter of the train
+    # split (Tellez et al. 2018; 0 = off, 0.05 = their "light" setting) in the Trainer's
+    # input function.
+    stain_jitter: float = 0.0
+    # Probabilities of the pushed model calibrated on the eval split ("temperature"
+    # scaling baked into the exported model) or left as trained ("none").
+    calibration: str = "temperature"
+    # `breastdx cv`: patient-disjoint folds (pipeline/lab/cv.py)
+    cv_folds: int = 5
 
     # evaluator: blessing
     auc_lower_bound: float = 0.85  # a model no better than chance (0.5) is never pushed
@@ -178,6 +200,8 @@ class PipelineConfig:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.ingest_validation not in INGEST_VALIDATION:
             raise ValueError(
                 f"ingest_validation must be one of {INGEST_VALIDATION}, got {self.ingest_validation!r}"
@@ -236,6 +260,9 @@ class PipelineConfig:
             "early_stopping_patience": self.early_stopping_patience,
             "class_weights": self.class_weights,
             "augment": self.augment,
+            "stain_jitter": self.stain_jitter,
+            "calibration": self.calibration,
+            "max_train_minutes": self.max_train_minutes,
             "seed": self.seed,
             "optimizer": self.optimizer,
             "lstm_backbone": self.lstm_backbone,
@@ -382,4 +409,7 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     task = values.get("task", fields["task"].default)
     for name, value in TASK_DEFAULTS.get(task, {}).items():
         values.setdefault(name, value)
+    if "data_root" not in values or values.get("variant") == "segment":
+        for name, value in {**SYNTHETIC_BUDGET, **SYNTHETIC_TASK_BUDGET.get(task, {})}.items():
+            values.setdefault(name, value)
     return PipelineConfig(**values)

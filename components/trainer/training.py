@@ -15,17 +15,64 @@ from components.progress import StepProgress
 from components.trainer.model import resolve_weights
 from pipeline.lab import diagnostics
 
+class WallTimeBudget(keras.callbacks.Callback):
+    """Stops training once ``minutes`` have passed (checked after every batch) and counts
+    the batches trained: the summary says how many images the model saw."""
+
+    def __init__(self, minutes: float, batch_size: int):
+        super().__init__()
+        self.seconds = float(minutes) * 60.0
+        self.batch_size = int(batch_size)
+        self.batches = 0
+        self.stopped_early = False
+        self._started = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._started = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.seconds > 0 and time.time() - self._started > self.seconds:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+
+def plan_budget(config: Dict[str, Any], train_steps: Optional[int], eval_steps: Optional[int],
+                train_images: Optional[int]) -> Dict[str, Any]:
+    """The training budget: ``train_steps`` spread over ``epochs`` when set (the synthetic
+    demo's preset), else ``epochs`` full passes over the ``train_images`` of the train
+    split; validation on ``eval_steps`` shuffled batches, or the whole eval split (None)."""
+    epochs = max(1, int(config["epochs"]))
+    batch_size = int(config["batch_size"])
+    if train_steps:
+        steps_per_epoch, basis = max(1, math.ceil(train_steps / epochs)), "steps"
+    elif train_images:
+        steps_per_epoch, basis = max(1, math.ceil(train_images / batch_size)), "epochs over the train split"
+    else:
+        raise ValueError("no training budget: train_steps is 0 and the train split's size is unknown "
+                         "(set train_steps, or give fit_model train_images)")
+    return {"basis": basis, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
+            "planned_images": epochs * steps_per_epoch * batch_size, "train_images": train_images,
+            "validation": f"{eval_steps} shuffled eval batches" if eval_steps else "the whole eval split",
+            "validation_steps": eval_steps or None,
+            "max_train_minutes": float(config.get("max_train_minutes") or 0.0)}
+
+
 def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset, config: Dict[str, Any],
-              train_steps: int, eval_steps: int, class_weight: Optional[Dict[int, float]] = None,
-              log_dir: Optional[str] = None, extra_callbacks: Sequence[keras.callbacks.Callback] = ()
-              ) -> Tuple[Dict[str, List[float]], Dict[str, Any], float]:
+              train_steps: Optional[int], eval_steps: Optional[int], class_weight: Optional[Dict[int, float]] = None,
+              log_dir: Optional[str] = None, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+              train_images: Optional[int] = None) -> Tuple[Dict[str, List[float]], Dict[str, Any], float]:
     """Trains ``model`` with the study's callbacks and the training diagnostics.
 
+    ``evaluation`` must be finite when ``eval_steps`` is None (the whole split is read at
+    every validation) and repeat when it is set; `data.input_fn` builds both.
+
     Returns:
-        (history {metric: [per epoch]}, the diagnostics report, seconds of training).
+        (history {metric: [per epoch]}, the diagnostics report with the budget as
+        ``budget`` (planned and trained: epochs, steps, images seen), seconds of training).
     """
-    epochs = max(1, int(config["epochs"]))
-    steps_per_epoch = max(1, math.ceil(train_steps / epochs))
+    budget = plan_budget(config, train_steps, eval_steps, train_images)
+    epochs, steps_per_epoch = budget["epochs"], budget["steps_per_epoch"]
     # One un-augmented eval batch: the diagnostics measure gradients on the same data each time.
     probe_features, probe_labels = next(iter(evaluation))
     probe_size = int(config.get("diagnostics_probe", 16))
@@ -35,13 +82,18 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
     # A randomly initialised network validates with batch-norm statistics still near
     # their initial values (recalibrated only after fitting): its val_loss misleads, so
     # the schedule and early stopping follow the training loss there.
-    monitor = "val_loss" if resolve_weights(config["weights"]) is not None else "loss"
+    # Whole epochs re-estimate them (hundreds of steps at momentum 0.99), so a data-sized
+    # budget stops early on the patient-grouped eval split's loss.
+    monitor = ("val_loss" if resolve_weights(config["weights"]) is not None or budget["basis"] != "steps"
+               else "loss")
+    clock = WallTimeBudget(budget["max_train_minutes"], budget["batch_size"])
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config["lr_factor"], patience=1,
                                           min_lr=config["min_learning_rate"]),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=int(config["early_stopping_patience"]),
                                       restore_best_weights=True),
         checks,
+        clock,
         StepProgress("Trainer", epochs * steps_per_epoch),  # the console's bar (components/progress.py)
         *extra_callbacks,
     ]
@@ -52,11 +104,17 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
     model.run_eagerly = bool(config.get("run_eagerly", False))
     started = time.time()
     history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
-                        validation_steps=max(1, eval_steps or 1), class_weight=class_weight,
+                        validation_steps=budget["validation_steps"], class_weight=class_weight,
                         callbacks=callbacks, verbose=2)
     seconds = time.time() - started
     clean_history = {k: [float(v) for v in values] for k, values in history.history.items()}
-    return clean_history, checks.report(), seconds
+    report = checks.report()
+    report["budget"] = {**budget, "epochs_trained": len(clean_history.get("loss", [])),
+                        "steps_trained": clock.batches, "images_seen": clock.batches * budget["batch_size"],
+                        "stopped_by": ("wall time" if clock.stopped_early else
+                                       "early stopping" if len(clean_history.get("loss", [])) < epochs
+                                       else "budget")}
+    return clean_history, report, seconds
 
 
 STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
