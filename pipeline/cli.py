@@ -2,13 +2,16 @@
 
 Verbs:
     data      write the synthetic data sets (IDC, BUSI, CSV manifest layouts)
-    demo      run the whole pipeline locally (synthetic IDC data unless --data-root)
+    demo      run the whole pipeline locally (synthetic data unless --data-root); --variant
+              classify (default), segment (U-Net, BUSI masks) or mammo (CBIS-DDSM, task cbis)
     summary   print the last local run's summary table
     serve / web / predict            the model server, the web app, predictions
     pipeline ... / run ...           Kubeflow Pipelines / Vertex AI (compile, update, runs)
 
 Settings: defaults in pipeline/configs.py, overridden by BREASTDX_* environment
 variables and then by these flags (configs.load is the one place that merges them).
+What the terminal shows while a pipeline runs: pipeline/console.py. The verbs of other
+modules are registered by importing them (VERB_REGISTRARS); none imports this module.
 """
 from __future__ import annotations
 

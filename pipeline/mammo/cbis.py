@@ -1,7 +1,8 @@
 """Readers for the CBIS-DDSM release: its four case-description CSVs and image folders.
 
-`pipeline.mammo.demo` (the `breastdx mammo-demo` verb) and the tests call
-`read_release()`. The real release (TCIA, Lee et al. 2017) ships
+CbisExampleGen (components/mammo/ingest.py), the mammography run's preflight
+(`preflight`, from local_runner.py), `breastdx demo --variant mammo`'s summary and the
+tests call `read_release()`. The real release (TCIA, Lee et al. 2017) ships
 
 * ``mass_case_description_{train,test}_set.csv`` and ``calc_case_description_{train,test}_set.csv``,
   one row per abnormality: ``patient_id``, ``left or right breast``, ``image view``,

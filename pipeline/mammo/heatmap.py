@@ -1,8 +1,9 @@
 """A sliding-window heatmap of patch-class probabilities over a whole mammogram.
 
-`pipeline.mammo.demo` calls `sliding_window_heatmap` with the trained patch
-classifier and `render_overlay` to save a picture; the web app's overlay (another
-module) can use the same array.
+The pushed whole-image model computes the window grid itself (its ``heatmap``
+signature, components/mammo/export.py); `breastdx demo --variant mammo` maps that grid
+back onto the image (`to_image_grid`, `malignant_map`) and saves `render_overlay`;
+`sliding_window_heatmap` does the same with any predict function (tests).
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Reading mammograms and fitting them to the model's size without distortion.
 
 `pipeline.mammo.cbis` (sizes, to tell ROI masks from crops), `pipeline.mammo.patches`
-and `pipeline.mammo.demo` call these; the exported whole-image model calls
-`resize_keep_aspect` inside its serving signature, so training and serving resize with
-the same TF ops.
+and CbisExampleGen (components/mammo/ingest.py) call these; every signature of the
+exported models and both Trainers' inputs call `resize_keep_aspect` through
+`components.mammo.records.decode_grey`, so training and serving fit an image with the
+same TF ops.
 
 * `read_image`: PNG/TIFF/JPEG with Pillow (8- or 16-bit), DICOM with pydicom, which is
   imported only when a ``.dcm`` file is read (it is optional: ``pip install pydicom``).

@@ -1,8 +1,8 @@
 """Patch sets from whole mammograms (Shen et al. 2019, "Deep learning to improve breast
 cancer detection on screening mammography").
 
-`pipeline.mammo.demo` calls `extract_patches` per resized mammogram and
-`write_patch_folders` to store the set in the class-folder layout
+CbisExampleGen (components/mammo/ingest.py) calls `extract_patches` per resized
+mammogram; `write_patch_folders` stores a set in the class-folder layout
 (``<class>/<patient_id>/<file>.png``), which the standard pipeline also reads
 (``breastdx demo --task cbis --data-root <folder>``).
 
