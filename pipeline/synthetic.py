@@ -15,7 +15,7 @@ The demo and the tests run on these (no data set can be downloaded here). The CL
 * `write_manifest`: images plus ``manifest.csv`` (``path,label,patient_id``).
 * `write_cbis`: a CBIS-DDSM-like release: the four case-description CSVs with the real
   columns, full mammograms (greyscale, breast against the chest wall) with masses and
-  calcification clusters, their ROI masks and cropped ROIs (`breastdx mammo-demo`).
+  calcification clusters, their ROI masks and cropped ROIs (`breastdx demo --variant mammo`).
 
 Same seed, same bytes: every random draw comes from a generator seeded by
 (seed, patient index).
