@@ -42,6 +42,7 @@ from tfx_bsl.public import tfxio
 
 from components.segmentation import metrics
 from components.batchnorm import recalibrate_batchnorm
+from components.progress import StepProgress
 from pipeline import contract
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     started = time.time()
     history = model.fit(train, epochs=epochs, steps_per_epoch=max(1, math.ceil(fn_args.train_steps / epochs)),
                         validation_data=evaluation, validation_steps=max(1, fn_args.eval_steps or 1),
-                        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
+                        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+                                   StepProgress("Trainer", epochs * max(1, math.ceil(fn_args.train_steps / epochs)))],
+                        verbose=2)
     seconds = time.time() - started
     train_arrays = read_split(fn_args.train_files, list(config["model_size"]))
     # A few dozen steps leave the batch-norm moving statistics near their initial values.
