@@ -32,9 +32,13 @@ import numpy as np
 
 DEFAULT_COVERAGE = 0.95
 DEFAULT_FALSE_ALARM = 0.01  # of in-distribution images flagged by the OOD threshold
-DEFAULT_MAX_ABS_Z = 6.0  # colour statistics farther than this many train SDs are out of contract
-COLOUR_STATS = ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b")
-_THUMBNAIL = 128  # colour statistics on at most this many pixels a side: the check stays cheap
+# An image whose statistics lie farther from the train split's than this many times the
+# farthest train image is out of contract.
+DEFAULT_MARGIN = 1.5
+# Per image: each channel's mean and SD, and the mean absolute difference of neighbouring
+# grey pixels (texture: random noise is far rougher than tissue, photographs smoother).
+COLOUR_STATS = ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "roughness")
+_THUMBNAIL = 256  # statistics on at most this many pixels a side: the check stays cheap (a patch is 50)
 _STD_FLOOR = 0.01
 
 STATUS_ASSESSED = "assessed"
@@ -88,19 +92,24 @@ def inspect_image(data: bytes, colour: bool = True) -> ImageInfo:
                 image.draft("RGB", (_THUMBNAIL, _THUMBNAIL))  # JPEG: decode at a reduced scale
                 rgb = image.convert("RGB")
                 rgb.thumbnail((_THUMBNAIL, _THUMBNAIL))
-                pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3) / 255.0
-                info.colour = [*pixels.mean(axis=0).tolist(), *pixels.std(axis=0).tolist()]
+                array = np.asarray(rgb, dtype=np.float32) / 255.0
+                pixels = array.reshape(-1, 3)
+                grey = array.mean(axis=2)
+                roughness = (np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean()) / 2 \
+                    if min(grey.shape) > 1 else 0.0
+                info.colour = [*pixels.mean(axis=0).tolist(), *pixels.std(axis=0).tolist(), float(roughness)]
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         info.error = f"the image cannot be read ({err})"
     return info
 
 
 # --- the input contract ---------------------------------------------------------------------
-def measure_accepted(images: Iterable[bytes], measured_on: str, max_abs_z: float = DEFAULT_MAX_ABS_Z
-                     ) -> Dict[str, Any]:
+def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = DEFAULT_MARGIN) -> Dict[str, Any]:
     """The input contract from the train split's encoded images (the card's
-    ``input_contract.accepted``): size range, channels, bit depths, and the mean and SD of
-    each colour statistic over images."""
+    ``input_contract.accepted``): size range, channels, bit depths, and the distribution of
+    the per-image statistics (`COLOUR_STATS`): their mean, the inverse of their (slightly
+    shrunk) covariance, and the largest accepted Mahalanobis distance, ``margin`` times the
+    farthest train image's."""
     formats, channels, bits, widths, heights, stats = set(), set(), set(), [], [], []
     for data in images:
         info = inspect_image(data)
@@ -112,15 +121,22 @@ def measure_accepted(images: Iterable[bytes], measured_on: str, max_abs_z: float
         widths.append(info.width)
         heights.append(info.height)
         stats.append(info.colour)
-    if not stats:
-        raise ValueError(f"no readable image in {measured_on}: the input contract cannot be measured")
+    if len(stats) < 2 * len(COLOUR_STATS):
+        raise ValueError(f"{len(stats)} readable images in {measured_on}: too few to measure the input contract")
     values = np.asarray(stats, dtype=np.float64)
+    mean = values.mean(axis=0)
+    covariance = np.cov(values.T)
+    covariance += 1e-2 * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+    precision = np.linalg.inv(covariance)
+    distances = np.sqrt(np.einsum("nd,de,ne->n", values - mean, precision, values - mean))
     return {
-        "formats": sorted(formats), "width": [int(min(widths)), int(max(widths))],
-        "height": [int(min(heights)), int(max(heights))], "channels": sorted(int(c) for c in channels),
+        # Edge patches of a slide are cut short: half the smallest train side is still accepted.
+        "formats": sorted(formats), "width": [max(1, int(min(widths)) // 2), int(max(widths))],
+        "height": [max(1, int(min(heights)) // 2), int(max(heights))], "channels": sorted(int(c) for c in channels),
         "bit_depths": sorted(int(b) for b in bits),
-        "colour": {"stats": list(COLOUR_STATS), "mean": values.mean(axis=0).tolist(),
-                   "std": np.maximum(values.std(axis=0), _STD_FLOOR).tolist(), "max_abs_z": float(max_abs_z)},
+        "colour": {"stats": list(COLOUR_STATS), "mean": mean.tolist(), "precision": precision.tolist(),
+                   "max_distance": float(margin * distances.max()), "margin": float(margin),
+                   "distance": "Mahalanobis distance of the image's statistics to the train split's"},
         "measured_on": measured_on, "n_images": int(len(values)),
     }
 
@@ -150,11 +166,11 @@ def contract_reason(accepted: Optional[Dict[str, Any]], info: ImageInfo, check_s
                     f"{w_lo}-{w_hi} x {h_lo}-{h_hi} px images")
     colour = accepted.get("colour")
     if colour and info.colour is not None:
-        z = np.abs((np.asarray(info.colour) - np.asarray(colour["mean"])) / np.asarray(colour["std"]))
-        worst = int(np.argmax(z))
-        if z[worst] > colour["max_abs_z"]:
-            return (f"its colours are unlike the training images ({colour['stats'][worst]} is "
-                    f"{z[worst]:.1f} SD from the training mean; the limit is {colour['max_abs_z']:g})")
+        diff = np.asarray(info.colour) - np.asarray(colour["mean"])
+        distance = float(np.sqrt(max(diff @ np.asarray(colour["precision"]) @ diff, 0.0)))
+        if distance > colour["max_distance"]:
+            return (f"its colours and texture are unlike the training images (distance {distance:.1f}; "
+                    f"the farthest accepted is {colour['max_distance']:.1f})")
     return None
 
 

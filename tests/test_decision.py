@@ -63,7 +63,7 @@ def test_inspect_reads_the_header_not_pillows_conversion():
 
 def test_contract_passes_held_out_patches_and_flags_the_four_kinds(accepted):
     assert accepted["channels"] == [3] and accepted["bit_depths"] == [8]
-    assert accepted["width"] == [50, 50] and accepted["n_images"] == 200
+    assert accepted["width"] == [25, 50] and accepted["n_images"] == 200  # edge patches: half the side accepted
     rng = np.random.default_rng(1)  # held out: another seed
     held_out = [decision.contract_reason(accepted, decision.inspect_image(_png(_he_patch(rng)))) for _ in range(50)]
     assert held_out == [None] * 50
@@ -74,7 +74,9 @@ def test_contract_passes_held_out_patches_and_flags_the_four_kinds(accepted):
     assert "alpha" in alpha
     assert "16-bit" in decision.contract_reason(accepted, decision.inspect_image(_png16()))
     noise = rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)
-    assert "colours are unlike" in decision.contract_reason(accepted, decision.inspect_image(_png(noise)))
+    assert "colours and texture are unlike" in decision.contract_reason(accepted, decision.inspect_image(_png(noise)))
+    smooth = np.full((50, 50, 3), (220, 150, 200), np.uint8)  # the right colour, no texture at all
+    assert "texture" in decision.contract_reason(accepted, decision.inspect_image(_png(smooth)))
     big = decision.contract_reason(accepted, decision.inspect_image(_png(np.tile(_he_patch(rng), (4, 4, 1)))))
     assert "200x200 px" in big
     assert decision.contract_reason(accepted, decision.inspect_image(_png(np.tile(_he_patch(rng), (4, 4, 1)))),
