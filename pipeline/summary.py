@@ -111,6 +111,7 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
         summary["ingest"] = {k: report[k] for k in ("entries", "ingested", "skipped", "skipped_by_reason",
                                                       "ingested_by_class", "patients")}
         summary["ingest"]["report"] = os.path.join(records.uri, ingest_report.REPORT_MD)
+        summary["ingest"]["duplicates"] = report.get("duplicates") or {}
 
     examples = _latest(store, "Examples")
     examples_uri = None
@@ -132,6 +133,12 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
             summary["eval_metrics"] = json.load(handle).get("evaluation", {}).get("metrics")
     model = _latest(store, "Model")
     model_dir = destination or (os.path.join(model.uri, "Format-Serving") if model is not None else None)
+    trained_card = os.path.join(model_dir, contract.MODEL_CARD_RELPATH) if model_dir else None
+    if trained_card and tf.io.gfile.exists(trained_card):
+        with tf.io.gfile.GFile(trained_card) as handle:
+            trained = json.load(handle)
+        summary["training_budget"] = trained.get("training_budget")  # issue 15: images the model saw
+        summary["calibration"] = trained.get("calibration")
     out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
     os.makedirs(out_dir, exist_ok=True)
     summary["summary_file"] = os.path.join(out_dir, SUMMARY_FILE)
@@ -165,6 +172,17 @@ def render(summary: Dict[str, Any]) -> str:
         rows += [("files", f"{ingest['entries']} = {ingest['ingested']} ingested + {ingest['skipped']} skipped "
                            f"({reasons})"),
                  ("ingest report", ingest["report"])]
+        rows += [("duplicates", line.strip()) for line in ingest_report.duplicate_lines(ingest.get("duplicates"), 5)]
+    budget = summary.get("training_budget")
+    if budget:
+        rows.append(("training", f"saw {budget['images_seen']} images: {budget['epochs_trained']} of "
+                                 f"{budget['epochs']} epochs x {budget['steps_per_epoch']} steps x batch "
+                                 f"{budget['batch_size']} ({budget['basis']}; stopped by {budget['stopped_by']}) "
+                                 f"over {budget['train_images']} train images; validated on {budget['validation']}"))
+    calibrated = summary.get("calibration")
+    if calibrated and calibrated.get("method") == "temperature":
+        rows.append(("calibration", f"temperature {calibrated['temperature']:.2f} fitted on {calibrated['n']} eval "
+                                    f"images: ECE {_fmt(calibrated['ece_before'])} -> {_fmt(calibrated['ece_after'])}"))
     for split, counts in summary.get("splits", {}).items():
         per_class = ", ".join(f"{n} {c}" for n, c in zip(names, counts["per_class"]))
         rows.append((f"split {split}", f"{counts['patients']} patients, {counts['images']} images ({per_class})"))

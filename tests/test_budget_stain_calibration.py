@@ -106,3 +106,23 @@ def test_calibrated_model_applies_the_temperature_and_keeps_the_layers():
     assert wrapped.get_layer("pool") is model.get_layer("pool") and wrapped.count_params() == model.count_params()
     assert field["n"] == 32 and field["fitted_on"] == "eval" and len(field["reliability_after"]) == 10
     assert field["nll_after"] <= field["nll_before"] + 1e-9
+
+
+def test_evaluation_report_shows_ece_before_and_after_scaling(tmp_path):
+    from pipeline.evaluation.statistics import calibration as reliability
+    from pipeline.lab import evaluation_report as er
+
+    probabilities, labels = _overconfident(600, seed=5)
+    temperature = calibration.fit_temperature(probabilities, labels)
+    served = calibration.scale(probabilities, temperature)[:, 1]  # what the exported model returns
+    groups = np.repeat(np.arange(6).astype(str), 100)
+    card = {"class_names": ["0", "1"], "calibration": {"method": "temperature", "temperature": temperature,
+                                                       "fitted_on": "eval", "n": 600, "ece_before": 0.2,
+                                                       "ece_after": 0.02}}
+    report = er.build_report((labels, served, groups), (labels, served, groups), resamples=20, card=card)
+    scaled = report["temperature_scaling"]
+    # the report inverts the scaling exactly: its "before" is the raw model's reliability
+    assert scaled["before"]["ece"] == pytest.approx(reliability(labels, probabilities[:, 1])["ece"], abs=1e-6)
+    assert scaled["before"]["ece"] > 3 * report["calibration"]["ece"]
+    page = open(er.write_report(str(tmp_path / "1"), report)["html"]).read()
+    assert f"Temperature scaling (T = {temperature:.3f}" in page and "ECE on eval 0.200" in page

@@ -44,9 +44,18 @@ def figures(report: Dict[str, Any]) -> Dict[str, str]:
     fig, ax = plt.subplots(figsize=(4, 4))
     bins = [b for b in report["calibration"]["bins"] if b["n"]]
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.plot([b["mean_score"] for b in bins], [b["fraction_positive"] for b in bins], "o-")
-    ax.set(xlabel="mean predicted probability", ylabel="fraction positive",
-           title=f"Calibration (ECE {report['calibration']['ece']:.3f})")
+    scaled = report.get("temperature_scaling") or {}
+    title = f"Calibration (ECE {report['calibration']['ece']:.3f})"
+    if scaled.get("before"):  # the Trainer's temperature scaling: the test split before and after it
+        early = [b for b in scaled["before"]["bins"] if b["n"]]
+        ax.plot([b["mean_score"] for b in early], [b["fraction_positive"] for b in early], "s--", color="grey",
+                label=f"before scaling (ECE {scaled['before']['ece']:.3f})")
+        title = f"Calibration, T={scaled['temperature']:.2f} (ECE {scaled['before']['ece']:.3f} -> " \
+                f"{report['calibration']['ece']:.3f})"
+    ax.plot([b["mean_score"] for b in bins], [b["fraction_positive"] for b in bins], "o-", label="as served")
+    if scaled.get("before"):
+        ax.legend(loc="upper left", fontsize=7)
+    ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title=title)
     out["calibration"] = _png(fig)
 
     cm = report["image_level"]["confusion_at_operating"]

@@ -178,6 +178,24 @@ def patient_level(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any],
     return result
 
 
+def temperature_scaling(fit: Optional[Dict[str, Any]], labels: np.ndarray, scores: np.ndarray,
+                        n_classes: int) -> Optional[Dict[str, Any]]:
+    """The Trainer's temperature scaling (card field ``calibration``, issue 15) seen on the
+    reported split: the scores before scaling and their reliability (two classes: the
+    scaling is inverted exactly, ``logit_before = T * logit_after``), beside the fit's own
+    eval-split ECE before and after. None when the model was not calibrated."""
+    if not fit or fit.get("method") != "temperature":
+        return None
+    temperature = float(fit["temperature"])
+    out = {"temperature": temperature, "fitted_on": fit.get("fitted_on"), "eval_n": fit.get("n"),
+           "eval_ece_before": fit.get("ece_before"), "eval_ece_after": fit.get("ece_after"), "before": None}
+    if n_classes == 2 and len(scores):
+        clipped = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+        before = 1.0 / (1.0 + np.exp(-temperature * np.log(clipped / (1 - clipped))))
+        out["before"] = calibration(labels, before)
+    return out
+
+
 def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[np.ndarray, np.ndarray, np.ndarray],
                  *, target_sensitivity: float = 0.95, resamples: int = 1000, seed: int = 0,
                  card: Optional[Dict[str, Any]] = None, splits: Optional[Dict[str, Any]] = None,
@@ -224,6 +242,8 @@ def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[
         "patient_level": patient_level(y, s, g, operating, resamples, seed),
         "curves": {"roc": roc_curve(y, s), "pr": pr_curve(y, s)},
         "calibration": calibration(y, s),
+        "temperature_scaling": temperature_scaling(card.get("calibration"), y, s,
+                                                   len(card.get("class_names") or class_names)),
         "splits": splits or {},
         "training_history": card.get("training_history", {}),
         "training_diagnostics": card.get("training_diagnostics"),
