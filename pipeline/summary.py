@@ -139,6 +139,12 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
             trained = json.load(handle)
         summary["training_budget"] = trained.get("training_budget")  # issue 15: images the model saw
         summary["calibration"] = trained.get("calibration")
+    trained_card = os.path.join(model_dir, contract.MODEL_CARD_RELPATH) if model_dir else None
+    if trained_card and tf.io.gfile.exists(trained_card):  # which backbone and weights it started from
+        with tf.io.gfile.GFile(trained_card) as handle:
+            trained = json.loads(handle.read())
+        summary["backbone"] = trained.get("backbone")
+        summary["weights_provenance"] = trained.get("weights_provenance")
     out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
     os.makedirs(out_dir, exist_ok=True)
     summary["summary_file"] = os.path.join(out_dir, SUMMARY_FILE)
@@ -162,10 +168,27 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def weights_text(backbone: Optional[str], provenance: Optional[Dict[str, Any]]) -> str:
+    """"efficientnet_lite0 from ImageNet-pretrained weights (package==version, sha256 …)"
+    or "... from random weights": what the model started from (issue 14)."""
+    provenance = provenance or {}
+    source = provenance.get("source")
+    if source == "package":
+        return (f"{backbone} from ImageNet-pretrained weights ({provenance.get('package')}=="
+                f"{provenance.get('package_version')}, converted file sha256 {str(provenance.get('sha256'))[:12]}...)")
+    if source == "random":
+        return f"{backbone} from random weights (no pretraining)"
+    if source:
+        return f"{backbone} from {source} weights {provenance.get('file') or ''}".rstrip()
+    return str(backbone)
+
+
 def render(summary: Dict[str, Any]) -> str:
     """The summary as a short plain-text table."""
     names = summary["class_names"]
     rows = [("pipeline", summary["pipeline"])]
+    if summary.get("backbone"):
+        rows.append(("model", weights_text(summary["backbone"], summary.get("weights_provenance"))))
     ingest = summary.get("ingest")
     if ingest:
         reasons = ", ".join(f"{k} {v}" for k, v in ingest["skipped_by_reason"].items()) or "none"

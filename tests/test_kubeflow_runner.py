@@ -80,6 +80,7 @@ def test_user_code_by_module_path_and_strategy(compiled):
     custom = json.loads(param("Trainer", "custom_config"))
     assert custom["distribution_strategy"] == "multi_worker_mirrored"
     assert custom["backbone"]  # the model's settings are still there
+    assert custom["pretrained_dir"] == "/opt/breastdx/.cache/pretrained"  # the image's converted weights
     # the curated schema is read from the image, not from the compiling machine
     assert param("ImportSchemaGen", "schema_file") == "/opt/breastdx/pipeline/schemas/idc.pbtxt"
     ingest = param("ImageIngest", "image_root")

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.trainer.model import CNN_LSTM, last_conv_layer
+from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
 from pipeline import contract
 
 HEATMAP_OUTPUT = "heatmap"
@@ -135,6 +135,7 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, hist
         card["tuned_hyperparameters"] = tuned
     if training_diagnostics is not None:
         card["training_diagnostics"] = training_diagnostics
+    card.update(weights_provenance(config))  # the pretrained weights' source, or "random" (issue 14)
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
     tf.io.gfile.makedirs(os.path.dirname(card_path))
     with tf.io.gfile.GFile(card_path, "w") as handle:

@@ -1,18 +1,31 @@
-"""The classifier: one backbone registry and the study's DNN head.
+"""The classifier: one backbone registry and the study's DNN head, and which layers
+train in each phase of fine-tuning.
 
-Called by the Trainer module (`trainer_module.run_fn`), its Tuner (`tuning.py`), the
-model lab (`breastdx compare`) and the tests; nothing here reads files or the environment.
+Called by the Trainer module (`trainer_module.run_fn`), its fit loop (`training.py`:
+`set_trainable` between the head and fine-tuning phases), its Tuner (`tuning.py`), the
+model lab (`breastdx compare`) and the tests. Nothing here reads the environment; the
+only files read are backbone weights the config names.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Tuple
+import functools
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline import contract
+from components.pretrained import convert as lite
+from pipeline import configs, contract, model_card, pretrained
 
-# name -> (constructor, its preprocess_input, smallest input side it accepts)
+
+def _pixels(x: tf.Tensor) -> tf.Tensor:
+    # EfficientNet-Lite scales 0..255 pixels itself ((x - 127) / 128, in the network).
+    return x
+
+
+# name -> (constructor, its preprocess_input on 0..255 pixels, smallest input side it accepts).
+# The names are pipeline/configs.py's BACKBONES (TF-free, for the CLI and the settings);
+# tests/test_pretrained.py holds the two equal.
 BACKBONES: Dict[str, Tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.Tensor], int]] = {
     "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32),
     "densenet201": (keras.applications.DenseNet201, keras.applications.densenet.preprocess_input, 32),
@@ -23,27 +36,65 @@ BACKBONES: Dict[str, Tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.
     "resnet50_v2": (keras.applications.ResNet50V2, keras.applications.resnet_v2.preprocess_input, 32),
     "resnet152_v2": (keras.applications.ResNet152V2, keras.applications.resnet_v2.preprocess_input, 32),
     "xception": (keras.applications.Xception, keras.applications.xception.preprocess_input, 71),
+    **{name: (functools.partial(lite.efficientnet_lite, name), _pixels, 32) for name in pretrained.NAMES},
 }
 # The CNN-LSTM hybrid: a backbone's pooled features read as a sequence by an LSTM
 # before the same DNN head (`lstm_backbone` picks the feature extractor).
-CNN_LSTM = "cnn_lstm"
+CNN_LSTM = configs.CNN_LSTM
 ARCHITECTURES = tuple(BACKBONES) + (CNN_LSTM,)
+# Our layers between the model input and the backbone (not the backbone's own).
+_OWN_LAYERS = ("backbone_resize", "to_pixels", "backbone_preprocess")
 OPTIMIZERS: Dict[str, Callable[..., keras.optimizers.Optimizer]] = {
     "adam": keras.optimizers.Adam,
     "rmsprop": keras.optimizers.RMSprop,
     "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
 }
 def resolve_weights(weights: Any) -> Any:
-    """None, "imagenet" (Keras downloads where the internet is reachable) or a local
+    """None, "imagenet" (Keras downloads where the internet is reachable; for the
+    registry-installed backbones, the converted file: `backbone_weights`) or a local
     weights file, which must exist."""
     if weights in (None, "", "none", "None"):
         return None
-    if weights == "imagenet":
-        return "imagenet"
+    if weights == pretrained.IMAGENET:
+        return pretrained.IMAGENET
     if not tf.io.gfile.exists(weights):
         raise FileNotFoundError(f"backbone weights file {weights!r} does not exist (set weights to None, "
                                 f"'imagenet' or an existing .h5 file)")
     return weights
+
+
+def backbone_weights(backbone: str, config: Dict[str, Any]) -> Optional[str]:
+    """What the backbone constructor gets: None, "imagenet", or a weights file (for the
+    registry-installed backbones "imagenet" is the checked file `make weights` wrote)."""
+    weights = resolve_weights(config["weights"])
+    if weights == pretrained.IMAGENET and backbone in pretrained.PRETRAINED:
+        return pretrained.require(config["pretrained_dir"], backbone)
+    return weights
+
+
+def weights_provenance(config: Dict[str, Any]) -> Dict[str, Any]:
+    """``{"weights_provenance": {...}}`` for the model card (pipeline/model_card.py):
+    "random"; the package (name, version, its file's SHA-256) and the converted file's
+    SHA-256; Keras's download; or a local file with its SHA-256."""
+    architecture = config["backbone"]
+    backbone = config["lstm_backbone"] if architecture == CNN_LSTM else architecture
+    weights = resolve_weights(config["weights"])
+    if weights is None:
+        return model_card.weights_provenance("random", backbone=backbone,
+                                             note="random initialisation: no pretrained weights")
+    if weights == pretrained.IMAGENET and backbone in pretrained.PRETRAINED:
+        record = pretrained.provenance(config["pretrained_dir"], backbone) or {}
+        return model_card.weights_provenance(
+            "package", file=record.get("file"), sha256=record.get("sha256"), license=pretrained.LICENSE,
+            note=f"converted from PyTorch by {record.get('converter')}", backbone=backbone,
+            dataset="ImageNet-1k", package=record.get("package"), package_version=record.get("version"),
+            package_file=record.get("source_file"), package_file_sha256=record.get("source_sha256"))
+    if weights == pretrained.IMAGENET:
+        return model_card.weights_provenance("keras.applications download", backbone=backbone,
+                                             dataset="ImageNet-1k")
+    local = weights if tf.io.gfile.exists(weights) and "://" not in weights else None
+    return model_card.weights_provenance("file", file=weights, backbone=backbone,
+                                         sha256=pretrained.sha256_file(local) if local else None)
 
 
 def build_model(config: Dict[str, Any]) -> keras.Model:
@@ -51,13 +102,16 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
 
     Args:
         config: ``backbone`` (a key of `ARCHITECTURES`), ``weights``, ``model_size``,
-            ``class_names``, ``unfreeze_last``, ``dense_units``, ``dropout``,
-            ``learning_rate``, ``optimizer`` (a key of `OPTIMIZERS`); for ``cnn_lstm``
-            also ``lstm_backbone``, ``lstm_steps`` and ``lstm_units``.
+            ``class_names``, ``unfreeze_last``, ``pretrained_dir``, ``dense_units``,
+            ``dropout``, ``learning_rate``, ``optimizer`` (a key of `OPTIMIZERS`); for
+            ``cnn_lstm`` also ``lstm_backbone``, ``lstm_steps`` and ``lstm_units``.
 
     Returns:
         A model taking ``image`` float32 [batch, h, w, 3] in [0, 1] (the Transform
-        output) and returning softmax probabilities float32 [batch, n_classes].
+        output) and returning softmax probabilities float32 [batch, n_classes]. With
+        pretrained weights the top ``unfreeze_last`` backbone layers train (the fit loop
+        freezes them for the head phase: `set_trainable`); batch-norm layers of a
+        pretrained backbone stay frozen, in inference mode.
     """
     architecture = config["backbone"]
     if architecture not in ARCHITECTURES:
@@ -70,21 +124,17 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     if min(height, width) < min_side:  # some backbones need more pixels than a patch has
         height = width = min_side
         x = keras.layers.Resizing(height, width, name="backbone_resize")(x)
-    weights = resolve_weights(config["weights"])
+    weights = backbone_weights(feature_backbone, config)
     if weights is not None:
         # Pretrained weights expect their own normalisation (caffe / tf / torch modes).
         # It lives in the model, so the Transform graph is the same for every backbone.
         x = keras.layers.Rescaling(contract.PIXEL_MAX, name="to_pixels")(x)
         x = keras.layers.Lambda(preprocess, name="backbone_preprocess")(x)
+    elif feature_backbone in pretrained.PRETRAINED:
+        # EfficientNet-Lite's input scaling is part of the network, random or not.
+        x = keras.layers.Rescaling(contract.PIXEL_MAX, name="to_pixels")(x)
     backbone = constructor(include_top=False, weights=weights, input_tensor=x,
                            input_shape=(height, width, contract.MODEL_CHANNELS))
-    backbone_layers = backbone_layers_of(backbone, inputs)
-    # Pretrained: the lower layers keep their generic features and only the top
-    # `unfreeze_last` adapt. Random initialisation has nothing worth keeping: all train
-    # (frozen random layers measured near chance on the synthetic set).
-    unfreeze = int(config["unfreeze_last"]) if weights is not None else len(backbone_layers)
-    for index, layer in enumerate(backbone_layers):
-        layer.trainable = index >= len(backbone_layers) - unfreeze
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
     dropout = float(config["dropout"])
     if architecture == CNN_LSTM:
@@ -105,22 +155,53 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     outputs = keras.layers.Dense(len(config["class_names"]), activation="softmax",
                                  name=contract.OUTPUT_PROBABILITIES)(x)
     model = keras.Model(inputs, outputs, name=f"{architecture}_dnn")
+    # Pretrained: the lower layers keep their generic features and only the top
+    # `unfreeze_last` adapt. Random initialisation has nothing worth keeping: all train
+    # (frozen random layers measured near chance on the synthetic set).
+    set_trainable(model, int(config["unfreeze_last"]) if weights is not None else None)
+    compile_model(model, config, float(config["learning_rate"]))
+    return model
+
+
+def compile_model(model: keras.Model, config: Dict[str, Any], learning_rate: float) -> None:
+    """Compiles with a fresh optimizer (after `set_trainable` changes what trains)."""
     optimizer = config["optimizer"]
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
     model.compile(
-        optimizer=OPTIMIZERS[optimizer](learning_rate=float(config["learning_rate"])),
+        optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["sparse_categorical_accuracy"],
     )
-    return model
 
 
-def backbone_layers_of(backbone: keras.Model, model_input: tf.Tensor) -> List[keras.layers.Layer]:
-    """The backbone's own layers (built on our input tensor, Keras also lists the
-    layers before it: the input, resize and normalisation layers)."""
-    ours = {"backbone_resize", "to_pixels", "backbone_preprocess", model_input.node.layer.name}
-    return [layer for layer in backbone.layers if layer.name not in ours]
+def backbone_layers(model: keras.Model) -> List[keras.layers.Layer]:
+    """The backbone's own layers in the built classifier: everything before the
+    pooling layer except the input and our resize/normalisation layers."""
+    pool_index = model.layers.index(model.get_layer("pool"))
+    return [layer for layer in model.layers[:pool_index]
+            if layer.name not in _OWN_LAYERS and not isinstance(layer, keras.layers.InputLayer)]
+
+
+def set_trainable(model: keras.Model, unfreeze_last: Optional[int]) -> int:
+    """Which backbone layers train: all (``None``: random initialisation), or the top
+    ``unfreeze_last`` layers with trainable weights (0: the backbone frozen, the head
+    phase). Batch-norm layers of a pretrained backbone stay frozen, which in Keras 2 also
+    runs them in inference mode: small medical batches would otherwise overwrite the
+    ImageNet statistics the convolutions were trained with. Returns the number of
+    backbone layers that train. Recompile afterwards (`compile_model`)."""
+    layers = backbone_layers(model)
+    if unfreeze_last is None:
+        for layer in layers:
+            layer.trainable = True
+        return len(layers)
+    # Convolutions and dense layers: batch-norm and the input Normalization do not count.
+    weighted = [layer for layer in layers if layer.weights and not isinstance(
+        layer, (keras.layers.BatchNormalization, keras.layers.Normalization))]
+    top = set(id(layer) for layer in weighted[len(weighted) - unfreeze_last:]) if unfreeze_last > 0 else set()
+    for layer in layers:
+        layer.trainable = id(layer) in top
+    return len(top)
 
 
 def last_conv_layer(model: keras.Model) -> keras.layers.Layer:

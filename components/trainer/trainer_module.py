@@ -29,7 +29,7 @@ from components.trainer.export import (HEATMAP_OUTPUT, SIGNATURE_EXPLAIN,  # noq
 from components.trainer.model import (ARCHITECTURES, BACKBONES, CNN_LSTM, OPTIMIZERS,  # noqa: F401
                                       build_model, resolve_weights)
 from components.trainer.training import (BATCHNORM_BATCHES, STRATEGIES,  # noqa: F401
-                                         distribution_strategy, fit_model)
+                                         distribution_strategy, fit_model, train_model)
 from components.trainer.tuning import TUNABLE, tuned_values, tuner_fn  # noqa: F401
 from pipeline import contract
 
@@ -62,9 +62,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     with distribution_strategy(config.get("distribution_strategy")).scope():
         model = build_model(config)
-    history, report, seconds = fit_model(model, train, evaluation, config, fn_args.train_steps,
-                                         fn_args.eval_steps, class_weight=weights, log_dir=fn_args.model_run_dir,
-                                         train_images=int(counts.sum()))
+    history, report, seconds = train_model(model, train, evaluation, config, fn_args.train_steps,
+                                           fn_args.eval_steps, class_weight=weights, log_dir=fn_args.model_run_dir,
+                                           train_images=int(counts.sum()))
     budget = report.pop("budget")
     log.info("Trainer: saw %d images (%d epochs of %d steps, batch %d; %s) of %d in the train split",
              budget["images_seen"], budget["epochs_trained"], budget["steps_per_epoch"], budget["batch_size"],

