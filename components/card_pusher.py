@@ -1,14 +1,16 @@
-"""Pusher that also writes the model card beside the pushed model.
+"""Pusher that publishes a blessed model with its validated model card and report.
 
-`pipeline/pipeline.py` uses it in place of TFX's Pusher. It pushes exactly as TFX's
-filesystem Pusher does (TF Serving's layout ``<base>/<integer version>/``) and then
-completes the card the Trainer started (``assets.extra/model_card.json``): version,
-pipeline run, the Evaluator's metrics on the eval split and the blessing, so the model
-server can return the card with the model's metadata.
+`pipeline/pipeline.py` uses it in place of TFX's Pusher. It only publishes: the card
+comes complete from the EvaluationReport component (components/evaluation_report.py;
+the segmentation variant, which has none, publishes the Trainer's card), gains the
+version, run id and trained model's URI (`model_card.publish_fields`), and is validated
+against the schema (`model_card.validate`) before anything is copied. The layout is TF
+Serving's ``<base>/<integer version>/`` as TFX's filesystem Pusher writes it, and, as
+there, ``saved_model.pb`` is copied last, after the card and the report: a model server
+that polls the folder never loads a version without them.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,34 +21,19 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
-from tfx.utils import proto_utils
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts, standard_component_specs
+from tfx.utils import io_utils, proto_utils
 
-from pipeline import contract
+from components.evaluation_report import CARD_FILE, EvaluationReportArtifact
+from pipeline import contract, model_card
 
-EVALUATION_KEY = "evaluation"
+REPORT_KEY = "report"
+SAVED_MODEL = "saved_model.pb"
 
 
-def overall_metrics(evaluation_uri: str) -> Dict[str, Any]:
-    """The Evaluator's metrics on the whole eval split, {name: value}."""
-    import tensorflow_model_analysis as tfma
-
-    metrics: Dict[str, Any] = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:  # only the overall slice
-            continue
-        for kv in slice_metrics.metric_keys_and_values:
-            if kv.key.is_diff:
-                continue
-            value = kv.value
-            if value.HasField("double_value"):
-                metrics[kv.key.name] = round(value.double_value.value, 6)
-            elif value.HasField("confusion_matrix_at_thresholds"):
-                for m in value.confusion_matrix_at_thresholds.matrices:
-                    metrics[f"confusion_matrix@{m.threshold:g}"] = {
-                        "tp": m.true_positives, "fp": m.false_positives,
-                        "tn": m.true_negatives, "fn": m.false_negatives}
-    return metrics
+def _read_card(path: str) -> Dict[str, Any]:
+    with fileio.open(path, "r") as handle:
+        return model_card.loads(handle.read())
 
 
 def version_with_model(base_directory: str, model_uri: str) -> Optional[str]:
@@ -56,14 +43,16 @@ def version_with_model(base_directory: str, model_uri: str) -> Optional[str]:
     for version in sorted(fileio.listdir(base_directory), reverse=True):
         card_path = os.path.join(base_directory, version.rstrip("/"), contract.MODEL_CARD_RELPATH)
         if fileio.exists(card_path):
-            with fileio.open(card_path, "r") as handle:
-                if json.load(handle).get("trained_model_uri") == model_uri:
+            try:
+                if _read_card(card_path).get("trained_model_uri") == model_uri:
                     return os.path.join(base_directory, version.rstrip("/"))
+            except model_card.CardError:
+                continue
     return None
 
 
 class Executor(pusher_executor.Executor):
-    """TFX's Pusher executor, then the model card."""
+    """Checks the blessing, validates the card, publishes model + card + report."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
@@ -71,62 +60,67 @@ class Executor(pusher_executor.Executor):
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        if destination.WhichOneof("destination") != "filesystem":
+            raise NotImplementedError(f"CardPusher pushes to a filesystem destination, got {destination}")
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(pushed)
+            return
+        base = destination.filesystem.base_directory
         # A re-run whose Trainer came from the cache is blessed again (against itself as
         # the baseline); pushing it again would serve the same model under a new version.
-        existing = version_with_model(destination.filesystem.base_directory, model.uri)
-        if existing and self.CheckBlessing(input_dict):
+        existing = version_with_model(base, model.uri)
+        if existing:
             logging.info("Pusher: %s is already served as %s; not pushed again", model.uri, existing)
             self._MarkPushed(pushed, pushed_destination=existing, pushed_version=os.path.basename(existing))
             return
-        super().Do(input_dict, output_dict, exec_properties)
-        if not pushed.get_int_custom_property("pushed"):
-            return
-        served = pushed.get_string_custom_property("pushed_destination")
-        card_path = os.path.join(served, contract.MODEL_CARD_RELPATH)
-        card: Dict[str, Any] = {}
-        if fileio.exists(card_path):
-            with fileio.open(card_path, "r") as handle:
-                card = json.load(handle)
-        card.update({
-            "model_name": os.path.basename(os.path.dirname(served.rstrip("/"))),
-            "version": int(pushed.get_string_custom_property("pushed_version")),
-            "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "pipeline_run_id": getattr(self._context, "pipeline_run_id", None) if self._context else None,
-            "trained_model_uri": model.uri,
-        })
-        evaluation = input_dict.get(EVALUATION_KEY)
-        if evaluation:
-            card["evaluation"] = {
-                "split": "eval (patient-grouped)",
-                "metrics": overall_metrics(evaluation[0].uri),
-                "note": "Metrics of the data the pipeline ran on; on the embedded synthetic data they say "
-                        "nothing about real tissue.",
-            }
-        for path in (card_path, os.path.join(pushed.uri, contract.MODEL_CARD_RELPATH)):
-            fileio.makedirs(os.path.dirname(path))
-            with fileio.open(path, "w") as handle:
-                json.dump(card, handle, indent=1)
+        model_path = self.GetModelPath(input_dict)
+        report = input_dict.get(REPORT_KEY)
+        source = report[0].uri if report else None
+        card = _read_card(os.path.join(source, CARD_FILE) if source
+                          else os.path.join(model_path, contract.MODEL_CARD_RELPATH))
+        version = str(int(time.time()))
+        while fileio.exists(os.path.join(base, version)):
+            version = str(int(version) + 1)
+        card.update(model_card.publish_fields(
+            model_name=os.path.basename(base.rstrip("/")), version=int(version),
+            pipeline_run_id=getattr(self._context, "pipeline_run_id", None) if self._context else None,
+            trained_model_uri=model.uri))
+        model_card.validate(card)  # raises CardError naming the field: nothing is published
+
+        serving_path = os.path.join(base, version)
+        io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[r"saved_model\.pb"])
+        extra = os.path.join(serving_path, os.path.dirname(contract.MODEL_CARD_RELPATH))
+        if source:
+            for name in fileio.listdir(source):
+                if name != CARD_FILE:
+                    io_utils.copy_file(os.path.join(source, name), os.path.join(extra, name), overwrite=True)
+        with fileio.open(os.path.join(serving_path, contract.MODEL_CARD_RELPATH), "w") as handle:
+            handle.write(model_card.dumps(card))
+        io_utils.copy_file(os.path.join(model_path, SAVED_MODEL), os.path.join(serving_path, SAVED_MODEL))
+        io_utils.copy_dir(serving_path, pushed.uri)  # the archive copy, card included
+        self._MarkPushed(pushed, pushed_destination=serving_path, pushed_version=version)
+        logging.info("Pusher: %s published as %s with its card", model.uri, serving_path)
 
 
 class CardPusherSpec(standard_component_specs.PusherSpec):
     INPUTS = {
         **standard_component_specs.PusherSpec.INPUTS,
-        EVALUATION_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+        REPORT_KEY: component_spec.ChannelParameter(type=EvaluationReportArtifact, optional=True),
     }
 
 
 class CardPusher(base_component.BaseComponent):
-    """Pushes a blessed model to a filesystem serving root and writes its model card."""
+    """Publishes a blessed model, its validated card and its evaluation report."""
 
     SPEC_CLASS = CardPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel, push_destination: Any,
-                 evaluation: Optional[types.BaseChannel] = None):
+    def __init__(self, model: types.BaseChannel, model_blessing: Optional[types.BaseChannel], push_destination: Any,
+                 report: Optional[types.BaseChannel] = None):
         spec = CardPusherSpec(
             model=model,
             model_blessing=model_blessing,
-            evaluation=evaluation,
+            report=report,
             push_destination=push_destination,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel),
         )

@@ -165,12 +165,17 @@ class PipelineConfig:
     tuner_unfreeze: Tuple[int, ...] = (2, 4, 8)  # only matters with pretrained weights
     tuner_optimizers: Tuple[str, ...] = ("adam", "rmsprop", "sgd")
     tuner_batch_sizes: Tuple[int, ...] = (16, 32)
-    # evaluation report: the operating threshold is the highest that keeps this
-    # sensitivity on the eval split; the uncertainty band [low, high] keeps
-    # band_sensitivity below low and band_specificity above high.
+    # EvaluationReport (components/evaluation_report.py, pipeline/decision.py): conformal
+    # prediction sets at this coverage, calibrated on the eval split; the OOD threshold
+    # flags this fraction of in-distribution eval images; an image whose colour and texture
+    # statistics lie farther from the train split's than contract_margin times the farthest
+    # train image is out of contract; the operating threshold (the rule where the eval split
+    # is too small to claim the coverage) keeps target_sensitivity.
+    conformal_coverage: float = 0.95
+    ood_false_alarm_rate: float = 0.01
+    contract_margin: float = 1.5
+    contract_images: int = 2000  # train images the input contract is measured on
     target_sensitivity: float = 0.95
-    band_sensitivity: float = 0.99
-    band_specificity: float = 0.99
     bootstrap_resamples: int = 1000
 
     # imaging presets
@@ -225,6 +230,11 @@ class PipelineConfig:
     @property
     def task_spec(self) -> contract.Task:
         return contract.get_task(self.task)
+
+    @property
+    def synthetic_data(self) -> bool:
+        """The data root lies in the workdir: the embedded synthetic set (reports label its metrics)."""
+        return os.path.abspath(self.data_root).startswith(os.path.abspath(self.workdir))
 
     @property
     def pipeline_root(self) -> str:
@@ -342,7 +352,7 @@ class PipelineConfig:
             "patch_batch_size": self.mammo_patch_batch_size,
             "augment": self.augment,
             "seed": self.seed,
-            "synthetic": os.path.abspath(self.data_root).startswith(os.path.abspath(self.workdir)),
+            "synthetic": self.synthetic_data,
         }
 
     def mammo_whole_trainer_config(self) -> Dict[str, Any]:
@@ -356,7 +366,7 @@ class PipelineConfig:
             "whole_batch_size": self.mammo_whole_batch_size,
             "augment": self.augment,
             "seed": self.seed,
-            "synthetic": os.path.abspath(self.data_root).startswith(os.path.abspath(self.workdir)),
+            "synthetic": self.synthetic_data,
         }
 
     def transform_config(self) -> Dict[str, Any]:

@@ -46,6 +46,7 @@ OUTPUT_CLASS_NAME = "class_name"  # string [None], arg-max class
 OUTPUT_CLASS_INDEX = "class_index"  # int64 [None]
 OUTPUT_POSITIVE = "positive_probability"  # float32 [None], P(Task.positive_class)
 OUTPUT_HEATMAP = "heatmap"  # float32 [None, h, w] in [0, 1], `explain` only
+OUTPUT_OOD = "ood_score"  # float32 [None], feature-space distance to the train split (pipeline/decision.py)
 
 MODEL_CARD_RELPATH = "assets.extra/model_card.json"  # inside a SavedModel / version dir
 

@@ -4,9 +4,10 @@ Both runners call it (`local_runner.py` with LocalDagRunner, `kubeflow_runner.py
 with KubeflowV2DagRunner); they choose paths, the orchestrator and Beam arguments,
 nothing else. Every setting comes from a `PipelineConfig` (pipeline/configs.py).
 
-    ImageIngest -> ImportExampleGen (train/eval/test by patient) -> StatisticsGen
+    ImageExampleGen (train/eval/test by patient) -> StatisticsGen
       -> ImportSchemaGen (curated) -> ExampleValidator -> AnomalyGate
-      -> Transform -> Trainer -> Evaluator (vs latest blessed) -> CardPusher
+      -> Transform -> Trainer -> BaselineEvaluator (vs the newest pushed version)
+      -> EvaluationReport (report, conformal rule, input contract: the complete card) -> CardPusher
 """
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.anomaly_gate import AnomalyGate
+from components.baseline_evaluator import BaselineEvaluator
 from components.card_pusher import CardPusher
-from components.image_ingest.component import ImageIngest
+from components.evaluation_report import EvaluationReport
+from components.image_ingest.component import ImageExampleGen
 from pipeline import contract
 from components.mammo.ingest import CbisExampleGen
 from pipeline.configs import (MAMMO_PATCH_TRAINER_MODULE_FILE, MAMMO_WHOLE_TRAINER_MODULE_FILE, SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
                               TRANSFORM_MODULE_FILE, PipelineConfig)
+
+
+EXAMPLE_GEN_ID = "ImageExampleGen"  # summary.py and the model lab find its Examples by this id
 
 
 def split_config(config: PipelineConfig) -> tfx.proto.Output:
@@ -183,31 +189,44 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
         custom_config=config.trainer_config(),
     ).with_id("Trainer")
 
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("LatestBlessedModel")
-
-    evaluator = tfx.components.Evaluator(
+    # The "no regression" baseline is the newest pushed version, found by the Evaluator
+    # itself: a Resolver would compile to an executor open-source KFP 2 refuses.
+    evaluator = BaselineEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"],
+        baseline_directory=_push_destination(config).filesystem.base_directory,
         eval_config=eval_config(config),
         example_splits=["eval"],
     ).with_id("Evaluator")
 
+    # The report and the complete card before the push, on every engine: the Pusher only publishes.
+    report = EvaluationReport(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        evaluation=evaluator.outputs["evaluation"],
+        class_names=list(config.task_spec.class_names),
+        positive_index=config.task_spec.positive_index,
+        coverage=config.conformal_coverage,
+        false_alarm_rate=config.ood_false_alarm_rate,
+        target_sensitivity=config.target_sensitivity,
+        contract_margin=config.contract_margin,
+        contract_images=config.contract_images,
+        bootstrap_resamples=config.bootstrap_resamples,
+        seed=config.seed,
+        synthetic=config.synthetic_data,
+    ).with_id("EvaluationReport")
+
     pusher = CardPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        evaluation=evaluator.outputs["evaluation"],
+        report=report.outputs["report"],
         push_destination=_push_destination(config),
     ).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[*stages, *([tuner] if tuner else []), trainer, baseline, evaluator, pusher],
+        components=[*stages, *([tuner] if tuner else []), trainer, evaluator, report, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

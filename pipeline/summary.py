@@ -20,9 +20,10 @@ from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
 
 from components.image_ingest import report as ingest_report
-from components.image_ingest.component import ImageRecords
-from pipeline import contract, metrics
+from pipeline.pipeline import EXAMPLE_GEN_ID
+from pipeline import contract, metrics, model_card
 from pipeline.configs import PipelineConfig
+from pipeline.evaluation import scoring
 
 SUMMARY_FILE = "run_summary.json"
 
@@ -44,11 +45,11 @@ def _prop(artifact: Any, name: str) -> Any:
 
 
 def split_records(examples_uri: str, split: str) -> List[str]:
-    return sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    return scoring.split_records(examples_uri, split)
 
 
 def split_counts(examples_uri: str, splits: List[str], num_classes: int) -> Dict[str, Dict[str, Any]]:
-    """Images per class and patients per split, from ImportExampleGen's output."""
+    """Images per class and patients per split, from ImageExampleGen's output."""
     spec = {contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
             contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
     result = {}
@@ -65,26 +66,16 @@ def split_counts(examples_uri: str, splits: List[str], num_classes: int) -> Dict
 
 
 def score_split(model_dir: str, examples_uri: str, split: str, positive_index: int) -> Dict[str, Any]:
-    """Runs the exported model's tf.Example signature over a split: metrics with n and CI."""
-    model = tf.saved_model.load(model_dir)
-    serve = model.signatures[contract.SIGNATURE_EXAMPLES]
-    spec = {contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-            contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
-    labels, scores, patients = [], [], []
-    dataset = tf.data.TFRecordDataset(split_records(examples_uri, split), compression_type="GZIP").batch(128)
-    for batch in dataset:
-        parsed = tf.io.parse_example(batch, spec)
-        outputs = serve(**{contract.SERVING_INPUT_EXAMPLES: batch})
-        labels.append(parsed[contract.LABEL_KEY].numpy())
-        patients.append(parsed[contract.PATIENT_KEY].numpy())
-        scores.append(outputs[contract.OUTPUT_POSITIVE].numpy())
-    y = (np.concatenate(labels) == positive_index).astype(int)
-    s = np.concatenate(scores)
-    groups = np.concatenate(patients)
+    """The exported model's metrics on a split (pipeline.evaluation.scoring, the one scoring
+    function) with n, a patient-bootstrap CI and the small-sample warnings."""
+    scores = scoring.score_split(model_dir, examples_uri, split)
+    y, s, groups = scores.binary(positive_index)
     result = metrics.binary_metrics(y, s)
     result["n_images"] = int(len(y))
     result["n_patients"] = int(len(np.unique(groups)))
     result["auc_ci95_patient_bootstrap"] = metrics.patient_bootstrap(y, s, groups)
+    result["small_sample_warnings"] = model_card.small_sample_warnings(
+        result["n_patients"], [int(np.sum(y == 0)), int(np.sum(y == 1))], ["negative", "positive"], split)
     return result
 
 
@@ -130,21 +121,23 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
     card_path = os.path.join(destination, contract.MODEL_CARD_RELPATH) if destination else None
     if card_path and tf.io.gfile.exists(card_path):
         with tf.io.gfile.GFile(card_path) as handle:
-            summary["eval_metrics"] = json.load(handle).get("evaluation", {}).get("metrics")
+            card = model_card.loads(handle.read())
+        summary["eval_metrics"] = (card.get("evaluation") or {}).get("metrics")
+        summary["decision_rule"] = model_card.decision_rule(card)
+        summary["card_warnings"] = card.get("small_sample_warnings") or []
+        report = card.get("evaluation_report") or {}
+        if report.get("html"):
+            summary["evaluation_report"] = os.path.join(destination, report["html"])
     model = _latest(store, "Model")
     model_dir = destination or (os.path.join(model.uri, "Format-Serving") if model is not None else None)
-    trained_card = os.path.join(model_dir, contract.MODEL_CARD_RELPATH) if model_dir else None
-    if trained_card and tf.io.gfile.exists(trained_card):
-        with tf.io.gfile.GFile(trained_card) as handle:
-            trained = json.load(handle)
-        summary["training_budget"] = trained.get("training_budget")  # issue 15: images the model saw
-        summary["calibration"] = trained.get("calibration")
     trained_card = os.path.join(model_dir, contract.MODEL_CARD_RELPATH) if model_dir else None
     if trained_card and tf.io.gfile.exists(trained_card):  # which backbone and weights it started from
         with tf.io.gfile.GFile(trained_card) as handle:
             trained = json.loads(handle.read())
         summary["backbone"] = trained.get("backbone")
         summary["weights_provenance"] = trained.get("weights_provenance")
+        summary["training_budget"] = trained.get("training_budget")  # issue 15: images the model saw
+        summary["calibration"] = trained.get("calibration")
     out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
     os.makedirs(out_dir, exist_ok=True)
     summary["summary_file"] = os.path.join(out_dir, SUMMARY_FILE)
@@ -155,7 +148,7 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
         else:
             summary["test_metrics"] = score_split(model_dir, examples_uri, "test", task.positive_index)
             summary["test_metrics"].update(scored_model=model_dir, examples=examples_uri)
-    summary["synthetic_data"] = os.path.abspath(config.data_root).startswith(os.path.abspath(config.workdir))
+    summary["synthetic_data"] = config.synthetic_data
 
     with open(summary["summary_file"], "w") as handle:
         json.dump(summary, handle, indent=1, default=str)
@@ -222,10 +215,28 @@ def render(summary: Dict[str, Any]) -> str:
                                  f"{test['n_patients']} patients"))
         rows.append(("test @0.5", f"accuracy {_fmt(test['accuracy'])}, sensitivity {_fmt(test['sensitivity'])}, "
                                   f"specificity {_fmt(test['specificity'])}"))
+    rule = summary.get("decision_rule")
+    if rule:
+        conformal, ood = rule.get("conformal") or {}, rule.get("ood") or {}
+        covered = conformal.get("test_coverage") or {}
+        ci = covered.get("ci95")
+        claim = (f"conformal sets at {conformal.get('coverage', 0):.0%}: test coverage {_fmt(covered.get('value'))}"
+                 + (f" [95% CI {ci['low']:.3f}-{ci['high']:.3f}]" if ci else "") + f", n={covered.get('n')}"
+                 if rule.get("kind") == "conformal" else f"coverage NOT claimed ({conformal.get('reason')})")
+        rows.append(("decision rule", claim))
+        alarm = ood.get("test_false_alarm") or {}
+        rows.append(("OOD check", f"threshold {_fmt(ood.get('threshold'))} (set on eval for "
+                                  f"{ood.get('false_alarm_rate', 0):.0%} false alarms), test false alarms "
+                                  f"{_fmt(alarm.get('value'))}"))
+    if summary.get("evaluation_report"):
+        rows.append(("evaluation report", summary["evaluation_report"]))
     rows.append(("blessed", {True: "yes", False: "NO (below the threshold: not pushed)", None: "n/a"}[summary["blessed"]]))
     rows.append(("pushed model", summary.get("pushed_model") or "none"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    warnings = list(summary.get("card_warnings") or []) + list((test or {}).get("small_sample_warnings") or [])
+    for warning in dict.fromkeys(warnings):  # the card's and the summary's test split can say the same
+        lines.append(f"WARNING: {warning}")
     if summary.get("synthetic_data"):
         lines.append("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on tissue.")
     lines.append(contract.RESEARCH_ONLY)

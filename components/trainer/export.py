@@ -1,11 +1,10 @@
-"""The exported SavedModel: the Transform graph inside every signature, and the Trainer's
-part of the model card.
+"""The exported SavedModel: the Transform graph inside every signature, the feature-space
+OOD score, and the Trainer's part of the model card (built by pipeline/model_card.py).
 
 Called by `trainer_module.run_fn` after training.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Optional
 
@@ -15,19 +14,57 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
-from pipeline import contract
+from pipeline import contract, model_card
 
 HEATMAP_OUTPUT = "heatmap"
 SIGNATURE_EXPLAIN = "explain"  # bytes in; probabilities plus a Grad-CAM heatmap out
+OOD_MAX_IMAGES = 4096  # train images the feature density is fitted on (features are [n, units])
+OOD_SCORE_NAME = "Mahalanobis distance of the penultimate layer's features to the nearest train-split class mean"
+
+
+def penultimate(model: keras.Model) -> tf.Tensor:
+    """The features the output layer reads (the head's last hidden layer)."""
+    return model.get_layer(contract.OUTPUT_PROBABILITIES).input
+
+
+def fit_ood(model: keras.Model, train_files: List[str], tf_transform_output: tft.TFTransformOutput,
+            config: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """Class means and the shared (shrunk) precision matrix of the penultimate features of
+    the train split (Lee et al. 2018, "A simple unified framework for detecting
+    out-of-distribution samples"), read once in file order without augmentation.
+
+    Returns:
+        {"means": [k, d] float32 (absent classes left out), "precision": [d, d] float32}.
+    """
+    features_model = keras.Model(model.inputs, penultimate(model))
+    spec = tf_transform_output.transformed_feature_spec()
+    files = [f for pattern in train_files for f in tf.io.gfile.glob(pattern)]
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(OOD_MAX_IMAGES)
+               .batch(int(config["batch_size"])).map(lambda x: tf.io.parse_example(x, spec)))
+    features, labels = [], []
+    for batch in dataset:
+        features.append(features_model(batch[contract.TRANSFORMED_IMAGE_KEY], training=False).numpy())
+        labels.append(batch[contract.TRANSFORMED_LABEL_KEY].numpy().reshape(-1))
+    f, y = np.concatenate(features).astype(np.float64), np.concatenate(labels)
+    classes = [c for c in range(len(config["class_names"])) if np.any(y == c)]
+    means = np.stack([f[y == c].mean(axis=0) for c in classes])
+    centred = f - means[np.searchsorted(classes, y)]
+    covariance = centred.T @ centred / max(len(f) - len(classes), 1)
+    # Shrinkage towards the mean variance: a few hundred images of a 128-unit layer give a
+    # singular covariance (ReLU units that never fire).
+    shrink = 0.1 * np.trace(covariance) / len(covariance) + 1e-6
+    precision = np.linalg.inv(covariance + shrink * np.eye(len(covariance)))
+    return {"means": means.astype(np.float32), "precision": precision.astype(np.float32)}
 
 
 def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str,
-                         config: Dict[str, Any]) -> None:
+                         config: Dict[str, Any], ood: Optional[Dict[str, np.ndarray]] = None) -> None:
     """Saves the model with the Transform graph inside every signature:
 
     * ``serving_default``: ``image_bytes`` [None] tf.string (raw PNG/JPEG bytes, what TF
       Serving's REST API carries as {"b64": ...}) -> probabilities, class_name,
-      class_index, positive_probability.
+      class_index, positive_probability, and with ``ood`` (`fit_ood`) ``ood_score`` [None]
+      float32 (higher: less like the train split; pipeline/decision.py holds the threshold).
     * ``serving_examples``: ``examples`` [None] serialized tf.Example (only
       ``image_raw`` is read) -> the same outputs (Evaluator, batch jobs).
     * ``explain``: like serving_default, plus a Grad-CAM ``heatmap`` [None, h, w] in [0, 1].
@@ -37,7 +74,18 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
     class_names = tf.constant(config["class_names"])
     positive = int(config["positive_index"])
     conv_layer = last_conv_layer(model)
-    explain_model = keras.Model(model.inputs, [conv_layer.output, model.output])
+    scored_model = keras.Model(model.inputs, [penultimate(model), model.output])
+    explain_model = keras.Model(model.inputs, [conv_layer.output, penultimate(model), model.output])
+    if ood is not None:
+        ood_means = tf.constant(ood["means"])
+        ood_precision = tf.constant(ood["precision"])
+
+    def ood_outputs(features: tf.Tensor) -> Dict[str, tf.Tensor]:
+        if ood is None:
+            return {}
+        diff = features[:, tf.newaxis, :] - ood_means[tf.newaxis]  # [n, k, d]
+        squared = tf.einsum("nkd,de,nke->nk", diff, ood_precision, diff)
+        return {contract.OUTPUT_OOD: tf.sqrt(tf.maximum(tf.reduce_min(squared, axis=1), 0.0))}
 
     def transformed_image(encoded: tf.Tensor) -> tf.Tensor:
         features = model.tft_layer({contract.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
@@ -60,19 +108,23 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
     bytes_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)
     examples_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_EXAMPLES)
 
+    def scored(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        features, probabilities = scored_model(images, training=False)
+        return {**named_outputs(probabilities), **ood_outputs(features)}
+
     @tf.function(input_signature=[bytes_spec])
     def serve_bytes(image_bytes):
-        return named_outputs(model(transformed_image(image_bytes), training=False))
+        return scored(transformed_image(image_bytes))
 
     @tf.function(input_signature=[examples_spec])
     def serve_examples(examples):
-        return named_outputs(model(transformed_image(parse_images(examples)), training=False))
+        return scored(transformed_image(parse_images(examples)))
 
     @tf.function(input_signature=[bytes_spec])
     def explain(image_bytes):
         images = transformed_image(image_bytes)
         with tf.GradientTape() as tape:
-            feature_map, probabilities = explain_model(images, training=False)
+            feature_map, features, probabilities = explain_model(images, training=False)
             top = tf.argmax(probabilities, axis=-1)
             score = tf.gather(probabilities, top, batch_dims=1)
         grads = tape.gradient(score, feature_map)
@@ -80,7 +132,7 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
         cam = tf.nn.relu(tf.reduce_sum(channel_weights * feature_map, axis=-1))
         cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + 1e-8)
         cam = tf.image.resize(cam[..., tf.newaxis], tf.shape(images)[1:3])[..., 0]
-        return {**named_outputs(probabilities), HEATMAP_OUTPUT: cam}
+        return {**named_outputs(probabilities), **ood_outputs(features), HEATMAP_OUTPUT: cam}
 
     @tf.function(input_signature=[examples_spec])
     def transform_features(examples):
@@ -102,41 +154,38 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
 
 def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, history: Dict[str, List[float]],
                      counts: np.ndarray, seconds: float, training_diagnostics: Optional[Dict[str, Any]] = None,
-                     tuned: Optional[Dict[str, Any]] = None) -> None:
-    """The Trainer's part of the model card (Pusher adds version, metrics, run id)."""
-    card = {
-        "intended_use": contract.RESEARCH_ONLY + " Trained for research on breast images; "
-                        "not validated for clinical decisions.",
-        "task": config["task"],
-        "class_names": list(config["class_names"]),
-        "positive_class": config["class_names"][int(config["positive_index"])],
-        "input_contract": {
-            "signature": contract.SIGNATURE_BYTES,
-            "input": f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
-                     "(REST: {\"b64\": ...})",
-            "model_size": list(config["model_size"]),
-            "outputs": [contract.OUTPUT_PROBABILITIES, contract.OUTPUT_CLASS_NAME, contract.OUTPUT_CLASS_INDEX,
-                        contract.OUTPUT_POSITIVE],
-            "explain_signature": SIGNATURE_EXPLAIN,
-        },
+                     tuned: Optional[Dict[str, Any]] = None, ood: Optional[Dict[str, np.ndarray]] = None) -> None:
+    """The Trainer's part of the model card (the EvaluationReport component adds the
+    evaluation and the decision rule, the Pusher version and run id)."""
+    outputs = [contract.OUTPUT_PROBABILITIES, contract.OUTPUT_CLASS_NAME, contract.OUTPUT_CLASS_INDEX,
+               contract.OUTPUT_POSITIVE] + ([contract.OUTPUT_OOD] if ood is not None else [])
+    extra: Dict[str, Any] = {
         "backbone": config["backbone"],
         "weights": config["weights"] or "none (random initialisation)",
         "hyperparameters": {k: config[k] for k in ("unfreeze_last", "dense_units", "dropout", "learning_rate",
                                                    "optimizer", "batch_size", "epochs", "seed") if k in config},
-        "parameters": {"total": int(model.count_params()),
-                       "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
         "train_class_counts": {n: int(c) for n, c in zip(config["class_names"], counts)},
-        "training_history": history,
-        "train_seconds": round(seconds, 1),
     }
+    extra.update(weights_provenance(config))  # the pretrained weights' source, or "random" (issue 14)
+    if ood is not None:
+        extra["ood_score"] = {"output": contract.OUTPUT_OOD, "score": OOD_SCORE_NAME, "fitted_on": "train",
+                              "classes": int(len(ood["means"])), "features": int(ood["precision"].shape[0])}
     if config["backbone"] == CNN_LSTM:
-        card["hyperparameters"].update({k: config[k] for k in ("lstm_backbone", "lstm_steps", "lstm_units")})
+        extra["hyperparameters"].update({k: config[k] for k in ("lstm_backbone", "lstm_steps", "lstm_units")})
     if tuned:
-        card["tuned_hyperparameters"] = tuned
+        extra["tuned_hyperparameters"] = tuned
     if training_diagnostics is not None:
-        card["training_diagnostics"] = training_diagnostics
-    card.update(weights_provenance(config))  # the pretrained weights' source, or "random" (issue 14)
+        extra["training_diagnostics"] = training_diagnostics
+    card = model_card.trainer_fields(
+        config=config, signature=contract.SIGNATURE_BYTES,
+        input_description=f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
+                          "(REST: {\"b64\": ...})",
+        outputs=outputs,
+        parameters={"total": int(model.count_params()),
+                    "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
+        history=history, seconds=seconds, **extra)
+    card["input_contract"]["explain_signature"] = SIGNATURE_EXPLAIN
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
     tf.io.gfile.makedirs(os.path.dirname(card_path))
     with tf.io.gfile.GFile(card_path, "w") as handle:
-        json.dump(card, handle, indent=1)
+        handle.write(model_card.dumps(card))

@@ -25,7 +25,7 @@ from components.batchnorm import recalibrate_batchnorm
 from components.trainer import calibration
 from components.trainer.data import class_counts, class_weights, input_fn  # noqa: F401
 from components.trainer.export import (HEATMAP_OUTPUT, SIGNATURE_EXPLAIN,  # noqa: F401
-                                       export_serving_model, write_model_card)
+                                       export_serving_model, fit_ood, write_model_card)
 from components.trainer.model import (ARCHITECTURES, BACKBONES, CNN_LSTM, OPTIMIZERS,  # noqa: F401
                                       build_model, resolve_weights)
 from components.trainer.training import (BATCHNORM_BATCHES, STRATEGIES,  # noqa: F401
@@ -82,8 +82,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model, calibrated = calibration.calibrate(model, whole_eval, int(config["positive_index"]))
         log.info("Trainer: temperature %.3f fitted on %d eval images; ECE %.3f -> %.3f", calibrated["temperature"],
                  calibrated["n"], calibrated["ece_before"], calibrated["ece_after"])
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, config)
-    write_model_card(fn_args.serving_model_dir, config, model, history, counts, seconds, report, tuned or None)
+    # The OOD score's density is fitted on the train split as the model will see it.
+    ood = fit_ood(model, fn_args.train_files, tf_transform_output, config)
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, config, ood=ood)
+    write_model_card(fn_args.serving_model_dir, config, model, history, counts, seconds, report, tuned or None,
+                     ood=ood)
     calibration.update_card(fn_args.serving_model_dir, {
         "training_budget": budget,
         "calibration": calibrated or {"method": "none", "temperature": 1.0, "fitted_on": "none"},

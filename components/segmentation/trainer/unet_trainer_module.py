@@ -43,7 +43,7 @@ from tfx_bsl.public import tfxio
 from components.segmentation import metrics
 from components.batchnorm import recalibrate_batchnorm
 from components.progress import StepProgress
-from pipeline import contract
+from pipeline import contract, model_card
 
 log = logging.getLogger(__name__)
 
@@ -264,35 +264,24 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, eval
                      history: Dict[str, List[float]], seconds: float) -> None:
     """The Trainer's part of the model card (the Pusher adds version and run id) and
     the evaluation as ``seg_metrics.json`` beside it."""
-    card = {
-        "intended_use": contract.RESEARCH_ONLY + " Lesion segmentation for research on breast ultrasound; "
-                        "not validated for clinical decisions.",
-        "task": config.get("task"),
-        "variant": "segmentation",
-        "class_names": list(config["class_names"]),
-        "positive_class": config["class_names"][int(config["positive_index"])],
-        "input_contract": {
-            "signature": SIGNATURE_SEGMENT,
-            "input": f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
-                     "(REST: {\"b64\": ...})",
-            "model_size": list(config["model_size"]),
-            "outputs": {OUTPUT_MASK: "[None, h, w] float32 lesion probability at the model size (image fitted "
-                                     "with its aspect ratio kept and zero-padded, centred)",
-                        OUTPUT_MASK_AREA: "[None] fraction of pixels with probability > 0.5",
-                        contract.OUTPUT_POSITIVE: "[None] 1.0 where mask_area > area_threshold (black-box call)"},
-        },
-        "architecture": f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters",
-        "parameters": {"total": int(model.count_params())},
-        "evaluation": {"metrics": evaluation, "split": "eval (patient-grouped)",
-                       "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
-                               "nothing about real tissue."},
-        "training_history": history,
-        "train_seconds": round(seconds, 1),
-    }
+    card = model_card.trainer_fields(
+        config=config, signature=SIGNATURE_SEGMENT, variant="segmentation",
+        intended_use="Lesion segmentation for research on breast ultrasound; not validated for clinical decisions.",
+        input_description=f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
+                          "(REST: {\"b64\": ...})",
+        outputs={OUTPUT_MASK: "[None, h, w] float32 lesion probability at the model size (image fitted "
+                              "with its aspect ratio kept and zero-padded, centred)",
+                 OUTPUT_MASK_AREA: "[None] fraction of pixels with probability > 0.5",
+                 contract.OUTPUT_POSITIVE: "[None] 1.0 where mask_area > area_threshold (black-box call)"},
+        parameters={"total": int(model.count_params())}, history=history, seconds=seconds,
+        architecture=f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters",
+        evaluation={"metrics": evaluation, "split": "eval (patient-grouped)",
+                    "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
+                            "nothing about real tissue."})
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
     tf.io.gfile.makedirs(os.path.dirname(card_path))
     with tf.io.gfile.GFile(card_path, "w") as handle:
-        json.dump(card, handle, indent=1)
+        handle.write(model_card.dumps(card))
     with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METRICS_FILE), "w") as handle:
         json.dump(evaluation, handle, indent=1)
 
