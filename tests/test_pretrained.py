@@ -218,3 +218,13 @@ def test_converted_lite1_and_lite2_name_the_photograph(tmp_path):
         photo = np.asarray(Image.open(PHOTO).convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
         assert int(np.argmax(model(photo[None], training=False).numpy()[0])) == MILITARY_UNIFORM, name
         json.dumps(record)
+
+
+def test_model_lab_trains_installed_pretrained_backbones_both_ways():
+    from pipeline.lab import compare
+
+    scratch = configs.load(env={})
+    assert compare.weight_arms("efficientnet_lite0", scratch) == [None, "imagenet"]
+    assert compare.weight_arms("vgg16", scratch) == [None]  # keras.applications: its download only
+    assert compare.weight_arms("efficientnet_lite0", configs.load(env={}, weights="imagenet")) == ["imagenet", None]
+    assert "efficientnet_lite0" in compare.STUDY
