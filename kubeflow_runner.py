@@ -17,11 +17,12 @@ Settings: `pipeline.configs.load()` (the model) and `pipeline.cluster_configs.lo
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (README)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,9 +39,21 @@ log = logging.getLogger("breastdx")
 TRAINER_ID = "Trainer"
 TRANSFORM_ID = "Transform"
 # Functions in the installed package (and so in the pipeline image) that the
-# Transform and Trainer executors import.
+# Transform and Trainer executors import, per pipeline variant.
 PREPROCESSING_FN = "components.transform.transform_module.preprocessing_fn"
 RUN_FN = "components.trainer.trainer_module.run_fn"
+SEG_PREPROCESSING_FN = "components.segmentation.transform.seg_transform_module.preprocessing_fn"
+SEG_RUN_FN = "components.segmentation.trainer.unet_trainer_module.run_fn"
+# The mammography variant has no Transform: its first slot is the patch Trainer's run_fn
+# (create_mammography_pipeline takes both installed run_fns when given a dotted path).
+MAMMO_PATCH_RUN_FN = "components.mammo.patch_trainer.patch_trainer_module.run_fn"
+MAMMO_RUN_FN = "components.mammo.whole_trainer.whole_trainer_module.run_fn"
+USER_CODE = {"classify": (PREPROCESSING_FN, RUN_FN), "segment": (SEG_PREPROCESSING_FN, SEG_RUN_FN),
+             "mammo": (MAMMO_PATCH_RUN_FN, MAMMO_RUN_FN)}
+# The run parameter that carries a digest of the image tree (`breastdx run create` and
+# `breastdx pipeline dry-run` compute it): the KFP backend runs no ExampleGen driver, so
+# without it a cached ingest would survive a changed image folder.
+TREE_FINGERPRINT_PARAMETER = "tree_fingerprint"
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -131,28 +144,53 @@ def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.Clust
 def use_image_paths(pipeline: tfx.dsl.Pipeline, image_project_dir: str,
                     project_dir: str = cluster_configs.PROJECT_DIR) -> tfx.dsl.Pipeline:
     """Rewrites exec properties that name a file of this source tree (the curated
-    schema) to the same file in the image, where the executors read it."""
+    schema) to the same file in the image, where the executors read it.
+
+    Raises:
+        CompileError: such a file is not in the source tree (so not in the image either).
+    """
     prefix = project_dir.rstrip(os.sep) + os.sep
     for component in pipeline.components:
         for key, value in list(component.exec_properties.items()):
             if isinstance(value, str) and value.startswith(prefix):
+                if not os.path.exists(value):
+                    raise CompileError(f"{component.id}.{key} names {value}, which is not in the project; "
+                                       "the image copies the project folder, so the file must exist here")
                 relative = os.path.relpath(value, project_dir).replace(os.sep, "/")
                 component.exec_properties[key] = f"{image_project_dir.rstrip('/')}/{relative}"
     return pipeline
 
 
+def user_code(variant: str) -> Tuple[str, str]:
+    """(preprocessing_fn, run_fn) dotted paths for a pipeline variant, checked to exist in
+    the installed project (which the image installs the same way).
+
+    Raises:
+        CompileError: the variant is unknown or a module is not importable here.
+    """
+    if variant not in USER_CODE:
+        raise CompileError(f"no cluster user code for pipeline variant {variant!r}; known: {', '.join(USER_CODE)}")
+    for function_path in USER_CODE[variant]:
+        module = function_path.rsplit(".", 1)[0]
+        if importlib.util.find_spec(module) is None:
+            raise CompileError(f"module {module} (for {function_path}) is not importable: install the project "
+                               "(pip install -e .) so that the image and this checkout hold the same modules")
+    return USER_CODE[variant]
+
+
 def build(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig) -> tfx.dsl.Pipeline:
     """`create_pipeline()` with the cluster's roots, Beam flags, Trainer resources and
     installed user code. ``config.workdir`` must already be the gs:// root."""
+    preprocessing_fn, run_fn = user_code(config.variant)
     pipeline = create_pipeline(
         config,
         beam_pipeline_args=cluster.beam_pipeline_args(),
-        # The cluster's orchestrator owns ML Metadata, and the image root is in GCS:
-        # ImageIngest fingerprints it at run time instead of here.
+        # The cluster's orchestrator owns ML Metadata.
         metadata_connection_config=None,
-        input_fingerprint=None,
-        transform_module=PREPROCESSING_FN,
-        trainer_module=RUN_FN,
+        tree_fingerprint=tfx.dsl.experimental.RuntimeParameter(
+            name=TREE_FINGERPRINT_PARAMETER, ptype=str, default=""),
+        transform_module=preprocessing_fn,
+        trainer_module=run_fn,
     )
     use_image_paths(pipeline, cluster.image_project_dir)
     configure_trainer(pipeline, cluster)
@@ -165,45 +203,6 @@ def cluster_pipeline_config(cluster: cluster_configs.ClusterConfig,
     """The model's settings with every path under the cluster's GCS root."""
     cluster.require("gcs_root")
     return configs.load(env=cluster_configs.without_cluster_env(env), workdir=cluster.gcs_root, **overrides)
-
-
-def _fix_dag(dag: Dict[str, Any]) -> int:
-    tasks = dag.get("tasks", {})
-    fixed = 0
-    for task in tasks.values():
-        for parameter in task.get("inputs", {}).get("parameters", {}).values():
-            output = parameter.get("taskOutputParameter")
-            if not output:
-                continue
-            producer = output.get("producerTask", "")
-            if producer not in tasks and producer.endswith("_task") and producer[:-len("_task")] in tasks:
-                output["producerTask"] = producer[:-len("_task")]
-                fixed += 1
-            if output["producerTask"] not in task.setdefault("dependentTasks", []):
-                task["dependentTasks"].append(output["producerTask"])
-    return fixed
-
-
-def fix_producer_tasks(path: str) -> int:
-    """Repairs TFX 1.16's KubeflowV2DagRunner output for dynamic exec properties.
-
-    It names the producer of an output parameter ``<node id>_task`` (ImportExampleGen's
-    ``input_base`` from ImageIngest's ``records_base``) while the task itself is named
-    ``<node id>``; the KFP driver resolves producers by task name and would fail. This
-    renames such references to the existing task. Returns how many were fixed.
-    """
-    import yaml
-
-    with open(path) as handle:
-        document = yaml.safe_load(handle) if path.endswith(".yaml") else json.load(handle)
-    spec = document.get("pipelineSpec", document)
-    fixed = _fix_dag(spec.get("root", {}).get("dag", {}))
-    with open(path, "w") as handle:
-        if path.endswith(".yaml"):
-            yaml.safe_dump(document, handle, sort_keys=False)
-        else:
-            json.dump(document, handle, indent=2, sort_keys=True)
-    return fixed
 
 
 def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig,
@@ -224,13 +223,15 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
         os.remove(output_path)  # the runner refuses nothing, but stale packages confuse
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            display_name=config.pipeline_name, default_image=cluster.image),
+            display_name=config.pipeline_name, default_image=cluster.image,
+            # Schema 2.1 (typed parameterValues, each task's inputs spec in its args): what
+            # the KFP 2 driver reads; Vertex AI reads it too.
+            use_pipeline_spec_2_1=True),
         output_dir=os.path.dirname(output_path),
         output_filename=os.path.basename(output_path),
     )
     runner.run(build(config, cluster))
     add_step_resources(output_path, cluster)
-    fix_producer_tasks(output_path)
     log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
              config.pipeline_root)
     return output_path
@@ -244,4 +245,6 @@ if __name__ == "__main__":
     except (CompileError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(path)
+    # Under `tfx pipeline create|update` TFX's patched runner writes the package where the
+    # CLI keeps it (~/tfx/<engine>/<pipeline>/) instead of ``path``.
+    print(path if os.path.exists(path) else "compiled for the tfx CLI (it keeps the package itself)")

@@ -69,14 +69,18 @@ def per_file(candidates, out):
 
 
 def run_executor(root, out):
-    records = component.ImageRecords()
-    records.uri = os.path.join(out, "records")
-    base = standard_artifacts.String()
-    base.uri = os.path.join(out, "base", "value")
-    os.makedirs(os.path.dirname(base.uri))
-    executor.Executor().Do({}, {"records": [records], "records_base": [base]}, {
-        executor.ROOT_KEY: root, executor.LAYOUT_KEY: "idc", executor.TASK_KEY: "idc",
-        executor.VALIDATION_KEY: "structure", executor.SHARD_SIZE_KEY: 500})
+    """ImageExampleGen's executor with the exec properties its component compiles."""
+    from tfx.utils import proto_utils
+
+    from pipeline.pipeline import split_config
+
+    gen = component.ImageExampleGen(image_root=root, task="idc", layout="idc",
+                                    output_config=split_config(configs.load(env={}, workdir=out)))
+    examples = standard_artifacts.Examples()
+    examples.uri = os.path.join(out, "examples")
+    properties = {k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
+                  for k, v in gen.exec_properties.items() if v is not None}
+    executor.Executor().Do({}, {"examples": [examples]}, properties)
 
 
 def main(argv=None):

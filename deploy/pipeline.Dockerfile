@@ -41,6 +41,10 @@ RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
 # SHA-256-checked, so no pipeline step downloads weights at run time.
 RUN breastdx weights
 
+# TFX 1.16's container entrypoints under open-source KFP 2's driver and launcher: a .pth
+# file makes every Python process install pipeline/kfp_shim.py's import hook (Vertex safe).
+RUN python -m pipeline.kfp_shim --install
+
 # Non-root at run time: the steps write only to the pipeline root (GCS), /tmp and $HOME.
 RUN useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/breastdx breastdx
 USER 10001

@@ -21,7 +21,10 @@ ENV_PREFIX = "BREASTDX_"
 ENGINES = ("kfp", "vertex")
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner")
 KFP_AUTH_MODES = ("none", "iap", "token")
-DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+# One Trainer pod, all its GPUs. Multi-worker training is not offered: nothing in a KFP
+# task launches the other workers or sets TF_CONFIG (that needs Vertex custom training,
+# tfx.extensions.google_cloud_ai_platform.Trainer, which open-source KFP cannot run).
+DISTRIBUTION_STRATEGIES = ("none", "mirrored")
 
 # The accelerator name each engine expects in a ResourceSpec: Kubeflow Pipelines puts
 # it verbatim into the pod's resource limits (a Kubernetes extended resource), Vertex
@@ -108,6 +111,11 @@ class ClusterConfig:
             raise ClusterConfigError(f"BREASTDX_ENGINE must be one of {ENGINES}, got {self.engine!r}")
         if self.beam_runner not in BEAM_RUNNERS:
             raise ClusterConfigError(f"BREASTDX_BEAM_RUNNER must be one of {BEAM_RUNNERS}, got {self.beam_runner!r}")
+        if self.distribution_strategy == "multi_worker_mirrored":
+            raise ClusterConfigError(
+                "BREASTDX_DISTRIBUTION_STRATEGY=multi_worker_mirrored is not supported: a pipeline task is one pod "
+                "and nothing would start the other workers or set TF_CONFIG; use mirrored (all GPUs of the "
+                "Trainer's node, BREASTDX_GPU_COUNT)")
         if self.distribution_strategy not in DISTRIBUTION_STRATEGIES:
             raise ClusterConfigError(
                 f"BREASTDX_DISTRIBUTION_STRATEGY must be one of {DISTRIBUTION_STRATEGIES}, "

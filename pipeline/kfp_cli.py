@@ -23,6 +23,7 @@ import urllib.request
 from typing import Any, Callable, Dict, List, Optional
 
 from pipeline import cluster_configs
+from pipeline.dry_run import DryRunError
 
 log = logging.getLogger("breastdx")
 
@@ -101,6 +102,19 @@ def add_parsers(subparsers: Any) -> None:
     _common(p)
     p.set_defaults(func=pipeline_delete)
 
+    p = pipeline_verbs.add_parser(
+        "dry-run", formatter_class=fmt,
+        help="run a compiled package here, task by task, as the engine would (pipeline/dry_run.py)")
+    _common(p)
+    p.add_argument("--package", dest="package_path", default=None,
+                   help="compiled package (default: build/<pipeline>.yaml for kfp, .json for vertex)")
+    p.add_argument("--storage", default=None,
+                   help="local folder standing in for gs:// (default: <workdir>/dry-run/gcs)")
+    p.add_argument("--pipeline-root", default=None,
+                   help="the engine's pipeline root (default: <BREASTDX_GCS_ROOT>/pipelines/<pipeline>)")
+    p.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE", help="a run parameter")
+    p.set_defaults(func=pipeline_dry_run)
+
     run = subparsers.add_parser("run", help="start and follow pipeline runs on Kubeflow / Vertex AI",
                                 formatter_class=fmt)
     run_verbs = run.add_subparsers(dest="run_verb", metavar="VERB", required=True)
@@ -111,6 +125,9 @@ def add_parsers(subparsers: Any) -> None:
                    help="gs://BUCKET/PREFIX; the run's pipeline root is <root>/pipelines/<pipeline>")
     p.add_argument("--package", dest="package_path", default=None, help="vertex: the compiled package to submit")
     p.add_argument("--experiment", default=None, help="KFP experiment (BREASTDX_EXPERIMENT, default breastdx)")
+    p.add_argument("--tree-fingerprint", default="auto",
+                   help="the tree_fingerprint run parameter (ImageExampleGen's cache key on KFP): auto = a digest "
+                        "of every file under the image root, computed here; none = leave it empty")
     p.add_argument("--wait", action="store_true", help="wait for the run to finish; exit 1 unless it succeeded")
     p.add_argument("--timeout", type=int, default=6 * 3600, help="seconds to wait with --wait")
     p.set_defaults(func=run_create)
@@ -232,7 +249,20 @@ def pipeline_compile(args: argparse.Namespace) -> int:
 
 
 def _kfp_package(package: str) -> str:
-    """KFP's upload API takes a PipelineSpec (YAML); a PipelineJob JSON is unwrapped."""
+    """KFP's upload API takes a PipelineSpec (YAML); a PipelineJob JSON is unwrapped.
+
+    Raises:
+        CliError: the package holds an executor open-source KFP refuses (checked before upload).
+    """
+    from pipeline import dry_run
+
+    try:
+        refused = dry_run.refused_executors(dry_run.load_package(package)[0], "kfp")
+    except (DryRunError, KeyError, ValueError) as err:
+        raise CliError(f"{package} is not a pipeline package KFP can take: {err}") from None
+    if refused:
+        raise CliError(f"{package}: Kubeflow Pipelines refuses {refused[0]}; recompile with "
+                       "`breastdx pipeline compile` (this project's packages hold no such executor)")
     if package.endswith((".yaml", ".yml")):
         return package
     import yaml
@@ -320,6 +350,27 @@ def _vertex(cluster: cluster_configs.ClusterConfig):
     return aiplatform
 
 
+def tree_fingerprint(args: argparse.Namespace, cluster: cluster_configs.ClusterConfig) -> Dict[str, str]:
+    """The run parameters: ``tree_fingerprint``, a digest of the image root's files.
+
+    Open-source KFP runs no ExampleGen driver, so the digest reaches ImageExampleGen's
+    cache key as a parameter (kubeflow_runner.TREE_FINGERPRINT_PARAMETER)."""
+    value = getattr(args, "tree_fingerprint", "auto")
+    if value == "none":
+        return {}
+    if value != "auto":
+        return {"tree_fingerprint": value}
+    from components.image_ingest import layouts
+    from kubeflow_runner import cluster_pipeline_config
+
+    root = cluster_pipeline_config(cluster).data_root
+    try:
+        return {"tree_fingerprint": layouts.fingerprint(root)}
+    except Exception as err:  # GCS refusals and missing roots alike: one line
+        raise CliError(f"cannot fingerprint the image root {root} ({type(err).__name__}: {str(err)[:200]}); "
+                       "check access to it, or pass --tree-fingerprint VALUE (or none)") from None
+
+
 def run_create(args: argparse.Namespace) -> int:
     cluster = cluster_settings(args)
     name = pipeline_name(args)
@@ -328,8 +379,10 @@ def run_create(args: argparse.Namespace) -> int:
         package = os.path.abspath(cluster.package_for(name))
         if not os.path.exists(package):
             raise CliError(f"no compiled package at {package}: run `breastdx pipeline compile --engine vertex`")
+        parameters = tree_fingerprint(args, cluster)
         job = aiplatform.PipelineJob(display_name=name, template_path=package,
-                                     pipeline_root=_pipeline_root(cluster, name), enable_caching=True)
+                                     pipeline_root=_pipeline_root(cluster, name), enable_caching=True,
+                                     parameter_values=parameters)
         job.submit(service_account=cluster.vertex_service_account or None)
         print(f"run {job.resource_name} state={job.state.name}")
         if args.wait:
@@ -338,11 +391,12 @@ def run_create(args: argparse.Namespace) -> int:
     client = kfp_client(cluster)
     pipeline_id = _pipeline_id(client, name)
     version_id = _latest_version_id(client, pipeline_id, name)
+    parameters = tree_fingerprint(args, cluster)
     experiment = client.create_experiment(cluster.experiment)
     run = client.run_pipeline(experiment_id=experiment.experiment_id,
                               job_name=cluster_configs.version_name(name),
                               pipeline_id=pipeline_id, version_id=version_id,
-                              pipeline_root=_pipeline_root(cluster, name))
+                              pipeline_root=_pipeline_root(cluster, name), params=parameters)
     print(f"run {run.run_id} state={run.state} version_id={version_id}")
     if args.wait:
         return _kfp_wait(client, run.run_id, args.timeout)
@@ -421,12 +475,34 @@ def run_wait(args: argparse.Namespace) -> int:
     return _kfp_wait(kfp_client(cluster), args.run_id, args.timeout)
 
 
+def pipeline_dry_run(args: argparse.Namespace) -> int:
+    from pipeline import configs, dry_run
+
+    cluster = cluster_settings(args)
+    name = pipeline_name(args)
+    package = os.path.abspath(cluster.package_for(name))
+    storage = args.storage or os.path.join(configs.load().workdir, "dry-run", "gcs")
+    pipeline_root = args.pipeline_root or (_pipeline_root(cluster, name) if cluster.gcs_root else "")
+    parameters = {}
+    for item in args.parameter:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--parameter takes NAME=VALUE, got {item!r}")
+        parameters[key] = value
+    result = dry_run.DryRun(package, cluster.engine, storage, pipeline_root=pipeline_root,
+                            image_project_dir=cluster.image_project_dir, parameters=parameters).run()
+    for task in result["tasks"]:
+        print(f"{task['task']:<20} {task['seconds']:>7.1f} s  {task['log']}")
+    print(f"pushed model: {result['pushed'] or '(none: not blessed or nothing pushed)'}")
+    return 0
+
+
 # --- entry ----------------------------------------------------------------------------------
 def dispatch(args: argparse.Namespace) -> int:
     """Runs the verb; user errors become one line on stderr and exit status 2."""
     try:
         return args.func(args)
-    except (CliError, cluster_configs.ClusterConfigError) as err:
+    except (CliError, cluster_configs.ClusterConfigError, DryRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # the service's own refusals, without a traceback

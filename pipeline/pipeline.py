@@ -43,8 +43,9 @@ def split_config(config: PipelineConfig) -> tfx.proto.Output:
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Metrics on the patient-grouped eval split, and the blessing: AUC of the positive
-    class above an absolute floor (chance is 0.5) and no worse than the latest blessed
-    model's."""
+    class above an absolute floor (chance is 0.5) and no worse than that of the newest
+    model in the push destination, on the same examples (components/baseline_evaluator.py;
+    the same on every engine)."""
     task = config.task_spec
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.auc_lower_bound}),
@@ -83,7 +84,6 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 
 class _DataStages(NamedTuple):
-    ingest: Any
     example_gen: Any
     statistics_gen: Any
     schema_gen: Any
@@ -92,24 +92,21 @@ class _DataStages(NamedTuple):
     transform: Any
 
 
-def _data_stages(config: PipelineConfig, input_fingerprint: Optional[str], transform_module: str,
+def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module: str,
                  schema_path: str, include_masks: bool = False) -> _DataStages:
     """Image folders to transformed examples, shared by both variants:
-    ImageIngest -> ImportExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
+    ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
     -> AnomalyGate -> Transform."""
-    ingest = ImageIngest(
+    example_gen = ImageExampleGen(
         image_root=config.data_root,
         task=config.task_spec.name,
+        output_config=split_config(config),
         layout=config.layout,
         validation=config.ingest_validation,
         shard_size=config.ingest_shard_size,
-        input_fingerprint=input_fingerprint,
         include_masks=include_masks,
-    ).with_id("ImageIngest")
-    example_gen = tfx.components.ImportExampleGen(
-        input_base=ingest.outputs["records_base"].future()[0].value,
-        output_config=split_config(config),
-    ).with_id("ImportExampleGen")
+        tree_fingerprint=tree_fingerprint,
+    ).with_id(EXAMPLE_GEN_ID)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("ImportSchemaGen")
     example_validator = tfx.components.ExampleValidator(
@@ -124,7 +121,7 @@ def _data_stages(config: PipelineConfig, input_fingerprint: Optional[str], trans
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
     ).with_id("Transform")
     transform.add_upstream_node(anomaly_gate)  # anomalies stop the run before any training
-    return _DataStages(ingest, example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform)
+    return _DataStages(example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform)
 
 
 def _push_destination(config: PipelineConfig) -> tfx.proto.PushDestination:
@@ -139,29 +136,33 @@ def _user_code(module: str, function_arg: str) -> dict:
 
 def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
                     metadata_connection_config: Optional[Any] = None,
-                    input_fingerprint: Optional[str] = None,
-                    transform_module: str = TRANSFORM_MODULE_FILE,
-                    trainer_module: str = TRAINER_MODULE_FILE) -> tfx.dsl.Pipeline:
+                    tree_fingerprint: Any = None,
+                    transform_module: Optional[str] = None,
+                    trainer_module: Optional[str] = None) -> tfx.dsl.Pipeline:
     """The TFX pipeline for ``config``.
 
     Args:
         config: every setting (data root, task, hyperparameters, blessing).
         beam_pipeline_args: Beam flags for the data components (the runner's choice).
         metadata_connection_config: ML Metadata connection (local runs: SQLite).
-        input_fingerprint: digest of the image root (layouts.fingerprint); ImageIngest's
-            cache key, so a changed tree is ingested again.
+        tree_fingerprint: a digest of the image tree given at run time (a
+            ``RuntimeParameter`` on Kubeflow Pipelines, whose backend runs no ExampleGen
+            driver); locally ImageExampleGen's driver fingerprints the tree itself.
         transform_module, trainer_module: a module file (``.py``: TFX packages it, and
             its hash keys the cache) or a dotted function path of the installed package
             (``components.transform.transform_module.preprocessing_fn``; what a cluster
-            image runs, nothing packaged or uploaded at compile time).
+            image runs, nothing packaged or uploaded at compile time). None: the
+            variant's module file.
     """
     if config.variant == "mammo":
         return create_mammography_pipeline(config, beam_pipeline_args, metadata_connection_config,
-                                           input_fingerprint, transform_module, trainer_module)
+                                           tree_fingerprint, transform_module, trainer_module)
     if config.variant == "segment":
         return create_segmentation_pipeline(config, beam_pipeline_args, metadata_connection_config,
-                                            input_fingerprint)
-    stages = _data_stages(config, input_fingerprint, transform_module, config.schema_path)
+                                            tree_fingerprint, transform_module, trainer_module)
+    transform_module = transform_module or TRANSFORM_MODULE_FILE
+    trainer_module = trainer_module or TRAINER_MODULE_FILE
+    stages = _data_stages(config, tree_fingerprint, transform_module, config.schema_path)
     transform, schema_gen, example_gen = stages.transform, stages.schema_gen, stages.example_gen
 
     tuner = None
@@ -235,12 +236,12 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
 
 def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
                                  metadata_connection_config: Optional[Any] = None,
-                                 input_fingerprint: Optional[str] = None,
-                                 transform_module: str = SEG_TRANSFORM_MODULE_FILE,
-                                 trainer_module: str = SEG_TRAINER_MODULE_FILE) -> tfx.dsl.Pipeline:
+                                 tree_fingerprint: Any = None,
+                                 transform_module: Optional[str] = None,
+                                 trainer_module: Optional[str] = None) -> tfx.dsl.Pipeline:
     """The U-Net variant (``config.variant == "segment"``) on images with masks (BUSI).
 
-        ImageIngest (with mask_raw) -> ImportExampleGen -> StatisticsGen
+        ImageExampleGen (with mask_raw) -> StatisticsGen
           -> ImportSchemaGen (<task>_segmentation.pbtxt) -> ExampleValidator -> AnomalyGate
           -> Transform (image + mask, one geometry) -> Trainer (U-Net; Dice, Jaccard, TPR,
              FPR and the black-box area classifier on the eval split) -> CardPusher
@@ -248,7 +249,9 @@ def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Opt
     TFMA has no segmentation metrics, so the Trainer evaluates and writes them into the
     model card; the Pusher pushes without a blessing. Arguments as `create_pipeline`.
     """
-    stages = _data_stages(config, input_fingerprint, transform_module, config.segmentation_schema_path,
+    transform_module = transform_module or SEG_TRANSFORM_MODULE_FILE
+    trainer_module = trainer_module or SEG_TRAINER_MODULE_FILE
+    stages = _data_stages(config, tree_fingerprint, transform_module, config.segmentation_schema_path,
                           include_masks=True)
     transform = stages.transform
     trainer = tfx.components.Trainer(
@@ -273,6 +276,7 @@ def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Opt
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,
     )
+
 
 # The mammography variant's run_fn paths in the installed package (what a cluster image runs).
 MAMMO_PATCH_RUN_FN = "components.mammo.patch_trainer.patch_trainer_module.run_fn"

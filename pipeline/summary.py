@@ -2,7 +2,7 @@
 
 `breastdx demo` and `breastdx summary` call `summarize()` after a local run. It reads
 the newest artifacts from the run's ML Metadata store, counts patients per split in
-ImportExampleGen's output, and scores the held-out **test** split with the pushed
+ImageExampleGen's output, and scores the held-out **test** split with the pushed
 SavedModel's `serving_examples` signature (metrics in NumPy, independent of TFMA, with
 a patient-level bootstrap CI). The result is printed as a table and saved as JSON.
 """
@@ -95,21 +95,16 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
     summary: Dict[str, Any] = {"pipeline": config.pipeline_name, "task": task.name,
                                "class_names": list(task.class_names), "data_root": config.data_root}
 
-    records = _latest(store, ImageRecords.TYPE_NAME)
-    if records is not None:
-        with tf.io.gfile.GFile(os.path.join(records.uri, ingest_report.REPORT_JSON)) as handle:
+    # ImageExampleGen's output (not Transform's): its splits, and the ingest report beside them.
+    candidates = [a for a in store.get_artifacts_by_type("Examples") if f"/{EXAMPLE_GEN_ID}/" in a.uri]
+    examples_uri = max(candidates, key=lambda a: a.id).uri if candidates else None
+    if examples_uri and tf.io.gfile.exists(os.path.join(examples_uri, ingest_report.REPORT_JSON)):
+        with tf.io.gfile.GFile(os.path.join(examples_uri, ingest_report.REPORT_JSON)) as handle:
             report = json.load(handle)
         summary["ingest"] = {k: report[k] for k in ("entries", "ingested", "skipped", "skipped_by_reason",
                                                       "ingested_by_class", "patients")}
-        summary["ingest"]["report"] = os.path.join(records.uri, ingest_report.REPORT_MD)
+        summary["ingest"]["report"] = os.path.join(examples_uri, ingest_report.REPORT_MD)
         summary["ingest"]["duplicates"] = report.get("duplicates") or {}
-
-    examples = _latest(store, "Examples")
-    examples_uri = None
-    if examples is not None:
-        # ImportExampleGen's output is the Examples artifact without "transformed" in its path.
-        candidates = [a for a in store.get_artifacts_by_type("Examples") if "ImportExampleGen" in a.uri]
-        examples_uri = max(candidates, key=lambda a: a.id).uri if candidates else None
     if examples_uri:
         summary["splits"] = split_counts(examples_uri, [name for name, _ in config.split_buckets], task.num_classes)
 

@@ -1,4 +1,4 @@
-"""ImageIngest's executor on Beam, then TFX's ImportExampleGen executor on its output."""
+"""ImageExampleGen's executor on Beam: records, the ingest report, patient-grouped splits."""
 import collections
 import glob
 import json
@@ -6,13 +6,11 @@ import os
 
 import pytest
 import tensorflow as tf
-from tfx.components.example_gen.import_example_gen import executor as import_executor
-from tfx.proto import example_gen_pb2
-from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.image_ingest import component, executor, report
-from pipeline import configs, contract
+from pipeline import configs, contract, synthetic
 from pipeline.pipeline import split_config
 
 
@@ -28,24 +26,33 @@ def _feature(example, key):
     return f.bytes_list.value[0] if f.HasField("bytes_list") else f.int64_list.value[0]
 
 
+def _run_example_gen(root, out, task="idc", shard_size=7, **extra):
+    """ImageExampleGen's executor as TFX runs it: exec properties from the component's spec."""
+    config = configs.load(env={}, workdir=str(out))
+    gen = component.ImageExampleGen(image_root=root, task=task, output_config=split_config(config),
+                                    shard_size=shard_size, **extra)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out / "examples")
+    properties = {k: v for k, v in gen.exec_properties.items() if v is not None}
+    properties = {k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v for k, v in properties.items()}
+    executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
+    return examples
+
+
 @pytest.fixture(scope="module")
 def ingested(idc_tree, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ingest")
-    records = component.ImageRecords()
-    records.uri = str(out / "records")
-    base = standard_artifacts.String()
-    base.uri = str(out / "base" / "value")
-    os.makedirs(os.path.dirname(base.uri))
-    executor.Executor().Do({}, {"records": [records], "records_base": [base]}, {
-        executor.ROOT_KEY: idc_tree.root, executor.LAYOUT_KEY: "auto", executor.TASK_KEY: "idc",
-        executor.VALIDATION_KEY: "structure", executor.SHARD_SIZE_KEY: 7})
-    with open(os.path.join(records.uri, report.REPORT_JSON)) as handle:
-        return records, base, json.load(handle)
+    examples = _run_example_gen(idc_tree.root, tmp_path_factory.mktemp("ingest"))
+    with open(os.path.join(examples.uri, report.REPORT_JSON)) as handle:
+        return examples, json.load(handle)
+
+
+def _all_examples(examples):
+    return [e for split in ("train", "eval", "test")
+            for e in _parse(os.path.join(examples.uri, f"Split-{split}", "*"))]
 
 
 def test_records_keep_the_original_bytes(ingested, idc_tree):
-    records, base, _ = ingested
-    examples = _parse(os.path.join(base.value, "*"), compression="")  # PNG bytes do not compress
+    examples = _all_examples(ingested[0])
     assert examples
     for example in examples:
         rel = _feature(example, contract.SOURCE_PATH_KEY).decode()
@@ -59,7 +66,7 @@ def test_records_keep_the_original_bytes(ingested, idc_tree):
 
 
 def test_report_accounts_for_every_file(ingested, idc_tree):
-    records, _, result = ingested
+    records, result = ingested
     assert result["entries"] == idc_tree.files
     assert result["ingested"] + result["skipped"] == idc_tree.files
     assert result["ingested"] == idc_tree.images
@@ -72,18 +79,9 @@ def test_report_accounts_for_every_file(ingested, idc_tree):
     assert "corrupt" in text and f"ingested **{idc_tree.images}**" in text
 
 
-def test_import_example_gen_groups_by_patient(ingested, tmp_path):
-    _, base, _ = ingested
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
-    config = configs.load(env={}, workdir=str(tmp_path))
-    import_executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, {
-        standard_component_specs.INPUT_BASE_KEY: base.value,
-        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-            example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")])),
-        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(split_config(config)),
-        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-    })
+def test_splits_group_by_patient(ingested):
+    examples, result = ingested
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval", "test"]
     where = collections.defaultdict(set)
     total = 0
     for split in ("train", "eval", "test"):
@@ -91,7 +89,58 @@ def test_import_example_gen_groups_by_patient(ingested, tmp_path):
             where[_feature(example, contract.PATIENT_KEY)].add(split)
             total += 1
     assert all(len(splits) == 1 for splits in where.values()), where  # no patient in two splits
-    ingested_patients = {p for p in ingested[2]["per_patient"] if any(
-        k != "skipped" for k in ingested[2]["per_patient"][p])}
+    ingested_patients = {p for p in result["per_patient"] if any(k != "skipped" for k in result["per_patient"][p])}
     assert {p.decode() for p in where} == ingested_patients  # every patient somewhere
-    assert total == ingested[2]["ingested"]
+    assert total == result["ingested"]
+    assert not os.path.exists(os.path.join(examples.uri, executor.OUTCOMES_DIR))  # scratch files removed
+
+
+def test_an_empty_tree_fails_with_the_report(tmp_path):
+    root = tmp_path / "images" / "p1" / "0"
+    root.mkdir(parents=True)
+    (root / "p1_idx5_x0_y0_class0.png").write_bytes(b"")  # zero-byte: skipped
+    with pytest.raises(RuntimeError, match="no image under .* could be ingested"):
+        _run_example_gen(str(tmp_path / "images"), tmp_path)
+
+
+def _example_gen_states(metadata_path):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx import v1 as tfx
+
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+    [execution_type] = [t for t in store.get_execution_types() if t.name.endswith("ImageExampleGen")]
+    executions = sorted(store.get_executions_by_type(execution_type.name), key=lambda e: e.id)
+    return [metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in executions]
+
+
+def test_a_changed_image_invalidates_the_ingest_cache(tmp_path):
+    """LocalDagRunner with caching on: the driver's tree fingerprint is part of the cache
+    key, so an unchanged tree is served from the cache and a rewritten image is not."""
+    from tfx import v1 as tfx
+
+    root = tmp_path / "images"
+    summary = synthetic.write_idc(str(root), patients=2, patches_per_patient=3, seed=5)
+    metadata_path = str(tmp_path / "metadata.db")
+    config = configs.load(env={}, workdir=str(tmp_path))
+
+    def run():
+        gen = component.ImageExampleGen(image_root=str(root), task="idc", output_config=split_config(config))
+        tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+            pipeline_name="ingest-cache", pipeline_root=str(tmp_path / "root"), components=[gen],
+            enable_cache=True,
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)))
+        return _example_gen_states(metadata_path)
+
+    assert run() == ["COMPLETE"]
+    assert run() == ["COMPLETE", "CACHED"]  # same tree: served from the cache
+    image = sorted(glob.glob(str(root / "*" / "*" / "*.png")))[0]
+    with open(image, "rb") as handle:
+        data = handle.read()
+    os.remove(image)
+    assert run()[-1] == "COMPLETE"  # a removed image: ingested again
+    with open(image, "wb") as handle:
+        handle.write(data)
+    os.utime(image, ns=(1_000_000_000, 1_000_000_000))  # rewritten: a new modification time
+    assert run()[-1] == "COMPLETE"
+    assert summary.images  # the tree had images to ingest

@@ -213,10 +213,11 @@ def test_create_update_run_wait(kfp_server, package, capsys):
 
     capsys.readouterr()
     assert cli(["run", "create", "--endpoint", kfp_server.endpoint, "--gcs-root", "gs://bucket/breastdx",
-                "--wait", "--timeout", "60"]) == 0
+                "--tree-fingerprint", "digest-of-the-images", "--wait", "--timeout", "60"]) == 0
     body = [r for r in kfp_server.requests if r["method"] == "POST" and r["path"] == f"{API}/runs"][0]["json"]
     assert body["pipeline_version_reference"] == {"pipeline_id": pipeline_id, "pipeline_version_id": newest}
     assert body["runtime_config"]["pipeline_root"] == "gs://bucket/breastdx/pipelines/breastdx-idc"
+    assert body["runtime_config"]["parameters"] == {"tree_fingerprint": "digest-of-the-images"}  # ImageExampleGen's key
     assert kfp_server.experiments[body["experiment_id"]]["display_name"] == "breastdx"
     out = capsys.readouterr().out
     assert "state=SUCCEEDED" in out
@@ -247,6 +248,21 @@ def test_json_package_is_unwrapped_for_kfp(kfp_server, tmp_path):
                 "--skip-compile"]) == 0
     sent = yaml.safe_load(uploads(kfp_server, "upload")[0]["file"])
     assert sent == SPEC
+
+
+def test_a_package_kfp_refuses_is_not_uploaded(kfp_server, tmp_path, capsys):
+    """A resolver executor (what a TFX Resolver compiles to): one line naming the fix, exit 2,
+    nothing uploaded."""
+    spec = dict(SPEC, root={"dag": {"tasks": {"LatestBlessedModel": {"componentRef": {"name": "LatestBlessedModel"}}}}},
+                components={"LatestBlessedModel": {"executorLabel": "LatestBlessedModel_executor"}},
+                deploymentSpec={"executors": {"LatestBlessedModel_executor": {"resolver": {}}}})
+    package = tmp_path / "breastdx-idc.yaml"
+    package.write_text(yaml.safe_dump(spec))
+    assert cli(["pipeline", "create", "--endpoint", kfp_server.endpoint, "--package", str(package),
+                "--skip-compile"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "refuses LatestBlessedModel: resolver executors not implemented" in line
+    assert uploads(kfp_server, "upload") == []
 
 
 def _free_port() -> int:

@@ -28,6 +28,7 @@ def test_dataflow_args_need_a_project_and_use_the_image():
     ({"BREASTDX_ENGINE": "argo"}, "BREASTDX_ENGINE"),
     ({"BREASTDX_GPU_COUNT": "one"}, "BREASTDX_GPU_COUNT must be a number"),
     ({"BREASTDX_DISTRIBUTION_STRATEGY": "tpu"}, "BREASTDX_DISTRIBUTION_STRATEGY"),
+    ({"BREASTDX_DISTRIBUTION_STRATEGY": "multi_worker_mirrored"}, "nothing would start the other workers"),
 ])
 def test_bad_values_name_the_variable(env, needle):
     with pytest.raises(cluster_configs.ClusterConfigError, match=needle):

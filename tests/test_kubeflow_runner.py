@@ -26,7 +26,7 @@ def compiled(tmp_path_factory):
     result = {}
     for engine, name in (("kfp", "pipeline.yaml"), ("vertex", "pipeline.json")):
         cluster = cluster_configs.load(env={}, engine=engine, image=IMAGE, gcs_root=ROOT,
-                                       distribution_strategy="multi_worker_mirrored")
+                                       distribution_strategy="mirrored")
         config = kubeflow_runner.cluster_pipeline_config(cluster, env={})
         path = kubeflow_runner.compile_pipeline(config, cluster, str(out / name))
         result[engine] = path
@@ -69,8 +69,8 @@ def test_every_step_runs_the_image_with_cluster_beam_args(compiled):
 def test_user_code_by_module_path_and_strategy(compiled):
     tasks = _spec(compiled, "kfp")["root"]["dag"]["tasks"]
 
-    def param(task, name):
-        return tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]["stringValue"]
+    def param(task, name):  # schema 2.1: runtimeValue.constant
+        return tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
     assert param("Transform", "preprocessing_fn") == "components.transform.transform_module.preprocessing_fn"
     assert param("Trainer", "run_fn") == "components.trainer.trainer_module.run_fn"
@@ -78,13 +78,12 @@ def test_user_code_by_module_path_and_strategy(compiled):
         assert "module_file" not in tasks[task]["inputs"]["parameters"]
         assert "module_path" not in tasks[task]["inputs"]["parameters"]  # no wheel was built
     custom = json.loads(param("Trainer", "custom_config"))
-    assert custom["distribution_strategy"] == "multi_worker_mirrored"
+    assert custom["distribution_strategy"] == "mirrored"
     assert custom["backbone"]  # the model's settings are still there
     assert custom["pretrained_dir"] == "/opt/breastdx/.cache/pretrained"  # the image's converted weights
     # the curated schema is read from the image, not from the compiling machine
     assert param("ImportSchemaGen", "schema_file") == "/opt/breastdx/pipeline/schemas/idc.pbtxt"
-    ingest = param("ImageIngest", "image_root")
-    assert ingest == f"{ROOT}/data/idc"
+    assert param("ImageExampleGen", "input_base") == f"{ROOT}/data/idc"
 
 
 def test_vertex_job_loads_in_aiplatform(compiled):
@@ -110,14 +109,49 @@ def test_compile_needs_image_and_gcs_root():
 
 
 @pytest.mark.parametrize("engine", ["kfp", "vertex"])
-def test_dynamic_input_base_names_an_existing_producer_task(compiled, engine):
-    """ImportExampleGen's input_base comes from ImageIngest's output parameter; the
-    producer must be a task of the DAG (TFX 1.16 alone writes "ImageIngest_task")."""
+def test_every_producer_is_a_task_and_no_executor_is_refused(compiled, engine):
+    """As compiled, with no repair step: every taskOutputParameter/Artifact names a task of
+    the DAG, and no executor is a resolver, importer-free custom job or anything else
+    that open-source KFP 2's Argo compiler refuses (pipeline/dry_run.py knows its rules)."""
+    from pipeline import dry_run
+
     spec = _spec(compiled, engine)
     tasks = spec["root"]["dag"]["tasks"]
-    reference = tasks["ImportExampleGen"]["inputs"]["parameters"]["input_base"]["taskOutputParameter"]
-    assert reference == {"producerTask": "ImageIngest", "outputParameterKey": "records_base"}
-    assert "ImageIngest" in tasks["ImportExampleGen"]["dependentTasks"]
+    producers = [ref["producerTask"] for task in tasks.values()
+                 for kind in ("parameters", "artifacts") for value in task.get("inputs", {}).get(kind, {}).values()
+                 for ref in [value.get("taskOutputParameter") or value.get("taskOutputArtifact")] if ref]
+    assert producers and set(producers) <= set(tasks)
+    assert not any("ImageIngest" in name or "LatestBlessed" in name for name in tasks)
+    assert dry_run.refused_executors(spec, "kfp") == []
+    kinds = {next(iter(ex)) for ex in spec["deploymentSpec"]["executors"].values()}
+    assert kinds == {"container"}  # no resolver, importer or custom job
+
+
+def test_image_example_gen_compiles_with_its_driver_and_the_tree_parameter(compiled):
+    spec = _spec(compiled, "vertex")
+    executor = spec["deploymentSpec"]["executors"]["ImageExampleGen_executor"]["container"]
+    assert executor["args"][:2] == ["--executor_class_path", "components.image_ingest.executor.Executor"]
+    driver = executor["lifecycle"]["preCacheCheck"]["command"]
+    assert "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in driver
+    task = spec["root"]["dag"]["tasks"]["ImageExampleGen"]
+    assert task["inputs"]["parameters"]["tree_fingerprint"] == {"componentInputParameter": "tree_fingerprint"}
+    assert "tree_fingerprint" in spec["root"]["inputDefinitions"]["parameters"]
+
+
+@pytest.mark.parametrize("task, variant", [("idc", "classify"), ("busi", "classify"), ("busi", "segment")])
+def test_every_variant_compiles(tmp_path, task, variant):
+    import kubeflow_runner
+
+    cluster = cluster_configs.load(env={}, engine="kfp", image=IMAGE, gcs_root=ROOT)
+    config = kubeflow_runner.cluster_pipeline_config(cluster, env={}, task=task, variant=variant)
+    path = kubeflow_runner.compile_pipeline(config, cluster, str(tmp_path / "p.yaml"))
+    import yaml
+
+    with open(path) as handle:
+        tasks = yaml.safe_load(handle)["root"]["dag"]["tasks"]
+    fn = tasks["Trainer"]["inputs"]["parameters"]["run_fn"]["runtimeValue"]["constant"]
+    assert fn == kubeflow_runner.USER_CODE[variant][1]
+
 
 @pytest.mark.parametrize("engine", ["kfp", "vertex"])
 def test_trainer_fits_the_gpu_node_and_every_step_has_resources(compiled, engine):
@@ -140,3 +174,27 @@ def test_trainer_fits_the_gpu_node_and_every_step_has_resources(compiled, engine
             {"cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest"} <= set(ex["container"].get("resources", {}))]
     assert bare == []
 
+
+
+def test_tfx_cli_creates_the_vertex_pipeline_with_a_throwaway_home(tmp_path):
+    """The real tfx CLI, as its users run it: `tfx pipeline create --engine vertex
+    --pipeline_path kubeflow_runner.py` with an empty HOME; it compiles into its own folder."""
+    import subprocess
+    import sys
+
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    bin_dir = os.path.dirname(sys.executable)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BREASTDX_")}
+    env.update(HOME=str(tmp_path), PATH=bin_dir + os.pathsep + env.get("PATH", ""), BREASTDX_ENGINE="vertex",
+               BREASTDX_IMAGE=IMAGE, BREASTDX_GCS_ROOT=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([os.path.join(bin_dir, "tfx"), "pipeline", "create", "--engine", "vertex",
+                           "--pipeline_path", "kubeflow_runner.py"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert 'Pipeline "breastdx-idc" created successfully.' in done.stdout
+    with open(tmp_path / "tfx" / "vertex" / "breastdx-idc" / "pipeline.json") as handle:
+        job = json.load(handle)
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "ImageExampleGen" in tasks and tasks["Trainer"]["inputs"]["parameters"]["run_fn"]["runtimeValue"][
+        "constant"] == "components.trainer.trainer_module.run_fn"
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == f"{ROOT}/pipelines/breastdx-idc"

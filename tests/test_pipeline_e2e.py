@@ -65,15 +65,15 @@ def test_pushed_model_in_tf_serving_layout_answers_png_bytes(run):
 
 def test_ingest_report_counts_every_file(run):
     config, data = run
-    [records] = glob.glob(os.path.join(config.pipeline_root, "ImageIngest", "records", "*"))
-    result = json.load(open(os.path.join(records, report.REPORT_JSON)))
+    [examples] = glob.glob(os.path.join(config.pipeline_root, "ImageExampleGen", "examples", "*"))
+    result = json.load(open(os.path.join(examples, report.REPORT_JSON)))  # inside the Examples artifact
     assert result["entries"] == data.files and result["ingested"] == data.images
     assert result["skipped_by_reason"]["corrupt"] == 1 and result["skipped_by_reason"]["empty"] == 1
 
 
 def test_no_patient_crosses_splits(run):
     config, data = run
-    [examples] = glob.glob(os.path.join(config.pipeline_root, "ImportExampleGen", "examples", "*"))
+    [examples] = glob.glob(os.path.join(config.pipeline_root, "ImageExampleGen", "examples", "*"))
     spec = {contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
     where = collections.defaultdict(set)
     for split in ("train", "eval", "test"):
@@ -88,6 +88,7 @@ def test_model_learns_and_summary_reports_it(run):
     config, _ = run
     facts = summary.summarize(config)
     assert facts["blessed"] is True
+    assert facts["ingest"]["ingested"] > 0  # the report, read from ImageExampleGen's artifact
     assert facts["test_metrics"]["auc"] >= 0.9, facts["test_metrics"]
     assert facts["test_metrics"]["n_patients"] >= 2
     text = summary.render(facts)
@@ -118,3 +119,59 @@ def test_cli_rejects_bad_data_before_the_pipeline(tmp_path):
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], done.stderr
         assert "Traceback" not in done.stderr
+
+
+def _answers_png(version_dir, data):
+    model = tf.saved_model.load(version_dir)
+    pngs = [p for p in sorted(glob.glob(os.path.join(data.root, "*", "*", "*.png")))[:3] if os.path.getsize(p) > 0]
+    out = model.signatures[contract.SIGNATURE_BYTES](
+        **{contract.SERVING_INPUT_BYTES: tf.constant([open(p, "rb").read() for p in pngs])})
+    np.testing.assert_allclose(out[contract.OUTPUT_PROBABILITIES].numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path):
+    """The compiled KFP 2 package, task by task as KFP's driver and launcher would run it
+    (pipeline/dry_run.py), with the image's TFX shim: it ends with a pushed model in TF
+    Serving's layout that answers PNG bytes."""
+    import kubeflow_runner
+    from pipeline import cluster_configs, dry_run
+
+    root = "gs://dry-run-bucket/breastdx"
+    cluster = cluster_configs.load(env={}, engine="kfp", image="registry.example.invalid/breastdx:test",
+                                   gcs_root=root, gpu_count=0, distribution_strategy="none")
+    config = kubeflow_runner.cluster_pipeline_config(cluster, env={}, train_steps=16, eval_steps=4, seed=5)
+    package = kubeflow_runner.compile_pipeline(config, cluster, str(tmp_path / "breastdx-idc.yaml"))
+    storage = dry_run.LocalStorage(str(tmp_path / "gcs"))
+    data = synthetic.write_idc(storage.local(config.data_root), patients=30, patches_per_patient=18, seed=5)
+    result = dry_run.DryRun(package, "kfp", storage.root, pipeline_root=f"{root}/pipelines/{config.pipeline_name}",
+                            ).run(str(tmp_path / "work"))
+    assert [t["task"] for t in result["tasks"]][0] in ("ImageExampleGen", "ImportSchemaGen")
+    assert {t["task"] for t in result["tasks"]} >= {"ImageExampleGen", "Trainer", "Evaluator", "Pusher"}
+    serving = storage.local(f"{config.serving_root}/{config.model_name}")
+    assert result["pushed"] and os.path.dirname(result["pushed"]) == serving, result
+    assert os.path.exists(os.path.join(result["pushed"], "saved_model.pb"))
+    # KFP's launcher layout (shim fix 5): the Trainer's model sits flat in its artifact folder
+    [model_uri] = glob.glob(os.path.join(storage.root, "dry-run-bucket", "breastdx", "pipelines", "*", "*", "*",
+                                         "Trainer", "model"))
+    assert os.path.exists(os.path.join(model_uri, "saved_model.pb"))
+    _answers_png(result["pushed"], data)
+
+
+def test_dry_run_refuses_what_kfp_refuses(tmp_path):
+    """A resolver executor in a KFP package: one line naming the fix, exit 2, nothing run."""
+    import yaml
+
+    spec = {"pipelineInfo": {"name": "p"}, "root": {"dag": {"tasks": {"LatestBlessedModel": {
+        "componentRef": {"name": "LatestBlessedModel"}}}}},
+        "components": {"LatestBlessedModel": {"executorLabel": "LatestBlessedModel_executor"}},
+        "deploymentSpec": {"executors": {"LatestBlessedModel_executor": {"resolver": {"outputArtifactQueries": {}}}}}}
+    package = tmp_path / "p.yaml"
+    package.write_text(yaml.safe_dump(spec))
+    done = subprocess.run([sys.executable, "-m", "pipeline.kfp_cli", "pipeline", "dry-run", "--engine", "kfp",
+                           "--package", str(package), "--pipeline-root", "gs://b/root", "--storage",
+                           str(tmp_path / "gcs")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: kfp refuses LatestBlessedModel: resolver executors not implemented (KFP 2's argocompiler); "
+        "recompile without it (1 such task(s))"]
+    assert not (tmp_path / "gcs").exists()

@@ -1,1 +1,1 @@
-"""ImageIngest: image folders (IDC, class folders, CSV manifest) -> TFRecords + report."""
+"""ImageExampleGen: image folders (IDC, class folders, CSV manifest) -> patient-grouped tf.Example splits + ingest report."""

@@ -1,63 +1,80 @@
-"""ImageIngest: a TFX component that turns an image root into TFRecords.
+"""ImageExampleGen: a file-based TFX ExampleGen that reads an image folder.
 
-`pipeline/pipeline.py` wires it first in the DAG. Its `records` output holds the
-TFRecords (ARCHITECTURE.md's record format) and the ingest report; `records_base`
-is a String artifact naming the TFRecords folder, which ImportExampleGen takes as
-its `input_base` (a dynamic exec property, so it also compiles for Kubeflow v2).
+`pipeline/pipeline.py` wires it first in the DAG. It is the TFX guide's way for a custom
+file source: `FileBasedExampleGen` with a custom Beam executor (executor.py) and a
+driver that fingerprints the image tree (driver.py). Its one output is the standard
+``Examples`` artifact: GZIP TFRecords of ARCHITECTURE.md's record format in
+train/eval/test splits grouped by patient (the output config), with the ingest report
+(``ingest_report.json`` / ``.md``, every file accounted for) beside the splits. Both
+runners compile it like any ExampleGen: no String artifact, no dynamic parameter.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
+from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import artifact, channel, component_spec, standard_artifacts
+from tfx.orchestration import data_types
+from tfx.proto import example_gen_pb2
+from tfx.types import channel, component_spec, standard_artifacts, standard_component_specs
 
-from components.image_ingest import executor
-
-
-class ImageRecords(artifact.Artifact):
-    """TFRecords of encoded images plus ingest_report.json / .md."""
-
-    TYPE_NAME = "breastdx.ImageRecords"  # KFP v2 wants namespace.Name
+from components.image_ingest import driver, executor
 
 
-class ImageIngestSpec(component_spec.ComponentSpec):
+class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGen's spec plus what reading images needs."""
+
     PARAMETERS = {
-        executor.ROOT_KEY: component_spec.ExecutionParameter(type=str),
-        executor.LAYOUT_KEY: component_spec.ExecutionParameter(type=str),
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         executor.TASK_KEY: component_spec.ExecutionParameter(type=str),
+        executor.LAYOUT_KEY: component_spec.ExecutionParameter(type=str),
         executor.VALIDATION_KEY: component_spec.ExecutionParameter(type=str),
         executor.SHARD_SIZE_KEY: component_spec.ExecutionParameter(type=int),
-        # Changes when the files under image_root change, so TFX's cache cannot
-        # serve records of an older tree (see layouts.fingerprint).
-        executor.FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str, optional=True),
         # 1: each record also carries its segmentation mask (`mask_raw`; the U-Net variant).
         executor.INCLUDE_MASKS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-    }
-    INPUTS = {}
-    OUTPUTS = {
-        "records": component_spec.ChannelParameter(type=ImageRecords),
-        "records_base": component_spec.ChannelParameter(type=standard_artifacts.String),
+        # A digest of the tree given by whoever starts the run (see executor.TREE_FINGERPRINT_KEY).
+        executor.TREE_FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str, optional=True),
     }
 
 
-class ImageIngest(base_beam_component.BaseBeamComponent):
-    """Reads IDC, class-folder or CSV-manifest image roots into tf.Example TFRecords."""
+class ImageExampleGen(FileBasedExampleGen):
+    """Reads IDC, class-folder or CSV-manifest image roots into patient-grouped tf.Examples."""
 
-    SPEC_CLASS = ImageIngestSpec
+    SPEC_CLASS = ImageExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = driver.ImageTreeDriver
 
-    def __init__(self, image_root: str, task: str, layout: str = "auto", validation: str = "structure",
-                 shard_size: int = 500, input_fingerprint: Optional[str] = None, include_masks: bool = False):
-        spec = ImageIngestSpec(
-            image_root=image_root,
-            layout=layout,
+    def __init__(self, image_root: str, task: str, output_config: example_gen_pb2.Output,
+                 layout: str = "auto", validation: str = "structure", shard_size: int = 500,
+                 include_masks: bool = False,
+                 tree_fingerprint: Optional[Union[str, data_types.RuntimeParameter]] = None):
+        """Args:
+            image_root: the folder of images (local path or gs://).
+            task: a `pipeline.contract` task name (classes, label folders).
+            output_config: the splits, by hash buckets of ``patient_id``.
+            layout: "auto", "idc", "class_folders" or "manifest".
+            validation: how deeply each file is checked (`image_files.inspect`).
+            shard_size: files per Beam element.
+            include_masks: add the merged segmentation mask as ``mask_raw``.
+            tree_fingerprint: a digest of the tree supplied at run time (a KFP run
+                parameter), for engines that run no ExampleGen driver.
+        """
+        spec = ImageExampleGenSpec(
+            input_base=image_root,
+            input_config=example_gen_pb2.Input(splits=[
+                example_gen_pb2.Input.Split(name="images", pattern=driver.IMAGE_TREE_PATTERN)]),
+            output_config=output_config,
+            custom_config=None,
+            range_config=None,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             task=task,
+            layout=layout,
             validation=validation,
             shard_size=shard_size,
-            input_fingerprint=input_fingerprint,
             include_masks=1 if include_masks else None,
-            records=channel.Channel(type=ImageRecords),
-            records_base=channel.Channel(type=standard_artifacts.String),
+            tree_fingerprint=tree_fingerprint,
+            examples=channel.Channel(type=standard_artifacts.Examples),
         )
-        super().__init__(spec=spec)
+        # FileBasedExampleGen.__init__ builds its own spec; the base class takes ours.
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

@@ -1,9 +1,15 @@
-"""ImageIngest's executor: image folders -> TFRecords of tf.train.Example + ingest report.
+"""ImageExampleGen's executor: an image folder -> tf.Examples in patient-grouped splits,
+plus the ingest report.
 
-TFX runs `Executor.Do` for the ImageIngest component. Paths are sorted and classified
-here (cheap, from names alone); the bytes are read, checked and turned into records
-on Beam, in shards of files, so the same code runs on the DirectRunner or Dataflow.
-Every file ends as exactly one outcome: ingested, or skipped with a reason.
+TFX runs `Executor.Do` for the ImageExampleGen component (components/image_ingest/
+component.py), the TFX guide's way for a custom file source: a `BaseExampleGenExecutor`
+whose `GetInputSourceToExamplePTransform` reads the source. Paths are sorted and
+classified once, in `Do` (cheap, from names alone); the bytes are read, checked and
+turned into `tf.train.Example`s on Beam, in shards of files, so the same code runs on the
+DirectRunner or Dataflow. TFX's base executor then splits them by a hash of
+``patient_id`` (the output config) and writes GZIP TFRecords, as every ExampleGen does.
+Every file ends as exactly one outcome, ingested or skipped with a reason; the report
+(`report.py`) is written into the Examples artifact beside its splits.
 """
 from __future__ import annotations
 
@@ -12,29 +18,28 @@ import io
 import json
 import logging
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from tfx.dsl.components.base import base_beam_executor
-from tfx.types import artifact_utils
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.types import artifact_utils, standard_component_specs
 
 from components.image_ingest import image_files, layouts, report
 from pipeline import contract
 
-RECORDS_DIR = "tfrecords"
-RECORDS_PREFIX = "images"
-RECORDS_SUFFIX = ".tfrecord"
-
-ROOT_KEY = "image_root"
+ROOT_KEY = standard_component_specs.INPUT_BASE_KEY  # the image root
 LAYOUT_KEY = "layout"
 TASK_KEY = "task"
 VALIDATION_KEY = "validation"
 SHARD_SIZE_KEY = "shard_size"
-FINGERPRINT_KEY = "input_fingerprint"
 INCLUDE_MASKS_KEY = "include_masks"  # 1: add `mask_raw` (the segmentation variant)
+# A digest of the image tree given from outside (a run parameter on Kubeflow Pipelines,
+# whose backend runs no ExampleGen driver): part of the task's cache key there.
+TREE_FINGERPRINT_KEY = "tree_fingerprint"
+OUTCOMES_DIR = ".outcomes"  # per-shard outcome files, inside the artifact while it is written
 
 
 log = logging.getLogger(__name__)
@@ -85,9 +90,9 @@ def _read(path: str) -> bytes:
         return handle.read()
 
 
-def read_candidate(candidate: layouts.Candidate, validation: str,
-                   include_masks: bool = False) -> Tuple[bytes, report.Outcome]:
-    """Reads and checks one file: (serialized example or b"", its outcome). Never raises
+def read_example(candidate: layouts.Candidate, validation: str,
+                 include_masks: bool = False) -> Tuple[Optional[tf.train.Example], report.Outcome]:
+    """Reads and checks one file: (its example or None, its outcome). Never raises
     for a bad file: the outcome carries the reason. With ``include_masks`` the image's
     masks are read, checked and merged into ``mask_raw``."""
     mask = None
@@ -102,65 +107,102 @@ def read_candidate(candidate: layouts.Candidate, validation: str,
                 image_files.inspect(masks[-1], validation)
             mask = merge_masks(masks)
     except image_files.ImageError as err:
-        return b"", report.Outcome(candidate.rel, False, err.reason, err.detail, candidate.label, candidate.patient_id)
+        return None, report.Outcome(candidate.rel, False, err.reason, err.detail, candidate.label, candidate.patient_id)
     except (OSError, tf.errors.OpError) as err:
-        return b"", report.Outcome(candidate.rel, False, "corrupt", f"unreadable: {err}", candidate.label,
+        return None, report.Outcome(candidate.rel, False, "corrupt", f"unreadable: {err}", candidate.label,
                                    candidate.patient_id)
     example = make_example(data, info, candidate, mask)
     outcome = report.Outcome(candidate.rel, True, label=candidate.label, patient_id=candidate.patient_id,
                              size=f"{info.height}x{info.width}",
                              sha256=candidate.sha256 or hashlib.sha256(data).hexdigest())
-    return example.SerializeToString(), outcome
+    return example, outcome
 
 
-class _IngestShard(beam.DoFn):
-    """Reads a shard of candidates, writes their records to one TFRecord file of its
-    own (named after the shard, so a retried bundle rewrites the same file) and emits
-    one outcome per file.
+def read_candidate(candidate: layouts.Candidate, validation: str,
+                   include_masks: bool = False) -> Tuple[bytes, report.Outcome]:
+    """`read_example` with the example serialized (b"" for a skipped file)."""
+    example, outcome = read_example(candidate, validation, include_masks)
+    return (example.SerializeToString() if example is not None else b""), outcome
 
-    Records are written here, uncompressed, rather than by Beam's WriteToTFRecord:
-    PNG/JPEG bytes do not compress, GZIP cost 15x the rest of the per-file work, and
-    Beam's pure-Python CRC is slower still (bench/ingest.py)."""
 
-    def __init__(self, validation: str, records_dir: str, outcomes_dir: str, total: int,
-                 include_masks: bool = False):
+class _ReadShard(beam.DoFn):
+    """Reads a shard of candidates, emits the tf.Example of every readable image and
+    writes one outcome per file to a file of the shard's own (named after the shard, so
+    a retried bundle rewrites the same file).
+
+    Outcomes go to a file per shard rather than through Beam: one small file per shard
+    keeps Beam's per-element cost out of the per-file loop, and `Do` reads them back
+    after the pipeline has finished."""
+
+    def __init__(self, validation: str, outcomes_dir: str, total: int, include_masks: bool = False):
         self._validation = validation
         self._outcomes_dir = outcomes_dir
         self._include_masks = include_masks
-        self._records_dir = records_dir
         self._total = total
-        self._ingested = beam.metrics.Metrics.counter("ImageIngest", "ingested")
-        self._skipped = beam.metrics.Metrics.counter("ImageIngest", "skipped")
+        self._ingested = beam.metrics.Metrics.counter("ImageExampleGen", "ingested")
+        self._skipped = beam.metrics.Metrics.counter("ImageExampleGen", "skipped")
 
-    def process(self, element: Tuple[int, Sequence[layouts.Candidate]]) -> Iterator[int]:
+    def process(self, element: Tuple[int, Sequence[layouts.Candidate]]) -> Iterator[tf.train.Example]:
         index, shard = element
-        path = os.path.join(self._records_dir, f"{RECORDS_PREFIX}-{index:05d}{RECORDS_SUFFIX}")
         outcomes = []
-        with tf.io.TFRecordWriter(path + ".incomplete") as writer:
-            for candidate in shard:
-                serialized, outcome = read_candidate(candidate, self._validation, self._include_masks)
-                if serialized:
-                    writer.write(serialized)
-                outcomes.append(json.dumps(outcome._asdict()))
-        # Outcomes go to a file per shard too: one Beam element per shard instead of one
-        # per file keeps Beam's own cost out of the per-file loop.
-        with tf.io.gfile.GFile(os.path.join(self._outcomes_dir, f"outcomes-{index:05d}.jsonl"), "w") as handle:
+        examples = []
+        for candidate in shard:
+            example, outcome = read_example(candidate, self._validation, self._include_masks)
+            if example is not None:
+                examples.append(example)
+            outcomes.append(json.dumps(outcome._asdict()))
+        path = os.path.join(self._outcomes_dir, f"outcomes-{index:05d}.jsonl")
+        with tf.io.gfile.GFile(path + ".incomplete", "w") as handle:
             handle.write("\n".join(outcomes) + "\n")
         tf.io.gfile.rename(path + ".incomplete", path, overwrite=True)
-        skipped = sum(1 for line in outcomes if '"ingested": false' in line)
-        self._ingested.inc(len(shard) - skipped)
-        self._skipped.inc(skipped)
-        log.info("ImageIngest: shard %d: %d files (%d skipped); %d files in all", index, len(shard), skipped,
-                 self._total)
-        yield index
+        self._ingested.inc(len(examples))
+        self._skipped.inc(len(shard) - len(examples))
+        log.info("ImageExampleGen: shard %d: %d files (%d skipped); %d files in all", index, len(shard),
+                 len(shard) - len(examples), self._total)
+        yield from examples
 
 
 def _shards(items: List[Any], size: int) -> List[List[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
-    """Reads an image root in any known layout and writes TFRecords plus the report."""
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _ImagesToExample(pipeline: beam.Pipeline, candidates: List[layouts.Candidate], validation: str,
+                     shard_size: int, outcomes_dir: str, include_masks: bool) -> beam.PCollection:
+    """The candidates' images as tf.Examples (read on the workers, shard by shard)."""
+    return (
+        pipeline
+        | "Shards" >> beam.Create(list(enumerate(_shards(candidates, shard_size))))
+        # Shards spread over workers; without the reshuffle a runner may fuse them into one.
+        | "Spread" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(_ReadShard(validation, outcomes_dir, len(candidates), include_masks))
+    )
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Reads an image root in any known layout into patient-grouped tf.Example splits and
+    writes the ingest report into the Examples artifact."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._source: Optional[Dict[str, Any]] = None
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        """TFX's base executor applies this to the pipeline for the one input split;
+        `Do` has classified the files first."""
+        if self._source is None:
+            raise RuntimeError("ImageExampleGen: GetInputSourceToExamplePTransform called outside Do")
+        source = self._source
+
+        @beam.ptransform_fn
+        def transform(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
+            del exec_properties, split_pattern  # the image tree, classified in Do
+            return pipeline | _ImagesToExample(source["candidates"], source["validation"], source["shard_size"],
+                                               source["outcomes_dir"], source["include_masks"])
+
+        return transform
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:
@@ -173,9 +215,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         shard_size = int(exec_properties.get(SHARD_SIZE_KEY) or 500)
         include_masks = bool(exec_properties.get(INCLUDE_MASKS_KEY) or 0)
 
-        records = artifact_utils.get_single_instance(output_dict["records"])
-        records_dir = os.path.join(records.uri, RECORDS_DIR)
-        tf.io.gfile.makedirs(records_dir)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        outcomes_dir = os.path.join(examples.uri, OUTCOMES_DIR)
+        tf.io.gfile.makedirs(outcomes_dir)
 
         verdicts = list(layouts.scan(root, task, layout))
         candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
@@ -186,18 +228,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     if isinstance(v, layouts.Skipped)]
         for line in report.duplicate_lines(duplicates):
             log.warning("ImageExampleGen: %s", line)
-        log.info("ImageIngest: %s (%s layout): %d files to read, %d skipped by path",
+        log.info("ImageExampleGen: %s (%s layout): %d files to read, %d skipped by path",
                  root, layout, len(candidates), len(outcomes))
-
-        outcomes_dir = os.path.join(records.uri, "outcomes")
-        tf.io.gfile.makedirs(outcomes_dir)
-        with self._make_beam_pipeline() as p:
-            _ = (
-                p
-                | "Shards" >> beam.Create(list(enumerate(_shards(candidates, shard_size))))
-                | "Ingest" >> beam.ParDo(_IngestShard(validation, records_dir, outcomes_dir, len(candidates),
-                                                      include_masks))
-            )
+        self._source = {"candidates": candidates, "validation": validation, "shard_size": shard_size,
+                        "outcomes_dir": outcomes_dir, "include_masks": include_masks}
+        try:
+            super().Do(input_dict, output_dict, exec_properties)
+        finally:
+            self._source = None
         for path in sorted(tf.io.gfile.glob(os.path.join(outcomes_dir, "*.jsonl"))):
             with tf.io.gfile.GFile(path) as handle:
                 outcomes.extend(report.Outcome(**json.loads(line)) for line in handle if line.strip())
@@ -206,18 +244,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         meta = {"image_root": root, "layout": layout, "task": task.name, "validation": validation,
                 "class_names": list(task.class_names), "duplicates": duplicates}
         result = report.build(outcomes, task.class_names, meta)
-        with tf.io.gfile.GFile(os.path.join(records.uri, report.REPORT_JSON), "w") as handle:
+        with tf.io.gfile.GFile(os.path.join(examples.uri, report.REPORT_JSON), "w") as handle:
             json.dump(result, handle, indent=1)
-        with tf.io.gfile.GFile(os.path.join(records.uri, report.REPORT_MD), "w") as handle:
+        with tf.io.gfile.GFile(os.path.join(examples.uri, report.REPORT_MD), "w") as handle:
             handle.write(report.render_markdown(result))
 
-        records.set_int_custom_property("ingested", result["ingested"])
-        records.set_int_custom_property("skipped", result["skipped"])
-        records.set_int_custom_property("patients", result["patients"])
-        records.set_string_custom_property("layout", layout)
-        artifact_utils.get_single_instance(output_dict["records_base"]).value = records_dir
-        log.info("ImageIngest: ingested %d, skipped %d %s; report at %s", result["ingested"], result["skipped"],
-                 result["skipped_by_reason"], os.path.join(records.uri, report.REPORT_MD))
+        examples.set_int_custom_property("ingested", result["ingested"])
+        examples.set_int_custom_property("skipped", result["skipped"])
+        examples.set_int_custom_property("patients", result["patients"])
+        examples.set_string_custom_property("layout", layout)
+        log.info("ImageExampleGen: ingested %d, skipped %d %s; report at %s", result["ingested"], result["skipped"],
+                 result["skipped_by_reason"], os.path.join(examples.uri, report.REPORT_MD))
         if result["ingested"] == 0:
-            raise RuntimeError(f"ImageIngest: no image under {root} could be ingested; see "
-                               f"{os.path.join(records.uri, report.REPORT_MD)}")
+            raise RuntimeError(f"ImageExampleGen: no image under {root} could be ingested; see "
+                               f"{os.path.join(examples.uri, report.REPORT_MD)}")

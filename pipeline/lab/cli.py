@@ -68,7 +68,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     data = compare.find_run_data(config)
     if data is None:
-        print(f"error: no ImportExampleGen output in {config.metadata_path}", file=sys.stderr)
+        print(f"error: no ImageExampleGen output in {config.metadata_path}", file=sys.stderr)
         return 2
     for version_dir in versions:
         paths = evaluation_report.report_for_version(config, version_dir, data.examples.uri)

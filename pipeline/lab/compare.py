@@ -3,7 +3,7 @@
 Trains every architecture of `STUDY` (the study's seven keras.applications backbones
 and the CNN-LSTM hybrid) with the same head, on the same patient-grouped splits, with
 the same budget and seed, through the pipeline's own code: the newest local run's
-Transform output and ImportExampleGen splits (read from its ML Metadata store), and the
+Transform output and ImageExampleGen splits (read from its ML Metadata store), and the
 Trainer module's `run_fn` called with a `FnArgs` built as TFX's Trainer builds it. No
 second training path exists. When no run exists it runs the pipeline first.
 
@@ -72,7 +72,7 @@ def budget_for(name: str, config: PipelineConfig) -> Budget:
 # --- the run's artifacts ------------------------------------------------------------------
 @dataclasses.dataclass
 class RunData:
-    examples: Any  # ImportExampleGen's Examples artifact (raw records, train/eval/test)
+    examples: Any  # ImageExampleGen's Examples artifact (raw records, train/eval/test)
     transformed: Any  # Transform's transformed_examples artifact
     transform_graph_uri: str
 
@@ -93,7 +93,7 @@ def _newest(store, type_name: str, component: str, output: str):
 
 
 def find_run_data(config: PipelineConfig) -> Optional[RunData]:
-    """The newest run's ImportExampleGen and Transform outputs, or None."""
+    """The newest run's ImageExampleGen and Transform outputs, or None."""
     if not os.path.exists(config.metadata_path):
         return None
     from ml_metadata.metadata_store import metadata_store
@@ -101,7 +101,7 @@ def find_run_data(config: PipelineConfig) -> Optional[RunData]:
 
     store = metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
-    examples = _newest(store, "Examples", "ImportExampleGen", "examples")
+    examples = _newest(store, "Examples", "ImageExampleGen", "examples")
     transformed = _newest(store, "Examples", "Transform", "transformed_examples")
     graph = _newest(store, "TransformGraph", "Transform", "transform_graph")
     if not (examples and transformed and graph):

@@ -1,0 +1,344 @@
+"""`breastdx pipeline dry-run`: runs a compiled pipeline package here, task by task.
+
+Called by pipeline/kfp_cli.py (the verb) and tests/test_pipeline_e2e.py. It reads the
+package `kubeflow_runner.py` wrote (KFP's YAML PipelineSpec or Vertex's JSON PipelineJob),
+refuses what the named engine refuses, orders the tasks as the DAG says and runs each
+container task's own command and arguments, the way the engine's driver and launcher
+would:
+
+- the executor input (``{{$}}``) is built as the open-source KFP 2 driver builds it
+  (kubeflow/pipelines backend/src/v2/driver and metadata/client.go): parameter values from
+  constants, pipeline parameters and producers' outputs; output artifacts typed from the
+  component's output definitions, URIs ``<pipeline root>/<pipeline>/<run id>/<task>/<output>``;
+  input artifacts as the driver reads them back from ML Metadata, named by id, with the
+  producer's metadata and, on KFP, an *empty* instance schema (Vertex keeps the type);
+- on Vertex the ExampleGen's ``pre_cache_check`` driver runs first (KFP runs no
+  lifecycle hooks); each task's ``ExecutorOutput`` file is read back into its artifacts;
+- the project's virtual environment stands in for the image: ``python`` is this
+  interpreter, the image's project folder is this checkout, the TFX shim is installed
+  in each task process as the image installs it (pipeline/kfp_shim.py), and on KFP the
+  task sees ``KFP_POD_NAME`` as under KFP's launcher;
+- ``gs://`` paths (pipeline root, data, serving root) map to a local folder.
+
+Not emulated: caching (every task runs), retries, resources (the GPU request is
+ignored), ML Metadata (ids are counted here), Argo itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("kfp", "vertex")
+# Executor kinds each engine's backend refuses, with its own words where it has them.
+REFUSED = {
+    "kfp": {
+        "resolver": "resolver executors not implemented (KFP 2's argocompiler)",
+        "customJob": "custom job executors are Vertex AI only",
+    },
+    "vertex": {},
+}
+WRITABLE_ROOTS = {"kfp": ("gs://", "s3://", "minio://"), "vertex": ("gs://",)}
+TREE_FINGERPRINT = "tree_fingerprint"
+
+
+class DryRunError(RuntimeError):
+    """The package cannot run on the named engine, or a task failed (one line)."""
+
+
+def load_package(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(PipelineSpec dict, runtime config dict) of a ``.yaml`` PipelineSpec or a
+    ``.json`` PipelineJob."""
+    if not os.path.isfile(path):
+        raise DryRunError(f"no pipeline package at {path}: compile one with `breastdx pipeline compile`")
+    with open(path) as handle:
+        document = yaml.safe_load(handle) if path.endswith((".yaml", ".yml")) else json.load(handle)
+    if "pipelineSpec" in document:
+        return document["pipelineSpec"], document.get("runtimeConfig", {})
+    if "root" not in document or "deploymentSpec" not in document:
+        raise DryRunError(f"{path} is neither a PipelineSpec nor a PipelineJob (no root/deploymentSpec)")
+    return document, {}
+
+
+def refused_executors(spec: Dict[str, Any], engine: str) -> List[str]:
+    """``"<task>: <reason>"`` for every task whose executor ``engine`` refuses."""
+    refused = REFUSED[engine]
+    executors = spec["deploymentSpec"]["executors"]
+    found = []
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        label = spec["components"][task["componentRef"]["name"]].get("executorLabel")
+        for kind in executors.get(label, {}):
+            if kind in refused:
+                found.append(f"{name}: {refused[kind]}")
+    return found
+
+
+def task_order(spec: Dict[str, Any]) -> List[str]:
+    """Tasks in an order that runs every producer before its consumers."""
+    tasks = spec["root"]["dag"]["tasks"]
+    needs = {}
+    for name, task in tasks.items():
+        deps = set(task.get("dependentTasks", []))
+        for kind in ("parameters", "artifacts"):
+            for value in task.get("inputs", {}).get(kind, {}).values():
+                ref = value.get("taskOutputParameter") or value.get("taskOutputArtifact")
+                if ref:
+                    deps.add(ref["producerTask"])
+        unknown = deps - set(tasks)
+        if unknown:
+            raise DryRunError(f"task {name} depends on {sorted(unknown)}, which is not a task of the DAG")
+        needs[name] = deps
+    order: List[str] = []
+    while len(order) < len(tasks):
+        ready = sorted(n for n in tasks if n not in order and needs[n] <= set(order))
+        if not ready:
+            raise DryRunError(f"the DAG has a cycle among {sorted(set(tasks) - set(order))}")
+        order.extend(ready)
+    return order
+
+
+class LocalStorage:
+    """gs://BUCKET/path <-> <root>/BUCKET/path."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+
+    def local(self, uri: str) -> str:
+        return os.path.join(self.root, uri[len("gs://"):]) if uri.startswith("gs://") else uri
+
+    def rewrite(self, text: str) -> str:
+        return text.replace("gs://", self.root.rstrip("/") + "/")
+
+
+class DryRun:
+    """One run of a package (see the module docstring)."""
+
+    def __init__(self, package: str, engine: str, storage_dir: str, pipeline_root: Optional[str] = None,
+                 image_project_dir: str = "/opt/breastdx", project_dir: Optional[str] = None,
+                 parameters: Optional[Dict[str, Any]] = None, python: str = sys.executable):
+        if engine not in ENGINES:
+            raise DryRunError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
+        self.spec, runtime = load_package(package)
+        self.storage = LocalStorage(storage_dir)
+        self.project_dir = os.path.abspath(project_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.image_project_dir = image_project_dir.rstrip("/")
+        self.python = python
+        self.pipeline_root = pipeline_root or runtime.get("gcsOutputDirectory") or ""
+        self.parameters = dict(parameters or {})
+        self.run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.outputs: Dict[str, Dict[str, Any]] = {}  # task -> {"artifacts": {key: [RuntimeArtifact dict]}, "parameters": {}}
+        self._next_id = 1
+        self.pushed: Optional[str] = None
+
+    # --- checks before anything runs -------------------------------------------------
+    def check(self) -> None:
+        """Raises DryRunError naming the fix for what the engine would refuse."""
+        refused = refused_executors(self.spec, self.engine)
+        if refused:
+            raise DryRunError(f"{self.engine} refuses {refused[0]}; recompile without it "
+                              f"({len(refused)} such task(s))")
+        if not self.pipeline_root.startswith(WRITABLE_ROOTS[self.engine]):
+            raise DryRunError(f"pipeline root {self.pipeline_root or '(none)'!r} is not one {self.engine} can write: "
+                              f"give a {' or '.join(WRITABLE_ROOTS[self.engine])} root (--pipeline-root)")
+        for label, executor in self.spec["deploymentSpec"]["executors"].items():
+            container = executor.get("container")
+            if container is not None and not container.get("image"):
+                raise DryRunError(f"executor {label} names no container image: compile with BREASTDX_IMAGE set")
+        text = json.dumps(self.spec)
+        prefix = self.image_project_dir + "/"
+        for piece in text.split(prefix)[1:]:
+            relative = piece.split('"')[0].split("\\")[0]
+            if relative and not os.path.exists(os.path.join(self.project_dir, relative)):
+                raise DryRunError(f"the image project folder {self.image_project_dir} would not hold {relative} "
+                                  f"(not in {self.project_dir}): rebuild the image from this checkout")
+        missing = [p for p, d in self.spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()
+                   if p not in self.parameters and "defaultValue" not in d and p != TREE_FINGERPRINT
+                   and not d.get("isOptional")]
+        if missing:
+            raise DryRunError(f"pipeline parameter(s) {missing} have no value: pass --parameter NAME=VALUE")
+
+    # --- the executor input, as the engine's driver builds it ------------------------------
+    def _parameter(self, task: str, name: str, value: Dict[str, Any]) -> Any:
+        if "runtimeValue" in value:
+            constant = value["runtimeValue"]
+            if "constant" in constant:
+                return constant["constant"]
+            inner = constant.get("constantValue", {})
+            return inner.get("stringValue", inner.get("intValue", inner.get("doubleValue")))
+        if "componentInputParameter" in value:
+            key = value["componentInputParameter"]
+            if key in self.parameters:
+                return self.parameters[key]
+            return self.spec["root"]["inputDefinitions"]["parameters"][key].get("defaultValue", "")
+        if "taskOutputParameter" in value:
+            ref = value["taskOutputParameter"]
+            return self.outputs[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
+        raise DryRunError(f"task {task}: parameter {name} has no value the dry run understands: {value}")
+
+    def _input_artifact(self, artifact: Dict[str, Any], spec_type: Dict[str, Any]) -> Dict[str, Any]:
+        """A producer's output as the consumer's driver hands it on: KFP reads it back from
+        ML Metadata with an empty instance schema; Vertex keeps the type."""
+        result = {"name": artifact["name"], "uri": artifact["uri"], "metadata": dict(artifact.get("metadata", {}))}
+        result["type"] = {"instanceSchema": ""} if self.engine == "kfp" else dict(spec_type)
+        return result
+
+    def executor_input(self, name: str, task_dir: str) -> Dict[str, Any]:
+        task = self.spec["root"]["dag"]["tasks"][name]
+        component = self.spec["components"][task["componentRef"]["name"]]
+        inputs: Dict[str, Any] = {"parameterValues": {}, "artifacts": {}}
+        for key, value in task.get("inputs", {}).get("parameters", {}).items():
+            inputs["parameterValues"][key] = self._parameter(name, key, value)
+        input_types = component.get("inputDefinitions", {}).get("artifacts", {})
+        for key, value in task.get("inputs", {}).get("artifacts", {}).items():
+            ref = value["taskOutputArtifact"]
+            produced = self.outputs[ref["producerTask"]]["artifacts"][ref["outputArtifactKey"]]
+            inputs["artifacts"][key] = {"artifacts": [
+                self._input_artifact(a, input_types.get(key, {}).get("artifactType", {})) for a in produced]}
+        run_root = f"{self.pipeline_root.rstrip('/')}/{self.spec['pipelineInfo']['name']}/{self.run_id}"
+        outputs: Dict[str, Any] = {"artifacts": {}, "parameters": {},
+                                   "outputFile": os.path.join(task_dir, "output_metadata.json")}
+        for key, value in component.get("outputDefinitions", {}).get("artifacts", {}).items():
+            outputs["artifacts"][key] = {"artifacts": [{
+                "type": value["artifactType"], "uri": f"{run_root}/{name}/{key}", "metadata": {}}]}
+        for key in component.get("outputDefinitions", {}).get("parameters", {}):
+            outputs["parameters"][key] = {"outputFile": os.path.join(task_dir, "parameters", key)}
+        return {"inputs": inputs, "outputs": outputs}
+
+    # --- running ----------------------------------------------------------------------------
+    def _environment(self, shim_dir: str) -> Dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([shim_dir, self.project_dir] +
+                                            ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env.setdefault("TF_USE_LEGACY_KERAS", "1")  # as deploy/pipeline.Dockerfile sets it
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if self.engine == "kfp":
+            env["KFP_POD_NAME"] = f"dry-run-{self.run_id}"
+            env["KFP_POD_UID"] = uuid.uuid4().hex
+        else:
+            env.pop("KFP_POD_NAME", None)
+        return env
+
+    def _command(self, command: List[str], args: List[str], executor_input: Dict[str, Any]) -> List[str]:
+        text = self.storage.rewrite(json.dumps(executor_input))
+        full = [self.python if part == "python" else part for part in command] + [
+            text if arg == "{{$}}" else arg for arg in args]
+        return [self.storage.rewrite(part).replace(self.image_project_dir + "/", self.project_dir + "/")
+                for part in full]
+
+    def _exec(self, name: str, argv: List[str], env: Dict[str, str], log_path: str) -> None:
+        with open(log_path, "ab") as handle:
+            result = subprocess.run(argv, cwd=self.project_dir, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                    check=False)
+        if result.returncode:
+            with open(log_path, errors="replace") as handle:
+                tail = [line.rstrip() for line in handle.readlines()[-5:]]
+            raise DryRunError(f"task {name} failed (exit {result.returncode}); log {log_path}: "
+                              f"{' | '.join(t for t in tail if t)[-600:]}")
+
+    def _record_outputs(self, name: str, executor_input: Dict[str, Any]) -> None:
+        out_file = self.storage.local(executor_input["outputs"]["outputFile"])
+        executor_output: Dict[str, Any] = {}
+        if os.path.exists(out_file):
+            with open(out_file) as handle:
+                executor_output = json.load(handle)
+        artifacts = {}
+        for key, listed in executor_input["outputs"]["artifacts"].items():
+            written = executor_output.get("artifacts", {}).get(key, {}).get("artifacts")
+            result = []
+            for i, artifact in enumerate(listed["artifacts"]):
+                final = dict(artifact)
+                if written and i < len(written):
+                    final["metadata"] = written[i].get("metadata", {})
+                    final["uri"] = written[i].get("uri") or artifact["uri"]
+                final["name"] = str(self._next_id)  # KFP: the ML Metadata id
+                self._next_id += 1
+                final["metadata"].setdefault("display_name", key)
+                result.append(final)
+            artifacts[key] = result
+        parameters = {}
+        for key, value in executor_input["outputs"]["parameters"].items():
+            path = self.storage.local(value["outputFile"])
+            if os.path.exists(path):
+                with open(path) as handle:
+                    parameters[key] = handle.read()
+        for key, value in executor_output.get("parameterValues", {}).items():
+            parameters.setdefault(key, value)
+        self.outputs[name] = {"artifacts": artifacts, "parameters": parameters}
+        for artifact in artifacts.get("pushed_model", []):
+            if artifact["metadata"].get("pushed"):
+                self.pushed = self.storage.local(artifact["metadata"].get("pushed_destination", ""))
+
+    def run(self, work_dir: Optional[str] = None) -> Dict[str, Any]:
+        """Runs every task; returns {"tasks": [...], "pushed": path or None, "logs": dir}."""
+        self.check()
+        from pipeline import kfp_shim
+
+        work_dir = work_dir or tempfile.mkdtemp(prefix="breastdx-dry-run-")
+        shim_dir = os.path.join(work_dir, "image-site")
+        os.makedirs(shim_dir, exist_ok=True)
+        with open(os.path.join(shim_dir, "sitecustomize.py"), "w") as handle:
+            handle.write(kfp_shim.pth_line())  # what the image's .pth file does
+        env = self._environment(shim_dir)
+        tasks = self.spec["root"]["dag"]["tasks"]
+        executors = self.spec["deploymentSpec"]["executors"]
+        self._fill_tree_fingerprint()
+        done = []
+        for name in task_order(self.spec):
+            component = self.spec["components"][tasks[name]["componentRef"]["name"]]
+            executor = executors[component["executorLabel"]]
+            task_dir = os.path.join(work_dir, name)
+            os.makedirs(os.path.join(task_dir, "parameters"), exist_ok=True)
+            executor_input = self.executor_input(name, task_dir)
+            log_path = os.path.join(work_dir, f"{name}.log")
+            started = time.time()
+            if "importer" in executor:
+                self._run_importer(name, executor["importer"], executor_input)
+            else:
+                container = executor["container"]
+                hook = container.get("lifecycle", {}).get("preCacheCheck")
+                if hook and self.engine == "vertex":  # only Vertex runs the driver hook
+                    self._exec(name, self._command(hook["command"], hook.get("args", []), executor_input), env,
+                               log_path)
+                self._exec(name, self._command(container.get("command", []), container.get("args", []),
+                                               executor_input), env, log_path)
+                self._record_outputs(name, executor_input)
+            done.append({"task": name, "seconds": round(time.time() - started, 1), "log": log_path})
+            log.info("dry-run: %s done in %.1f s", name, time.time() - started)
+        return {"tasks": done, "pushed": self.pushed, "logs": work_dir}
+
+    def _run_importer(self, name: str, importer: Dict[str, Any], executor_input: Dict[str, Any]) -> None:
+        uri = importer["artifactUri"].get("constant") or importer["artifactUri"].get("constantValue", {}).get(
+            "stringValue", "")
+        [key] = executor_input["outputs"]["artifacts"]
+        artifact = {"name": str(self._next_id), "uri": uri, "type": importer["typeSchema"],
+                    "metadata": importer.get("metadata", {})}
+        self._next_id += 1
+        self.outputs[name] = {"artifacts": {key: [artifact]}, "parameters": {}}
+
+    def _fill_tree_fingerprint(self) -> None:
+        """What `breastdx run create` passes: a digest of the image tree the ExampleGen reads."""
+        declared = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
+        if TREE_FINGERPRINT not in declared or TREE_FINGERPRINT in self.parameters:
+            return
+        from components.image_ingest import layouts
+
+        for task in self.spec["root"]["dag"]["tasks"].values():
+            parameters = task.get("inputs", {}).get("parameters", {})
+            if parameters.get(TREE_FINGERPRINT, {}).get("componentInputParameter") == TREE_FINGERPRINT:
+                root = self.storage.local(self._parameter("ImageExampleGen", "input_base", parameters["input_base"]))
+                if not os.path.isdir(root):
+                    raise DryRunError(f"image root {root} (for {parameters['input_base']}) does not exist: "
+                                      "put the images there first")
+                self.parameters[TREE_FINGERPRINT] = layouts.fingerprint(root)
+                return

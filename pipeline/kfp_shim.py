@@ -1,0 +1,279 @@
+"""Fixes that let TFX 1.16's container entrypoints run under open-source Kubeflow
+Pipelines 2 (its driver and launcher), and keep running under Vertex AI Pipelines.
+
+Who calls it: the pipeline image (deploy/pipeline.Dockerfile runs
+``python -m pipeline.kfp_shim --install``, which writes a ``.pth`` file so that every
+Python process in the image calls `install()`), and `breastdx pipeline dry-run`
+(pipeline/dry_run.py), which puts the same hook on the task processes it starts.
+`install()` only registers an import hook: each fix is applied when TFX imports the
+module it mends, so processes that never import them pay nothing.
+
+The five incompatibilities (TFX 1.15-1.17; the list is sky-uk/kfp-operator's
+provider-service/kfp/tfx-patch/README.md, the facts are from kubeflow/pipelines
+backend/src/v2/metadata/client.go and TFX's container/ sources):
+
+1. ``system.*`` schema titles (``system.Model``, ``system.Dataset`` ...) are not in
+   ``compiler_utils.TITLE_TO_CLASS_PATH``, so TFX tries to import "system.Model".
+2. Input artifacts the KFP 2 driver resolves from ML Metadata carry an *empty*
+   ``instanceSchema`` (``OutputArtifact.ToRuntimeArtifact`` sets ``Schema: ""``, "TODO:
+   figure out how to get schema"), or no type at all; TFX's ``_retrieve_class_path`` does
+   ``yaml.safe_load("").get(...)`` on None (or reads an unbound title).
+3. Without a type, or with a ``system.*`` one, the TFX class must be inferred from the
+   artifact's metadata keys (``split_names`` -> Examples, ``pushed`` -> PushedModel ...).
+4. The component's inputs spec (``--json_serialized_inputs_spec_args``, compiled into
+   every task) knows each input's type: `kubeflow_v2_run_executor` does not use it for
+   artifacts. Here each untyped input artifact takes its type from that spec first
+   (read from the task's command line: the entrypoint runs as ``__main__``).
+5. The KFP launcher mishandles nested model folders on GCS (directory marker blobs
+   block ``MkdirAll`` for ``<model>/Format-Serving/...``); the model is written flat in
+   its artifact folder instead. Vertex AI needs TFX's own layout, so this one applies
+   only under the open-source launcher, recognised by the ``KFP_POD_NAME`` variable its
+   Argo compiler sets on every task pod (Vertex sets none).
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+log = logging.getLogger(__name__)
+
+ENTRYPOINT_UTILS = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_entrypoint_utils"
+COMPILER_UTILS = "tfx.orchestration.kubeflow.v2.compiler_utils"
+PATH_UTILS = "tfx.utils.path_utils"
+INPUT_PROCESSOR = "tfx.components.example_gen.input_processor"
+INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
+OPEN_SOURCE_KFP_ENV = "KFP_POD_NAME"  # set on every task pod by KFP's argocompiler
+PTH_NAME = "breastdx_kfp_shim.pth"
+
+# Fix 1: system.* titles and the TFX class each stands for.
+SYSTEM_TITLES = {
+    "system.Model": "tfx.Model",
+    "system.Dataset": "tfx.Examples",
+    "system.Statistics": "tfx.ExampleStatistics",
+    "system.Metrics": "tfx.ModelEvaluation",
+    "system.Artifact": "tfx.Artifact",
+}
+# Fix 3: metadata keys that only one TFX type writes, checked in order.
+KEY_RULES = (
+    ("split_names", "tfx.Examples"),
+    ("pushed_destination", "tfx.PushedModel"),
+    ("pushed", "tfx.PushedModel"),
+    ("blessed", "tfx.ModelBlessing"),
+)
+
+
+def _title_of(type_schema: Any) -> Optional[str]:
+    """The schema title of an ArtifactTypeSchema, None when it has none (fix 2)."""
+    import yaml
+
+    kind = type_schema.WhichOneof("kind")
+    if kind == "schema_title":
+        return type_schema.schema_title or None
+    if kind == "instance_schema":
+        data = yaml.safe_load(type_schema.instance_schema or "") or {}
+        return data.get("title") if isinstance(data, dict) else None
+    return None
+
+
+def infer_title(title: Optional[str], metadata_keys: Any) -> str:
+    """The TFX title for an artifact whose title is missing or a ``system.*`` one (fixes 1, 3)."""
+    if title and not title.startswith("system."):
+        return title
+    keys = set(metadata_keys)
+    for key, tfx_title in KEY_RULES:
+        if key in keys:
+            return tfx_title
+    return SYSTEM_TITLES.get(title or "", "tfx.Artifact")
+
+
+def normalize_type(artifact_pb: Any) -> None:
+    """Gives a RuntimeArtifact a schema title TFX can map to a class (fixes 1-3)."""
+    title = _title_of(artifact_pb.type)
+    fixed = infer_title(title, artifact_pb.metadata.fields.keys())
+    if fixed != title or artifact_pb.type.WhichOneof("kind") != "schema_title":
+        artifact_pb.type.Clear()
+        artifact_pb.type.schema_title = fixed
+
+
+def enrich_artifact_map(artifacts: Any, inputs_spec: Any) -> int:
+    """Copies each input's type from the component's inputs spec into artifacts of an
+    ``ExecutorInput.inputs.artifacts`` map that came without a usable one (fix 4; output
+    artifacts are typed by the driver from the outputs spec, and keep theirs). Returns
+    how many were typed."""
+    typed = 0
+    for key, artifact_list in artifacts.items():
+        spec = inputs_spec.artifacts.get(key) if inputs_spec is not None else None
+        if spec is None:
+            continue
+        for artifact_pb in artifact_list.artifacts:
+            if _title_of(artifact_pb.type) in (None, *SYSTEM_TITLES):
+                artifact_pb.type.CopyFrom(spec.artifact_type)
+                typed += 1
+    return typed
+
+
+def inputs_spec_from_argv(argv: Optional[List[str]] = None) -> Any:
+    """The ComponentInputsSpec TFX compiled into this task's arguments, or None.
+
+    The entrypoints run as ``python -m …``, so their own functions cannot be wrapped;
+    the spec is read from the process's command line, where the compiled task put it."""
+    argv = sys.argv if argv is None else argv
+    if INPUTS_SPEC_FLAG not in argv[:-1]:
+        return None
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = pipeline_spec_pb2.ComponentInputsSpec()
+    json_format.Parse(argv[argv.index(INPUTS_SPEC_FLAG) + 1], spec, ignore_unknown_fields=True)
+    return spec
+
+
+def _patch_entrypoint_utils(module: Any) -> None:
+    original_artifact = module._parse_raw_artifact  # pylint: disable=protected-access
+    original_dict = module.parse_raw_artifact_dict
+
+    def parse_raw_artifact(artifact_pb, name_from_id):
+        normalize_type(artifact_pb)
+        return original_artifact(artifact_pb, name_from_id)
+
+    def parse_raw_artifact_dict(inputs_dict, name_from_id=None):
+        inputs_spec = inputs_spec_from_argv()
+        if inputs_spec is not None:
+            enrich_artifact_map(inputs_dict, inputs_spec)
+        return original_dict(inputs_dict, name_from_id)
+
+    module._parse_raw_artifact = parse_raw_artifact  # pylint: disable=protected-access
+    module.parse_raw_artifact_dict = parse_raw_artifact_dict
+
+
+def _patch_compiler_utils(module: Any) -> None:
+    for system_title, tfx_title in SYSTEM_TITLES.items():
+        if tfx_title in module.TITLE_TO_CLASS_PATH:
+            module.TITLE_TO_CLASS_PATH.setdefault(system_title, module.TITLE_TO_CLASS_PATH[tfx_title])
+    # "tfx.Artifact" (a custom type's fallback) has no class of its own in TFX 1.16.
+    module.TITLE_TO_CLASS_PATH.setdefault("tfx.Artifact", f"{__name__}.GenericArtifact")
+    module.TITLE_TO_CLASS_PATH.setdefault("system.Artifact", f"{__name__}.GenericArtifact")
+
+
+def _patch_path_utils(module: Any) -> None:
+    if not os.environ.get(OPEN_SOURCE_KFP_ENV):
+        return  # Vertex AI and local runs: TFX's own layout
+
+    def serving_model_dir(output_uri: str, is_old_artifact: bool = False) -> str:
+        del is_old_artifact
+        return output_uri
+
+    module.serving_model_dir = serving_model_dir
+
+
+def _patch_input_processor(module: Any) -> None:
+    """Vertex runs TFX's stock Kubeflow V2 ExampleGen driver as ImageExampleGen's
+    pre-cache check; it builds ``input_processor.FileBasedInputProcessor``: for the image
+    tree's split pattern, build the one that fingerprints every file under the root
+    (components/image_ingest/driver.py). Other ExampleGens keep TFX's."""
+    stock = module.FileBasedInputProcessor
+
+    class FileBasedInputProcessor(stock):
+        STOCK = stock  # components/image_ingest/driver.py builds on TFX's own class
+
+        def __new__(cls, input_base_uri, splits, range_config=None):
+            # Imported here: this patch runs while TFX's example_gen.driver is importing.
+            from components.image_ingest import driver as image_driver
+
+            return image_driver.input_processor_for(input_base_uri, splits, range_config)
+
+    module.FileBasedInputProcessor = FileBasedInputProcessor
+
+
+PATCHES: Dict[str, Callable[[Any], None]] = {
+    ENTRYPOINT_UTILS: _patch_entrypoint_utils,
+    COMPILER_UTILS: _patch_compiler_utils,
+    PATH_UTILS: _patch_path_utils,
+    INPUT_PROCESSOR: _patch_input_processor,
+}
+
+
+def _generic_artifact_class():
+    from tfx.types import artifact
+
+    class GenericArtifact(artifact.Artifact):
+        """An artifact of a type TFX has no class for (``system.Artifact``)."""
+
+        TYPE_NAME = "system.Artifact"
+
+    return GenericArtifact
+
+
+def __getattr__(name: str) -> Any:  # GenericArtifact is built on first use: importing TFX is slow
+    if name == "GenericArtifact":
+        value = _generic_artifact_class()
+        globals()[name] = value
+        return value
+    raise AttributeError(name)
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any, patch: Callable[[Any], None]):
+        self._loader = loader
+        self._patch = patch
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        self._patch(module)
+        log.debug("kfp_shim: patched %s", module.__name__)
+
+    def __getattr__(self, name):  # get_code, get_source, ... for runpy and inspect
+        return getattr(self._loader, name)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        patch = PATCHES.get(fullname)
+        if patch is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _PatchingLoader(spec.loader, patch)
+        return spec
+
+
+def install() -> None:
+    """Applies the fixes to modules already imported and hooks those imported later."""
+    for name, patch in PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
+
+
+def pth_line() -> str:
+    return "import pipeline.kfp_shim as _breastdx_kfp_shim; _breastdx_kfp_shim.install()\n"
+
+
+def install_pth(site_dir: Optional[str] = None) -> str:
+    """Writes the ``.pth`` file that installs the shim in every Python process of the
+    environment (the image build calls this). Returns its path."""
+    import site
+
+    site_dir = site_dir or site.getsitepackages()[0]
+    path = os.path.join(site_dir, PTH_NAME)
+    with open(path, "w") as handle:
+        handle.write(pth_line())
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--install"]:
+        print("usage: python -m pipeline.kfp_shim --install", file=sys.stderr)
+        sys.exit(2)
+    print(install_pth())
+    print(json.dumps(sorted(PATCHES)))
