@@ -38,6 +38,9 @@ MASK_LEVEL = 0.5  # the U-Net's own threshold for a lesion pixel (its mask_area 
 MASK_COLOUR = (224, 32, 27)
 MALIGNANT_WORD = "malignant"
 DIGITS = 4
+# Grey level (of 255) above which a mammogram pixel is breast, as pipeline/mammo/patches.TISSUE_LEVEL
+# (0.1; that module imports TensorFlow): the film around the breast is never shown as malignant.
+BREAST_LEVEL = 0.1 * overlay.BYTE_MAX
 
 
 def kind_of(card: Dict[str, Any]) -> str:
@@ -68,13 +71,16 @@ def _content(array: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _tint(upload: Upload, level: np.ndarray, colour_map: bool) -> bytes:
-    """The upload for display with ``level`` ([h, w] in [0, 1] over the whole image) blended over it."""
+    """The upload for display with ``level`` ([h, w] in [0, 1] over the whole image) blended
+    over it: a colour map over the breast (``colour_map``), or a red mask."""
     picture = overlay._for_display(upload.data)
     levels = Image.fromarray((np.clip(level, 0, 1) * overlay.BYTE_MAX).astype(np.uint8), "L").resize(
         picture.size, Image.BILINEAR)
     if colour_map:
         coloured = ImageOps.colorize(levels, black=overlay.COLD, mid=overlay.WARM, white=overlay.HOT)
-        blended = Image.blend(picture, coloured, overlay.ALPHA)
+        breast = np.asarray(picture.convert("L")) > BREAST_LEVEL
+        mixed = np.asarray(Image.blend(picture, coloured, overlay.ALPHA))
+        blended = Image.fromarray(np.where(breast[..., None], mixed, np.asarray(picture)))
     else:  # a mask: tint lesion pixels only, leave the rest as it was
         alpha = np.asarray(levels, np.float32)[..., None] / overlay.BYTE_MAX * overlay.ALPHA
         base = np.asarray(picture, np.float32)
