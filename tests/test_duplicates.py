@@ -111,3 +111,13 @@ def test_symlinked_patient_folders_are_read_through(tmp_path):
                                                  "10253/1/10253_idx5_x50_y0_class1.png",
                                                  "10254/0/10254_idx5_x0_y0_class0.png",
                                                  "10254/1/10254_idx5_x50_y0_class1.png"]
+
+
+def test_one_patient_holding_a_class_is_a_report_warning():
+    outcomes = [report.Outcome(f"p{i}/0/a{i}.png", True, label=0, patient_id=f"p{i}", size="50x50") for i in range(3)]
+    outcomes += [report.Outcome(f"p1/1/b{i}.png", True, label=1, patient_id="p1", size="50x50") for i in range(4)]
+    result = report.build(outcomes, ("0", "1"), {})
+    assert result["class_warnings"] == [
+        "class '1': all 4 images come from one patient (p1); the split that holds this patient holds the whole "
+        "class, so the others can neither learn nor measure it"]
+    assert "## Warnings" in report.render_markdown(result)

@@ -64,7 +64,23 @@ def build(outcomes: Iterable[Outcome], class_names: Sequence[str], meta: Dict[st
             "content_sha256": {o.rel: o.sha256 for o in outcomes if o.ingested and o.sha256},
         }
     )
+    report["class_warnings"] = class_warnings(report["per_patient"], class_names)
     return report
+
+
+def class_warnings(per_patient: Dict[str, Dict[str, int]], class_names: Sequence[str]) -> List[str]:
+    """A class whose images all come from one patient (or none): its split holds the whole
+    class, so no other split can train on or measure it (issue 15's "bad input")."""
+    notes = []
+    for name in class_names:
+        holders = {pid: counts.get(name, 0) for pid, counts in per_patient.items() if counts.get(name, 0)}
+        if not holders:
+            notes.append(f"class {name!r}: no images ingested")
+        elif len(holders) == 1 and len(per_patient) > 1:
+            [(pid, n)] = holders.items()
+            notes.append(f"class {name!r}: all {n} images come from one patient ({pid}); the split that holds "
+                         "this patient holds the whole class, so the others can neither learn nor measure it")
+    return notes
 
 
 def duplicate_lines(duplicates: Dict[str, Any], max_listed: int = 20) -> List[str]:
@@ -105,6 +121,8 @@ def render_markdown(report: Dict[str, Any], max_listed: int = 50) -> str:
         lines += [f"| {r} | {n} | {REASONS.get(r, '')} |" for r, n in report["skipped_by_reason"].items()]
         lines += ["", f"## Skipped files{' (first %d)' % max_listed if report['skipped'] > max_listed else ''}", ""]
         lines += [f"- `{s['path']}`: {s['reason']} ({s['detail']})" for s in report["skipped_files"][:max_listed]]
+    if report.get("class_warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["class_warnings"]]
     duplicates = duplicate_lines(report.get("duplicates", {}))
     if duplicates:
         lines += ["", "## Duplicates (same SHA-256)", ""] + [f"- {line.strip()}" for line in duplicates]
