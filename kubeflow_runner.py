@@ -231,6 +231,10 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
         output_filename=os.path.basename(output_path),
     )
     runner.run(build(config, cluster))
+    # `tfx pipeline create|update` patches the runner to write where the CLI keeps its
+    # packages (~/tfx/<engine>/<pipeline>/pipeline.json, set on these attributes before
+    # run(), as TFX's own CLI patcher does): post-process the file actually written.
+    output_path = os.path.join(runner._output_dir, runner._output_filename)  # pylint: disable=protected-access
     add_step_resources(output_path, cluster)
     log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
              config.pipeline_root)
@@ -245,6 +249,4 @@ if __name__ == "__main__":
     except (CompileError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    # Under `tfx pipeline create|update` TFX's patched runner writes the package where the
-    # CLI keeps it (~/tfx/<engine>/<pipeline>/) instead of ``path``.
-    print(path if os.path.exists(path) else "compiled for the tfx CLI (it keeps the package itself)")
+    print(path)  # under the tfx CLI: the package where the CLI keeps it

@@ -198,3 +198,5 @@ def test_tfx_cli_creates_the_vertex_pipeline_with_a_throwaway_home(tmp_path):
     assert "ImageExampleGen" in tasks and tasks["Trainer"]["inputs"]["parameters"]["run_fn"]["runtimeValue"][
         "constant"] == "components.trainer.trainer_module.run_fn"
     assert job["runtimeConfig"]["gcsOutputDirectory"] == f"{ROOT}/pipelines/breastdx-idc"
+    # the post-compile step follows the CLI's path too (it writes no file of ours)
+    assert job["pipelineSpec"]["deploymentSpec"]["executors"]["ImageExampleGen_executor"]["container"]["resources"]
