@@ -32,7 +32,7 @@ PROBE_TIMEOUT_S = 10
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED")
 
 
-class CliError(Exception):
+class CliError(ValueError):  # ValueError: `breastdx` (pipeline/cli.py) prints it as one line, exit 2
     """A user's mistake or an unreachable service; printed as one line, exit 2."""
 
 
@@ -489,8 +489,12 @@ def pipeline_dry_run(args: argparse.Namespace) -> int:
         if not sep:
             raise CliError(f"--parameter takes NAME=VALUE, got {item!r}")
         parameters[key] = value
-    result = dry_run.DryRun(package, cluster.engine, storage, pipeline_root=pipeline_root,
-                            image_project_dir=cluster.image_project_dir, parameters=parameters).run()
+    try:
+        result = dry_run.DryRun(package, cluster.engine, storage, pipeline_root=pipeline_root,
+                                image_project_dir=cluster.image_project_dir, parameters=parameters).run()
+    except DryRunError as err:  # refusals and failed tasks: one line (here and under `breastdx`)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for task in result["tasks"]:
         print(f"{task['task']:<20} {task['seconds']:>7.1f} s  {task['log']}")
     print(f"pushed model: {result['pushed'] or '(none: not blessed or nothing pushed)'}")

@@ -167,7 +167,7 @@ def test_dry_run_refuses_what_kfp_refuses(tmp_path):
         "deploymentSpec": {"executors": {"LatestBlessedModel_executor": {"resolver": {"outputArtifactQueries": {}}}}}}
     package = tmp_path / "p.yaml"
     package.write_text(yaml.safe_dump(spec))
-    done = subprocess.run([sys.executable, "-m", "pipeline.kfp_cli", "pipeline", "dry-run", "--engine", "kfp",
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "pipeline", "dry-run", "--engine", "kfp",
                            "--package", str(package), "--pipeline-root", "gs://b/root", "--storage",
                            str(tmp_path / "gcs")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
