@@ -160,8 +160,9 @@ class DryRun:
         for piece in text.split(prefix)[1:]:
             relative = piece.split('"')[0].split("\\")[0]
             if relative and not os.path.exists(os.path.join(self.project_dir, relative)):
-                raise DryRunError(f"the image project folder {self.image_project_dir} would not hold {relative} "
-                                  f"(not in {self.project_dir}): rebuild the image from this checkout")
+                raise DryRunError(f"the package reads {self.image_project_dir}/{relative}, which this checkout "
+                                  f"(standing in for the image) does not hold: build it here as the image build "
+                                  f"does (.cache/pretrained: `breastdx weights`) or rebuild the image from here")
         missing = [p for p, d in self.spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()
                    if p not in self.parameters and "defaultValue" not in d and p != TREE_FINGERPRINT
                    and not d.get("isOptional")]
