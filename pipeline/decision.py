@@ -142,7 +142,7 @@ def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = 
 
 
 def _channels_text(channels: int) -> str:
-    return {1: "grayscale", 2: "grayscale with alpha", 3: "RGB", 4: "with an alpha channel"}.get(
+    return {1: "grayscale", 2: "grayscale with an alpha channel", 3: "RGB", 4: "RGBA (with an alpha channel)"}.get(
         channels, f"{channels} channels")
 
 

@@ -29,6 +29,19 @@ def manifest_tree(tmp_path_factory):
     return synthetic.write_manifest(root, patients=2, per_patient=4, seed=3)
 
 
+@pytest.fixture(scope="session")
+def idc_run(tmp_path_factory):
+    """The end-to-end pipeline on a small synthetic IDC set, run once per session and shared
+    by the e2e tests (test_pipeline_e2e.py, test_decision_e2e.py): (config, data summary)."""
+    import local_runner
+
+    workdir = str(tmp_path_factory.mktemp("e2e"))
+    config = configs.load(env={}, workdir=workdir, train_steps=16, eval_steps=4, seed=5)
+    data = synthetic.write_idc(config.data_root, patients=30, patches_per_patient=18, seed=5)
+    local_runner.run(config)
+    return config, data
+
+
 @pytest.fixture
 def workdir(tmp_path):
     return str(tmp_path / "workdir")

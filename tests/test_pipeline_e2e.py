@@ -23,12 +23,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("e2e"))
-    config = configs.load(env={}, workdir=workdir, train_steps=16, eval_steps=4, seed=5)
-    data = synthetic.write_idc(config.data_root, patients=30, patches_per_patient=18, seed=5)
-    local_runner.run(config)
-    return config, data
+def run(idc_run):
+    return idc_run  # tests/conftest.py: one pipeline run per session, shared with test_decision_e2e.py
 
 
 def _store(config):

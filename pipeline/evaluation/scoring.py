@@ -8,7 +8,6 @@ report` and the model lab call `score_split`: it reads an ExampleGen split's rec
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from typing import Iterator, List, Optional
 
@@ -38,7 +37,7 @@ class Scores:
 
 def split_records(examples_uri: str, split: str) -> List[str]:
     """The record files of ``split`` in an Examples artifact (TFX's ``Split-<name>`` folders)."""
-    return sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    return sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))  # gs:// on a cluster
 
 
 def _records(examples_uri: str, split: str, limit: Optional[int]) -> tf.data.Dataset:
