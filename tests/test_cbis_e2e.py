@@ -86,18 +86,16 @@ def test_whole_image_trainer_is_warm_started_from_the_patch_trainer(cbis_run):
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = config.metadata_path
     store = metadata_store.MetadataStore(connection)
-    executions = {e.id: e for e in store.get_executions()}
-    by_node = {}
-    for execution in executions.values():
-        node = execution.custom_properties.get("__tfx_node_id__") or execution.properties.get("component_id")
-        by_node.setdefault(getattr(node, "string_value", None), []).append(execution.id)
-    events = store.get_events_by_execution_ids(list(executions))
-    produced = {e.artifact_id for e in events if e.execution_id in by_node.get("PatchTrainer", [])
+    by_node = {node: [e.id for e in store.get_executions_by_context(
+                   store.get_context_by_type_and_name("node", f"{config.pipeline_name}.{node}").id)]
+               for node in ("PatchTrainer", "Trainer")}
+    events = store.get_events_by_execution_ids(by_node["PatchTrainer"] + by_node["Trainer"])
+    produced = {e.artifact_id for e in events if e.execution_id in by_node["PatchTrainer"]
                 and e.type == metadata_store_pb2.Event.OUTPUT}
-    base_inputs = {e.artifact_id for e in events if e.execution_id in by_node.get("Trainer", [])
+    base_inputs = {e.artifact_id for e in events if e.execution_id in by_node["Trainer"]
                    and e.type == metadata_store_pb2.Event.INPUT
                    and any(step.key == "base_model" for step in e.path.steps)}
-    assert produced and base_inputs and base_inputs <= produced, (by_node.keys(), produced, base_inputs)
+    assert produced and base_inputs and base_inputs <= produced, (by_node, produced, base_inputs)
 
 
 def test_console_shows_every_component_to_the_pusher_and_no_pip_walls(cbis_run):

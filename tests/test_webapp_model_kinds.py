@@ -104,10 +104,12 @@ def test_busi_classifier_shows_every_class_probability(busi_run, web_app_factory
 def test_cbis_whole_image_model_shows_the_sliding_window_heatmap(cbis_run, web_app_factory):
     import tensorflow as tf
 
-    from pipeline.mammo import demo
+    from components.mammo import records
+    from pipeline.mammo import cli as mammo_cli
 
-    config, summary = cbis_run
-    model_name = config.model_name + demo.WHOLE_MODEL_SUFFIX
+    config, _ = cbis_run  # the mammography variant pushes the whole-image model as config.model_name
+    model_name = config.model_name
+    pushed = mammo_cli.latest_pushed(config)
     mammogram = sorted(glob.glob(os.path.join(config.data_root, "CBIS-DDSM", "*", "*", "*", "000000.png")))[0]
     image = open(mammogram, "rb").read()
     live, server_app, web = _serve(config.serving_root, model_name, web_app_factory)
@@ -119,13 +121,13 @@ def test_cbis_whole_image_model_shows_the_sliding_window_heatmap(cbis_run, web_a
         server_app.extensions["model_store"].stop()
     assert response.status_code == 200, response.json
     [result] = response.json["predictions"]
-    assert response.json["kind"] == "whole_image" and result["class_name"] in demo.WHOLE_CLASS_NAMES
-    model = tf.saved_model.load(summary["pushed"]["whole"])
-    heat = model.signatures[demo.SIGNATURE_HEATMAP](**{contract.SERVING_INPUT_BYTES: tf.constant([image])})
-    heat = heat[demo.SIGNATURE_HEATMAP].numpy()[0]
+    assert response.json["kind"] == "whole_image" and result["class_name"] in records.WHOLE_CLASS_NAMES
+    model = tf.saved_model.load(pushed)
+    heat = model.signatures[records.SIGNATURE_HEATMAP](**{contract.SERVING_INPUT_BYTES: tf.constant([image])})
+    heat = heat[records.OUTPUT_HEATMAP].numpy()[0]
     malignant = [i for i, name in enumerate(contract.CBIS_PATCH_CLASSES) if "malignant" in name]
     np.testing.assert_allclose(result["window_grid"], heat[..., malignant].sum(-1), atol=2e-4)
     assert result["overlay_png"].startswith("data:image/png;base64,")
     assert "sliding-window malignancy heatmap" in page and contract.RESEARCH_ONLY in page
-    card = json.load(open(os.path.join(summary["pushed"]["whole"], contract.MODEL_CARD_RELPATH)))
-    assert card["input_contract"]["heatmap_signature"] == demo.SIGNATURE_HEATMAP
+    card = json.load(open(os.path.join(pushed, contract.MODEL_CARD_RELPATH)))
+    assert card["input_contract"]["heatmap_signature"] == records.SIGNATURE_HEATMAP
