@@ -9,7 +9,6 @@ a patient-level bootstrap CI). The result is printed as a table and saved as JSO
 from __future__ import annotations
 
 import collections
-import glob
 import json
 import os
 from typing import Any, Dict, List, Optional
