@@ -121,12 +121,13 @@ def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = 
         widths.append(info.width)
         heights.append(info.height)
         stats.append(info.colour)
-    if len(stats) < 2 * len(COLOUR_STATS):
+    if len(stats) < 2:
         raise ValueError(f"{len(stats)} readable images in {measured_on}: too few to measure the input contract")
     values = np.asarray(stats, dtype=np.float64)
     mean = values.mean(axis=0)
     covariance = np.cov(values.T)
-    covariance += 1e-2 * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+    # Shrinkage: fewer images than statistics (a small ultrasound set) still give an inverse.
+    covariance += (1e-2 * np.trace(covariance) / len(covariance) + 1e-6) * np.eye(len(covariance))
     precision = np.linalg.inv(covariance)
     distances = np.sqrt(np.einsum("nd,de,ne->n", values - mean, precision, values - mean))
     return {
