@@ -182,6 +182,14 @@ ignore_imports = [
 ]
 '''
 CONTRACT_COUNT = IMPORTLINTER_BLOCK.count("[[tool.importlinter.contracts]]")
+CBIS_IGNORE = re.compile(r'ignore_imports = \[\n    # CBIS-DDSM.*?\n\]\n', re.S)
+# Whether components/mammo/cbis.py still imports pipeline.preflight (main() looks): the
+# exception is written only while the import exists (import-linter fails on a stale one).
+CBIS_PREFLIGHT_IMPORT = [True]
+
+
+def importlinter_block() -> str:
+    return IMPORTLINTER_BLOCK if CBIS_PREFLIGHT_IMPORT[0] else CBIS_IGNORE.sub("", IMPORTLINTER_BLOCK)
 
 # --------------------------------------------------------------------------------------
 # The README's layout section and docs/ARCHITECTURE.md's picture after the move.
@@ -757,8 +765,8 @@ def patch_pyproject(text: str) -> str:
     start = header.start() if header else -1
     if start < 0:
         warn("pyproject.toml: no [tool.importlinter]; appending the contracts")
-        text = text.rstrip("\n") + "\n\n" + IMPORTLINTER_BLOCK
-    elif IMPORTLINTER_BLOCK.split("[tool.importlinter]")[1] not in text:
+        text = text.rstrip("\n") + "\n\n" + importlinter_block()
+    elif importlinter_block().split("[tool.importlinter]")[1] not in text:
         lines = text[:start].rstrip("\n").split("\n")
         while lines and lines[-1].startswith("#"):
             lines.pop()
@@ -766,7 +774,7 @@ def patch_pyproject(text: str) -> str:
         rest = text[start:]
         following = re.search(r"^\[\[?(?!\[)(?!tool\.importlinter)[^\]\n]+\]\]?[ \t]*$", rest, re.M)
         tail = ("\n" + rest[following.start():]) if following else ""
-        text = head + IMPORTLINTER_BLOCK + tail
+        text = head + importlinter_block() + tail
     # package-data follows the data files
     section = re.search(r"^\[tool\.setuptools\.package-data\]\n((?:[^\[\n][^\n]*\n?)*)", text, re.M)
     if section:
@@ -836,12 +844,15 @@ def patch_architecture(text: str) -> str:
             text = text[:m.start()] + "## The floors\n" + section + text[nxt.start() if nxt else len(text):]
         else:
             warn(f"{path}: no '## The floors' section; add the picture by hand")
-    if "| `layers` | layers | `breastdx_cli`" not in text:
+    if "| `layers` | layers | `breastdx_cli`" not in text or CBIS_PREFLIGHT_IMPORT[0] != (
+            "`components.mammo.cbis -> pipeline.preflight`" in text):
         m = re.search(r"^## Contracts[^\n]*\n\n", text, re.M)
         if m:
             nxt = re.compile(r"^### (?!Exceptions)|^## ", re.M).search(text, m.end())
             end = nxt.start() if nxt else len(text)
-            text = text[:m.end()] + ARCH_CONTRACTS + text[end:]
+            contracts = ARCH_CONTRACTS if CBIS_PREFLIGHT_IMPORT[0] else re.sub(
+                r"^\| `components\.mammo\.cbis -> pipeline\.preflight`[^\n]*\n", "", ARCH_CONTRACTS, flags=re.M)
+            text = text[:m.end()] + contracts + text[end:]
         else:
             warn(f"{path}: no '## Contracts' section; update the contracts table by hand")
     if "## The moves to this layout" not in text:
@@ -872,6 +883,33 @@ def floors_picture(old_picture: str) -> str:
     return "\n".join(picture[:anchor + 2] + variants + picture[anchor + 2:])
 
 
+DROPPED_SOURCE_TEST = '''def test_the_check_catches_an_ignore_file_that_drops_a_source(tmp_path):
+    """An ignore file that leaves the ground floor out (no `breastdx_core/`): the COPY of
+    breastdx_core/ is reported missing, and is not once the folder is let in."""
+    os.makedirs(tmp_path / "deploy")
+    for rel in ("webapp.Dockerfile",):
+        (tmp_path / "deploy" / rel).write_text(open(os.path.join(DEPLOY, rel)).read())
+    for rel in ("breastdx_core/__init__.py", "breastdx_core/contract.py", "webapp/__init__.py"):
+        os.makedirs(tmp_path / os.path.dirname(rel), exist_ok=True)
+        (tmp_path / rel).write_text("")
+    before = ["**", "!deploy/webapp-requirements.txt", "!webapp/"]
+    context = exclude_paths(str(tmp_path), before, dockerfile="deploy/webapp.Dockerfile")
+    assert "webapp/__init__.py" in context and "breastdx_core/__init__.py" not in context
+    assert "breastdx_core/" in missing_sources("webapp.Dockerfile", context)
+    context = exclude_paths(str(tmp_path), before + ["!breastdx_core/"], dockerfile="deploy/webapp.Dockerfile")
+    assert "breastdx_core/" not in missing_sources("webapp.Dockerfile", context)
+'''
+
+
+def patch_deploy_images_test(text: str) -> str:
+    """The planted-ignore-file test was about the web image's old single-file copies of
+    components/; the image now copies breastdx_core/ whole, so the plant drops that."""
+    m = re.search(r"^def test_the_check_catches_an_ignore_file_that_drops_a_source\(.*?(?=^\S)", text, re.M | re.S)
+    if not m or "components/__init__.py\" in missing_sources" not in m.group(0):
+        return text
+    return text[:m.start()] + DROPPED_SOURCE_TEST + "\n\n" + text[m.end():]
+
+
 def patch_architecture_test(text: str) -> str:
     new = re.sub(r'"\d+ kept, 0 broken"', f'"{CONTRACT_COUNT} kept, 0 broken"', text)
     return new
@@ -884,6 +922,7 @@ PATCHES: Dict[str, List[Callable[[str], str]]] = {
     "README.md": [patch_readme],
     "docs/ARCHITECTURE.md": [patch_architecture],
     "tests/test_architecture.py": [patch_architecture_test],
+    "tests/test_deploy_images.py": [patch_deploy_images_test],
     "breastdx_core/configs.py": [lambda text: fold_settings("breastdx_core/configs.py", text)],
     "breastdx_core/cluster_configs.py": [lambda text: fold_settings("breastdx_core/cluster_configs.py", text)],
 }
@@ -983,6 +1022,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     final_files = sorted({new_path.get(f, f) for f in files if f not in drops})
     source_of = {new_path.get(f, f): f for f in files}
 
+    cbis = next((f for f in ("components/mammo/cbis.py", "pipeline/mammo/cbis.py") if f in files), None)
+    if cbis:
+        with open(os.path.join(ROOT, cbis), encoding="utf-8") as handle:
+            CBIS_PREFLIGHT_IMPORT[0] = bool(re.search(r"pipeline\.preflight|from pipeline import[^\n]*\bpreflight\b",
+                                                      handle.read()))
     changed: List[str] = []
     contents: Dict[str, str] = {}
     for final in final_files:
