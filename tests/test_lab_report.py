@@ -133,7 +133,7 @@ def test_compare_table_and_figures_from_rows(tmp_path):
 
     rows = []
     for i, name in enumerate(("vgg16", "cnn_lstm")):
-        rows.append({"backbone": name, "parameters": 100 + i, "trainable": 90, "train_accuracy": 0.8,
+        rows.append({"backbone": name, "weights": "none", "parameters": 100 + i, "trainable": 90, "train_accuracy": 0.8,
                      "val_accuracy": 0.7 + i / 10, "val_precision": 0.6, "val_recall": 0.5, "val_f1": 0.55,
                      "val_auc": float("nan") if i else 0.75, "size_mb": 58.0 + i, "train_seconds": 12.5,
                      "diagnostics": "none", "history": {"loss": [0.7, 0.6], "val_loss": [0.69, 0.65],
@@ -142,8 +142,8 @@ def test_compare_table_and_figures_from_rows(tmp_path):
     files = compare.write_table(rows, str(tmp_path))
     files.update(compare.write_figures(rows, str(tmp_path)))
     md = open(files["md"]).read().splitlines()
-    assert md[0].startswith("| backbone | parameters") and len(md) == 4
-    assert "| cnn_lstm | 101 |" in md[3] and "n/a" in md[3]  # an undefined AUC says so
+    assert md[0].startswith("| backbone | weights | parameters") and len(md) == 4
+    assert "| cnn_lstm | none | 101 |" in md[3] and "n/a" in md[3]  # an undefined AUC says so
     import csv
 
     table = list(csv.DictReader(open(files["csv"])))
