@@ -19,8 +19,8 @@ The floors after the move (each imports only what is below it):
     pipeline/       create_pipeline + variants, console, dry run, KFP shim  TFX floor
     local_runner.py kubeflow_runner.py
     components/     custom components, module files, their libraries (evaluation/, mammo/)
-    breastdx_core/  data contract, settings, model card + schema, metrics,  ground floor
-                    decision rule, magic-byte check: no TensorFlow
+    breastdx_core/  data contract, settings (one loader), model card +      ground floor
+                    schema, metrics, decision rule, magic-byte check: no TensorFlow
 
 What it rewrites, in every tracked (or untracked, not ignored) text file:
   * Python imports: ``from pipeline import contract, pipeline`` is split by destination,
@@ -38,7 +38,10 @@ What it rewrites, in every tracked (or untracked, not ignored) text file:
     replaced by the contracts for the new layout;
   * the web image copies ``breastdx_core/`` instead of single files;
   * README.md's "Layout" section and docs/ARCHITECTURE.md's picture, contracts and
-    target-layout sections are replaced by the layout after the move.
+    target-layout sections are replaced by the layout after the move;
+  * settings: breastdx_core/loader.py (+ tests/test_settings_loader.py) is written and
+    configs.py's and cluster_configs.py's `_coerce`/`load` call it (SETTINGS_FOLD; only
+    where those functions are still the ones the table was written against).
 Paths computed from ``__file__`` keep resolving: every module that computes one stays at
 its depth (checked: the tool warns otherwise) and the schemas and templates move with the
 modules that read them.
@@ -101,9 +104,11 @@ NEW_FILES: Dict[str, str] = {
         'components and the console verbs all import it, and the web image copies it whole."""\n'),
     "breastdx_cli/__init__.py": (
         '"""The `breastdx` console script (pyproject.toml: `breastdx_cli.main:main`): one module\n'
-        'per verb group (`main`: demo, runs, summary; `kfp`: pipeline/run verbs on Kubeflow;\n'
-        '`predict`; `lab`: compare, report; `mammo`; `weights`). The top floor: nothing\n'
-        'in the project imports it."""\n'),
+        'per verb group (`main`: data, demo, summary and the list of every verb; `kfp` with\n'
+        '`kfp_auth`: pipeline and run verbs on Kubeflow / Vertex AI; `predict`; `lab`: compare,\n'
+        'report; `mammo`; `weights`). `serve` and `web` stay with their applications\n'
+        '(serving/cli.py, webapp/cli.py), which their images run without this package.\n'
+        'The top floor: nothing in the project imports it."""\n'),
 }
 # Whole-file docstrings replaced after the move (only when the file still holds `old`).
 DOCSTRINGS: Dict[str, Tuple[str, str]] = {
@@ -196,8 +201,9 @@ def importlinter_block() -> str:
 LAYOUT_PICTURE = """\
 ```
 pyproject.toml  Makefile  constraints.txt (the lock)  .python-version
-breastdx_cli/         applications: the `breastdx` verbs (main.py: demo, runs, summary;
-                      kfp.py + kfp_auth.py: Kubeflow; predict.py; lab.py; mammo.py; weights.py)
+breastdx_cli/         applications: the `breastdx` verbs (main.py: data, demo, summary and the
+                      verb list; kfp.py + kfp_auth.py: Kubeflow; predict.py; lab.py; mammo.py;
+                      weights.py)
 lab/                  applications: the model lab (compare, cross-validation, evaluation report)
 webapp/               applications: Flask app factory, blueprints, clients (never TensorFlow)
 serving/              applications: the TF-Serving-compatible model server
@@ -212,9 +218,9 @@ components/           TFX floor: image_ingest/ (custom Beam component), transfor
                       patches, models), evaluation/ (statistics, scoring, plots, template),
                       anomaly_gate.py, evaluation_report.py, card_pusher.py, progress.py
 breastdx_core/        ground floor, TF-free: contract.py (data contract), configs.py (every
-                      setting), cluster_configs.py, model_card.py + schemas/ (TFDV schemas,
-                      model card JSON Schema), metrics.py, decision.py, image_files.py,
-                      pretrained.py
+                      setting), cluster_configs.py, loader.py (the one settings loader),
+                      model_card.py + schemas/ (TFDV schemas, model card JSON Schema),
+                      metrics.py, decision.py, image_files.py, pretrained.py
 deploy/  docs/  bench/  tests/  tools/
 ```
 """
@@ -230,7 +236,8 @@ FLOORS_PICTURE = """\
                  trainer/diagnostics)
  ─────────────────────────────────────────────────────────────────────────────────────
  ground floor    breastdx_core/: contract (data contract), configs + cluster_configs (every
- (TF-free)       setting), model_card (+ schemas/), metrics, decision, image_files, pretrained
+ (TF-free)       setting) read through loader (one loader), model_card (+ schemas/), metrics,
+                 decision, image_files, pretrained
 ```
 """
 
@@ -472,12 +479,16 @@ SETTINGS_FOLD = {
 }
 
 
+SETTINGS_FOLDED: List[str] = []
+
+
 def fold_settings(path: str, text: str) -> str:
     """Replaces the file's `_coerce`/`load` by SETTINGS_FOLD's sources and imports the loader
     (only when every function still matches; otherwise a warning and no change)."""
     import hashlib
 
     if "loader.load(" in text:
+        SETTINGS_FOLDED.append(path)
         return text
     tree = ast.parse(text)
     nodes = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
@@ -499,6 +510,7 @@ def fold_settings(path: str, text: str) -> str:
             end += 1
         lines[start:end] = replacement
     text = "\n".join(lines).rstrip("\n") + "\n"
+    SETTINGS_FOLDED.append(path)
     # import the loader: into a one-line `from breastdx_core import ...`, or after the imports
     own = re.search(r"^from breastdx_core import ([\w, ]+)$", text, re.M)
     if own:
@@ -855,6 +867,11 @@ def patch_architecture(text: str) -> str:
             text = text[:m.end()] + contracts + text[end:]
         else:
             warn(f"{path}: no '## Contracts' section; update the contracts table by hand")
+    if SETTINGS_FOLDED:  # set while breastdx_core/*.py were rewritten (they sort before docs/)
+        text = re.sub(r"^\* The cluster: `breastdx_core/cluster_configs\.py` \(its own.*?(?=^\* |^\n|^## |\Z)",
+                      "* The cluster: `breastdx_core/cluster_configs.py`. It and `configs.py` read variables and\n"
+                      "  flags through `breastdx_core/loader.py`, the one loader of every settings dataclass\n"
+                      "  (`_coerce` once; `tests/test_settings_loader.py`).\n", text, flags=re.M | re.S)
     if "## The moves to this layout" not in text:
         m = re.search(r"^## The target layout\n", text, re.M)
         body = ("\n`tools/relayout.py` made these moves (issue 9) and rewrote every reference to them;\n"
