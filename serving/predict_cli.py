@@ -206,8 +206,7 @@ def _mosaic_line(folder: str, predict: Callable, card: Dict[str, Any], args: arg
     from webapp.uploads import UploadError
 
     try:
-        patches, skipped = mosaic.read_folder(folder)
-        slide = mosaic.assemble(patches, skipped)
+        slide = mosaic.assemble(*mosaic.read_folder(folder))
     except UploadError as err:
         return {"file": folder, "error": err.message}
     patch = wholeslide.model_patch(card)

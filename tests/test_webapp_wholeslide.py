@@ -104,6 +104,7 @@ def patient_zip(places, patient="12345", folder="12345/") -> bytes:
         for x, y, label, color in places:
             archive.writestr(f"{folder}{label}/{patient}_idx5_x{x}_y{y}_class{label}.png", patch_png(color))
         archive.writestr(f"{folder}README.txt", b"not a patch")
+        archive.writestr(f"{folder}0/{patient}_idx5_x900_y900_class0.png", b"")  # left out, with its reason
     return buffer.getvalue()
 
 
@@ -119,6 +120,8 @@ def test_mosaic_api_places_patches_at_their_names_xy(client):
     assert set(by_place) == {(x, y) for x, y, _, _ in PLACES}
     assert by_place[(150, 100)]["positive_probability"] > 0.9 and by_place[(100, 0)]["positive_probability"] < 0.1
     assert body["counts"]["positive"] == 3 and body["counts"]["agree_with_label"] == 5
+    assert body["skipped"] == {"not_an_idc_patch_name": 1, "refused_patch": 1}
+    assert body["refused"] == ["12345_idx5_x900_y900_class0.png: the file is empty"]
     assert body["mosaic_png"].startswith("data:image/png;base64,")
 
 
@@ -161,7 +164,7 @@ HOSTILE = {
     "zip bomb": (_bomb(), 413, "zip bomb"),
     "past the pixel limit": (_zip_with("1_idx5_x99999_y99999_class0.png", patch_png(RED)), 413, "at most"),
     "no patch names": (_zip_with("photo.png", patch_png(RED)), 400, "named like an IDC patch"),
-    "not an image": (_zip_with("1_idx5_x0_y0_class0.png", b"hello"), 400, "not an image"),
+    "not an image": (_zip_with("1_idx5_x0_y0_class0.png", b"hello"), 400, "no readable patch: 1 refused"),
 }
 
 
@@ -201,9 +204,11 @@ def test_read_folder_walks_the_idc_layout(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"12345_idx5_x{x}_y{y}_class{label}.png").write_bytes(patch_png(color))
     (tmp_path / "notes.txt").write_text("x")
-    patches, skipped = mosaic.read_folder(str(tmp_path))
+    (tmp_path / "12345" / "0" / "12345_idx5_x300_y300_class0.png").write_bytes(b"")
+    patches, skipped, refused = mosaic.read_folder(str(tmp_path))
     assert sorted((p.x, p.y, p.label) for p in patches) == sorted((x, y, lab) for x, y, lab, _ in PLACES)
-    assert skipped == {"not_an_idc_patch_name": 1}
+    assert skipped == {"not_an_idc_patch_name": 1, "refused_patch": 1}
+    assert refused == ["12345_idx5_x300_y300_class0.png: the file is empty"]
 
 
 def test_tissue_mask_counts_tinted_pixels_only():

@@ -49,7 +49,7 @@ def kind_of(card: Dict[str, Any]) -> str:
     contract_ = card.get("input_contract") or {}
     if card.get("variant") == KIND_SEGMENTATION or contract_.get("signature") == SEGMENT_SIGNATURE:
         return KIND_SEGMENTATION
-    if contract_.get("heatmap_signature"):
+    if contract_.get("heatmap_signature"):  # the whole-mammogram card (variant "whole_image")
         return KIND_WHOLE_IMAGE
     return KIND_CLASSIFIER
 

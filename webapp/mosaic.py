@@ -10,7 +10,9 @@ A zip upload is read in memory only, member by member, and refused with a 4xx be
 any pixel is decoded when it is empty, holds paths outside its root or links, declares
 more bytes or members than allowed, compresses too well (a zip bomb), or places patches
 on a slide larger than the pixel limit. Every patch then passes the upload checks of
-``webapp.uploads``. Nothing is written to disk. Only numpy and Pillow: no TensorFlow.
+``webapp.uploads``; a patch that fails them (empty, truncated, not an image) is left out
+of the slide and listed with its reason, as ImageIngest reports the files it skips.
+Nothing is written to disk. Only numpy and Pillow: no TensorFlow.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ MAX_MOSAIC_PIXELS = 8000 * 8000  # the slide canvas the patches span
 MAX_PATCH_BYTES = 1024 * 1024
 MAX_PATCH_PIXELS = 512 * 512
 MOSAIC_DISPLAY_SIDE = 1024
+MAX_LISTED = 20  # refused patches named in the answer (all are counted)
+SKIPPED_PATCH = "refused_patch"
 OUTLINE_LABELLED = (0, 0, 0)  # patches the file name marks class 1 (the data set's annotation)
 
 
@@ -68,6 +72,7 @@ class Mosaic:
     patient: str
     patches: List[Patch]
     skipped: Dict[str, int]
+    refused: List[str]
     width: int
     height: int
     positive_class: Optional[str] = None
@@ -85,7 +90,7 @@ class Mosaic:
     def as_dict(self) -> Dict[str, Any]:
         """The JSON API's body (without the picture)."""
         return {"patient": self.patient, "width": self.width, "height": self.height, "counts": self.counts(),
-                "skipped": self.skipped, "positive_class": self.positive_class, "model_name": self.model_name,
+                "skipped": self.skipped, "refused": self.refused, "positive_class": self.positive_class, "model_name": self.model_name,
                 "model_version": self.model_version,
                 "patches": [{"file": p.name, "x": p.x, "y": p.y, "label": p.label, "status": p.status,
                              "positive_probability": p.positive_probability, "class_name": p.class_name,
@@ -114,12 +119,13 @@ def _member_path(info: zipfile.ZipInfo) -> str:
 
 
 def read_zip(data: bytes, max_members: int = MAX_MEMBERS, max_uncompressed: int = MAX_UNCOMPRESSED,
-             max_mosaic_pixels: int = MAX_MOSAIC_PIXELS) -> List[Patch]:
-    """The IDC patches in a zip archive, checked, in memory.
+             max_mosaic_pixels: int = MAX_MOSAIC_PIXELS) -> Tuple[List[Patch], Dict[str, int], List[str]]:
+    """The IDC patches in a zip archive, checked, in memory: (patches, skipped files by
+    reason, refused patches with their reasons).
 
     Raises:
-        UploadError: 400 (not a zip, empty, unsafe paths, no IDC patch names, bad patch)
-            or 413 (too many members, too many bytes, a zip bomb, a slide past the limit).
+        UploadError: 400 (not a zip, empty, unsafe paths, no IDC patch names, no readable
+            patch) or 413 (too many members, too many bytes, a zip bomb, a slide past the limit).
     """
     if not data:
         raise UploadError("the zip file is empty")
@@ -143,18 +149,20 @@ def read_zip(data: bytes, max_members: int = MAX_MEMBERS, max_uncompressed: int 
         if declared > MAX_RATIO * max(compressed, 1) and declared > MAX_PATCH_BYTES:
             raise UploadError(f"the zip archive expands {declared // max(compressed, 1)}-fold "
                               f"(a zip bomb?); PNG patches expand at most {MAX_RATIO}-fold", HTTP_TOO_LARGE)
-        named = []
+        named, skipped = [], {}
         for info in infos:
             path = _member_path(info)
             parsed = parse_name(posixpath.basename(path))
             if parsed is not None:
                 named.append((info, path, parsed))
+            else:
+                skipped["not_an_idc_patch_name"] = skipped.get("not_an_idc_patch_name", 0) + 1
         if not named:
             raise UploadError("no file in the zip archive is named like an IDC patch "
                               "(<patient>_idx5_x<X>_y<Y>_class<C>.png)")
         check_canvas([(x, y) for _, _, (_, x, y, _) in named], max_mosaic_pixels)
-        patches = []
-        for index, (info, path, (patient, x, y, label)) in enumerate(named):
+        entries = []
+        for info, path, (patient, x, y, label) in named:
             if info.file_size > MAX_PATCH_BYTES:
                 raise UploadError(f"{path}: {info.file_size} bytes; a patch is at most {MAX_PATCH_BYTES}",
                                   HTTP_TOO_LARGE)
@@ -163,8 +171,8 @@ def read_zip(data: bytes, max_members: int = MAX_MEMBERS, max_uncompressed: int 
                 content = member.read(info.file_size + 1)
             if len(content) != info.file_size:
                 raise UploadError(f"{path}: holds more bytes than its zip entry declares", HTTP_BAD_REQUEST)
-            patches.append(_checked(posixpath.basename(path), content, index, patient, x, y, label))
-    return patches
+            entries.append((posixpath.basename(path), content, patient, x, y, label))
+    return _checked_all(entries, skipped)
 
 
 def check_canvas(places: List[Tuple[int, int]], max_pixels: int, patch: int = 50) -> None:
@@ -176,15 +184,33 @@ def check_canvas(places: List[Tuple[int, int]], max_pixels: int, patch: int = 50
                           HTTP_TOO_LARGE)
 
 
-def _checked(name: str, content: bytes, index: int, patient: str, x: int, y: int, label: int) -> Patch:
-    upload = check_upload(name, content, index, MAX_PATCH_BYTES, MAX_PATCH_PIXELS)
-    return Patch(upload.name, patient, x, y, label, upload.data, upload.width, upload.height)
+def _checked_all(entries: List[Tuple[str, bytes, str, int, int, int]], skipped: Dict[str, int]
+                 ) -> Tuple[List[Patch], Dict[str, int], List[str]]:
+    """Every patch through the web app's upload check; the refused ones counted and named.
+
+    Raises:
+        UploadError: when no patch is left.
+    """
+    patches, refused = [], []
+    for index, (name, content, patient, x, y, label) in enumerate(entries):
+        try:
+            upload = check_upload(name, content, index, MAX_PATCH_BYTES, MAX_PATCH_PIXELS)
+        except UploadError as err:
+            skipped[SKIPPED_PATCH] = skipped.get(SKIPPED_PATCH, 0) + 1
+            if len(refused) < MAX_LISTED:
+                refused.append(err.message)
+            continue
+        patches.append(Patch(upload.name, patient, x, y, label, upload.data, upload.width, upload.height))
+    if not patches:
+        raise UploadError(f"no readable patch: {len(refused)} refused ({'; '.join(refused[:3])})")
+    return patches, skipped, refused
 
 
 def read_folder(root: str, max_members: int = MAX_MEMBERS, max_mosaic_pixels: int = MAX_MOSAIC_PIXELS
-                ) -> Tuple[List[Patch], Dict[str, int]]:
+                ) -> Tuple[List[Patch], Dict[str, int], List[str]]:
     """The IDC patches under a folder (``<patient>/<0|1>/*.png`` or flat); symbolic links
-    are not followed. Returns the patches and the skipped files by reason.
+    are not followed. Returns the patches, the skipped files by reason and the refused
+    patches with their reasons.
 
     Raises:
         UploadError: no patch, too many, a slide past the limit, or a refused file.
@@ -207,15 +233,15 @@ def read_folder(root: str, max_members: int = MAX_MEMBERS, max_mosaic_pixels: in
     if not found:
         raise UploadError(f"no file under {root} is named like an IDC patch (<patient>_idx5_x<X>_y<Y>_class<C>.png)")
     check_canvas([(x, y) for _, (_, x, y, _) in found], max_mosaic_pixels)
-    patches = []
-    for index, (path, (patient, x, y, label)) in enumerate(found):
+    entries = []
+    for path, (patient, x, y, label) in found:
         with open(path, "rb") as handle:
-            content = handle.read(MAX_PATCH_BYTES + 1)
-        patches.append(_checked(os.path.basename(path), content, index, patient, x, y, label))
-    return patches, skipped
+            entries.append((os.path.basename(path), handle.read(MAX_PATCH_BYTES + 1), patient, x, y, label))
+    return _checked_all(entries, skipped)
 
 
-def assemble(patches: List[Patch], skipped: Optional[Dict[str, int]] = None) -> Mosaic:
+def assemble(patches: List[Patch], skipped: Optional[Dict[str, int]] = None,
+             refused: Optional[List[str]] = None) -> Mosaic:
     """One patient's :class:`Mosaic`; patches of other patients are an UploadError."""
     patients = sorted({p.patient for p in patches})
     if len(patients) != 1:
@@ -223,7 +249,8 @@ def assemble(patches: List[Patch], skipped: Optional[Dict[str, int]] = None) -> 
                           "upload one patient's patches at a time")
     width = max(p.x + p.width for p in patches)
     height = max(p.y + p.height for p in patches)
-    return Mosaic(patients[0], sorted(patches, key=lambda p: (p.y, p.x)), dict(skipped or {}), width, height)
+    return Mosaic(patients[0], sorted(patches, key=lambda p: (p.y, p.x)), dict(skipped or {}), list(refused or []),
+                  width, height)
 
 
 def classify(mosaic: Mosaic, predict: Callable[[List[bytes]], List[Any]], settings: tiling.TileSettings,

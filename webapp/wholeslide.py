@@ -102,8 +102,7 @@ def make_mosaic(with_picture: bool) -> Dict[str, Any]:
     name, data = _one_file("archive", config["MAX_ZIP_BYTES"])
     if len(data) > config["MAX_ZIP_BYTES"]:
         raise UploadError(f"the zip file is larger than {config['MAX_ZIP_BYTES']} bytes", HTTP_TOO_LARGE)
-    patches = mosaic.read_zip(data, max_mosaic_pixels=config["MAX_MOSAIC_PIXELS"])
-    slide = mosaic.assemble(patches)
+    slide = mosaic.assemble(*mosaic.read_zip(data, max_mosaic_pixels=config["MAX_MOSAIC_PIXELS"]))
     predict, version, card = _predictor(_version())
     settings = tiling.TileSettings(patch=model_patch(card), stride=model_patch(card), batch=int(config["TILE_BATCH"]))
     mosaic.classify(slide, predict, settings, threshold=card_threshold(card),
