@@ -216,7 +216,7 @@ def _mosaic_line(folder: str, predict: Callable, card: Dict[str, Any], args: arg
     target = _stem_path(args.map_dir, folder, MOSAIC_SUFFIX)
     with open(target, "wb") as handle:
         handle.write(mosaic.render(slide, contract.RESEARCH_ONLY))
-    return {"file": folder, "mosaic": target, "patient": slide.patient, **slide.counts()}
+    return {"file": folder, "mosaic": target, "patient": slide.patient, **slide.counts(), "refused": slide.refused}
 
 
 def _format(line: Dict[str, Any], as_json: bool) -> str:
@@ -233,7 +233,7 @@ def _format(line: Dict[str, Any], as_json: bool) -> str:
     if "mosaic" in line:
         return (f"{path}: mosaic of patient {line['patient']}: {line['patches']} patches, {line['assessed']} "
                 f"assessed, {line['uncertain']} uncertain, {line['flagged']} not assessed, {line['positive']} "
-                f"positive -> {line['mosaic']}")
+                f"positive -> {line['mosaic']}" + "".join(f"\n  left out: {r}" for r in line["refused"]))
     ruled = line.get("decision") or {}
     if ruled.get("status") in ("not_assessed", "uncertain"):  # the server's words, no class
         members = f" (set: {', '.join(ruled.get('prediction_set') or [])})" if ruled.get("prediction_set") else ""
