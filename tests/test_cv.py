@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import configs, synthetic
+from pipeline import configs
 from pipeline.lab import cv
 
 
@@ -58,16 +58,17 @@ def test_metrics_reuse_the_project_metrics_and_bootstrap_patients():
 
 
 @pytest.mark.e2e
-def test_two_folds_through_run_fn(tmp_path):
-    """Data stages, per-patient regrouping, two models through run_fn, held-out scores."""
-    config = configs.load(env={}, workdir=str(tmp_path), train_steps=2, eval_steps=0, epochs=1, batch_size=8,
-                          backbone="resnet50", stain_jitter=0.05, bootstrap_resamples=20)
-    synthetic.write_idc(config.data_root, patients=6, patches_per_patient=6, seed=2)
+def test_two_folds_through_run_fn(idc_run, tmp_path):
+    """Per-patient regrouping of the session run's data stages (tests/conftest.py `idc_run`),
+    two models through run_fn, held-out scores; the table, JSON and ROC plot."""
+    run_config, _ = idc_run
+    config = configs.load(env={}, workdir=run_config.workdir, seed=run_config.seed, train_steps=2, eval_steps=0,
+                          epochs=1, batch_size=8, backbone="resnet50", stain_jitter=0.05, bootstrap_resamples=20)
     result = cv.cross_validate(config, folds=2, out_dir=str(tmp_path / "cv"))
     folds = result["folds"]
     assert len(folds) == 2
     tested = [p for row in folds for p in row["test_patients"]]
-    assert sorted(tested) == sorted(set(tested)) and len(tested) == 6  # every patient tested once
+    assert sorted(tested) == sorted(set(tested)) and len(tested) == result["meta"]["patients"]  # each once
     for row in folds:
         assert not set(row["test_patients"]) & set(row["train_patients"] + row["eval_patients"])
         assert row["budget"]["images_seen"] == 2 * 8 and row["calibration"]["method"] == "temperature"
@@ -77,5 +78,5 @@ def test_two_folds_through_run_fn(tmp_path):
     assert set(result["pooled"]["metrics"]) == set(cv.METRICS)
     with open(tmp_path / "cv" / "cv.json") as handle:
         assert json.load(handle)["meta"]["synthetic_data"] is True
-    assert f"| pooled | 6 patients | {images} |" in open(tmp_path / "cv" / "cv.md").read()
+    assert f"| pooled | {len(tested)} patients | {images} |" in open(tmp_path / "cv" / "cv.md").read()
     assert os.path.getsize(tmp_path / "cv" / "roc.png") > 1000

@@ -329,7 +329,7 @@ def cross_validate(config: PipelineConfig, folds: int, out_dir: Optional[str] = 
                         f"{config.task_spec.class_names[int(np.argmin(present))]!r} images")
                 warnings.append(note)
                 log.warning("cv: %s", note)
-        log.info("cv: fold %d/%d: train %d patients, eval %d, test %d (%s)", k + 1, folds, len(train),
+        log.info("cv: fold %d (of %d): train %d patients, eval %d, test %d (%s)", k, folds, len(train),
                  len(evaluation), len(test), ", ".join(test))
         row = train_fold(config, data, files, k, test, evaluation, train, out_dir, keep_models)
         y, s, g = np.asarray(row["labels"]), np.asarray(row["scores"]), np.asarray(row["groups"])
