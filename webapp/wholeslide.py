@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from pipeline import contract
-from webapp import audit, mosaic, overlay, service, tiling
+from webapp import audit, kinds, mosaic, overlay, service, tiling
 from webapp.uploads import HTTP_TOO_LARGE, UploadError, check_upload
 
 ui_bp = Blueprint("wholeslide", __name__)
@@ -66,6 +66,9 @@ def _predictor(version: Optional[str]) -> Tuple[Callable[[List[bytes]], list], O
     if version is None and hasattr(client, "newest_version"):
         version = client.newest_version()  # every batch of one map goes to the same version
     card = service.card_for(version)
+    if kinds.kind_of(card) != kinds.KIND_CLASSIFIER:
+        raise UploadError(f"model {client.model_name} version {version} is a {kinds.kind_of(card)} model; maps and "
+                          "mosaics need a patch classifier (serve one, e.g. the IDC model, and try again)")
     return (lambda batch: client.predict(batch, version=version, explain=False)), version, card
 
 
