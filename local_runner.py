@@ -33,7 +33,10 @@ def run(config: configs.PipelineConfig) -> None:
     if config.variant == "mammo":  # a CBIS-DDSM release, not an image tree
         from pipeline.mammo import cbis
 
-        images, abnormalities = cbis.preflight(config.data_root)
+        try:
+            images, abnormalities = cbis.preflight(config.data_root)
+        except cbis.CbisError as err:
+            raise preflight.PreflightError(str(err)) from None
         log.info("data: %s (CBIS-DDSM release): %d mammograms, %d abnormalities", config.data_root, images,
                  abnormalities)
     else:

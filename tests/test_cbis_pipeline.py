@@ -70,3 +70,18 @@ def test_the_variant_compiles_for_kubeflow_pipelines(tmp_path):
     base = tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
     assert base == {"producerTask": "PatchTrainer", "outputArtifactKey": "model"}
     assert config.data_root.startswith(ROOT)
+
+
+def test_a_folder_that_is_no_release_stops_before_the_pipeline_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "not_a_release").mkdir()
+    (tmp_path / "not_a_release" / "notes.txt").write_text("no CSVs here")
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--task", "cbis", "--variant", "mammo",
+                           "--data-root", str(tmp_path / "not_a_release"), "--workdir", str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "case-description CSV" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr

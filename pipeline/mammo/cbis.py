@@ -236,25 +236,20 @@ def mammograms(abnormalities: Iterable[Abnormality]) -> List[Mammogram]:
 
 
 def preflight(root: str) -> Tuple[int, int]:
-    """The mammography pipeline's check before it starts (local_runner.py): the
-    release at ``root`` has readable CSV rows in both of its splits. Returns
-    (mammograms, abnormalities).
+    """The mammography pipeline's check before it starts (local_runner.py turns the error
+    into its PreflightError): the release at ``root`` has readable CSV rows in both of
+    its splits. Returns (mammograms, abnormalities).
 
     Raises:
-        pipeline.preflight.PreflightError: naming what is missing (the CLI exits 2).
+        CbisError: naming what is missing.
     """
-    from pipeline.preflight import PreflightError
-
     if not os.path.isdir(root):
-        raise PreflightError(f"{root}: the CBIS-DDSM release folder does not exist (expected the four "
-                             f"case-description CSVs and the CBIS-DDSM/ image folder)")
-    try:
-        abnormalities, problems = read_release(root)
-    except CbisError as err:
-        raise PreflightError(str(err)) from None
+        raise CbisError(f"{root}: the CBIS-DDSM release folder does not exist (expected the four "
+                        f"case-description CSVs and the CBIS-DDSM/ image folder)")
+    abnormalities, problems = read_release(root)
     splits = {a.split for a in abnormalities}
     if splits != {"train", "test"}:
-        raise PreflightError(f"{root}: usable rows in split(s) {sorted(splits) or 'none'}; the pipeline needs "
-                             f"train and test rows with their images and ROI masks ({len(problems)} row(s) "
-                             f"unusable, e.g. {problems[:2]})")
+        raise CbisError(f"{root}: usable rows in split(s) {sorted(splits) or 'none'}; the pipeline needs "
+                        f"train and test rows with their images and ROI masks ({len(problems)} row(s) "
+                        f"unusable, e.g. {problems[:2]})")
     return len(mammograms(abnormalities)), len(abnormalities)
