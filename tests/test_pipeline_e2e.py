@@ -125,6 +125,7 @@ def _answers_png(version_dir, data):
     np.testing.assert_allclose(out[contract.OUTPUT_PROBABILITIES].numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.timeout(2400)  # a whole pipeline run, one process per task
 def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path):
     """The compiled KFP 2 package, task by task as KFP's driver and launcher would run it
     (pipeline/dry_run.py), with the image's TFX shim: it ends with a pushed model in TF
@@ -134,7 +135,8 @@ def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path):
 
     root = "gs://dry-run-bucket/breastdx"
     cluster = cluster_configs.load(env={}, engine="kfp", image="registry.example.invalid/breastdx:test",
-                                   gcs_root=root, gpu_count=0, distribution_strategy="none")
+                                   gcs_root=root, gpu_count=0, distribution_strategy="none",
+                                   beam_direct_mode="in_memory")  # the pod's multi-process mode costs minutes here
     config = kubeflow_runner.cluster_pipeline_config(cluster, env={}, train_steps=16, eval_steps=4, seed=5)
     package = kubeflow_runner.compile_pipeline(config, cluster, str(tmp_path / "breastdx-idc.yaml"))
     storage = dry_run.LocalStorage(str(tmp_path / "gcs"))
