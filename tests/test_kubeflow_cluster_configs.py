@@ -29,6 +29,7 @@ def test_dataflow_args_need_a_project_and_use_the_image():
     ({"BREASTDX_GPU_COUNT": "one"}, "BREASTDX_GPU_COUNT must be a number"),
     ({"BREASTDX_DISTRIBUTION_STRATEGY": "tpu"}, "BREASTDX_DISTRIBUTION_STRATEGY"),
     ({"BREASTDX_DISTRIBUTION_STRATEGY": "multi_worker_mirrored"}, "nothing would start the other workers"),
+    ({"BREASTDX_BEAM_DIRECT_MODE": "threads"}, "BREASTDX_BEAM_DIRECT_MODE"),
 ])
 def test_bad_values_name_the_variable(env, needle):
     with pytest.raises(cluster_configs.ClusterConfigError, match=needle):
@@ -38,3 +39,9 @@ def test_bad_values_name_the_variable(env, needle):
 def test_cluster_variables_do_not_reach_the_pipeline_config():
     env = {"BREASTDX_IMAGE": "r/i:t", "BREASTDX_TASK": "busi"}
     assert configs.load(env=cluster_configs.without_cluster_env(env)).task == "busi"
+
+
+def test_direct_runner_mode():
+    assert "--direct_running_mode=multi_processing" in cluster_configs.load(env={}).beam_pipeline_args()
+    assert cluster_configs.load(env={"BREASTDX_BEAM_DIRECT_MODE": "in_memory"}).beam_pipeline_args() == [
+        "--runner=DirectRunner", "--direct_running_mode=in_memory"]
