@@ -843,6 +843,7 @@ def patch_readme(text: str) -> str:
 
 def patch_architecture(text: str) -> str:
     path = "docs/ARCHITECTURE.md"
+    text = text.replace("# Architecture: the floors, today and where they go\n", "# Architecture: the floors\n")
     if "## The floors\n" not in text:
         m = re.search(r"^## The floors[^\n]*\n", text, re.M)
         if m:
