@@ -216,7 +216,8 @@ components/           TFX floor: image_ingest/ (custom Beam component), transfor
                       (module files, one per folder), segmentation/ (U-Net variant), mammo/
                       (CbisExampleGen, patch_trainer/ and whole_trainer/, CBIS-DDSM readers,
                       patches, models), evaluation/ (statistics, scoring, plots, template),
-                      anomaly_gate.py, evaluation_report.py, card_pusher.py, progress.py
+                      pretrained/ (weights converter), anomaly_gate.py, baseline_evaluator.py,
+                      evaluation_report.py, card_pusher.py, batchnorm.py, progress.py
 breastdx_core/        ground floor, TF-free: contract.py (data contract), configs.py (every
                       setting), cluster_configs.py, loader.py (the one settings loader),
                       model_card.py + schemas/ (TFDV schemas, model card JSON Schema),
