@@ -45,7 +45,9 @@ REPORT_KEY = "report"
 class EvaluationReportArtifact(types.Artifact):
     """A folder with ``model_card.json`` (complete but for version and run) and the report."""
 
-    TYPE_NAME = "breastdx.EvaluationReport"  # <namespace>.<Name>: what the KFP v2 compiler accepts
+    # "<module>.<Class>": the KFP v2 compiler wants <namespace>.<Name>, its container entrypoint
+    # imports the class by that path (components/__init__.py resolves it lazily).
+    TYPE_NAME = "components.EvaluationReport"
 
 
 def overall_metrics(evaluation_uri: str) -> Dict[str, Any]:
