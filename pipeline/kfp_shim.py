@@ -133,9 +133,32 @@ def inputs_spec_from_argv(argv: Optional[List[str]] = None) -> Any:
     return spec
 
 
+def custom_artifact_class_path(title: str) -> str:
+    """A class path for a custom artifact type TFX would import by its schema title
+    (``breastdx.EvaluationReport`` is a type name, not a module path): an Artifact subclass
+    with that TYPE_NAME, made here once, so the type name survives the round trip."""
+    from tfx.types import artifact
+
+    name = "Custom_" + "".join(c if c.isalnum() else "_" for c in title)
+    if name not in globals():
+        globals()[name] = type(name, (artifact.Artifact,), {"TYPE_NAME": title, "__module__": __name__})
+    return f"{__name__}.{name}"
+
+
 def _patch_entrypoint_utils(module: Any) -> None:
     original_artifact = module._parse_raw_artifact  # pylint: disable=protected-access
     original_dict = module.parse_raw_artifact_dict
+    original_class_path = module._retrieve_class_path  # pylint: disable=protected-access
+
+    def retrieve_class_path(type_schema):
+        from tfx.utils import import_utils
+
+        path = original_class_path(type_schema)
+        try:
+            import_utils.import_class_by_path(path)
+            return path
+        except ImportError:  # a custom type: TFX takes its title for an import path
+            return custom_artifact_class_path(path)
 
     def parse_raw_artifact(artifact_pb, name_from_id):
         normalize_type(artifact_pb)
@@ -149,6 +172,7 @@ def _patch_entrypoint_utils(module: Any) -> None:
 
     module._parse_raw_artifact = parse_raw_artifact  # pylint: disable=protected-access
     module.parse_raw_artifact_dict = parse_raw_artifact_dict
+    module._retrieve_class_path = retrieve_class_path  # pylint: disable=protected-access
 
 
 def _patch_compiler_utils(module: Any) -> None:

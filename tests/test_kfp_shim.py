@@ -37,6 +37,10 @@ ARTIFACT_CHECKS = textwrap.dedent('''
                                               metadata={"split_names": '["train"]'}),
         "no_type_pushed": runtime(name="20", uri="gs://b/r/Pusher/pushed_model",
                                   metadata={"pushed": 1.0, "pushed_destination": "gs://b/serving/m/3"}),
+        # a custom type, typed from the inputs spec: its title is a type name, not a module path
+        "custom_type": runtime(name="22", uri="gs://b/r/EvaluationReport/report",
+                               type={"instanceSchema": "title: breastdx.EvaluationReport\\ntype: object\\n"},
+                               metadata={"display_name": "report"}),
     }
 
     def parse_all():
@@ -47,7 +51,7 @@ ARTIFACT_CHECKS = textwrap.dedent('''
                 artifact = utils._parse_raw_artifact(copy, {})
                 out[name] = [type(artifact).__name__, artifact.uri,
                              getattr(artifact, "split_names", None) if name != "no_type_pushed" else
-                             artifact.get_string_custom_property("pushed_destination")]
+                             artifact.get_string_custom_property("pushed_destination"), artifact.type_name]
             except Exception as err:  # what TFX's stock entrypoint does with it
                 out[name] = ["error", type(err).__name__]
         return out
@@ -107,9 +111,16 @@ def test_stock_tfx_fails_on_what_the_kfp_driver_sends(parsed):
 
 
 def test_fix_2_and_3_empty_schema_typed_from_metadata_keys(parsed):
-    assert parsed["shim"]["empty_instance_schema"] == ["Examples", "gs://b/r/ImageExampleGen/examples",
-                                                        '["train","eval"]']
-    assert parsed["shim"]["no_type_pushed"] == ["PushedModel", "gs://b/r/Pusher/pushed_model", "gs://b/serving/m/3"]
+    assert parsed["shim"]["empty_instance_schema"][:3] == ["Examples", "gs://b/r/ImageExampleGen/examples",
+                                                            '["train","eval"]']
+    assert parsed["shim"]["no_type_pushed"][:3] == ["PushedModel", "gs://b/r/Pusher/pushed_model",
+                                                    "gs://b/serving/m/3"]
+
+
+def test_custom_artifact_types_keep_their_type_name(parsed):
+    """Found by the dry run: TFX imports a custom type's schema title as a class path."""
+    assert parsed["stock"]["custom_type"][0] == "error"
+    assert parsed["shim"]["custom_type"][3] == "breastdx.EvaluationReport"
 
 
 def test_fix_1_system_titles_map_to_tfx_classes(parsed):
