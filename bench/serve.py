@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import os
 import socket
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import requests
 
@@ -98,6 +99,36 @@ def wait_until_up(url: str, process: subprocess.Popen, needle: str = "") -> None
     raise SystemExit(f"{url} did not come up in {STARTUP_TIMEOUT_S:.0f} s")
 
 
+@contextlib.contextmanager
+def model_and_web_servers(serving_root: str, model: str, web_env: Optional[Dict[str, str]] = None
+                          ) -> Iterator[Tuple[str, str]]:
+    """The model server and the web app in front of it, as `make serve` / `make web` start
+    them, each on a free port; yields (model server URL, web app URL) once both answer."""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    model_port, web_port = free_port(), free_port()
+    model_url, web_url = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{web_port}"
+    log = open(os.devnull, "w")
+    servers = [
+        subprocess.Popen([sys.executable, "-m", "serving", "--serving-root", serving_root, "--model-name",
+                          model, "--port", str(model_port)], env=env, stdout=log, stderr=log),
+        subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(web_port), "--server", model_url,
+                          "--model", model], env=dict(env, **(web_env or {})), stdout=log, stderr=log),
+    ]
+    try:
+        wait_until_up(f"{model_url}/v1/models/{model}", servers[0], "AVAILABLE")
+        wait_until_up(f"{web_url}/healthz", servers[1])
+        yield model_url, web_url
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        log.close()
+
+
 def load(call: Callable[[requests.Session], object], clients: int, seconds: float) -> Dict[str, object]:
     """Runs ``call`` in ``clients`` threads for ``seconds``; counts answers, errors, latencies.
 
@@ -162,19 +193,7 @@ def main(argv=None) -> int:
     raw_default = raw_latencies(path, image, "serving_default")
     raw_explain = raw_latencies(path, image, "explain")
 
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    model_port, web_port = free_port(), free_port()
-    model_url, web_url = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{web_port}"
-    log = open(os.devnull, "w")
-    servers = [
-        subprocess.Popen([sys.executable, "-m", "serving", "--serving-root", args.serving_root, "--model-name",
-                          args.model, "--port", str(model_port)], env=env, stdout=log, stderr=log),
-        subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(web_port), "--server", model_url,
-                          "--model", args.model], env=env, stdout=log, stderr=log),
-    ]
-    try:
-        wait_until_up(f"{model_url}/v1/models/{args.model}", servers[0], "AVAILABLE")
-        wait_until_up(f"{web_url}/healthz", servers[1])
+    with model_and_web_servers(args.serving_root, args.model) as (model_url, web_url):
         body = {"instances": [{"b64": base64.b64encode(image).decode("ascii")}]}
 
         def web_call(session: requests.Session) -> bool:
@@ -207,15 +226,6 @@ def main(argv=None) -> int:
                   f"p50 {p50:8.1f} ms   p99 {p99:8.1f} ms   (n={result['n']})")
             for kind, count in sorted(result["kinds"].items()):
                 print(f"    {count} x {kind}")
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        log.close()
     return 0
 
 

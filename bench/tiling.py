@@ -21,7 +21,6 @@ import argparse
 import io
 import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Dict, List
@@ -31,7 +30,7 @@ import requests
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve import free_port, newest_version, wait_until_up  # noqa: E402  (bench/serve.py)
+from serve import model_and_web_servers, newest_version  # noqa: E402  (bench/serve.py)
 
 SIDE = 2000
 GLASS = 242
@@ -108,20 +107,8 @@ def main(argv=None) -> int:
     print(f"model {args.model} at {path}; {SIDE}x{SIDE} image, {len(image)} bytes; stride {args.stride}; "
           f"{os.cpu_count()} CPU cores")
 
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    model_port, web_port = free_port(), free_port()
-    model_url, web_url = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{web_port}"
-    log = open(os.devnull, "w")
-    servers = [
-        subprocess.Popen([sys.executable, "-m", "serving", "--serving-root", args.serving_root, "--model-name",
-                          args.model, "--port", str(model_port)], env=env, stdout=log, stderr=log),
-        subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(web_port), "--server", model_url,
-                          "--model", args.model], env=dict(env, BREASTDX_WEB_REQUEST_TIMEOUT_S="600"),
-                         stdout=log, stderr=log),
-    ]
-    try:
-        wait_until_up(f"{model_url}/v1/models/{args.model}", servers[0], "AVAILABLE")
-        wait_until_up(f"{web_url}/healthz", servers[1])
+    with model_and_web_servers(args.serving_root, args.model,
+                               web_env={"BREASTDX_WEB_REQUEST_TIMEOUT_S": "600"}) as (model_url, web_url):
         walls, body = [], {}
         for repeat in range(args.repeats + 1):  # the first call warms both servers up
             started = time.perf_counter()
@@ -134,11 +121,6 @@ def main(argv=None) -> int:
             if repeat:
                 walls.append(elapsed)
         parts = in_process_parts(image, model_url, args.model, args.stride)
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=30)
     floor = model_floor(path, parts["crops"])
     counts = body["counts"]
     wall = statistics.median(walls)
