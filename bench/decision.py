@@ -6,7 +6,7 @@ tests. It reads the newest pushed version under ``<workdir>/serving/<model>/`` a
 run's ImageExampleGen splits, then prints:
 
 * p50/p99 of one image through ``serving_default`` in process (the prediction), of the
-  web app's / server's check (`pipeline.decision.assess`: header, colour statistics,
+  web app's / server's check (`breastdx_core.decision.assess`: header, colour statistics,
   conformal set), and of the OOD head alone (the Mahalanobis distance on the penultimate
   features, a [1, d] x [d, d] product, timed as a ``tf.function`` on the card's sizes), and
   their ratio to the prediction (goal: <= 10 %);
@@ -53,9 +53,9 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from pipeline import contract, decision, model_card
-    from pipeline.evaluation import scoring
-    from pipeline.evaluation.statistics import covered_with_ci
+    from breastdx_core import contract, decision, model_card
+    from components.evaluation import scoring
+    from components.evaluation.statistics import covered_with_ci
 
     versions = sorted(glob.glob(os.path.join(args.workdir, "serving", args.model, "[0-9]*")), key=lambda p: int(
         os.path.basename(p)))

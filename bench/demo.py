@@ -18,7 +18,7 @@ import time
 
 def run(workdir):
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--workdir", workdir],
+    done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "demo", "--workdir", workdir],
                           capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:

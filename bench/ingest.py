@@ -25,8 +25,10 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
-from components.image_ingest import component, executor, image_files, layouts  # noqa: E402
-from pipeline import configs, contract, synthetic  # noqa: E402
+from components.image_ingest import component, executor, layouts  # noqa: E402
+from breastdx_core import image_files  # noqa: E402
+from breastdx_core import configs, contract  # noqa: E402
+from pipeline import synthetic  # noqa: E402
 
 
 def timed(fn):

@@ -1,5 +1,5 @@
 """Pretrained vs scratch: the same backbone from ImageNet weights and from random weights,
-by patient-level K-fold cross-validation (`pipeline.lab.cv.cross_validate`, which trains
+by patient-level K-fold cross-validation (`lab.cv.cross_validate`, which trains
 every fold through the Trainer module's `run_fn`).
 
     python bench/pretrained.py --data-root ../shared/data/idc-real-dev [--folds 3]
@@ -48,8 +48,8 @@ def main(argv=None):
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args(argv)
 
-    from pipeline import configs
-    from pipeline.lab import cv
+    from breastdx_core import configs
+    from lab import cv
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("absl", "tensorflow", "apache_beam"):

@@ -5,7 +5,7 @@ H&E stain jitter, against the published references.
         --folds 3 --variants plain,stain [--backbone efficientnet_lite0 --weights imagenet] \
         [--epochs 2] [--max-train-minutes 8] [--workdir /tmp/real-workdir]
 
-Each variant is one `breastdx cv` run (pipeline/lab/cv.py: the pipeline's data stages,
+Each variant is one `breastdx cv` run (lab/cv.py: the pipeline's data stages,
 then K models through the Trainer module's `run_fn`, each patient scored once by the
 model that never saw them); the data stages and the per-patient regrouping are shared
 (same workdir). Prints the pooled table and writes ``<workdir>/reports/real/real.md``
@@ -53,8 +53,8 @@ def main(argv=None) -> int:
 
     import logging
 
-    from pipeline import configs
-    from pipeline.lab import cv
+    from breastdx_core import configs
+    from lab import cv
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("absl", "apache_beam", "tensorflow"):

@@ -58,7 +58,7 @@ def section_image(side: int = SIDE, seed: int = 3) -> bytes:
 
 
 def in_process_parts(image: bytes, model_url: str, model: str, stride: int) -> Dict[str, float]:
-    from pipeline import contract
+    from breastdx_core import contract
     from webapp import tiling
     from webapp.clients import RestClient
 
@@ -85,7 +85,7 @@ def in_process_parts(image: bytes, model_url: str, model: str, stride: int) -> D
 def model_floor(path: str, crops: List[bytes]) -> float:
     import tensorflow as tf
 
-    from pipeline import contract
+    from breastdx_core import contract
 
     function = tf.saved_model.load(path).signatures[contract.SIGNATURE_BYTES]
     function(**{contract.SERVING_INPUT_BYTES: tf.constant(crops[:8])})  # trace and warm up

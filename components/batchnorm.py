@@ -6,7 +6,7 @@ what training saw: a randomly initialised ResNet50 or U-Net trained for a few do
 steps then predicts one class or an empty mask although its training-mode outputs are
 good (measured on the synthetic BUSI set: eval accuracy 0.14 -> 0.59, malignant AUC
 0.79 -> 0.91 after recalibration). The U-Net Trainer module and the mammography models
-(pipeline/mammo/models.py) and the classifier Trainer module (random initialisation) call
+(components/mammo/models.py) and the classifier Trainer module (random initialisation) call
 `recalibrate_batchnorm` after fitting.
 """
 from __future__ import annotations

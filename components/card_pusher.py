@@ -25,7 +25,7 @@ from tfx.types import artifact_utils, channel, component_spec, standard_artifact
 from tfx.utils import io_utils, proto_utils
 
 from components.evaluation_report import CARD_FILE, EvaluationReportArtifact
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 
 REPORT_KEY = "report"
 SAVED_MODEL = "saved_model.pb"

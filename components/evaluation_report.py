@@ -7,7 +7,7 @@ and writes into its ``report`` artifact:
 
 * ``evaluation_report.{json,html}``: the test split's metrics with n and patient-bootstrap
   CIs, curves, calibration, and the decision rule with its coverage on the test split;
-* ``model_card.json``: the Trainer's card plus, through pipeline/model_card.py, the
+* ``model_card.json``: the Trainer's card plus, through breastdx_core/model_card.py, the
   Evaluator's metrics, the input contract measured on the train split
   (``input_contract.accepted``), the decision rule (conformal sets calibrated on the eval
   split, the OOD threshold set on the eval split, both measured on the test split) and the
@@ -31,7 +31,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import path_utils
 
-from pipeline import contract, decision, model_card
+from breastdx_core import contract, decision, model_card
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, Any]:
 
 def decision_rule(eval_scores, test_scores, class_names: List[str], positive_class: str, operating: float,
                   coverage: float, false_alarm_rate: float, resamples: int, seed: int) -> Dict[str, Any]:
-    """The card's ``decision_rule`` from the scored eval and test splits (pipeline/decision.py)."""
-    from pipeline.evaluation.statistics import covered_with_ci
+    """The card's ``decision_rule`` from the scored eval and test splits (breastdx_core/decision.py)."""
+    from components.evaluation.statistics import covered_with_ci
 
     conformal = decision.calibrate_conformal(eval_scores.labels, eval_scores.probabilities, class_names,
                                              coverage, calibrated_on="eval (patient-grouped)")
@@ -118,8 +118,8 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: Dict[str, Any]) -> None:
         import tensorflow as tf
 
-        from pipeline.evaluation import report as report_files
-        from pipeline.evaluation import scoring, statistics
+        from components.evaluation import report as report_files
+        from components.evaluation import scoring, statistics
 
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])

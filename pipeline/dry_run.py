@@ -1,6 +1,6 @@
 """`breastdx pipeline dry-run`: runs a compiled pipeline package here, task by task.
 
-Called by pipeline/kfp_cli.py (the verb) and tests/test_pipeline_e2e.py. It reads the
+Called by breastdx_cli/kfp.py (the verb) and tests/test_pipeline_e2e.py. It reads the
 package `kubeflow_runner.py` wrote (KFP's YAML PipelineSpec or Vertex's JSON PipelineJob),
 refuses what the named engine refuses, orders the tasks as the DAG says and runs each
 container task's own command and arguments, the way the engine's driver and launcher

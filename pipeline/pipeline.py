@@ -2,7 +2,7 @@
 
 Both runners call it (`local_runner.py` with LocalDagRunner, `kubeflow_runner.py`
 with KubeflowV2DagRunner); they choose paths, the orchestrator and Beam arguments,
-nothing else. Every setting comes from a `PipelineConfig` (pipeline/configs.py).
+nothing else. Every setting comes from a `PipelineConfig` (breastdx_core/configs.py).
 
     ImageExampleGen (train/eval/test by patient) -> StatisticsGen
       -> ImportSchemaGen (curated) -> ExampleValidator -> AnomalyGate
@@ -21,9 +21,9 @@ from components.baseline_evaluator import BaselineEvaluator
 from components.card_pusher import CardPusher
 from components.evaluation_report import EvaluationReport
 from components.image_ingest.component import ImageExampleGen
-from pipeline import contract
+from breastdx_core import contract
 from components.mammo.ingest import CbisExampleGen
-from pipeline.configs import (MAMMO_PATCH_TRAINER_MODULE_FILE, MAMMO_WHOLE_TRAINER_MODULE_FILE, SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
+from breastdx_core.configs import (MAMMO_PATCH_TRAINER_MODULE_FILE, MAMMO_WHOLE_TRAINER_MODULE_FILE, SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
                               TRANSFORM_MODULE_FILE, PipelineConfig)
 
 

@@ -12,8 +12,9 @@ from typing import Dict
 
 import tensorflow as tf
 
-from components.image_ingest import image_files, layouts
-from pipeline.contract import Task
+from breastdx_core import image_files
+from components.image_ingest import layouts
+from breastdx_core.contract import Task
 
 
 class PreflightError(ValueError):

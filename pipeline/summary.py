@@ -20,9 +20,9 @@ from tfx import v1 as tfx
 
 from components.image_ingest import report as ingest_report
 from pipeline.pipeline import EXAMPLE_GEN_ID
-from pipeline import contract, metrics, model_card
-from pipeline.configs import PipelineConfig
-from pipeline.evaluation import scoring
+from breastdx_core import contract, metrics, model_card
+from breastdx_core.configs import PipelineConfig
+from components.evaluation import scoring
 
 SUMMARY_FILE = "run_summary.json"
 
@@ -65,7 +65,7 @@ def split_counts(examples_uri: str, splits: List[str], num_classes: int) -> Dict
 
 
 def score_split(model_dir: str, examples_uri: str, split: str, positive_index: int) -> Dict[str, Any]:
-    """The exported model's metrics on a split (pipeline.evaluation.scoring, the one scoring
+    """The exported model's metrics on a split (components.evaluation.scoring, the one scoring
     function) with n, a patient-bootstrap CI and the small-sample warnings."""
     scores = scoring.score_split(model_dir, examples_uri, split)
     y, s, groups = scores.binary(positive_index)

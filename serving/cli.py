@@ -1,6 +1,6 @@
 """``breastdx serve``: the argparse half of the model server.
 
-``pipeline.cli`` calls :func:`add_serve_parser` to add the verb and :func:`run_serve` to
+``breastdx_cli.main`` calls :func:`add_serve_parser` to add the verb and :func:`run_serve` to
 run it. The flags are TF Serving's ideas under this project's names (``--port`` is its
 ``--rest_api_port``, ``--model-config-file`` its ``--model_config_file``).
 """
@@ -23,7 +23,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The model server's flags, shared by ``breastdx serve`` and ``python -m serving``."""
     parser.add_argument("--serving-root", default=None,
                         help="folder with <model_name>/<integer version>/saved_model.pb (Pusher's output); "
-                             "default: pipeline.configs' serving root under --workdir")
+                             "default: breastdx_core.configs' serving root under --workdir")
     parser.add_argument("--workdir", default=None,
                         help="the pipeline's workdir, for the default --serving-root (env BREASTDX_WORKDIR)")
     parser.add_argument("--model-name", action="append", default=None,
@@ -44,7 +44,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
-    """Adds the ``serve`` verb to ``pipeline.cli``'s subparsers."""
+    """Adds the ``serve`` verb to ``breastdx_cli.main``'s subparsers."""
     parser = subparsers.add_parser(
         "serve", help="serve pushed models over TF Serving's REST API",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -68,7 +68,7 @@ def resolve_serving_root(args: argparse.Namespace) -> str:
     """``--serving-root``, or the pipeline config's serving root (where Pusher writes)."""
     if args.serving_root:
         return args.serving_root
-    from pipeline import configs  # pure Python: the settings' one source of truth
+    from breastdx_core import configs  # pure Python: the settings' one source of truth
 
     return configs.load(workdir=getattr(args, "workdir", None)).serving_root
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 from serving.settings import DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class LoadedVersion:
 
 
 def _read_card(path: str) -> Dict[str, Any]:
-    """The version's model card, validated against the schema (pipeline/model_card.py);
+    """The version's model card, validated against the schema (breastdx_core/model_card.py);
     ``{}`` when the version has none. A card that breaks the schema stops the load
     (model_card.CardError names the field): a model is not served with a card whose
     decision rule or contract cannot be trusted."""

@@ -11,7 +11,7 @@ and error shape are TF Serving's:
 * ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict``: ``instances`` or ``inputs``,
   optional ``signature_name``. TF Serving's keys (``predictions`` / ``outputs``) are as
   TF Serving writes them; for encoded images the extra key ``decisions`` holds, per image,
-  the model card's decision (pipeline/decision.py: "not assessed" outside the input
+  the model card's decision (breastdx_core/decision.py: "not assessed" outside the input
   contract or above the OOD threshold, the conformal set, the class), the same that the
   web app and ``breastdx predict`` show.
 
@@ -29,7 +29,7 @@ import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from pipeline import contract, decision
+from breastdx_core import contract, decision
 from serving import batching, codec
 from serving.model_store import DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS, LoadedVersion, ModelStore, ServingError
 
@@ -201,7 +201,7 @@ def _predict(store: ModelStore, batcher, name: str, version: Optional[int], labe
 
 
 def _decisions(loaded: LoadedVersion, inputs: Dict[str, Any], outputs: Dict[str, Any]) -> Optional[List[Dict]]:
-    """The card's decision for each image (pipeline/decision.py), where the signature took
+    """The card's decision for each image (breastdx_core/decision.py), where the signature took
     encoded images and returned class probabilities; None otherwise."""
     images = inputs.get(contract.SERVING_INPUT_BYTES)
     probabilities = outputs.get(contract.OUTPUT_PROBABILITIES)

@@ -2,7 +2,7 @@
 
 Read by ``serving.cli``, ``serving.model_store``, ``serving.batching`` and ``serving.server``,
 and for where the server is and which model it serves by its clients too: the web app
-(``webapp.DEFAULTS``) and ``breastdx predict`` (``serving.predict_cli``), so the three
+(``webapp.DEFAULTS``) and ``breastdx predict`` (``breastdx_cli.predict``), so the three
 cannot drift apart. Imports nothing: the web app's image copies this file alone.
 """
 DEFAULT_PORT = 8501  # TF Serving's REST port
@@ -12,7 +12,7 @@ DEFAULT_NUM_VERSIONS = 3  # newest N versions stay loaded so the web app can go 
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_TIMEOUT_S = 0.002  # waiting longer only adds latency on two cores
 DEFAULT_BATCH_THREADS = 2
-# The model `make demo` pushes (pipeline/configs.py names it breastdx-<task>, default
+# The model `make demo` pushes (breastdx_core/configs.py names it breastdx-<task>, default
 # task idc; tests/test_configs.py holds the two equal) at the address `make serve` uses.
 DEFAULT_MODEL_NAME = "breastdx-idc"
 DEFAULT_GRPC_PORT = 8500  # TF Serving's gRPC port

@@ -6,7 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
 
-from pipeline import configs, synthetic  # noqa: E402
+from breastdx_core import configs  # noqa: E402
+from pipeline import synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")

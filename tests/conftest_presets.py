@@ -7,7 +7,8 @@ models to the web app. One run per preset per session: the suite pays for each o
 """
 import pytest
 
-from pipeline import configs, synthetic
+from breastdx_core import configs
+from pipeline import synthetic
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,7 @@ def segmentation_run(tmp_path_factory):
 
 # The mammography variant at small sizes: synthetic mammograms fitted to 144x112 and
 # 28-pixel patches keep ResNet50 on 2 cores to a few minutes (the preset's own sizes are
-# pipeline/configs.py's mammo_*; `--full-size` the study's).
+# breastdx_core/configs.py's mammo_*; `--full-size` the study's).
 CBIS_TEST_SETTINGS = {"BREASTDX_SYNTHETIC_CBIS_PATIENTS": "12", "BREASTDX_SEED": "5",
                       "BREASTDX_MAMMO_IMAGE_SIZE": "144,112", "BREASTDX_MAMMO_PATCH_SIZE": "28",
                       "BREASTDX_MAMMO_HEATMAP_STRIDE": "7",
@@ -55,7 +56,7 @@ def cbis_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("cbis_e2e"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(configs.ENV_PREFIX)}
     env.update(CBIS_TEST_SETTINGS)
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--task", "cbis", "--variant", "mammo",
+    done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "demo", "--task", "cbis", "--variant", "mammo",
                            "--workdir", workdir], env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
     config = configs.load(env=CBIS_TEST_SETTINGS, workdir=workdir, task="cbis", variant="mammo")

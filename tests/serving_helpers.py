@@ -15,7 +15,7 @@ import threading
 
 from PIL import Image
 
-from pipeline import contract
+from breastdx_core import contract
 
 MODEL_NAME = "tiny-idc"
 CLASS_NAMES = contract.TASKS["idc"].class_names
@@ -27,7 +27,7 @@ PATCH = contract.IDC_PATCH
 RED = (220, 40, 60)
 BLUE = (40, 40, 220)
 PURPLE = (128, 40, 128)  # red == blue: positive probability exactly 0.5 (uncertain)
-# A schema-valid card (pipeline/model_card.py; the server refuses invalid ones) with a
+# A schema-valid card (breastdx_core/model_card.py; the server refuses invalid ones) with a
 # conformal rule: P = 0.5 (PURPLE) puts both classes in the set, "uncertain".
 CARD = {
     "schema_version": 1, "task": "idc", "model_name": MODEL_NAME, "version": 1, "pushed_at": "2026-01-01T00:00:00Z",

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.trainer import calibration, stain, training
-from pipeline import configs
+from breastdx_core import configs
 
 
 # --- budget -----------------------------------------------------------------------------
@@ -83,7 +83,7 @@ def _overconfident(n=4000, seed=0):
 
 
 def test_temperature_fit_recovers_the_overconfidence_and_lowers_ece():
-    from pipeline.evaluation.statistics import calibration as reliability
+    from components.evaluation.statistics import calibration as reliability
 
     probabilities, labels = _overconfident()
     temperature = calibration.fit_temperature(probabilities, labels)
@@ -109,8 +109,8 @@ def test_calibrated_model_applies_the_temperature_and_keeps_the_layers():
 
 
 def test_evaluation_report_shows_ece_before_and_after_scaling(tmp_path):
-    from pipeline.evaluation.statistics import calibration as reliability
-    from pipeline.lab import evaluation_report as er
+    from components.evaluation.statistics import calibration as reliability
+    from lab import evaluation_report as er
 
     probabilities, labels = _overconfident(600, seed=5)
     temperature = calibration.fit_temperature(probabilities, labels)

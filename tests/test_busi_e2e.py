@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import contract, summary, synthetic
+from breastdx_core import contract
+from pipeline import summary, synthetic
 
 pytestmark = pytest.mark.e2e
 

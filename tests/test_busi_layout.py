@@ -8,7 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from components.image_ingest import executor, layouts
-from pipeline import configs, contract, synthetic
+from breastdx_core import configs, contract
+from pipeline import synthetic
 
 BUSI = contract.get_task("busi")
 

@@ -10,7 +10,7 @@ from tfx.utils import proto_utils
 
 from components import card_pusher
 from components.evaluation_report import CARD_FILE, EvaluationReportArtifact
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 
 
 def _artifact(cls, uri, **props):

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from components.mammo import records
-from pipeline import contract, model_card
-from pipeline.mammo import cli as mammo_cli
+from breastdx_core import contract, model_card
+from breastdx_cli import mammo as mammo_cli
 
 pytestmark = pytest.mark.e2e
 

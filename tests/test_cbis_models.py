@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline import contract
-from pipeline.mammo import heatmap, models
+from breastdx_core import contract
+from components.mammo import heatmap, models
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from pipeline import cluster_configs, configs
+from breastdx_core import cluster_configs, configs
 
 IMAGE = "registry.example.invalid/breastdx:test"
 ROOT = "gs://test-bucket/breastdx"
@@ -47,7 +47,7 @@ def test_module_functions_take_their_settings_from_custom_config_only():
 
 
 def test_schedules_round_trip_and_bad_stages_say_the_format():
-    from pipeline.mammo import models
+    from components.mammo import models
 
     assert models.parse_schedule(models.format_schedule(models.PATCH_SCHEDULE)) == models.PATCH_SCHEDULE
     with pytest.raises(ValueError, match="expected <head|top|all>:<learning rate>:<epochs>"):
@@ -78,7 +78,7 @@ def test_a_folder_that_is_no_release_stops_before_the_pipeline_with_exit_2(tmp_p
 
     (tmp_path / "not_a_release").mkdir()
     (tmp_path / "not_a_release" / "notes.txt").write_text("no CSVs here")
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--task", "cbis", "--variant", "mammo",
+    done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "demo", "--task", "cbis", "--variant", "mammo",
                            "--data-root", str(tmp_path / "not_a_release"), "--workdir", str(tmp_path / "w")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr

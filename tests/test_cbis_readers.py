@@ -1,12 +1,13 @@
-"""CBIS-DDSM readers, the aspect-preserving resize and the S/S10 patch sets (pipeline/mammo)."""
+"""CBIS-DDSM readers, the aspect-preserving resize and the S/S10 patch sets (components/mammo)."""
 import csv
 import os
 
 import numpy as np
 import pytest
 
-from pipeline import contract, synthetic
-from pipeline.mammo import cbis, images, patches
+from breastdx_core import contract
+from pipeline import synthetic
+from components.mammo import cbis, images, patches
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline import configs, contract
+from breastdx_core import configs, contract
 
 
 def test_defaults_and_paths(tmp_path):

@@ -1,4 +1,4 @@
-"""Patient-level cross-validation (pipeline/lab/cv.py): folds, warnings, and one real
+"""Patient-level cross-validation (lab/cv.py): folds, warnings, and one real
 two-fold run through the Trainer module on a tiny synthetic set."""
 import json
 import os
@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import configs
-from pipeline.lab import cv
+from breastdx_core import configs
+from lab import cv
 
 
 def _images(patients):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import decision
+from breastdx_core import decision
 
 
 def _png(array, mode=None, **save):

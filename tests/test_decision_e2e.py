@@ -25,7 +25,7 @@ import requests
 import tensorflow as tf
 from PIL import Image
 
-from pipeline import contract, decision, model_card
+from breastdx_core import contract, decision, model_card
 
 sys.path.insert(0, os.path.dirname(__file__))
 from serving_helpers import LiveServer  # noqa: E402
@@ -162,7 +162,7 @@ def _key(ruled):
 
 
 def _cli(args):
-    from serving import predict_cli
+    from breastdx_cli import predict as predict_cli
 
     parser = argparse.ArgumentParser()
     predict_cli.add_predict_parser(parser.add_subparsers())

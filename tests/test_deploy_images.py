@@ -102,18 +102,20 @@ def test_context_holds_no_venv_data_or_outputs(contexts, name):
 
 
 def test_the_check_catches_an_ignore_file_that_drops_a_source(tmp_path):
-    """The web image's ignore file as it was (no `components/`): the COPY of
-    components/__init__.py is reported missing."""
+    """An ignore file that leaves the ground floor out (no `breastdx_core/`): the COPY of
+    breastdx_core/ is reported missing, and is not once the folder is let in."""
     os.makedirs(tmp_path / "deploy")
     for rel in ("webapp.Dockerfile",):
         (tmp_path / "deploy" / rel).write_text(open(os.path.join(DEPLOY, rel)).read())
-    for rel in ("components/__init__.py", "webapp/__init__.py", "pipeline/contract.py"):
+    for rel in ("breastdx_core/__init__.py", "breastdx_core/contract.py", "webapp/__init__.py"):
         os.makedirs(tmp_path / os.path.dirname(rel), exist_ok=True)
         (tmp_path / rel).write_text("")
-    before = ["**", "!deploy/webapp-requirements.txt", "!pipeline/__init__.py", "!pipeline/contract.py", "!webapp/"]
+    before = ["**", "!deploy/webapp-requirements.txt", "!webapp/"]
     context = exclude_paths(str(tmp_path), before, dockerfile="deploy/webapp.Dockerfile")
-    assert "webapp/__init__.py" in context and "components/__init__.py" not in context
-    assert "components/__init__.py" in missing_sources("webapp.Dockerfile", context)
+    assert "webapp/__init__.py" in context and "breastdx_core/__init__.py" not in context
+    assert "breastdx_core/" in missing_sources("webapp.Dockerfile", context)
+    context = exclude_paths(str(tmp_path), before + ["!breastdx_core/"], dockerfile="deploy/webapp.Dockerfile")
+    assert "breastdx_core/" not in missing_sources("webapp.Dockerfile", context)
 
 
 def test_pipeline_image_installs_the_stack_before_the_code():
@@ -139,7 +141,7 @@ def test_images_run_as_a_non_root_user(name):
 
 
 def test_pipeline_image_project_dir():
-    from pipeline import cluster_configs
+    from breastdx_core import cluster_configs
 
     workdirs = [c.value[0] for c in instructions("pipeline.Dockerfile") if c.cmd.upper() == "WORKDIR"]
     assert workdirs[-1] == cluster_configs.ClusterConfig().image_project_dir == "/opt/breastdx"

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 import yaml
 
-from pipeline import cluster_configs
+from breastdx_core import cluster_configs
 from tools_venv import PROJECT_DIR, run
 
 _spec = importlib.util.spec_from_file_location(

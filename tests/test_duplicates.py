@@ -13,7 +13,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.image_ingest import component, executor, layouts, report
-from pipeline import configs, contract
+from breastdx_core import configs, contract
 from pipeline.pipeline import split_config
 
 

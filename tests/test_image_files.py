@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.image_ingest import image_files
+from breastdx_core import image_files
 
 
 def _encode(pixels, fmt="PNG"):

@@ -10,7 +10,8 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import proto_utils
 
 from components.image_ingest import component, executor, report
-from pipeline import configs, contract, synthetic
+from breastdx_core import configs, contract
+from pipeline import synthetic
 from pipeline.pipeline import split_config
 
 

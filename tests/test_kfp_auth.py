@@ -1,4 +1,4 @@
-"""`breastdx pipeline|run` sign in to a KFP API (pipeline/kfp_auth.py), against the fake
+"""`breastdx pipeline|run` sign in to a KFP API (breastdx_cli/kfp_auth.py), against the fake
 KFP 2 server of tests/test_kfp_cli.py made to refuse requests without the right
 ``Authorization`` header.
 

@@ -1,4 +1,4 @@
-"""`breastdx pipeline …` / `breastdx run …` (pipeline/kfp_cli.py) against a local server
+"""`breastdx pipeline …` / `breastdx run …` (breastdx_cli/kfp.py) against a local server
 that speaks the KFP 2 REST API (v2beta1) as far as kfp.Client uses it.
 
 The real kfp.Client talks to it over HTTP; the tests assert what the client sent
@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from pipeline import cluster_configs, kfp_cli
+from breastdx_core import cluster_configs
+from breastdx_cli import kfp as kfp_cli
 
 API = "/apis/v2beta1"
 SPEC = {"pipelineInfo": {"name": "breastdx-idc"}, "root": {"dag": {"tasks": {}}}, "schemaVersion": "2.0.0",

@@ -1,10 +1,10 @@
-"""pipeline/cluster_configs.py: defaults, BREASTDX_* overrides, and the messages that
+"""breastdx_core/cluster_configs.py: defaults, BREASTDX_* overrides, and the messages that
 name what to set."""
 from __future__ import annotations
 
 import pytest
 
-from pipeline import cluster_configs, configs
+from breastdx_core import cluster_configs, configs
 
 
 def test_env_overrides_and_engine_defaults():

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from pipeline import cluster_configs
+from breastdx_core import cluster_configs
 
 IMAGE = "registry.example.invalid/breastdx/pipeline:test"
 ROOT = "gs://example-bucket/breastdx"
@@ -82,7 +82,7 @@ def test_user_code_by_module_path_and_strategy(compiled):
     assert custom["backbone"]  # the model's settings are still there
     assert custom["pretrained_dir"] == "/opt/breastdx/.cache/pretrained"  # the image's converted weights
     # the curated schema is read from the image, not from the compiling machine
-    assert param("ImportSchemaGen", "schema_file") == "/opt/breastdx/pipeline/schemas/idc.pbtxt"
+    assert param("ImportSchemaGen", "schema_file") == "/opt/breastdx/breastdx_core/schemas/idc.pbtxt"
     assert param("ImageExampleGen", "input_base") == f"{ROOT}/data/idc"
 
 

@@ -12,8 +12,9 @@ import os
 
 import pytest
 
-from pipeline import configs, contract, synthetic
-from pipeline.lab import compare, evaluation_report
+from breastdx_core import configs, contract
+from pipeline import synthetic
+from lab import compare, evaluation_report
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from pipeline.lab import diagnostics
+from components.trainer import diagnostics
 
 FEATURES = 8
 
@@ -39,7 +39,7 @@ def _fit(model, epochs=4, data=None, val=None, batch=32):
 
 
 def test_healthy_model_is_quiet(caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.lab.diagnostics"):
+    with caplog.at_level(logging.WARNING, logger="components.trainer.diagnostics"):
         # enough data and a modest step: still learning at the end, no train/val divergence
         report = _fit(_mlp([16, 16], optimizer=keras.optimizers.Adam(2e-3)), epochs=4, data=_blobs(2048, 1),
                       val=_blobs(1024, 2))
@@ -52,7 +52,7 @@ def test_healthy_model_is_quiet(caplog):
 
 def test_vanishing_gradients_fire_in_a_deep_sigmoid_stack(caplog):
     model = _mlp([16] * 8, activation="sigmoid", initializer=keras.initializers.RandomNormal(stddev=0.01))
-    with caplog.at_level(logging.WARNING, logger="pipeline.lab.diagnostics"):
+    with caplog.at_level(logging.WARNING, logger="components.trainer.diagnostics"):
         report = _fit(model, epochs=1)
     rule = report["rules"]["vanishing_gradient"]
     assert rule["triggered"] and rule["min_mean_abs"] < 1e-7

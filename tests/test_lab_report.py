@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import metrics
-from pipeline.lab import evaluation_report as er
+from breastdx_core import metrics
+from lab import evaluation_report as er
 
 # A small labelled set: 4 patients, 12 patches.
 LABELS = np.array([1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0])
@@ -129,7 +129,7 @@ def test_report_is_labelled_and_renders(tmp_path):
 
 
 def test_compare_table_and_figures_from_rows(tmp_path):
-    from pipeline.lab import compare
+    from lab import compare
 
     rows = []
     for i, name in enumerate(("vgg16", "cnn_lstm")):

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.trainer import data, trainer_module
-from pipeline import configs
+from breastdx_core import configs
 
 # Two trainings with the same seed and data agree to this (CPU, float32).
 REPRODUCIBILITY_TOLERANCE = 1e-5

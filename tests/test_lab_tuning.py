@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from components.trainer import trainer_module
-from pipeline import configs
+from breastdx_core import configs
 from pipeline.pipeline import create_pipeline
 
 
@@ -65,7 +65,8 @@ def test_a_tuned_run_trains_with_the_tuners_best_values(tmp_path):
     import json
 
     import local_runner
-    from pipeline import contract, synthetic
+    from breastdx_core import contract
+    from pipeline import synthetic
 
     data_root = str(tmp_path / "data")
     synthetic.write_idc(data_root, patients=24, patches_per_patient=6, seed=5)

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from components.image_ingest import layouts
-from pipeline import contract
+from breastdx_core import contract
 
 IDC = contract.get_task("idc")
 BUSI = contract.get_task("busi")

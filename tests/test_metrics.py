@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pipeline import metrics
+from breastdx_core import metrics
 
 
 def _brute_auc(labels, scores):

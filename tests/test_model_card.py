@@ -2,7 +2,7 @@
 breaks the schema is refused with the field's name; readers get the schema's keys."""
 import pytest
 
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 
 
 def _card(**change):

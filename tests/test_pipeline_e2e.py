@@ -17,7 +17,8 @@ from tfx import v1 as tfx
 
 import local_runner
 from components.image_ingest import report
-from pipeline import configs, contract, summary, synthetic
+from breastdx_core import configs, contract
+from pipeline import summary, synthetic
 
 pytestmark = pytest.mark.e2e
 
@@ -109,7 +110,7 @@ def test_cli_rejects_bad_data_before_the_pipeline(tmp_path):
     cases = [(str(tmp_path / "missing"), "does not exist"), (str(tmp_path / "empty"), "is empty"),
              (str(busi_like), "labels the task 'idc' does not know")]
     for root, message in cases:
-        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--data-root", root,
+        done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "demo", "--data-root", root,
                                "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, done.stderr
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -131,7 +132,8 @@ def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path):
     (pipeline/dry_run.py), with the image's TFX shim: it ends with a pushed model in TF
     Serving's layout that answers PNG bytes."""
     import kubeflow_runner
-    from pipeline import cluster_configs, dry_run
+    from breastdx_core import cluster_configs
+    from pipeline import dry_run
 
     root = "gs://dry-run-bucket/breastdx"
     cluster = cluster_configs.load(env={}, engine="kfp", image="registry.example.invalid/breastdx:test",
@@ -168,7 +170,7 @@ def test_dry_run_refuses_what_kfp_refuses(tmp_path):
         "deploymentSpec": {"executors": {"LatestBlessedModel_executor": {"resolver": {"outputArtifactQueries": {}}}}}}
     package = tmp_path / "p.yaml"
     package.write_text(yaml.safe_dump(spec))
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "pipeline", "dry-run", "--engine", "kfp",
+    done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "pipeline", "dry-run", "--engine", "kfp",
                            "--package", str(package), "--pipeline-root", "gs://b/root", "--storage",
                            str(tmp_path / "gcs")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr

@@ -8,7 +8,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from pipeline import contract
+from breastdx_core import contract
 from webapp import tiling
 
 pytest_plugins = ["conftest_serving"]
@@ -17,7 +17,7 @@ from serving_helpers import BLUE, CLASS_NAMES, MODEL_NAME, RED, png_bytes  # noq
 
 
 def parse(argv):
-    from serving.predict_cli import add_predict_parser
+    from breastdx_cli.predict import add_predict_parser
 
     parser = argparse.ArgumentParser()
     add_predict_parser(parser.add_subparsers(dest="verb"))
@@ -37,7 +37,7 @@ def bad_and_good_files(tmp_path):
 
 
 def test_bad_files_get_their_own_line_and_the_rest_are_classified(tmp_path, live_model_server):
-    from serving.predict_cli import run_predict
+    from breastdx_cli.predict import run_predict
 
     paths = bad_and_good_files(tmp_path)
     out = io.StringIO()
@@ -54,7 +54,7 @@ def test_bad_files_get_their_own_line_and_the_rest_are_classified(tmp_path, live
 
 
 def test_all_good_files_exit_zero_in_process(tmp_path, tiny_model_dir):
-    from serving.predict_cli import run_predict
+    from breastdx_cli.predict import run_predict
 
     paths = bad_and_good_files(tmp_path)[:2]
     out = io.StringIO()
@@ -64,7 +64,7 @@ def test_all_good_files_exit_zero_in_process(tmp_path, tiny_model_dir):
 
 
 def test_a_large_image_becomes_a_png_map_and_a_folder_the_mosaic(tmp_path, live_model_server):
-    from serving.predict_cli import run_predict
+    from breastdx_cli.predict import run_predict
 
     pixels = np.full((200, 300, 3), 240, np.uint8)
     pixels[:100, 100:] = RED

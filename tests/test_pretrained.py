@@ -14,7 +14,7 @@ from PIL import Image
 from components.pretrained import convert, torch_legacy
 from components.trainer import model as trainer_model
 from components.trainer import training
-from pipeline import configs, model_card, pretrained
+from breastdx_core import configs, model_card, pretrained
 
 LITE0 = "efficientnet_lite0"
 # A real photograph shipped by a dependency (matplotlib's sample data: Grace Hopper in
@@ -34,7 +34,7 @@ def cache(tmp_path_factory):
 
 
 def test_backbone_registry_matches_the_tf_free_names():
-    # pipeline/configs.py's names (CLI, settings, lab) and the Keras registry are one list.
+    # breastdx_core/configs.py's names (CLI, settings, lab) and the Keras registry are one list.
     assert trainer_model.ARCHITECTURES == configs.BACKBONES
     assert set(pretrained.NAMES) <= set(configs.BACKBONES)
 
@@ -221,7 +221,7 @@ def test_converted_lite1_and_lite2_name_the_photograph(tmp_path):
 
 
 def test_model_lab_trains_installed_pretrained_backbones_both_ways():
-    from pipeline.lab import compare
+    from lab import compare
 
     scratch = configs.load(env={})
     assert compare.weight_arms("efficientnet_lite0", scratch) == [None, "imagenet"]

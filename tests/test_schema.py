@@ -3,7 +3,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline import configs, contract
+from breastdx_core import configs, contract
 
 
 @pytest.mark.parametrize("task", sorted(contract.TASKS))

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from components.segmentation.trainer import unet_trainer_module as unet
-from pipeline import contract
+from breastdx_core import contract
 
 pytestmark = pytest.mark.e2e
 

@@ -77,6 +77,6 @@ def test_area_threshold_and_black_box_report():
 
 def test_mask_area_and_auc_ties():
     assert metrics.mask_area(np.stack([PRED, TARGET])).tolist() == [5 / 16, 4 / 16]
-    # one roc_auc in the project (pipeline.metrics: labels first): ties count one half
+    # one roc_auc in the project (breastdx_core.metrics: labels first): ties count one half
     assert metrics.roc_auc([True, False], [0.5, 0.5]) == 0.5
     assert math.isnan(metrics.roc_auc([True], [0.1]))

@@ -1,7 +1,7 @@
 """The segmentation variant's wiring (pipeline.pipeline.create_segmentation_pipeline)."""
 import pytest
 
-from pipeline import configs
+from breastdx_core import configs
 from pipeline.pipeline import create_pipeline
 
 

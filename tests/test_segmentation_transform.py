@@ -7,7 +7,8 @@ from PIL import Image
 
 from components.segmentation.trainer import unet_trainer_module as unet
 from components.segmentation.transform import seg_transform_module as seg
-from pipeline import contract, synthetic
+from breastdx_core import contract
+from pipeline import synthetic
 
 SIZE = (64, 64)
 

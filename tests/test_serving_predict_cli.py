@@ -1,8 +1,8 @@
-"""``breastdx predict`` (serving.predict_cli) in-process and against a live model server."""
+"""``breastdx predict`` (breastdx_cli.predict) in-process and against a live model server."""
 import argparse
 import io
 
-from pipeline import contract
+from breastdx_core import contract
 
 pytest_plugins = ["conftest_serving"]
 
@@ -10,7 +10,7 @@ from serving_helpers import BLUE, CLASS_NAMES, MODEL_NAME, RED, png_bytes  # noq
 
 
 def parse(argv):
-    from serving.predict_cli import add_predict_parser
+    from breastdx_cli.predict import add_predict_parser
 
     parser = argparse.ArgumentParser()
     add_predict_parser(parser.add_subparsers(dest="verb"))
@@ -25,7 +25,7 @@ def images(tmp_path):
 
 
 def test_predict_with_a_saved_model(tmp_path, tiny_model_dir):
-    from serving.predict_cli import run_predict
+    from breastdx_cli.predict import run_predict
 
     out = io.StringIO()
     files = images(tmp_path)
@@ -37,7 +37,7 @@ def test_predict_with_a_saved_model(tmp_path, tiny_model_dir):
 
 
 def test_predict_against_a_server(tmp_path, live_model_server):
-    from serving.predict_cli import run_predict
+    from breastdx_cli.predict import run_predict
 
     out = io.StringIO()
     files = images(tmp_path)
@@ -47,7 +47,7 @@ def test_predict_against_a_server(tmp_path, live_model_server):
 
 
 def test_predict_reports_a_missing_file_and_an_unknown_model(tmp_path, live_model_server):
-    from serving.predict_cli import run_predict
+    from breastdx_cli.predict import run_predict
 
     assert run_predict(parse([str(tmp_path / "nope.png"), "--saved-model", str(tmp_path)]), io.StringIO()) == 2
     args = parse(images(tmp_path) + ["--server", live_model_server.url, "--model", "nope"])

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from pipeline import contract
+from breastdx_core import contract
 
 pytest_plugins = ["conftest_serving"]
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline import contract
+from breastdx_core import contract
 
 pytest_plugins = ["conftest_serving"]
 

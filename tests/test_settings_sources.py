@@ -2,13 +2,13 @@
 share (issue 9's settings drift)."""
 import os
 
-from pipeline import configs
+from breastdx_core import configs
 from serving import settings
 
 
 def test_server_address_and_model_name_have_one_source():
     import webapp
-    from serving import predict_cli
+    from breastdx_cli import predict as predict_cli
 
     assert settings.DEFAULT_MODEL_NAME == configs.PipelineConfig().model_name == "breastdx-idc"
     assert webapp.DEFAULTS["MODEL_NAME"] == predict_cli.DEFAULT_MODEL == settings.DEFAULT_MODEL_NAME
@@ -19,7 +19,7 @@ def test_server_address_and_model_name_have_one_source():
 def test_demo_variants_are_flags_not_environment_changes(monkeypatch):
     """`breastdx demo --variant segment --blackbox` (what `make demo PRESET=busi-seg`
     runs) steers through configs.load's overrides, leaving os.environ as it was."""
-    from pipeline import cli
+    from breastdx_cli import main as cli
 
     for name in [k for k in os.environ if k.startswith(configs.ENV_PREFIX)]:
         monkeypatch.delenv(name)

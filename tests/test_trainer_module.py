@@ -3,7 +3,7 @@ import pytest
 import tf_keras as keras
 
 from components.trainer import trainer_module
-from pipeline import configs
+from breastdx_core import configs
 
 
 def _config(**overrides):

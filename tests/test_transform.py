@@ -5,7 +5,7 @@ import tensorflow as tf
 from PIL import Image
 
 from components.transform import transform_module
-from pipeline import configs, contract
+from breastdx_core import configs, contract
 
 
 def _png(pixels):

@@ -10,7 +10,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from pipeline import contract
+from breastdx_core import contract
 
 pytest_plugins = ["conftest_serving"]
 
@@ -193,7 +193,7 @@ def test_the_web_process_never_imports_tensorflow(tmp_path):
     code = (
         "import sys, io\n"
         "from webapp import create_app\n"
-        "import webapp.cli, webapp.ui, webapp.api, webapp.clients, webapp.overlay, serving.predict_cli\n"
+        "import webapp.cli, webapp.ui, webapp.api, webapp.clients, webapp.overlay, breastdx_cli.predict\n"
         "app = create_app({'SECRET_KEY': 'x', 'WTF_CSRF_ENABLED': False, 'SERVER_URL': 'http://127.0.0.1:9'})\n"
         "c = app.test_client()\n"
         "assert c.get('/').status_code == 200\n"

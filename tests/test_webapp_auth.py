@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.auth import crypt, jwt
 from PIL import Image
 
-from pipeline import contract
+from breastdx_core import contract
 from webapp import auth
 from webapp.clients import Prediction
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipeline import contract
+from breastdx_core import contract
 
 pytest_plugins = ["conftest_serving"]
 

@@ -6,7 +6,7 @@ from concurrent import futures
 import numpy as np
 import pytest
 
-from pipeline import contract
+from breastdx_core import contract
 
 pytest_plugins = ["conftest_serving"]
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import contract, synthetic
+from breastdx_core import contract
+from pipeline import synthetic
 
 pytest_plugins = ["conftest_serving", "conftest_presets"]
 
@@ -105,7 +106,7 @@ def test_cbis_whole_image_model_shows_the_sliding_window_heatmap(cbis_run, web_a
     import tensorflow as tf
 
     from components.mammo import records
-    from pipeline.mammo import cli as mammo_cli
+    from breastdx_cli import mammo as mammo_cli
 
     config, _ = cbis_run  # the mammography variant pushes the whole-image model as config.model_name
     model_name = config.model_name

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import contract
+from breastdx_core import contract
 from webapp import mosaic, tiling
 
 pytest_plugins = ["conftest_serving"]
@@ -221,7 +221,7 @@ def test_tissue_mask_counts_tinted_pixels_only():
 def test_the_servers_decision_wins_over_the_probability():
     """Tiles the server answers "not assessed" are flagged, "uncertain" ones are not called
     positive, and an assessed tile is positive only when the server's class is the positive
-    class, whatever the probability says (pipeline/decision.py's fields)."""
+    class, whatever the probability says (breastdx_core/decision.py's fields)."""
     from types import SimpleNamespace
 
     verdicts = iter([{"status": "not_assessed", "reason": "the image is grayscale"},

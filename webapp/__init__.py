@@ -16,7 +16,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from pipeline import contract
+from breastdx_core import contract
 from serving import settings  # TF-free defaults: the server's address and model
 from webapp import audit, auth
 from webapp.backends import make_client

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 from webapp import audit, kinds, service
 
 bp = Blueprint("api", __name__, url_prefix="/api")

@@ -1,6 +1,6 @@
 """``breastdx web``: the argparse half of the web app.
 
-``pipeline.cli`` calls :func:`add_web_parser` to add the verb and :func:`run_web` to run
+``breastdx_cli.main`` calls :func:`add_web_parser` to add the verb and :func:`run_web` to run
 it under gunicorn. Flags override ``BREASTDX_WEB_*`` environment variables, which override
 ``webapp.DEFAULTS``.
 """
@@ -21,7 +21,7 @@ CLIENTS = ("rest", "grpc", "vertex")
 
 
 def add_web_parser(subparsers) -> argparse.ArgumentParser:
-    """Adds the ``web`` verb to ``pipeline.cli``'s subparsers."""
+    """Adds the ``web`` verb to ``breastdx_cli.main``'s subparsers."""
     parser = subparsers.add_parser("web", help="serve the upload-and-predict web app",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (0.0.0.0 in a container)")

@@ -1,7 +1,7 @@
 """Prediction clients: one interface, three back ends, chosen by the web app's config.
 
 ``webapp.backends.make_client`` (called by ``webapp.create_app``) picks one; ``webapp.service`` and
-``serving.predict_cli`` call :meth:`PredictionClient.predict` and ``versions``. Back ends:
+``breastdx_cli.predict`` call :meth:`PredictionClient.predict` and ``versions``. Back ends:
 
 * ``rest``: TF Serving's REST API (this project's ``breastdx serve`` or ``tensorflow/serving``)
   with ``requests``; bytes travel as ``{"b64": ...}`` and the server decodes them.
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import requests
 
-from pipeline import contract
+from breastdx_core import contract
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Prediction:
         heatmap: Grad-CAM rows in [0, 1] at the model's input size, or None when the model
             has no ``explain`` signature.
         ood_score: the model's feature-space OOD score, or None when it has none.
-        decision: the model server's decision for the image (pipeline/decision.py: status,
+        decision: the model server's decision for the image (breastdx_core/decision.py: status,
             class_name, prediction_set, text, reason), or None from a backend without one
             (TF Serving, Vertex AI): the web app then applies the same rule itself.
     """

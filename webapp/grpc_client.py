@@ -17,7 +17,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from pipeline import contract
+from breastdx_core import contract
 from webapp.clients import (EXPLAIN_SIGNATURE, HTTP_BAD_GATEWAY, HTTP_BAD_REQUEST, HTTP_NOT_FOUND, HTTP_TIMEOUT,
                             HTTP_UNAVAILABLE, SIGNATURE_MISSING, Prediction, PredictionClient, PredictionError,
                             VersionInfo, prediction_from_row)

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageOps
 
-from pipeline import contract
+from breastdx_core import contract
 from webapp import overlay, service
 from webapp.clients import PredictionError
 from webapp.uploads import Upload
@@ -38,7 +38,7 @@ MASK_LEVEL = 0.5  # the U-Net's own threshold for a lesion pixel (its mask_area 
 MASK_COLOUR = (224, 32, 27)
 MALIGNANT_WORD = "malignant"
 DIGITS = 4
-# Grey level (of 255) above which a mammogram pixel is breast, as pipeline/mammo/patches.TISSUE_LEVEL
+# Grey level (of 255) above which a mammogram pixel is breast, as components/mammo/patches.TISSUE_LEVEL
 # (0.1; that module imports TensorFlow): the film around the breast is never shown as malignant.
 BREAST_LEVEL = 0.1 * overlay.BYTE_MAX
 

@@ -3,7 +3,7 @@
 The IDC data set cuts each whole-mount slide into 50x50 patches named
 ``<patient>_idx5_x<X>_y<Y>_class<C>.png``; X and Y are the patch's top-left pixel on the
 slide. ``webapp.wholeslide`` (zip upload, ``/mosaic`` and ``POST /api/mosaic``) and
-``serving.predict_cli`` (``breastdx predict --mosaic FOLDER``) call :func:`read_zip` or
+``breastdx_cli.predict`` (``breastdx predict --mosaic FOLDER``) call :func:`read_zip` or
 :func:`read_folder`, then :func:`classify` and :func:`render`.
 
 A zip upload is read in memory only, member by member, and refused with a 4xx before

@@ -2,7 +2,7 @@
 
 ``webapp.ui`` (HTML pages) and ``webapp.api`` (``POST /api/predict``) call
 :func:`collect_uploads` and :func:`predict_uploads`, so the page and the JSON API report
-the same facts: the model card's decision (pipeline/decision.py: "not assessed: <reason>",
+the same facts: the model card's decision (breastdx_core/decision.py: "not assessed: <reason>",
 the conformal set, "uncertain: refer to a pathologist" or the class), the probabilities,
 model name and version, and the Grad-CAM overlay. The decision is the model server's
 where it sends one (serving.server's ``decisions``), else the same rule applied here to the
@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from flask import current_app
 from werkzeug.datastructures import FileStorage
 
-from pipeline import contract, decision
+from breastdx_core import contract, decision
 from webapp import overlay
 from webapp.clients import Prediction, PredictionClient, PredictionError
 from webapp.uploads import Upload, UploadError, check_upload

@@ -1,6 +1,6 @@
 """Whole images: tiles, a tissue mask, a probability map, its picture and legend.
 
-``webapp.wholeslide`` (the ``/map`` page and ``POST /api/map``), ``serving.predict_cli``
+``webapp.wholeslide`` (the ``/map`` page and ``POST /api/map``), ``breastdx_cli.predict``
 (``breastdx predict --map``) and ``bench/tiling.py`` call :func:`map_image` and
 :func:`render_map`. An image larger than the model's patch is cut into patch-sized tiles
 (stride configurable); tiles that are mostly background (bright, unsaturated glass) are
@@ -44,7 +44,7 @@ STATUS_ASSESSED = "assessed"  # the model answered one class
 STATUS_UNCERTAIN = "uncertain"  # the server's conformal set held several classes: refer to a pathologist
 STATUS_FLAGGED = "flagged"  # the server answered "not assessed" (input contract, OOD score)
 ANSWERED = (STATUS_ASSESSED, STATUS_UNCERTAIN)  # tiles with a probability on the map
-# pipeline/decision.py's statuses, as the model server adds them to each :predict row
+# breastdx_core/decision.py's statuses, as the model server adds them to each :predict row
 SERVER_NOT_ASSESSED = "not_assessed"
 SERVER_UNCERTAIN = "uncertain"
 
@@ -224,7 +224,7 @@ def decision(prediction: Any, threshold: float, positive_class: Optional[str],
              whole_image: bool = False) -> Tuple[str, bool, Optional[str]]:
     """(status, positive, reason) of one tile's answer.
 
-    The model server's decision (``pipeline/decision.py``'s fields, ``Prediction.decision``:
+    The model server's decision (``breastdx_core/decision.py``'s fields, ``Prediction.decision``:
     ``status`` assessed / uncertain / not_assessed, ``class_name``, ``reason``) wins where it
     sends one: the map never re-decides what the server decided. From a back end without
     one (TF Serving, Vertex AI) the card's own rule is applied here to the tile's bytes, as
@@ -234,7 +234,7 @@ def decision(prediction: Any, threshold: float, positive_class: Optional[str],
     """
     ruled = getattr(prediction, "decision", None)
     if not (isinstance(ruled, dict) and ruled.get("status")) and card and card.get("decision_rule") and data:
-        from pipeline import decision as rule
+        from breastdx_core import decision as rule
 
         ruled = rule.assess(card, data, prediction.probabilities, getattr(prediction, "ood_score", None),
                             check_size=whole_image)

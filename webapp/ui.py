@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
-from pipeline import model_card
+from breastdx_core import model_card
 from webapp import audit, kinds, service
 from webapp.clients import HTTP_BAD_REQUEST, HTTP_NOT_FOUND, PredictionError
 

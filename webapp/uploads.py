@@ -17,7 +17,7 @@ from typing import Optional
 
 from PIL import Image, UnidentifiedImageError
 
-from components.image_ingest import image_files  # pure Python: magic bytes, no TensorFlow
+from breastdx_core import image_files  # pure Python: magic bytes, no TensorFlow
 
 log = logging.getLogger(__name__)
 

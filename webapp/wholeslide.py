@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from pipeline import contract
+from breastdx_core import contract
 from webapp import audit, kinds, mosaic, overlay, service, tiling
 from webapp.uploads import HTTP_TOO_LARGE, UploadError, check_upload
 

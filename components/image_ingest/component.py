@@ -50,7 +50,7 @@ class ImageExampleGen(FileBasedExampleGen):
                  tree_fingerprint: Optional[Union[str, data_types.RuntimeParameter]] = None):
         """Args:
             image_root: the folder of images (local path or gs://).
-            task: a `pipeline.contract` task name (classes, label folders).
+            task: a `breastdx_core.contract` task name (classes, label folders).
             output_config: the splits, by hash buckets of ``patient_id``.
             layout: "auto", "idc", "class_folders" or "manifest".
             validation: how deeply each file is checked (`image_files.inspect`).

@@ -27,8 +27,9 @@ from PIL import Image
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components.image_ingest import image_files, layouts, report
-from pipeline import contract
+from breastdx_core import image_files
+from components.image_ingest import layouts, report
+from breastdx_core import contract
 
 ROOT_KEY = standard_component_specs.INPUT_BASE_KEY  # the image root
 LAYOUT_KEY = "layout"

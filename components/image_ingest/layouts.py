@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import tensorflow as tf
 
-from pipeline.contract import Task
+from breastdx_core.contract import Task
 
 IDC_NAME = re.compile(r"^(?P<pid>.+?)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<cls>\d+)\.png$", re.IGNORECASE)
 MASK_NAME = re.compile(r"_mask(_\d+)?\.[A-Za-z]+$")

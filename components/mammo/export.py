@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline.metrics import roc_auc
+from breastdx_core.metrics import roc_auc
 from components.mammo import records
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 
 MALIGNANT_PATCH_CLASSES = ("calcification_malignant", "mass_malignant")
 
@@ -115,7 +115,7 @@ def write_card(path: str, *, variant: str, class_names: Sequence[str], positive_
                history: Any, seconds: float, synthetic: bool, evaluation: Dict[str, Any],
                contract_extra: Optional[Dict[str, Any]] = None, **extra: Any) -> None:
     """The Trainer's part of the model card (``assets.extra/model_card.json``, built by
-    `pipeline.model_card.trainer_fields`); the Pusher adds the version and the run and
+    `breastdx_core.model_card.trainer_fields`); the Pusher adds the version and the run and
     validates it against the schema.
 
     ``evaluation``: the Trainer's own metrics on the eval split (the release's test

@@ -1,10 +1,10 @@
 """CbisExampleGen: a CBIS-DDSM release in, two Examples artifacts out.
 
 `pipeline.pipeline.create_mammography_pipeline` puts it first. It reads the release's
-case-description CSVs and images (`pipeline.mammo.cbis.read_release`: the real
+case-description CSVs and images (`components.mammo.cbis.read_release`: the real
 release's quirks handled there), fits every mammogram and its ROI masks to
-``image_size`` keeping the aspect ratio (`pipeline.mammo.images`), cuts the patch sets
-(S10 from the train split, S from the test split: `pipeline.mammo.patches`) and writes
+``image_size`` keeping the aspect ratio (`components.mammo.images`), cuts the patch sets
+(S10 from the train split, S from the test split: `components.mammo.patches`) and writes
 
 * ``patches``: one record per patch, label = the 5 patch classes;
 * ``mammograms``: one record per whole mammogram, label = malignant (any abnormality).
@@ -25,7 +25,7 @@ from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from pipeline import contract
+from breastdx_core import contract
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _mark(artifact: tfx.types.standard_artifacts.Examples) -> None:
 def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_size: List[int], patch_size: int,
                   train_patch_set: str, eval_patch_set: str, seed: int) -> Dict[str, object]:
     """Reads the release and writes both artifacts' records; returns the counts."""
-    from pipeline.mammo import cbis, images, patches
+    from components.mammo import cbis, images, patches
 
     from components.mammo import records
 

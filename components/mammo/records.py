@@ -4,7 +4,7 @@ modules and every exported signature read it.
 `components.mammo.ingest` calls `to_example`; the patch and whole-image Trainer
 modules call `load_arrays` and `require_settings`; `components.mammo.export` calls
 `decode_grey` inside the serving signatures, so training and serving decode and fit
-an image with the same TF ops (`pipeline.mammo.images.resize_keep_aspect`).
+an image with the same TF ops (`components.mammo.images.resize_keep_aspect`).
 
 One tf.Example per image: ``image_raw`` (an 8-bit grey PNG, already fitted to the
 model's size by the ingest), ``label`` (patches: index into
@@ -19,8 +19,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from pipeline import contract
-from pipeline.mammo import images
+from breastdx_core import contract
+from components.mammo import images
 
 WHOLE_CLASS_NAMES = ("benign", "malignant")
 SIGNATURE_HEATMAP = "heatmap"
@@ -36,7 +36,7 @@ FEATURES = {
 def require_settings(custom_config: Mapping[str, Any], keys: Iterable[str], who: str) -> Dict[str, Any]:
     """The settings ``who`` needs from its ``custom_config`` (PipelineConfig's
     mammo_*_config()); no fallbacks, so a setting cannot silently disagree with
-    pipeline/configs.py.
+    breastdx_core/configs.py.
 
     Raises:
         ValueError: naming the missing keys.
@@ -44,7 +44,7 @@ def require_settings(custom_config: Mapping[str, Any], keys: Iterable[str], who:
     custom_config = dict(custom_config or {})
     missing = [k for k in keys if k not in custom_config]
     if missing:
-        raise ValueError(f"{who}: custom_config lacks {missing}; it comes from pipeline/configs.py "
+        raise ValueError(f"{who}: custom_config lacks {missing}; it comes from breastdx_core/configs.py "
                          f"(PipelineConfig.mammo_*_config), got keys {sorted(custom_config)}")
     return custom_config
 
@@ -97,7 +97,7 @@ def load_arrays(file_patterns: Sequence[str], size: Sequence[int],
                 batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
     """Every record of a split as (grey float32 [n, h, w, 1], labels int64 [n]).
 
-    The stage-wise fine-tuning (`pipeline.mammo.models.train_in_stages`) shuffles and
+    The stage-wise fine-tuning (`components.mammo.models.train_in_stages`) shuffles and
     flips in memory; at the demo's sizes a split fits easily (the study's full set
     would want a streaming input function instead).
     """

@@ -28,7 +28,7 @@ import tf_keras as keras
 from tf_keras.src.applications import efficientnet as keras_efficientnet
 
 from components.pretrained import torch_legacy
-from pipeline import pretrained
+from breastdx_core import pretrained
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def lite_blocks_args(name: str) -> List[Dict[str, Any]]:
 def efficientnet_lite(name: str, include_top: bool = False, weights: Optional[str] = None,
                       input_tensor: Optional[tf.Tensor] = None, input_shape: Optional[tuple] = None,
                       classes: int = IMAGENET_CLASSES) -> keras.Model:
-    """EfficientNet-Lite ``name`` (a key of `pipeline.pretrained.PRETRAINED`).
+    """EfficientNet-Lite ``name`` (a key of `breastdx_core.pretrained.PRETRAINED`).
 
     Takes pixels in [0, 255]. ``weights``: None (random; the input scaling is still the
     Lite one) or a converted weights file, loaded by layer name, which must cover every

@@ -23,7 +23,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from pipeline.metrics import roc_auc  # the project's one roc_auc(labels, scores)
+from breastdx_core.metrics import roc_auc  # the project's one roc_auc(labels, scores)
 
 METRICS = ("dice", "jaccard", "tpr", "fpr")
 

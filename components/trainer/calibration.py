@@ -9,7 +9,7 @@ exported signature (serving, examples, explain) returns calibrated probabilities
 parameter cannot overfit a split of thousands of images, and it keeps the ranking: AUC is
 unchanged, the 0.5 threshold and the uncertainty band move. The fit and the expected
 calibration error (ECE) before and after, with reliability bins, go into the model card's
-``calibration`` field (the keys of `pipeline.model_card.calibration_fields`); the
+``calibration`` field (the keys of `breastdx_core.model_card.calibration_fields`); the
 evaluation report reads them there. `uncalibrate` recovers the raw probabilities.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline import contract
+from breastdx_core import contract
 
 LAYER_NAME = "temperature_scaling"
 # The temperature is searched over log T in this range: T from 1/20 (sharpen) to 20 (soften).
@@ -98,7 +98,7 @@ def calibrate(model: keras.Model, dataset: tf.data.Dataset, positive_index: int)
         (the calibrated model, the card's ``calibration`` field: method, temperature,
         ece_before/after, nll_before/after, n, fitted_on, reliability_before/after).
     """
-    from pipeline.evaluation.statistics import calibration as reliability
+    from components.evaluation.statistics import calibration as reliability
 
     probabilities, labels = predict_split(model, dataset)
     temperature = fit_temperature(probabilities, labels)

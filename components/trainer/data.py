@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components.trainer import stain
-from pipeline import contract
+from breastdx_core import contract
 
 def _augmenter(seed: int) -> keras.Sequential:
     """Rotation +-20 degrees, zoom 1.0-1.2 (zoom in only), horizontal and vertical flips."""

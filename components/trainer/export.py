@@ -1,5 +1,5 @@
 """The exported SavedModel: the Transform graph inside every signature, the feature-space
-OOD score, and the Trainer's part of the model card (built by pipeline/model_card.py).
+OOD score, and the Trainer's part of the model card (built by breastdx_core/model_card.py).
 
 Called by `trainer_module.run_fn` after training.
 """
@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 
 HEATMAP_OUTPUT = "heatmap"
 SIGNATURE_EXPLAIN = "explain"  # bytes in; probabilities plus a Grad-CAM heatmap out
@@ -64,7 +64,7 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
     * ``serving_default``: ``image_bytes`` [None] tf.string (raw PNG/JPEG bytes, what TF
       Serving's REST API carries as {"b64": ...}) -> probabilities, class_name,
       class_index, positive_probability, and with ``ood`` (`fit_ood`) ``ood_score`` [None]
-      float32 (higher: less like the train split; pipeline/decision.py holds the threshold).
+      float32 (higher: less like the train split; breastdx_core/decision.py holds the threshold).
     * ``serving_examples``: ``examples`` [None] serialized tf.Example (only
       ``image_raw`` is read) -> the same outputs (Evaluator, batch jobs).
     * ``explain``: like serving_default, plus a Grad-CAM ``heatmap`` [None, h, w] in [0, 1].

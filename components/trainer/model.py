@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.pretrained import convert as lite
-from pipeline import configs, contract, model_card, pretrained
+from breastdx_core import configs, contract, model_card, pretrained
 
 
 def _pixels(x: tf.Tensor) -> tf.Tensor:
@@ -24,7 +24,7 @@ def _pixels(x: tf.Tensor) -> tf.Tensor:
 
 
 # name -> (constructor, its preprocess_input on 0..255 pixels, smallest input side it accepts).
-# The names are pipeline/configs.py's BACKBONES (TF-free, for the CLI and the settings);
+# The names are breastdx_core/configs.py's BACKBONES (TF-free, for the CLI and the settings);
 # tests/test_pretrained.py holds the two equal.
 BACKBONES: Dict[str, Tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.Tensor], int]] = {
     "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32),
@@ -73,7 +73,7 @@ def backbone_weights(backbone: str, config: Dict[str, Any]) -> Optional[str]:
 
 
 def weights_provenance(config: Dict[str, Any]) -> Dict[str, Any]:
-    """``{"weights_provenance": {...}}`` for the model card (pipeline/model_card.py):
+    """``{"weights_provenance": {...}}`` for the model card (breastdx_core/model_card.py):
     "random"; the package (name, version, its file's SHA-256) and the converted file's
     SHA-256; Keras's download; or a local file with its SHA-256."""
     architecture = config["backbone"]

@@ -31,7 +31,7 @@ from components.trainer.model import (ARCHITECTURES, BACKBONES, CNN_LSTM, OPTIMI
 from components.trainer.training import (BATCHNORM_BATCHES, STRATEGIES,  # noqa: F401
                                          distribution_strategy, fit_model, train_model)
 from components.trainer.tuning import TUNABLE, tuned_values, tuner_fn  # noqa: F401
-from pipeline import contract
+from breastdx_core import contract
 
 log = logging.getLogger(__name__)
 

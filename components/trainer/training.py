@@ -13,7 +13,7 @@ import tf_keras as keras
 
 from components.progress import StepProgress
 from components.trainer.model import compile_model, resolve_weights, set_trainable
-from pipeline.lab import diagnostics
+from components.trainer import diagnostics
 
 class WallTimeBudget(keras.callbacks.Callback):
     """Stops training once ``minutes`` have passed (checked after every batch) and counts

@@ -1,7 +1,7 @@
 """The Transform module: encoded image bytes -> the model's input tensor.
 
 TFX's Transform component calls `preprocessing_fn` (with the pipeline's
-`custom_config`: the image spec from `pipeline/configs.py`). Its graph is the only
+`custom_config`: the image spec from `breastdx_core/configs.py`). Its graph is the only
 preprocessing in the system: the Trainer trains on its output and exports it inside
 every serving signature, so training and serving cannot skew. Augmentation is not
 here (it belongs to training only: the Trainer's input function).
@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from pipeline import contract
+from breastdx_core import contract
 
 
 def decode_image(encoded: tf.Tensor, model_size: Sequence[int], native_size: Optional[Sequence[int]] = None) -> tf.Tensor:

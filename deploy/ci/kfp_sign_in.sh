@@ -1,5 +1,5 @@
 # Sourced by .github/workflows/cd.yml: `kfp_sign_in` sets BREASTDX_KFP_AUTH/_TOKEN for
-# `breastdx pipeline|run` (pipeline/kfp_auth.py). With KFP_AUTH=iap it mints a fresh
+# `breastdx pipeline|run` (breastdx_cli/kfp_auth.py). With KFP_AUTH=iap it mints a fresh
 # Google ID token for the IAP OAuth client KFP_IAP_CLIENT_ID as CI_SERVICE_ACCOUNT (the
 # runner's Workload Identity credentials cannot mint ID tokens themselves; impersonating
 # the account can, given roles/iam.serviceAccountOpenIdTokenCreator: docs/cluster.md, 5).

@@ -8,7 +8,7 @@ CbisExampleGen's ``mammograms``, with the patch Trainer's model as ``base_model`
 Settings arrive in ``fn_args.custom_config``
 (`PipelineConfig.mammo_whole_trainer_config()`), every one required. The patch
 classifier's convolutional backbone runs over the whole fitted mammogram, two ResNet
-bottleneck blocks and a sigmoid unit follow (`pipeline.mammo.models`); the export
+bottleneck blocks and a sigmoid unit follow (`components.mammo.models`); the export
 carries ``serving_default``, ``serving_examples`` (the Evaluator's) and the
 ``heatmap`` signature (components/mammo/export.py), and the model card holds the patch
 classifier's card as ``patch_model``.
@@ -25,8 +25,8 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from components.mammo import export, records
-from pipeline import contract
-from pipeline.mammo import models
+from breastdx_core import contract
+from components.mammo import models
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from tfx_bsl.public import tfxio
 from components.segmentation import metrics
 from components.batchnorm import recalibrate_batchnorm
 from components.progress import StepProgress
-from pipeline import contract, model_card
+from breastdx_core import contract, model_card
 
 log = logging.getLogger(__name__)
 

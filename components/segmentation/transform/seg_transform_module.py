@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence
 import tensorflow as tf
 
 from components.transform import transform_module
-from pipeline import contract
+from breastdx_core import contract
 
 MASK_LEVEL = 127  # masks are 0/255 PNGs; anything brighter than mid-grey is lesion
 

@@ -1,0 +1,92 @@
+"""The mammography variant at the command line: what `breastdx demo --variant mammo`
+prints after the pipeline, and the study's full-size settings.
+
+`breastdx_cli/main.py` imports this module (no call-back into it): `full_size_settings()` for
+``demo --full-size`` and `print_summary(config)` after a mammography run. The former
+``mammo-demo`` and ``segment-demo`` verbs are ``demo --variant mammo|segment`` now:
+one pipeline each, through `create_pipeline`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Optional
+
+log = logging.getLogger("breastdx")
+
+
+def full_size_settings() -> Dict[str, Any]:
+    """The study's sizes and schedules (Shen et al. 2019) as PipelineConfig overrides."""
+    from breastdx_core import contract
+    from components.mammo import models
+
+    return {"mammo_image_size": tuple(contract.CBIS_IMAGE_SIZE), "mammo_patch_size": contract.CBIS_PATCH_SIZE,
+            "mammo_heatmap_stride": contract.CBIS_PATCH_SIZE // 4,
+            "mammo_patch_schedule": models.format_schedule(models.PATCH_SCHEDULE),
+            "mammo_whole_schedule": models.format_schedule(models.WHOLE_SCHEDULE)}
+
+
+def latest_pushed(config) -> Optional[str]:
+    """The newest version folder under ``<serving_root>/<model_name>`` (None: nothing pushed)."""
+    base = os.path.join(config.serving_root, config.model_name)
+    versions = sorted((int(v) for v in os.listdir(base) if v.isdigit()), reverse=True) if os.path.isdir(base) else []
+    return os.path.join(base, str(versions[0])) if versions else None
+
+
+def write_heatmap(config, version_dir: str, card: Dict[str, Any]) -> Optional[str]:
+    """Calls the pushed model's ``heatmap`` signature on the first mammogram of the
+    release's test split and saves the malignancy overlay beside the workdir's logs;
+    returns the PNG's path (None when the release has no test mammogram)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from components.mammo import records
+    from breastdx_core import contract
+    from components.mammo import cbis, heatmap, images
+
+    abnormalities, _ = cbis.read_release(config.data_root)
+    tests = [m for m in cbis.mammograms(abnormalities) if m.split == "test"]
+    if not tests:
+        return None
+    with open(tests[0].image_path, "rb") as handle:
+        encoded = handle.read()
+    model = tf.saved_model.load(version_dir)
+    signature = card["input_contract"]["heatmap_signature"]
+    grid = model.signatures[signature](**{contract.SERVING_INPUT_BYTES: tf.constant([encoded])})
+    grid = grid[records.OUTPUT_HEATMAP].numpy()[0]
+    size, patch, stride = card["image_size"], int(card["patch_size"]), int(card["heatmap_stride"])
+    image = images.resize_keep_aspect(images.read_image(tests[0].image_path), size).numpy()
+    rows, cols = np.arange(grid.shape[0]) * stride, np.arange(grid.shape[1]) * stride
+    score = heatmap.malignant_map(heatmap.to_image_grid(grid, rows, cols, patch, image.shape))
+    path = os.path.join(config.workdir, "cbis", f"heatmap_{tests[0].image_id}.png")
+    images.save_png(path, heatmap.render_overlay(image, score * (image > 0.1)))
+    np.save(path[:-4] + ".npy", grid)
+    return path
+
+
+def print_summary(config) -> int:
+    """What the mammography run produced, from the pushed model's card; 1 when the
+    Evaluator did not bless the model (nothing pushed)."""
+    from breastdx_core import contract, model_card
+
+    version_dir = latest_pushed(config)
+    if version_dir is None:
+        print(f"not pushed: the whole-image model did not reach the Evaluator's AUC floor "
+              f"({config.mammo_min_whole_auc}); see the log")
+        return 1
+    card = model_card.read(os.path.join(version_dir, contract.MODEL_CARD_RELPATH))
+    whole = card.get("evaluation", {}).get("metrics", {})
+    patch = card.get("patch_model", {}).get("evaluation", {}).get("metrics", {})
+    print(f"patch model    eval accuracy {patch.get('accuracy')} (5 classes, n={patch.get('n')}), "
+          f"malignant AUC {patch.get('malignant_auc')}")
+    print(f"whole image    eval AUC {whole.get('auc')}, accuracy {whole.get('accuracy')} (n={whole.get('n')}, "
+          f"malignant {whole.get('malignant')})")
+    print(f"pushed         {version_dir} (signatures: serving_default, serving_examples, "
+          f"{card['input_contract'].get('heatmap_signature')})")
+    heatmap_png = write_heatmap(config, version_dir, card)
+    if heatmap_png:
+        print(f"heatmap        {heatmap_png}")
+    if card.get("evaluation", {}).get("synthetic_data"):
+        print("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on mammograms.")
+    print(contract.RESEARCH_ONLY)
+    return 0

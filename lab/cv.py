@@ -1,0 +1,495 @@
+"""`breastdx cv --folds K`: patient-level K-fold cross-validation through the Trainer module.
+
+One split of 13 or 28 patients says little; pathology studies (Slideflow's, Janowczyk &
+Madabhushi's) evaluate by patient-level K-fold. This module runs the pipeline's data
+stages (ImageExampleGen ... Transform, TFX-cached, under the same pipeline name as
+`breastdx demo`), then for each fold k trains one model with `trainer_module.run_fn` (a
+`FnArgs` as TFX's Trainer builds it, `compare.fn_args_for`: no second training path), on
+patient-disjoint groups: fold k's patients are the test set, a few other patients the
+eval split (early stopping, temperature scaling), the rest train. Every patient is
+predicted once, by the model that never saw them; the per-fold and pooled ("out of fold")
+AUC, balanced accuracy, F1, sensitivity and specificity carry patient-bootstrap CIs
+(`breastdx_core.metrics`).
+
+Records are regrouped by patient once: each patient's raw records and their Transform
+output (the run's own TransformGraph; it has no analyzers, so it is the same for every
+fold) are written to one file each, and a fold is a list of those files.
+
+Called by `breastdx_cli/main.py` (its _PLUGINS list: `add_parser`) and by `bench/real.py`.
+Results go to ``<workdir>/reports/cv/`` (or ``--out``): ``cv.json``, ``cv.md``, ``roc.png``,
+``index.html``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import html
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from breastdx_core import contract, metrics
+from breastdx_core.configs import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+METRICS = ("auc", "balanced_accuracy", "f1", "sensitivity", "specificity")
+THRESHOLD = 0.5  # the calibrated model's default decision threshold
+
+
+class CvError(ValueError):
+    """The data cannot be cross-validated as asked (the CLI exits 2 with the message)."""
+
+
+# --- folds ------------------------------------------------------------------------------
+def _patient_classes(labels: np.ndarray, groups: np.ndarray) -> Dict[str, np.ndarray]:
+    """patient -> images per class (0/1: negative/positive)."""
+    return {str(p): np.bincount(labels[groups == p].astype(int), minlength=2)[:2] for p in np.unique(groups)}
+
+
+def assign_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> List[List[str]]:
+    """Patient-disjoint folds with about the same class balance (sklearn's
+    StratifiedGroupKFold over images, grouped by patient).
+
+    Raises:
+        CvError: fewer patients than folds (folds cannot be patient-disjoint).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    patients = np.unique(groups)
+    if folds < 2:
+        raise CvError(f"--folds must be at least 2, got {folds}")
+    if len(patients) < folds:
+        raise CvError(f"{folds} folds cannot be patient-disjoint with {len(patients)} patients: "
+                      f"use --folds {len(patients)} or fewer")
+    if len(np.unique(labels)) < 2:
+        raise CvError(f"every image has label {int(labels[0])}: a classifier cannot be cross-validated "
+                      "on one class")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [sorted({str(p) for p in groups[test]}) for _, test in splitter.split(np.zeros(len(labels)), labels, groups)]
+
+
+def eval_patients(candidates: Sequence[str], classes: Dict[str, np.ndarray], fraction: float,
+                  seed: int) -> List[str]:
+    """A few of the training patients for the eval split (early stopping and calibration):
+    ``fraction`` of them, at least one; among 200 seeded draws the first whose eval and
+    train sides both hold both classes, else the last draw."""
+    rng = np.random.default_rng(seed)
+    n = min(max(1, int(round(fraction * len(candidates)))), len(candidates) - 1)
+    pick: List[str] = []
+    for _ in range(200):
+        pick = sorted(rng.choice(sorted(candidates), size=n, replace=False).tolist())
+        rest = [p for p in candidates if p not in pick]
+        both = lambda ps: all(sum(classes[p][c] for p in ps) > 0 for c in (0, 1))  # noqa: E731
+        if both(pick) and both(rest):
+            break
+    return pick
+
+
+def data_warnings(classes: Dict[str, np.ndarray], class_names: Sequence[str]) -> List[str]:
+    """Plain-language problems of the patient structure (one patient holds a class...)."""
+    notes = []
+    for c, name in enumerate(class_names[:2]):
+        holders = [p for p, counts in classes.items() if counts[c] > 0]
+        if len(holders) == 1:
+            notes.append(f"class {name!r}: all {int(classes[holders[0]][c])} images come from one patient "
+                         f"({holders[0]}): the fold that tests this patient trains without the class, and no fold "
+                         "measures the class on an unseen patient")
+        elif not holders:
+            notes.append(f"class {name!r}: no images")
+    return notes
+
+
+# --- the data, regrouped by patient ------------------------------------------------------
+@dataclasses.dataclass
+class PatientFiles:
+    raw: Dict[str, str]  # patient -> GZIP TFRecord of ImageExampleGen records
+    transformed: Dict[str, str]  # patient -> GZIP TFRecord of Transform outputs
+    labels: np.ndarray  # per image, 0/1 positive
+    groups: np.ndarray  # per image, patient id
+
+
+def _safe(patient: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in patient)
+
+
+def regroup_by_patient(examples_uri: str, transform_graph_uri: str, out_dir: str, positive_index: int,
+                       batch: int = 256) -> PatientFiles:
+    """Writes every patient's raw and transformed records to a file of their own (once:
+    a ``done.json`` marks a finished folder)."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from pipeline.summary import split_records
+
+    marker = os.path.join(out_dir, "done.json")
+    if os.path.exists(marker):
+        with open(marker) as handle:
+            done = json.load(handle)
+        if done.get("examples_uri") == examples_uri:
+            return PatientFiles(done["raw"], done["transformed"], np.asarray(done["labels"]),
+                                np.asarray(done["groups"]))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(os.path.join(out_dir, "raw"))
+    os.makedirs(os.path.join(out_dir, "transformed"))
+    tft_output = tft.TFTransformOutput(transform_graph_uri)
+    layer = tft_output.transform_features_layer()
+    raw_spec = tft_output.raw_feature_spec()
+    spec = {contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+            contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
+    files = [f for split in ("train", "eval", "test") for f in split_records(examples_uri, split)]
+    if not files:
+        raise CvError(f"no ImageExampleGen records under {examples_uri}")
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    writers: Dict[str, Tuple[Any, Any]] = {}
+    raw_paths: Dict[str, str] = {}
+    transformed_paths: Dict[str, str] = {}
+    labels: List[int] = []
+    groups: List[str] = []
+    try:
+        for records in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch):
+            parsed = tf.io.parse_example(records, spec)
+            outputs = layer(tf.io.parse_example(records, raw_spec))
+            images = outputs[contract.TRANSFORMED_IMAGE_KEY].numpy()
+            for record, patient, label, image in zip(records.numpy(), parsed[contract.PATIENT_KEY].numpy(),
+                                                     parsed[contract.LABEL_KEY].numpy(), images):
+                patient = patient.decode("utf-8")
+                if patient not in writers:
+                    raw_paths[patient] = os.path.join(out_dir, "raw", f"{_safe(patient)}.gz")
+                    transformed_paths[patient] = os.path.join(out_dir, "transformed", f"{_safe(patient)}.gz")
+                    writers[patient] = (tf.io.TFRecordWriter(raw_paths[patient], options),
+                                        tf.io.TFRecordWriter(transformed_paths[patient], options))
+                example = tf.train.Example()
+                example.features.feature[contract.TRANSFORMED_IMAGE_KEY].float_list.value.extend(image.ravel())
+                example.features.feature[contract.TRANSFORMED_LABEL_KEY].int64_list.value.append(int(label))
+                writers[patient][0].write(record)
+                writers[patient][1].write(example.SerializeToString())
+                labels.append(int(label == positive_index))
+                groups.append(patient)
+    finally:
+        for raw, transformed in writers.values():
+            raw.close()
+            transformed.close()
+    with open(marker, "w") as handle:
+        json.dump({"examples_uri": examples_uri, "raw": raw_paths, "transformed": transformed_paths,
+                   "labels": labels, "groups": groups}, handle)
+    return PatientFiles(raw_paths, transformed_paths, np.asarray(labels), np.asarray(groups))
+
+
+def _image_root(examples_uri: str) -> Optional[str]:
+    path = os.path.join(examples_uri, "ingest_report.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle).get("image_root")
+
+
+def ensure_data_stages(config: PipelineConfig):
+    """The newest run's ImageExampleGen and Transform outputs for ``config.data_root``;
+    runs only the data stages (cached where they ran before) when there are none."""
+    from lab import compare
+
+    data = compare.find_run_data(config)
+    if data is not None and os.path.realpath(_image_root(data.examples.uri) or "") == os.path.realpath(config.data_root):
+        return data
+    from tfx import v1 as tfx
+
+    from pipeline import preflight
+    from pipeline import pipeline as pipeline_module
+    from breastdx_core.configs import TRANSFORM_MODULE_FILE
+
+    found = preflight.check(config.data_root, config.task_spec, config.layout)
+    log.info("cv: data stages on %s (%s layout, %d image files)", config.data_root, found.layout, found.candidates)
+    stages = pipeline_module._data_stages(config, None, TRANSFORM_MODULE_FILE, config.schema_path)
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root, components=list(stages),
+        enable_cache=config.enable_cache, beam_pipeline_args=config.beam_pipeline_args(),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path)))
+    data = compare.find_run_data(config)
+    if data is None:
+        raise CvError(f"no Transform output in {config.metadata_path} after the data stages ran")
+    return data
+
+
+# --- metrics ------------------------------------------------------------------------------
+def _metric_fns(threshold: float):
+    def confusion_ratio(name):
+        def fn(y, s):
+            cm = metrics.confusion(y, s, threshold)
+            sens = cm["tp"] / (cm["tp"] + cm["fn"]) if cm["tp"] + cm["fn"] else float("nan")
+            spec = cm["tn"] / (cm["tn"] + cm["fp"]) if cm["tn"] + cm["fp"] else float("nan")
+            if name == "sensitivity":
+                return sens
+            if name == "specificity":
+                return spec
+            if name == "balanced_accuracy":
+                return (sens + spec) / 2
+            den = 2 * cm["tp"] + cm["fp"] + cm["fn"]
+            return 2 * cm["tp"] / den if den else float("nan")
+        return fn
+
+    return {"auc": metrics.roc_auc, **{name: confusion_ratio(name) for name in METRICS[1:]}}
+
+
+def metrics_with_ci(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, resamples: int, seed: int,
+                    threshold: float = THRESHOLD) -> Dict[str, Dict[str, Any]]:
+    """Each of `METRICS`: {value, ci95 (patient bootstrap) or None}."""
+    out = {}
+    for name, fn in _metric_fns(threshold).items():
+        out[name] = {"value": float(fn(labels, scores)),
+                     "ci95": metrics.patient_bootstrap(labels, scores, groups, metric=fn, resamples=resamples,
+                                                       seed=seed)}
+    return out
+
+
+# --- one fold -----------------------------------------------------------------------------
+def train_fold(config: PipelineConfig, data, files: PatientFiles, fold: int, test: List[str], evaluation: List[str],
+               train: List[str], out_dir: str, keep_model: bool = False) -> Dict[str, Any]:
+    """Trains fold ``fold`` through `trainer_module.run_fn` and scores its test patients."""
+    import attr
+    import tf_keras as keras
+
+    from components.trainer import trainer_module
+    from lab import compare
+    from components.evaluation.scoring import score_split
+
+    fold_dir = os.path.join(out_dir, f"fold-{fold}")
+    shutil.rmtree(fold_dir, ignore_errors=True)
+    heldout = os.path.join(fold_dir, "heldout", "Split-test")
+    os.makedirs(heldout)
+    for patient in test:
+        os.symlink(files.raw[patient], os.path.join(heldout, os.path.basename(files.raw[patient])))
+    budget = compare.Budget("cv", train_steps=config.train_steps or None, eval_steps=config.eval_steps or None,
+                            epochs=config.epochs, batch_size=config.batch_size, train_score_limit=0)
+    trainer_config = {**config.trainer_config(), "seed": config.seed + fold}
+    fn_args = compare.fn_args_for(data, trainer_config, budget, fold_dir)
+    fn_args = attr.evolve(fn_args, train_files=[files.transformed[p] for p in train],
+                          eval_files=[files.transformed[p] for p in evaluation])
+    started = time.time()
+    trainer_module.run_fn(fn_args)
+    wall = time.time() - started
+    keras.backend.clear_session()
+    with open(os.path.join(fn_args.serving_model_dir, contract.MODEL_CARD_RELPATH)) as handle:
+        card = json.load(handle)
+    y, s, g = score_split(fn_args.serving_model_dir, os.path.dirname(heldout), "test").binary(
+        config.task_spec.positive_index)
+    if not keep_model:
+        shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
+    return {"fold": fold, "test_patients": test, "eval_patients": evaluation, "train_patients": train,
+            "n_test_images": int(len(y)), "n_test_positive": int(y.sum()), "wall_seconds": round(wall, 1),
+            "budget": card.get("training_budget"), "calibration": card.get("calibration"),
+            "training_history": card.get("training_history"),
+            "labels": y.tolist(), "scores": s.tolist(), "groups": [p.decode("utf-8") if isinstance(p, bytes) else str(p)
+                                                                 for p in g]}
+
+
+# --- the whole run ------------------------------------------------------------------------
+def cross_validate(config: PipelineConfig, folds: int, out_dir: Optional[str] = None, eval_fraction: float = 0.2,
+                   resamples: Optional[int] = None, keep_models: bool = False,
+                   only_folds: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """Runs the K folds; returns the result dict (also written as cv.json, cv.md, roc.png,
+    index.html under ``out_dir``).
+
+    Raises:
+        CvError: the data cannot give ``folds`` patient-disjoint folds.
+    """
+    out_dir = out_dir or os.path.join(config.workdir, "reports", "cv")
+    os.makedirs(out_dir, exist_ok=True)
+    resamples = config.bootstrap_resamples if resamples is None else resamples
+    data = ensure_data_stages(config)
+    files = regroup_by_patient(data.examples.uri, data.transform_graph_uri,
+                               os.path.join(config.workdir, "cv-data", config.pipeline_name),
+                               config.task_spec.positive_index)
+    classes = _patient_classes(files.labels, files.groups)
+    warnings = data_warnings(classes, config.task_spec.class_names)
+    for note in warnings:
+        log.warning("cv: %s", note)
+    assignment = assign_folds(files.labels, files.groups, folds, config.seed)
+    started = time.time()
+    rows = []
+    for k, test in enumerate(assignment):
+        if only_folds is not None and k not in only_folds:
+            continue
+        rest = [p for p in sorted(classes) if p not in test]
+        evaluation = eval_patients(rest, classes, eval_fraction, config.seed + k)
+        train = [p for p in rest if p not in evaluation]
+        for side, patients in (("train", train), ("eval", evaluation), ("test", test)):
+            present = sum(classes[p] for p in patients)
+            if not present.all():
+                note = (f"fold {k}: its {side} patients ({', '.join(patients)}) hold no "
+                        f"{config.task_spec.class_names[int(np.argmin(present))]!r} images")
+                warnings.append(note)
+                log.warning("cv: %s", note)
+        log.info("cv: fold %d (of %d): train %d patients, eval %d, test %d (%s)", k, folds, len(train),
+                 len(evaluation), len(test), ", ".join(test))
+        row = train_fold(config, data, files, k, test, evaluation, train, out_dir, keep_models)
+        y, s, g = np.asarray(row["labels"]), np.asarray(row["scores"]), np.asarray(row["groups"])
+        row["metrics"] = metrics_with_ci(y, s, g, resamples, config.seed)
+        log.info("cv: fold %d: AUC %.3f, balanced accuracy %.3f, F1 %.3f (%d images, %.0f s)", k,
+                 row["metrics"]["auc"]["value"], row["metrics"]["balanced_accuracy"]["value"],
+                 row["metrics"]["f1"]["value"], len(y), row["wall_seconds"])
+        rows.append(row)
+    y = np.concatenate([r["labels"] for r in rows]).astype(int)
+    s = np.concatenate([r["scores"] for r in rows])
+    g = np.concatenate([r["groups"] for r in rows])
+    result = {
+        "meta": {"data_root": config.data_root, "task": config.task, "folds": folds, "folds_run": len(rows),
+                 "patients": len(classes), "images": int(len(files.labels)),
+                 "positive_images": int(files.labels.sum()), "backbone": config.backbone,
+                 "weights": config.weights or "none (random initialisation)", "stain_jitter": config.stain_jitter,
+                 "augment": config.augment, "epochs": config.epochs, "train_steps": config.train_steps,
+                 "max_train_minutes": config.max_train_minutes, "batch_size": config.batch_size,
+                 "learning_rate": config.learning_rate, "calibration": config.calibration,
+                 "eval_fraction": eval_fraction, "threshold": THRESHOLD, "bootstrap_resamples": resamples,
+                 "seconds": round(time.time() - started, 1), "synthetic_data": _is_synthetic(config),
+                 "research_only": contract.RESEARCH_ONLY},
+        "warnings": warnings,
+        "folds": rows,
+        "pooled": {"n_images": int(len(y)), "n_patients": int(len(np.unique(g))),
+                   "metrics": metrics_with_ci(y, s, g, resamples, config.seed)},
+    }
+    result["files"] = write_outputs(result, out_dir)
+    return result
+
+
+def _is_synthetic(config: PipelineConfig) -> bool:
+    return os.path.realpath(config.data_root) == os.path.realpath(os.path.join(config.workdir, "data", config.task))
+
+
+# --- outputs ------------------------------------------------------------------------------
+def _cell(entry: Dict[str, Any]) -> str:
+    value, ci = entry["value"], entry["ci95"]
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{value:.3f}"
+
+
+def render_markdown(result: Dict[str, Any]) -> str:
+    """The table: one row per fold and the pooled row, each metric with its 95 % CI."""
+    meta = result["meta"]
+    lines = [f"Patient-level {meta['folds']}-fold cross-validation: {meta['patients']} patients, {meta['images']} "
+             f"images ({meta['positive_images']} positive); {meta['backbone']}, weights {meta['weights']}, "
+             f"stain jitter {meta['stain_jitter']}, {meta['epochs']} epochs"
+             f"{', %d steps' % meta['train_steps'] if meta['train_steps'] else ''}; threshold {meta['threshold']} "
+             f"on calibrated scores; 95 % CIs by patient bootstrap ({meta['bootstrap_resamples']} resamples). "
+             f"{meta['research_only']}",
+             "",
+             "| fold | test patients | images | " + " | ".join(METRICS) + " | images seen | seconds |",
+             "|---|---|---:|" + "---|" * len(METRICS) + "---:|---:|"]
+    for row in result["folds"]:
+        seen = (row.get("budget") or {}).get("images_seen", "?")
+        lines.append(f"| {row['fold']} | {', '.join(row['test_patients'])} | {row['n_test_images']} | "
+                     + " | ".join(_cell(row["metrics"][m]) for m in METRICS) + f" | {seen} | {row['wall_seconds']} |")
+    pooled = result["pooled"]
+    lines.append(f"| pooled | {pooled['n_patients']} patients | {pooled['n_images']} | "
+                 + " | ".join(_cell(pooled["metrics"][m]) for m in METRICS) + f" | | {meta['seconds']} |")
+    if result["warnings"]:
+        lines += ["", "Warnings:"] + [f"- {w}" for w in result["warnings"]]
+    if meta["synthetic_data"]:
+        lines += ["", "Metrics on SYNTHETIC data: they show the folds run, not how a model does on tissue."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: Dict[str, Any], out_dir: str) -> Dict[str, str]:
+    """cv.json, cv.md, roc.png (one curve per fold and the pooled one), index.html."""
+    import base64
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from components.evaluation.statistics import roc_curve
+
+    paths = {name: os.path.join(out_dir, name) for name in ("cv.json", "cv.md", "roc.png", "index.html")}
+    with open(paths["cv.json"], "w") as handle:
+        json.dump(result, handle, indent=1, default=float)
+    markdown = render_markdown(result)
+    with open(paths["cv.md"], "w") as handle:
+        handle.write(markdown)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    for row in result["folds"]:
+        curve = roc_curve(np.asarray(row["labels"]), np.asarray(row["scores"]))
+        ax.plot(curve["fpr"], curve["tpr"], lw=1, label=f"fold {row['fold']} (AUC {_cell(row['metrics']['auc'])})")
+    y = np.concatenate([r["labels"] for r in result["folds"]])
+    s = np.concatenate([r["scores"] for r in result["folds"]])
+    curve = roc_curve(y, s)
+    ax.plot(curve["fpr"], curve["tpr"], "k", lw=2, label=f"pooled (AUC {_cell(result['pooled']['metrics']['auc'])})")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC per held-out fold")
+    ax.legend(loc="lower right", fontsize=7)
+    fig.savefig(paths["roc.png"], dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    with open(paths["roc.png"], "rb") as handle:
+        roc_b64 = base64.b64encode(handle.read()).decode("ascii")
+    table = html.escape(markdown)
+    with open(paths["index.html"], "w") as handle:
+        handle.write(f"<!doctype html><meta charset=utf-8><title>Cross-validation</title>"
+                     f"<h1>Patient-level cross-validation</h1><p><b>{html.escape(contract.RESEARCH_ONLY)}</b></p>"
+                     f"<pre>{table}</pre><img alt='ROC per fold' src='data:image/png;base64,{roc_b64}'>")
+    return paths
+
+
+# --- the verb -----------------------------------------------------------------------------
+def cmd_cv(args: argparse.Namespace) -> int:
+    from breastdx_core import configs
+    from pipeline import console as cli  # not breastdx_cli.main: it imports this module
+
+    try:
+        config = configs.load(task=args.task, data_root=args.data_root, layout=args.layout, workdir=args.workdir,
+                              backbone=args.backbone, weights=args.weights, epochs=args.epochs,
+                              train_steps=args.train_steps, batch_size=args.batch_size,
+                              learning_rate=args.learning_rate, stain_jitter=args.stain_jitter,
+                              max_train_minutes=args.max_train_minutes, seed=args.seed,
+                              cv_folds=args.folds)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    log_file = os.path.join(config.workdir, "logs", f"cv-{time.strftime('%Y%m%d-%H%M%S')}.log")
+    cli.setup_logging(log_file, args.verbose)
+    if args.data_root is None and "BREASTDX_DATA_ROOT" not in os.environ:
+        cli.ensure_synthetic(config)
+    try:
+        result = cross_validate(config, config.cv_folds, args.out, args.eval_fraction, keep_models=args.keep_models)
+    except CvError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with open(result["files"]["cv.md"]) as handle:
+        print(handle.read())
+    print(f"report: {result['files']['index.html']}")
+    return 0
+
+
+def add_parser(verbs) -> None:
+    """Adds ``cv`` to `breastdx`'s sub-parsers."""
+    parser = verbs.add_parser("cv", help="patient-level K-fold cross-validation through the Trainer module",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--folds", type=int, help="K patient-disjoint folds (default from configs: cv_folds)")
+    parser.add_argument("--task", help="task preset: idc or busi (default idc)")
+    parser.add_argument("--data-root", help="image root (default: synthetic data under the workdir)")
+    parser.add_argument("--layout", help="auto, idc, class_folders or manifest (default auto)")
+    parser.add_argument("--workdir", help="pipeline root, metadata and reports (default ./workdir)")
+    parser.add_argument("--backbone", help="architecture (configs.BACKBONES)")
+    parser.add_argument("--weights", help="None, 'imagenet' or a local weights file")
+    parser.add_argument("--epochs", type=int, help="passes over each fold's train split")
+    parser.add_argument("--train-steps", type=int, help="a step budget instead of whole epochs (0: epochs)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--stain-jitter", type=float, help="HED jitter strength on the train split (0: off)")
+    parser.add_argument("--max-train-minutes", type=float, help="wall-time budget per fold (0: none)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--eval-fraction", type=float, default=0.2,
+                        help="share of each fold's training patients held out for early stopping and calibration")
+    parser.add_argument("--out", help="output folder (default <workdir>/reports/cv)")
+    parser.add_argument("--keep-models", action="store_true", help="keep each fold's exported SavedModel")
+    parser.add_argument("--verbose", action="store_true", help="show every log line")
+    parser.set_defaults(func=cmd_cv)
