@@ -79,6 +79,7 @@ def main(argv=None) -> int:
                      "images_seen_per_fold": [f["budget"]["images_seen"] for f in result["folds"]],
                      "seconds": round(time.time() - started), "pooled": pooled,
                      "per_fold_auc": [f["metrics"]["auc"]["value"] for f in result["folds"]],
+                     "operating": result["pooled"].get("operating", {}),
                      "warnings": result["warnings"]})
         print(open(result["files"]["cv.md"]).read(), flush=True)
 
@@ -99,6 +100,16 @@ def main(argv=None) -> int:
                      f"{budget} | {', '.join(str(n) for n in row['images_seen_per_fold'])} | {cell(m['auc'])} | "
                      f"{cell(m['balanced_accuracy'])} | {cell(m['f1'])} | {cell(m['sensitivity'])} | "
                      f"{cell(m['specificity'])} | {row['seconds']} |")
+    lines += ["", "The same out-of-fold scores, each fold called at a threshold chosen on its own eval patients "
+              "(never its test patients):", "",
+              "| variant | threshold rule | per-fold thresholds | balanced accuracy | F1 | sensitivity | specificity |",
+              "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for rule, entry in row["operating"].items():
+            m = entry["metrics"]
+            lines.append(f"| {row['variant']} | {cv.RULE_TITLES.get(rule, rule)} | "
+                         f"{', '.join(f'{t:.3f}' for t in entry['thresholds'])} | {cell(m['balanced_accuracy'])} | "
+                         f"{cell(m['f1'])} | {cell(m['sensitivity'])} | {cell(m['specificity'])} |")
     lines += ["", "References (full Kaggle set): " + "; ".join(f"{k.replace('_', ' ')} {v:.4f} ({who})"
                                                                 for k, (v, who) in REFERENCES.items())]
     text = "\n".join(lines) + "\n"

@@ -42,6 +42,13 @@ log = logging.getLogger(__name__)
 
 METRICS = ("auc", "balanced_accuracy", "f1", "sensitivity", "specificity")
 THRESHOLD = 0.5  # the calibrated model's default decision threshold
+# Operating thresholds chosen on each fold's eval patients (never its test patients) and
+# applied to its test patients: the F1 / balanced accuracy a user gets who sets the
+# threshold on held-out patients of their own. "sensitivity_0.95" is the evaluation
+# report's operating rule (components/evaluation/statistics.build_report).
+OPERATING_RULES = ("max_f1", "max_balanced_accuracy", "sensitivity_0.95")
+RULE_TITLES = {"max_f1": "eval max F1", "max_balanced_accuracy": "eval max balanced accuracy (Youden)",
+               "sensitivity_0.95": "eval sensitivity 0.95 (the evaluation report's rule)"}
 
 
 class CvError(ValueError):
@@ -241,14 +248,68 @@ def _metric_fns(threshold: float):
 
 
 def metrics_with_ci(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, resamples: int, seed: int,
-                    threshold: float = THRESHOLD) -> Dict[str, Dict[str, Any]]:
-    """Each of `METRICS`: {value, ci95 (patient bootstrap) or None}."""
+                    threshold: float = THRESHOLD, names: Sequence[str] = METRICS) -> Dict[str, Dict[str, Any]]:
+    """Each of ``names`` (default `METRICS`): {value, ci95 (patient bootstrap) or None}."""
     out = {}
     for name, fn in _metric_fns(threshold).items():
+        if name not in names:
+            continue
         out[name] = {"value": float(fn(labels, scores)),
                      "ci95": metrics.patient_bootstrap(labels, scores, groups, metric=fn, resamples=resamples,
                                                        seed=seed)}
     return out
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: str) -> float:
+    """The operating threshold (``scores >= t`` called positive) that ``rule`` picks on
+    these (eval) images: the distinct score maximising F1 or balanced accuracy (ties: the
+    one nearest 0.5), or the evaluation report's sensitivity-0.95 threshold. 0.5 where the
+    images cannot choose one (a class missing).
+
+    Raises:
+        ValueError: an unknown rule.
+    """
+    from components.evaluation.statistics import threshold_for_sensitivity
+
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if rule not in OPERATING_RULES:
+        raise ValueError(f"unknown operating rule {rule!r}: one of {', '.join(OPERATING_RULES)}")
+    if not pos or not neg:
+        return THRESHOLD
+    if rule == "sensitivity_0.95":
+        return float(threshold_for_sensitivity(labels, scores, 0.95))
+    order = np.argsort(-scores, kind="stable")
+    ranked, truth = scores[order], labels[order]
+    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]  # last index of each distinct score
+    tp = np.cumsum(truth)[last].astype(float)
+    fp = np.cumsum(~truth)[last].astype(float)
+    if rule == "max_f1":
+        value = 2 * tp / (tp + pos + fp)  # 2TP / (2TP + FP + FN), FN = pos - TP
+    else:
+        value = (tp / pos + (neg - fp) / neg) / 2
+    candidates = ranked[last]
+    best = np.flatnonzero(np.isclose(value, value.max(), rtol=0, atol=1e-12))
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - THRESHOLD))]])
+
+
+def decisions_at(rows: Sequence[Dict[str, Any]], rule: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, scores, decisions 0/1, patients) of the test images of ``rows`` (folds),
+    each fold's images called at that fold's own ``rule`` threshold."""
+    y = np.concatenate([r["labels"] for r in rows]).astype(int)
+    s = np.concatenate([r["scores"] for r in rows]).astype(float)
+    d = np.concatenate([(np.asarray(r["scores"], dtype=float) >= r["operating"][rule]["threshold"]).astype(float)
+                        for r in rows])
+    g = np.concatenate([r["groups"] for r in rows])
+    return y, s, d, g
+
+
+def operating_metrics(rows: Sequence[Dict[str, Any]], rule: str, resamples: int, seed: int
+                      ) -> Dict[str, Dict[str, Any]]:
+    """`metrics_with_ci` (less AUC, which no threshold changes) of ``rows``' test images
+    called at each fold's eval-chosen ``rule`` threshold, pooled over the folds given."""
+    y, _, d, g = decisions_at(rows, rule)
+    return metrics_with_ci(y, d, g, resamples, seed, threshold=0.5, names=METRICS[1:])  # d is the fold's 0/1 call
 
 
 # --- one fold -----------------------------------------------------------------------------
@@ -264,10 +325,11 @@ def train_fold(config: PipelineConfig, data, files: PatientFiles, fold: int, tes
 
     fold_dir = os.path.join(out_dir, f"fold-{fold}")
     shutil.rmtree(fold_dir, ignore_errors=True)
-    heldout = os.path.join(fold_dir, "heldout", "Split-test")
-    os.makedirs(heldout)
-    for patient in test:
-        os.symlink(files.raw[patient], os.path.join(heldout, os.path.basename(files.raw[patient])))
+    heldout = os.path.join(fold_dir, "heldout")
+    for split, patients in (("test", test), ("eval", evaluation)):
+        os.makedirs(os.path.join(heldout, f"Split-{split}"))
+        for patient in patients:
+            os.symlink(files.raw[patient], os.path.join(heldout, f"Split-{split}", os.path.basename(files.raw[patient])))
     budget = compare.Budget("cv", train_steps=config.train_steps or None, eval_steps=config.eval_steps or None,
                             epochs=config.epochs, batch_size=config.batch_size, train_score_limit=0)
     trainer_config = {**config.trainer_config(), "seed": config.seed + fold}
@@ -280,14 +342,24 @@ def train_fold(config: PipelineConfig, data, files: PatientFiles, fold: int, tes
     keras.backend.clear_session()
     with open(os.path.join(fn_args.serving_model_dir, contract.MODEL_CARD_RELPATH)) as handle:
         card = json.load(handle)
-    y, s, g = score_split(fn_args.serving_model_dir, os.path.dirname(heldout), "test").binary(
+    import tensorflow as tf
+
+    model = tf.saved_model.load(fn_args.serving_model_dir)
+    y, s, g = score_split(fn_args.serving_model_dir, heldout, "test", model=model).binary(
         config.task_spec.positive_index)
+    # The operating thresholds are chosen on the eval patients (calibration's and early
+    # stopping's), never on the test patients they are applied to.
+    ey, es, _ = score_split(fn_args.serving_model_dir, heldout, "eval", model=model).binary(
+        config.task_spec.positive_index)
+    del model
     if not keep_model:
         shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
     return {"fold": fold, "test_patients": test, "eval_patients": evaluation, "train_patients": train,
             "n_test_images": int(len(y)), "n_test_positive": int(y.sum()), "wall_seconds": round(wall, 1),
             "budget": card.get("training_budget"), "calibration": card.get("calibration"),
             "training_history": card.get("training_history"),
+            "operating": {rule: {"threshold": choose_threshold(ey, es, rule)} for rule in OPERATING_RULES},
+            "n_eval_images": int(len(ey)), "n_eval_positive": int(ey.sum()),
             "labels": y.tolist(), "scores": s.tolist(), "groups": [p.decode("utf-8") if isinstance(p, bytes) else str(p)
                                                                  for p in g]}
 
@@ -334,6 +406,8 @@ def cross_validate(config: PipelineConfig, folds: int, out_dir: Optional[str] = 
         row = train_fold(config, data, files, k, test, evaluation, train, out_dir, keep_models)
         y, s, g = np.asarray(row["labels"]), np.asarray(row["scores"]), np.asarray(row["groups"])
         row["metrics"] = metrics_with_ci(y, s, g, resamples, config.seed)
+        for rule in OPERATING_RULES:
+            row["operating"][rule]["metrics"] = operating_metrics([row], rule, resamples, config.seed)
         log.info("cv: fold %d: AUC %.3f, balanced accuracy %.3f, F1 %.3f (%d images, %.0f s)", k,
                  row["metrics"]["auc"]["value"], row["metrics"]["balanced_accuracy"]["value"],
                  row["metrics"]["f1"]["value"], len(y), row["wall_seconds"])
@@ -349,13 +423,17 @@ def cross_validate(config: PipelineConfig, folds: int, out_dir: Optional[str] = 
                  "augment": config.augment, "epochs": config.epochs, "train_steps": config.train_steps,
                  "max_train_minutes": config.max_train_minutes, "batch_size": config.batch_size,
                  "learning_rate": config.learning_rate, "calibration": config.calibration,
-                 "eval_fraction": eval_fraction, "threshold": THRESHOLD, "bootstrap_resamples": resamples,
+                 "eval_fraction": eval_fraction, "threshold": THRESHOLD, "operating_rules": list(OPERATING_RULES),
+                 "bootstrap_resamples": resamples,
                  "seconds": round(time.time() - started, 1), "synthetic_data": _is_synthetic(config),
                  "research_only": contract.RESEARCH_ONLY},
         "warnings": warnings,
         "folds": rows,
         "pooled": {"n_images": int(len(y)), "n_patients": int(len(np.unique(g))),
-                   "metrics": metrics_with_ci(y, s, g, resamples, config.seed)},
+                   "metrics": metrics_with_ci(y, s, g, resamples, config.seed),
+                   "operating": {rule: {"thresholds": [r["operating"][rule]["threshold"] for r in rows],
+                                        "metrics": operating_metrics(rows, rule, resamples, config.seed)}
+                                 for rule in OPERATING_RULES}},
     }
     result["files"] = write_outputs(result, out_dir)
     return result
@@ -392,6 +470,17 @@ def render_markdown(result: Dict[str, Any]) -> str:
     pooled = result["pooled"]
     lines.append(f"| pooled | {pooled['n_patients']} patients | {pooled['n_images']} | "
                  + " | ".join(_cell(pooled["metrics"][m]) for m in METRICS) + f" | | {meta['seconds']} |")
+    operating = pooled.get("operating") or {}
+    if operating:
+        lines += ["", "Pooled at operating thresholds chosen on each fold's eval patients (never its test "
+                  "patients) and applied to its test patients (AUC does not depend on the threshold):", "",
+                  "| threshold rule | per-fold thresholds | " + " | ".join(METRICS[1:]) + " |",
+                  "|---|---|" + "---|" * (len(METRICS) - 1)]
+        lines.append(f"| fixed {meta['threshold']} | " + ", ".join([f"{meta['threshold']:g}"] * len(result["folds"]))
+                     + " | " + " | ".join(_cell(pooled["metrics"][m]) for m in METRICS[1:]) + " |")
+        for rule, entry in operating.items():
+            lines.append(f"| {RULE_TITLES.get(rule, rule)} | " + ", ".join(f"{t:.3f}" for t in entry["thresholds"])
+                         + " | " + " | ".join(_cell(entry["metrics"][m]) for m in METRICS[1:]) + " |")
     if result["warnings"]:
         lines += ["", "Warnings:"] + [f"- {w}" for w in result["warnings"]]
     if meta["synthetic_data"]:

@@ -57,6 +57,53 @@ def test_metrics_reuse_the_project_metrics_and_bootstrap_patients():
     assert result["auc"]["ci95"]["low"] <= result["auc"]["value"] <= result["auc"]["ci95"]["high"]
 
 
+def test_threshold_rules_pick_the_eval_optimum():
+    # eval scores: 4 negatives, 4 positives; 0.5 calls two negatives positive (F1 0.8).
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9])
+    assert cv.choose_threshold(labels, scores, "max_f1") == pytest.approx(0.65)  # perfect split
+    assert cv.choose_threshold(labels, scores, "max_balanced_accuracy") == pytest.approx(0.65)
+    assert cv.choose_threshold(labels, scores, "sensitivity_0.95") == pytest.approx(0.65)  # every positive kept
+    # F1 and balanced accuracy disagree: 4 positives among 26, one scored below two negatives.
+    labels = np.array([1, 1, 1, 1, 0, 0] + [0] * 20)
+    scores = np.array([0.9, 0.9, 0.9, 0.3, 0.4, 0.35] + [0.1] * 20)
+    assert cv.choose_threshold(labels, scores, "max_balanced_accuracy") == pytest.approx(0.3)  # 0.955 vs 0.875
+    assert cv.choose_threshold(labels, scores, "max_f1") == pytest.approx(0.9)  # F1 0.857 vs 0.8
+    assert cv.choose_threshold(labels, scores, "sensitivity_0.95") == pytest.approx(0.3)
+    # ties: the candidate nearest 0.5; one class only: the default threshold
+    assert cv.choose_threshold(np.array([0, 1]), np.array([0.2, 0.45]), "max_f1") == pytest.approx(0.45)
+    assert cv.choose_threshold(np.array([1, 1]), np.array([0.2, 0.3]), "max_f1") == cv.THRESHOLD
+    with pytest.raises(ValueError, match="unknown operating rule"):
+        cv.choose_threshold(labels, scores, "max_auc")
+
+
+def test_pooled_operating_metrics_call_each_fold_at_its_own_threshold():
+    # Fold 0's scores run low, fold 1's high: one threshold cannot serve both, each fold's own does.
+    rows = [{"labels": [0, 0, 1, 1], "scores": [0.05, 0.1, 0.3, 0.35], "groups": ["a", "a", "b", "b"],
+             "operating": {"max_f1": {"threshold": 0.3}}},
+            {"labels": [0, 0, 1, 1], "scores": [0.6, 0.7, 0.9, 0.95], "groups": ["c", "c", "d", "d"],
+             "operating": {"max_f1": {"threshold": 0.9}}}]
+    at_rule = cv.operating_metrics(rows, "max_f1", resamples=20, seed=0)
+    assert "auc" not in at_rule
+    assert at_rule["f1"]["value"] == 1.0 and at_rule["balanced_accuracy"]["value"] == 1.0
+    y, s, _, g = cv.decisions_at(rows, "max_f1")
+    fixed = cv.metrics_with_ci(y, s, g, resamples=20, seed=0)  # 0.5 for both folds
+    assert fixed["sensitivity"]["value"] == 0.5 and fixed["specificity"]["value"] == 0.5
+
+
+def test_markdown_lists_the_eval_chosen_thresholds():
+    entry = {"value": 0.8, "ci95": {"low": 0.7, "high": 0.9}}
+    at = {m: entry for m in cv.METRICS}
+    result = {"meta": {"folds": 2, "patients": 4, "images": 8, "positive_images": 4, "backbone": "b", "weights": "w",
+                       "stain_jitter": 0, "epochs": 1, "train_steps": 0, "threshold": 0.5, "bootstrap_resamples": 20,
+                       "research_only": "Research use only.", "seconds": 1, "synthetic_data": False},
+              "warnings": [], "folds": [],
+              "pooled": {"n_patients": 4, "n_images": 8, "metrics": at,
+                         "operating": {"max_f1": {"thresholds": [0.31, 0.72], "metrics": at}}}}
+    text = cv.render_markdown(result)
+    assert "| eval max F1 | 0.310, 0.720 | 0.800 [0.700, 0.900] |" in text
+
+
 @pytest.mark.e2e
 def test_two_folds_through_run_fn(idc_run, tmp_path):
     """Per-patient regrouping of the session run's data stages (tests/conftest.py `idc_run`),
@@ -76,6 +123,9 @@ def test_two_folds_through_run_fn(idc_run, tmp_path):
     images = result["meta"]["images"]  # every ingested image, each scored once
     assert result["pooled"]["n_images"] == images == sum(row["n_test_images"] for row in folds)
     assert set(result["pooled"]["metrics"]) == set(cv.METRICS)
+    for row in folds:  # thresholds chosen on the fold's eval patients, who are not its test patients
+        assert row["n_eval_images"] > 0 and set(row["operating"]) == set(cv.OPERATING_RULES)
+    assert set(result["pooled"]["operating"]) == set(cv.OPERATING_RULES)
     with open(tmp_path / "cv" / "cv.json") as handle:
         assert json.load(handle)["meta"]["synthetic_data"] is True
     assert f"| pooled | {len(tested)} patients | {images} |" in open(tmp_path / "cv" / "cv.md").read()
