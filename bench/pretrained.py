@@ -12,6 +12,7 @@ metrics with patient-bootstrap 95 % CIs and writes ``pretrained_vs_scratch.json`
 the per-arm reports. Figures from it are in the README ("Pretrained vs scratch").
 """
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -62,6 +63,10 @@ def main(argv=None):
                               learning_rate=float(rate) if rate else None,
                               train_steps=args.train_steps, epochs=args.epochs, batch_size=args.batch_size,
                               eval_steps=args.eval_steps)
+        if weights == "none":
+            # `load` reads an override of None as "not given", so a preset whose default is
+            # pretrained (BUSI) would keep its ImageNet weights in the random arm.
+            config = dataclasses.replace(config, weights=None)
         out = os.path.join(args.workdir, "reports", f"pretrained-{args.backbone}-{weights}")
         started = time.time()
         result = cv.cross_validate(config, args.folds, out, resamples=args.resamples)
