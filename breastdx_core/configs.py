@@ -47,6 +47,7 @@ KERAS_BACKBONES = (
 CNN_LSTM = "cnn_lstm"  # a backbone's pooled features -> sequence -> LSTM -> the same head (lstm_backbone)
 BACKBONES = KERAS_BACKBONES + pretrained.NAMES + (CNN_LSTM,)
 LAYOUTS = ("auto", "idc", "class_folders", "manifest")
+SEG_ENCODERS = ("unet",) + pretrained.NAMES  # the U-Net's own encoder or a pretrained one
 INGEST_VALIDATION = ("structure", "decode")
 CALIBRATIONS = ("temperature", "none")
 
@@ -184,6 +185,10 @@ class PipelineConfig:
     seg_blackbox: bool = False  # train non-malignant masks as empty; classify by predicted area
     seg_base_filters: int = 16  # U-Net filters at full resolution (doubling per level)
     seg_depth: int = 4  # poolings; model_size sides must divide by 2**depth
+    # The U-Net's encoder: "unet" (its own, `seg_base_filters`/`seg_depth`, random weights)
+    # or an EfficientNet-Lite name (that backbone with `weights`, fine-tuned as the
+    # classifier's: decoder first, then the whole at a tenth of the rate; issue 14).
+    seg_encoder: str = "unet"
     seg_learning_rate: float = 1e-3
     seg_batch_size: int = 8
     # "mammo": CBIS-DDSM mammograms (task cbis; data_root = the release). Demo sizes: the
@@ -218,6 +223,8 @@ class PipelineConfig:
             self.data_root = os.path.join(self.workdir, "data", self.task)
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.seg_encoder not in SEG_ENCODERS:
+            raise ValueError(f"seg_encoder must be one of {SEG_ENCODERS}, got {self.seg_encoder!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.calibration not in CALIBRATIONS:
@@ -324,6 +331,11 @@ class PipelineConfig:
             **self._task_fields(),
             "base_filters": self.seg_base_filters,
             "depth": self.seg_depth,
+            "encoder": self.seg_encoder,
+            "weights": self.weights,
+            "pretrained_dir": self.pretrained_dir,
+            "fine_tune_head_fraction": self.fine_tune_head_fraction,
+            "fine_tune_lr_factor": self.fine_tune_lr_factor,
             "learning_rate": self.seg_learning_rate,
             "batch_size": self.seg_batch_size,
             "epochs": self.epochs,

@@ -11,32 +11,40 @@ good (measured on the synthetic BUSI set: eval accuracy 0.14 -> 0.59, malignant 
 """
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import Iterable, List, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 
-def recalibrate_batchnorm(model: keras.Model, batches: Iterable[np.ndarray]) -> None:
+def recalibrate_batchnorm(model: keras.Model, batches: Iterable[np.ndarray],
+                          keep: Sequence[keras.Model] = ()) -> None:
     """Replaces every BatchNormalization layer's moving mean and variance (nested models
-    included) with their averages over ``batches``, inputs run in training mode; no
-    weight other than those statistics changes."""
-    layers = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [(layer, layer.momentum, layer.trainable) for layer in layers]
-    model_trainable = model.trainable
+    included, less those of the nested models in ``keep``: a pretrained encoder keeps its
+    ImageNet statistics) with their averages over ``batches``, inputs run in training
+    mode; no weight other than those statistics changes."""
+    kept = {id(layer) for nested in keep for layer in _all_layers(nested)}
+    layers = [layer for layer in _all_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in kept]
+    # Every layer's own flag, restored afterwards (setting a model's `trainable` sets its
+    # layers'); a kept batch-norm layer runs frozen, in inference mode, and learns nothing.
+    trainable = [(layer, layer.trainable) for layer in [model] + _all_layers(model)]
+    momenta = [(layer, layer.momentum) for layer in layers]
     model.trainable = True
+    for layer in _all_layers(model):
+        if id(layer) in kept and isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
     try:
         for i, batch in enumerate(batches):
             for layer in layers:
-                layer.trainable = True
                 layer.momentum = i / (i + 1.0)  # a running mean: equal weight per batch
             model(tf.convert_to_tensor(batch), training=True)
     finally:
-        model.trainable = model_trainable
-        for layer, momentum, trainable in saved:
+        for layer, momentum in momenta:
             layer.momentum = momentum
-            layer.trainable = trainable
+        for layer, flag in trainable:
+            layer._trainable = flag  # this layer's own flag only (the setter would recurse)
 
 
 def _all_layers(model: keras.Model) -> List[keras.layers.Layer]:

