@@ -64,9 +64,20 @@ def write_heatmap(config, version_dir: str, card: Dict[str, Any]) -> Optional[st
     return path
 
 
+def _ci_text(metric: Optional[Dict[str, Any]]) -> str:
+    """"0.812 [0.700-0.900], n=40" from a report metric ({value, n, ci95}); "n/a" without a value."""
+    metric = metric or {}
+    value, ci = metric.get("value"), metric.get("ci95") or {}
+    if value is None:
+        return f"n/a (n={metric.get('n')})"
+    interval = (f" [{ci['low']:.3f}-{ci['high']:.3f}]" if ci.get("low") is not None and ci.get("high") is not None
+                else " [CI n/a]")
+    return f"{value:.3f}{interval}, n={metric.get('n')}"
+
+
 def print_summary(config) -> int:
-    """What the mammography run produced, from the pushed model's card; 1 when the
-    Evaluator did not bless the model (nothing pushed)."""
+    """What the mammography run produced, from the pushed model's card (completed by the
+    EvaluationReport component); 1 when the Evaluator did not bless the model (nothing pushed)."""
     from breastdx_core import contract, model_card
 
     version_dir = latest_pushed(config)
@@ -75,18 +86,32 @@ def print_summary(config) -> int:
               f"({config.mammo_min_whole_auc}); see the log")
         return 1
     card = model_card.read(os.path.join(version_dir, contract.MODEL_CARD_RELPATH))
-    whole = card.get("evaluation", {}).get("metrics", {})
+    evaluation = card.get("evaluation", {})
+    whole, test = evaluation.get("metrics", {}), evaluation.get("test") or {}
     patch = card.get("patch_model", {}).get("evaluation", {}).get("metrics", {})
+    rule = card.get("decision_rule") or {}
     print(f"patch model    eval accuracy {patch.get('accuracy')} (5 classes, n={patch.get('n')}), "
           f"malignant AUC {patch.get('malignant_auc')}")
-    print(f"whole image    eval AUC {whole.get('auc')}, accuracy {whole.get('accuracy')} (n={whole.get('n')}, "
-          f"malignant {whole.get('malignant')})")
+    print(f"whole image    eval AUC {whole.get('auc')} (Evaluator, n={evaluation.get('n_images')} mammograms, "
+          f"{evaluation.get('n_patients')} patients held out of the release's train split)")
+    print(f"held-out test  AUC {_ci_text(test.get('auc'))} mammograms, {test.get('n_patients')} patients "
+          f"(the release's test split; 95% CI by patient bootstrap)")
+    operating = test.get("at_operating") or {}
+    print(f"               at the operating threshold {rule.get('operating_threshold')} (chosen on eval): "
+          f"sensitivity {_ci_text(operating.get('sensitivity'))}, "
+          f"specificity {_ci_text(operating.get('specificity'))}")
+    why = ("coverage claimed" if rule.get("kind") == "conformal"
+           else (rule.get("conformal") or {}).get("reason"))
+    print(f"decision rule  {rule.get('kind')} ({why})")
+    for warning in card.get("small_sample_warnings") or []:
+        print(f"warning        {warning}")
+    report = (card.get("evaluation_report") or {}).get("html")
     print(f"pushed         {version_dir} (signatures: serving_default, serving_examples, "
-          f"{card['input_contract'].get('heatmap_signature')})")
+          f"{card['input_contract'].get('heatmap_signature')}); report {report}")
     heatmap_png = write_heatmap(config, version_dir, card)
     if heatmap_png:
         print(f"heatmap        {heatmap_png}")
-    if card.get("evaluation", {}).get("synthetic_data"):
+    if evaluation.get("synthetic_data"):
         print("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on mammograms.")
     print(contract.RESEARCH_ONLY)
     return 0

@@ -199,7 +199,10 @@ class PipelineConfig:
     mammo_image_size: Tuple[int, int] = (contract.CBIS_IMAGE_SIZE[0] // 4, contract.CBIS_IMAGE_SIZE[1] // 4)
     mammo_patch_size: int = contract.CBIS_DEMO_PATCH_SIZE
     mammo_train_patch_set: str = "S10"  # 10 patches per ROI + 10 background per image
-    mammo_eval_patch_set: str = "S"  # 1 + 1
+    mammo_eval_patch_set: str = "S"  # 1 + 1 (eval and test)
+    # Splits by patient (components/mammo/cbis.pipeline_splits): test = the release's test
+    # split (held out); eval = this share of its train patients, stratified by label.
+    mammo_eval_fraction: float = 0.2
     mammo_heatmap_stride: int = contract.CBIS_DEMO_PATCH_SIZE // 4
     mammo_patch_schedule: str = "head:0.001:1,top:0.001:2,all:0.001:5"
     mammo_whole_schedule: str = "head:0.001:3,all:0.0001:3"
@@ -352,6 +355,7 @@ class PipelineConfig:
             "patch_size": self.mammo_patch_size,
             "train_patch_set": self.mammo_train_patch_set,
             "eval_patch_set": self.mammo_eval_patch_set,
+            "eval_fraction": self.mammo_eval_fraction,
             "seed": self.seed,
         }
 

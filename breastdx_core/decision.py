@@ -104,12 +104,17 @@ def inspect_image(data: bytes, colour: bool = True) -> ImageInfo:
 
 
 # --- the input contract ---------------------------------------------------------------------
-def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = DEFAULT_MARGIN) -> Dict[str, Any]:
+def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = DEFAULT_MARGIN,
+                     any_size: bool = False) -> Dict[str, Any]:
     """The input contract from the train split's encoded images (the card's
     ``input_contract.accepted``): size range, channels, bit depths, and the distribution of
     the per-image statistics (`COLOUR_STATS`): their mean, the inverse of their (slightly
     shrunk) covariance, and the largest accepted Mahalanobis distance, ``margin`` times the
-    farthest train image's."""
+    farthest train image's.
+
+    ``any_size``: the model fits any image to its frame itself (the whole-mammogram
+    model, whose train records are already fitted): ``width`` and ``height`` are None
+    (no size limit) instead of the train images' range."""
     formats, channels, bits, widths, heights, stats = set(), set(), set(), [], [], []
     for data in images:
         info = inspect_image(data)
@@ -130,10 +135,11 @@ def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = 
     covariance += (1e-2 * np.trace(covariance) / len(covariance) + 1e-6) * np.eye(len(covariance))
     precision = np.linalg.inv(covariance)
     distances = np.sqrt(np.einsum("nd,de,ne->n", values - mean, precision, values - mean))
+    # Edge patches of a slide are cut short: half the smallest train side is still accepted.
+    width = None if any_size else [max(1, int(min(widths)) // 2), int(max(widths))]
+    height = None if any_size else [max(1, int(min(heights)) // 2), int(max(heights))]
     return {
-        # Edge patches of a slide are cut short: half the smallest train side is still accepted.
-        "formats": sorted(formats), "width": [max(1, int(min(widths)) // 2), int(max(widths))],
-        "height": [max(1, int(min(heights)) // 2), int(max(heights))], "channels": sorted(int(c) for c in channels),
+        "formats": sorted(formats), "width": width, "height": height, "channels": sorted(int(c) for c in channels),
         "bit_depths": sorted(int(b) for b in bits),
         "colour": {"stats": list(COLOUR_STATS), "mean": mean.tolist(), "precision": precision.tolist(),
                    "max_distance": float(margin * distances.max()), "margin": float(margin),
@@ -160,7 +166,7 @@ def contract_reason(accepted: Optional[Dict[str, Any]], info: ImageInfo, check_s
     if info.bit_depth not in accepted["bit_depths"]:
         seen = "/".join(str(b) for b in accepted["bit_depths"])
         return f"the image has {info.bit_depth}-bit samples; the model was trained on {seen}-bit images"
-    if check_size:
+    if check_size and accepted.get("width") and accepted.get("height"):  # None: any size
         (w_lo, w_hi), (h_lo, h_hi) = accepted["width"], accepted["height"]
         if not (w_lo <= info.width <= w_hi and h_lo <= info.height <= h_hi):
             return (f"the image is {info.width}x{info.height} px; the model was trained on "

@@ -15,7 +15,10 @@ and writes into its ``report`` artifact:
 
 Splits: train (the input contract; the OOD density was fitted there by the Trainer),
 eval (conformal calibration, OOD threshold, operating threshold), test (everything the
-card claims is measured there).
+card claims is measured there). Both variants with a classifier use it: the classify
+variant on ImageExampleGen's splits, the mammography variant on CbisExampleGen's
+``mammograms`` (components/mammo/cbis.pipeline_splits); a model without an ``ood_score``
+output (the whole-mammogram model) gets no OOD threshold, and the card says so.
 """
 from __future__ import annotations
 
@@ -95,17 +98,19 @@ def decision_rule(eval_scores, test_scores, class_names: List[str], positive_cla
         ood["threshold"] = decision.ood_threshold(eval_scores.ood, false_alarm_rate)
         ood["test_false_alarm"] = covered_with_ci(test_scores.ood > ood["threshold"], test_scores.patients,
                                                   resamples, seed)
+        refused = "Inputs outside the input contract or above the OOD threshold are \"not assessed\"."
+    else:
+        ood["note"] = f"the model has no {contract.OUTPUT_OOD} output: no OOD threshold, only the input contract"
+        refused = "Inputs outside the input contract are \"not assessed\" (the model has no OOD score)."
     kind = "conformal" if conformal["claimed"] else "threshold"
     if kind == "conformal":
         description = (f"Class-conditional split-conformal prediction sets at {coverage:.0%} coverage, calibrated "
                        "on the eval split: a one-class set is the answer; a set of two or more classes (or none) "
-                       "is \"uncertain: refer to a pathologist\". Inputs outside the input contract or above the "
-                       "OOD threshold are \"not assessed\".")
+                       f"is \"uncertain: refer to a pathologist\". {refused}")
     else:
         description = (f"{coverage:.0%} conformal coverage is NOT claimed: {conformal['reason']}. The answer is "
                        f"{positive_class} where its probability is at least the operating threshold "
-                       f"{operating:.4g} (chosen on eval for sensitivity), else the other class. Inputs outside "
-                       "the input contract or above the OOD threshold are \"not assessed\".")
+                       f"{operating:.4g} (chosen on eval for sensitivity), else the other class. {refused}")
     return {"kind": kind, "description": description, "class_names": list(class_names),
             "positive_class": positive_class, "operating_threshold": float(operating),
             "conformal": conformal, "ood": ood}
@@ -136,9 +141,13 @@ class Executor(base_executor.BaseExecutor):
         loaded = tf.saved_model.load(model_dir)
         eval_scores = scoring.score_split(model_dir, examples.uri, "eval", model=loaded)
         test_scores = scoring.score_split(model_dir, examples.uri, "test", model=loaded)
+        # A model that fits any image to its frame itself (the Trainer's card says
+        # ``input_contract.any_size``: the whole-mammogram model, whose records are fitted
+        # already) gets no size limit; channels, bit depth and statistics still apply.
         accepted = decision.measure_accepted(
             scoring.split_images(examples.uri, "train", int(exec_properties["contract_images"])),
-            measured_on="train split", margin=float(exec_properties["contract_margin"]))
+            measured_on="train split", margin=float(exec_properties["contract_margin"]),
+            any_size=bool(card.get("input_contract", {}).get("any_size")))
 
         splits = {}
         for name, scores in (("eval", eval_scores), ("test", test_scores)):

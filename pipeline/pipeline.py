@@ -23,6 +23,7 @@ from components.evaluation_report import EvaluationReport
 from components.image_ingest.component import ImageExampleGen
 from breastdx_core import contract
 from components.mammo.ingest import CbisExampleGen
+from components.mammo.records import WHOLE_CLASS_NAMES
 from breastdx_core.configs import (MAMMO_PATCH_TRAINER_MODULE_FILE, MAMMO_WHOLE_TRAINER_MODULE_FILE, SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
                               TRANSFORM_MODULE_FILE, PipelineConfig)
 
@@ -205,21 +206,8 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
     ).with_id("Evaluator")
 
     # The report and the complete card before the push, on every engine: the Pusher only publishes.
-    report = EvaluationReport(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        evaluation=evaluator.outputs["evaluation"],
-        class_names=list(config.task_spec.class_names),
-        positive_index=config.task_spec.positive_index,
-        coverage=config.conformal_coverage,
-        false_alarm_rate=config.ood_false_alarm_rate,
-        target_sensitivity=config.target_sensitivity,
-        contract_margin=config.contract_margin,
-        contract_images=config.contract_images,
-        bootstrap_resamples=config.bootstrap_resamples,
-        seed=config.seed,
-        synthetic=config.synthetic_data,
-    ).with_id("EvaluationReport")
+    report = _evaluation_report(config, example_gen.outputs["examples"], trainer, evaluator,
+                                config.task_spec.class_names, config.task_spec.positive_index)
 
     pusher = CardPusher(
         model=trainer.outputs["model"],
@@ -236,6 +224,28 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,
     )
+
+
+def _evaluation_report(config: PipelineConfig, examples: Any, trainer: Any, evaluator: Any,
+                       class_names: Any, positive_index: int) -> EvaluationReport:
+    """EvaluationReport between the Evaluator and the Pusher (both classifier variants):
+    scores ``examples``' eval and test splits with the Trainer's model, measures the input
+    contract on train, and completes the card."""
+    return EvaluationReport(
+        examples=examples,
+        model=trainer.outputs["model"],
+        evaluation=evaluator.outputs["evaluation"],
+        class_names=list(class_names),
+        positive_index=positive_index,
+        coverage=config.conformal_coverage,
+        false_alarm_rate=config.ood_false_alarm_rate,
+        target_sensitivity=config.target_sensitivity,
+        contract_margin=config.contract_margin,
+        contract_images=config.contract_images,
+        bootstrap_resamples=config.bootstrap_resamples,
+        seed=config.seed,
+        synthetic=config.synthetic_data,
+    ).with_id("EvaluationReport")
 
 
 def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
@@ -288,7 +298,7 @@ MAMMO_WHOLE_RUN_FN = "components.mammo.whole_trainer.whole_trainer_module.run_fn
 
 
 def mammography_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Whole-image metrics on the eval split (the release's test split) through the
+    """Whole-image metrics on the eval split (held-out train patients) through the
     model's ``serving_examples`` signature; blessed when the AUC of P(malignant) reaches
     ``mammo_min_whole_auc``. No change threshold: the variant needs no baseline model."""
     auc = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
@@ -332,11 +342,14 @@ def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Opti
                                 trainer_module: Optional[str] = None) -> tfx.dsl.Pipeline:
     """The CBIS-DDSM variant (``config.variant == "mammo"``, task cbis; Shen et al. 2019).
 
-        CbisExampleGen (release -> patches + mammograms, train/eval = the release's split)
+        CbisExampleGen (release -> patches + mammograms; by patient: test = the release's
+             test split, eval = a stratified share of its train patients, train = the rest)
           -> PatchTrainer (ResNet50 patch classifier, 5 classes, staged fine-tuning)
           -> Trainer (whole-image classifier; base_model = the patch model: warm start;
              signatures serving_default, serving_examples and heatmap)
-          -> Evaluator (TFMA on the eval mammograms; AUC floor) -> CardPusher
+          -> Evaluator (TFMA on the eval mammograms; AUC floor)
+          -> EvaluationReport (test metrics with n and CIs, decision rule calibrated on
+             eval, input contract from train: the complete card) -> CardPusher
 
     The variant has no Transform: both Trainers and every signature decode and fit an
     image with one function (components/mammo/records.py). ``transform_module`` is
@@ -374,15 +387,18 @@ def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Opti
         eval_config=mammography_eval_config(config),
         example_splits=["eval"],
     ).with_id("Evaluator")
+    report = _evaluation_report(config, example_gen.outputs["mammograms"], trainer, evaluator,
+                                WHOLE_CLASS_NAMES, WHOLE_CLASS_NAMES.index("malignant"))
     pusher = CardPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        report=report.outputs["report"],
         push_destination=_push_destination(config),
     ).with_id("Pusher")
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, patch_trainer, trainer, evaluator, pusher],
+        components=[example_gen, patch_trainer, trainer, evaluator, report, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

@@ -4,15 +4,19 @@ CBIS-DDSM release, one run per session (tests/conftest_presets.py, shared with
 test_webapp_model_kinds.py).
 
 It checks what the run really wrote: the pushed SavedModel's three signatures on real
-bytes, its schema-valid card, the warm start in ML Metadata's lineage, and the console
-the person at the terminal saw (every component through the Pusher, no pip walls).
+bytes, its schema-valid card completed by the EvaluationReport component (held-out test
+metrics with n and CIs, decision rule, input contract) with the report beside it, the
+warm start in ML Metadata's lineage, and the console the person at the terminal saw
+(every component through the Pusher, no pip walls).
 """
 import glob
+import io
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from components.mammo import records
 from breastdx_core import contract, model_card
@@ -22,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 pytest_plugins = ["conftest_presets"]
 
-COMPONENTS = ("CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator", "Pusher")
+COMPONENTS = ("CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator", "EvaluationReport", "Pusher")
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +73,56 @@ def test_card_is_schema_valid_and_carries_both_models(pushed):
     assert card["image_size"] == list(config.mammo_image_size) and card["patch_size"] == config.mammo_patch_size
     evaluation = card["evaluation"]
     assert evaluation["synthetic_data"] is True and "SYNTHETIC" in evaluation["note"]
-    assert evaluation["n_images"] == evaluation["metrics"]["n"] > 0
+    assert evaluation["n_images"] == evaluation["metrics"]["example_count"] > 0  # the Evaluator's, on eval
     patch = card["patch_model"]
     assert patch["variant"] == "patch" and patch["class_names"] == list(contract.CBIS_PATCH_CLASSES)
     assert patch["evaluation"]["metrics"]["n"] > 0
     assert card["model_name"] == config.model_name == "breastdx-cbis-mammo"
     assert str(card["version"]) == os.path.basename(version_dir)
+
+
+def test_card_carries_the_evaluation_report_on_the_release_test_split(pushed):
+    """The EvaluationReport component's fields, as in the classify variant: the test split
+    is the release's own test patients (held out), calibration ran on other patients, and
+    the report files were published beside the model."""
+    import json
+
+    from breastdx_core import decision
+    from components.mammo import cbis
+
+    config, version_dir, card = pushed
+    abnormalities, _ = cbis.read_release(config.data_root)
+    release_test = {a.patient_id for a in abnormalities if a.split == "test"}
+    mammograms = cbis.mammograms(abnormalities)
+    test = card["evaluation"]["test"]
+    assert test["n_patients"] == len(release_test)
+    assert test["n_images"] == sum(1 for m in mammograms if m.split == "test")
+    auc = test["auc"]
+    assert auc["n"] == test["n_images"] and 0.0 <= auc["value"] <= 1.0
+    assert set(auc["ci95"]) >= {"low", "high"} and auc["ci95"]["low"] <= auc["value"] <= auc["ci95"]["high"]
+    assert {"sensitivity", "specificity"} <= set(test["at_operating"])
+    # calibration and claims on different patients: eval's patients are the release's train patients
+    eval_patients = card["evaluation"]["n_patients"]
+    train_patients = {a.patient_id for a in abnormalities if a.split == "train"}
+    assert 2 <= eval_patients < len(train_patients)
+    rule = card["decision_rule"]
+    assert rule["class_names"] == list(records.WHOLE_CLASS_NAMES) and rule["positive_class"] == "malignant"
+    assert rule["kind"] in ("conformal", "threshold") and rule["conformal"]["calibrated_on"].startswith("eval")
+    assert rule["ood"]["threshold"] is None and "no ood_score output" in rule["ood"]["note"]
+    accepted = card["input_contract"]["accepted"]
+    assert accepted["width"] is None and accepted["channels"] == [1] and accepted["bit_depths"] == [8]
+    assert card["evaluation_report"]["split"].startswith("test")
+    report_path = os.path.join(version_dir, card["evaluation_report"]["json"])
+    report = json.load(open(report_path))
+    assert report["n_images"] == test["n_images"] and report["class_names"] == ["benign", "malignant"]
+    assert os.path.getsize(os.path.join(version_dir, card["evaluation_report"]["html"])) > 1000
+    assert isinstance(card["small_sample_warnings"], list) and card["small_sample_warnings"]  # 4 test patients
+    # The rule answers a mammogram at its own size (the model fits it) and refuses a photograph.
+    raw = open(_mammogram(config), "rb").read()
+    assert decision.assess(card, raw, [0.4, 0.6])["status"] != decision.STATUS_NOT_ASSESSED
+    photo = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(photo, "PNG")
+    assert decision.assess(card, photo.getvalue(), [0.4, 0.6])["status"] == decision.STATUS_NOT_ASSESSED
 
 
 def test_whole_image_trainer_is_warm_started_from_the_patch_trainer(cbis_run):
@@ -107,6 +155,7 @@ def test_console_shows_every_component_to_the_pusher_and_no_pip_walls(cbis_run):
     assert "training steps done" in console  # the Trainers' progress (components/progress.py)
     assert "SetuptoolsDeprecationWarning" not in console and "byte-compiling is disabled" not in console
     assert contract.RESEARCH_ONLY in console and "SYNTHETIC" in console
+    assert "held-out test  AUC" in console and "decision rule  " in console  # the summary reads the report
 
 
 def test_summary_writes_the_heatmap_overlay(cbis_run):

@@ -18,7 +18,7 @@ def test_create_pipeline_builds_the_mammography_variant(tmp_path):
     config = configs.load(env={}, workdir=str(tmp_path), task="cbis", variant="mammo")
     pipeline = create_pipeline(config)
     assert [c.id for c in pipeline.components] == ["CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator",
-                                                   "Pusher"]
+                                                   "EvaluationReport", "Pusher"]
     by_id = {c.id: c for c in pipeline.components}
     trainer = by_id["Trainer"]
     assert trainer.inputs["base_model"].producer_component_id == "PatchTrainer"
@@ -26,6 +26,17 @@ def test_create_pipeline_builds_the_mammography_variant(tmp_path):
     assert by_id["PatchTrainer"].inputs["examples"].output_key == "patches"
     assert json.loads(trainer.exec_properties["custom_config"]) == config.mammo_whole_trainer_config()
     assert trainer.exec_properties["module_file"].endswith("components/mammo/whole_trainer/whole_trainer_module.py")
+    # The card is completed before the push, as in the classify variant: the report scores the
+    # whole-image model on the mammograms' eval and test splits.
+    report = by_id["EvaluationReport"]
+    assert report.inputs["examples"].producer_component_id == "CbisExampleGen"
+    assert report.inputs["examples"].output_key == "mammograms"
+    assert report.inputs["model"].producer_component_id == "Trainer"
+    assert report.inputs["evaluation"].producer_component_id == "Evaluator"
+    assert json.loads(report.exec_properties["class_names"]) == ["benign", "malignant"]
+    assert report.exec_properties["positive_index"] == 1
+    assert by_id["Pusher"].inputs["report"].producer_component_id == "EvaluationReport"
+    assert by_id["CbisExampleGen"].exec_properties["eval_fraction"] == config.mammo_eval_fraction
 
 
 def test_the_variant_needs_the_cbis_task(tmp_path):
@@ -63,7 +74,11 @@ def test_the_variant_compiles_for_kubeflow_pipelines(tmp_path):
     with open(path) as handle:
         spec = yaml.safe_load(handle)
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator", "Pusher"}
+    assert set(tasks) == {"CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator", "EvaluationReport", "Pusher"}
+    report = tasks["EvaluationReport"]["inputs"]["artifacts"]
+    assert report["examples"]["taskOutputArtifact"] == {"producerTask": "CbisExampleGen",
+                                                        "outputArtifactKey": "mammograms"}
+    assert tasks["Pusher"]["inputs"]["artifacts"]["report"]["taskOutputArtifact"]["producerTask"] == "EvaluationReport"
     run_fn = {name: tasks[name]["inputs"]["parameters"]["run_fn"]["runtimeValue"]["constant"]
               for name in ("PatchTrainer", "Trainer")}
     assert run_fn == {"PatchTrainer": kubeflow_runner.MAMMO_PATCH_RUN_FN, "Trainer": kubeflow_runner.MAMMO_RUN_FN}
@@ -85,3 +100,78 @@ def test_a_folder_that_is_no_release_stops_before_the_pipeline_with_exit_2(tmp_p
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "case-description CSV" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _mammogram(pid, split, malignant, view="CC"):
+    from components.mammo import cbis
+
+    abnormality = cbis.Abnormality(pid, "LEFT", view, 1, "mass", "MALIGNANT" if malignant else "BENIGN", split,
+                                   f"{pid}_{view}.png", "roi.png", "crop.png")
+    return cbis.Mammogram(abnormality.image_id, pid, split, abnormality.image_path, [abnormality])
+
+
+def test_splits_keep_the_release_test_split_and_calibrate_on_held_out_train_patients():
+    """test = the release's test patients, untouched; eval = a stratified share of its train
+    patients (both classes), chosen by a seeded hash; no patient in two splits."""
+    from components.mammo import cbis
+
+    mammograms = [_mammogram(f"P_{i:03d}", "test" if i % 3 == 0 else "train", bool(i % 2), view)
+                  for i in range(60) for view in ("CC", "MLO")]
+    splits = cbis.pipeline_splits(mammograms, eval_fraction=0.2, seed=5)
+    assert set(splits) == {m.patient_id for m in mammograms}  # every patient, once (a dict: one split each)
+    assert {p for p, s in splits.items() if s == "test"} == {m.patient_id for m in mammograms if m.split == "test"}
+    train_patients = {m.patient_id: m.malignant for m in mammograms if m.split == "train"}
+    held = [p for p, s in splits.items() if s == "eval"]
+    assert set(held) <= set(train_patients)
+    for label in (False, True):
+        n = sum(1 for v in train_patients.values() if v == label)
+        assert sum(1 for p in held if train_patients[p] == label) == round(0.2 * n)  # stratified: both classes
+    assert cbis.pipeline_splits(mammograms, 0.2, seed=5) == splits  # deterministic
+    assert cbis.pipeline_splits(mammograms, 0.2, seed=6) != splits  # the seed chooses
+    tiny = [_mammogram("P_1", "train", False), _mammogram("P_2", "train", False), _mammogram("P_3", "train", True),
+            _mammogram("P_4", "test", True)]
+    assert cbis.pipeline_splits(tiny, 0.2, seed=0) in (
+        {"P_1": "eval", "P_2": "train", "P_3": "train", "P_4": "test"},
+        {"P_1": "train", "P_2": "eval", "P_3": "train", "P_4": "test"})  # a lone class member stays in train
+    with pytest.raises(ValueError, match="eval_fraction"):
+        cbis.pipeline_splits(tiny, 1.0, seed=0)
+
+
+def test_a_model_that_fits_any_size_gets_a_contract_without_size_limits():
+    """The whole-mammogram model's train records are fitted already; its contract keeps
+    channels, bit depth and statistics but no size range (schema: null), so a mammogram at
+    its own size is assessed while an RGB photograph is still refused."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from breastdx_core import decision, model_card
+
+    def png(array, mode):
+        buffer = io.BytesIO()
+        Image.fromarray(array, mode).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    rng = np.random.default_rng(0)
+
+    def smooth(height, width):  # a smooth grey field, as a downscaled mammogram is
+        coarse = Image.fromarray((rng.random((9, 7)) * 120 + 40).astype(np.uint8), "L")
+        return np.asarray(coarse.resize((width, height), Image.BILINEAR))
+
+    train = [png(smooth(288, 224), "L") for _ in range(12)]  # the demo's fitted size
+    accepted = decision.measure_accepted(train, "train split", any_size=True)
+    assert accepted["width"] is None and accepted["height"] is None
+    bigger = png(smooth(700, 500), "L")
+    assert decision.contract_reason(accepted, decision.inspect_image(bigger)) is None
+    sized = decision.measure_accepted(train, "train split")
+    assert "px" in decision.contract_reason(sized, decision.inspect_image(bigger))
+    photo = png((rng.random((700, 500, 3)) * 255).astype(np.uint8), "RGB")
+    assert "RGB" in decision.contract_reason(accepted, decision.inspect_image(photo))
+    card = {"schema_version": 1, "intended_use": "Research use only, not a diagnosis.", "task": "cbis",
+            "class_names": ["benign", "malignant"], "positive_class": "malignant", "model_name": "m", "version": 1,
+            "pushed_at": "2026-01-01T00:00:00Z",
+            "input_contract": {"signature": "serving_default", "model_size": [288, 224], "any_size": True}}
+    model_card.validate(model_card.with_accepted(card, accepted))
+    with pytest.raises(model_card.CardError, match="input_contract.accepted.width"):
+        model_card.validate(model_card.with_accepted(card, {**accepted, "width": [1]}))

@@ -155,7 +155,8 @@ def patient_level(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any],
         called_burden.append(float((scores[members] >= threshold).mean()))
     p_label, p_score = np.array(p_label), np.array(p_score)
     result: Dict[str, Any] = {
-        "aggregation": f"patient score = {PATIENT_AGGREGATION} of patch scores; patient label = 1 if any patch is 1",
+        "aggregation": (f"patient score = {PATIENT_AGGREGATION} of their images' scores (patches or mammograms); "
+                        "patient label = 1 if any image is 1"),
         "n_patients": int(len(patients)),
         "patients_per_class": [int((p_label == 0).sum()), int((p_label == 1).sum())],
         "confusion": metrics.confusion(p_label, p_score, threshold),

@@ -42,6 +42,11 @@ REQUIRED_COLUMNS = ("patient_id", "left or right breast", "image view", "abnorma
 IMAGE_EXTENSIONS = (".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 MALIGNANT = "MALIGNANT"
 BACKGROUND_CLASS = 0
+# The pipeline's splits (`pipeline_splits`), as the ingest summary and the model card state them.
+SPLIT_DESIGN = {"train": "the release's train patients less those held out as eval",
+                "eval": "a share of the release's train patients, stratified by label (calibration, operating "
+                        "threshold, the Evaluator's blessing)",
+                "test": "the release's own test split, held out (what the model card claims)"}
 
 
 class CbisError(ValueError):
@@ -233,6 +238,39 @@ def mammograms(abnormalities: Iterable[Abnormality]) -> List[Mammogram]:
         m = grouped.setdefault(a.image_id, Mammogram(a.image_id, a.patient_id, a.split, a.image_path, []))
         m.abnormalities.append(a)
     return [grouped[k] for k in sorted(grouped)]
+
+
+def pipeline_splits(mammograms_: Sequence[Mammogram], eval_fraction: float, seed: int) -> Dict[str, str]:
+    """{patient_id: "train" | "eval" | "test"}: the pipeline's three splits, by patient.
+
+    The release's test patients are the pipeline's ``test`` split, untouched (what the
+    model card claims is measured there, comparable with work on the official split).
+    ``eval`` (calibration: conformal sets, operating threshold, the Evaluator's blessing)
+    is ``eval_fraction`` of the release's *train* patients, stratified by the patient's
+    label (malignant if any of their mammograms is) so that both classes are there: of
+    each class's n patients, round(n * eval_fraction) (at least 1 when n >= 2), chosen by
+    a seeded hash of the patient id. The rest are ``train``. Calibration and claims thus
+    never share a patient, and no patient is in two splits.
+    """
+    import hashlib
+
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
+    malignant: Dict[str, bool] = {}
+    release_split: Dict[str, str] = {}
+    for m in mammograms_:
+        malignant[m.patient_id] = malignant.get(m.patient_id, False) or m.malignant
+        release_split[m.patient_id] = m.split
+    splits = {pid: ("test" if split == "test" else "train") for pid, split in release_split.items()}
+    for label in (False, True):
+        group = sorted((pid for pid, split in release_split.items() if split == "train" and malignant[pid] == label),
+                       key=lambda pid: hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest())
+        held = int(round(len(group) * eval_fraction))
+        if len(group) >= 2:
+            held = min(max(held, 1), len(group) - 1)
+        for pid in group[:held]:
+            splits[pid] = "eval"
+    return splits
 
 
 def preflight(root: str) -> Tuple[int, int]:

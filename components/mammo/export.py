@@ -118,10 +118,14 @@ def write_card(path: str, *, variant: str, class_names: Sequence[str], positive_
     `breastdx_core.model_card.trainer_fields`); the Pusher adds the version and the run and
     validates it against the schema.
 
-    ``evaluation``: the Trainer's own metrics on the eval split (the release's test
-    split) with their n; labelled synthetic when the release was the embedded one.
+    ``evaluation``: the Trainer's own metrics on the eval split (a stratified share of
+    the release's train patients: components/mammo/cbis.pipeline_splits) with their n;
+    labelled synthetic when the release was the embedded one. For the whole-image model
+    the EvaluationReport component replaces them with the Evaluator's eval metrics and
+    the held-out test split's report before the push; the patch model's stay in the
+    card as ``patch_model``.
     ``contract_extra``: more of the input contract (the heatmap signature the web app
-    looks for: webapp/kinds.py).
+    looks for: webapp/kinds.py; ``any_size``: the model fits any image itself).
     """
     card = model_card.trainer_fields(
         config={"task": "cbis", "class_names": list(class_names), "positive_index": positive_index,
@@ -131,9 +135,9 @@ def write_card(path: str, *, variant: str, class_names: Sequence[str], positive_
         intended_use="Research on mammograms (CBIS-DDSM); not validated for clinical decisions.", **extra)
     card["input_contract"].update(contract_extra or {})
     note = ("Metrics of the SYNTHETIC release the pipeline ran on: they say nothing about real mammograms."
-            if synthetic else "Metrics of the release the pipeline ran on (its patient-disjoint test split).")
+            if synthetic else "Metrics of the release the pipeline ran on (its eval split, by patient).")
     card["evaluation"] = model_card.finite({
-        "split": "eval (the release's patient-disjoint test split)", "metrics": evaluation,
+        "split": "eval (a stratified share of the release's train patients)", "metrics": evaluation,
         "n_images": int(evaluation.get("n", 0)), "synthetic_data": bool(synthetic), "note": note})
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
     tf.io.gfile.makedirs(os.path.dirname(card_path))

@@ -9,10 +9,13 @@ release's quirks handled there), fits every mammogram and its ROI masks to
 * ``patches``: one record per patch, label = the 5 patch classes;
 * ``mammograms``: one record per whole mammogram, label = malignant (any abnormality).
 
-Splits ``train`` and ``eval``: the release's own split (by patient), its test split
-used as the pipeline's eval split. Records: `components.mammo.records`. Output files
-are GZIP TFRecords under ``Split-<name>/``, as TFX's ExampleGens write them, so the
-Trainer and the Evaluator read them unchanged.
+Splits ``train``, ``eval`` and ``test``, by patient (`components.mammo.cbis.pipeline_splits`):
+``test`` is the release's own test split, held out for what the card claims; ``eval``
+(calibration, thresholds, the blessing) is ``eval_fraction`` of the release's train
+patients, stratified by label; ``train`` the rest. Patch sets: ``train_patch_set`` on
+train, ``eval_patch_set`` on eval and test. Records: `components.mammo.records`. Output
+files are GZIP TFRecords under ``Split-<name>/``, as TFX's ExampleGens write them, so
+the Trainers, the Evaluator and the EvaluationReport read them unchanged.
 """
 # No `from __future__ import annotations`: the @component decorator reads the real types.
 import json
@@ -30,13 +33,14 @@ from breastdx_core import contract
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "ingest_summary.json"
+SPLITS = ("train", "eval", "test")  # as components.mammo.records.SPLITS (that module imports TensorFlow)
 
 
 def _writers(uri: str) -> Dict[str, "object"]:
     import tensorflow as tf
 
     out = {}
-    for split in ("train", "eval"):
+    for split in SPLITS:
         folder = os.path.join(uri, f"Split-{split}")
         tf.io.gfile.makedirs(folder)
         out[split] = tf.io.TFRecordWriter(os.path.join(folder, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
@@ -44,12 +48,13 @@ def _writers(uri: str) -> Dict[str, "object"]:
 
 
 def _mark(artifact: tfx.types.standard_artifacts.Examples) -> None:
-    artifact.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    artifact.split_names = artifact_utils.encode_split_names(list(SPLITS))
     examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
 
 
 def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_size: List[int], patch_size: int,
-                  train_patch_set: str, eval_patch_set: str, seed: int) -> Dict[str, object]:
+                  train_patch_set: str, eval_patch_set: str, seed: int,
+                  eval_fraction: float) -> Dict[str, object]:
     """Reads the release and writes both artifacts' records; returns the counts."""
     from components.mammo import cbis, images, patches
 
@@ -59,14 +64,16 @@ def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_s
     if not abnormalities:
         raise cbis.CbisError(f"no usable abnormality in {data_root}: {problems[:3]}")
     size = (int(image_size[0]), int(image_size[1]))
+    all_mammograms = cbis.mammograms(abnormalities)
+    split_of = cbis.pipeline_splits(all_mammograms, eval_fraction, seed)
     patch_writers, image_writers = _writers(patches_uri), _writers(mammograms_uri)
     counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in contract.CBIS_PATCH_CLASSES}
                                          for split in records.SPLITS}
     mammogram_counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in records.WHOLE_CLASS_NAMES}
                                                    for split in records.SPLITS}
     try:
-        for k, mammogram in enumerate(cbis.mammograms(abnormalities)):
-            split = "train" if mammogram.split == "train" else "eval"
+        for k, mammogram in enumerate(all_mammograms):
+            split = split_of[mammogram.patient_id]
             image = images.resize_keep_aspect(images.read_image(mammogram.image_path), size).numpy()
             rois = [(images.resize_mask(images.read_mask(a.roi_mask_path), size), a.patch_class)
                     for a in mammogram.abnormalities]
@@ -86,10 +93,13 @@ def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_s
             writer.close()
     for split in records.SPLITS:
         if not sum(mammogram_counts[split].values()):
-            raise cbis.CbisError(f"the release at {data_root} has no {'test' if split == 'eval' else split} "
-                                 f"mammogram with a readable ROI mask; both splits are needed")
+            where = {"eval": f"train patient held out as eval (eval_fraction {eval_fraction})"}.get(split, split)
+            raise cbis.CbisError(f"the release at {data_root} has no {where} mammogram with a readable ROI "
+                                 f"mask; every split is needed")
     summary = {"patches": counts, "mammograms": mammogram_counts, "problems": problems,
-               "image_size": list(size), "patch_size": patch_size}
+               "image_size": list(size), "patch_size": patch_size, "eval_fraction": eval_fraction,
+               "patients": {split: sum(1 for s in split_of.values() if s == split) for split in records.SPLITS},
+               "split_design": cbis.SPLIT_DESIGN}
     log.info("CbisExampleGen: mammograms %s; patches %s; %d row(s) skipped", mammogram_counts, counts, len(problems))
     return summary
 
@@ -104,17 +114,19 @@ def CbisExampleGen(
     train_patch_set: tfx.dsl.components.Parameter[str],
     eval_patch_set: tfx.dsl.components.Parameter[str],
     seed: tfx.dsl.components.Parameter[int],
+    eval_fraction: tfx.dsl.components.Parameter[float],
     input_fingerprint: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     """Writes the patch and mammogram records of the release at ``data_root``.
 
-    ``image_size``: "height,width" the mammograms are fitted to; ``input_fingerprint``:
+    ``image_size``: "height,width" the mammograms are fitted to; ``eval_fraction``: the
+    share of the release's train patients held out as the eval split; ``input_fingerprint``:
     a digest of the release's files (only a cache key: a changed release is read again).
     """
     del input_fingerprint  # part of the cache key, nothing to do with it here
     size = [int(v) for v in image_size.split(",")]
     summary = write_records(data_root, patches.uri, mammograms.uri, size, patch_size, train_patch_set,
-                            eval_patch_set, seed)
+                            eval_patch_set, seed, eval_fraction)
     for artifact in (patches, mammograms):
         _mark(artifact)
         with open(os.path.join(artifact.uri, SUMMARY_FILE), "w") as handle:

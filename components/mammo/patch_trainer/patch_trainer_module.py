@@ -5,7 +5,7 @@ TFX's Trainer component (id ``PatchTrainer`` in
 CbisExampleGen's ``patches``. Settings arrive in ``fn_args.custom_config``
 (`PipelineConfig.mammo_patch_trainer_config()`), every one required. ResNet50 + global
 average pooling + softmax, fine-tuned in stages (head, then the top block, then all:
-`components.mammo.models`), evaluated on the eval split (the release's test split), and
+`components.mammo.models`), evaluated on the eval split (held-out train patients), and
 exported with ``serving_default`` (components/mammo/export.py). The whole-image
 Trainer starts from this SavedModel (its ``base_model`` input).
 

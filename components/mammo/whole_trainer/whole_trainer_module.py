@@ -9,9 +9,10 @@ Settings arrive in ``fn_args.custom_config``
 (`PipelineConfig.mammo_whole_trainer_config()`), every one required. The patch
 classifier's convolutional backbone runs over the whole fitted mammogram, two ResNet
 bottleneck blocks and a sigmoid unit follow (`components.mammo.models`); the export
-carries ``serving_default``, ``serving_examples`` (the Evaluator's) and the
-``heatmap`` signature (components/mammo/export.py), and the model card holds the patch
-classifier's card as ``patch_model``.
+carries ``serving_default``, ``serving_examples`` (the Evaluator's and the
+EvaluationReport's) and the ``heatmap`` signature (components/mammo/export.py), and the
+model card holds the patch classifier's card as ``patch_model``; the EvaluationReport
+component completes the card before the push.
 
 This file sits in a folder of its own: TFX hashes every file of a module file's folder
 into the user-code wheel.
@@ -24,7 +25,7 @@ import time
 import tf_keras as keras
 from tfx import v1 as tfx
 
-from components.mammo import export, records
+from components.mammo import cbis, export, records
 from breastdx_core import contract
 from components.mammo import models
 
@@ -77,11 +78,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model=model, history=history, seconds=time.time() - started, synthetic=bool(config["synthetic"]),
         evaluation=metrics, backbone=models.BACKBONE_NAME,
         weights=config["weights"] or "none (random initialisation)", schedule=config["whole_schedule"],
-        contract_extra={"heatmap_signature": records.SIGNATURE_HEATMAP,
+        contract_extra={"any_size": True,  # decode_grey fits any mammogram: no size limit in the contract
+                        "heatmap_signature": records.SIGNATURE_HEATMAP,
                         "heatmap_output": f"{records.OUTPUT_HEATMAP}: [None, rows, cols, 5] patch-class "
                                           f"probabilities ({', '.join(contract.CBIS_PATCH_CLASSES)}) of "
                                           f"{patch_size}-pixel windows every {int(config['heatmap_stride'])} "
                                           "pixels of the fitted image"},
         image_size=list(size), patch_size=patch_size, heatmap_stride=int(config["heatmap_stride"]),
-        warm_start="the patch classifier's backbone (Trainer base_model)",
+        warm_start="the patch classifier's backbone (Trainer base_model)", data_splits=cbis.SPLIT_DESIGN,
         patch_model=patch_card)
