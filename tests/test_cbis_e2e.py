@@ -81,6 +81,14 @@ def test_card_is_schema_valid_and_carries_both_models(pushed):
     assert str(card["version"]) == os.path.basename(version_dir)
 
 
+def _split_patients(examples_uri, split):
+    from components.evaluation import scoring
+
+    dataset = tf.data.TFRecordDataset(scoring.split_records(examples_uri, split), compression_type="GZIP")
+    spec = {contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
+    return [tf.io.parse_single_example(r, spec)[contract.PATIENT_KEY].numpy() for r in dataset]
+
+
 def test_card_carries_the_evaluation_report_on_the_release_test_split(pushed):
     """The EvaluationReport component's fields, as in the classify variant: the test split
     is the release's own test patients (held out), calibration ran on other patients, and
@@ -101,10 +109,15 @@ def test_card_carries_the_evaluation_report_on_the_release_test_split(pushed):
     assert auc["n"] == test["n_images"] and 0.0 <= auc["value"] <= 1.0
     assert set(auc["ci95"]) >= {"low", "high"} and auc["ci95"]["low"] <= auc["value"] <= auc["ci95"]["high"]
     assert {"sensitivity", "specificity"} <= set(test["at_operating"])
-    # calibration and claims on different patients: eval's patients are the release's train patients
-    eval_patients = card["evaluation"]["n_patients"]
-    train_patients = {a.patient_id for a in abnormalities if a.split == "train"}
-    assert 2 <= eval_patients < len(train_patients)
+    # Calibration and claims on different patients: the records the report scored (its
+    # examples_uri) hold the release's test patients in test and train patients in eval.
+    report = json.load(open(os.path.join(version_dir, card["evaluation_report"]["json"])))
+    patients = {split: {p.decode() for p in _split_patients(report["examples_uri"], split)}
+                for split in ("train", "eval", "test")}
+    assert patients["test"] == release_test
+    release_train = {a.patient_id for a in abnormalities if a.split == "train"}
+    assert patients["eval"] and patients["eval"] <= release_train and not patients["eval"] & patients["train"]
+    assert len(patients["eval"]) == card["evaluation"]["n_patients"]
     rule = card["decision_rule"]
     assert rule["class_names"] == list(records.WHOLE_CLASS_NAMES) and rule["positive_class"] == "malignant"
     assert rule["kind"] in ("conformal", "threshold") and rule["conformal"]["calibrated_on"].startswith("eval")
@@ -112,8 +125,6 @@ def test_card_carries_the_evaluation_report_on_the_release_test_split(pushed):
     accepted = card["input_contract"]["accepted"]
     assert accepted["width"] is None and accepted["channels"] == [1] and accepted["bit_depths"] == [8]
     assert card["evaluation_report"]["split"].startswith("test")
-    report_path = os.path.join(version_dir, card["evaluation_report"]["json"])
-    report = json.load(open(report_path))
     assert report["n_images"] == test["n_images"] and report["class_names"] == ["benign", "malignant"]
     assert os.path.getsize(os.path.join(version_dir, card["evaluation_report"]["html"])) > 1000
     assert isinstance(card["small_sample_warnings"], list) and card["small_sample_warnings"]  # 4 test patients

@@ -128,6 +128,26 @@ def test_report_is_labelled_and_renders(tmp_path):
     assert not (version_dir / "assets.extra" / "model_card.json").exists()  # a published card is not rewritten
 
 
+def test_staged_fine_tuning_history_is_drawn_end_to_end(tmp_path):
+    """The mammography Trainers' card holds a list of stages (validation once per stage):
+    the report draws them end to end, each val_* point at its stage's last epoch."""
+    from components.evaluation import plots
+
+    staged = [{"stage": "head", "learning_rate": 1e-3, "loss": [0.9, 0.8], "auc": [0.5, 0.6], "val_loss": 0.85,
+               "val_auc": 0.55},
+              {"stage": "all", "learning_rate": 1e-4, "loss": [0.7, 0.6, 0.5], "auc": [0.7, 0.8, 0.9],
+               "val_loss": 0.65, "val_auc": 0.7}]
+    series, ends = plots.history_series(staged)
+    assert series["loss"] == ([1, 2, 3, 4, 5], [0.9, 0.8, 0.7, 0.6, 0.5])
+    assert series["val_auc"] == ([2, 5], [0.55, 0.7]) and ends == [2]
+    assert "learning_rate" not in series and "stage" not in series
+    assert plots.history_series({"loss": [0.7, 0.5]}) == ({"loss": ([1, 2], [0.7, 0.5])}, [])
+    report = er.build_report((LABELS, SCORES, GROUPS), (LABELS, SCORES, GROUPS), resamples=20,
+                             card={"training_history": staged})
+    page = open(er.write_report(str(tmp_path / "1"), report)["html"]).read()
+    assert page.count("data:image/png;base64,") == 5  # the training curves too
+
+
 def test_compare_table_and_figures_from_rows(tmp_path):
     from lab import compare
 

@@ -1,11 +1,12 @@
-"""The report's figures (matplotlib, Agg): ROC, PR, calibration, confusion, training curves,
-as base64 PNGs for the self-contained HTML page. Called by `components.evaluation.report`.
+"""The report's figures (matplotlib, Agg): ROC, PR, calibration, confusion, training curves
+(one fit's epochs, or staged fine-tuning's stages end to end), as base64 PNGs for the
+self-contained HTML page. Called by `components.evaluation.report`.
 """
 from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -70,19 +71,55 @@ def figures(report: Dict[str, Any]) -> Dict[str, str]:
            title=f"Confusion @ {report['thresholds']['operating']['value']:.3f}")
     out["confusion"] = _png(fig)
 
-    history = report.get("training_history") or {}
-    if history.get("loss"):
+    series, stage_ends = history_series(report.get("training_history") or {})
+    if series.get("loss"):
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-        epochs = range(1, len(history["loss"]) + 1)
         for key in ("loss", "val_loss"):
-            if key in history:
-                axes[0].plot(epochs, history[key], "o-", label=key)
-        for key in ("sparse_categorical_accuracy", "val_sparse_categorical_accuracy"):
-            if key in history:
-                axes[1].plot(epochs, history[key], "o-", label=key.replace("sparse_categorical_", ""))
+            if key in series:
+                axes[0].plot(*series[key], "o-", label=key)
+        second = [key for key in SECOND_PANEL if key in series]
+        for key in second:
+            axes[1].plot(*series[key], "o-", label=key.replace("sparse_categorical_", ""))
         axes[0].set(xlabel="epoch", title="loss")
-        axes[1].set(xlabel="epoch", title="accuracy")
+        axes[1].set(xlabel="epoch", title="AUC" if second and "auc" in second[0] else "accuracy")
         for ax in axes:
-            ax.legend()
+            for end in stage_ends:
+                ax.axvline(end + 0.5, color="grey", linewidth=0.8, linestyle=":")
+            if ax.lines:
+                ax.legend()
         out["training"] = _png(fig)
     return out
+
+
+# The training figure's second panel: the first of these the history holds (the classifier's
+# accuracy; the mammography Trainers' accuracy or AUC).
+SECOND_PANEL = ("sparse_categorical_accuracy", "val_sparse_categorical_accuracy", "accuracy", "val_accuracy",
+                "auc", "val_auc")
+
+
+def history_series(history: Any) -> Tuple[Dict[str, Tuple[List[int], List[float]]], List[int]]:
+    """({key: (epochs, values)}, epochs after which a stage ended) from a card's
+    ``training_history``: Keras's ``{key: [one value per epoch]}``, or the mammography
+    Trainers' staged fine-tuning, a list of stages, each ``{key: [per epoch]}`` with its
+    validation (``val_*``) measured once at the stage's end."""
+    stages = history if isinstance(history, list) else [history]
+    series: Dict[str, Tuple[List[int], List[float]]] = {}
+    ends: List[int] = []
+    offset = 0
+    for stage in stages:
+        if not isinstance(stage, dict):
+            continue
+        epochs = len(stage.get("loss") or [])
+        for key, values in stage.items():
+            if isinstance(values, list):
+                xs = list(range(offset + 1, offset + len(values) + 1))
+            elif key.startswith("val_") and isinstance(values, (int, float)) and epochs:
+                xs, values = [offset + epochs], [values]
+            else:
+                continue
+            target = series.setdefault(key, ([], []))
+            target[0].extend(xs)
+            target[1].extend(float(v) for v in values)
+        offset += epochs
+        ends.append(offset)
+    return series, (ends[:-1] if isinstance(history, list) else [])

@@ -169,7 +169,8 @@ def patient_level(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any],
                           "patient has IDC somewhere); see the burden agreement instead")
     t_b, c_b = np.array(true_burden), np.array(called_burden)
     result["burden"] = {
-        "definition": "fraction of a patient's patches that are positive: true vs called at the operating threshold",
+        "definition": ("fraction of a patient's images (patches or mammograms) that are positive: true vs called "
+                       "at the operating threshold"),
         "mae": float(np.mean(np.abs(t_b - c_b))) if len(t_b) else float("nan"),
         "pearson_r": (float(np.corrcoef(t_b, c_b)[0, 1]) if len(t_b) > 1 and t_b.std() > 0 and c_b.std() > 0
                       else float("nan")),
