@@ -43,6 +43,7 @@ IMAGE_EXTENSIONS = (".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 MALIGNANT = "MALIGNANT"
 BACKGROUND_CLASS = 0
 # The pipeline's splits (`pipeline_splits`), as the ingest summary and the model card state them.
+SPLITS = ("train", "eval", "test")
 SPLIT_DESIGN = {"train": "the release's train patients less those held out as eval",
                 "eval": "a share of the release's train patients, stratified by label (calibration, operating "
                         "threshold, the Evaluator's blessing)",

@@ -29,18 +29,18 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from breastdx_core import contract
+from components.mammo import cbis
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "ingest_summary.json"
-SPLITS = ("train", "eval", "test")  # as components.mammo.records.SPLITS (that module imports TensorFlow)
 
 
 def _writers(uri: str) -> Dict[str, "object"]:
     import tensorflow as tf
 
     out = {}
-    for split in SPLITS:
+    for split in cbis.SPLITS:
         folder = os.path.join(uri, f"Split-{split}")
         tf.io.gfile.makedirs(folder)
         out[split] = tf.io.TFRecordWriter(os.path.join(folder, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
@@ -48,7 +48,7 @@ def _writers(uri: str) -> Dict[str, "object"]:
 
 
 def _mark(artifact: tfx.types.standard_artifacts.Examples) -> None:
-    artifact.split_names = artifact_utils.encode_split_names(list(SPLITS))
+    artifact.split_names = artifact_utils.encode_split_names(list(cbis.SPLITS))
     examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
 
 
@@ -56,7 +56,7 @@ def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_s
                   train_patch_set: str, eval_patch_set: str, seed: int,
                   eval_fraction: float) -> Dict[str, object]:
     """Reads the release and writes both artifacts' records; returns the counts."""
-    from components.mammo import cbis, images, patches
+    from components.mammo import images, patches
 
     from components.mammo import records
 
@@ -68,9 +68,9 @@ def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_s
     split_of = cbis.pipeline_splits(all_mammograms, eval_fraction, seed)
     patch_writers, image_writers = _writers(patches_uri), _writers(mammograms_uri)
     counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in contract.CBIS_PATCH_CLASSES}
-                                         for split in records.SPLITS}
+                                         for split in cbis.SPLITS}
     mammogram_counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in records.WHOLE_CLASS_NAMES}
-                                                   for split in records.SPLITS}
+                                                   for split in cbis.SPLITS}
     try:
         for k, mammogram in enumerate(all_mammograms):
             split = split_of[mammogram.patient_id]
@@ -91,14 +91,14 @@ def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_s
     finally:
         for writer in (*patch_writers.values(), *image_writers.values()):
             writer.close()
-    for split in records.SPLITS:
+    for split in cbis.SPLITS:
         if not sum(mammogram_counts[split].values()):
             where = {"eval": f"train patient held out as eval (eval_fraction {eval_fraction})"}.get(split, split)
             raise cbis.CbisError(f"the release at {data_root} has no {where} mammogram with a readable ROI "
                                  f"mask; every split is needed")
     summary = {"patches": counts, "mammograms": mammogram_counts, "problems": problems,
                "image_size": list(size), "patch_size": patch_size, "eval_fraction": eval_fraction,
-               "patients": {split: sum(1 for s in split_of.values() if s == split) for split in records.SPLITS},
+               "patients": {split: sum(1 for s in split_of.values() if s == split) for split in cbis.SPLITS},
                "split_design": cbis.SPLIT_DESIGN}
     log.info("CbisExampleGen: mammograms %s; patches %s; %d row(s) skipped", mammogram_counts, counts, len(problems))
     return summary

@@ -25,9 +25,6 @@ from components.mammo import images
 WHOLE_CLASS_NAMES = ("benign", "malignant")
 SIGNATURE_HEATMAP = "heatmap"
 OUTPUT_HEATMAP = "heatmap"  # float32 [None, rows, cols, 5] patch-class probabilities
-# By patient (components.mammo.cbis.pipeline_splits): test = the release's test split, eval =
-# a stratified share of its train patients, train = the rest.
-SPLITS = ("train", "eval", "test")
 FEATURES = {
     contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
     contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
