@@ -51,6 +51,21 @@ def test_wall_time_budget_stops_training_and_counts_images():
     assert len(history["val_loss"]) == 1  # validated on the finite eval split
 
 
+def test_fine_tuning_budget_states_the_whole_wall_time_budget():
+    """Head and fine-tuning phases each get their share of max_train_minutes; the card's
+    budget says the minutes the user set (the real-data run's card said 7 of 14)."""
+    images = np.random.default_rng(0).random((64, 8, 8, 3)).astype("float32")
+    labels = np.arange(64) % 2
+    train = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16).repeat()
+    whole_eval = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16)
+    config = {**configs.load(env={}).trainer_config(), "epochs": 2, "batch_size": 16, "max_train_minutes": 14.0,
+              "weights": "imagenet", "fine_tune_head_fraction": 0.5}
+    _, report, _ = training.train_model(_tiny_model(), train, whole_eval, config, None, None, train_images=64)
+    budget = report["budget"]
+    assert budget["max_train_minutes"] == 14.0 and budget["max_train_minutes_per_phase"] == [7.0, 7.0]
+    assert budget["epochs_trained"] == 2 and budget["images_seen"] == 2 * 4 * 16 and budget["stopped_by"] == "budget"
+
+
 # --- stain jitter -------------------------------------------------------------------------
 def test_colour_deconvolution_matches_the_published_stain_vectors():
     np.testing.assert_allclose(stain.HED_FROM_RGB @ stain.RGB_FROM_HED, np.eye(3), atol=1e-5)
