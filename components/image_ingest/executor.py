@@ -200,8 +200,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         @beam.ptransform_fn
         def transform(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
             del exec_properties, split_pattern  # the image tree, classified in Do
-            return pipeline | _ImagesToExample(source["candidates"], source["validation"], source["shard_size"],
-                                               source["outcomes_dir"], source["include_masks"])
+            # An explicit label: Beam names an unlabelled ptransform_fn after its first
+            # argument, here str() of every candidate, copied into every sub-transform's
+            # name, the pipeline proto and each bundle's metrics (~110 KB of memory per
+            # image, ~30 GB at the real set's 277,524 images; issue 13, bench/scale.py).
+            return pipeline | "ImagesToExample" >> _ImagesToExample(
+                source["candidates"], source["validation"], source["shard_size"], source["outcomes_dir"],
+                source["include_masks"])
 
         return transform
 
