@@ -1,4 +1,5 @@
-"""ImageExampleGen's Beam graph does not carry the file list in its transform names.
+"""ImageExampleGen at scale: its Beam graph does not carry the file list in its transform
+names, and records are written in a seeded random order (no Beam Reshuffle).
 
 Beam names an unlabelled ptransform_fn after its first argument; with the candidates
 there, every sub-transform's name held str() of every file, copied into the pipeline
@@ -26,3 +27,13 @@ def test_transform_names_do_not_grow_with_the_file_list(tmp_path):
     names = [t.unique_name for t in pipeline.to_runner_api().components.transforms.values()]
     assert any("ImagesToExample" in name for name in names)
     assert max(len(name) for name in names) < 200, max(names, key=len)[:300]
+
+
+def test_write_order_is_a_seeded_permutation():
+    candidates = _candidates()
+    order = executor.write_order(candidates)
+    assert sorted(c.rel for c in order) == sorted(c.rel for c in candidates)
+    assert order == executor.write_order(candidates)  # same tree, same files
+    assert [c.rel for c in order] != [c.rel for c in candidates]
+    # patients are interleaved: the first 50 records do not come from one patient
+    assert len({c.patient_id for c in order[:50]}) > 1

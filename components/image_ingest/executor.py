@@ -7,7 +7,9 @@ whose `GetInputSourceToExamplePTransform` reads the source. Paths are sorted and
 classified once, in `Do` (cheap, from names alone); the bytes are read, checked and
 turned into `tf.train.Example`s on Beam, in shards of files, so the same code runs on the
 DirectRunner or Dataflow. TFX's base executor then splits them by a hash of
-``patient_id`` (the output config) and writes GZIP TFRecords, as every ExampleGen does.
+``patient_id`` (the output config) and they are written as GZIP TFRecords, as every
+ExampleGen writes them, in a seeded random order of files instead of after TFX's Beam
+Reshuffle (which the in-memory runner held whole in memory; `write_order`).
 Every file ends as exactly one outcome, ingested or skipped with a reason; the report
 (`report.py`) is written into the Examples artifact beside its splits.
 """
@@ -24,8 +26,11 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import base_example_gen_executor, utils, write_split
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from breastdx_core import image_files
 from components.image_ingest import layouts, report
@@ -41,6 +46,7 @@ INCLUDE_MASKS_KEY = "include_masks"  # 1: add `mask_raw` (the segmentation varia
 # whose backend runs no ExampleGen driver): part of the task's cache key there.
 TREE_FINGERPRINT_KEY = "tree_fingerprint"
 OUTCOMES_DIR = ".outcomes"  # per-shard outcome files, inside the artifact while it is written
+WRITE_ORDER_SEED = 13  # the records' order in the split files: random, the same for the same tree
 
 
 log = logging.getLogger(__name__)
@@ -163,6 +169,25 @@ class _ReadShard(beam.DoFn):
         yield from examples
 
 
+def write_order(candidates: List[Any], seed: int = WRITE_ORDER_SEED) -> List[Any]:
+    """The candidates in a seeded random order, the order their records reach the split
+    files: training reads them shuffled without a Beam Reshuffle (TFX's ExampleGen puts
+    one before each split's write; the in-memory DirectRunner held every serialized
+    example in it, ~30 KB of memory per image, ~8 GB at the real IDC set's size; issue
+    13), and the same tree still gives the same files."""
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    return [candidates[i] for i in order]
+
+
+@beam.ptransform_fn
+def _WriteSplit(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:
+    """TFX's `write_split.WriteSplit` for TFRecords without its Reshuffle (see `write_order`)."""
+    return (examples
+            | "Serialize" >> beam.ParDo(write_split.MaybeSerialize())
+            | "Write" >> beam.io.WriteToTFRecord(os.path.join(split_uri, write_split.DEFAULT_FILE_NAME),
+                                                 file_name_suffix=".gz"))
+
+
 def _shards(items: List[Any], size: int) -> List[List[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -236,10 +261,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             log.warning("ImageExampleGen: %s", line)
         log.info("ImageExampleGen: %s (%s layout): %d files to read, %d skipped by path",
                  root, layout, len(candidates), len(outcomes))
-        self._source = {"candidates": candidates, "validation": validation, "shard_size": shard_size,
-                        "outcomes_dir": outcomes_dir, "include_masks": include_masks}
+        self._source = {"candidates": write_order(candidates), "validation": validation,
+                        "shard_size": shard_size, "outcomes_dir": outcomes_dir, "include_masks": include_masks}
         try:
-            super().Do(input_dict, output_dict, exec_properties)
+            self._write_examples(output_dict, exec_properties)
         finally:
             self._source = None
         for path in sorted(tf.io.gfile.glob(os.path.join(outcomes_dir, "*.jsonl"))):
@@ -264,3 +289,25 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         if result["ingested"] == 0:
             raise RuntimeError(f"ImageExampleGen: no image under {root} could be ingested; see "
                                f"{os.path.join(examples.uri, report.REPORT_MD)}")
+
+    def _write_examples(self, output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any]) -> None:
+        """TFX 1.16's `BaseExampleGenExecutor.Do`, writing each split with `_WriteSplit`
+        (no Reshuffle: the records come in `write_order` already)."""
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
+        artifact_utils.get_single_instance(artifacts).split_names = artifact_utils.encode_split_names(
+            utils.generate_output_split_names(input_config, output_config))
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+                                          example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
+        with self._make_beam_pipeline() as pipeline:
+            for split_name, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = examples | f"WriteSplit[{split_name}]" >> _WriteSplit(
+                    artifact_utils.get_split_uri(artifacts, split_name))
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        for artifact in artifacts:
+            if payload_format:
+                examples_utils.set_payload_format(artifact, payload_format)
+            if file_format:
+                examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
