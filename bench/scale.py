@@ -329,7 +329,7 @@ def growth(results: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: List[Dict], path: str) -> None:
+def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, before_label: str = "before") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,9 +344,17 @@ def plot(results: List[Dict], path: str) -> None:
         ax_m.plot(sizes, [r["stages"][stage]["peak_rss"] / MIB for r in rows], "o-", label=stage)
     sizes = [r["images"] for r in ordered]
     if sizes:
-        ref = [sizes[0], REAL_IMAGES]
-        first = [sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in ordered][0]
-        ax_t.plot(ref, [first, first * REAL_IMAGES / sizes[0]], ":", color="grey", label="linear from the smallest")
+        totals = [sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in ordered]
+        ax_t.plot(sizes, totals, "s-", color="black", label="data stages (sum)")
+        ax_t.plot([sizes[-1], REAL_IMAGES], [totals[-1], totals[-1] * REAL_IMAGES / sizes[-1]], ":", color="black",
+                  label="data stages, linear from the largest size")
+    if before:
+        earlier = sorted(before, key=lambda r: r["images"])
+        ax_t.plot([r["images"] for r in earlier],
+                  [sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in earlier], "s--",
+                  color="grey", label=f"data stages, {before_label}")
+        ax_m.plot([r["images"] for r in earlier], [r["run_peak_rss"] / MIB for r in earlier], "s--", color="grey",
+                  label=f"whole run, {before_label}")
     for ax in (ax_t, ax_m):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -388,6 +396,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--transform-statistics", choices=("default", "on", "off"), default="default",
                         help="Transform's pre/post-transform statistics: as the pipeline sets them, or forced")
     parser.add_argument("--plot-only", action="store_true", help="measure nothing: table and plot from --results")
+    parser.add_argument("--compare", help="an earlier results JSON to draw dashed (e.g. before a fix)")
+    parser.add_argument("--compare-label", default="before")
     parser.add_argument("--drop-data", action="store_true", help="remove each size's image tree and run after it")
     args = parser.parse_args(argv)
     results_path = args.results or os.path.join(args.workdir, "results.json")
@@ -414,7 +424,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     print(growth(results))
     if args.plot:
-        plot(results, args.plot)
+        plot(results, args.plot, load_results(args.compare) if args.compare else None, args.compare_label)
         print(f"\nplot: {args.plot}")
     return 0
 
