@@ -94,6 +94,7 @@ class Batcher:
                  num_threads: int = DEFAULT_THREADS):
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_s
+        self.num_threads = num_threads
         self._queues: Dict[tuple, List[_Task]] = {}
         self._cond = threading.Condition()
         self.batches = 0

@@ -11,8 +11,8 @@ import logging
 import os
 
 from serving import gunicorn_app
-from serving.settings import (DEFAULT_BATCH_TIMEOUT_S, DEFAULT_HOST, DEFAULT_MAX_BATCH_SIZE, DEFAULT_NUM_VERSIONS,
-                              DEFAULT_POLL_SECONDS, DEFAULT_PORT)
+from serving.settings import (DEFAULT_BATCH_THREADS, DEFAULT_BATCH_TIMEOUT_S, DEFAULT_HOST, DEFAULT_MAX_BATCH_SIZE,
+                              DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS, DEFAULT_PORT)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="rows per batch")
     parser.add_argument("--batch-timeout-ms", type=float, default=DEFAULT_BATCH_TIMEOUT_S * MS_PER_S,
                         help="how long a batch waits for more requests")
+    parser.add_argument("--batch-threads", type=int, default=DEFAULT_BATCH_THREADS,
+                        help="batches that may run at once (each TensorFlow call uses every core)")
 
 
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,7 +62,7 @@ def app_factory(args: argparse.Namespace):
 
         return create_app(args.serving_root, args.model_name, args.model_config_file, args.poll_seconds,
                           args.num_versions, not args.no_batching, args.max_batch_size,
-                          args.batch_timeout_ms / MS_PER_S)
+                          args.batch_timeout_ms / MS_PER_S, batch_threads=args.batch_threads)
     return factory
 
 

@@ -85,7 +85,8 @@ def signature_defs(loaded: LoadedVersion) -> Dict[str, Any]:
 def create_app(serving_root: str, model_names: Optional[List[str]] = None, config_path: Optional[str] = None,
                poll_seconds: float = DEFAULT_POLL_SECONDS, num_versions: int = DEFAULT_NUM_VERSIONS,
                enable_batching: bool = True, max_batch_size: int = batching.DEFAULT_MAX_BATCH_SIZE,
-               batch_timeout_s: float = batching.DEFAULT_TIMEOUT_S, start: bool = True) -> Flask:
+               batch_timeout_s: float = batching.DEFAULT_TIMEOUT_S, start: bool = True,
+               batch_threads: int = batching.DEFAULT_THREADS) -> Flask:
     """The model server's WSGI app.
 
     Args:
@@ -98,12 +99,13 @@ def create_app(serving_root: str, model_names: Optional[List[str]] = None, confi
         max_batch_size: rows per batched call.
         batch_timeout_s: how long a batch waits to fill.
         start: start the poller thread (tests may call ``store.poll()`` themselves).
+        batch_threads: batches that may run at once.
 
     Returns:
         The Flask app; its ``extensions["model_store"]`` is the :class:`ModelStore`.
     """
     store = ModelStore(serving_root, model_names, config_path, poll_seconds, num_versions)
-    batcher = batching.Batcher(max_batch_size, batch_timeout_s) if enable_batching else None
+    batcher = batching.Batcher(max_batch_size, batch_timeout_s, batch_threads) if enable_batching else None
     app = Flask(__name__)
     app.extensions["model_store"] = store
     app.extensions["batcher"] = batcher
