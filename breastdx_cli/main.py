@@ -65,7 +65,10 @@ def _config(args: argparse.Namespace):
         layout=getattr(args, "layout", None),
         workdir=getattr(args, "workdir", None),
         backbone=getattr(args, "backbone", None),
+        weights=getattr(args, "weights", None),
         train_steps=getattr(args, "train_steps", None),
+        epochs=getattr(args, "epochs", None),
+        max_train_minutes=getattr(args, "max_train_minutes", None),
         seed=getattr(args, "seed", None),
         variant=getattr(args, "variant", None),
         seg_blackbox=True if getattr(args, "blackbox", False) else None,
@@ -154,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(demo)
     demo.add_argument("--backbone", choices=configs.BACKBONES, metavar="BACKBONE",
                       help="one of " + ", ".join(configs.BACKBONES) + " (default from configs: per task)")
-    demo.add_argument("--train-steps", type=int, help="training steps (default from configs: 24)")
+    demo.add_argument("--weights", help="backbone weights: none, 'imagenet' or a local .h5 file (default from "
+                                        "configs: per task)")
+    demo.add_argument("--train-steps", type=int,
+                      help="a step budget (default: 24 on the synthetic demo; 0 with --data-root: whole epochs)")
+    demo.add_argument("--epochs", type=int, help="passes over the train split with --data-root (default from configs: 8)")
+    demo.add_argument("--max-train-minutes", type=float, help="wall-time training budget (default: none)")
     demo.add_argument("--seed", type=int, help="seed for the synthetic data and training")
     demo.add_argument("--variant", choices=configs.VARIANTS,
                       help="classify (default), segment (U-Net on images with masks) or mammo (task cbis: a "
