@@ -302,6 +302,22 @@ def table(results: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+def compact_table(results: List[Dict]) -> str:
+    """One row per size: each data stage's wall time, their sum, the run's peak RSS and
+    Transform's output (the README's table)."""
+    shown = [s for s in ("ImageExampleGen", "StatisticsGen", "ExampleValidator", "Transform")]
+    lines = ["| images | patients | " + " | ".join(shown) + " | data stages | peak RSS of the run | Transform output |",
+             "| ---: | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |"]
+    for r in sorted(results, key=lambda r: r["images"]):
+        stages = r["stages"]
+        total = sum(stages[s]["wall_s"] for s in DATA_STAGES if s in stages)
+        cells = [f"{stages[s]['wall_s']:.1f} s" if s in stages else "–" for s in shown]
+        out = stages.get("Transform", {}).get("output_bytes", 0)
+        lines.append(f"| {r['images']:,} | {r['data']['patients']} | " + " | ".join(cells)
+                     + f" | {total / 60:.1f} min | {r['run_peak_rss'] / MIB / 1024:.2f} GiB | {human_bytes(out)} |")
+    return "\n".join(lines)
+
+
 def growth(results: List[Dict]) -> str:
     ordered = sorted(results, key=lambda r: r["images"])
     if len({r["images"] for r in ordered}) < 2:
@@ -421,6 +437,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     print(f"\n{os.cpu_count()} CPUs; results in {results_path}\n")
     print(table(results))
+    print()
+    print(compact_table(results))
     print()
     print(growth(results))
     if args.plot:
