@@ -97,7 +97,9 @@ def print_summary(config) -> int:
     print(f"held-out test  AUC {_ci_text(test.get('auc'))} mammograms, {test.get('n_patients')} patients "
           f"(the release's test split; 95% CI by patient bootstrap)")
     operating = test.get("at_operating") or {}
-    print(f"               at the operating threshold {rule.get('operating_threshold')} (chosen on eval): "
+    threshold = rule.get("operating_threshold")
+    print(f"               at the operating threshold {'n/a' if threshold is None else f'{threshold:.4g}'} "
+          f"(chosen on eval): "
           f"sensitivity {_ci_text(operating.get('sensitivity'))}, "
           f"specificity {_ci_text(operating.get('specificity'))}")
     why = ("coverage claimed" if rule.get("kind") == "conformal"
@@ -105,9 +107,11 @@ def print_summary(config) -> int:
     print(f"decision rule  {rule.get('kind')} ({why})")
     for warning in card.get("small_sample_warnings") or []:
         print(f"warning        {warning}")
-    report = (card.get("evaluation_report") or {}).get("html")
     print(f"pushed         {version_dir} (signatures: serving_default, serving_examples, "
-          f"{card['input_contract'].get('heatmap_signature')}); report {report}")
+          f"{card['input_contract'].get('heatmap_signature')})")
+    report = (card.get("evaluation_report") or {}).get("html")
+    if report:
+        print(f"report         {os.path.join(version_dir, report)}")
     heatmap_png = write_heatmap(config, version_dir, card)
     if heatmap_png:
         print(f"heatmap        {heatmap_png}")
