@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -136,7 +136,9 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
     out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
     os.makedirs(out_dir, exist_ok=True)
     summary["summary_file"] = os.path.join(out_dir, SUMMARY_FILE)
-    if model_dir and examples_uri and split_records(examples_uri, "test"):
+    # The U-Net variant is no classifier (no probabilities to score): its card carries the
+    # Trainer's segmentation metrics, which render() shows instead of a test AUC.
+    if config.variant != "segment" and model_dir and examples_uri and split_records(examples_uri, "test"):
         previous = _previous_test_metrics(summary["summary_file"])
         if previous.get("scored_model") == model_dir and previous.get("examples") == examples_uri:
             summary["test_metrics"] = previous  # same model, same split: a cached run's numbers
@@ -171,6 +173,24 @@ def weights_text(backbone: Optional[str], provenance: Optional[Dict[str, Any]]) 
     return str(backbone)
 
 
+def segmentation_rows(metrics: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """The U-Net card's eval metrics (components/segmentation: Dice, Jaccard, TPR, FPR per
+    image; the black-box area classifier) as summary rows."""
+    rows = []
+    for key, label in (("segmentation", "eval (U-Net)"), ("segmentation_lesion_images", "eval, lesions only")):
+        seg = metrics.get(key)
+        if seg:
+            rows.append((label, ", ".join(f"{k} {_fmt(float(seg[k]))}" for k in ("dice", "jaccard", "tpr", "fpr")
+                                          if k in seg) + f", n={int(seg.get('n_images', 0))} images"))
+    area = metrics.get("area_classifier")
+    if area:
+        rows.append(("area classifier", f"{area.get('positive_class')} where mask area > "
+                                        f"{_fmt(float(area['area_threshold']))}: AUC {_fmt(float(area['auc']))}, "
+                                        f"sensitivity {_fmt(float(area['sensitivity']))}, specificity "
+                                        f"{_fmt(float(area['specificity']))}, n={int(area.get('n_images', 0))}"))
+    return rows
+
+
 def render(summary: Dict[str, Any]) -> str:
     """The summary as a short plain-text table."""
     names = summary["class_names"]
@@ -199,7 +219,9 @@ def render(summary: Dict[str, Any]) -> str:
         per_class = ", ".join(f"{n} {c}" for n, c in zip(names, counts["per_class"]))
         rows.append((f"split {split}", f"{counts['patients']} patients, {counts['images']} images ({per_class})"))
     eval_metrics = summary.get("eval_metrics") or {}
-    if eval_metrics:
+    if eval_metrics.get("segmentation"):
+        rows += segmentation_rows(eval_metrics)
+    elif eval_metrics:
         picked = {k: eval_metrics[k] for k in ("auc", "binary_accuracy", "precision", "recall", "example_count")
                   if k in eval_metrics}
         rows.append(("eval (TFMA)", ", ".join(f"{k} {_fmt(v)}" for k, v in picked.items())))

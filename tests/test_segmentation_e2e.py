@@ -47,3 +47,18 @@ def test_trainer_wrote_the_metrics_file(run):
     result = json.load(open(metrics_file))
     assert result["blackbox"] is True and result["segmentation"]["n_images"] > 0
     assert np.isfinite(result["segmentation"]["fpr"])
+
+
+def test_demo_summary_shows_the_unet_metrics_from_the_pushed_card(run):
+    """`breastdx demo --variant segment` prints this summary: it must not score the U-Net as a
+    classifier (it has no probabilities) and shows the card's Dice and area classifier."""
+    from pipeline import summary
+
+    config, _ = run
+    facts = summary.summarize(config)
+    assert "test_metrics" not in facts
+    text = summary.render(facts)
+    card_dice = facts["eval_metrics"]["segmentation"]["dice"]
+    assert f"dice {card_dice:.3f}" in text
+    assert "area classifier" in text and "eval (TFMA)" not in text
+    assert contract.RESEARCH_ONLY in text
