@@ -23,36 +23,41 @@ BODY = {"instances": [{"b64": base64.b64encode(IMAGE).decode("ascii")}]}
 TIMEOUT_S = 60
 
 
-class ModelServerUser(FastHttpUser):
+BOUNDARY = "breastdxbench"
+# The web upload's multipart body, built once: the image never changes between requests.
+WEB_BODY = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"patch.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + IMAGE + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+class _ClosedLoopUser(FastHttpUser):
+    """No think time, generous timeouts; `post` marks a non-200 (or a 200 without
+    ``answer_key`` in its JSON, where one is given) as a failure."""
+
+    abstract = True
+    wait_time = constant(0)
+    network_timeout = TIMEOUT_S
+    connection_timeout = TIMEOUT_S
+
+    def post(self, path: str, name: str, answer_key: str = "", **kwargs) -> None:
+        with self.client.post(path, name=name, catch_response=True, **kwargs) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code} {(response.text or '')[:100]}")
+            elif answer_key and answer_key not in (response.json() or {}):
+                response.failure(f"no {answer_key} in the answer")
+
+
+class ModelServerUser(_ClosedLoopUser):
     """TF Serving's REST ``:predict`` (``serving_default``), one image per request."""
 
-    wait_time = constant(0)
-    network_timeout = TIMEOUT_S
-    connection_timeout = TIMEOUT_S
-
     @task
     def predict(self):
-        with self.client.post(f"/v1/models/{MODEL}:predict", json=BODY, name=":predict",
-                              catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"{response.status_code} {response.text[:100]}")
-            elif "predictions" not in (response.json() or {}):
-                response.failure("no predictions in the answer")
+        self.post(f"/v1/models/{MODEL}:predict", ":predict", answer_key="predictions", json=BODY)
 
 
-class WebUser(FastHttpUser):
+class WebUser(_ClosedLoopUser):
     """The web app's JSON upload ``POST /api/predict`` (checks -> model server -> explain)."""
 
-    wait_time = constant(0)
-    network_timeout = TIMEOUT_S
-    connection_timeout = TIMEOUT_S
-
     @task
     def predict(self):
-        boundary = "breastdxbench"
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"patch.png\"\r\n"
-                f"Content-Type: image/png\r\n\r\n").encode() + IMAGE + f"\r\n--{boundary}--\r\n".encode()
-        with self.client.post("/api/predict", data=body, name="/api/predict", catch_response=True,
-                              headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}) as response:
-            if response.status_code != 200:
-                response.failure(f"{response.status_code} {response.text[:100]}")
+        self.post("/api/predict", "/api/predict", data=WEB_BODY,
+                  headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
