@@ -28,9 +28,9 @@ def full_size_settings() -> Dict[str, Any]:
 
 def latest_pushed(config) -> Optional[str]:
     """The newest version folder under ``<serving_root>/<model_name>`` (None: nothing pushed)."""
-    base = os.path.join(config.serving_root, config.model_name)
-    versions = sorted((int(v) for v in os.listdir(base) if v.isdigit()), reverse=True) if os.path.isdir(base) else []
-    return os.path.join(base, str(versions[0])) if versions else None
+    from components.baseline_evaluator import newest_version
+
+    return newest_version(os.path.join(config.serving_root, config.model_name))
 
 
 def write_heatmap(config, version_dir: str, card: Dict[str, Any]) -> Optional[str]:
