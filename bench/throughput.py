@@ -15,6 +15,15 @@ With ``--auc-steps K`` both sizes also train K steps from the same initial seed 
 the same patients' patches and are scored on held-out patients: ROC AUC with a 95 %
 patient-bootstrap CI (synthetic data: a check that the small input loses nothing on
 this data at equal steps, not a claim about real tissue).
+
+With ``--data-root DIR`` (a Kaggle IDC tree: <patient>/<0|1>/*.png) the AUC comparison
+runs on real tissue instead, as patient-level cross-validation: ``--folds`` patient-disjoint
+folds (lab/cv.py `assign_folds`); in each, both sizes start from the same initial weights
+(the head is global-average-pooled, so every weight has the same shape at both sizes) and
+train K steps on the same sequence of batches drawn from the other folds' patients, then
+score the same held-out patches (at most ``--test-per-patient`` per patient, drawn at
+random). Reported: pooled AUC per size with a 95 % CI from resampling patients, and the
+paired difference (64 px minus 224 px) with its CI over the same resamples.
 """
 from __future__ import annotations
 
@@ -70,11 +79,10 @@ def decode(encoded: Sequence[bytes], size: int) -> np.ndarray:
 def build(size: int, seed: int):
     import tensorflow as tf
 
-    from breastdx_core import configs
     from components.trainer import model as model_lib
 
     tf.keras.utils.set_random_seed(seed)
-    config = configs.load(env={}).trainer_config()
+    config = build_config()
     config["model_size"] = [size, size]
     return model_lib.build_model(config), int(config["batch_size"])
 
@@ -118,6 +126,122 @@ def auc_at_steps(size: int, steps: int, train: Tuple[np.ndarray, np.ndarray], te
             "test_patients": len(set(test_groups))}
 
 
+def idc_files(root: str) -> Tuple[List[str], np.ndarray, np.ndarray]:
+    """Every PNG of a Kaggle IDC tree (<patient>/<0|1>/*.png): paths, labels, patient ids."""
+    paths, labels, groups = [], [], []
+    for patient in sorted(os.listdir(root)):
+        for label in ("0", "1"):
+            folder = os.path.join(root, patient, label)
+            if not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                if name.lower().endswith(".png"):
+                    paths.append(os.path.join(folder, name))
+                    labels.append(int(label))
+                    groups.append(patient)
+    if not paths:
+        raise SystemExit(f"no <patient>/<0|1>/*.png under {root}")
+    return paths, np.array(labels, dtype=np.int64), np.array(groups)
+
+
+def read_all(paths: Sequence[str]) -> List[bytes]:
+    out = []
+    for path in paths:
+        with open(path, "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def paired_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray,
+                          resamples: int, seed: int) -> Dict[str, float]:
+    """AUC(a) - AUC(b) on the same images, with a 95 % CI resampling whole patients."""
+    from breastdx_core import metrics
+
+    both = np.stack([scores_a, scores_b], axis=1)
+    difference = lambda y, s: metrics.roc_auc(y, s[:, 0]) - metrics.roc_auc(y, s[:, 1])  # noqa: E731
+    ci = metrics.patient_bootstrap(labels, both, groups, metric=difference, resamples=resamples, seed=seed)
+    return {"difference": difference(labels, both), "low": ci["low"] if ci else float("nan"),
+            "high": ci["high"] if ci else float("nan")}
+
+
+def real_tissue_cv(root: str, sizes: Sequence[int], steps: int, folds: int, test_per_patient: int,
+                   seed: int) -> int:
+    """Both sizes, equal steps, patient-level folds on real tissue; prints the tables."""
+    from breastdx_core import metrics
+    from lab.cv import assign_folds
+
+    paths, labels, groups = idc_files(root)
+    fold_patients = assign_folds(labels, groups, folds, seed)
+    rng = np.random.default_rng(seed)
+    print(f"\nReal tissue: {len(paths):,} patches of {len(np.unique(groups))} patients under {root} "
+          f"({labels.mean():.1%} positive); {folds} patient-disjoint folds, {steps} steps per size and fold",
+          flush=True)
+    pooled: Dict[int, List[np.ndarray]] = {size: [] for size in sizes}
+    pooled_labels, pooled_groups, rows = [], [], []
+    for fold, test_patients in enumerate(fold_patients):
+        is_test = np.isin(groups, test_patients)
+        train_index = np.flatnonzero(~is_test)
+        test_index = []
+        for patient in test_patients:
+            mine = np.flatnonzero(groups == patient)
+            test_index.extend(sorted(rng.choice(mine, size=min(test_per_patient, len(mine)), replace=False)))
+        test_index = np.array(test_index)
+        batch = int(build_config()["batch_size"])
+        draws = rng.integers(0, len(train_index), (steps, batch))
+        batch_bytes = [read_all([paths[train_index[i]] for i in row]) for row in draws]
+        batch_labels = [labels[train_index[row]] for row in draws]
+        test_bytes = read_all([paths[i] for i in test_index])
+        fold_row = {"fold": fold, "test_patients": len(test_patients), "n_test": len(test_index),
+                    "positives": int(labels[test_index].sum())}
+        for size in sizes:
+            model, _ = build(size, seed)
+            started = time.perf_counter()
+            for encoded, y in zip(batch_bytes, batch_labels):
+                model.train_on_batch(decode(encoded, size), y)
+            train_s = time.perf_counter() - started
+            started = time.perf_counter()
+            scores = np.concatenate([model.predict_on_batch(decode(test_bytes[i:i + batch], size))[:, 1]
+                                     for i in range(0, len(test_bytes), batch)])
+            predict_s = time.perf_counter() - started
+            pooled[size].append(scores)
+            fold_row[size] = {"auc": metrics.roc_auc(labels[test_index], scores), "train_s": train_s,
+                              "predict_s": predict_s}
+            print(f"  fold {fold + 1}/{folds}, {size}x{size}: AUC {fold_row[size]['auc']:.3f} on "
+                  f"{len(test_index)} patches of {len(test_patients)} patients; train {train_s:.0f} s, "
+                  f"predict {predict_s:.0f} s", flush=True)
+            del model
+        pooled_labels.append(labels[test_index])
+        pooled_groups.append(groups[test_index])
+        rows.append(fold_row)
+    y, g = np.concatenate(pooled_labels), np.concatenate(pooled_groups)
+    print(f"\n| fold | test patients | test patches (positive) | " +
+          " | ".join(f"AUC {s} px" for s in sizes) + " |")
+    print("| ---: | ---: | ---: | " + " | ".join("---:" for _ in sizes) + " |")
+    for row in rows:
+        print(f"| {row['fold'] + 1} | {row['test_patients']} | {row['n_test']} ({row['positives']}) | " +
+              " | ".join(f"{row[s]['auc']:.3f}" for s in sizes) + " |")
+    print("\n| input | pooled AUC | 95 % CI (patient bootstrap) | train s (all folds) | s/step |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    scores = {size: np.concatenate(pooled[size]) for size in sizes}
+    for size in sizes:
+        ci = metrics.patient_bootstrap(y, scores[size], g, resamples=2000, seed=seed)
+        train_s = sum(row[size]["train_s"] for row in rows)
+        print(f"| {size}x{size} | {metrics.roc_auc(y, scores[size]):.3f} | {ci['low']:.3f}–{ci['high']:.3f} | "
+              f"{train_s:.0f} | {train_s / (steps * len(rows)):.2f} |")
+    if len(sizes) >= 2:
+        small, large = min(sizes), max(sizes)
+        d = paired_auc_difference(y, scores[small], scores[large], g, resamples=2000, seed=seed)
+        print(f"\nAUC {small} px minus {large} px (paired, same patches): {d['difference']:+.3f} "
+              f"[{d['low']:+.3f} to {d['high']:+.3f}], n = {len(y)} patches of {len(np.unique(g))} patients")
+    return 0
+
+
+def build_config() -> Dict:
+    from breastdx_core import configs
+
+    return configs.load(env={}).trainer_config()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -125,6 +249,10 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="timed train steps (and predict calls) per size")
     parser.add_argument("--auc-steps", type=int, default=0, help="also train this many steps per size and score AUC")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--data-root", help="a Kaggle IDC tree: the AUC comparison on real tissue, patient-level CV")
+    parser.add_argument("--folds", type=int, default=3, help="patient-disjoint folds (with --data-root)")
+    parser.add_argument("--test-per-patient", type=int, default=150,
+                        help="held-out patches scored per test patient, drawn at random (with --data-root)")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
@@ -147,6 +275,9 @@ def main(argv=None) -> int:
         print(f"\n{small} px vs {large} px: {ratio({s: r['train_ips'] for s, r in results.items()}, small, large):.1f}x "
               f"train images/s, {ratio({s: r['predict_ips'] for s, r in results.items()}, small, large):.1f}x "
               f"predict images/s (pixels: {(large / small) ** 2:.1f}x)")
+    if args.auc_steps and args.data_root:
+        return real_tissue_cv(args.data_root, args.sizes, args.auc_steps, args.folds, args.test_per_patient,
+                              args.seed)
     if args.auc_steps:
         train_x, train_y, _ = patches(patients=24, per_patient=24, seed=args.seed + 1)
         test_x, test_y, test_groups = patches(patients=12, per_patient=25, seed=args.seed + 2)

@@ -1,5 +1,5 @@
 """bench/serve.py reads locust's CSV (the figures in the README come from it) and
-bench/throughput.py's speed-up ratio."""
+bench/throughput.py's speed-up ratio, IDC tree reading and paired AUC difference."""
 import importlib.util
 import os
 
@@ -46,3 +46,38 @@ def test_cpu_row_divides_by_answered_requests():
 def test_throughput_ratio():
     throughput = _load("throughput")
     assert throughput.ratio({64: 120.0, 224: 10.0}, 64, 224) == pytest.approx(12.0)
+
+
+def test_idc_files_reads_patient_and_label_from_the_tree(tmp_path):
+    throughput = _load("throughput")
+    for patient, label, name in [("8863", "0", "a.png"), ("8863", "1", "b.png"), ("9022", "0", "c.png")]:
+        (tmp_path / patient / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / patient / label / name).write_bytes(b"x")
+    (tmp_path / "9022" / "0" / "notes.txt").write_text("not an image")
+    paths, labels, groups = throughput.idc_files(str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == ["a.png", "b.png", "c.png"]
+    assert labels.tolist() == [0, 1, 0]
+    assert groups.tolist() == ["8863", "8863", "9022"]
+
+
+def test_idc_files_refuses_a_tree_without_patches(tmp_path):
+    throughput = _load("throughput")
+    with pytest.raises(SystemExit, match="no <patient>"):
+        throughput.idc_files(str(tmp_path))
+
+
+def test_paired_auc_difference_is_signed_and_zero_for_the_same_scores():
+    import numpy as np
+
+    throughput = _load("throughput")
+    labels = np.array([0, 1] * 20)
+    groups = np.repeat([f"p{i}" for i in range(10)], 4)
+    perfect = labels.astype(float)
+    inverted = 1.0 - perfect
+    same = throughput.paired_auc_difference(labels, perfect, perfect, groups, resamples=200, seed=0)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    better = throughput.paired_auc_difference(labels, perfect, inverted, groups, resamples=200, seed=0)
+    assert better["difference"] == pytest.approx(1.0)
+    assert better["low"] == pytest.approx(1.0)
+    worse = throughput.paired_auc_difference(labels, inverted, perfect, groups, resamples=200, seed=0)
+    assert worse["high"] == pytest.approx(-1.0)
