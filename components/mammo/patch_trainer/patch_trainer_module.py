@@ -3,9 +3,10 @@
 TFX's Trainer component (id ``PatchTrainer`` in
 `pipeline.pipeline.create_mammography_pipeline`) calls `run_fn(fn_args)` on
 CbisExampleGen's ``patches``. Settings arrive in ``fn_args.custom_config``
-(`PipelineConfig.mammo_patch_trainer_config()`), every one required. ResNet50 + global
-average pooling + softmax, fine-tuned in stages (head, then the top block, then all:
-`components.mammo.models`), evaluated on the eval split (held-out train patients), and
+(`PipelineConfig.mammo_patch_trainer_config()`), every one required. A backbone
+(``backbone``: ImageNet EfficientNet-Lite0 in the cbis preset, or the study's ResNet50)
++ global average pooling + softmax, fine-tuned in stages (head, then the top block, then
+all: `components.mammo.models`), evaluated on the eval split (held-out train patients), and
 exported with ``serving_default`` (components/mammo/export.py). The whole-image
 Trainer starts from this SavedModel (its ``base_model`` input).
 
@@ -26,7 +27,7 @@ from components.mammo import models
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("patch_size", "weights", "patch_schedule", "patch_batch_size", "augment", "seed", "synthetic")
+SETTINGS = ("patch_size", "backbone", "weights", "pretrained_dir", "patch_schedule", "patch_batch_size", "augment", "seed", "synthetic")
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -38,7 +39,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     x, y = records.load_arrays(fn_args.train_files, size)
     eval_x, eval_y = records.load_arrays(fn_args.eval_files, size)
     log.info("PatchTrainer: %d train and %d eval patches of %dx%d", len(x), len(eval_x), *size)
-    model = models.build_patch_classifier(size[0], weights=config["weights"])
+    model = models.build_patch_classifier(size[0], weights=config["weights"], backbone=config["backbone"],
+                                          pretrained_dir=config["pretrained_dir"])
     history = models.train_in_stages(
         model, models.parse_schedule(config["patch_schedule"]), (x, y), (eval_x, eval_y),
         "sparse_categorical_crossentropy", ["sparse_categorical_accuracy"], int(config["patch_batch_size"]),
@@ -55,6 +57,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         outputs=(contract.OUTPUT_PROBABILITIES, contract.OUTPUT_CLASS_NAME, contract.OUTPUT_CLASS_INDEX,
                  contract.OUTPUT_POSITIVE),
         model=model, history=history, seconds=time.time() - started, synthetic=bool(config["synthetic"]),
-        evaluation=metrics, backbone=models.BACKBONE_NAME,
+        evaluation=metrics, backbone=config["backbone"],
         weights=config["weights"] or "none (random initialisation)", schedule=config["patch_schedule"],
+        **models.weights_provenance(config["backbone"], config["weights"], config["pretrained_dir"]),
         positive_probability="P(malignant calcification) + P(malignant mass)")

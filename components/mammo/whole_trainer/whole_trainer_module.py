@@ -31,15 +31,15 @@ from components.mammo import models
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("image_size", "patch_size", "weights", "heatmap_stride", "whole_schedule", "whole_batch_size", "augment", "seed",
+SETTINGS = ("image_size", "patch_size", "weights", "pretrained_dir", "heatmap_stride", "whole_schedule", "whole_batch_size", "augment", "seed",
             "synthetic")
 
 
 def load_patch_model(path: str) -> keras.Model:
-    """The patch Trainer's SavedModel as a tf-keras model (its ``resnet50`` layer is the
-    backbone the whole-image model reuses)."""
+    """The patch Trainer's SavedModel as a tf-keras model (its backbone layer, ``resnet50``
+    or ``efficientnet_lite0``, is the backbone the whole-image model reuses)."""
     model = keras.models.load_model(path, compile=False)
-    model.get_layer(models.BACKBONE_NAME)  # raises ValueError when the base model is not a patch classifier
+    models.backbone_of(model)  # raises ValueError when the base model is not a patch classifier
     return model
 
 
@@ -59,6 +59,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     log.info("Trainer: %d train and %d eval mammograms of %dx%d (malignant: %d train, %d eval)", len(x), len(eval_x),
              *size, int(y.sum()), int(eval_y.sum()))
     model = models.build_whole_image_classifier(patch_model, size, weights=config["weights"])
+    backbone = models.backbone_of(model).name  # the patch model's: warm-started, so its weights' record
     history = models.train_in_stages(
         model, models.parse_schedule(config["whole_schedule"]), (x, y), (eval_x, eval_y), "binary_crossentropy",
         [keras.metrics.AUC(name="auc")], int(config["whole_batch_size"]), class_weight=models.class_weights(y, 2),
@@ -76,8 +77,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         outputs=(contract.OUTPUT_PROBABILITIES, contract.OUTPUT_CLASS_NAME, contract.OUTPUT_CLASS_INDEX,
                  contract.OUTPUT_POSITIVE),
         model=model, history=history, seconds=time.time() - started, synthetic=bool(config["synthetic"]),
-        evaluation=metrics, backbone=models.BACKBONE_NAME,
+        evaluation=metrics, backbone=backbone,
         weights=config["weights"] or "none (random initialisation)", schedule=config["whole_schedule"],
+        **models.weights_provenance(backbone, config["weights"], config["pretrained_dir"]),
         contract_extra={"any_size": True,  # decode_grey fits any mammogram: no size limit in the contract
                         "heatmap_signature": records.SIGNATURE_HEATMAP,
                         "heatmap_output": f"{records.OUTPUT_HEATMAP}: [None, rows, cols, 5] patch-class "
