@@ -90,6 +90,9 @@ def print_summary(config) -> int:
     whole, test = evaluation.get("metrics", {}), evaluation.get("test") or {}
     patch = card.get("patch_model", {}).get("evaluation", {}).get("metrics", {})
     rule = card.get("decision_rule") or {}
+    from pipeline.summary import weights_text
+
+    print(f"backbone       {weights_text(card.get('backbone'), card.get('weights_provenance'))}")
     print(f"patch model    eval accuracy {patch.get('accuracy')} (5 classes, n={patch.get('n')}), "
           f"malignant AUC {patch.get('malignant_auc')}")
     print(f"whole image    eval AUC {whole.get('auc')} (Evaluator, n={evaluation.get('n_images')} mammograms, "

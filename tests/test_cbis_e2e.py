@@ -81,6 +81,22 @@ def test_card_is_schema_valid_and_carries_both_models(pushed):
     assert str(card["version"]) == os.path.basename(version_dir)
 
 
+def test_card_records_the_pretrained_backbone_the_preset_started_from(pushed):
+    """The preset's default (issue 14): ImageNet EfficientNet-Lite0 in both models, its
+    package, version and SHA-256 in the pushed card (through EvaluationReport and Pusher)."""
+    from breastdx_core import pretrained
+
+    config, _, card = pushed
+    assert config.mammo_backbone == "efficientnet_lite0" and config.weights == pretrained.IMAGENET
+    source = pretrained.PRETRAINED["efficientnet_lite0"]
+    for which in (card, card["patch_model"]):
+        assert which["backbone"] == "efficientnet_lite0"
+        provenance = which["weights_provenance"]
+        assert provenance["source"] == "package" and provenance["package"] == source.package
+        assert provenance["package_version"] == source.version and provenance["package_file_sha256"] == source.sha256
+        assert provenance["sha256"] == pretrained.provenance(config.pretrained_dir, "efficientnet_lite0")["sha256"]
+
+
 def _split_patients(examples_uri, split):
     from components.evaluation import scoring
 
@@ -167,6 +183,7 @@ def test_console_shows_every_component_to_the_pusher_and_no_pip_walls(cbis_run):
     assert "SetuptoolsDeprecationWarning" not in console and "byte-compiling is disabled" not in console
     assert contract.RESEARCH_ONLY in console and "SYNTHETIC" in console
     assert "held-out test  AUC" in console and "decision rule  " in console  # the summary reads the report
+    assert "backbone       efficientnet_lite0 from ImageNet-pretrained weights" in console
 
 
 def test_summary_writes_the_heatmap_overlay(cbis_run):

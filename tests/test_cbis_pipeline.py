@@ -44,6 +44,38 @@ def test_the_variant_needs_the_cbis_task(tmp_path):
         configs.load(env={}, workdir=str(tmp_path), task="idc", variant="mammo")
 
 
+def test_the_preset_starts_from_imagenet_lite0_and_resnet50_alone_restores_random_weights(tmp_path):
+    from breastdx_core import pretrained
+
+    workdir = str(tmp_path)
+    preset = configs.load(env={}, workdir=workdir, task="cbis", variant="mammo")
+    assert (preset.mammo_backbone, preset.weights) == ("efficientnet_lite0", pretrained.IMAGENET)
+    assert preset.mammo_patch_trainer_config()["backbone"] == "efficientnet_lite0"
+    assert preset.mammo_patch_trainer_config()["weights"] == preset.mammo_whole_trainer_config()["weights"] == "imagenet"
+    assert preset.mammo_patch_trainer_config()["pretrained_dir"] == preset.pretrained_dir
+    study = configs.load(env={"BREASTDX_MAMMO_BACKBONE": "resnet50"}, workdir=workdir, task="cbis", variant="mammo")
+    assert (study.mammo_backbone, study.weights) == ("resnet50", None)
+    # Weights set explicitly win over the preset either way.
+    random_lite = configs.load(env={"BREASTDX_WEIGHTS": "none"}, workdir=workdir, task="cbis", variant="mammo")
+    assert (random_lite.mammo_backbone, random_lite.weights) == ("efficientnet_lite0", None)
+    keras_resnet = configs.load(env={"BREASTDX_MAMMO_BACKBONE": "resnet50", "BREASTDX_WEIGHTS": "imagenet"},
+                                workdir=workdir, task="cbis", variant="mammo")
+    assert keras_resnet.weights == "imagenet"
+    # Only the mammography variant takes the preset's weights; the others keep their defaults.
+    assert configs.load(env={}, workdir=workdir, task="cbis").weights is None
+    assert configs.load(env={}, workdir=workdir, task="idc").weights is None
+
+
+def test_lite_backbones_refuse_patches_below_their_smallest_side(tmp_path):
+    with pytest.raises(ValueError, match="mammo_patch_size 28 is below 32"):
+        configs.load(env={"BREASTDX_MAMMO_PATCH_SIZE": "28"}, workdir=str(tmp_path), task="cbis", variant="mammo")
+    with pytest.raises(ValueError, match="mammo_backbone must be one of"):
+        configs.load(env={"BREASTDX_MAMMO_BACKBONE": "vgg16"}, workdir=str(tmp_path), task="cbis", variant="mammo")
+    resnet = configs.load(env={"BREASTDX_MAMMO_PATCH_SIZE": "28", "BREASTDX_MAMMO_BACKBONE": "resnet50"},
+                          workdir=str(tmp_path), task="cbis", variant="mammo")
+    assert resnet.mammo_patch_size == 28
+
+
 def test_module_functions_take_their_settings_from_custom_config_only():
     from components.mammo import records
     from components.mammo.patch_trainer import patch_trainer_module
