@@ -145,3 +145,58 @@ def test_a_changed_image_invalidates_the_ingest_cache(tmp_path):
     os.utime(image, ns=(1_000_000_000, 1_000_000_000))  # rewritten: a new modification time
     assert run()[-1] == "COMPLETE"
     assert summary.images  # the tree had images to ingest
+
+
+def test_each_record_is_in_the_split_tfxs_partition_gives_it(ingested):
+    """The same split for each patient as TFX's own ExampleGen partition (what the executor
+    handed to TFX's base executor before it wrote the shards itself)."""
+    from tfx.components.example_gen import base_example_gen_executor
+    from tfx.proto import example_gen_pb2
+
+    config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(proto_utils.proto_to_json(split_config(configs.load(env={}, workdir="/tmp"))), config)
+    buckets = list(__import__("itertools").accumulate(s.hash_buckets for s in config.split_config.splits))
+    examples, _ = ingested
+    for index, split in enumerate(artifact_utils.decode_split_names(examples.split_names)):
+        for example in _parse(os.path.join(examples.uri, f"Split-{split}", "*")):
+            assert base_example_gen_executor._PartitionFn(example, len(buckets), buckets, config.split_config) == index
+
+
+def test_tfxs_readers_read_the_splits(ingested):
+    """GZIP at deflate level 0 (executor.GZIP_LEVEL): StatisticsGen and Transform read the
+    splits through tfx_bsl's Beam source (Beam's ReadFromTFRecord, compression from the
+    .gz suffix), the Trainer through its tf.data reader; both read every record."""
+    import apache_beam as beam
+    from apache_beam.testing import util as beam_util
+    from tfx_bsl.public import tfxio
+
+    examples, result = ingested
+    total = 0
+    for split in artifact_utils.decode_split_names(examples.split_names):
+        pattern = os.path.join(examples.uri, f"Split-{split}", "*")
+        files = glob.glob(pattern)
+        assert files and all(f.endswith(".gz") for f in files)
+        expected = len(_parse(pattern))
+        source = tfxio.TFExampleRecord(file_pattern=pattern, telemetry_descriptors=["test"])
+        with beam.Pipeline() as pipeline:
+            rows = (pipeline | source.BeamSource() | beam.Map(lambda batch: batch.num_rows)
+                    | beam.CombineGlobally(sum))
+            beam_util.assert_that(rows, beam_util.equal_to([expected]))
+        batches = source.RecordBatches(tfxio.RecordBatchesOptions(batch_size=1000, drop_final_batch=False,
+                                                                  num_epochs=1, shuffle=False))
+        assert sum(batch.num_rows for batch in batches) == expected
+        total += expected
+    assert total == result["ingested"]
+
+
+def test_a_split_without_patients_gets_an_empty_file(tmp_path):
+    root = tmp_path / "images"
+    synthetic.write_idc(str(root), patients=1, patches_per_patient=4, seed=5, quirks=False)
+    examples = _run_example_gen(str(root), tmp_path)
+    counts = {}
+    for split in artifact_utils.decode_split_names(examples.split_names):
+        files = glob.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
+        assert files, split  # readers glob the folder: never empty
+        counts[split] = len(_parse(os.path.join(examples.uri, f"Split-{split}", "*")))
+    assert sorted(counts.values())[:2] == [0, 0] and sum(counts.values()) == examples.get_int_custom_property(
+        "ingested")

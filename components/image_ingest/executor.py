@@ -3,20 +3,24 @@ plus the ingest report.
 
 TFX runs `Executor.Do` for the ImageExampleGen component (components/image_ingest/
 component.py), the TFX guide's way for a custom file source: a `BaseExampleGenExecutor`
-whose `GetInputSourceToExamplePTransform` reads the source. Paths are sorted and
-classified once, in `Do` (cheap, from names alone); the bytes are read, checked and
-turned into `tf.train.Example`s on Beam, in shards of files, so the same code runs on the
-DirectRunner or Dataflow. TFX's base executor then splits them by a hash of
-``patient_id`` (the output config) and they are written as GZIP TFRecords, as every
-ExampleGen writes them, in a seeded random order of files instead of after TFX's Beam
-Reshuffle (which the in-memory runner held whole in memory; `write_order`).
+that writes the ``Examples`` artifact as every ExampleGen does (GZIP TFRecords of
+serialized tf.Examples, one folder per split, split by TFX's own partition function on
+``patient_id``). Paths are sorted and classified once, in `Do` (cheap, from names alone)
+and put in a seeded random order (`write_order`); the bytes are read, checked, turned
+into tf.Examples and written on Beam, one element per shard of files, so the same code
+runs on the DirectRunner or Dataflow. Each shard writes its own record file per split
+(`_ReadShard`): Beam carries shard numbers, not images, and no file list travels in the
+Beam graph (issue 13: per-image Beam elements, TFX's Reshuffle before the write and the
+file list pickled into the graph cost time and memory per image at the real set's size).
 Every file ends as exactly one outcome, ingested or skipped with a reason; the report
 (`report.py`) is written into the Examples artifact beside its splits.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -45,8 +49,14 @@ INCLUDE_MASKS_KEY = "include_masks"  # 1: add `mask_raw` (the segmentation varia
 # A digest of the image tree given from outside (a run parameter on Kubeflow Pipelines,
 # whose backend runs no ExampleGen driver): part of the task's cache key there.
 TREE_FINGERPRINT_KEY = "tree_fingerprint"
-OUTCOMES_DIR = ".outcomes"  # per-shard outcome files, inside the artifact while it is written
+OUTCOMES_DIR = ".outcomes"  # scratch: shard inputs, record and outcome files, inside the artifact while it is written
 WRITE_ORDER_SEED = 13  # the records' order in the split files: random, the same for the same tree
+# GZIP, as every TFX ExampleGen writes its splits, at deflate level 0 (stored blocks): the
+# records are mostly PNG/JPEG bytes, which deflate shrinks by 0.6 % at 40x the CPU time
+# (~110 us of 5 KB images at levels 1 and 6, bench/ingest.py); every GZIP reader (tf.data,
+# Beam's ReadFromTFRecord under StatisticsGen and Transform) reads level 0 as any other.
+GZIP_LEVEL = 0
+RECORD_OPTIONS = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=GZIP_LEVEL)
 
 
 log = logging.getLogger(__name__)
@@ -89,6 +99,94 @@ def make_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Ca
     return example
 
 
+# --- the record, encoded directly ------------------------------------------------------
+# tf.train.Example's wire format (tensorflow/core/example/{example,feature}.proto):
+# Example{features = 1: Features{feature = 1: map<string, Feature>}}, a map entry
+# {key = 1, value = 2}, Feature{bytes_list = 1: BytesList{value = 1}, int64_list = 3:
+# Int64List{value = 1, packed}}. Written by hand, a record costs a few microseconds instead
+# of ~20 for filling and serializing the protobuf (bench/ingest.py); `serialize_example`
+# gives exactly the bytes of `make_example(...).SerializeToString(deterministic=True)`
+# (tests/test_ingest_labels.py), so any tf.Example reader parses it as before.
+_LEN = b"\x0a"  # field 1, length-delimited
+_VARINTS = [bytes((n,)) for n in range(0x80)]
+_INT64_MASK = (1 << 64) - 1
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _VARINTS[n] if n >= 0 else _varint(n & _INT64_MASK)
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _delimited(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload
+
+
+def _bytes_feature(value: bytes) -> bytes:
+    """Feature{bytes_list: BytesList{value: [value]}}."""
+    inner = _LEN + _varint(len(value))
+    return b"".join((_LEN, _varint(len(inner) + len(value)), inner, value))
+
+
+_INT64_FEATURES: Dict[int, bytes] = {}
+
+
+def _int64_feature(value: int) -> bytes:
+    """Feature{int64_list: Int64List{value: [value]}} (small values kept: labels, sizes)."""
+    feature = _INT64_FEATURES.get(value)
+    if feature is None:
+        feature = _delimited(b"\x1a", _delimited(_LEN, _varint(value)))
+        if 0 <= value < 0x10000:
+            _INT64_FEATURES[value] = feature
+    return feature
+
+
+_ENTRY_KEYS: Dict[str, bytes] = {}
+
+
+def _entry(key: str, feature: bytes) -> bytes:
+    """One entry of Features' map: {key: 1, value: 2}."""
+    prefix = _ENTRY_KEYS.get(key)
+    if prefix is None:
+        prefix = _ENTRY_KEYS[key] = _delimited(_LEN, key.encode("utf-8")) + b"\x12"
+    length = _varint(len(feature))
+    return b"".join((_LEN, _varint(len(prefix) + len(length) + len(feature)), prefix, length, feature))
+
+
+_RECORD_KEYS = tuple(sorted((contract.IMAGE_KEY, contract.LABEL_KEY, contract.PATIENT_KEY, contract.HEIGHT_KEY,
+                             contract.WIDTH_KEY, contract.DEPTH_KEY, contract.SOURCE_PATH_KEY,
+                             contract.CONTENT_HASH_KEY)))
+
+
+def serialize_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Candidate,
+                      mask: Optional[bytes] = None) -> bytes:
+    """`make_example`'s record, serialized (deterministically: map keys sorted)."""
+    features = {
+        contract.IMAGE_KEY: _bytes_feature(data),
+        contract.LABEL_KEY: _int64_feature(candidate.label),
+        contract.PATIENT_KEY: _bytes_feature(candidate.patient_id.encode("utf-8")),
+        contract.HEIGHT_KEY: _int64_feature(info.height),
+        contract.WIDTH_KEY: _int64_feature(info.width),
+        contract.DEPTH_KEY: _int64_feature(info.depth),
+        contract.SOURCE_PATH_KEY: _bytes_feature(candidate.rel.encode("utf-8")),
+        contract.CONTENT_HASH_KEY: _bytes_feature(
+            (candidate.sha256 or hashlib.sha256(data).hexdigest()).encode("ascii")),
+    }
+    keys = _RECORD_KEYS
+    if mask is not None:
+        features[contract.MASK_KEY] = _bytes_feature(mask)
+        keys = sorted(features)
+    body = b"".join([_entry(key, features[key]) for key in keys])
+    return _LEN + _varint(len(body)) + body
+
+
 def _read(path: str) -> bytes:
     if "://" in path:  # gs:// and other remote file systems
         with tf.io.gfile.GFile(path, "rb") as handle:
@@ -97,11 +195,11 @@ def _read(path: str) -> bytes:
         return handle.read()
 
 
-def read_example(candidate: layouts.Candidate, validation: str,
-                 include_masks: bool = False) -> Tuple[Optional[tf.train.Example], report.Outcome]:
-    """Reads and checks one file: (its example or None, its outcome). Never raises
-    for a bad file: the outcome carries the reason. With ``include_masks`` the image's
-    masks are read, checked and merged into ``mask_raw``."""
+def read_candidate(candidate: layouts.Candidate, validation: str,
+                   include_masks: bool = False) -> Tuple[bytes, report.Outcome]:
+    """Reads and checks one file: (its serialized tf.Example, or b"" for a skipped file;
+    its outcome). Never raises for a bad file: the outcome carries the reason. With
+    ``include_masks`` the image's masks are read, checked and merged into ``mask_raw``."""
     mask = None
     try:
         data = _read(candidate.path)
@@ -114,59 +212,151 @@ def read_example(candidate: layouts.Candidate, validation: str,
                 image_files.inspect(masks[-1], validation)
             mask = merge_masks(masks)
     except image_files.ImageError as err:
-        return None, report.Outcome(candidate.rel, False, err.reason, err.detail, candidate.label, candidate.patient_id)
+        return b"", report.Outcome(candidate.rel, False, err.reason, err.detail, candidate.label, candidate.patient_id)
     except (OSError, tf.errors.OpError) as err:
-        return None, report.Outcome(candidate.rel, False, "corrupt", f"unreadable: {err}", candidate.label,
-                                   candidate.patient_id)
-    example = make_example(data, info, candidate, mask)
+        return b"", report.Outcome(candidate.rel, False, "corrupt", f"unreadable: {err}", candidate.label,
+                                  candidate.patient_id)
+    if not candidate.sha256:
+        candidate = dataclasses.replace(candidate, sha256=hashlib.sha256(data).hexdigest())
     outcome = report.Outcome(candidate.rel, True, label=candidate.label, patient_id=candidate.patient_id,
-                             size=f"{info.height}x{info.width}",
-                             sha256=candidate.sha256 or hashlib.sha256(data).hexdigest())
-    return example, outcome
+                             size=f"{info.height}x{info.width}", sha256=candidate.sha256)
+    return serialize_example(data, info, candidate, mask), outcome
 
 
-def read_candidate(candidate: layouts.Candidate, validation: str,
-                   include_masks: bool = False) -> Tuple[bytes, report.Outcome]:
-    """`read_example` with the example serialized (b"" for a skipped file)."""
-    example, outcome = read_example(candidate, validation, include_masks)
-    return (example.SerializeToString() if example is not None else b""), outcome
+def read_example(candidate: layouts.Candidate, validation: str,
+                 include_masks: bool = False) -> Tuple[Optional[tf.train.Example], report.Outcome]:
+    """`read_candidate` with the record parsed (None for a skipped file)."""
+    serialized, outcome = read_candidate(candidate, validation, include_masks)
+    return (tf.train.Example.FromString(serialized) if serialized else None), outcome
+
+
+def _split_names(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output) -> List[str]:
+    names = utils.generate_output_split_names(input_config, output_config)
+    if not output_config.split_config.splits and len(names) != 1:
+        raise ValueError("ImageExampleGen reads one image tree: give the splits in output_config "
+                         f"(hash buckets), not {len(names)} input splits")
+    return names
+
+
+class _Splitter:
+    """The split of each record, by TFX's own partition function (`BaseExampleGenExecutor`'s
+    ``_PartitionFn``: SHA-256 of the partition feature, bucketed as the output config
+    says), so a patient lands in the split any TFX ExampleGen would put it in. When the
+    partition feature is ``patient_id`` (the pipeline's split config) the answer is kept
+    per patient: one parse and hash per patient instead of one per image."""
+
+    def __init__(self, output_config_json: str):
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(output_config_json, output_config)
+        self._config = output_config.split_config
+        self._buckets = list(itertools.accumulate(int(split.hash_buckets) for split in self._config.splits))
+        self._feature = self._config.partition_feature_name if self._config.HasField(
+            "partition_feature_name") else ""
+        self._known: Dict[str, int] = {}
+
+    def _partition(self, record: bytes) -> int:
+        # TFX hashes a tf.Example's deterministic serialization: `serialize_example`'s bytes
+        # are that serialization; with a partition feature, the parsed record as TFX has it.
+        parsed = tf.train.Example.FromString(record) if self._feature else record
+        return base_example_gen_executor._PartitionFn(parsed, len(self._buckets), self._buckets, self._config)
+
+    def __call__(self, record: bytes, candidate: layouts.Candidate) -> int:
+        if not self._buckets:
+            return 0  # no output splits: the one input split
+        if self._feature != contract.PATIENT_KEY:
+            return self._partition(record)
+        split = self._known.get(candidate.patient_id)
+        if split is None:
+            split = self._known[candidate.patient_id] = self._partition(record)
+        return split
+
+
+def _shard_path(scratch: str, index: int) -> str:
+    return os.path.join(scratch, f"shard-{index:05d}.json")
+
+
+def _write_shard_inputs(candidates: List[layouts.Candidate], shard_size: int, scratch: str) -> int:
+    """The candidates, shard by shard, as small JSON files in the scratch folder (each
+    shard's worker reads its own): the file list stays out of the Beam graph, where Beam
+    pickled it (dill, then bz2) into the pipeline proto and every bundle's descriptor."""
+    shards = _shards(candidates, shard_size)
+    for index, shard in enumerate(shards):
+        with tf.io.gfile.GFile(_shard_path(scratch, index), "w") as handle:  # one write: GFile's are slow
+            handle.write(json.dumps([[c.path, c.rel, c.label, c.patient_id, list(c.masks), c.sha256]
+                                     for c in shard]))
+    return len(shards)
+
+
+def _read_shard_inputs(scratch: str, index: int) -> List[layouts.Candidate]:
+    with tf.io.gfile.GFile(_shard_path(scratch, index)) as handle:
+        return [layouts.Candidate(path, rel, label, patient_id, tuple(masks), sha256)
+                for path, rel, label, patient_id, masks, sha256 in json.load(handle)]
+
+
+def _record_file(index: int, shards: int) -> str:
+    return f"{write_split.DEFAULT_FILE_NAME}-{index:05d}-of-{shards:05d}.gz"
 
 
 class _ReadShard(beam.DoFn):
-    """Reads a shard of candidates, emits the tf.Example of every readable image and
-    writes one outcome per file to a file of the shard's own (named after the shard, so
-    a retried bundle rewrites the same file).
+    """Reads a shard of files and writes it: the tf.Example of every readable image into
+    the shard's GZIP TFRecord file of its split, and one outcome per file into a file of
+    the shard's own. Every file is named after the shard and written under a temporary
+    name first, so a retried bundle rewrites the same files.
 
-    Outcomes go to a file per shard rather than through Beam: one small file per shard
-    keeps Beam's per-element cost out of the per-file loop, and `Do` reads them back
-    after the pipeline has finished."""
+    Beam sees one element per shard, not per image: the per-element cost of Beam's
+    Partition, serialization and file sink (and of TFX's Reshuffle, which the in-memory
+    runner held whole) stays out of the per-file loop. `Do` reads the outcomes back after
+    the pipeline has finished."""
 
-    def __init__(self, validation: str, outcomes_dir: str, total: int, include_masks: bool = False):
+    def __init__(self, validation: str, scratch: str, split_uris: Sequence[str], output_config_json: str,
+                 shards: int, total: int, include_masks: bool = False):
         self._validation = validation
-        self._outcomes_dir = outcomes_dir
+        self._scratch = scratch
+        self._split_uris = list(split_uris)
+        self._output_config_json = output_config_json
+        self._shards = shards
         self._include_masks = include_masks
         self._total = total
         self._ingested = beam.metrics.Metrics.counter("ImageExampleGen", "ingested")
         self._skipped = beam.metrics.Metrics.counter("ImageExampleGen", "skipped")
+        self._splitter: Optional[_Splitter] = None
 
-    def process(self, element: Tuple[int, Sequence[layouts.Candidate]]) -> Iterator[tf.train.Example]:
-        index, shard = element
+    def setup(self):
+        self._splitter = _Splitter(self._output_config_json)
+
+    def process(self, index: int) -> Iterator[int]:
+        shard = _read_shard_inputs(self._scratch, index)
+        name = _record_file(index, self._shards)
+        writers: Dict[int, tf.io.TFRecordWriter] = {}
         outcomes = []
-        examples = []
-        for candidate in shard:
-            example, outcome = read_example(candidate, self._validation, self._include_masks)
-            if example is not None:
-                examples.append(example)
-            outcomes.append(json.dumps(outcome._asdict()))
-        path = os.path.join(self._outcomes_dir, f"outcomes-{index:05d}.jsonl")
+        ingested = 0
+        try:
+            for candidate in shard:
+                record, outcome = read_candidate(candidate, self._validation, self._include_masks)
+                if record:
+                    split = self._splitter(record, candidate)
+                    writer = writers.get(split)
+                    if writer is None:
+                        writer = writers[split] = tf.io.TFRecordWriter(
+                            os.path.join(self._scratch, f"{split}-{name}"), RECORD_OPTIONS)
+                    writer.write(record)
+                    ingested += 1
+                outcomes.append(outcome)
+        finally:
+            for writer in writers.values():
+                writer.close()
+        for split in writers:
+            tf.io.gfile.rename(os.path.join(self._scratch, f"{split}-{name}"),
+                               os.path.join(self._split_uris[split], name), overwrite=True)
+        path = os.path.join(self._scratch, f"outcomes-{index:05d}.json")
         with tf.io.gfile.GFile(path + ".incomplete", "w") as handle:
-            handle.write("\n".join(outcomes) + "\n")
+            handle.write(json.dumps(outcomes))  # a list of Outcome fields per file
         tf.io.gfile.rename(path + ".incomplete", path, overwrite=True)
-        self._ingested.inc(len(examples))
-        self._skipped.inc(len(shard) - len(examples))
-        log.info("ImageExampleGen: shard %d: %d files (%d skipped); %d files in all", index, len(shard),
-                 len(shard) - len(examples), self._total)
-        yield from examples
+        self._ingested.inc(ingested)
+        self._skipped.inc(len(shard) - ingested)
+        log.info("ImageExampleGen: shard %d of %d: %d files (%d skipped); %d files in all", index + 1, self._shards,
+                 len(shard), len(shard) - ingested, self._total)
+        yield index
 
 
 def write_order(candidates: List[Any], seed: int = WRITE_ORDER_SEED) -> List[Any]:
@@ -179,31 +369,19 @@ def write_order(candidates: List[Any], seed: int = WRITE_ORDER_SEED) -> List[Any
     return [candidates[i] for i in order]
 
 
-@beam.ptransform_fn
-def _WriteSplit(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:
-    """TFX's `write_split.WriteSplit` for TFRecords without its Reshuffle (see `write_order`)."""
-    return (examples
-            | "Serialize" >> beam.ParDo(write_split.MaybeSerialize())
-            | "Write" >> beam.io.WriteToTFRecord(os.path.join(split_uri, write_split.DEFAULT_FILE_NAME),
-                                                 file_name_suffix=".gz"))
-
-
 def _shards(items: List[Any], size: int) -> List[List[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
-def _ImagesToExample(pipeline: beam.Pipeline, candidates: List[layouts.Candidate], validation: str,
-                     shard_size: int, outcomes_dir: str, include_masks: bool) -> beam.PCollection:
-    """The candidates' images as tf.Examples (read on the workers, shard by shard)."""
+def build_pipeline(pipeline: beam.Pipeline, shards: int, read: _ReadShard) -> beam.PCollection:
+    """The Beam graph: shard numbers in, each shard read and written by ``read``. Its size
+    does not depend on the number of files (tests/test_ingest_labels.py)."""
     return (
         pipeline
-        | "Shards" >> beam.Create(list(enumerate(_shards(candidates, shard_size))))
+        | "Shards" >> beam.Create(list(range(shards)))
         # Shards spread over workers; without the reshuffle a runner may fuse them into one.
         | "Spread" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(_ReadShard(validation, outcomes_dir, len(candidates), include_masks))
+        | "ReadAndWrite" >> beam.ParDo(read)
     )
 
 
@@ -211,29 +389,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Reads an image root in any known layout into patient-grouped tf.Example splits and
     writes the ingest report into the Examples artifact."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._source: Optional[Dict[str, Any]] = None
-
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        """TFX's base executor applies this to the pipeline for the one input split;
-        `Do` has classified the files first."""
-        if self._source is None:
-            raise RuntimeError("ImageExampleGen: GetInputSourceToExamplePTransform called outside Do")
-        source = self._source
-
-        @beam.ptransform_fn
-        def transform(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
-            del exec_properties, split_pattern  # the image tree, classified in Do
-            # An explicit label: Beam names an unlabelled ptransform_fn after its first
-            # argument, here str() of every candidate, copied into every sub-transform's
-            # name, the pipeline proto and each bundle's metrics (~110 KB of memory per
-            # image, ~30 GB at the real set's 277,524 images; issue 13, bench/scale.py).
-            return pipeline | "ImagesToExample" >> _ImagesToExample(
-                source["candidates"], source["validation"], source["shard_size"], source["outcomes_dir"],
-                source["include_masks"])
-
-        return transform
+        """Not used: `Do` reads and writes each shard of files in one step (`_ReadShard`)
+        instead of handing TFX's base executor one Beam element per image."""
+        raise NotImplementedError("ImageExampleGen writes its splits in Do (see _ReadShard)")
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:
@@ -247,8 +406,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         include_masks = bool(exec_properties.get(INCLUDE_MASKS_KEY) or 0)
 
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
-        outcomes_dir = os.path.join(examples.uri, OUTCOMES_DIR)
-        tf.io.gfile.makedirs(outcomes_dir)
+        scratch = os.path.join(examples.uri, OUTCOMES_DIR)
+        tf.io.gfile.makedirs(scratch)
 
         verdicts = list(layouts.scan(root, task, layout))
         candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
@@ -257,26 +416,27 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         verdicts = [v for v in verdicts if isinstance(v, layouts.Skipped)] + duplicate_copies
         outcomes = [report.Outcome(v.rel, False, v.reason, v.detail) for v in verdicts
                     if isinstance(v, layouts.Skipped)]
+        del verdicts, duplicate_copies
         for line in report.duplicate_lines(duplicates):
             log.warning("ImageExampleGen: %s", line)
         log.info("ImageExampleGen: %s (%s layout): %d files to read, %d skipped by path",
                  root, layout, len(candidates), len(outcomes))
-        self._source = {"candidates": write_order(candidates), "validation": validation,
-                        "shard_size": shard_size, "outcomes_dir": outcomes_dir, "include_masks": include_masks}
-        try:
-            self._write_examples(output_dict, exec_properties)
-        finally:
-            self._source = None
-        for path in sorted(tf.io.gfile.glob(os.path.join(outcomes_dir, "*.jsonl"))):
+        total = len(candidates)
+        shards = _write_shard_inputs(write_order(candidates), shard_size, scratch)
+        del candidates
+        self._write_examples(output_dict, exec_properties, shards, total, validation, scratch, include_masks)
+        for path in sorted(tf.io.gfile.glob(os.path.join(scratch, "outcomes-*.json"))):
             with tf.io.gfile.GFile(path) as handle:
-                outcomes.extend(report.Outcome(**json.loads(line)) for line in handle if line.strip())
-        tf.io.gfile.rmtree(outcomes_dir)
+                outcomes.extend(report.Outcome(*fields) for fields in json.loads(handle.read()))
+        tf.io.gfile.rmtree(scratch)
 
         meta = {"image_root": root, "layout": layout, "task": task.name, "validation": validation,
                 "class_names": list(task.class_names), "duplicates": duplicates}
         result = report.build(outcomes, task.class_names, meta)
         with tf.io.gfile.GFile(os.path.join(examples.uri, report.REPORT_JSON), "w") as handle:
-            json.dump(result, handle, indent=1)
+            # one write, compact: json.dump's many small writes to a GFile and the indenting
+            # (pure-Python) encoder cost ~30 us per file at 100k files
+            handle.write(json.dumps(result))
         with tf.io.gfile.GFile(os.path.join(examples.uri, report.REPORT_MD), "w") as handle:
             handle.write(report.render_markdown(result))
 
@@ -290,21 +450,29 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             raise RuntimeError(f"ImageExampleGen: no image under {root} could be ingested; see "
                                f"{os.path.join(examples.uri, report.REPORT_MD)}")
 
-    def _write_examples(self, output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any]) -> None:
-        """TFX 1.16's `BaseExampleGenExecutor.Do`, writing each split with `_WriteSplit`
-        (no Reshuffle: the records come in `write_order` already)."""
+    def _write_examples(self, output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any], shards: int,
+                        total: int, validation: str, scratch: str, include_masks: bool) -> None:
+        """What TFX 1.16's `BaseExampleGenExecutor.Do` writes (split names, GZIP TFRecords
+        of serialized tf.Examples in ``Split-<name>/``, payload and file format), each
+        shard of files written by `_ReadShard`."""
         input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
         artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
-        artifact_utils.get_single_instance(artifacts).split_names = artifact_utils.encode_split_names(
-            utils.generate_output_split_names(input_config, output_config))
+        names = _split_names(input_config, output_config)
+        artifact_utils.get_single_instance(artifacts).split_names = artifact_utils.encode_split_names(names)
+        split_uris = [artifact_utils.get_split_uri(artifacts, name) for name in names]
+        for uri in split_uris:
+            tf.io.gfile.makedirs(uri)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
                                           example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
+        read = _ReadShard(validation, scratch, split_uris, exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                          shards, total, include_masks)
         with self._make_beam_pipeline() as pipeline:
-            for split_name, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
-                _ = examples | f"WriteSplit[{split_name}]" >> _WriteSplit(
-                    artifact_utils.get_split_uri(artifacts, split_name))
+            build_pipeline(pipeline, shards, read)
+        for uri in split_uris:  # a split no record fell into: one empty file, as Beam's sink writes
+            if not tf.io.gfile.listdir(uri):
+                tf.io.TFRecordWriter(os.path.join(uri, _record_file(0, 1)), RECORD_OPTIONS).close()
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         for artifact in artifacts:
             if payload_format:

@@ -29,6 +29,7 @@ IDC_NAME = re.compile(r"^(?P<pid>.+?)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<cl
 MASK_NAME = re.compile(r"_mask(_\d+)?\.[A-Za-z]+$")
 MANIFEST_NAMES = ("manifest.csv", "labels.csv")
 MANIFEST_COLUMNS = ("path", "label")
+DIGEST_CHUNK = 256  # files per thread-pool task in `deduplicate`
 
 # Reasons a file is not ingested; the ingest report counts every one.
 REASONS = {
@@ -74,7 +75,12 @@ Verdict = Union[Candidate, Skipped]
 
 
 def _rel(root: str, path: str) -> str:
-    return os.path.relpath(path, root).replace(os.sep, "/")
+    prefix = root.rstrip("/" + os.sep) + os.sep
+    if path.startswith(prefix) and "://" not in root and os.sep + ".." + os.sep not in path:
+        rel = path[len(prefix):]  # walk_files' paths: root + names (relpath: ~30 us each)
+    else:
+        rel = os.path.relpath(path, root)
+    return rel.replace(os.sep, "/")
 
 
 def walk_files(root: str) -> List[str]:
@@ -126,14 +132,22 @@ def deduplicate(candidates: List[Candidate], workers: int = 16
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def digest(candidate: Candidate) -> str:
-        try:
-            return _digest(candidate.path)
-        except (OSError, tf.errors.OpError):
-            return ""
+    def digests_of(chunk: List[Candidate]) -> List[str]:
+        out = []
+        for candidate in chunk:
+            try:
+                out.append(_digest(candidate.path))
+            except (OSError, tf.errors.OpError):
+                out.append("")
+        return out
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # I/O bound: reads overlap
-        digests = list(pool.map(digest, candidates))
+    # I/O bound: reads overlap, and reading and SHA-256 release the GIL. Whole chunks per
+    # task: a task per file cost ~50 us in the pool's own locking (2.5x the read and hash
+    # of a 5 KB file from the page cache; bench/ingest.py).
+    chunk = max(1, min(DIGEST_CHUNK, len(candidates) // workers))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        digests = [d for part in pool.map(digests_of, [candidates[i:i + chunk]
+                                                      for i in range(0, len(candidates), chunk)]) for d in part]
     hashed = [dataclasses.replace(c, sha256=d) for c, d in zip(candidates, digests)]
     groups: Dict[str, List[Candidate]] = {}
     for candidate in hashed:
