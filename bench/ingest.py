@@ -113,6 +113,32 @@ def run_executor(properties, out):
     return examples.uri
 
 
+def peak_rss_during(fn, every=0.05):
+    """(fn's result, the process's RSS before it, its peak RSS while fn ran), in bytes."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    base = process.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            done.wait(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        sampler.join()
+    return result, base, max(peak[0], process.memory_info().rss)
+
+
 def folder_bytes(path):
     return sum(os.path.getsize(os.path.join(b, n)) for b, _, ns in os.walk(path) for n in ns)
 
@@ -140,7 +166,8 @@ def main(argv=None):
         t_plain, size = timed(lambda: plain_read(paths))
         properties = executor_properties(root, tmp)
         load = os.getloadavg()
-        t_exec, uri = timed(lambda: run_executor(properties, os.path.join(tmp, "exec")))
+        (t_exec, uri), rss_base, rss_peak = peak_rss_during(
+            lambda: timed(lambda: run_executor(properties, os.path.join(tmp, "exec"))))
         out_bytes = folder_bytes(uri)
         t_scan, verdicts = timed(lambda: list(layouts.scan(root, task, "idc")))
         t_dedup, (kept, _, _) = timed(lambda: layouts.deduplicate(candidates))
@@ -153,7 +180,9 @@ def main(argv=None):
     rate = lambda t: n / t  # noqa: E731
     print(f"{n} files under {root}, {size / n / 1024:.1f} KiB mean, {os.cpu_count()} CPUs, "
           f"load average before the executor {load[0]:.2f}, Beam DirectRunner (in-memory)")
-    print(f"executor output {out_bytes / 2**20:.0f} MiB ({out_bytes / size:.3f} of the images' bytes)")
+    print(f"executor output {out_bytes / 2**20:.0f} MiB ({out_bytes / size:.3f} of the images' bytes); "
+          f"process RSS {rss_base / 2**20:.0f} MiB before it, peak +{(rss_peak - rss_base) / 2**20:.0f} MiB "
+          f"during it ({(rss_peak - rss_base) / n / 1024:.1f} KiB per image)")
     print(f"{'contender':58s} {'seconds':>8s} {'images/s':>10s} {'us/image':>9s}")
     rows = [("(b) plain reading (open + read)", t_plain),
             ("ImageExampleGen executor, end to end (Beam, start-up, report)", t_exec),
