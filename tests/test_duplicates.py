@@ -121,3 +121,26 @@ def test_one_patient_holding_a_class_is_a_report_warning():
         "class '1': all 4 images come from one patient (p1); the split that holds this patient holds the whole "
         "class, so the others can neither learn nor measure it"]
     assert "## Warnings" in report.render_markdown(result)
+
+
+def test_the_executor_leaves_a_cross_patient_copy_out_of_its_split_files(tmp_path):
+    """The executor hashes each file as it writes its record and rewrites afterwards the
+    record files that hold a copy left out (issue 13: one read per file)."""
+    root = tmp_path / "idc"
+    copy = _png(7)
+    for patient in ("p1", "p2", "p3", "p4"):
+        for i in range(3):
+            _write(root, f"{patient}/0/{patient}_idx5_x{i}_y0_class0.png", _png(hash((patient, i)) % 1000 + 10))
+    _write(root, "p1/1/p1_idx5_x0_y0_class1.png", copy)
+    _write(root, "p3/1/p3_idx5_x50_y0_class1.png", copy)  # another patient: left out
+    _write(root, "p1/1/p1_idx5_x0_y50_class1.png", copy)  # same patient: kept
+    examples, result = _run(root, tmp_path, "idc")
+    assert {s["path"]: s["reason"] for s in result["skipped_files"]} == {"p3/1/p3_idx5_x50_y0_class1.png": "duplicate"}
+    paths = sorted(r.features.feature[contract.SOURCE_PATH_KEY].bytes_list.value[0].decode()
+                   for r in _records(examples))
+    assert len(paths) == result["ingested"] == 14 and "p3/1/p3_idx5_x50_y0_class1.png" not in paths
+    assert {"p1/1/p1_idx5_x0_y0_class1.png", "p1/1/p1_idx5_x0_y50_class1.png"} <= set(paths)
+    assert result["duplicates"]["cross_patient"] == [{"sha256": hashlib.sha256(copy).hexdigest(),
+                                                      "kept": "p1/1/p1_idx5_x0_y0_class1.png",
+                                                      "left_out": ["p3/1/p3_idx5_x50_y0_class1.png"]}]
+    assert result["duplicates"]["same_patient_copies"] == 1

@@ -6,18 +6,20 @@ component.py), the TFX guide's way for a custom file source: a `BaseExampleGenEx
 that writes the ``Examples`` artifact as every ExampleGen does (GZIP TFRecords of
 serialized tf.Examples, one folder per split, split by TFX's own partition function on
 ``patient_id``). Paths are sorted and classified once, in `Do` (cheap, from names alone)
-and put in a seeded random order (`write_order`); the bytes are read, checked, turned
-into tf.Examples and written on Beam, one element per shard of files, so the same code
-runs on the DirectRunner or Dataflow. Each shard writes its own record file per split
+and put in a seeded random order (`write_order`); the bytes are read, checked, hashed,
+turned into tf.Examples and written on Beam, one element per shard of files, so the same
+code runs on the DirectRunner or Dataflow. Each shard writes its own record file per split
 (`_ReadShard`): Beam carries shard numbers, not images, and no file list travels in the
 Beam graph (issue 13: per-image Beam elements, TFX's Reshuffle before the write and the
 file list pickled into the graph cost time and memory per image at the real set's size).
+Exact duplicates are resolved afterwards from the hashes (`layouts.resolve_duplicates`),
+and the few record files holding a copy left out are rewritten without it: each file is
+read once.
 Every file ends as exactly one outcome, ingested or skipped with a reason; the report
 (`report.py`) is written into the Examples artifact beside its splits.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import itertools
@@ -165,25 +167,43 @@ _RECORD_KEYS = tuple(sorted((contract.IMAGE_KEY, contract.LABEL_KEY, contract.PA
                              contract.CONTENT_HASH_KEY)))
 
 
+_SMALL_ENTRIES: Dict[Tuple[str, Any], bytes] = {}  # label, sizes, patient: few distinct values
+_SMALL_ENTRIES_MAX = 100_000
+
+
+def _small_entry(key: str, value: Any, feature: Any) -> bytes:
+    entry = _SMALL_ENTRIES.get((key, value))
+    if entry is None:
+        entry = _entry(key, feature(value))
+        if len(_SMALL_ENTRIES) < _SMALL_ENTRIES_MAX:
+            _SMALL_ENTRIES[(key, value)] = entry
+    return entry
+
+
+def _utf8_feature(value: str) -> bytes:
+    return _bytes_feature(value.encode("utf-8"))
+
+
 def serialize_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Candidate,
-                      mask: Optional[bytes] = None) -> bytes:
-    """`make_example`'s record, serialized (deterministically: map keys sorted)."""
-    features = {
-        contract.IMAGE_KEY: _bytes_feature(data),
-        contract.LABEL_KEY: _int64_feature(candidate.label),
-        contract.PATIENT_KEY: _bytes_feature(candidate.patient_id.encode("utf-8")),
-        contract.HEIGHT_KEY: _int64_feature(info.height),
-        contract.WIDTH_KEY: _int64_feature(info.width),
-        contract.DEPTH_KEY: _int64_feature(info.depth),
-        contract.SOURCE_PATH_KEY: _bytes_feature(candidate.rel.encode("utf-8")),
-        contract.CONTENT_HASH_KEY: _bytes_feature(
-            (candidate.sha256 or hashlib.sha256(data).hexdigest()).encode("ascii")),
+                      mask: Optional[bytes] = None, sha256: Optional[str] = None) -> bytes:
+    """`make_example`'s record, serialized (deterministically: map keys sorted); ``sha256``:
+    the bytes' hex digest where the caller has it."""
+    sha256 = sha256 or candidate.sha256 or hashlib.sha256(data).hexdigest()
+    entries = {
+        contract.IMAGE_KEY: _entry(contract.IMAGE_KEY, _bytes_feature(data)),
+        contract.LABEL_KEY: _small_entry(contract.LABEL_KEY, candidate.label, _int64_feature),
+        contract.PATIENT_KEY: _small_entry(contract.PATIENT_KEY, candidate.patient_id, _utf8_feature),
+        contract.HEIGHT_KEY: _small_entry(contract.HEIGHT_KEY, info.height, _int64_feature),
+        contract.WIDTH_KEY: _small_entry(contract.WIDTH_KEY, info.width, _int64_feature),
+        contract.DEPTH_KEY: _small_entry(contract.DEPTH_KEY, info.depth, _int64_feature),
+        contract.SOURCE_PATH_KEY: _entry(contract.SOURCE_PATH_KEY, _utf8_feature(candidate.rel)),
+        contract.CONTENT_HASH_KEY: _entry(contract.CONTENT_HASH_KEY, _bytes_feature(sha256.encode("ascii"))),
     }
     keys = _RECORD_KEYS
     if mask is not None:
-        features[contract.MASK_KEY] = _bytes_feature(mask)
-        keys = sorted(features)
-    body = b"".join([_entry(key, features[key]) for key in keys])
+        entries[contract.MASK_KEY] = _entry(contract.MASK_KEY, _bytes_feature(mask))
+        keys = sorted(entries)
+    body = b"".join([entries[key] for key in keys])
     return _LEN + _varint(len(body)) + body
 
 
@@ -216,11 +236,10 @@ def read_candidate(candidate: layouts.Candidate, validation: str,
     except (OSError, tf.errors.OpError) as err:
         return b"", report.Outcome(candidate.rel, False, "corrupt", f"unreadable: {err}", candidate.label,
                                   candidate.patient_id)
-    if not candidate.sha256:
-        candidate = dataclasses.replace(candidate, sha256=hashlib.sha256(data).hexdigest())
+    sha256 = candidate.sha256 or hashlib.sha256(data).hexdigest()
     outcome = report.Outcome(candidate.rel, True, label=candidate.label, patient_id=candidate.patient_id,
-                             size=f"{info.height}x{info.width}", sha256=candidate.sha256)
-    return serialize_example(data, info, candidate, mask), outcome
+                             size=f"{info.height}x{info.width}", sha256=sha256)
+    return serialize_example(data, info, candidate, mask, sha256), outcome
 
 
 def read_example(candidate: layouts.Candidate, validation: str,
@@ -328,11 +347,12 @@ class _ReadShard(beam.DoFn):
         shard = _read_shard_inputs(self._scratch, index)
         name = _record_file(index, self._shards)
         writers: Dict[int, tf.io.TFRecordWriter] = {}
-        outcomes = []
+        outcomes = []  # [Outcome fields, split index or -1]
         ingested = 0
         try:
             for candidate in shard:
                 record, outcome = read_candidate(candidate, self._validation, self._include_masks)
+                split = -1
                 if record:
                     split = self._splitter(record, candidate)
                     writer = writers.get(split)
@@ -341,7 +361,7 @@ class _ReadShard(beam.DoFn):
                             os.path.join(self._scratch, f"{split}-{name}"), RECORD_OPTIONS)
                     writer.write(record)
                     ingested += 1
-                outcomes.append(outcome)
+                outcomes.append((outcome, split))
         finally:
             for writer in writers.values():
                 writer.close()
@@ -350,13 +370,33 @@ class _ReadShard(beam.DoFn):
                                os.path.join(self._split_uris[split], name), overwrite=True)
         path = os.path.join(self._scratch, f"outcomes-{index:05d}.json")
         with tf.io.gfile.GFile(path + ".incomplete", "w") as handle:
-            handle.write(json.dumps(outcomes))  # a list of Outcome fields per file
+            handle.write(json.dumps(outcomes))
         tf.io.gfile.rename(path + ".incomplete", path, overwrite=True)
         self._ingested.inc(ingested)
         self._skipped.inc(len(shard) - ingested)
         log.info("ImageExampleGen: shard %d of %d: %d files (%d skipped); %d files in all", index + 1, self._shards,
                  len(shard), len(shard) - ingested, self._total)
         yield index
+
+
+def _drop_records(drop: Dict[str, Any], places: Sequence[Tuple[int, int]], shards: int, split_uris: Sequence[str],
+                  scratch: str) -> None:
+    """Rewrites the record files that hold a left-out duplicate (``places``: (shard,
+    split) of each) without it. Duplicates are rare: most runs rewrite nothing, and the
+    files are read once instead of twice (once to hash them all before splitting)."""
+    for index, split in sorted(set(places)):
+        path = os.path.join(split_uris[split], _record_file(index, shards))
+        kept = [record.numpy() for record in tf.data.TFRecordDataset(path, compression_type="GZIP")
+                if tf.train.Example.FromString(record.numpy()).features.feature[
+                    contract.SOURCE_PATH_KEY].bytes_list.value[0].decode("utf-8") not in drop]
+        temporary = os.path.join(scratch, f"{split}-{os.path.basename(path)}")
+        with tf.io.TFRecordWriter(temporary, RECORD_OPTIONS) as writer:
+            for record in kept:
+                writer.write(record)
+        if kept:
+            tf.io.gfile.rename(temporary, path, overwrite=True)
+        else:
+            tf.io.gfile.remove(path)
 
 
 def write_order(candidates: List[Any], seed: int = WRITE_ORDER_SEED) -> List[Any]:
@@ -411,23 +451,36 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
         verdicts = list(layouts.scan(root, task, layout))
         candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
-        # Exact duplicates, by content: label conflicts out, cross-patient copies kept once.
-        candidates, duplicate_copies, duplicates = layouts.deduplicate(candidates)
-        verdicts = [v for v in verdicts if isinstance(v, layouts.Skipped)] + duplicate_copies
         outcomes = [report.Outcome(v.rel, False, v.reason, v.detail) for v in verdicts
                     if isinstance(v, layouts.Skipped)]
-        del verdicts, duplicate_copies
-        for line in report.duplicate_lines(duplicates):
-            log.warning("ImageExampleGen: %s", line)
+        del verdicts
         log.info("ImageExampleGen: %s (%s layout): %d files to read, %d skipped by path",
                  root, layout, len(candidates), len(outcomes))
         total = len(candidates)
         shards = _write_shard_inputs(write_order(candidates), shard_size, scratch)
         del candidates
-        self._write_examples(output_dict, exec_properties, shards, total, validation, scratch, include_masks)
-        for path in sorted(tf.io.gfile.glob(os.path.join(scratch, "outcomes-*.json"))):
-            with tf.io.gfile.GFile(path) as handle:
-                outcomes.extend(report.Outcome(*fields) for fields in json.loads(handle.read()))
+        split_uris = self._write_examples(output_dict, exec_properties, shards, total, validation, scratch,
+                                          include_masks)
+        read = []  # (outcome, shard, split) of every file read
+        for index in range(shards):
+            with tf.io.gfile.GFile(os.path.join(scratch, f"outcomes-{index:05d}.json")) as handle:
+                read.extend((report.Outcome(*fields), index, split) for fields, split in json.loads(handle.read()))
+        # Exact duplicates, by content (the SHA-256 each shard computed as it read the files):
+        # label conflicts out, cross-patient copies kept once (`layouts.resolve_duplicates`).
+        drop, duplicates = layouts.resolve_duplicates(
+            [layouts.Candidate("", o.rel, o.label, o.patient_id, (), o.sha256) for o, _, _ in read if o.ingested])
+        for line in report.duplicate_lines(duplicates):
+            log.warning("ImageExampleGen: %s", line)
+        if drop:
+            _drop_records(drop, [(index, split) for o, index, split in read if o.rel in drop], shards, split_uris,
+                          scratch)
+        outcomes.extend(o if o.rel not in drop else report.Outcome(o.rel, False, drop[o.rel].reason,
+                                                                   drop[o.rel].detail)
+                        for o, _, _ in read)
+        del read
+        for uri in split_uris:  # a split no record fell into: one empty file, as Beam's sink writes
+            if not tf.io.gfile.listdir(uri):
+                tf.io.TFRecordWriter(os.path.join(uri, _record_file(0, 1)), RECORD_OPTIONS).close()
         tf.io.gfile.rmtree(scratch)
 
         meta = {"image_root": root, "layout": layout, "task": task.name, "validation": validation,
@@ -451,7 +504,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                                f"{os.path.join(examples.uri, report.REPORT_MD)}")
 
     def _write_examples(self, output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any], shards: int,
-                        total: int, validation: str, scratch: str, include_masks: bool) -> None:
+                        total: int, validation: str, scratch: str, include_masks: bool) -> List[str]:
         """What TFX 1.16's `BaseExampleGenExecutor.Do` writes (split names, GZIP TFRecords
         of serialized tf.Examples in ``Split-<name>/``, payload and file format), each
         shard of files written by `_ReadShard`."""
@@ -470,12 +523,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                           shards, total, include_masks)
         with self._make_beam_pipeline() as pipeline:
             build_pipeline(pipeline, shards, read)
-        for uri in split_uris:  # a split no record fell into: one empty file, as Beam's sink writes
-            if not tf.io.gfile.listdir(uri):
-                tf.io.TFRecordWriter(os.path.join(uri, _record_file(0, 1)), RECORD_OPTIONS).close()
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         for artifact in artifacts:
             if payload_format:
                 examples_utils.set_payload_format(artifact, payload_format)
             if file_format:
                 examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+        return split_uris

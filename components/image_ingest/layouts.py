@@ -19,7 +19,7 @@ import hashlib
 import dataclasses
 import os
 import re
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -149,6 +149,17 @@ def deduplicate(candidates: List[Candidate], workers: int = 16
         digests = [d for part in pool.map(digests_of, [candidates[i:i + chunk]
                                                       for i in range(0, len(candidates), chunk)]) for d in part]
     hashed = [dataclasses.replace(c, sha256=d) for c, d in zip(candidates, digests)]
+    drop, summary = resolve_duplicates(hashed)
+    return [c for c in hashed if c.rel not in drop], list(drop.values()), summary
+
+
+def resolve_duplicates(hashed: Sequence[Candidate]) -> Tuple[Dict[str, Skipped], Dict[str, Any]]:
+    """`deduplicate`'s rules on candidates whose ``sha256`` is known (an empty one is no
+    one's duplicate); ImageExampleGen's executor applies them to the files it read.
+
+    Returns:
+        ({relative path: Skipped} of every copy left out, the report's summary).
+    """
     groups: Dict[str, List[Candidate]] = {}
     for candidate in hashed:
         if candidate.sha256:
@@ -175,7 +186,7 @@ def deduplicate(candidates: List[Candidate], workers: int = 16
         for m in others:
             drop[m.rel] = Skipped(m.rel, "duplicate", f"same bytes as {first.rel} (patient {first.patient_id}; "
                                                       f"sha256 {sha[:12]})")
-    return [c for c in hashed if c.rel not in drop], list(drop.values()), summary
+    return drop, summary
 
 
 def fingerprint(root: str) -> str:
