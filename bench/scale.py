@@ -345,7 +345,11 @@ def growth(results: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, before_label: str = "before") -> None:
+def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, before_label: str = "before",
+         earlier: Optional[List[Dict]] = None, earlier_label: str = "earlier code") -> None:
+    """Solid: ``results`` per stage; dashed grey: ``before`` (a run before a fix);
+    hollow markers, not joined: ``earlier`` (rows measured on other code, e.g. a size too
+    long to run again)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,6 +368,16 @@ def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, be
         ax_t.plot(sizes, totals, "s-", color="black", label="data stages (sum)")
         ax_t.plot([sizes[-1], REAL_IMAGES], [totals[-1], totals[-1] * REAL_IMAGES / sizes[-1]], ":", color="black",
                   label="data stages, linear from the largest size")
+    if earlier:
+        colours = {line.get_label(): line.get_color() for line in ax_t.get_lines()}
+        for r in earlier:
+            for stage in stage_order([r]):
+                style = dict(marker="o", mfc="none", ls="none", color=colours.get(stage, "grey"))
+                ax_t.plot([r["images"]], [max(r["stages"][stage]["wall_s"], 1e-2)], **style)
+                ax_m.plot([r["images"]], [r["stages"][stage]["peak_rss"] / MIB], **style)
+            total = sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"])
+            ax_t.plot([r["images"]], [total], marker="s", mfc="none", ls="none", color="black",
+                      label=f"hollow: {earlier_label}")
     if before:
         earlier = sorted(before, key=lambda r: r["images"])
         ax_t.plot([r["images"] for r in earlier],
@@ -414,6 +428,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--plot-only", action="store_true", help="measure nothing: table and plot from --results")
     parser.add_argument("--compare", help="an earlier results JSON to draw dashed (e.g. before a fix)")
     parser.add_argument("--compare-label", default="before")
+    parser.add_argument("--earlier", help="a results JSON measured on other code, drawn as hollow markers only "
+                                          "(in no table or exponent)")
+    parser.add_argument("--earlier-label", default="earlier code")
     parser.add_argument("--drop-data", action="store_true", help="remove each size's image tree and run after it")
     args = parser.parse_args(argv)
     results_path = args.results or os.path.join(args.workdir, "results.json")
@@ -442,7 +459,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     print(growth(results))
     if args.plot:
-        plot(results, args.plot, load_results(args.compare) if args.compare else None, args.compare_label)
+        plot(results, args.plot, load_results(args.compare) if args.compare else None, args.compare_label,
+             load_results(args.earlier) if args.earlier else None, args.earlier_label)
         print(f"\nplot: {args.plot}")
     return 0
 
