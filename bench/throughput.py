@@ -23,13 +23,16 @@ folds (lab/cv.py `assign_folds`); in each, both sizes start from the same initia
 train K steps on the same sequence of batches drawn from the other folds' patients, then
 score the same held-out patches (at most ``--test-per-patient`` per patient, drawn at
 random). Reported: per fold, each size's AUC and the paired difference (small minus large
-input, same patches) with a 95 % CI resampling the fold's patients; then AUCs pooled over the
-folds (which also mix the folds' score scales).
+input, same patches) with a 95 % CI resampling the fold's patients; the mean of the folds'
+differences with a CI from a bootstrap of each fold's patients (the comparison: every AUC
+within one model's scores); then AUCs pooled over the folds (which also mix the folds' score
+scales). ``--scores-out`` keeps every fold's scores.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import time
@@ -165,8 +168,46 @@ def paired_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np
             "high": ci["high"] if ci else float("nan")}
 
 
+def mean_fold_difference(folds: Sequence[Dict[str, np.ndarray]], resamples: int, seed: int,
+                         level: float = 0.95) -> Dict[str, float]:
+    """The mean over folds of each fold's paired AUC difference (a - b on the same patches),
+    with a percentile CI from a bootstrap stratified by fold: each resample draws every
+    fold's test patients with replacement, recomputes that fold's difference and averages
+    the folds. Each AUC stays within one model's scores (the folds' models score on scales
+    of their own), so unlike pooling it compares ranking only.
+
+    Args:
+        folds: per fold {"labels", "a", "b", "groups"} (arrays over its test patches).
+
+    Returns:
+        {"difference", "low", "high", "resamples"} (resamples where every fold's AUC was defined).
+    """
+    from breastdx_core import metrics
+
+    def diff(y, a, b):
+        return metrics.roc_auc(y, a) - metrics.roc_auc(y, b)
+
+    point = float(np.mean([diff(f["labels"], f["a"], f["b"]) for f in folds]))
+    members = []
+    for f in folds:
+        groups = np.asarray(f["groups"])
+        members.append([np.flatnonzero(groups == p) for p in np.unique(groups)])
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        per_fold = []
+        for f, mine in zip(folds, members):
+            index = np.concatenate([mine[i] for i in rng.integers(0, len(mine), len(mine))])
+            per_fold.append(diff(f["labels"][index], f["a"][index], f["b"][index]))
+        if not np.any(np.isnan(per_fold)):
+            values.append(float(np.mean(per_fold)))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail]) if values else (float("nan"), float("nan"))
+    return {"difference": point, "low": float(low), "high": float(high), "resamples": len(values)}
+
+
 def real_tissue_cv(root: str, sizes: Sequence[int], steps: int, folds: int, test_per_patient: int,
-                   seed: int) -> int:
+                   seed: int, scores_out: str = "") -> int:
     """Both sizes, equal steps, patient-level folds on real tissue; prints the tables."""
     from breastdx_core import metrics
     from lab.cv import assign_folds
@@ -220,6 +261,13 @@ def real_tissue_cv(root: str, sizes: Sequence[int], steps: int, folds: int, test
         rows.append(fold_row)
     y, g = np.concatenate(pooled_labels), np.concatenate(pooled_groups)
     paired = len(sizes) >= 2
+    if scores_out:
+        with open(scores_out, "w") as f:
+            json.dump({"sizes": list(sizes), "steps": steps, "seed": seed, "root": os.path.abspath(root),
+                       "folds": [{"labels": lab.tolist(), "groups": [str(x) for x in grp],
+                                  "scores": {str(s): pooled[s][i].tolist() for s in sizes}}
+                                 for i, (lab, grp) in enumerate(zip(pooled_labels, pooled_groups))]}, f)
+        print(f"scores of every fold written to {scores_out}", flush=True)
     print(f"\n| fold | test patients | test patches (positive) | " +
           " | ".join(f"AUC {s} px" for s in sizes) +
           (f" | {min(sizes)} - {max(sizes)} px, paired, 95 % CI over the fold's patients |" if paired else " |"))
@@ -229,8 +277,16 @@ def real_tissue_cv(root: str, sizes: Sequence[int], steps: int, folds: int, test
         print(f"| {row['fold'] + 1} | {row['test_patients']} | {row['n_test']} ({row['positives']}) | " +
               " | ".join(f"{row[s]['auc']:.3f}" for s in sizes) +
               (f" | {d['difference']:+.3f} [{d['low']:+.3f} to {d['high']:+.3f}] |" if d else " |"))
+    if paired:
+        small, large = min(sizes), max(sizes)
+        m = mean_fold_difference([{"labels": lab, "a": pooled[small][i], "b": pooled[large][i], "groups": grp}
+                                  for i, (lab, grp) in enumerate(zip(pooled_labels, pooled_groups))],
+                                 resamples=2000, seed=seed)
+        print(f"\nMean over the {len(rows)} folds of AUC {small} px minus {large} px (paired, same patches): "
+              f"{m['difference']:+.3f}, 95 % CI {m['low']:+.3f} to {m['high']:+.3f} (bootstrap of each fold's "
+              f"test patients, {m['resamples']} resamples): the comparison", flush=True)
     print("\nPooled over the folds' test patches (three models' scores on one scale: this also measures how "
-          "their score scales differ, not only ranking; the per-fold rows are the comparison)")
+          "their score scales differ, not only ranking; the per-fold rows and their mean are the comparison)")
     print("| input | pooled AUC | 95 % CI (patient bootstrap) | train s (all folds) | s/step |")
     print("| --- | ---: | ---: | ---: | ---: |")
     scores = {size: np.concatenate(pooled[size]) for size in sizes}
@@ -264,6 +320,8 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=3, help="patient-disjoint folds (with --data-root)")
     parser.add_argument("--test-per-patient", type=int, default=150,
                         help="held-out patches scored per test patient, drawn at random (with --data-root)")
+    parser.add_argument("--scores-out", default="", help="with --data-root: write every fold's labels, patients "
+                        "and scores per size to this JSON")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
@@ -288,7 +346,7 @@ def main(argv=None) -> int:
               f"predict images/s (pixels: {(large / small) ** 2:.1f}x)")
     if args.auc_steps and args.data_root:
         return real_tissue_cv(args.data_root, args.sizes, args.auc_steps, args.folds, args.test_per_patient,
-                              args.seed)
+                              args.seed, args.scores_out)
     if args.auc_steps:
         train_x, train_y, _ = patches(patients=24, per_patient=24, seed=args.seed + 1)
         test_x, test_y, test_groups = patches(patients=12, per_patient=25, seed=args.seed + 2)
