@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 from typing import Any, Dict, Optional, Tuple
+from breastdx_core import errors
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (README)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,7 +59,7 @@ TREE_FINGERPRINT_PARAMETER = "tree_fingerprint"
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 
-class CompileError(RuntimeError):
+class CompileError(errors.BreastdxError, RuntimeError):
     """The pipeline cannot be compiled as configured (the message says what to change)."""
 
 

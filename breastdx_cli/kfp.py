@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from breastdx_core import cluster_configs
 from pipeline.dry_run import DryRunError
+from breastdx_core import errors
 
 log = logging.getLogger("breastdx")
 
@@ -32,7 +33,7 @@ PROBE_TIMEOUT_S = 10
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED")
 
 
-class CliError(ValueError):  # ValueError: `breastdx` (breastdx_cli/main.py) prints it as one line, exit 2
+class CliError(errors.UserError):
     """A user's mistake or an unreachable service; printed as one line, exit 2."""
 
 

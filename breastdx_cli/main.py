@@ -31,6 +31,8 @@ os.environ.setdefault("PIP_QUIET", "1")  # TFX pip-installs its user-code wheels
 
 log = logging.getLogger("breastdx")
 
+from breastdx_core import errors  # noqa: E402
+
 # The console (progress filter, log file, quiet runs) lives below this module, so the
 # verb modules use it without importing this one back (no import loop).
 from breastdx_cli import weights as pretrained_cli  # noqa: E402
@@ -195,7 +197,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         setup_logging(None)
     try:
         return int(args.func(args) or 0)
-    except ValueError as err:  # bad settings: one line, no traceback
+    except errors.BreastdxError as err:  # a user's error: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except ValueError as err:  # settings validated by plain ValueErrors (configs.load)
         print(f"error: {err}", file=sys.stderr)
         return 2
 

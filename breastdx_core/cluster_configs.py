@@ -18,6 +18,7 @@ import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from breastdx_core import loader
+from breastdx_core import errors
 
 ENV_PREFIX = "BREASTDX_"
 ENGINES = ("kfp", "vertex")
@@ -41,7 +42,7 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.path.join(PROJECT_DIR, "build")
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(errors.UserError):
     """A cluster setting is missing or wrong; the message names the variable/flag."""
 
 

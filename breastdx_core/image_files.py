@@ -15,6 +15,7 @@ import io
 import struct
 import zlib
 from typing import Optional
+from breastdx_core import errors
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
@@ -26,7 +27,7 @@ _PNG_DEPTH = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # IHDR colour type -> channels in t
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-class ImageError(ValueError):
+class ImageError(errors.UserError):
     """A file that cannot become a record. ``reason`` is the ingest report's key."""
 
     def __init__(self, reason: str, detail: str):

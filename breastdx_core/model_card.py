@@ -21,6 +21,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from breastdx_core import contract
+from breastdx_core import errors
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "model_card.schema.json")
 SCHEMA_VERSION = 1
@@ -35,7 +36,7 @@ HEADLINE_METRICS: Tuple[Tuple[str, str], ...] = (
     ("example_count", "examples"))
 
 
-class CardError(ValueError):
+class CardError(errors.UserError):
     """A card that breaks the schema: the message names the field, what was expected and what came."""
 
 

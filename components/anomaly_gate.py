@@ -11,9 +11,10 @@ from typing import List
 
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from breastdx_core import errors
 
 
-class DataAnomaliesError(RuntimeError):
+class DataAnomaliesError(errors.BreastdxError, RuntimeError):
     """The examples do not match the curated schema."""
 
 

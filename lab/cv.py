@@ -37,6 +37,7 @@ import numpy as np
 
 from breastdx_core import contract, metrics
 from breastdx_core.configs import PipelineConfig
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ RULE_TITLES = {"max_f1": "eval max F1", "max_balanced_accuracy": "eval max balan
                "sensitivity_0.95": "eval sensitivity 0.95 (the evaluation report's rule)"}
 
 
-class CvError(ValueError):
+class CvError(errors.UserError):
     """The data cannot be cross-validated as asked (the CLI exits 2 with the message)."""
 
 

@@ -36,6 +36,7 @@ import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ WRITABLE_ROOTS = {"kfp": ("gs://", "s3://", "minio://"), "vertex": ("gs://",)}
 TREE_FINGERPRINT = "tree_fingerprint"
 
 
-class DryRunError(RuntimeError):
+class DryRunError(errors.BreastdxError, RuntimeError):
     """The package cannot run on the named engine, or a task failed (one line)."""
 
 

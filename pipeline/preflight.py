@@ -15,9 +15,10 @@ import tensorflow as tf
 from breastdx_core import image_files
 from components.image_ingest import layouts
 from breastdx_core.contract import Task
+from breastdx_core import errors
 
 
-class PreflightError(ValueError):
+class PreflightError(errors.UserError):
     """The image root cannot feed the pipeline; the message says what to fix."""
 
 

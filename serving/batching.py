@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,14 @@ from serving.settings import DEFAULT_BATCH_TIMEOUT_S as DEFAULT_TIMEOUT_S
 from serving.settings import DEFAULT_MAX_BATCH_SIZE
 
 
-class SignatureCallError(Exception):
+class SignatureCallError(errors.BreastdxError):
     """The signature rejected its inputs (a bad image) or failed; ``status`` is 400 or 500."""
 
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.http_status = status
 
 
 def call_signature(function, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

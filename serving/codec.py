@@ -15,6 +15,7 @@ import binascii
 from typing import Any, Dict, Tuple
 
 import numpy as np
+from breastdx_core import errors
 
 B64_KEY = "b64"
 BYTES_SUFFIX = "_bytes"
@@ -22,7 +23,7 @@ ROW_KEY = "instances"
 COLUMN_KEY = "inputs"
 
 
-class RequestError(ValueError):
+class RequestError(errors.UserError):
     """A malformed predict request (TF Serving answers INVALID_ARGUMENT, HTTP 400)."""
 
 

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from breastdx_core import contract, model_card
 from serving.settings import DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,14 @@ STATE_UNLOADING = "UNLOADING"
 STATE_END = "END"
 
 
-class ServingError(Exception):
+class ServingError(errors.BreastdxError):
     """A request the store cannot answer; ``status`` is the HTTP code TF Serving would use."""
 
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.http_status = status
 
 
 @dataclasses.dataclass

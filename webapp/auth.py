@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from flask import Flask, abort, g, request
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ HTTP_UNAUTHORIZED = 401
 HTTP_FORBIDDEN = 403
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(errors.UserError):
     """The sign-in settings are incomplete; the message names the variable to set."""
 
 

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import requests
 
 from breastdx_core import contract
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ HTTP_UNAVAILABLE = 503
 HTTP_TIMEOUT = 504
 
 
-class PredictionError(Exception):
+class PredictionError(errors.BreastdxError):
     """A prediction (or a status look-up) that failed, whichever back end was asked.
 
     Attributes:
@@ -60,6 +61,7 @@ class PredictionError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.http_status = status
 
 
 @dataclasses.dataclass

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from webapp import overlay
+from breastdx_core import errors
 
 # A pixel is tissue when it is darker or more saturated than slide glass. H&E background
 # is bright (> ~215 in every channel) and grey; stained tissue is pink to purple.
@@ -49,13 +50,14 @@ SERVER_NOT_ASSESSED = "not_assessed"
 SERVER_UNCERTAIN = "uncertain"
 
 
-class TilingError(ValueError):
+class TilingError(errors.UserError):
     """An image that cannot be tiled as asked; ``status`` is the HTTP status (400/413)."""
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.http_status = status
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Optional
 from PIL import Image, UnidentifiedImageError
 
 from breastdx_core import image_files  # pure Python: magic bytes, no TensorFlow
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +27,14 @@ HTTP_BAD_REQUEST = 400
 HTTP_TOO_LARGE = 413
 
 
-class UploadError(Exception):
+class UploadError(errors.BreastdxError):
     """A refused upload; ``status`` is 400 or 413 and ``message`` says why."""
 
     def __init__(self, message: str, status: int = HTTP_BAD_REQUEST):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.http_status = status
 
 
 @dataclasses.dataclass(frozen=True)

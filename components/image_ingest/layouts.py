@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 
 from breastdx_core.contract import Task
+from breastdx_core import errors
 
 IDC_NAME = re.compile(r"^(?P<pid>.+?)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<cls>\d+)\.png$", re.IGNORECASE)
 MASK_NAME = re.compile(r"_mask(_\d+)?\.[A-Za-z]+$")
@@ -50,7 +51,7 @@ REASONS = {
 }
 
 
-class LayoutError(ValueError):
+class LayoutError(errors.UserError):
     """The image root cannot be read as any (or the named) layout."""
 
 

@@ -28,6 +28,7 @@ import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from breastdx_core import contract
+from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ SPLIT_DESIGN = {"train": "the release's train patients less those held out as ev
                 "test": "the release's own test split, held out (what the model card claims)"}
 
 
-class CbisError(ValueError):
+class CbisError(errors.UserError):
     """The folder is not a readable CBIS-DDSM release (names what is missing)."""
 
 

@@ -22,11 +22,12 @@ import tensorflow as tf
 from PIL import Image
 
 from breastdx_core import contract
+from breastdx_core import errors
 
 Image.MAX_IMAGE_PIXELS = None  # real mammograms are ~5000x3000 16-bit: not a decompression bomb
 
 
-class ImageReadError(ValueError):
+class ImageReadError(errors.UserError):
     """A mammogram, mask or crop could not be read (names the file and why)."""
 
 
