@@ -1,9 +1,12 @@
-"""`breastdx pipeline …` and `breastdx run …`: the tfx CLI's verbs over the KFP 2 client.
+"""`breastdx pipeline …`, `breastdx run …`, `breastdx recurring …`: the scriptable path.
 
-TFX 1.16's `tfx pipeline … --engine=kubeflow` imports the removed v1 runner, so these
-verbs replace it: `pipeline compile|create|update|list|delete` and
-`run create|list|get|wait`, against a Kubeflow Pipelines 2 endpoint (`kfp.Client`)
-or, with ``--engine vertex``, Vertex AI Pipelines (`aiplatform.PipelineJob`).
+The design card's commands are the ``tfx`` CLI's (`tfx pipeline create|update`,
+`tfx run create --engine kubeflow`, made to work by pipeline/compat/tfx_cli_kubeflow.py);
+these verbs do the same through the same implementation (breastdx_cli/engines.py: one
+engine object per engine, Kubeflow Pipelines 2 or Vertex AI), plus what a script wants:
+`pipeline compile|create|update|list|delete|dry-run`,
+`run create|list|get|wait|terminate|retry|delete` (any `--param`, `--version`,
+`--cache/--no-cache`) and `recurring create|list|enable|disable|delete`.
 
 `breastdx_cli/main.py` calls `add_parsers(subparsers)`; each verb is a function of the
 parsed arguments that returns the exit status. Settings come from
@@ -14,27 +17,18 @@ pipeline that does not exist ends the command with one line that names what to f
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import urllib.error
-import urllib.request
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from breastdx_core import cluster_configs
+from breastdx_cli import engines
+from breastdx_core import cluster_configs, errors
 from pipeline.dry_run import DryRunError
-from breastdx_core import errors
 
 log = logging.getLogger("breastdx")
 
-HEALTHZ_PATH = "/apis/v2beta1/healthz"
-PROBE_TIMEOUT_S = 10
-TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED")
-
-
-class CliError(errors.UserError):
-    """A user's mistake or an unreachable service; printed as one line, exit 2."""
+CliError = engines.EngineError  # a user's mistake or an unreachable service: one line, exit 2
 
 
 # --- parsers --------------------------------------------------------------------------------
@@ -120,15 +114,10 @@ def add_parsers(subparsers: Any) -> None:
                                 formatter_class=fmt)
     run_verbs = run.add_subparsers(dest="run_verb", metavar="VERB", required=True)
 
-    p = run_verbs.add_parser("create", help="run the latest version of the pipeline", formatter_class=fmt)
+    p = run_verbs.add_parser("create", help="run the pipeline (its newest version, or --version)",
+                             formatter_class=fmt)
     _common(p)
-    p.add_argument("--gcs-root", dest="gcs_root", default=None,
-                   help="gs://BUCKET/PREFIX; the run's pipeline root is <root>/pipelines/<pipeline>")
-    p.add_argument("--package", dest="package_path", default=None, help="vertex: the compiled package to submit")
-    p.add_argument("--experiment", default=None, help="KFP experiment (BREASTDX_EXPERIMENT, default breastdx)")
-    p.add_argument("--tree-fingerprint", default="auto",
-                   help="the tree_fingerprint run parameter (ImageExampleGen's cache key on KFP): auto = a digest "
-                        "of every file under the image root, computed here; none = leave it empty")
+    _run_flags(p)
     p.add_argument("--wait", action="store_true", help="wait for the run to finish; exit 1 unless it succeeded")
     p.add_argument("--timeout", type=int, default=6 * 3600, help="seconds to wait with --wait")
     p.set_defaults(func=run_create)
@@ -148,6 +137,56 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("run_id", help="KFP run id, or the Vertex PipelineJob resource name")
     p.add_argument("--timeout", type=int, default=6 * 3600)
     p.set_defaults(func=run_wait)
+
+    for action, text in (("terminate", "stop a run"), ("retry", "retry a failed run (KFP)"),
+                         ("delete", "delete a run")):
+        p = run_verbs.add_parser(action, help=text, formatter_class=fmt)
+        _common(p)
+        p.add_argument("run_id", help="KFP run id, or the Vertex PipelineJob resource name")
+        p.set_defaults(func=run_action, action=action)
+
+    recurring = subparsers.add_parser("recurring", help="recurring (scheduled) runs on Kubeflow / Vertex AI",
+                                      formatter_class=fmt)
+    recurring_verbs = recurring.add_subparsers(dest="recurring_verb", metavar="VERB", required=True)
+    p = recurring_verbs.add_parser("create", help="run the pipeline on a cron schedule", formatter_class=fmt)
+    _common(p)
+    _run_flags(p)
+    p.add_argument("--cron", required=True,
+                   help="KFP: 6 fields with seconds ('0 0 3 * * *'); Vertex: 5 fields ('0 3 * * *')")
+    p.add_argument("--max-concurrency", type=int, default=1, help="runs of the schedule at once")
+    p.set_defaults(func=recurring_create)
+    p = recurring_verbs.add_parser("list", help="list recurring runs", formatter_class=fmt)
+    _common(p)
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=recurring_list)
+    for action in ("enable", "disable", "delete"):
+        p = recurring_verbs.add_parser(action, help=f"{action} a recurring run", formatter_class=fmt)
+        _common(p)
+        p.add_argument("recurring_id", help="KFP recurring run id, or the Vertex schedule resource name")
+        p.set_defaults(func=recurring_action, action=action)
+
+
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gcs-root", dest="gcs_root", default=None,
+                        help="gs://BUCKET/PREFIX; the run's pipeline root is <root>/pipelines/<pipeline> "
+                             "(unset: the package's default root)")
+    parser.add_argument("--package", dest="package_path", default=None,
+                        help="vertex: the compiled package to submit")
+    parser.add_argument("--experiment", default=None,
+                        help="KFP experiment (BREASTDX_EXPERIMENT, default breastdx)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a pipeline parameter for the run (repeat for more)")
+    parser.add_argument("--version", default=None,
+                        help="KFP: the pipeline version (name or id) to run; default the newest")
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--cache", dest="caching", action="store_const", const=True, default=None,
+                       help="reuse cached step outputs (the compiled default)")
+    cache.add_argument("--no-cache", dest="caching", action="store_const", const=False,
+                       help="run every step again")
+    parser.add_argument("--tree-fingerprint", default="auto",
+                        help="the tree_fingerprint run parameter (ImageExampleGen's cache key on KFP): auto = "
+                             "a digest of every file under the image root, computed here; none = leave it "
+                             "empty (the compiled default)")
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -171,60 +210,12 @@ def pipeline_name(args: argparse.Namespace) -> str:
 
 
 def _pipeline_root(cluster: cluster_configs.ClusterConfig, name: str) -> str:
+    """<GCS root>/pipelines/<name>, or "" (the package's default root) without a GCS root."""
     # Must match configs.PipelineConfig.pipeline_root with workdir = the GCS root.
+    if not cluster.gcs_root:
+        return ""
     cluster.require("gcs_root")
     return f"{cluster.gcs_root}/pipelines/{name}"
-
-
-# --- KFP ------------------------------------------------------------------------------------
-def probe(endpoint: str, headers: Optional[Dict[str, str]] = None) -> None:
-    """Fails fast, in one line, when the KFP API does not answer (kfp.Client itself
-    retries for half a minute and ends in a traceback). ``headers``: the sign-in."""
-    url = endpoint.rstrip("/") + HEALTHZ_PATH
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
-                                    timeout=PROBE_TIMEOUT_S) as response:
-            response.read()
-    except urllib.error.HTTPError as err:
-        if err.code in (401, 403):
-            raise CliError(f"the Kubeflow Pipelines endpoint {endpoint} refused the request ({err.code}): sign in "
-                           "with --auth iap --iap-client-id CLIENT_ID (behind IAP) or --auth token "
-                           "(BREASTDX_KFP_AUTH, docs/cluster.md)") from None
-        raise CliError(f"the Kubeflow Pipelines endpoint {endpoint} answered {err.code} on {HEALTHZ_PATH}: "
-                       "is --endpoint / BREASTDX_KFP_ENDPOINT the KFP API (ml-pipeline-ui, port 80/8080)?") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
-        raise CliError(f"cannot reach the Kubeflow Pipelines endpoint {endpoint!r} ({reason}): set --endpoint or "
-                       "BREASTDX_KFP_ENDPOINT (e.g. http://localhost:8080 after `kubectl port-forward -n kubeflow "
-                       "svc/ml-pipeline-ui 8080:80`)") from None
-
-
-def kfp_client(cluster: cluster_configs.ClusterConfig):
-    cluster.require("kfp_endpoint")
-    from breastdx_cli import kfp_auth
-
-    sign_in = kfp_auth.credentials(cluster)
-    probe(cluster.kfp_endpoint, sign_in.header())
-    import kfp  # deferred: kfp imports take a second and `breastdx --help` should not
-
-    logging.getLogger("kfp").setLevel(logging.WARNING)
-    namespace = cluster.kfp_namespace
-    return kfp.Client(host=cluster.kfp_endpoint, namespace=namespace, **sign_in.client_kwargs)
-
-
-def _pipeline_id(client, name: str) -> str:
-    pipeline_id = client.get_pipeline_id(name)
-    if not pipeline_id:
-        raise CliError(f"no pipeline named {name!r} on the endpoint: check --pipeline-name / BREASTDX_TASK, "
-                       "or upload it first with `breastdx pipeline create`")
-    return pipeline_id
-
-
-def _latest_version_id(client, pipeline_id: str, name: str) -> str:
-    versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc").pipeline_versions
-    if not versions:
-        raise CliError(f"pipeline {name!r} has no version: run `breastdx pipeline update`")
-    return versions[0].pipeline_version_id
 
 
 # --- compile --------------------------------------------------------------------------------
@@ -249,108 +240,44 @@ def pipeline_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kfp_package(package: str) -> str:
-    """KFP's upload API takes a PipelineSpec (YAML); a PipelineJob JSON is unwrapped.
-
-    Raises:
-        CliError: the package holds an executor open-source KFP refuses (checked before upload).
-    """
-    from pipeline import dry_run
-
-    try:
-        refused = dry_run.refused_executors(dry_run.load_package(package)[0], "kfp")
-    except (DryRunError, KeyError, ValueError) as err:
-        raise CliError(f"{package} is not a pipeline package KFP can take: {err}") from None
-    if refused:
-        raise CliError(f"{package}: Kubeflow Pipelines refuses {refused[0]}; recompile with "
-                       "`breastdx pipeline compile` (this project's packages hold no such executor)")
-    if package.endswith((".yaml", ".yml")):
-        return package
-    import yaml
-
-    with open(package) as f:
-        job = json.load(f)
-    target = os.path.splitext(package)[0] + ".yaml"
-    with open(target, "w") as f:
-        yaml.safe_dump(job.get("pipelineSpec", job), f, sort_keys=True)
-    return target
-
-
-def pipeline_create(args: argparse.Namespace) -> int:
+def _upload(args: argparse.Namespace, update: bool) -> int:
     cluster = cluster_settings(args)
     name = pipeline_name(args)
+    engine = engines.engine_for(cluster)
     if cluster.engine == "vertex":
         # Vertex AI has no pipeline registry to upload to: a run carries its package.
         package = compile_package(args, cluster)
         print(f"compiled {package}; Vertex AI runs it with `breastdx run create --engine vertex`")
         return 0
-    client = kfp_client(cluster)
-    if client.get_pipeline_id(name):
-        raise CliError(f"a pipeline named {name!r} exists already: use `breastdx pipeline update`")
-    package = _kfp_package(compile_package(args, cluster))
-    uploaded = client.upload_pipeline(package, pipeline_name=name,
-                                      description="breastdx TFX pipeline (research use only, not a diagnosis)")
-    # The first upload makes a version named like the pipeline; add a dated one so
-    # every version, the first included, reads <pipeline>_<timestamp>.
-    version = client.upload_pipeline_version(package, cluster_configs.version_name(name),
-                                             pipeline_id=uploaded.pipeline_id)
-    print(f"pipeline {name} id={uploaded.pipeline_id} version={version.display_name} "
-          f"version_id={version.pipeline_version_id}")
+    engine.pipeline_id(name, required=update)  # refuse before the ~15 s compile
+    uploaded = engine.upload(name, compile_package(args, cluster), update=update)
+    print(f"pipeline {name} id={uploaded.pipeline_id} version={uploaded.version_name} "
+          f"version_id={uploaded.version_id}")
     return 0
+
+
+def pipeline_create(args: argparse.Namespace) -> int:
+    return _upload(args, update=False)
 
 
 def pipeline_update(args: argparse.Namespace) -> int:
-    cluster = cluster_settings(args)
-    name = pipeline_name(args)
-    if cluster.engine == "vertex":
-        return pipeline_create(args)
-    client = kfp_client(cluster)
-    pipeline_id = _pipeline_id(client, name)
-    package = _kfp_package(compile_package(args, cluster))
-    version = client.upload_pipeline_version(package, cluster_configs.version_name(name), pipeline_id=pipeline_id)
-    print(f"pipeline {name} id={pipeline_id} version={version.display_name} version_id={version.pipeline_version_id}")
-    return 0
+    return _upload(args, update=True)
 
 
 def pipeline_list(args: argparse.Namespace) -> int:
-    cluster = cluster_settings(args)
-    if cluster.engine == "vertex":
-        raise CliError("Vertex AI Pipelines keeps no uploaded pipelines: list runs with `breastdx run list`")
-    client = kfp_client(cluster)
-    response = client.list_pipelines(page_size=100)
-    for item in response.pipelines or []:
-        print(f"{item.pipeline_id}\t{item.display_name}\t{item.created_at}")
+    for row in engines.engine_for(cluster_settings(args)).list_pipelines():
+        print("\t".join(row))
     return 0
 
 
 def pipeline_delete(args: argparse.Namespace) -> int:
-    cluster = cluster_settings(args)
-    if cluster.engine == "vertex":
-        raise CliError("Vertex AI Pipelines keeps no uploaded pipelines: nothing to delete")
     name = pipeline_name(args)
-    client = kfp_client(cluster)
-    pipeline_id = _pipeline_id(client, name)
-    # KFP 2 refuses to delete a pipeline that still has versions.
-    while True:
-        versions = client.list_pipeline_versions(pipeline_id, page_size=100).pipeline_versions or []
-        if not versions:
-            break
-        for version in versions:
-            client.delete_pipeline_version(pipeline_id, version.pipeline_version_id)
-    client.delete_pipeline(pipeline_id)
+    pipeline_id = engines.engine_for(cluster_settings(args)).delete_pipeline(name)
     print(f"deleted pipeline {name} id={pipeline_id}")
     return 0
 
 
 # --- runs -----------------------------------------------------------------------------------
-def _vertex(cluster: cluster_configs.ClusterConfig):
-    cluster.require("vertex_project")
-    from google.cloud import aiplatform  # deferred: heavy
-
-    aiplatform.init(project=cluster.vertex_project, location=cluster.vertex_region)
-    return aiplatform
-
-
 def tree_fingerprint(args: argparse.Namespace, cluster: cluster_configs.ClusterConfig) -> Dict[str, str]:
     """The run parameters: ``tree_fingerprint``, a digest of the image root's files.
 
@@ -372,108 +299,89 @@ def tree_fingerprint(args: argparse.Namespace, cluster: cluster_configs.ClusterC
                        "check access to it, or pass --tree-fingerprint VALUE (or none)") from None
 
 
+def run_options(args: argparse.Namespace, cluster: cluster_configs.ClusterConfig,
+                name: str) -> engines.RunOptions:
+    """What `run create` and `recurring create` send: --param values (and the tree
+    fingerprint unless a --param gives it), the version, caching, the pipeline root."""
+    parameters = engines.parse_parameters(args.param, "--param")
+    if "tree_fingerprint" not in parameters:
+        parameters.update(tree_fingerprint(args, cluster))
+    return engines.RunOptions(parameters=parameters, version=args.version or "",
+                              caching=args.caching, pipeline_root=_pipeline_root(cluster, name),
+                              experiment=getattr(args, "experiment", None) or "",
+                              package=getattr(args, "package_path", None) or "")
+
+
+def _print_run(prefix: str, run: engines.Run) -> None:
+    print(f"{prefix} {run.run_id} state={run.state} {run.link}".rstrip())
+
+
 def run_create(args: argparse.Namespace) -> int:
     cluster = cluster_settings(args)
     name = pipeline_name(args)
-    if cluster.engine == "vertex":
-        aiplatform = _vertex(cluster)
-        package = os.path.abspath(cluster.package_for(name))
-        if not os.path.exists(package):
-            raise CliError(f"no compiled package at {package}: run `breastdx pipeline compile --engine vertex`")
-        parameters = tree_fingerprint(args, cluster)
-        job = aiplatform.PipelineJob(display_name=name, template_path=package,
-                                     pipeline_root=_pipeline_root(cluster, name), enable_caching=True,
-                                     parameter_values=parameters)
-        job.submit(service_account=cluster.vertex_service_account or None)
-        print(f"run {job.resource_name} state={job.state.name}")
-        if args.wait:
-            return _vertex_wait(aiplatform, job.resource_name, args.timeout)
-        return 0
-    client = kfp_client(cluster)
-    pipeline_id = _pipeline_id(client, name)
-    version_id = _latest_version_id(client, pipeline_id, name)
-    parameters = tree_fingerprint(args, cluster)
-    experiment = client.create_experiment(cluster.experiment)
-    run = client.run_pipeline(experiment_id=experiment.experiment_id,
-                              job_name=cluster_configs.version_name(name),
-                              pipeline_id=pipeline_id, version_id=version_id,
-                              pipeline_root=_pipeline_root(cluster, name), params=parameters)
-    print(f"run {run.run_id} state={run.state} version_id={version_id}")
+    engine = engines.engine_for(cluster)
+    engine.check()
+    run = engine.create_run(name, run_options(args, cluster, name))
+    _print_run("run", run)
     if args.wait:
-        return _kfp_wait(client, run.run_id, args.timeout)
+        return _wait(engine, run.run_id, args.timeout)
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
     cluster = cluster_settings(args)
-    if cluster.engine == "vertex":
-        aiplatform = _vertex(cluster)
-        name = pipeline_name(args)
-        for job in aiplatform.PipelineJob.list(filter=f'display_name="{name}"', order_by="create_time desc")[
-                :args.limit]:
-            print(f"{job.resource_name}\t{job.state.name}\t{job.create_time}")
-        return 0
-    client = kfp_client(cluster)
-    response = client.list_runs(page_size=args.limit, sort_by="created_at desc")
-    for run in response.runs or []:
-        print(f"{run.run_id}\t{run.display_name}\t{run.state}\t{run.created_at}")
+    name = pipeline_name(args) if cluster.engine == "vertex" else ""
+    for run in engines.engine_for(cluster).list_runs(name, args.limit):
+        print(f"{run.run_id}\t{run.name}\t{run.state}\t{run.created_at}")
     return 0
-
-
-def _kfp_get(client, run_id: str):
-    import kfp_server_api
-
-    try:
-        return client.get_run(run_id)
-    except kfp_server_api.ApiException as err:
-        if err.status == 404:
-            raise CliError(f"no run with id {run_id!r} on the endpoint: list them with `breastdx run list`") from None
-        raise
 
 
 def run_get(args: argparse.Namespace) -> int:
-    cluster = cluster_settings(args)
-    if cluster.engine == "vertex":
-        aiplatform = _vertex(cluster)
-        job = aiplatform.PipelineJob.get(args.run_id)
-        print(f"{job.resource_name}\t{job.state.name}\t{job.create_time}")
-        return 0
-    run = _kfp_get(kfp_client(cluster), args.run_id)
-    print(f"{run.run_id}\t{run.display_name}\t{run.state}\t{run.created_at}\t{run.finished_at}")
+    run = engines.engine_for(cluster_settings(args)).get_run(args.run_id)
+    print(f"{run.run_id}\t{run.name}\t{run.state}\t{run.created_at}\t{run.finished_at}")
     return 0
 
 
-def _kfp_wait(client, run_id: str, timeout: int) -> int:
-    _kfp_get(client, run_id)
-    try:
-        run = client.wait_for_run_completion(run_id, timeout=timeout)
-    except TimeoutError:
-        raise CliError(f"run {run_id} did not finish within {timeout} s (it goes on; `breastdx run wait` again)") \
-            from None
+def _wait(engine, run_id: str, timeout: int) -> int:
+    run = engine.wait_run(run_id, timeout)
     print(f"run {run_id} state={run.state}")
     return 0 if run.state == "SUCCEEDED" else 1
 
 
-def _vertex_wait(aiplatform, resource_name: str, timeout: int) -> int:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        job = aiplatform.PipelineJob.get(resource_name)
-        state = job.state.name.replace("PIPELINE_STATE_", "")
-        if state in TERMINAL_STATES:
-            print(f"run {resource_name} state={state}")
-            return 0 if state == "SUCCEEDED" else 1
-        if time.monotonic() > deadline:
-            raise CliError(f"run {resource_name} did not finish within {timeout} s")
-        time.sleep(30)
-
-
 def run_wait(args: argparse.Namespace) -> int:
+    return _wait(engines.engine_for(cluster_settings(args)), args.run_id, args.timeout)
+
+
+def run_action(args: argparse.Namespace) -> int:
+    """`run terminate|retry|delete RUN_ID`."""
+    engine = engines.engine_for(cluster_settings(args))
+    getattr(engine, f"{args.action}_run")(args.run_id)
+    print(f"run {args.run_id}: {args.action} requested")
+    return 0
+
+
+def recurring_create(args: argparse.Namespace) -> int:
     cluster = cluster_settings(args)
-    if cluster.engine == "vertex":
-        return _vertex_wait(_vertex(cluster), args.run_id, args.timeout)
-    return _kfp_wait(kfp_client(cluster), args.run_id, args.timeout)
+    name = pipeline_name(args)
+    engine = engines.engine_for(cluster)
+    engine.check()
+    job = engine.create_recurring(name, args.cron, run_options(args, cluster, name),
+                                  max_concurrency=args.max_concurrency)
+    print(f"recurring run {job.run_id} ({job.name}) cron={args.cron!r} state={job.state}")
+    return 0
+
+
+def recurring_list(args: argparse.Namespace) -> int:
+    for job in engines.engine_for(cluster_settings(args)).list_recurring(args.limit):
+        print(f"{job.run_id}\t{job.name}\t{job.state}\t{job.created_at}")
+    return 0
+
+
+def recurring_action(args: argparse.Namespace) -> int:
+    """`recurring enable|disable|delete ID`."""
+    engines.engine_for(cluster_settings(args)).set_recurring(args.recurring_id, args.action)
+    print(f"recurring run {args.recurring_id}: {args.action}d")
+    return 0
 
 
 def pipeline_dry_run(args: argparse.Namespace) -> int:
@@ -508,17 +416,9 @@ def dispatch(args: argparse.Namespace) -> int:
     """Runs the verb; user errors become one line on stderr and exit status 2."""
     try:
         return args.func(args)
-    except (CliError, cluster_configs.ClusterConfigError, DryRunError) as err:
+    except (errors.BreastdxError, DryRunError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:  # the service's own refusals, without a traceback
-        import kfp_server_api
-
-        if isinstance(err, kfp_server_api.ApiException):
-            detail = (err.body or "").strip().replace("\n", " ")[:300]
-            print(f"error: Kubeflow Pipelines answered {err.status} {err.reason}: {detail}", file=sys.stderr)
-            return 2
-        raise
+        return getattr(err, "exit_code", 2)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

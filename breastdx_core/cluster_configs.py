@@ -108,6 +108,10 @@ class ClusterConfig:
     vertex_project: str = ""
     vertex_region: str = "us-central1"
     vertex_service_account: str = ""  # empty: the project's default compute account
+    # Labels on every PipelineJob (k=v,k2=v2: cost attribution) and the VPC network its
+    # pods peer with (projects/NUMBER/global/networks/NAME; empty: none).
+    vertex_labels: str = ""
+    vertex_network: str = ""
 
     # where `pipeline compile` writes the package (local file)
     package_path: str = ""  # default: build/<pipeline_name>.yaml (kfp) or .json (vertex)
@@ -138,6 +142,20 @@ class ClusterConfig:
         self.gcs_root = self.gcs_root.rstrip("/")
 
     # --- checks at the edge ------------------------------------------------------------
+    def vertex_labels_dict(self) -> Dict[str, str]:
+        """``vertex_labels`` as a dict.
+
+        Raises:
+            ClusterConfigError: an item is not ``key=value``.
+        """
+        labels: Dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.vertex_labels.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ClusterConfigError(f"BREASTDX_VERTEX_LABELS takes key=value,key=value; got {item!r}")
+            labels[key.strip()] = value.strip()
+        return labels
+
     def require(self, *names: str) -> None:
         """Raises ClusterConfigError naming the first unset setting among ``names``."""
         for name in names:
