@@ -30,6 +30,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade "pip<25" wheel "setuptools<76" > $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
 	@$(PY) -m pip install -c constraints.txt -e ".[dev]" >> $(VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(VENV)/install.log | tail -40; exit 1; }
+	@$(PY) -m pipeline.compat.tfx_cli_kubeflow --install >> $(VENV)/install.log  # the tfx CLI's kubeflow engine
 	@touch $@
 
 tools: $(TOOLS_VENV)/.installed

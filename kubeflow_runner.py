@@ -199,6 +199,27 @@ def build(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig
     return pipeline
 
 
+def _run_runner(runner, pipeline: tfx.dsl.Pipeline) -> str:
+    """Runs the runner and returns the package it wrote.
+
+    `tfx pipeline create|update` patches the runner to write where the CLI keeps its
+    packages (~/tfx/<engine>/<pipeline>/pipeline.json, set on the runner's attributes
+    inside run(), as TFX's own CLI patcher does), so the path is read after run(); the
+    package `breastdx pipeline compile` wrote stays where it is. A failed compile leaves
+    no stale package at the path it was to replace.
+    """
+    def written() -> str:
+        return os.path.join(runner._output_dir, runner._output_filename)  # pylint: disable=protected-access
+
+    try:
+        runner.run(pipeline)
+    except BaseException:
+        if os.path.exists(written()):
+            os.remove(written())
+        raise
+    return written()
+
+
 def cluster_pipeline_config(cluster: cluster_configs.ClusterConfig,
                             env: Optional[Dict[str, str]] = None, **overrides: Any) -> configs.PipelineConfig:
     """The model's settings with every path under the cluster's GCS root."""
@@ -220,8 +241,6 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
     cluster.require("image", "gcs_root")
     output_path = os.path.abspath(output_path or cluster.package_for(config.pipeline_name))
     os.makedirs(os.path.dirname(output_path), exist_ok=True)
-    if os.path.exists(output_path):
-        os.remove(output_path)  # the runner refuses nothing, but stale packages confuse
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             display_name=config.pipeline_name, default_image=cluster.image,
@@ -231,11 +250,7 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
         output_dir=os.path.dirname(output_path),
         output_filename=os.path.basename(output_path),
     )
-    runner.run(build(config, cluster))
-    # `tfx pipeline create|update` patches the runner to write where the CLI keeps its
-    # packages (~/tfx/<engine>/<pipeline>/pipeline.json, set on these attributes before
-    # run(), as TFX's own CLI patcher does): post-process the file actually written.
-    output_path = os.path.join(runner._output_dir, runner._output_filename)  # pylint: disable=protected-access
+    output_path = _run_runner(runner, build(config, cluster))
     add_step_resources(output_path, cluster)
     log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
              config.pipeline_root)

@@ -332,8 +332,9 @@ class KfpEngine:
 
     def list_runs(self, name: str = "", limit: int = 20) -> List[Run]:
         kwargs: Dict[str, Any] = {"page_size": limit, "sort_by": "created_at desc"}
+        pipeline_id = ""
         if name:
-            self.pipeline_id(name)
+            pipeline_id = self.pipeline_id(name)
             try:
                 experiment = self._call("the experiment", self.client.get_experiment,
                                         experiment_name=self.cluster.experiment or name)
@@ -343,7 +344,17 @@ class KfpEngine:
                 return []
             kwargs["experiment_id"] = experiment.experiment_id
         response = self._call("the runs", self.client.list_runs, **kwargs)
-        return [self._record(run) for run in response.runs or []]
+        return [self._record(run) for run in response.runs or []
+                if not pipeline_id or self._of_pipeline(run, pipeline_id, name)]
+
+    @staticmethod
+    def _of_pipeline(run, pipeline_id: str, name: str) -> bool:
+        """A run of the pipeline: its version reference, or (a run sent with its spec
+        inline, --no-cache) its name, which is ``<pipeline>_<timestamp>``."""
+        reference = run.pipeline_version_reference
+        if reference is not None and reference.pipeline_id:
+            return reference.pipeline_id == pipeline_id
+        return (run.display_name or "").startswith(f"{name}_")
 
     def _no_run(self, run_id: str) -> str:
         return (f"no run with id {run_id!r} on {self.cluster.kfp_endpoint}: list them with "

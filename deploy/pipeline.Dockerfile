@@ -36,7 +36,9 @@ COPY components/ components/
 COPY serving/ serving/
 COPY webapp/ webapp/
 COPY local_runner.py kubeflow_runner.py ./
+# The tfx CLI's kubeflow/vertex engines (pipeline/compat/tfx_cli_kubeflow.py: a .pth line).
 RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
+    && python -m pipeline.compat.tfx_cli_kubeflow --install \
     && python -c "import components.trainer.trainer_module, components.transform.transform_module"
 
 # One layer for the image's last three steps (hadolint DL3059):

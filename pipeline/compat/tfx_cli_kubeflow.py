@@ -1,0 +1,83 @@
+"""Makes TFX's CLI use this project's handler for ``--engine kubeflow`` and ``vertex``.
+
+Why (see pipeline/compat/__init__.py): TFX 1.16's
+``tfx/tools/cli/handler/kubeflow_handler.py`` imports the deleted v1 runner and speaks
+the KFP v1 client, and ``handler_factory.py`` imports its handlers by fixed module names.
+This meta-path finder answers those two module names with breastdx_cli/tfx_handler.py,
+which defines ``KubeflowHandler`` and ``VertexHandler`` on TFX's ``base_handler``.
+
+Who calls it: a ``.pth`` file (:func:`install_pth`, run by `make venv` and
+deploy/pipeline.Dockerfile) runs :func:`install` in every Python process of the
+environment. :func:`install` only puts the finder on ``sys.meta_path``: it imports no
+TFX, and nothing happens until TFX's CLI imports a handler. The ``.pth`` line does
+nothing where this module is absent (another checkout sharing the environment).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from typing import Optional
+
+PTH_NAME = "breastdx_tfx_cli_kubeflow.pth"
+HANDLER_MODULE = "breastdx_cli.tfx_handler"
+# TFX's module names and the project's module that answers them (it is named, not
+# imported, here: the handler sits in the console layer, above this package).
+REPLACED = {
+    "tfx.tools.cli.handler.kubeflow_handler": HANDLER_MODULE,
+    "tfx.tools.cli.handler.vertex_handler": HANDLER_MODULE,
+}
+
+
+class _AliasLoader(importlib.abc.Loader):
+    """Makes the replaced name refer to the project's handler module."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def create_module(self, spec):
+        return importlib.import_module(self.target)
+
+    def exec_module(self, module):  # the target module ran when it was imported
+        pass
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        replacement = REPLACED.get(fullname)
+        if replacement is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(replacement))
+
+
+def install() -> None:
+    """Puts the finder first on ``sys.meta_path`` (once); imports nothing."""
+    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
+
+
+def pth_line() -> str:
+    # One line, as site.py runs it: a no-op where this checkout is not importable.
+    return ("import sys; exec('try:\\n import pipeline.compat.tfx_cli_kubeflow as m; m.install()\\n"
+            "except ImportError:\\n pass')\n")
+
+
+def install_pth(site_dir: Optional[str] = None) -> str:
+    """Writes the ``.pth`` file into ``site_dir`` (default: the environment's
+    site-packages). Returns its path."""
+    import site
+
+    site_dir = site_dir or site.getsitepackages()[0]
+    path = os.path.join(site_dir, PTH_NAME)
+    with open(path, "w") as handle:
+        handle.write(pth_line())
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--install"]:
+        print("usage: python -m pipeline.compat.tfx_cli_kubeflow --install", file=sys.stderr)
+        sys.exit(2)
+    print(install_pth())
