@@ -178,6 +178,10 @@ def _load_spec(package: str) -> Dict[str, Any]:
     return document
 
 
+def _raise(err: Exception):
+    raise err
+
+
 class KfpEngine:
     """Kubeflow Pipelines 2 through kfp 2.5's client (REST v2beta1)."""
 
@@ -249,9 +253,23 @@ class KfpEngine:
             pipeline_id = uploaded.pipeline_id
             # Runs of a pipeline are grouped in an experiment of its name (the tfx CLI's rule).
             self._call("the experiment", self.client.create_experiment, self.cluster.experiment or name)
-        version = self._call(f"pipeline {name!r}", self.client.upload_pipeline_version, package,
-                             cluster_configs.version_name(name), pipeline_id=pipeline_id)
+        version = self._upload_version(name, package, pipeline_id)
         return Uploaded(pipeline_id, version.pipeline_version_id, version.display_name)
+
+    def _upload_version(self, name: str, package: str, pipeline_id: str):
+        """A version named ``<pipeline>_<UTC timestamp>``; KFP refuses a name twice (409),
+        so a second upload within the same second gets ``-2``, ``-3``…"""
+        import kfp_server_api
+
+        base = cluster_configs.version_name(name)
+        for attempt in range(1, 10):
+            version_name = base if attempt == 1 else f"{base}-{attempt}"
+            try:
+                return self.client.upload_pipeline_version(package, version_name, pipeline_id=pipeline_id)
+            except kfp_server_api.ApiException as err:
+                if err.status != 409:
+                    return self._call(f"pipeline {name!r}", _raise, err)
+        raise EngineError(f"pipeline {name!r}: versions {base} to {base}-9 exist already")
 
     def list_pipelines(self) -> List[List[str]]:
         response = self._call("the pipelines", self.client.list_pipelines, page_size=PAGE_SIZE)

@@ -1,5 +1,5 @@
 """`breastdx pipeline|run` sign in to a KFP API (breastdx_cli/kfp_auth.py), against the fake
-KFP 2 server of tests/test_kfp_cli.py made to refuse requests without the right
+KFP 2 API stand-in (tests/kfp_standin.py) made to refuse requests without the right
 ``Authorization`` header.
 
 IAP: the real google-auth path mints the ID token -- a service-account key file (made
@@ -25,19 +25,6 @@ CLIENT_ID = "123456789012-abcdefghijklmnop.apps.googleusercontent.com"
 SA_EMAIL = "breastdx-ci@example-project.iam.gserviceaccount.com"
 
 
-class GuardedKfp(FakeKfp):
-    """The fake KFP API behind a proxy that wants ``Authorization: Bearer <expected>``."""
-
-    def __init__(self, expected: str):
-        super().__init__()
-        self.expected = expected
-
-    def route(self, method, path, query, record):
-        if record["authorization"] != f"Bearer {self.expected}":
-            return 401, {"error": "missing or wrong bearer token"}
-        return super().route(method, path, query, record)
-
-
 def serve(handler_class):
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -48,9 +35,9 @@ def serve(handler_class):
 def guarded():
     servers = []
 
-    def make(expected: str) -> GuardedKfp:
-        fake = GuardedKfp(expected)
-        server, fake.endpoint = serve(fake.handler())
+    def make(expected: str) -> FakeKfp:
+        fake = FakeKfp(token=expected)  # behind a proxy that wants Authorization: Bearer <expected>
+        server, fake.endpoint = fake.serve()
         servers.append(server)
         return fake
     yield make

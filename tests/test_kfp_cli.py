@@ -1,5 +1,6 @@
-"""`breastdx pipeline …` / `breastdx run …` (breastdx_cli/kfp.py) against a local server
-that speaks the KFP 2 REST API (v2beta1) as far as kfp.Client uses it.
+"""`breastdx pipeline …` / `breastdx run …` (breastdx_cli/kfp.py) against the stand-in of
+the KFP 2 REST API (v2beta1) in tests/kfp_standin.py (its routes and bodies read from
+kfp_server_api; the tfx CLI's own commands: tests/test_tfx_cli_kubeflow.py).
 
 The real kfp.Client talks to it over HTTP; the tests assert what the client sent
 (multipart uploads, version names, run bodies) and what a person sees on bad input.
@@ -7,162 +8,32 @@ The real kfp.Client talks to it over HTTP; the tests assert what the client sent
 from __future__ import annotations
 
 import argparse
-import cgi
-import io
 import json
 import re
 import socket
-import threading
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
 
-from breastdx_core import cluster_configs
+import kfp_standin
 from breastdx_cli import kfp as kfp_cli
-
-API = "/apis/v2beta1"
-SPEC = {"pipelineInfo": {"name": "breastdx-idc"}, "root": {"dag": {"tasks": {}}}, "schemaVersion": "2.0.0",
+from breastdx_core import cluster_configs
+from kfp_standin import API
+SPEC = {"pipelineInfo": {"name": "breastdx-idc"}, "schemaVersion": "2.0.0",
+        "root": {"dag": {"tasks": {}}, "inputDefinitions": {"parameters": {
+            "tree_fingerprint": {"parameterType": "STRING", "defaultValue": ""}}}},
         "sdkVersion": "tfx-1.16.0", "components": {}, "deploymentSpec": {"executors": {}}}
 
 
-class FakeKfp:
-    """State and request log of the fake KFP API server."""
-
-    def __init__(self) -> None:
-        self.pipelines: Dict[str, Dict[str, Any]] = {}
-        self.versions: Dict[str, List[Dict[str, Any]]] = {}
-        self.experiments: Dict[str, Dict[str, Any]] = {}
-        self.runs: Dict[str, Dict[str, Any]] = {}
-        self.requests: List[Dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def handler(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest's output clean
-                pass
-
-            def _reply(self, status: int, body: Dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                record = {"method": method, "path": url.path, "query": query,
-                          "authorization": self.headers.get("Authorization")}
-                ctype = self.headers.get("Content-Type", "")
-                if ctype.startswith("multipart/form-data"):
-                    form = cgi.FieldStorage(fp=io.BytesIO(raw), environ={"REQUEST_METHOD": "POST"},
-                                            headers={"content-type": ctype, "content-length": str(length)})
-                    record["file_name"] = form["uploadfile"].filename
-                    record["file"] = form["uploadfile"].value.decode()
-                elif raw:
-                    record["json"] = json.loads(raw)
-                with fake.lock:
-                    fake.requests.append(record)
-                    status, body = fake.route(method, url.path, query, record)
-                self._reply(status, body)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_DELETE(self):
-                self._handle("DELETE")
-
-        return Handler
-
-    @staticmethod
-    def _name_filter(query: Dict[str, str]):
-        if "filter" not in query:
-            return None
-        return json.loads(query["filter"])["predicates"][0]["stringValue"]
-
-    def route(self, method: str, path: str, query: Dict[str, str], record: Dict[str, Any]):
-        now = "2021-05-08T02:00:39Z"
-        if path == f"{API}/healthz":
-            return 200, {"multi_user": False}
-        if path == f"{API}/pipelines" and method == "GET":
-            name = self._name_filter(query)
-            items = [p for p in self.pipelines.values() if name is None or p["display_name"] == name]
-            return 200, ({"pipelines": items, "total_size": len(items)} if items else {})
-        if path == f"{API}/pipelines/upload":
-            pid = str(uuid.uuid4())
-            self.pipelines[pid] = {"pipeline_id": pid, "display_name": query["name"], "created_at": now}
-            self.versions[pid] = [{"pipeline_id": pid, "pipeline_version_id": str(uuid.uuid4()),
-                                   "display_name": query["name"], "created_at": now}]
-            return 200, self.pipelines[pid]
-        if path == f"{API}/pipelines/upload_version":
-            pid = query["pipelineid"]
-            if pid not in self.pipelines:
-                return 404, {"error_message": f"pipeline {pid} not found", "code": 5}
-            version = {"pipeline_id": pid, "pipeline_version_id": str(uuid.uuid4()), "display_name": query["name"],
-                       "created_at": now}
-            self.versions[pid].insert(0, version)  # newest first, as sort_by "created_at desc"
-            return 200, version
-        match = re.fullmatch(f"{API}/pipelines/([^/]+)/versions(?:/([^/]+))?", path)
-        if match:
-            pid, vid = match.groups()
-            if method == "DELETE":
-                self.versions[pid] = [v for v in self.versions[pid] if v["pipeline_version_id"] != vid]
-                return 200, {}
-            items = self.versions.get(pid, [])[:int(query.get("page_size", 10))]
-            return 200, ({"pipeline_versions": items, "total_size": len(items)} if items else {})
-        match = re.fullmatch(f"{API}/pipelines/([^/]+)", path)
-        if match and method == "DELETE":
-            if self.versions.get(match.group(1)):
-                return 400, {"error_message": "pipeline has versions", "code": 9}
-            self.pipelines.pop(match.group(1))
-            return 200, {}
-        if path == f"{API}/experiments" and method == "GET":
-            name = self._name_filter(query)
-            items = [e for e in self.experiments.values() if e["display_name"] == name]
-            return 200, ({"experiments": items} if items else {})
-        if path == f"{API}/experiments" and method == "POST":
-            eid = str(uuid.uuid4())
-            self.experiments[eid] = {"experiment_id": eid, "display_name": record["json"]["display_name"]}
-            return 200, self.experiments[eid]
-        if path == f"{API}/runs" and method == "POST":
-            rid = str(uuid.uuid4())
-            self.runs[rid] = dict(record["json"], run_id=rid, state="PENDING", created_at=now, gets=0)
-            return 200, {k: v for k, v in self.runs[rid].items() if k != "gets"}
-        if path == f"{API}/runs" and method == "GET":
-            return 200, {"runs": [{k: v for k, v in r.items() if k != "gets"} for r in self.runs.values()],
-                         "total_size": len(self.runs)}
-        match = re.fullmatch(f"{API}/runs/([^/]+)", path)
-        if match:
-            run = self.runs.get(match.group(1))
-            if run is None:
-                return 404, {"error_message": "run not found", "code": 5}
-            run["gets"] += 1
-            if run["gets"] > 1:
-                run["state"] = "SUCCEEDED"  # a run that finishes while it is being waited for
-            return 200, {k: v for k, v in run.items() if k != "gets"}
-        return 404, {"error_message": f"fake KFP: no route for {method} {path}", "code": 5}
+FakeKfp = kfp_standin.KfpStandIn  # the KFP 2 API, checked against kfp_server_api's definition
 
 
 @pytest.fixture()
 def kfp_server():
-    fake = FakeKfp()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    fake.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    fake, server = kfp_standin.start()
     yield fake
+    assert fake.invalid == []  # every request fitted KFP's API definition
     server.shutdown()
     server.server_close()
 
@@ -206,10 +77,13 @@ def test_create_update_run_wait(kfp_server, package, capsys):
 
     assert cli(["pipeline", "update", *common]) == 0
     versions = uploads(kfp_server, "upload_version")
-    assert len(versions) == 2  # create's dated version, then update's
     pipeline_id = next(iter(kfp_server.pipelines))
+    # create's dated version, then update's (KFP's own first version is named like the pipeline);
+    # within one second the second name gets "-2" (KFP refuses a version name twice: 409)
+    dated = [v["display_name"] for v in kfp_server.versions[pipeline_id] if v["display_name"] != "breastdx-idc"]
+    assert len(dated) == 2 and len(set(dated)) == 2
     assert all(v["query"]["pipelineid"] == pipeline_id for v in versions)
-    assert all(re.fullmatch(r"breastdx-idc_\d{14}", v["query"]["name"]) for v in versions)
+    assert all(re.fullmatch(r"breastdx-idc_\d{14}(-\d)?", v["query"]["name"]) for v in versions)
     newest = kfp_server.versions[pipeline_id][0]["pipeline_version_id"]
 
     capsys.readouterr()
