@@ -179,8 +179,9 @@ class KubeflowHandler(_Handler):
         engine.client  # pylint: disable=pointless-statement  (reach and sign in before the compile)
         compiled = self._compile(prepare_dir=self._prepare_dir)
         uploaded = engine.upload(compiled["name"], compiled["package"], update=update)
-        click.echo(f"Pipeline \"{compiled['name']}\" {'updated' if update else 'created'} successfully "
-                   f"(id {uploaded.pipeline_id}, version {uploaded.version_name}).")
+        click.echo(f"Pipeline \"{compiled['name']}\" {'updated' if update else 'created'} successfully.")
+        click.echo(f"Pipeline id {uploaded.pipeline_id}, version {uploaded.version_name} "
+                   f"(id {uploaded.version_id}).")
         click.echo(f"Please access the pipeline detail page at {engine.link('pipelines', uploaded.pipeline_id)}")
 
     @_one_line
@@ -219,8 +220,8 @@ class VertexHandler(_Handler):
     @_one_line
     def create_pipeline(self, update: bool = False) -> None:
         compiled = self._compile(prepare_dir=self._prepare_dir_for(update))
-        click.echo(f"Pipeline \"{compiled['name']}\" {'updated' if update else 'created'} successfully "
-                   f"({compiled['package']}).")
+        click.echo(f"Pipeline \"{compiled['name']}\" {'updated' if update else 'created'} successfully.")
+        click.echo(f"Pipeline package path: {compiled['package']}")
 
     @_one_line
     def list_pipelines(self) -> None:
