@@ -204,20 +204,12 @@ def _run_runner(runner, pipeline: tfx.dsl.Pipeline) -> str:
 
     `tfx pipeline create|update` patches the runner to write where the CLI keeps its
     packages (~/tfx/<engine>/<pipeline>/pipeline.json, set on the runner's attributes
-    inside run(), as TFX's own CLI patcher does), so the path is read after run(); the
-    package `breastdx pipeline compile` wrote stays where it is. A failed compile leaves
-    no stale package at the path it was to replace.
+    inside run(), as TFX's own CLI patcher does), so the path is read after run(). Nothing
+    is deleted beforehand: the package `breastdx pipeline compile` wrote stays where it
+    is whatever the CLI does (the runner overwrites its own file).
     """
-    def written() -> str:
-        return os.path.join(runner._output_dir, runner._output_filename)  # pylint: disable=protected-access
-
-    try:
-        runner.run(pipeline)
-    except BaseException:
-        if os.path.exists(written()):
-            os.remove(written())
-        raise
-    return written()
+    runner.run(pipeline)
+    return os.path.join(runner._output_dir, runner._output_filename)  # pylint: disable=protected-access
 
 
 def cluster_pipeline_config(cluster: cluster_configs.ClusterConfig,

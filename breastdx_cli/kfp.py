@@ -145,14 +145,17 @@ def add_parsers(subparsers: Any) -> None:
         p.add_argument("run_id", help="KFP run id, or the Vertex PipelineJob resource name")
         p.set_defaults(func=run_action, action=action)
 
-    recurring = subparsers.add_parser("recurring", help="recurring (scheduled) runs on Kubeflow / Vertex AI",
+    recurring = subparsers.add_parser("recurring",
+                                      help="recurring (scheduled) runs on Kubeflow / Vertex AI",
                                       formatter_class=fmt)
     recurring_verbs = recurring.add_subparsers(dest="recurring_verb", metavar="VERB", required=True)
-    p = recurring_verbs.add_parser("create", help="run the pipeline on a cron schedule", formatter_class=fmt)
+    p = recurring_verbs.add_parser("create", help="run the pipeline on a cron schedule",
+                                   formatter_class=fmt)
     _common(p)
     _run_flags(p)
     p.add_argument("--cron", required=True,
-                   help="KFP: 6 fields with seconds ('0 0 3 * * *'); Vertex: 5 fields ('0 3 * * *')")
+                   help="KFP: 6 fields with seconds ('0 0 3 * * *'); "
+                        "Vertex: 5 fields ('0 3 * * *')")
     p.add_argument("--max-concurrency", type=int, default=1, help="runs of the schedule at once")
     p.set_defaults(func=recurring_create)
     p = recurring_verbs.add_parser("list", help="list recurring runs", formatter_class=fmt)
@@ -160,16 +163,18 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=recurring_list)
     for action in ("enable", "disable", "delete"):
-        p = recurring_verbs.add_parser(action, help=f"{action} a recurring run", formatter_class=fmt)
+        p = recurring_verbs.add_parser(action, help=f"{action} a recurring run",
+                                       formatter_class=fmt)
         _common(p)
-        p.add_argument("recurring_id", help="KFP recurring run id, or the Vertex schedule resource name")
+        p.add_argument("recurring_id",
+                       help="KFP recurring run id, or the Vertex schedule resource name")
         p.set_defaults(func=recurring_action, action=action)
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gcs-root", dest="gcs_root", default=None,
-                        help="gs://BUCKET/PREFIX; the run's pipeline root is <root>/pipelines/<pipeline> "
-                             "(unset: the package's default root)")
+                        help="gs://BUCKET/PREFIX; the run's pipeline root is "
+                             "<root>/pipelines/<pipeline> (unset: the package's default root)")
     parser.add_argument("--package", dest="package_path", default=None,
                         help="vertex: the compiled package to submit")
     parser.add_argument("--experiment", default=None,
@@ -184,9 +189,9 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     cache.add_argument("--no-cache", dest="caching", action="store_const", const=False,
                        help="run every step again")
     parser.add_argument("--tree-fingerprint", default="auto",
-                        help="the tree_fingerprint run parameter (ImageExampleGen's cache key on KFP): auto = "
-                             "a digest of every file under the image root, computed here; none = leave it "
-                             "empty (the compiled default)")
+                        help="the tree_fingerprint run parameter (ImageExampleGen's cache key "
+                             "on KFP): auto = a digest of every file under the image root, "
+                             "computed here; none = leave it empty (the compiled default)")
 
 
 # --- settings -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ labels and network). A user's mistake ends the command with ``error: <one line>`
 exit status 2 (click would print a traceback for any exception, so every verb here turns
 `BreastdxError` into that line).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,7 +69,8 @@ class _Handler(base_handler.BaseHandler):
             kfp_auth="iap" if iap_client_id else None,
             kfp_iap_client_id=iap_client_id,
             vertex_project=flags.get(labels.GCP_PROJECT_ID) or None,
-            vertex_region=flags.get(labels.GCP_REGION) or None)
+            vertex_region=flags.get(labels.GCP_REGION) or None,
+        )
 
     def engine(self):
         engine = engines.engine_for(self.cluster())
@@ -82,8 +84,10 @@ class _Handler(base_handler.BaseHandler):
         given = os.environ.get("BREASTDX_ENGINE")
         if given and given != self.engine_name:
             raise engines.EngineError(
-                f"BREASTDX_ENGINE={given} contradicts --engine {self.flags_dict[labels.ENGINE_FLAG]}: "
-                "unset BREASTDX_ENGINE or pass the matching --engine")
+                f"BREASTDX_ENGINE={given} contradicts "
+                f"--engine {self.flags_dict[labels.ENGINE_FLAG]}: "
+                "unset BREASTDX_ENGINE or pass the matching --engine"
+            )
         os.environ["BREASTDX_ENGINE"] = self.engine_name
         try:
             yield
@@ -95,7 +99,9 @@ class _Handler(base_handler.BaseHandler):
         return os.path.join(self._handler_home_dir, pipeline_name)
 
     def _package(self, pipeline_name: str) -> str:
-        return os.path.join(self._pipeline_dir(pipeline_name), kubeflow_v2_dag_runner_patcher.OUTPUT_FILENAME)
+        return os.path.join(
+            self._pipeline_dir(pipeline_name), kubeflow_v2_dag_runner_patcher.OUTPUT_FILENAME
+        )
 
     def _compile(self, prepare_dir) -> Dict[str, Any]:
         build_image_fn = None
@@ -103,13 +109,19 @@ class _Handler(base_handler.BaseHandler):
             from tfx.tools.cli.container_builder import builder
 
             def build_image_fn(image: str) -> str:
-                return builder.build(target_image=image, base_image=self.flags_dict.get(labels.BASE_IMAGE))
+                return builder.build(
+                    target_image=image, base_image=self.flags_dict.get(labels.BASE_IMAGE)
+                )
 
         patcher = kubeflow_v2_dag_runner_patcher.KubeflowV2DagRunnerPatcher(
-            call_real_run=True, build_image_fn=build_image_fn, prepare_dir_fn=prepare_dir)
+            call_real_run=True, build_image_fn=build_image_fn, prepare_dir_fn=prepare_dir
+        )
         with self._compile_env():
             context = self.execute_dsl(patcher)
-        return {"name": context[patcher.PIPELINE_NAME], "package": context[patcher.OUTPUT_FILE_PATH]}
+        return {
+            "name": context[patcher.PIPELINE_NAME],
+            "package": context[patcher.OUTPUT_FILE_PATH],
+        }
 
     def _prepare_dir(self, pipeline_name: str) -> str:
         """The folder the CLI keeps the pipeline's package in, emptied."""
@@ -121,8 +133,12 @@ class _Handler(base_handler.BaseHandler):
     def _run_options(self, pipeline_name: str) -> engines.RunOptions:
         cluster = self.cluster()
         root = f"{cluster.gcs_root}/pipelines/{pipeline_name}" if cluster.gcs_root else ""
-        return engines.RunOptions(parameters=dict(self.flags_dict.get(labels.RUNTIME_PARAMETER) or {}),
-                                  pipeline_root=root, package=self._package(pipeline_name), flag_style="tfx")
+        return engines.RunOptions(
+            parameters=dict(self.flags_dict.get(labels.RUNTIME_PARAMETER) or {}),
+            pipeline_root=root,
+            package=self._package(pipeline_name),
+            flag_style="tfx",
+        )
 
     def _print_runs(self, pipeline_name: str, runs: List[engines.Run]) -> None:
         if not runs:
@@ -179,10 +195,17 @@ class KubeflowHandler(_Handler):
         engine.client  # pylint: disable=pointless-statement  (reach and sign in before the compile)
         compiled = self._compile(prepare_dir=self._prepare_dir)
         uploaded = engine.upload(compiled["name"], compiled["package"], update=update)
-        click.echo(f"Pipeline \"{compiled['name']}\" {'updated' if update else 'created'} successfully.")
-        click.echo(f"Pipeline id {uploaded.pipeline_id}, version {uploaded.version_name} "
-                   f"(id {uploaded.version_id}).")
-        click.echo(f"Please access the pipeline detail page at {engine.link('pipelines', uploaded.pipeline_id)}")
+        click.echo(
+            f'Pipeline "{compiled["name"]}" {"updated" if update else "created"} successfully.'
+        )
+        click.echo(
+            f"Pipeline id {uploaded.pipeline_id}, version {uploaded.version_name} "
+            f"(id {uploaded.version_id})."
+        )
+        click.echo(
+            "Please access the pipeline detail page at "
+            + engine.link("pipelines", uploaded.pipeline_id)
+        )
 
     @_one_line
     def list_pipelines(self) -> None:
@@ -208,11 +231,15 @@ class VertexHandler(_Handler):
         def prepare(pipeline_name: str) -> str:
             exists = os.path.exists(self._pipeline_dir(pipeline_name))
             if update and not exists:
-                raise engines.EngineError(f"pipeline {pipeline_name!r} does not exist here: "
-                                          "create it with `tfx pipeline create --engine vertex`")
+                raise engines.EngineError(
+                    f"pipeline {pipeline_name!r} does not exist here: "
+                    "create it with `tfx pipeline create --engine vertex`"
+                )
             if exists and not update:
-                raise engines.EngineError(f"pipeline {pipeline_name!r} exists already: use "
-                                          "`tfx pipeline update --engine vertex`")
+                raise engines.EngineError(
+                    f"pipeline {pipeline_name!r} exists already: use "
+                    "`tfx pipeline update --engine vertex`"
+                )
             return self._prepare_dir(pipeline_name)
 
         return prepare
@@ -220,18 +247,26 @@ class VertexHandler(_Handler):
     @_one_line
     def create_pipeline(self, update: bool = False) -> None:
         compiled = self._compile(prepare_dir=self._prepare_dir_for(update))
-        click.echo(f"Pipeline \"{compiled['name']}\" {'updated' if update else 'created'} successfully.")
+        click.echo(
+            f'Pipeline "{compiled["name"]}" {"updated" if update else "created"} successfully.'
+        )
         click.echo(f"Pipeline package path: {compiled['package']}")
 
     @_one_line
     def list_pipelines(self) -> None:
-        names = sorted(os.listdir(self._handler_home_dir)) if os.path.isdir(self._handler_home_dir) else []
+        names = (
+            sorted(os.listdir(self._handler_home_dir))
+            if os.path.isdir(self._handler_home_dir)
+            else []
+        )
         click.echo("\n".join(names) if names else "No pipelines to display.")
 
     @_one_line
     def delete_pipeline(self) -> None:
         pipeline_name = self.flags_dict[labels.PIPELINE_NAME]
         if not os.path.isdir(self._pipeline_dir(pipeline_name)):
-            raise engines.EngineError(f"pipeline {pipeline_name!r} does not exist in {self._handler_home_dir}")
+            raise engines.EngineError(
+                f"pipeline {pipeline_name!r} does not exist in {self._handler_home_dir}"
+            )
         shutil.rmtree(self._pipeline_dir(pipeline_name))
         click.echo(f"Pipeline {pipeline_name} deleted successfully.")

@@ -17,6 +17,7 @@ a request without the expected bearer token (401, as IAP or a multi-user proxy a
 Every answer is checked against its response model too, so the stand-in cannot drift
 from what kfp's client parses.
 """
+
 from __future__ import annotations
 
 import cgi
@@ -39,8 +40,14 @@ from kfp_server_api import models as kfp_models
 API = "/apis/v2beta1"
 # gRPC status codes KFP answers with, and their HTTP status (grpc-gateway's mapping).
 NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT, FAILED_PRECONDITION, UNAUTHENTICATED = 5, 6, 3, 9, 16
-HTTP_STATUS = {NOT_FOUND: 404, ALREADY_EXISTS: 409, INVALID_ARGUMENT: 400, FAILED_PRECONDITION: 400,
-               UNAUTHENTICATED: 401, 12: 501}
+HTTP_STATUS = {
+    NOT_FOUND: 404,
+    ALREADY_EXISTS: 409,
+    INVALID_ARGUMENT: 400,
+    FAILED_PRECONDITION: 400,
+    UNAUTHENTICATED: 401,
+    12: 501,
+}
 
 
 # --- the definition, from kfp_server_api ---------------------------------------------------
@@ -58,16 +65,41 @@ class _Recorder:
     def select_header_content_type(self, content_types):
         return content_types[0] if content_types else None
 
-    def call_api(self, resource_path, method, path_params=None, query_params=None, header_params=None,
-                 body=None, post_params=None, files=None, response_type=None, **kwargs):
+    def call_api(
+        self,
+        resource_path,
+        method,
+        path_params=None,
+        query_params=None,
+        header_params=None,
+        body=None,
+        post_params=None,
+        files=None,
+        response_type=None,
+        **kwargs,
+    ):
         self.calls.append({"path": resource_path, "method": method, "response_type": response_type})
 
 
 class Operation:
-    def __init__(self, service: str, name: str, path: str, method: str, response_type: Optional[str],
-                 query: List[str], body_type: Optional[str], files: List[str]):
+    def __init__(
+        self,
+        service: str,
+        name: str,
+        path: str,
+        method: str,
+        response_type: Optional[str],
+        query: List[str],
+        body_type: Optional[str],
+        files: List[str],
+    ):
         self.service, self.name, self.path, self.method = service, name, path, method
-        self.response_type, self.query, self.body_type, self.files = response_type, query, body_type, files
+        self.response_type, self.query, self.body_type, self.files = (
+            response_type,
+            query,
+            body_type,
+            files,
+        )
         pattern = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/:]+)", re.escape(path))
         self.regex = re.compile(pattern + "$")
         self.placeholders = path.count("{")
@@ -86,16 +118,27 @@ def api_definition() -> List[Operation]:
             if not name.endswith("_with_http_info"):
                 continue
             recorder = _Recorder()
-            required = [p.name for p in inspect.signature(function).parameters.values()
-                        if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+            required = [
+                p.name
+                for p in inspect.signature(function).parameters.values()
+                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
+            ]
             function(service(api_client=recorder), *(f"{{{p}}}" for p in required))
             [call] = recorder.calls
             source = inspect.getsource(function)
             body = re.search(r":type body: (\w+)", source)
-            operations.append(Operation(
-                service_name, name[:-len("_with_http_info")], call["path"], call["method"], call["response_type"],
-                re.findall(r"query_params\.append\(\('(\w+)'", source), body.group(1) if body else None,
-                re.findall(r"local_var_files\['(\w+)'\]", source)))
+            operations.append(
+                Operation(
+                    service_name,
+                    name[: -len("_with_http_info")],
+                    call["path"],
+                    call["method"],
+                    call["response_type"],
+                    re.findall(r"query_params\.append\(\('(\w+)'", source),
+                    body.group(1) if body else None,
+                    re.findall(r"local_var_files\['(\w+)'\]", source),
+                )
+            )
     return operations
 
 
@@ -120,10 +163,19 @@ def check_value(value: Any, type_name: str, where: str) -> None:
         for key, item in value.items():
             check_value(item, inner, f"{where}.{key}")
         return
-    natives = {"str": str, "int": (int, str), "bool": bool, "float": (int, float), "datetime": str,
-               "date": str, "object": (dict, list, str, int, float, bool)}
+    natives = {
+        "str": str,
+        "int": (int, str),
+        "bool": bool,
+        "float": (int, float),
+        "datetime": str,
+        "date": str,
+        "object": (dict, list, str, int, float, bool),
+    }
     if type_name in natives:
-        if not isinstance(value, natives[type_name]) or (type_name == "int" and isinstance(value, bool)):
+        if not isinstance(value, natives[type_name]) or (
+            type_name == "int" and isinstance(value, bool)
+        ):
             raise Invalid(f"{where}: expected {type_name}, got {type(value).__name__}")
         return
     model = getattr(kfp_models, type_name)
@@ -190,18 +242,29 @@ class KfpStandIn:
     def handle(self, method: str, raw_path: str, headers, raw: bytes) -> Tuple[int, Dict[str, Any]]:
         url = urlparse(raw_path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        record: Dict[str, Any] = {"method": method, "path": url.path, "query": query,
-                                  "authorization": headers.get("Authorization")}
+        record: Dict[str, Any] = {
+            "method": method,
+            "path": url.path,
+            "query": query,
+            "authorization": headers.get("Authorization"),
+        }
         with self.lock:
             self.requests.append(record)
             if self.token is not None and record["authorization"] != f"Bearer {self.token}":
-                return 401, {"code": UNAUTHENTICATED, "message": "missing or invalid bearer token", "details": []}
+                return 401, {
+                    "code": UNAUTHENTICATED,
+                    "message": "missing or invalid bearer token",
+                    "details": [],
+                }
             operation, params, path_known = self.match(method, url.path)
             if operation is None:
                 status = 405 if path_known else 404
                 self.invalid.append(f"{method} {url.path}: {status}")
-                return status, {"code": 12 if path_known else NOT_FOUND,
-                                "message": "Method Not Allowed" if path_known else "Not Found", "details": []}
+                return status, {
+                    "code": 12 if path_known else NOT_FOUND,
+                    "message": "Method Not Allowed" if path_known else "Not Found",
+                    "details": [],
+                }
             record["operation"] = operation.id
             try:
                 unknown = sorted(set(query) - set(operation.query))
@@ -210,7 +273,9 @@ class KfpStandIn:
                 body = self._body(operation, headers, raw, record)
                 answer = getattr(self, "op_" + operation.name, None)
                 if answer is None:
-                    raise ApiError(12, f"stand-in: {operation.id} is in KFP's API but not served here")
+                    raise ApiError(
+                        12, f"stand-in: {operation.id} is in KFP's API but not served here"
+                    )
                 result = answer(params=params, query=query, body=body, record=record)
                 if operation.response_type:
                     check_value(result, operation.response_type, f"answer of {operation.id}")
@@ -226,8 +291,11 @@ class KfpStandIn:
         if operation.files:
             if not ctype.startswith("multipart/form-data"):
                 raise Invalid(f"{operation.id} takes multipart/form-data, got {ctype!r}")
-            form = cgi.FieldStorage(fp=io.BytesIO(raw), environ={"REQUEST_METHOD": "POST"},
-                                    headers={"content-type": ctype, "content-length": str(len(raw))})
+            form = cgi.FieldStorage(
+                fp=io.BytesIO(raw),
+                environ={"REQUEST_METHOD": "POST"},
+                headers={"content-type": ctype, "content-length": str(len(raw))},
+            )
             missing = [name for name in operation.files if name not in form]
             if missing:
                 raise Invalid(f"{operation.id}: no form file {missing[0]!r}")
@@ -257,8 +325,12 @@ class KfpStandIn:
 
             def _any(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                status, body = standin.handle(self.command, self.path, self.headers,
-                                              self.rfile.read(length) if length else b"")
+                status, body = standin.handle(
+                    self.command,
+                    self.path,
+                    self.headers,
+                    self.rfile.read(length) if length else b"",
+                )
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -269,7 +341,9 @@ class KfpStandIn:
             do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _any
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         return server, self.endpoint
 
@@ -286,7 +360,7 @@ class KfpStandIn:
     def _page(items: List[Dict[str, Any]], query: Dict[str, str], field: str) -> Dict[str, Any]:
         start = int(query.get("page_token") or 0)
         size = int(query.get("page_size") or 20)
-        page = items[start:start + size]
+        page = items[start : start + size]
         answer: Dict[str, Any] = {field: page, "total_size": len(items)} if page else {}
         if start + size < len(items):
             answer["next_page_token"] = str(start + size)
@@ -314,9 +388,16 @@ class KfpStandIn:
 
     def _version(self, pipeline_id: str, name: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         if any(v["display_name"] == name for v in self.versions[pipeline_id]):
-            raise ApiError(ALREADY_EXISTS, f"Failed to create a pipeline version: name {name} exists")
-        version = {"pipeline_id": pipeline_id, "pipeline_version_id": str(uuid.uuid4()), "display_name": name,
-                   "created_at": _now(), "pipeline_spec": spec}
+            raise ApiError(
+                ALREADY_EXISTS, f"Failed to create a pipeline version: name {name} exists"
+            )
+        version = {
+            "pipeline_id": pipeline_id,
+            "pipeline_version_id": str(uuid.uuid4()),
+            "display_name": name,
+            "created_at": _now(),
+            "pipeline_spec": spec,
+        }
         self.versions[pipeline_id].insert(0, version)
         return version
 
@@ -329,11 +410,17 @@ class KfpStandIn:
         if not name:
             raise ApiError(INVALID_ARGUMENT, "Failed to upload a pipeline: name is empty")
         if any(p["display_name"] == name for p in self.pipelines.values()):
-            raise ApiError(ALREADY_EXISTS, f"Failed to create a pipeline: pipeline {name} already exists")
+            raise ApiError(
+                ALREADY_EXISTS, f"Failed to create a pipeline: pipeline {name} already exists"
+            )
         spec = self._spec(body)
         pid = str(uuid.uuid4())
-        self.pipelines[pid] = {"pipeline_id": pid, "display_name": name, "created_at": _now(),
-                               "description": query.get("description", "")}
+        self.pipelines[pid] = {
+            "pipeline_id": pid,
+            "display_name": name,
+            "created_at": _now(),
+            "description": query.get("description", ""),
+        }
         self.versions[pid] = []
         self._version(pid, name, spec)  # KFP makes a first version named like the pipeline
         return self.pipelines[pid]
@@ -347,7 +434,9 @@ class KfpStandIn:
 
     def op_list_pipelines(self, query, **_):
         wanted = self._filter(query).get("display_name") or self._filter(query).get("name")
-        items = [p for p in self.pipelines.values() if wanted is None or p["display_name"] == wanted]
+        items = [
+            p for p in self.pipelines.values() if wanted is None or p["display_name"] == wanted
+        ]
         return self._page(items, query, "pipelines")
 
     def op_get_pipeline(self, params, **_):
@@ -356,14 +445,18 @@ class KfpStandIn:
     def op_delete_pipeline(self, params, **_):
         self._pipeline(params["pipeline_id"])
         if self.versions[params["pipeline_id"]]:
-            raise ApiError(FAILED_PRECONDITION, "Failed to delete a pipeline: it has pipeline versions")
+            raise ApiError(
+                FAILED_PRECONDITION, "Failed to delete a pipeline: it has pipeline versions"
+            )
         del self.pipelines[params["pipeline_id"]]
         return {}
 
     def op_list_pipeline_versions(self, params, query, **_):
         self._pipeline(params["pipeline_id"])
         items = list(self.versions[params["pipeline_id"]])
-        if query.get("sort_by", "").startswith("created_at") and not query["sort_by"].endswith("desc"):
+        if query.get("sort_by", "").startswith("created_at") and not query["sort_by"].endswith(
+            "desc"
+        ):
             items.reverse()
         return self._page(items, query, "pipeline_versions")
 
@@ -376,24 +469,34 @@ class KfpStandIn:
     def op_delete_pipeline_version(self, params, **_):
         self.op_get_pipeline_version(params=params)
         self.versions[params["pipeline_id"]] = [
-            v for v in self.versions[params["pipeline_id"]]
-            if v["pipeline_version_id"] != params["pipeline_version_id"]]
+            v
+            for v in self.versions[params["pipeline_id"]]
+            if v["pipeline_version_id"] != params["pipeline_version_id"]
+        ]
         return {}
 
     def op_create_experiment(self, body, **_):
         name = body.get("display_name")
         if not name:
-            raise ApiError(INVALID_ARGUMENT, "Failed to create an experiment: display_name is empty")
+            raise ApiError(
+                INVALID_ARGUMENT, "Failed to create an experiment: display_name is empty"
+            )
         if any(e["display_name"] == name for e in self.experiments.values()):
             raise ApiError(ALREADY_EXISTS, f"Failed to create an experiment: {name} already exists")
         eid = str(uuid.uuid4())
-        self.experiments[eid] = {"experiment_id": eid, "display_name": name, "created_at": _now(),
-                                 "storage_state": "AVAILABLE"}
+        self.experiments[eid] = {
+            "experiment_id": eid,
+            "display_name": name,
+            "created_at": _now(),
+            "storage_state": "AVAILABLE",
+        }
         return self.experiments[eid]
 
     def op_list_experiments(self, query, **_):
         wanted = self._filter(query).get("display_name") or self._filter(query).get("name")
-        items = [e for e in self.experiments.values() if wanted is None or e["display_name"] == wanted]
+        items = [
+            e for e in self.experiments.values() if wanted is None or e["display_name"] == wanted
+        ]
         return self._page(items, query, "experiments")
 
     def op_get_experiment(self, params, **_):
@@ -405,10 +508,16 @@ class KfpStandIn:
         """A run needs a version that exists, or a spec inline (KFP's oneof)."""
         reference = body.get("pipeline_version_reference")
         if reference and body.get("pipeline_spec"):
-            raise ApiError(INVALID_ARGUMENT, "a run takes a pipeline version or a pipeline spec, not both")
+            raise ApiError(
+                INVALID_ARGUMENT, "a run takes a pipeline version or a pipeline spec, not both"
+            )
         if reference:
-            self.op_get_pipeline_version(params={"pipeline_id": reference.get("pipeline_id"),
-                                                 "pipeline_version_id": reference.get("pipeline_version_id")})
+            self.op_get_pipeline_version(
+                params={
+                    "pipeline_id": reference.get("pipeline_id"),
+                    "pipeline_version_id": reference.get("pipeline_version_id"),
+                }
+            )
         elif not body.get("pipeline_spec"):
             raise ApiError(INVALID_ARGUMENT, "Failed to create a run: no pipeline version or spec")
         if not body.get("display_name"):
@@ -419,12 +528,17 @@ class KfpStandIn:
     def op_create_run(self, body, **_):
         self._source(body)
         rid = str(uuid.uuid4())
-        self.runs[rid] = dict(body, run_id=rid, state="PENDING", created_at=_now(), storage_state="AVAILABLE")
+        self.runs[rid] = dict(
+            body, run_id=rid, state="PENDING", created_at=_now(), storage_state="AVAILABLE"
+        )
         return self.runs[rid]
 
     def op_list_runs(self, query, **_):
-        items = [r for r in self.runs.values()
-                 if not query.get("experiment_id") or r.get("experiment_id") == query["experiment_id"]]
+        items = [
+            r
+            for r in self.runs.values()
+            if not query.get("experiment_id") or r.get("experiment_id") == query["experiment_id"]
+        ]
         return self._page(list(reversed(items)), query, "runs")
 
     def op_get_run(self, params, **_):
@@ -441,8 +555,10 @@ class KfpStandIn:
     def op_retry_run(self, params, **_):
         run = self._run(params["run_id"])
         if run["state"] not in ("FAILED", "CANCELED"):
-            raise ApiError(FAILED_PRECONDITION, f"Failed to retry run {params['run_id']}: it is {run['state']}, "
-                                                "not failed")
+            raise ApiError(
+                FAILED_PRECONDITION,
+                f"Failed to retry run {params['run_id']}: it is {run['state']}, not failed",
+            )
         run["state"] = "RUNNING"
         return {}
 

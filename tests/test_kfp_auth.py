@@ -18,8 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import crypt, jwt
-
-from test_kfp_cli import API, FakeKfp, cli, clean_env  # noqa: F401  (clean_env: autouse fixture)
+from test_kfp_cli import API, FakeKfp, clean_env, cli  # noqa: F401  (clean_env: autouse fixture)
 
 CLIENT_ID = "123456789012-abcdefghijklmnop.apps.googleusercontent.com"
 SA_EMAIL = "breastdx-ci@example-project.iam.gserviceaccount.com"

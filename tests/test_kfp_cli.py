@@ -13,13 +13,14 @@ import re
 import socket
 from typing import Any, Dict, List
 
+import kfp_standin
 import pytest
 import yaml
+from kfp_standin import API
 
-import kfp_standin
 from breastdx_cli import kfp as kfp_cli
 from breastdx_core import cluster_configs
-from kfp_standin import API
+
 SPEC = {"pipelineInfo": {"name": "breastdx-idc"}, "schemaVersion": "2.0.0",
         "root": {"dag": {"tasks": {}}, "inputDefinitions": {"parameters": {
             "tree_fingerprint": {"parameterType": "STRING", "defaultValue": ""}}}},
@@ -80,7 +81,8 @@ def test_create_update_run_wait(kfp_server, package, capsys):
     pipeline_id = next(iter(kfp_server.pipelines))
     # create's dated version, then update's (KFP's own first version is named like the pipeline);
     # within one second the second name gets "-2" (KFP refuses a version name twice: 409)
-    dated = [v["display_name"] for v in kfp_server.versions[pipeline_id] if v["display_name"] != "breastdx-idc"]
+    names = [v["display_name"] for v in kfp_server.versions[pipeline_id]]
+    dated = [name for name in names if name != "breastdx-idc"]
     assert len(dated) == 2 and len(set(dated)) == 2
     assert all(v["query"]["pipelineid"] == pipeline_id for v in versions)
     assert all(re.fullmatch(r"breastdx-idc_\d{14}(-\d)?", v["query"]["name"]) for v in versions)

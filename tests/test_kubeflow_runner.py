@@ -173,39 +173,3 @@ def test_trainer_fits_the_gpu_node_and_every_step_has_resources(compiled, engine
     bare = [name for name, ex in executors.items() if "container" in ex and not
             {"cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest"} <= set(ex["container"].get("resources", {}))]
     assert bare == []
-
-
-
-def test_tfx_cli_creates_the_vertex_pipeline_with_a_throwaway_home(tmp_path):
-    """The real tfx CLI, as its users run it: `tfx pipeline create --engine vertex
-    --pipeline_path kubeflow_runner.py` with an empty HOME and no BREASTDX_ENGINE; it
-    compiles into its own folder, for Vertex's accelerator, and leaves the package
-    `breastdx pipeline compile` wrote alone."""
-    import subprocess
-    import sys
-
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    bin_dir = os.path.dirname(sys.executable)
-    ours = tmp_path / "build" / "breastdx-idc.json"
-    ours.parent.mkdir()
-    ours.write_text('{"displayName": "written by breastdx pipeline compile"}')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BREASTDX_")}
-    env.update(HOME=str(tmp_path), PATH=bin_dir + os.pathsep + env.get("PATH", ""), BREASTDX_PACKAGE_PATH=str(ours),
-               BREASTDX_IMAGE=IMAGE, BREASTDX_GCS_ROOT=ROOT, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=project)
-    done = subprocess.run([os.path.join(bin_dir, "tfx"), "pipeline", "create", "--engine", "vertex",
-                           "--pipeline_path", "kubeflow_runner.py"], cwd=project, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    assert 'Pipeline "breastdx-idc" created successfully.' in done.stdout
-    with open(tmp_path / "tfx" / "vertex" / "breastdx-idc" / "pipeline.json") as handle:
-        job = json.load(handle)
-    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert "ImageExampleGen" in tasks and tasks["Trainer"]["inputs"]["parameters"]["run_fn"]["runtimeValue"][
-        "constant"] == "components.trainer.trainer_module.run_fn"
-    assert job["runtimeConfig"]["gcsOutputDirectory"] == f"{ROOT}/pipelines/breastdx-idc"
-    # the post-compile step follows the CLI's path too (it writes no file of ours)
-    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
-    assert executors["ImageExampleGen_executor"]["container"]["resources"]
-    assert executors["Trainer_executor"]["container"]["resources"]["accelerator"]["type"] == "NVIDIA_TESLA_T4"
-    assert ours.read_text() == '{"displayName": "written by breastdx pipeline compile"}'
-

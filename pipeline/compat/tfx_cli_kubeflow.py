@@ -12,6 +12,7 @@ environment. :func:`install` only puts the finder on ``sys.meta_path``: it impor
 TFX, and nothing happens until TFX's CLI imports a handler. The ``.pth`` line does
 nothing where this module is absent (another checkout sharing the environment).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -60,8 +61,10 @@ def install() -> None:
 
 def pth_line() -> str:
     # One line, as site.py runs it: a no-op where this checkout is not importable.
-    return ("import sys; exec('try:\\n import pipeline.compat.tfx_cli_kubeflow as m; m.install()\\n"
-            "except ImportError:\\n pass')\n")
+    return (
+        "import sys; exec('try:\\n import pipeline.compat.tfx_cli_kubeflow as m; m.install()\\n"
+        "except ImportError:\\n pass')\n"
+    )
 
 
 def install_pth(site_dir: Optional[str] = None) -> str:
