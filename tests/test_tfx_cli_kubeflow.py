@@ -450,6 +450,12 @@ def test_tfx_run_create_on_vertex_sends_the_service_account_labels_and_network(
             inspect.signature(aiplatform.PipelineJob.submit).bind(None, **kwargs)
             sent["submit"] = kwargs
 
+        def create_schedule(self, **kwargs):
+            inspect.signature(aiplatform.PipelineJob.create_schedule).bind(None, **kwargs)
+            sent["schedule"] = kwargs
+            return type("Schedule", (), {"resource_name": "projects/p/schedules/1", "create_time": "now",
+                                         "state": self.state})
+
     monkeypatch.setattr(aiplatform, "PipelineJob", Job)
     monkeypatch.setattr(aiplatform, "init", lambda **kwargs: None)
     result = cli(
@@ -479,6 +485,21 @@ def test_tfx_run_create_on_vertex_sends_the_service_account_labels_and_network(
     assert sent["job"]["labels"] == {"team": "pathology", "cost": "research"}
     assert sent["job"]["parameter_values"] == {"data_version": "3"}
     assert sent["job"]["template_path"] == os.path.join(package_dir, "pipeline.json")
+
+    # the breastdx verbs: the same submission, schedules included
+    from breastdx_cli import main
+
+    common = ["--engine", "vertex", "--project", "p", "--pipeline-name", NAME, "--package",
+              os.path.join(package_dir, "pipeline.json"), "--tree-fingerprint", "none"]
+    sent.clear()
+    assert main.main(["run", "create", *common, "--param", "data_version=4"]) == 0
+    assert sent["submit"]["service_account"] == "runner@p.iam.gserviceaccount.com"
+    assert sent["job"]["labels"] == {"team": "pathology", "cost": "research"}
+    assert main.main(["recurring", "create", *common, "--param", "data_version=5",
+                      "--cron", "0 3 * * *"]) == 0
+    assert sent["schedule"]["service_account"] == "runner@p.iam.gserviceaccount.com"
+    assert sent["schedule"]["network"] == "projects/1/global/networks/vpc"
+    assert sent["schedule"]["cron"] == "0 3 * * *"
 
     result = cli(
         [
