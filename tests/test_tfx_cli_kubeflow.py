@@ -453,8 +453,9 @@ def test_tfx_run_create_on_vertex_sends_the_service_account_labels_and_network(
         def create_schedule(self, **kwargs):
             inspect.signature(aiplatform.PipelineJob.create_schedule).bind(None, **kwargs)
             sent["schedule"] = kwargs
-            return type("Schedule", (), {"resource_name": "projects/p/schedules/1", "create_time": "now",
-                                         "state": self.state})
+            fields = {"resource_name": "projects/p/schedules/1", "create_time": "now",
+                      "state": self.state}
+            return type("Schedule", (), fields)
 
     monkeypatch.setattr(aiplatform, "PipelineJob", Job)
     monkeypatch.setattr(aiplatform, "init", lambda **kwargs: None)
