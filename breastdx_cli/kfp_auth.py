@@ -1,7 +1,8 @@
-"""How `breastdx pipeline|run` sign in to a Kubeflow Pipelines API that is not open.
+"""How `breastdx pipeline|run` and `tfx … --engine kubeflow` sign in to a Kubeflow
+Pipelines API that is not open.
 
-`breastdx_cli.kfp.kfp_client` calls :func:`credentials` and passes the result to
-``kfp.Client`` (and its reachability probe). Modes (``BREASTDX_KFP_AUTH``, settings in
+`breastdx_cli.engines.KfpEngine` (both CLIs' engine) calls :func:`credentials` and passes
+the result to ``kfp.Client`` (and its reachability probe). Modes (``BREASTDX_KFP_AUTH``, settings in
 `breastdx_core/cluster_configs.py`):
 
 - ``none``: no header (a ``kubectl port-forward``, or an endpoint inside the network);
