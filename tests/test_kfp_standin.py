@@ -7,9 +7,8 @@ import json
 import urllib.error
 import urllib.request
 
-import pytest
-
 import kfp_standin
+import pytest
 from kfp_standin import API
 
 
