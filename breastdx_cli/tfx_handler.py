@@ -155,6 +155,12 @@ class _Handler(base_handler.BaseHandler):
         click.echo(f"Pipeline package path: {compiled['package']}")
 
     @_one_line
+    def get_schema(self) -> None:
+        raise engines.EngineError(
+            "`tfx pipeline schema` has nothing to fetch: this pipeline's schema is curated in the "
+            "source tree (breastdx_core/schemas/), not inferred by a SchemaGen run")
+
+    @_one_line
     def update_pipeline(self) -> None:
         self.create_pipeline(update=True)
 
