@@ -240,3 +240,44 @@ def test_webapp_image_has_no_tensorflow():
     with open(os.path.join(PROJECT_DIR, "deploy", "webapp-requirements.txt")) as f:
         requirements = [line.split("#")[0].strip().lower() for line in f if line.split("#")[0].strip()]
     assert requirements and not [r for r in requirements if r.startswith(("tensorflow", "tfx", "keras", "tf-"))]
+
+
+# --- deploy/kfp: Kubeflow Pipelines' own settings -------------------------------------------
+KFP_DIR = os.path.join(PROJECT_DIR, "deploy", "kfp")
+
+
+def fill_kfp(tmp_path, root: str = BUCKET_ROOT) -> str:
+    """A copy of deploy/kfp with the bucket filled in as docs/cluster.md's `sed` does."""
+    copy = str(tmp_path / "kfp")
+    shutil.copytree(KFP_DIR, copy)
+    path = os.path.join(copy, "kfp-launcher.yaml")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("gs://BUCKET/breastdx", root))
+    return copy
+
+
+def test_kfp_launcher_config_renders_validates_and_names_the_root(tmp_path):
+    objects = render(fill_kfp(tmp_path))
+    rendered = tmp_path / "kfp.yaml"
+    rendered.write_text(yaml.safe_dump_all(objects))
+    result = run("kubernetes-validate", ["--strict", "--quiet", str(rendered)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = of_kind(objects, "ConfigMap")["kfp-launcher"]
+    assert config["metadata"]["namespace"] == cluster_configs.ClusterConfig().kfp_namespace == "kubeflow"
+    # the root the `breastdx pipeline|run` verbs use: <gcs root>/pipelines (KFP adds name/run)
+    assert config["data"] == {"defaultPipelineRoot": f"{BUCKET_ROOT}/pipelines"}
+    assert problems("kfp", objects) == []
+    ok = subprocess.run([sys.executable, os.path.join(K8S, "check_rendered.py"), str(rendered), "kfp"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("root", [None, "minio://mlpipeline/v2/artifacts", "s3://b/breastdx"])
+def test_kfp_launcher_check_refuses_a_root_tfx_cannot_write(tmp_path, root):
+    objects = render(KFP_DIR if root is None else fill_kfp(tmp_path, root))
+    found = problems("kfp", objects)
+    assert len(found) == 1 and "replace gs://BUCKET/breastdx in deploy/kfp/kfp-launcher.yaml" in found[0], found
+    assert problems("kfp", []) == ["no kfp-launcher ConfigMap (KFP's driver would use "
+                                   "minio://mlpipeline/v2/artifacts)"]

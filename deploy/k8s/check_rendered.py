@@ -6,6 +6,7 @@ committed ones, which must name each open setting) and by .github/workflows/cd.y
 `kubectl apply` (a setting left unset stops the deploy with its name):
 
     python3 deploy/k8s/check_rendered.py rendered.yaml gke      # exit 1 and the lines, or 0
+    python3 deploy/k8s/check_rendered.py launcher.yaml kfp      # deploy/kfp (KFP's settings)
 
 Promises: requests and limits and a locked-down securityContext on every container (non-root
 uid, no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, read-only
@@ -29,6 +30,8 @@ IAP_AUDIENCE_FORM = re.compile(r"^/projects/\d+/global/backendServices/\d+$")
 DOMAIN_FORM = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 GOOGLE_LB_RANGES = {"130.211.0.0/22", "35.191.0.0/16"}
 SETTINGS_FILE = "deploy/k8s/overlays/gke/settings.env"
+KFP_LAUNCHER_FILE = "deploy/kfp/kfp-launcher.yaml"
+GCS_ROOT_FORM = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/\S*)?")
 
 
 def of_kind(objects, kind: str) -> Dict[str, Dict[str, Any]]:
@@ -199,8 +202,23 @@ def _auth_problems(overlay: str, objects) -> List[str]:
     return out
 
 
+def kfp_launcher_problems(objects) -> List[str]:
+    """deploy/kfp: the `kfp-launcher` ConfigMap gives KFP's driver a pipeline root that TFX
+    can write (gs://: TFX here has no minio:// or s3:// file system) in a real bucket."""
+    config = of_kind(objects, "ConfigMap").get("kfp-launcher")
+    if config is None:
+        return ["no kfp-launcher ConfigMap (KFP's driver would use minio://mlpipeline/v2/artifacts)"]
+    root = (config.get("data") or {}).get("defaultPipelineRoot", "")
+    if not GCS_ROOT_FORM.fullmatch(root) or root.startswith("gs://BUCKET/"):
+        return [f"kfp-launcher defaultPipelineRoot {root!r} is not a gs:// root TFX can write: replace "
+                f"gs://BUCKET/breastdx in {KFP_LAUNCHER_FILE} with BREASTDX_GCS_ROOT"]
+    return []
+
+
 def problems(overlay: str, objects) -> List[str]:
     """Every broken promise of a rendered overlay, one line each naming what to set."""
+    if overlay == "kfp":
+        return kfp_launcher_problems(objects)
     out = []
     for name, deployment in of_kind(objects, "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
