@@ -37,6 +37,7 @@ SETTINGS_FILE = check_rendered.SETTINGS_FILE
 K8S = os.path.join(PROJECT_DIR, "deploy", "k8s")
 OVERLAYS = sorted(os.listdir(os.path.join(K8S, "overlays")))
 GKE = [o for o in OVERLAYS if o.startswith("gke")]
+SERVED_BY_DEPLOYMENT = [o for o in OVERLAYS if o != "gke-kserve"]  # the kserve component replaces it
 
 SETTINGS = {"DOMAIN": "breastdx.example.org",
             "IAP_AUDIENCE": "/projects/123456789012/global/backendServices/4567890123456789",
@@ -71,12 +72,13 @@ def fill(tmp_path, settings: Optional[Dict[str, str]] = None, images: Optional[D
     settings = SETTINGS if settings is None else settings
     with open(os.path.join(gke, "settings.env"), "w") as f:
         f.writelines(f"{key}={value}\n" for key, value in settings.items())
-    if bucket_root:
-        path = os.path.join(gke, "models.config")
-        with open(path) as f:
-            text = f.read()
-        with open(path, "w") as f:
-            f.write(text.replace("gs://BUCKET/breastdx", bucket_root))
+    if bucket_root:  # CD's sed, on models.config and the KServe InferenceService
+        for path in (os.path.join(gke, "models.config"),
+                     os.path.join(root, "components", "kserve", "inferenceservice.yaml")):
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace("gs://BUCKET/breastdx", bucket_root))
     set_images(gke, IMAGES if images is None else images)
     set_images(os.path.join(root, "overlays", "gke-gpu"), GPU_IMAGES if gpu_images is None else gpu_images)
     return root
@@ -139,8 +141,13 @@ def test_committed_overlays_render_and_name_what_to_fill(overlay):
         assert found == []
         return
     text = "\n".join(found)
-    for setting in ("set DOMAIN", "set IAP_AUDIENCE", "set SERVING_SERVICE_ACCOUNT", "gs://BUCKET/breastdx",
-                    "kustomize edit set image breastdx-webapp=", "kustomize edit set image tensorflow/serving="):
+    settings = ["set DOMAIN", "set IAP_AUDIENCE", "set SERVING_SERVICE_ACCOUNT", "gs://BUCKET/breastdx",
+                "kustomize edit set image breastdx-webapp="]
+    if overlay in SERVED_BY_DEPLOYMENT:
+        settings.append("kustomize edit set image tensorflow/serving=")
+    else:  # KServe's runtime image comes from its ServingRuntime; the bucket from the component
+        settings.append("in deploy/k8s/components/kserve/inferenceservice.yaml")
+    for setting in settings:
         assert setting in text, f"{overlay}: nothing says {setting!r}:\n{text}"
 
 
@@ -183,7 +190,8 @@ def test_the_checks_catch_a_root_container_and_an_open_model_server(filled):
 
 
 def test_serving_probes_ask_for_the_configured_model(filled):
-    for overlay in OVERLAYS:
+    assert set(OVERLAYS) - set(SERVED_BY_DEPLOYMENT) == {"gke-kserve"}  # tests/test_deploy_kserve.py
+    for overlay in SERVED_BY_DEPLOYMENT:
         objects = filled[overlay][1]
         config = next(c for c in of_kind(objects, "ConfigMap").values() if "models.config" in c.get("data", {}))
         model_name = re.search(r'name:\s*"([^"]+)"', config["data"]["models.config"]).group(1)

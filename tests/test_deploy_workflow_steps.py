@@ -53,7 +53,8 @@ CLOUD_CALLS = [
     ("docker", r"buildx imagetools inspect tensorflow/serving:[\w.-]+ --format .*"),
     ("kubectl", r"apply -f rendered\.yaml"),
     ("kubectl", r"-n breastdx rollout status deploy/\w+ --timeout=\w+"),
-    ("kubectl", r"-n breastdx get deploy serving webapp -o jsonpath=.*"),
+    ("kubectl", r"-n breastdx wait --for=condition=Ready inferenceservice/breastdx-idc --timeout=\w+"),
+    ("kubectl", r"-n breastdx get deploy -o jsonpath=.*"),
     ("pip", r"install --quiet pyyaml"),
     ("breastdx", r"pipeline update"),
     ("breastdx", r"run create"),
@@ -194,7 +195,7 @@ def stand_ins(tmp_path, checkout_dir: str) -> Dict[str, str]:
             "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def run_job(tmp_path, workflow: str, job_name: str) -> Dict[str, Any]:
+def run_job(tmp_path, workflow: str, job_name: str, variables: Dict[str, str] = VARS) -> Dict[str, Any]:
     """Runs every step of one job; returns {"outputs": {step id: {k: v}}, "calls": [...],
     "ran": [step keys], "listed": [...], "checkout": dir}."""
     doc = load(os.path.join(WORKFLOWS, workflow))
@@ -213,7 +214,7 @@ def run_job(tmp_path, workflow: str, job_name: str) -> Dict[str, Any]:
         if key in NOT_RUN:
             listed.append(key)
             continue
-        context = {"vars": VARS, "secrets": SECRETS, "needs": {k: {"outputs": v} for k, v in NEEDS.items()},
+        context = {"vars": variables, "secrets": SECRETS, "needs": {k: {"outputs": v} for k, v in NEEDS.items()},
                    "github": {"sha": "0" * 40},
                    "steps": {k: {"outputs": v} for k, v in outputs.items()}}
         env = dict(os.environ)
@@ -282,6 +283,20 @@ def test_deploy_job_renders_checks_and_applies_the_filled_overlay(tmp_path):
     config = next(d for d in applied if d["kind"] == "ConfigMap" and "models.config" in d.get("data", {}))
     assert f'"{BUCKET_ROOT}/serving/breastdx-idc"' in config["data"]["models.config"]
     assert "kubectl apply -f rendered.yaml" in found["calls"]
+
+
+def test_deploy_job_rolls_the_kserve_overlay(tmp_path):
+    """BREASTDX_DEPLOY_OVERLAY=gke-kserve: the InferenceService on the filled bucket, its
+    predictor restarted for the new model version, awaited instead of the Deployment."""
+    found = run_job(tmp_path, "cd.yml", "deploy", dict(VARS, BREASTDX_DEPLOY_OVERLAY="gke-kserve"))
+    applied = [d for d in yaml.safe_load_all((tmp_path / "state" / "applied.yaml").read_text()) if d]
+    isvc = next(d for d in applied if d["kind"] == "InferenceService")
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"{BUCKET_ROOT}/serving/breastdx-idc"
+    assert isvc["spec"]["predictor"]["annotations"]["breastdx.io/model-version"] == "2"
+    assert not [d for d in applied if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"]
+    waits = [c for c in found["calls"] if " wait " in c or " rollout " in c]
+    assert waits == ["kubectl -n breastdx wait --for=condition=Ready inferenceservice/breastdx-idc --timeout=15m",
+                     "kubectl -n breastdx rollout status deploy/webapp --timeout=10m"]
 
 
 def test_an_unlisted_cloud_call_fails_the_run(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ DOMAIN_FORM = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+
 GOOGLE_LB_RANGES = {"130.211.0.0/22", "35.191.0.0/16"}
 SETTINGS_FILE = "deploy/k8s/overlays/gke/settings.env"
 KFP_LAUNCHER_FILE = "deploy/kfp/kfp-launcher.yaml"
+KSERVE_FILE = "deploy/k8s/components/kserve/inferenceservice.yaml"
 GCS_ROOT_FORM = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/\S*)?")
 
 
@@ -177,7 +178,10 @@ def _tls_iap_problems(objects) -> List[str]:
                    f"set SERVING_SERVICE_ACCOUNT in {SETTINGS_FILE}")
     config = next((c["data"]["models.config"] for c in of_kind(objects, "ConfigMap").values()
                    if "models.config" in c.get("data", {})), "")
-    if "gs://BUCKET/" in config or not re.search(r'base_path:\s*"gs://[^"]+/serving/', config):
+    served_by_kserve = bool(of_kind(objects, "InferenceService")) and \
+        "serving" not in of_kind(objects, "Deployment")
+    if not served_by_kserve and ("gs://BUCKET/" in config or
+                                 not re.search(r'base_path:\s*"gs://[^"]+/serving/', config)):
         out.append("models.config base_path is not the pipeline's GCS serving root: replace gs://BUCKET/breastdx "
                    "in deploy/k8s/overlays/gke/models.config with BREASTDX_GCS_ROOT")
     policy = of_kind(objects, "NetworkPolicy").get("webapp", {})
@@ -215,11 +219,45 @@ def kfp_launcher_problems(objects) -> List[str]:
     return []
 
 
+def _kserve_problems(overlay: str, objects) -> List[str]:
+    """The InferenceService (overlay gke-kserve): the same locked-down pod as the serving
+    Deployment, KServe's TensorFlow Serving runtime on the pipeline's GCS serving root,
+    RawDeployment (so the NetworkPolicies apply), and the web app calling its predictor."""
+    out = []
+    for name, isvc in of_kind(objects, "InferenceService").items():
+        predictor = isvc["spec"]["predictor"]
+        model = predictor.get("model") or predictor.get("tensorflow") or {}
+        fmt = (model.get("modelFormat") or {}).get("name", "tensorflow" if "tensorflow" in predictor else "")
+        if fmt != "tensorflow":
+            out.append(f"InferenceService {name}: the predictor must be KServe's TensorFlow Serving runtime "
+                       f"(modelFormat tensorflow), has {fmt!r}")
+        pod = dict(predictor, containers=[dict(model, name="kserve-container")])
+        out += _security_problems(f"InferenceService {name}", pod)
+        uri = model.get("storageUri", "")
+        if "gs://BUCKET/" in uri or not re.fullmatch(rf"gs://[^/]+/.+/serving/{re.escape(name)}/?", uri):
+            out.append(f"InferenceService {name}: storageUri {uri!r} is not the pipeline's GCS serving root "
+                       f"<BREASTDX_GCS_ROOT>/serving/{name}: replace gs://BUCKET/breastdx in {KSERVE_FILE}")
+        annotations = isvc["metadata"].get("annotations", {})
+        if annotations.get("serving.kserve.io/deploymentMode") != "RawDeployment":
+            out.append(f"InferenceService {name}: serving.kserve.io/deploymentMode must be RawDeployment "
+                       "(Serverless routes around the namespace's NetworkPolicies)")
+        if predictor.get("labels", {}).get("app.kubernetes.io/name") != "serving":
+            out.append(f"InferenceService {name}: spec.predictor.labels needs app.kubernetes.io/name: serving "
+                       "(the NetworkPolicies and PodDisruptionBudget select it)")
+        if overlay.startswith("gke") and predictor.get("serviceAccountName") != "serving":
+            out.append(f"InferenceService {name}: serviceAccountName must be serving (Workload Identity)")
+        if "webapp" in of_kind(objects, "Deployment"):
+            url = env_of(of_kind(objects, "Deployment")["webapp"]).get("BREASTDX_WEB_SERVER_URL")
+            if url != f"http://{name}-predictor":
+                out.append(f"the web app calls {url}, not the InferenceService's predictor http://{name}-predictor")
+    return out
+
+
 def problems(overlay: str, objects) -> List[str]:
     """Every broken promise of a rendered overlay, one line each naming what to set."""
     if overlay == "kfp":
         return kfp_launcher_problems(objects)
-    out = []
+    out = _kserve_problems(overlay, objects)
     for name, deployment in of_kind(objects, "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
         out += _security_problems(name, pod) + _image_problems(overlay, name, pod)
