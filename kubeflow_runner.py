@@ -127,7 +127,8 @@ def kubernetes_executor_configs(spec: Dict[str, Any], cluster: cluster_configs.C
     executor's image pull secrets. Empty when none is configured."""
     selector, tolerations = cluster.node_selector_labels(), cluster.toleration_list()
     secrets = [{"secretName": name} for name in cluster.pull_secret_names()]
-    trainer_ref = spec["root"]["dag"]["tasks"].get(trainer_id, {}).get("componentRef", {}).get("name")
+    trainer_task = spec["root"]["dag"]["tasks"].get(trainer_id, {})
+    trainer_ref = trainer_task.get("componentRef", {}).get("name")
     if (selector or tolerations) and trainer_ref is None:
         raise CompileError(f"the package has no {trainer_id} task to put on the node pool "
                            f"(BREASTDX_TRAINER_NODE_SELECTOR / BREASTDX_TRAINER_TOLERATIONS)")

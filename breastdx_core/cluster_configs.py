@@ -82,7 +82,8 @@ class ClusterConfig:
     # Where KFP may put the Trainer's pod, in the package's platforms.kubernetes section
     # (TFX compiles none; KFP's driver reads it): a GPU pool's node labels and the taints it
     # tolerates. Empty on GKE's default (GKE adds the nvidia.com/gpu toleration itself).
-    trainer_node_selector: str = ""  # "key=value[,key=value]", e.g. cloud.google.com/gke-nodepool=gpu
+    # "key=value[,key=value]", e.g. cloud.google.com/gke-nodepool=gpu
+    trainer_node_selector: str = ""
     trainer_tolerations: str = ""  # kubectl's taint form "key[=value]:Effect[,...]"
     # Secrets (in the run's namespace) for pulling the pipeline image, on every step: "a[,b]"
     image_pull_secrets: str = ""
@@ -210,8 +211,9 @@ class ClusterConfig:
         for item in _items(self.trainer_node_selector):
             key, sep, value = item.partition("=")
             if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
-                raise ClusterConfigError(f"BREASTDX_TRAINER_NODE_SELECTOR takes key=value[,key=value] with "
-                                         f"Kubernetes label keys and values, got {item!r}")
+                raise ClusterConfigError(
+                    f"BREASTDX_TRAINER_NODE_SELECTOR takes key=value[,key=value] with "
+                    f"Kubernetes label keys and values, got {item!r}")
             labels[key] = value
         return labels
 
@@ -224,8 +226,9 @@ class ClusterConfig:
             key, sep, value = taint.partition("=")
             if effect not in TAINT_EFFECTS or not _LABEL_KEY.fullmatch(key) or (
                     sep and not _LABEL_VALUE.fullmatch(value)):
-                raise ClusterConfigError(f"BREASTDX_TRAINER_TOLERATIONS takes key[=value]:Effect[,...] with an "
-                                         f"effect among {TAINT_EFFECTS}, got {item!r}")
+                raise ClusterConfigError(
+                    f"BREASTDX_TRAINER_TOLERATIONS takes key[=value]:Effect[,...] with an "
+                    f"effect among {TAINT_EFFECTS}, got {item!r}")
             toleration = {"key": key, "operator": "Equal" if sep else "Exists", "effect": effect}
             if sep:
                 toleration["value"] = value
@@ -237,8 +240,8 @@ class ClusterConfig:
         names = _items(self.image_pull_secrets)
         bad = [n for n in names if not _SECRET_NAME.fullmatch(n)]
         if bad:
-            raise ClusterConfigError(f"BREASTDX_IMAGE_PULL_SECRETS takes Secret names (lower case, '-' and '.'), "
-                                     f"got {bad[0]!r}")
+            raise ClusterConfigError(f"BREASTDX_IMAGE_PULL_SECRETS takes Secret names (lower case, "
+                                     f"'-' and '.'), got {bad[0]!r}")
         return names
 
 

@@ -241,7 +241,8 @@ def launcher_problems(steps: List[dockerfile.Command]) -> List[str]:
         if path not in facts["paths"]:
             out.append(f"{path} is not created")
         elif facts["paths"][path][0] != uid:
-            out.append(f"{path} is owned by uid {facts['paths'][path][0]}, not the runtime uid {uid}")
+            owner = facts["paths"][path][0]
+            out.append(f"{path} is owned by uid {owner}, not the runtime uid {uid}")
         elif not writable_by(facts, path, uid):
             out.append(f"{path} is not writable by uid {uid}")
         elif not writable_by(facts, path, 12345678, gid=0):  # OpenShift: any uid, group 0

@@ -16,6 +16,7 @@ port 80 lead to it, and it answers KServe's paths only (`/v1/models/<name>…`).
 and `breastdx predict` are pointed at the URL and model name the rendered manifests give
 the web app.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,18 @@ import os
 import jsonschema
 import pytest
 import yaml
-
-from breastdx_core import configs, contract
 from test_deploy_manifests import K8S, SERVED_BY_DEPLOYMENT, fill, of_kind, problems, render
 from tools_venv import PROJECT_DIR
+
+from breastdx_core import configs, contract
 
 pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import CLASS_NAMES, RED, LiveServer, add_version, png_bytes  # noqa: E402
 
-CRD = os.path.join(PROJECT_DIR, "tests", "data", "kserve", "serving.kserve.io_inferenceservices.yaml.gz")
+CRD = os.path.join(
+    PROJECT_DIR, "tests", "data", "kserve", "serving.kserve.io_inferenceservices.yaml.gz"
+)
 ISVC_FILE = os.path.join(K8S, "components", "kserve", "inferenceservice.yaml")
 
 
@@ -44,8 +47,12 @@ def strict(schema):
     server's strict field validation), except where the CRD keeps unknown fields."""
     if isinstance(schema, dict):
         schema = {k: strict(v) for k, v in schema.items()}
-        if (schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema
-                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        if (
+            schema.get("type") == "object"
+            and "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema["additionalProperties"] = False
         return schema
     if isinstance(schema, list):
@@ -76,16 +83,26 @@ def _isvc(objects):
 
 
 def test_the_inference_service_validates_against_kserves_crd(validator, rendered):
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(_isvc(rendered))]
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(_isvc(rendered))
+    ]
     assert errors == []
     assert problems("gke-kserve", rendered) == []
 
 
-@pytest.mark.parametrize("path, value, needle", [
-    (("spec", "predictor", "model", "storageURI"), "gs://b/x", "storageURI"),  # KServe spells it storageUri
-    (("spec", "predictor", "minReplicas"), "two", "'two' is not of type 'integer'"),
-    (("spec", "predictor", "tensorflow2"), {}, "tensorflow2"),
-])
+@pytest.mark.parametrize(
+    "path, value, needle",
+    [
+        (
+            ("spec", "predictor", "model", "storageURI"),
+            "gs://b/x",
+            "storageURI",
+        ),  # KServe spells it storageUri
+        (("spec", "predictor", "minReplicas"), "two", "'two' is not of type 'integer'"),
+        (("spec", "predictor", "tensorflow2"), {}, "tensorflow2"),
+    ],
+)
 def test_the_schema_check_refuses_what_kserve_refuses(validator, rendered, path, value, needle):
     isvc = yaml.safe_load(yaml.safe_dump(_isvc(rendered)))
     node = isvc
@@ -112,13 +129,19 @@ def test_it_serves_the_pushed_model_with_the_cards_contract(rendered):
     assert annotations["breastdx.io/class-names"].split(",") == list(task.class_names)
     assert annotations["breastdx.io/positive-class"] == task.positive_class
     assert annotations["breastdx.io/outputs"].split(",") == [
-        contract.OUTPUT_PROBABILITIES, contract.OUTPUT_CLASS_NAME, contract.OUTPUT_CLASS_INDEX,
-        contract.OUTPUT_POSITIVE, contract.OUTPUT_OOD]
+        contract.OUTPUT_PROBABILITIES,
+        contract.OUTPUT_CLASS_NAME,
+        contract.OUTPUT_CLASS_INDEX,
+        contract.OUTPUT_POSITIVE,
+        contract.OUTPUT_OOD,
+    ]
     assert annotations["breastdx.io/model-card"].endswith(contract.MODEL_CARD_RELPATH)
     assert annotations["breastdx.io/intended-use"] == contract.RESEARCH_ONLY
     # the runtime's TF Serving is the version the serving Deployment runs
     with open(os.path.join(K8S, "base", "kustomization.yaml")) as f:
-        tag = next(i["newTag"] for i in yaml.safe_load(f)["images"] if i["name"] == "tensorflow/serving")
+        tag = next(
+            i["newTag"] for i in yaml.safe_load(f)["images"] if i["name"] == "tensorflow/serving"
+        )
     assert model["runtimeVersion"] == tag
     probe = model["readinessProbe"]["httpGet"]
     assert probe == {"path": f"/v1/models/{name}", "port": 8080}
@@ -126,8 +149,10 @@ def test_it_serves_the_pushed_model_with_the_cards_contract(rendered):
 
 def test_committed_kserve_overlay_names_the_bucket_to_fill():
     found = problems("gke-kserve", render(os.path.join(K8S, "overlays", "gke-kserve")))
-    assert any("replace gs://BUCKET/breastdx in deploy/k8s/components/kserve/inferenceservice.yaml" in line
-               for line in found), found
+    assert any(
+        "replace gs://BUCKET/breastdx in deploy/k8s/components/kserve/inferenceservice.yaml" in line
+        for line in found
+    ), found
     assert "gke-kserve" not in SERVED_BY_DEPLOYMENT
 
 
@@ -157,8 +182,12 @@ def kserve_endpoint(rendered, tmp_path, tiny_model_dir, monkeypatch):
 
     from serving.server import create_app
 
-    env = {e["name"]: e.get("value") for e in
-           of_kind(rendered, "Deployment")["webapp"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in of_kind(rendered, "Deployment")["webapp"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    }
     url, model_name = env["BREASTDX_WEB_SERVER_URL"], env["BREASTDX_WEB_MODEL_NAME"]
     name = _isvc(rendered)["metadata"]["name"]
     assert model_name == name and url == f"http://{name}-predictor"
@@ -185,15 +214,21 @@ def kserve_endpoint(rendered, tmp_path, tiny_model_dir, monkeypatch):
 def test_the_web_app_predicts_through_the_inference_service(kserve_endpoint, web_app_factory):
     url, model_name, service = kserve_endpoint
     client = web_app_factory(SERVER_URL=url, MODEL_NAME=model_name).test_client()
-    response = client.post("/api/predict", data={"file": [(io.BytesIO(png_bytes(RED)), "red.png")]},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/predict",
+        data={"file": [(io.BytesIO(png_bytes(RED)), "red.png")]},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 200, response.json
     assert response.json["research_only"] == contract.RESEARCH_ONLY
     assert f"{CLASS_NAMES[1]}" in str(response.json)
     hosts = {host for host, _, _ in service.paths}
-    assert hosts == {f"{model_name}-predictor"}  # the Service's name, as the cluster's DNS routes it
-    assert ("POST" in {m for _, m, _ in service.paths} and
-            any(p.endswith(":predict") for _, _, p in service.paths))
+    assert hosts == {
+        f"{model_name}-predictor"
+    }  # the Service's name, as the cluster's DNS routes it
+    assert "POST" in {m for _, m, _ in service.paths} and any(
+        p.endswith(":predict") for _, _, p in service.paths
+    )
 
 
 def test_breastdx_predict_through_the_inference_service(kserve_endpoint, tmp_path):

@@ -37,7 +37,8 @@ SETTINGS_FILE = check_rendered.SETTINGS_FILE
 K8S = os.path.join(PROJECT_DIR, "deploy", "k8s")
 OVERLAYS = sorted(os.listdir(os.path.join(K8S, "overlays")))
 GKE = [o for o in OVERLAYS if o.startswith("gke")]
-SERVED_BY_DEPLOYMENT = [o for o in OVERLAYS if o != "gke-kserve"]  # the kserve component replaces it
+# the kserve component replaces the serving Deployment
+SERVED_BY_DEPLOYMENT = [o for o in OVERLAYS if o != "gke-kserve"]
 
 SETTINGS = {"DOMAIN": "breastdx.example.org",
             "IAP_AUDIENCE": "/projects/123456789012/global/backendServices/4567890123456789",
@@ -141,8 +142,8 @@ def test_committed_overlays_render_and_name_what_to_fill(overlay):
         assert found == []
         return
     text = "\n".join(found)
-    settings = ["set DOMAIN", "set IAP_AUDIENCE", "set SERVING_SERVICE_ACCOUNT", "gs://BUCKET/breastdx",
-                "kustomize edit set image breastdx-webapp="]
+    settings = ["set DOMAIN", "set IAP_AUDIENCE", "set SERVING_SERVICE_ACCOUNT",
+                "gs://BUCKET/breastdx", "kustomize edit set image breastdx-webapp="]
     if overlay in SERVED_BY_DEPLOYMENT:
         settings.append("kustomize edit set image tensorflow/serving=")
     else:  # KServe's runtime image comes from its ServingRuntime; the bucket from the component
@@ -190,7 +191,8 @@ def test_the_checks_catch_a_root_container_and_an_open_model_server(filled):
 
 
 def test_serving_probes_ask_for_the_configured_model(filled):
-    assert set(OVERLAYS) - set(SERVED_BY_DEPLOYMENT) == {"gke-kserve"}  # tests/test_deploy_kserve.py
+    # the KServe overlay's equivalent: tests/test_deploy_kserve.py
+    assert set(OVERLAYS) - set(SERVED_BY_DEPLOYMENT) == {"gke-kserve"}
     for overlay in SERVED_BY_DEPLOYMENT:
         objects = filled[overlay][1]
         config = next(c for c in of_kind(objects, "ConfigMap").values() if "models.config" in c.get("data", {}))
@@ -273,12 +275,14 @@ def test_kfp_launcher_config_renders_validates_and_names_the_root(tmp_path):
     result = run("kubernetes-validate", ["--strict", "--quiet", str(rendered)])
     assert result.returncode == 0, result.stdout + result.stderr
     config = of_kind(objects, "ConfigMap")["kfp-launcher"]
-    assert config["metadata"]["namespace"] == cluster_configs.ClusterConfig().kfp_namespace == "kubeflow"
+    namespace = cluster_configs.ClusterConfig().kfp_namespace
+    assert config["metadata"]["namespace"] == namespace == "kubeflow"
     # the root the `breastdx pipeline|run` verbs use: <gcs root>/pipelines (KFP adds name/run)
     assert config["data"] == {"defaultPipelineRoot": f"{BUCKET_ROOT}/pipelines"}
     assert problems("kfp", objects) == []
-    ok = subprocess.run([sys.executable, os.path.join(K8S, "check_rendered.py"), str(rendered), "kfp"],
-                        capture_output=True, text=True, timeout=60)
+    checker = os.path.join(K8S, "check_rendered.py")
+    ok = subprocess.run([sys.executable, checker, str(rendered), "kfp"], capture_output=True,
+                        text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
 
 
@@ -286,6 +290,7 @@ def test_kfp_launcher_config_renders_validates_and_names_the_root(tmp_path):
 def test_kfp_launcher_check_refuses_a_root_tfx_cannot_write(tmp_path, root):
     objects = render(KFP_DIR if root is None else fill_kfp(tmp_path, root))
     found = problems("kfp", objects)
-    assert len(found) == 1 and "replace gs://BUCKET/breastdx in deploy/kfp/kfp-launcher.yaml" in found[0], found
+    assert len(found) == 1, found
+    assert "replace gs://BUCKET/breastdx in deploy/kfp/kfp-launcher.yaml" in found[0]
     assert problems("kfp", []) == ["no kfp-launcher ConfigMap (KFP's driver would use "
                                    "minio://mlpipeline/v2/artifacts)"]

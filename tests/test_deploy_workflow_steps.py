@@ -10,6 +10,7 @@ call: gcloud, docker, kubectl (apply / rollout / get), pip's download, and the
 no list below fails the test, and so does a step that is neither run nor listed in
 NOT_RUN with its reason.
 """
+
 from __future__ import annotations
 
 import glob
@@ -23,7 +24,6 @@ from typing import Any, Dict, List
 
 import pytest
 import yaml
-
 from tools_venv import PROJECT_DIR, tool
 
 WORKFLOWS = os.path.join(PROJECT_DIR, ".github", "workflows")
@@ -48,12 +48,19 @@ ACTIONS = {
 # Calls that reach the cloud, answered by stand-ins: (command, regex of its arguments).
 CLOUD_CALLS = [
     ("gcloud", r"auth configure-docker \S+ --quiet"),
-    ("gcloud", r"auth print-identity-token --impersonate-service-account=\S+ --audiences=\S+ --include-email"),
+    (
+        "gcloud",
+        r"auth print-identity-token --impersonate-service-account=\S+ --audiences=\S+"
+        r" --include-email",
+    ),
     ("gcloud", r"storage ls gs://\S+/"),
     ("docker", r"buildx imagetools inspect tensorflow/serving:[\w.-]+ --format .*"),
     ("kubectl", r"apply -f rendered\.yaml"),
     ("kubectl", r"-n breastdx rollout status deploy/\w+ --timeout=\w+"),
-    ("kubectl", r"-n breastdx wait --for=condition=Ready inferenceservice/breastdx-idc --timeout=\w+"),
+    (
+        "kubectl",
+        r"-n breastdx wait --for=condition=Ready inferenceservice/breastdx-idc --timeout=\w+",
+    ),
     ("kubectl", r"-n breastdx get deploy -o jsonpath=.*"),
     ("pip", r"install --quiet pyyaml"),
     ("breastdx", r"pipeline update"),
@@ -63,19 +70,33 @@ CLOUD_CALLS = [
 
 BUCKET_ROOT = "gs://example-bucket/breastdx"
 DIGEST = "sha256:" + "ab" * 32
-VARS = {"REGISTRY": "europe-west4-docker.pkg.dev/example-project/breastdx", "BREASTDX_GCS_ROOT": BUCKET_ROOT,
-        "BREASTDX_KFP_AUTH": "iap", "BREASTDX_KFP_IAP_CLIENT_ID": "123-abc.apps.googleusercontent.com",
-        "BREASTDX_DOMAIN": "breastdx.example.org",
-        "BREASTDX_IAP_AUDIENCE": "/projects/123456789012/global/backendServices/4567890123456789",
-        "BREASTDX_SERVING_SERVICE_ACCOUNT": "breastdx-serving@example-project.iam.gserviceaccount.com",
-        "GKE_CLUSTER": "breastdx", "GKE_LOCATION": "europe-west4-a"}
-SECRETS = {"BREASTDX_KFP_ENDPOINT": "https://kfp.example.org",
-           "GCP_SERVICE_ACCOUNT": "breastdx-ci@example-project.iam.gserviceaccount.com",
-           "GCP_WORKLOAD_IDENTITY_PROVIDER": "projects/1/locations/global/workloadIdentityPools/gh/providers/gh"}
-NEEDS = {"images": {"pipeline": f"{VARS['REGISTRY']}/breastdx-pipeline@{DIGEST}",
-                    "webapp": f"{VARS['REGISTRY']}/breastdx-webapp@{DIGEST}",
-                    "serving": f"tensorflow/serving@{DIGEST}", "serving_gpu": f"tensorflow/serving@{DIGEST}"},
-         "train": {"blessed": "true", "model_version": "2"}, "test": {}}
+VARS = {
+    "REGISTRY": "europe-west4-docker.pkg.dev/example-project/breastdx",
+    "BREASTDX_GCS_ROOT": BUCKET_ROOT,
+    "BREASTDX_KFP_AUTH": "iap",
+    "BREASTDX_KFP_IAP_CLIENT_ID": "123-abc.apps.googleusercontent.com",
+    "BREASTDX_DOMAIN": "breastdx.example.org",
+    "BREASTDX_IAP_AUDIENCE": "/projects/123456789012/global/backendServices/4567890123456789",
+    "BREASTDX_SERVING_SERVICE_ACCOUNT": "breastdx-serving@example-project.iam.gserviceaccount.com",
+    "GKE_CLUSTER": "breastdx",
+    "GKE_LOCATION": "europe-west4-a",
+}
+SECRETS = {
+    "BREASTDX_KFP_ENDPOINT": "https://kfp.example.org",
+    "GCP_SERVICE_ACCOUNT": "breastdx-ci@example-project.iam.gserviceaccount.com",
+    "GCP_WORKLOAD_IDENTITY_PROVIDER": "projects/1/locations/global/workloadIdentityPools/gh/"
+    "providers/gh",
+}
+NEEDS = {
+    "images": {
+        "pipeline": f"{VARS['REGISTRY']}/breastdx-pipeline@{DIGEST}",
+        "webapp": f"{VARS['REGISTRY']}/breastdx-webapp@{DIGEST}",
+        "serving": f"tensorflow/serving@{DIGEST}",
+        "serving_gpu": f"tensorflow/serving@{DIGEST}",
+    },
+    "train": {"blessed": "true", "model_version": "2"},
+    "test": {},
+}
 
 STAND_IN = """#!/usr/bin/env bash
 echo "{name} $*" >> "$CALLS"
@@ -95,19 +116,24 @@ esac""",
 if [ "$1 $2 $3" = "-m pip install" ]; then shift 2; echo "pip $*" >> "$CALLS"; exit 0; fi
 exec "$REAL_PYTHON" "$@\"""",
     # kustomize build = kubectl kustomize; `edit` changes the kustomization as kustomize does
-    "kustomize": """if [ "$1" = build ]; then sed -i '$d' "$CALLS"; exec "$REAL_KUBECTL" kustomize "$2"; fi
+    "kustomize": """if [ "$1" = build ]; then
+  sed -i '$d' "$CALLS"; exec "$REAL_KUBECTL" kustomize "$2"
+fi
 sed -i '$d' "$CALLS"; exec "$REAL_PYTHON" "$EDIT_KUSTOMIZATION" "$@\"""",
     # the KFP API: create answers a run id, the first wait times out, the second succeeds
     "breastdx": """case "$1 $2" in
   "pipeline update") exit 0 ;;
   "run create") echo "run r-123" ;;
   "run wait") n=$(cat "$STATE/wait" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/wait"
-    if [ "$n" -eq 0 ]; then echo "error: run r-123 did not finish within $5 s (it goes on)" >&2; exit 2; fi
+    if [ "$n" -eq 0 ]; then
+      echo "error: run r-123 did not finish within $5 s (it goes on)" >&2; exit 2
+    fi
     echo "run r-123 state=SUCCEEDED" ;;
   *) exit 64 ;;
 esac""",
 }
-EDIT_KUSTOMIZATION = '''"""What `kustomize edit set image NAME=REF@DIGEST…` / `edit add annotation --force K:V` write."""
+EDIT_KUSTOMIZATION = '''"""What `kustomize edit set image NAME=REF@DIGEST…` and
+`kustomize edit add annotation --force K:V` write."""
 import sys, yaml
 args = [a for a in sys.argv[1:] if a != "--force"]
 with open("kustomization.yaml") as f:
@@ -143,6 +169,7 @@ def step_key(name: str, job: str, step: Dict[str, Any]):
 
 def expression(text: str, context: Dict[str, Any]) -> str:
     """Fills ``${{ a.b.c }}`` and ``${{ a.b || 'default' }}`` from ``context``."""
+
     def value(expr: str) -> str:
         for alternative in (a.strip() for a in expr.split("||")):
             if alternative.startswith("'"):
@@ -155,6 +182,7 @@ def expression(text: str, context: Dict[str, Any]) -> str:
             if node:
                 return str(node)
         return ""
+
     return re.sub(r"\$\{\{\s*(.+?)\s*\}\}", lambda m: value(m.group(1)), text)
 
 
@@ -182,20 +210,34 @@ def stand_ins(tmp_path, checkout_dir: str) -> Dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in STAND_INS.items():
-        path = bin_dir / name if name != "breastdx" else os.path.join(checkout_dir, ".venv", "bin", "breastdx")
+        path = (
+            bin_dir / name
+            if name != "breastdx"
+            else os.path.join(checkout_dir, ".venv", "bin", "breastdx")
+        )
         with open(path, "w") as f:
             f.write(STAND_IN.format(name=name, body=body))
         os.chmod(path, 0o755)
     edit = tmp_path / "edit_kustomization.py"
     edit.write_text(EDIT_KUSTOMIZATION)
     (tmp_path / "state").mkdir()
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"),
-            "STATE": str(tmp_path / "state"), "REAL_KUBECTL": tool("kubectl"), "REAL_PYTHON": sys.executable,
-            "EDIT_KUSTOMIZATION": str(edit), "PYTHONPATH": checkout_dir, "HOME": str(tmp_path),
-            "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "CALLS": str(tmp_path / "calls"),
+        "STATE": str(tmp_path / "state"),
+        "REAL_KUBECTL": tool("kubectl"),
+        "REAL_PYTHON": sys.executable,
+        "EDIT_KUSTOMIZATION": str(edit),
+        "PYTHONPATH": checkout_dir,
+        "HOME": str(tmp_path),
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
 
 
-def run_job(tmp_path, workflow: str, job_name: str, variables: Dict[str, str] = VARS) -> Dict[str, Any]:
+def run_job(
+    tmp_path, workflow: str, job_name: str, variables: Dict[str, str] = VARS
+) -> Dict[str, Any]:
     """Runs every step of one job; returns {"outputs": {step id: {k: v}}, "calls": [...],
     "ran": [step keys], "listed": [...], "checkout": dir}."""
     doc = load(os.path.join(WORKFLOWS, workflow))
@@ -208,15 +250,21 @@ def run_job(tmp_path, workflow: str, job_name: str, variables: Dict[str, str] = 
         key = step_key(workflow, job_name, step)
         if "uses" in step:
             action = step["uses"].split("@")[0]
-            assert action in ACTIONS, f"{key}: action {action} is neither run here nor listed in ACTIONS"
+            assert action in ACTIONS, (
+                f"{key}: action {action} is neither run here nor listed in ACTIONS"
+            )
             listed.append(key)
             continue
         if key in NOT_RUN:
             listed.append(key)
             continue
-        context = {"vars": variables, "secrets": SECRETS, "needs": {k: {"outputs": v} for k, v in NEEDS.items()},
-                   "github": {"sha": "0" * 40},
-                   "steps": {k: {"outputs": v} for k, v in outputs.items()}}
+        context = {
+            "vars": variables,
+            "secrets": SECRETS,
+            "needs": {k: {"outputs": v} for k, v in NEEDS.items()},
+            "github": {"sha": "0" * 40},
+            "steps": {k: {"outputs": v} for k, v in outputs.items()},
+        }
         env = dict(os.environ)
         for scope in (doc.get("env", {}), job.get("env", {}), step.get("env", {})):
             env.update({k: expression(str(v), context) for k, v in scope.items()})
@@ -226,22 +274,40 @@ def run_job(tmp_path, workflow: str, job_name: str, variables: Dict[str, str] = 
         script = tmp_path / f"step-{len(ran)}.sh"
         script.write_text(expression(step["run"], context))
         cwd = os.path.join(root, step.get("working-directory", "."))
-        result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=cwd,
-                                env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, f"{key} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        result = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, (
+            f"{key} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
         if "id" in step:
-            outputs[step["id"]] = dict(line.split("=", 1) for line in github_output.read_text().splitlines()
-                                       if "=" in line)
+            outputs[step["id"]] = dict(
+                line.split("=", 1) for line in github_output.read_text().splitlines() if "=" in line
+            )
         ran.append(key)
     calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
-    unlisted = [c for c in calls if not any(c.split(" ", 1)[0] == name and re.fullmatch(args, c.split(" ", 1)[1])
-                                            for name, args in CLOUD_CALLS)]
+    unlisted = [
+        c
+        for c in calls
+        if not any(
+            c.split(" ", 1)[0] == name and re.fullmatch(args, c.split(" ", 1)[1])
+            for name, args in CLOUD_CALLS
+        )
+    ]
     assert not unlisted, f"{workflow}/{job_name}: calls on no list (CLOUD_CALLS): {unlisted}"
     return {"outputs": outputs, "calls": calls, "ran": ran, "listed": listed, "checkout": root}
 
 
-JOBS = [(os.path.basename(path), job) for path in sorted(glob.glob(os.path.join(WORKFLOWS, "*.yml")))
-        for job in load(path)["jobs"]]
+JOBS = [
+    (os.path.basename(path), job)
+    for path in sorted(glob.glob(os.path.join(WORKFLOWS, "*.yml")))
+    for job in load(path)["jobs"]
+]
 
 
 @pytest.mark.parametrize("workflow, job", JOBS)
@@ -267,20 +333,28 @@ def test_train_job_names_the_model_and_finds_the_blessed_push(tmp_path):
 def test_images_job_inspects_the_serving_tag_the_kustomization_names(tmp_path):
     found = run_job(tmp_path, "cd.yml", "images")
     with open(os.path.join(PROJECT_DIR, "deploy", "k8s", "base", "kustomization.yaml")) as f:
-        tag = next(i["newTag"] for i in yaml.safe_load(f)["images"] if i["name"] == "tensorflow/serving")
-    inspected = [c.split()[4] for c in found["calls"] if c.startswith("docker buildx imagetools inspect")]
+        tag = next(
+            i["newTag"] for i in yaml.safe_load(f)["images"] if i["name"] == "tensorflow/serving"
+        )
+    inspected = [
+        c.split()[4] for c in found["calls"] if c.startswith("docker buildx imagetools inspect")
+    ]
     assert inspected == [f"tensorflow/serving:{tag}", f"tensorflow/serving:{tag}-gpu"]
     assert found["outputs"]["serving"]["serving"].startswith("tensorflow/serving@sha256:")
 
 
 def test_deploy_job_renders_checks_and_applies_the_filled_overlay(tmp_path):
     found = run_job(tmp_path, "cd.yml", "deploy")
-    applied = [d for d in yaml.safe_load_all((tmp_path / "state" / "applied.yaml").read_text()) if d]
+    applied = [
+        d for d in yaml.safe_load_all((tmp_path / "state" / "applied.yaml").read_text()) if d
+    ]
     deployments = {d["metadata"]["name"]: d for d in applied if d["kind"] == "Deployment"}
     webapp = deployments["webapp"]["spec"]["template"]
     assert webapp["spec"]["containers"][0]["image"] == NEEDS["images"]["webapp"]
     assert webapp["metadata"]["annotations"]["breastdx.io/model-version"] == "2"
-    config = next(d for d in applied if d["kind"] == "ConfigMap" and "models.config" in d.get("data", {}))
+    config = next(
+        d for d in applied if d["kind"] == "ConfigMap" and "models.config" in d.get("data", {})
+    )
     assert f'"{BUCKET_ROOT}/serving/breastdx-idc"' in config["data"]["models.config"]
     assert "kubectl apply -f rendered.yaml" in found["calls"]
 
@@ -289,19 +363,27 @@ def test_deploy_job_rolls_the_kserve_overlay(tmp_path):
     """BREASTDX_DEPLOY_OVERLAY=gke-kserve: the InferenceService on the filled bucket, its
     predictor restarted for the new model version, awaited instead of the Deployment."""
     found = run_job(tmp_path, "cd.yml", "deploy", dict(VARS, BREASTDX_DEPLOY_OVERLAY="gke-kserve"))
-    applied = [d for d in yaml.safe_load_all((tmp_path / "state" / "applied.yaml").read_text()) if d]
+    applied = [
+        d for d in yaml.safe_load_all((tmp_path / "state" / "applied.yaml").read_text()) if d
+    ]
     isvc = next(d for d in applied if d["kind"] == "InferenceService")
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"{BUCKET_ROOT}/serving/breastdx-idc"
     assert isvc["spec"]["predictor"]["annotations"]["breastdx.io/model-version"] == "2"
-    assert not [d for d in applied if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"]
+    assert not [
+        d for d in applied if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"
+    ]
     waits = [c for c in found["calls"] if " wait " in c or " rollout " in c]
-    assert waits == ["kubectl -n breastdx wait --for=condition=Ready inferenceservice/breastdx-idc --timeout=15m",
-                     "kubectl -n breastdx rollout status deploy/webapp --timeout=10m"]
+    assert waits == [
+        "kubectl -n breastdx wait --for=condition=Ready inferenceservice/breastdx-idc"
+        " --timeout=15m",
+        "kubectl -n breastdx rollout status deploy/webapp --timeout=10m",
+    ]
 
 
 def test_an_unlisted_cloud_call_fails_the_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys.modules[__name__], "CLOUD_CALLS",
-                        [c for c in CLOUD_CALLS if c[0] != "kubectl"])
+    monkeypatch.setattr(
+        sys.modules[__name__], "CLOUD_CALLS", [c for c in CLOUD_CALLS if c[0] != "kubectl"]
+    )
     with pytest.raises(AssertionError, match="calls on no list"):
         run_job(tmp_path, "cd.yml", "deploy")
 
@@ -315,18 +397,34 @@ def _wait(tmp_path, answers: List[str], auth: str = "none") -> subprocess.Comple
     and a `sleep` stand-in that records the pauses instead of sleeping."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    lines = "\n".join(f'  {i}) echo "{a.split("|", 1)[1]}" >&2; exit {a.split("|", 1)[0]} ;;'
-                      for i, a in enumerate(answers))
+    lines = "\n".join(
+        f'  {i}) echo "{a.split("|", 1)[1]}" >&2; exit {a.split("|", 1)[0]} ;;'
+        for i, a in enumerate(answers)
+    )
     fake = bin_dir / "breastdx"
-    fake.write_text('#!/usr/bin/env bash\nn=$(cat "$STATE/n" 2>/dev/null || echo 0); echo $((n+1)) > "$STATE/n"\n'
-                    f'case "$n" in\n{lines}\n  *) exit 99 ;;\nesac\n')
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'n=$(cat "$STATE/n" 2>/dev/null || echo 0); echo $((n+1)) > "$STATE/n"\n'
+        f'case "$n" in\n{lines}\n  *) exit 99 ;;\nesac\n'
+    )
     (bin_dir / "sleep").write_text('#!/usr/bin/env bash\necho "$1" >> "$STATE/sleeps"\n')
-    (bin_dir / "gcloud").write_text('#!/usr/bin/env bash\necho "ERROR: (gcloud) permission denied" >&2; exit 1\n')
+    (bin_dir / "gcloud").write_text(
+        '#!/usr/bin/env bash\necho "ERROR: (gcloud) permission denied" >&2; exit 1\n'
+    )
     for path in bin_dir.iterdir():
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", STATE=str(tmp_path), KFP_AUTH=auth,
-               BREASTDX_CLI=str(fake), KFP_IAP_CLIENT_ID="c.apps.googleusercontent.com", CI_SERVICE_ACCOUNT="a@b")
-    return subprocess.run([WAIT, "r-1", "3600"], capture_output=True, text=True, env=env, timeout=60)
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        STATE=str(tmp_path),
+        KFP_AUTH=auth,
+        BREASTDX_CLI=str(fake),
+        KFP_IAP_CLIENT_ID="c.apps.googleusercontent.com",
+        CI_SERVICE_ACCOUNT="a@b",
+    )
+    return subprocess.run(
+        [WAIT, "r-1", "3600"], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def _sleeps(tmp_path) -> List[int]:
@@ -335,13 +433,17 @@ def _sleeps(tmp_path) -> List[int]:
 
 
 def test_wait_waits_again_after_a_timeout_and_returns_the_runs_outcome(tmp_path):
-    out = _wait(tmp_path, ["2|error: run r-1 did not finish within 3000 s", "1|run r-1 state=FAILED"])
+    out = _wait(
+        tmp_path, ["2|error: run r-1 did not finish within 3000 s", "1|run r-1 state=FAILED"]
+    )
     assert out.returncode == 1 and _sleeps(tmp_path) == []
 
 
 def test_wait_stops_at_once_on_a_refused_sign_in(tmp_path):
-    refused = ("2|error: the Kubeflow Pipelines endpoint https://kfp refused the request (401): sign in with "
-               "--auth iap")
+    refused = (
+        "2|error: the Kubeflow Pipelines endpoint https://kfp refused the request (401): "
+        "sign in with --auth iap"
+    )
     out = _wait(tmp_path, [refused] * 5)
     assert out.returncode == 2 and _sleeps(tmp_path) == []
     assert (tmp_path / "n").read_text().strip() == "1"

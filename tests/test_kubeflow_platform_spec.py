@@ -11,6 +11,7 @@ kubeflow/pipelines kubernetes_platform/proto/kubernetes_executor_config.proto (t
 driver is generated from; `secret_name` is the field KFP 2.2's driver reads and later ones
 still honour).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,38 +23,54 @@ from breastdx_core import cluster_configs
 F = descriptor_pb2.FieldDescriptorProto
 # (message, [(field, number, type, label, message type)]) from kubernetes_executor_config.proto
 UPSTREAM_FIELDS = {
-    "KubernetesExecutorConfig": [("node_selector", 4, F.TYPE_MESSAGE, F.LABEL_OPTIONAL, "NodeSelector"),
-                                 ("image_pull_secret", 6, F.TYPE_MESSAGE, F.LABEL_REPEATED, "ImagePullSecret"),
-                                 ("tolerations", 12, F.TYPE_MESSAGE, F.LABEL_REPEATED, "Toleration")],
+    "KubernetesExecutorConfig": [
+        ("node_selector", 4, F.TYPE_MESSAGE, F.LABEL_OPTIONAL, "NodeSelector"),
+        ("image_pull_secret", 6, F.TYPE_MESSAGE, F.LABEL_REPEATED, "ImagePullSecret"),
+        ("tolerations", 12, F.TYPE_MESSAGE, F.LABEL_REPEATED, "Toleration"),
+    ],
     "ImagePullSecret": [("secret_name", 1, F.TYPE_STRING, F.LABEL_OPTIONAL, None)],
-    "Toleration": [("key", 1, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
-                   ("operator", 2, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
-                   ("value", 3, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
-                   ("effect", 4, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
-                   ("toleration_seconds", 5, F.TYPE_INT64, F.LABEL_OPTIONAL, None)],
+    "Toleration": [
+        ("key", 1, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
+        ("operator", 2, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
+        ("value", 3, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
+        ("effect", 4, F.TYPE_STRING, F.LABEL_OPTIONAL, None),
+        ("toleration_seconds", 5, F.TYPE_INT64, F.LABEL_OPTIONAL, None),
+    ],
 }
 
 
 def executor_config_class():
     """kfp_kubernetes.KubernetesExecutorConfig, the fields this project emits."""
-    file = descriptor_pb2.FileDescriptorProto(name="breastdx_test_kfp_kubernetes.proto", package="kfp_kubernetes",
-                                              syntax="proto3")
+    file = descriptor_pb2.FileDescriptorProto(
+        name="breastdx_test_kfp_kubernetes.proto", package="kfp_kubernetes", syntax="proto3"
+    )
     for name, fields in UPSTREAM_FIELDS.items():
         message = file.message_type.add(name=name)
         for field, number, kind, label, type_name in fields:
-            message.field.add(name=field, number=number, type=kind, label=label,
-                              type_name=f".kfp_kubernetes.{type_name}" if type_name else None)
+            message.field.add(
+                name=field,
+                number=number,
+                type=kind,
+                label=label,
+                type_name=f".kfp_kubernetes.{type_name}" if type_name else None,
+            )
     selector = file.message_type.add(name="NodeSelector")  # map<string, string> labels = 1
     entry = selector.nested_type.add(name="LabelsEntry")
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     entry.field.add(name="value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    selector.field.add(name="labels", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
-                       type_name=".kfp_kubernetes.NodeSelector.LabelsEntry")
+    selector.field.add(
+        name="labels",
+        number=1,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_REPEATED,
+        type_name=".kfp_kubernetes.NodeSelector.LabelsEntry",
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return message_factory.MessageFactory(pool).GetPrototype(
-        pool.FindMessageTypeByName("kfp_kubernetes.KubernetesExecutorConfig"))
+        pool.FindMessageTypeByName("kfp_kubernetes.KubernetesExecutorConfig")
+    )
 
 
 def check_platform_spec(platform) -> None:
@@ -66,15 +83,28 @@ def check_platform_spec(platform) -> None:
         json_format.ParseDict(config, config_class())
 
 
-SPEC = {"root": {"dag": {"tasks": {"Trainer": {"componentRef": {"name": "Trainer"}},
-                                   "Pusher": {"componentRef": {"name": "Pusher"}}}}},
-        "components": {"Trainer": {"executorLabel": "Trainer_executor"},
-                       "Pusher": {"executorLabel": "Pusher_executor"}},
-        "deploymentSpec": {"executors": {"Trainer_executor": {"container": {}},
-                                         "Pusher_executor": {"container": {}}}}}
-POOL_ENV = {"BREASTDX_TRAINER_NODE_SELECTOR": "cloud.google.com/gke-nodepool=gpu",
-            "BREASTDX_TRAINER_TOLERATIONS": "breastdx.io/pool=gpu:NoSchedule,nvidia.com/gpu:NoSchedule",
-            "BREASTDX_IMAGE_PULL_SECRETS": "regcred"}
+SPEC = {
+    "root": {
+        "dag": {
+            "tasks": {
+                "Trainer": {"componentRef": {"name": "Trainer"}},
+                "Pusher": {"componentRef": {"name": "Pusher"}},
+            }
+        }
+    },
+    "components": {
+        "Trainer": {"executorLabel": "Trainer_executor"},
+        "Pusher": {"executorLabel": "Pusher_executor"},
+    },
+    "deploymentSpec": {
+        "executors": {"Trainer_executor": {"container": {}}, "Pusher_executor": {"container": {}}}
+    },
+}
+POOL_ENV = {
+    "BREASTDX_TRAINER_NODE_SELECTOR": "cloud.google.com/gke-nodepool=gpu",
+    "BREASTDX_TRAINER_TOLERATIONS": "breastdx.io/pool=gpu:NoSchedule,nvidia.com/gpu:NoSchedule",
+    "BREASTDX_IMAGE_PULL_SECRETS": "regcred",
+}
 
 
 def test_trainer_gets_the_pool_and_every_step_the_pull_secret():
@@ -83,9 +113,17 @@ def test_trainer_gets_the_pool_and_every_step_the_pull_secret():
     configs = kubeflow_runner.kubernetes_executor_configs(SPEC, cluster_configs.load(env=POOL_ENV))
     assert configs["Trainer_executor"] == {
         "nodeSelector": {"labels": {"cloud.google.com/gke-nodepool": "gpu"}},
-        "tolerations": [{"key": "breastdx.io/pool", "operator": "Equal", "effect": "NoSchedule", "value": "gpu"},
-                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "imagePullSecret": [{"secretName": "regcred"}]}
+        "tolerations": [
+            {
+                "key": "breastdx.io/pool",
+                "operator": "Equal",
+                "effect": "NoSchedule",
+                "value": "gpu",
+            },
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        ],
+        "imagePullSecret": [{"secretName": "regcred"}],
+    }
     assert configs["Pusher_executor"] == {"imagePullSecret": [{"secretName": "regcred"}]}
     assert kubeflow_runner.kubernetes_executor_configs(SPEC, cluster_configs.load(env={})) == {}
 
@@ -104,23 +142,38 @@ def test_what_is_emitted_parses_against_kfps_protos(tmp_path):
     assert len(list(yaml.safe_load_all(path.read_text()))) == 2
 
 
-@pytest.mark.parametrize("config", [
-    {"nodeSelector": {"matchLabels": {"a": "b"}}},  # not the proto's name
-    {"tolerations": [{"key": "a", "effect": "NoSchedule", "tolerationSecs": 5}]},
-    {"imagePullSecrets": [{"secretName": "x"}]},  # Kubernetes' plural, not KFP's field
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"nodeSelector": {"matchLabels": {"a": "b"}}},  # not the proto's name
+        {"tolerations": [{"key": "a", "effect": "NoSchedule", "tolerationSecs": 5}]},
+        {"imagePullSecrets": [{"secretName": "x"}]},  # Kubernetes' plural, not KFP's field
+    ],
+)
 def test_the_proto_check_refuses_wrong_field_names(config):
     platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"e": config}}}}}
     with pytest.raises(json_format.ParseError):
         check_platform_spec(platform)
 
 
-@pytest.mark.parametrize("env, needle", [
-    ({"BREASTDX_TRAINER_NODE_SELECTOR": "gpu"}, "BREASTDX_TRAINER_NODE_SELECTOR takes key=value"),
-    ({"BREASTDX_TRAINER_TOLERATIONS": "nvidia.com/gpu=present"}, "BREASTDX_TRAINER_TOLERATIONS takes"),
-    ({"BREASTDX_TRAINER_TOLERATIONS": "a=b:NoWay"}, "effect among"),
-    ({"BREASTDX_IMAGE_PULL_SECRETS": "Reg_Cred"}, "BREASTDX_IMAGE_PULL_SECRETS takes Secret names"),
-])
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        (
+            {"BREASTDX_TRAINER_NODE_SELECTOR": "gpu"},
+            "BREASTDX_TRAINER_NODE_SELECTOR takes key=value",
+        ),
+        (
+            {"BREASTDX_TRAINER_TOLERATIONS": "nvidia.com/gpu=present"},
+            "BREASTDX_TRAINER_TOLERATIONS takes",
+        ),
+        ({"BREASTDX_TRAINER_TOLERATIONS": "a=b:NoWay"}, "effect among"),
+        (
+            {"BREASTDX_IMAGE_PULL_SECRETS": "Reg_Cred"},
+            "BREASTDX_IMAGE_PULL_SECRETS takes Secret names",
+        ),
+    ],
+)
 def test_malformed_pool_settings_name_the_variable(env, needle):
     with pytest.raises(cluster_configs.ClusterConfigError, match=needle):
         cluster_configs.load(env=env)

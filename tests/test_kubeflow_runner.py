@@ -222,8 +222,11 @@ def test_trainer_pool_settings_reach_kfps_own_reader(compiled, tmp_path):
     check_platform_spec(platform)
     doc = kfp_client_module._extract_pipeline_yaml(str(package))  # pylint: disable=protected-access
     spec = json_format.MessageToDict(doc.pipeline_spec)
-    label = spec["components"][spec["root"]["dag"]["tasks"]["Trainer"]["componentRef"]["name"]]["executorLabel"]
-    executors = json_format.MessageToDict(doc.platform_spec)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    trainer = spec["root"]["dag"]["tasks"]["Trainer"]["componentRef"]["name"]
+    label = spec["components"][trainer]["executorLabel"]
+    platform_spec = json_format.MessageToDict(doc.platform_spec)
+    executors = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors[label]["nodeSelector"] == {"labels": {"cloud.google.com/gke-nodepool": "gpu"}}
     assert len(executors[label]["tolerations"]) == 2
-    assert set(executors) == set(spec["deploymentSpec"]["executors"])  # the pull secret on every step
+    # the pull secret on every step
+    assert set(executors) == set(spec["deploymentSpec"]["executors"])

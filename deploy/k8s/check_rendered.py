@@ -211,11 +211,12 @@ def kfp_launcher_problems(objects) -> List[str]:
     can write (gs://: TFX here has no minio:// or s3:// file system) in a real bucket."""
     config = of_kind(objects, "ConfigMap").get("kfp-launcher")
     if config is None:
-        return ["no kfp-launcher ConfigMap (KFP's driver would use minio://mlpipeline/v2/artifacts)"]
+        return ["no kfp-launcher ConfigMap (KFP's driver would use "
+                "minio://mlpipeline/v2/artifacts)"]
     root = (config.get("data") or {}).get("defaultPipelineRoot", "")
     if not GCS_ROOT_FORM.fullmatch(root) or root.startswith("gs://BUCKET/"):
-        return [f"kfp-launcher defaultPipelineRoot {root!r} is not a gs:// root TFX can write: replace "
-                f"gs://BUCKET/breastdx in {KFP_LAUNCHER_FILE} with BREASTDX_GCS_ROOT"]
+        return [f"kfp-launcher defaultPipelineRoot {root!r} is not a gs:// root TFX can write: "
+                f"replace gs://BUCKET/breastdx in {KFP_LAUNCHER_FILE} with BREASTDX_GCS_ROOT"]
     return []
 
 
@@ -225,31 +226,36 @@ def _kserve_problems(overlay: str, objects) -> List[str]:
     RawDeployment (so the NetworkPolicies apply), and the web app calling its predictor."""
     out = []
     for name, isvc in of_kind(objects, "InferenceService").items():
+        where = f"InferenceService {name}"
         predictor = isvc["spec"]["predictor"]
         model = predictor.get("model") or predictor.get("tensorflow") or {}
-        fmt = (model.get("modelFormat") or {}).get("name", "tensorflow" if "tensorflow" in predictor else "")
+        legacy = "tensorflow" if "tensorflow" in predictor else ""
+        fmt = (model.get("modelFormat") or {}).get("name", legacy)
         if fmt != "tensorflow":
-            out.append(f"InferenceService {name}: the predictor must be KServe's TensorFlow Serving runtime "
+            out.append(f"{where}: the predictor must be KServe's TensorFlow Serving runtime "
                        f"(modelFormat tensorflow), has {fmt!r}")
         pod = dict(predictor, containers=[dict(model, name="kserve-container")])
-        out += _security_problems(f"InferenceService {name}", pod)
+        out += _security_problems(where, pod)
         uri = model.get("storageUri", "")
-        if "gs://BUCKET/" in uri or not re.fullmatch(rf"gs://[^/]+/.+/serving/{re.escape(name)}/?", uri):
-            out.append(f"InferenceService {name}: storageUri {uri!r} is not the pipeline's GCS serving root "
-                       f"<BREASTDX_GCS_ROOT>/serving/{name}: replace gs://BUCKET/breastdx in {KSERVE_FILE}")
+        served = rf"gs://[^/]+/.+/serving/{re.escape(name)}/?"
+        if "gs://BUCKET/" in uri or not re.fullmatch(served, uri):
+            out.append(f"{where}: storageUri {uri!r} is not the pipeline's GCS serving root "
+                       f"<BREASTDX_GCS_ROOT>/serving/{name}: replace gs://BUCKET/breastdx in "
+                       f"{KSERVE_FILE}")
         annotations = isvc["metadata"].get("annotations", {})
         if annotations.get("serving.kserve.io/deploymentMode") != "RawDeployment":
-            out.append(f"InferenceService {name}: serving.kserve.io/deploymentMode must be RawDeployment "
+            out.append(f"{where}: serving.kserve.io/deploymentMode must be RawDeployment "
                        "(Serverless routes around the namespace's NetworkPolicies)")
         if predictor.get("labels", {}).get("app.kubernetes.io/name") != "serving":
-            out.append(f"InferenceService {name}: spec.predictor.labels needs app.kubernetes.io/name: serving "
+            out.append(f"{where}: spec.predictor.labels needs app.kubernetes.io/name: serving "
                        "(the NetworkPolicies and PodDisruptionBudget select it)")
         if overlay.startswith("gke") and predictor.get("serviceAccountName") != "serving":
-            out.append(f"InferenceService {name}: serviceAccountName must be serving (Workload Identity)")
+            out.append(f"{where}: serviceAccountName must be serving (Workload Identity)")
         if "webapp" in of_kind(objects, "Deployment"):
             url = env_of(of_kind(objects, "Deployment")["webapp"]).get("BREASTDX_WEB_SERVER_URL")
             if url != f"http://{name}-predictor":
-                out.append(f"the web app calls {url}, not the InferenceService's predictor http://{name}-predictor")
+                out.append(f"the web app calls {url}, not the InferenceService's predictor "
+                           f"http://{name}-predictor")
     return out
 
 
