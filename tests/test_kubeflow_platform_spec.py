@@ -177,3 +177,14 @@ def test_the_proto_check_refuses_wrong_field_names(config):
 def test_malformed_pool_settings_name_the_variable(env, needle):
     with pytest.raises(cluster_configs.ClusterConfigError, match=needle):
         cluster_configs.load(env=env)
+
+
+def test_a_package_with_a_platform_document_still_loads(tmp_path):
+    """`breastdx pipeline create|dry-run` read the package through dry_run.load_package."""
+    import kubeflow_runner
+    from pipeline import dry_run
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    kubeflow_runner.add_platform_spec(str(path), cluster_configs.load(env=POOL_ENV))
+    assert dry_run.load_package(str(path)) == (SPEC, {})
