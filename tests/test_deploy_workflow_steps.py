@@ -461,3 +461,41 @@ def test_wait_backs_off_on_an_unreachable_endpoint(tmp_path):
     out = _wait(tmp_path, [unreachable] * 7 + ["0|run r-1 state=SUCCEEDED"])
     assert out.returncode == 0
     assert _sleeps(tmp_path) == [30, 60, 120, 240, 480, 600, 600]
+
+
+def test_wait_with_the_real_verb_stops_on_a_refused_sign_in(tmp_path):
+    """The real `breastdx run wait` against an endpoint that answers 401 (a sign-in that
+    IAP or Kubeflow refuses): one request, no pause, the script's own line last."""
+    import http.server
+    import threading
+
+    requests_seen = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            requests_seen.append(self.path)
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sleep").write_text('#!/usr/bin/env bash\necho "$1" >> "$STATE/sleeps"\n')
+    (bin_dir / "sleep").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", STATE=str(tmp_path),
+               KFP_AUTH="none", BREASTDX_CLI=os.path.join(PROJECT_DIR, ".venv", "bin", "breastdx"),
+               BREASTDX_KFP_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+               PYTHONPATH=PROJECT_DIR)
+    try:
+        out = subprocess.run([WAIT, "r-1", "3600"], capture_output=True, text=True, env=env,
+                             timeout=120)
+    finally:
+        server.shutdown()
+    assert out.returncode == 2, out.stderr
+    assert "refused the request (401)" in out.stderr
+    assert "refused CI's sign-in" in out.stderr and "not retrying" in out.stderr
+    assert len(requests_seen) == 1 and _sleeps(tmp_path) == []
