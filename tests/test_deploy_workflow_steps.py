@@ -236,11 +236,15 @@ def stand_ins(tmp_path, checkout_dir: str) -> Dict[str, str]:
 
 
 def run_job(
-    tmp_path, workflow: str, job_name: str, variables: Dict[str, str] = VARS
+    tmp_path,
+    workflow: str,
+    job_name: str,
+    variables: Dict[str, str] = VARS,
+    directory: str = WORKFLOWS,
 ) -> Dict[str, Any]:
     """Runs every step of one job; returns {"outputs": {step id: {k: v}}, "calls": [...],
-    "ran": [step keys], "listed": [...], "checkout": dir}."""
-    doc = load(os.path.join(WORKFLOWS, workflow))
+    "ran": [step keys], "listed": [...], "checkout": dir, "state": the stand-ins' folder}."""
+    doc = load(os.path.join(directory, workflow))
     job = doc["jobs"][job_name]
     root = checkout(tmp_path)
     base_env = stand_ins(tmp_path, root)
@@ -412,6 +416,22 @@ def test_a_call_on_no_list_is_caught(ran, tmp_path):
     assert unlisted_calls(["kubectl delete ns breastdx"], CLOUD_CALLS) == [
         "kubectl delete ns breastdx"
     ]
+
+
+@pytest.mark.parametrize(
+    "step, needle",
+    [
+        ("uses: someone/deploy-everything@v1", "neither run here nor listed in ACTIONS"),
+        ("run: python3 -c 'import sys; sys.exit(3)'", "failed"),
+    ],
+)
+def test_an_unlisted_action_or_a_failing_step_fails(tmp_path, step, needle):
+    (tmp_path / "wf").mkdir()
+    (tmp_path / "wf" / "x.yml").write_text(
+        f"on: push\njobs:\n  j:\n    runs-on: ubuntu-22.04\n    steps:\n      - {step}\n"
+    )
+    with pytest.raises(AssertionError, match=needle):
+        run_job(tmp_path, "x.yml", "j", directory=str(tmp_path / "wf"))
 
 
 # --- deploy/ci/wait_run.sh: the train job's wait ------------------------------------------
