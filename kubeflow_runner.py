@@ -120,6 +120,58 @@ def add_step_resources(path: str, cluster: cluster_configs.ClusterConfig) -> int
     return added
 
 
+def kubernetes_executor_configs(spec: Dict[str, Any], cluster: cluster_configs.ClusterConfig,
+                                trainer_id: str = TRAINER_ID) -> Dict[str, Dict[str, Any]]:
+    """Executor label -> KFP's KubernetesExecutorConfig (its JSON form, kfp-kubernetes'
+    kubernetes_executor_config.proto): the Trainer's node selector and tolerations, every
+    executor's image pull secrets. Empty when none is configured."""
+    selector, tolerations = cluster.node_selector_labels(), cluster.toleration_list()
+    secrets = [{"secretName": name} for name in cluster.pull_secret_names()]
+    trainer_task = spec["root"]["dag"]["tasks"].get(trainer_id, {})
+    trainer_ref = trainer_task.get("componentRef", {}).get("name")
+    if (selector or tolerations) and trainer_ref is None:
+        raise CompileError(f"the package has no {trainer_id} task to put on the node pool "
+                           f"(BREASTDX_TRAINER_NODE_SELECTOR / BREASTDX_TRAINER_TOLERATIONS)")
+    trainer_label = spec["components"][trainer_ref]["executorLabel"] if trainer_ref else None
+    out: Dict[str, Dict[str, Any]] = {}
+    for label in spec["deploymentSpec"]["executors"]:
+        config: Dict[str, Any] = {}
+        if label == trainer_label and selector:
+            config["nodeSelector"] = {"labels": dict(selector)}
+        if label == trainer_label and tolerations:
+            config["tolerations"] = [dict(t) for t in tolerations]
+        if secrets:
+            config["imagePullSecret"] = [dict(s) for s in secrets]
+        if config:
+            out[label] = config
+    return out
+
+
+def add_platform_spec(path: str, cluster: cluster_configs.ClusterConfig) -> Dict[str, Any]:
+    """Appends KFP's ``platforms.kubernetes`` document to a compiled ``.yaml`` PipelineSpec
+    (the second YAML document, as kfp-kubernetes writes it; KFP's API server and
+    kfp.Client read it there). Nothing is written when nothing is configured, so the
+    package stays one document. Returns the platform spec (or {})."""
+    import yaml
+
+    executors = kubernetes_executor_configs(_read_first_document(path), cluster)
+    if not executors:
+        return {}
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+    with open(path) as handle:
+        documents = [d for d in yaml.safe_load_all(handle) if d is not None][:1]
+    with open(path, "w") as handle:
+        yaml.safe_dump_all(documents + [platform], handle, sort_keys=False)
+    return platform
+
+
+def _read_first_document(path: str) -> Dict[str, Any]:
+    import yaml
+
+    with open(path) as handle:
+        return next(d for d in yaml.safe_load_all(handle) if d is not None)
+
+
 def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.ClusterConfig,
                       component_id: str = TRAINER_ID) -> tfx.dsl.Pipeline:
     """Puts the Trainer on the GPU node pool and tells `run_fn` the distribution strategy.
@@ -244,6 +296,8 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
     )
     output_path = _run_runner(runner, build(config, cluster))
     add_step_resources(output_path, cluster)
+    if output_path.endswith(".yaml"):  # KFP; Vertex reads no platforms.kubernetes
+        add_platform_spec(output_path, cluster)
     log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
              config.pipeline_root)
     return output_path

@@ -82,10 +82,19 @@ def parse_parameters(items: List[str], flag: str) -> Dict[str, str]:
     return parameters
 
 
+def pipeline_spec_of(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The PipelineSpec in a PipelineJob (``pipelineSpec``), in KFP's answer for a version
+    uploaded with a PlatformSpec (``pipeline_spec`` beside ``platform_spec``), or as is."""
+    for key in ("pipelineSpec", "pipeline_spec"):
+        if key in document:
+            return document[key]
+    return document
+
+
 def check_parameters(spec: Mapping[str, Any], parameters: Mapping[str, Any], flag: str) -> None:
     """Refuses what KFP's driver would fail the run on, before anything is submitted:
     a root parameter with no default and no value; a name the pipeline does not have."""
-    spec = spec.get("pipelineSpec", spec)
+    spec = pipeline_spec_of(spec)
     declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}) or {}
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
@@ -102,9 +111,10 @@ def check_parameters(spec: Mapping[str, Any], parameters: Mapping[str, Any], fla
 
 
 def without_caching(spec: Dict[str, Any], enable: bool) -> Dict[str, Any]:
-    """A copy of a PipelineSpec with every root task's cache switched ``enable``."""
+    """A copy of a version's spec (a PipelineSpec, or KFP's ``pipeline_spec`` +
+    ``platform_spec`` pair, sent back as such) with every root task's cache ``enable``."""
     spec = copy.deepcopy(spec)
-    for task in spec.get("root", {}).get("dag", {}).get("tasks", {}).values():
+    for task in pipeline_spec_of(spec).get("root", {}).get("dag", {}).get("tasks", {}).values():
         task.setdefault("cachingOptions", {})["enableCache"] = enable
     return spec
 
@@ -389,9 +399,7 @@ class KfpEngine:
                 pipeline_id=pipeline_id, pipeline_version_id=version.pipeline_version_id
             )
         else:
-            source["pipeline_spec"] = without_caching(
-                spec.get("pipelineSpec", spec), options.caching
-            )
+            source["pipeline_spec"] = without_caching(spec, options.caching)
         return source
 
     def _experiment_id(self, options: RunOptions, name: str) -> str:

@@ -34,7 +34,26 @@ from breastdx_core import cluster_configs, errors
 
 # The tfx CLI's engine names and this project's (BREASTDX_ENGINE).
 PROJECT_ENGINE = {labels.KUBEFLOW_ENGINE: "kfp", labels.VERTEX_ENGINE: "vertex"}
+# The package in the CLI's folder: KFP's upload takes a PipelineSpec in YAML, with the
+# PlatformSpec (node selector, tolerations, pull secrets) as its second document, which
+# kubeflow_runner adds to .yaml packages only; Vertex takes TFX's PipelineJob JSON.
+PACKAGE_NAME = {"kfp": "pipeline.yaml", "vertex": kubeflow_v2_dag_runner_patcher.OUTPUT_FILENAME}
 RUN_HEADERS = ["pipeline_name", "run_id", "status", "created_at", "link"]
+
+
+class _Patcher(kubeflow_v2_dag_runner_patcher.KubeflowV2DagRunnerPatcher):
+    """TFX's patcher, writing the CLI's copy under ``filename`` (TFX's: pipeline.json)."""
+
+    def __init__(self, filename: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._filename = filename
+
+    def _before_run(self, runner, pipeline, context) -> None:
+        super()._before_run(runner, pipeline, context)
+        if self._prepare_dir_fn is not None:
+            runner._output_filename = self._filename  # pylint: disable=protected-access
+            path = os.path.join(runner._output_dir, self._filename)  # pylint: disable=protected-access
+            context[self.OUTPUT_FILE_PATH] = path
 
 
 def _one_line(method):
@@ -99,9 +118,7 @@ class _Handler(base_handler.BaseHandler):
         return os.path.join(self._handler_home_dir, pipeline_name)
 
     def _package(self, pipeline_name: str) -> str:
-        return os.path.join(
-            self._pipeline_dir(pipeline_name), kubeflow_v2_dag_runner_patcher.OUTPUT_FILENAME
-        )
+        return os.path.join(self._pipeline_dir(pipeline_name), PACKAGE_NAME[self.engine_name])
 
     def _compile(self, prepare_dir) -> Dict[str, Any]:
         build_image_fn = None
@@ -113,9 +130,8 @@ class _Handler(base_handler.BaseHandler):
                     target_image=image, base_image=self.flags_dict.get(labels.BASE_IMAGE)
                 )
 
-        patcher = kubeflow_v2_dag_runner_patcher.KubeflowV2DagRunnerPatcher(
-            call_real_run=True, build_image_fn=build_image_fn, prepare_dir_fn=prepare_dir
-        )
+        patcher = _Patcher(PACKAGE_NAME[self.engine_name], call_real_run=True,
+                           build_image_fn=build_image_fn, prepare_dir_fn=prepare_dir)
         with self._compile_env():
             context = self.execute_dsl(patcher)
         return {

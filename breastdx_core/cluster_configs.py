@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+import re
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -78,6 +79,14 @@ class ClusterConfig:
     step_cpu_request: float = 1.0
     step_memory_request_gb: float = 4.0
     distribution_strategy: str = "mirrored"  # one of DISTRIBUTION_STRATEGIES, for the Trainer module
+    # Where KFP may put the Trainer's pod, in the package's platforms.kubernetes section
+    # (TFX compiles none; KFP's driver reads it): a GPU pool's node labels and the taints it
+    # tolerates. Empty on GKE's default (GKE adds the nvidia.com/gpu toleration itself).
+    # "key=value[,key=value]", e.g. cloud.google.com/gke-nodepool=gpu
+    trainer_node_selector: str = ""
+    trainer_tolerations: str = ""  # kubectl's taint form "key[=value]:Effect[,...]"
+    # Secrets (in the run's namespace) for pulling the pipeline image, on every step: "a[,b]"
+    image_pull_secrets: str = ""
 
     # Beam for the data components
     beam_runner: str = "DirectRunner"  # one of BEAM_RUNNERS
@@ -139,6 +148,7 @@ class ClusterConfig:
             raise ClusterConfigError(f"BREASTDX_GPU_COUNT must be >= 0, got {self.gpu_count}")
         if not self.gpu_type:
             self.gpu_type = DEFAULT_GPU_TYPE[self.engine]
+        self.node_selector_labels(), self.toleration_list(), self.pull_secret_names()  # fail early
         self.gcs_root = self.gcs_root.rstrip("/")
 
     # --- checks at the edge ------------------------------------------------------------
@@ -211,6 +221,57 @@ class ClusterConfig:
         """What every step but the Trainer asks for (no accelerator: the CPU pool)."""
         return {"cpu_limit": self.step_cpu, "memory_limit": self.step_memory_gb,
                 "cpu_request": self.step_cpu_request, "memory_request": self.step_memory_request_gb}
+
+    # --- the Trainer's pool on Kubernetes (kubeflow_runner.add_platform_spec) ------------
+    def node_selector_labels(self) -> Dict[str, str]:
+        """BREASTDX_TRAINER_NODE_SELECTOR as node labels."""
+        labels = {}
+        for item in _items(self.trainer_node_selector):
+            key, sep, value = item.partition("=")
+            if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+                raise ClusterConfigError(
+                    f"BREASTDX_TRAINER_NODE_SELECTOR takes key=value[,key=value] with "
+                    f"Kubernetes label keys and values, got {item!r}")
+            labels[key] = value
+        return labels
+
+    def toleration_list(self) -> List[Dict[str, str]]:
+        """BREASTDX_TRAINER_TOLERATIONS as tolerations (``key=value:Effect`` tolerates that
+        taint, ``key:Effect`` any value of the key)."""
+        out = []
+        for item in _items(self.trainer_tolerations):
+            taint, _, effect = item.rpartition(":")
+            key, sep, value = taint.partition("=")
+            if effect not in TAINT_EFFECTS or not _LABEL_KEY.fullmatch(key) or (
+                    sep and not _LABEL_VALUE.fullmatch(value)):
+                raise ClusterConfigError(
+                    f"BREASTDX_TRAINER_TOLERATIONS takes key[=value]:Effect[,...] with an "
+                    f"effect among {TAINT_EFFECTS}, got {item!r}")
+            toleration = {"key": key, "operator": "Equal" if sep else "Exists", "effect": effect}
+            if sep:
+                toleration["value"] = value
+            out.append(toleration)
+        return out
+
+    def pull_secret_names(self) -> List[str]:
+        """BREASTDX_IMAGE_PULL_SECRETS as Secret names."""
+        names = _items(self.image_pull_secrets)
+        bad = [n for n in names if not _SECRET_NAME.fullmatch(n)]
+        if bad:
+            raise ClusterConfigError(f"BREASTDX_IMAGE_PULL_SECRETS takes Secret names (lower case, "
+                                     f"'-' and '.'), got {bad[0]!r}")
+        return names
+
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _items(text: str) -> List[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 _HINTS = {

@@ -63,7 +63,10 @@ def load_package(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     if not os.path.isfile(path):
         raise DryRunError(f"no pipeline package at {path}: compile one with `breastdx pipeline compile`")
     with open(path) as handle:
-        document = yaml.safe_load(handle) if path.endswith((".yaml", ".yml")) else json.load(handle)
+        # a KFP package may hold a second document, its platforms.kubernetes section
+        # (kubeflow_runner.add_platform_spec): the PipelineSpec is the first
+        document = (next(yaml.safe_load_all(handle), None) if path.endswith((".yaml", ".yml"))
+                    else json.load(handle)) or {}
     if "pipelineSpec" in document:
         return document["pipelineSpec"], document.get("runtimeConfig", {})
     if "root" not in document or "deploymentSpec" not in document:

@@ -378,13 +378,24 @@ class KfpStandIn:
 
     @staticmethod
     def _spec(text: str) -> Dict[str, Any]:
+        """A PipelineSpec, optionally followed by a PlatformSpec document (kfp-kubernetes'
+        form); a version keeps both as KFP answers them: ``pipeline_spec`` beside
+        ``platform_spec`` when there is a PlatformSpec, else the PipelineSpec itself."""
         try:
-            spec = yaml.safe_load(text)
+            documents = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as err:
             raise ApiError(INVALID_ARGUMENT, f"Failed to parse the pipeline spec: {err}") from None
+        if not documents or len(documents) > 2:
+            raise ApiError(INVALID_ARGUMENT, "Failed to upload: expected 1 or 2 YAML documents")
+        spec = documents[0]
         if not isinstance(spec, dict) or "root" not in spec or "pipelineInfo" not in spec:
             raise ApiError(INVALID_ARGUMENT, "Failed to upload: the file is not a PipelineSpec")
-        return spec
+        if len(documents) == 1:
+            return spec
+        if not isinstance(documents[1], dict) or set(documents[1]) != {"platforms"}:
+            raise ApiError(INVALID_ARGUMENT,
+                           "Failed to upload: the second document is not a PlatformSpec")
+        return {"pipeline_spec": spec, "platform_spec": documents[1]}
 
     def _version(self, pipeline_id: str, name: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         if any(v["display_name"] == name for v in self.versions[pipeline_id]):

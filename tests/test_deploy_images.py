@@ -16,7 +16,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Dict, List, Set
+from typing import Any, Dict, List, Set
 
 import dockerfile
 import pytest
@@ -173,3 +173,101 @@ def test_web_image_requirements_cover_sign_in():
     with open(os.path.join(DEPLOY, "webapp-requirements.txt")) as f:
         names = {line.split("#")[0].strip().split("<")[0].split(">")[0].split("=")[0].lower() for line in f}
     assert {"google-auth", "cryptography", "flask", "gunicorn"} <= names
+
+
+# --- the pipeline image under KFP 2's launcher ----------------------------------------------
+# Where KFP 2's launcher (backend/src/v2/component/launcher_v2.go, run inside the step's own
+# container as its user) writes: LocalPathForURI stages gs://, minio:// and s3:// artifacts
+# under /gcs/, /minio/, /s3/ (MkdirAll of each output's parent, every input blob downloaded
+# there); output parameters under /tmp/kfp/outputs/ (driver.go) and the executor output at
+# /tmp/kfp_outputs/. KFP mounts emptyDirs on the three roots and on /.local, /.cache,
+# /.config from 2.3.0 (argocompiler/container.go, kubeflow/pipelines#10857); before that the
+# image's own folders are all there is.
+LAUNCHER_ROOTS = ("/gcs", "/minio", "/s3")
+LAUNCHER_SCRATCH = ("/.local", "/.cache", "/.config")
+
+
+def file_system_facts(steps: List[dockerfile.Command]) -> Dict[str, Any]:
+    """Replays the RUN lines' mkdir/chown/chmod/useradd (the only commands that decide who
+    may write where) and returns {"paths": {path: (uid, gid, mode)}, "users": {name: uid},
+    "user": the final USER}. Paths the base image already has are unknown (absent)."""
+    import shlex
+
+    paths: Dict[str, tuple] = {}
+    users: Dict[str, int] = {"root": 0}
+    user = "0"
+    for step in steps:
+        if step.cmd.upper() == "USER":
+            user = step.value[0].split(":")[0]
+        if step.cmd.upper() != "RUN":
+            continue
+        for command in step.value[0].split("&&"):
+            words = shlex.split(command)
+            if not words:
+                continue
+            name, args = words[0], [w for w in words[1:] if not w.startswith("-")]
+            if name == "mkdir":
+                for path in args:
+                    paths.setdefault(path.rstrip("/") or "/", (0, 0, 0o755))
+            elif name == "useradd":
+                users[words[-1]] = int(words[words.index("--uid") + 1])
+            elif name == "chown":
+                owner, _, group = args[0].partition(":")
+                uid = int(owner) if owner.isdigit() else users[owner]
+                for path in (p for p in args[1:] if p in paths):  # else: a base-image path
+                    _, gid, mode = paths[path]
+                    paths[path] = (uid, int(group or gid), mode)
+            elif name == "chmod":
+                for path in args[1:]:
+                    uid, gid, _ = paths.get(path, (0, 0, 0o755))
+                    if path in paths or path == "/tmp":
+                        paths[path] = (uid, gid, int(args[0], 8))
+    return {"paths": paths, "users": users, "user": user}
+
+
+def writable_by(facts: Dict[str, Any], path: str, uid: int, gid: int = 0) -> bool:
+    if path not in facts["paths"]:
+        return False
+    owner, group, mode = facts["paths"][path]
+    return bool(owner == uid and mode & 0o200 or group == gid and mode & 0o020 or mode & 0o002)
+
+
+def launcher_problems(steps: List[dockerfile.Command]) -> List[str]:
+    facts = file_system_facts(steps)
+    user = facts["user"]
+    uid = int(user) if user.isdigit() else facts["users"].get(user, 0)
+    out = []
+    for path in LAUNCHER_ROOTS + LAUNCHER_SCRATCH:
+        if path not in facts["paths"]:
+            out.append(f"{path} is not created")
+        elif facts["paths"][path][0] != uid:
+            owner = facts["paths"][path][0]
+            out.append(f"{path} is owned by uid {owner}, not the runtime uid {uid}")
+        elif not writable_by(facts, path, uid):
+            out.append(f"{path} is not writable by uid {uid}")
+        elif not writable_by(facts, path, 12345678, gid=0):  # OpenShift: any uid, group 0
+            out.append(f"{path} is not group-0 writable")
+    if facts["paths"].get("/tmp", (0, 0, 0))[2] != 0o1777:
+        out.append("/tmp is not 1777 (the launcher writes /tmp/kfp/outputs and /tmp/kfp_outputs)")
+    return out
+
+
+def test_pipeline_image_lets_the_runtime_uid_write_every_launcher_mount():
+    steps = instructions("pipeline.Dockerfile")
+    assert launcher_problems(steps) == []
+    user = [c.value[0] for c in steps if c.cmd.upper() == "USER"][-1]
+    assert user == "10001"
+
+
+def test_launcher_check_catches_a_root_owned_mount(tmp_path):
+    """The same Dockerfile without the chown (what KFP 2.0-2.2 then meets: root-owned
+    folders, permission denied on every task), and without /s3: both reported."""
+    with open(os.path.join(DEPLOY, "pipeline.Dockerfile")) as f:
+        text = f.read()
+    assert "chown 10001:0 /gcs /minio /s3" in text
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(text.replace("chown 10001:0 /gcs /minio /s3", "chown 10001:0 /minio")
+                      .replace("mkdir -p /gcs /minio /s3", "mkdir -p /gcs /minio"))
+    found = launcher_problems(list(dockerfile.parse_file(str(broken))))
+    assert "/gcs is owned by uid 0, not the runtime uid 10001" in found
+    assert "/s3 is not created" in found

@@ -37,6 +37,8 @@ SETTINGS_FILE = check_rendered.SETTINGS_FILE
 K8S = os.path.join(PROJECT_DIR, "deploy", "k8s")
 OVERLAYS = sorted(os.listdir(os.path.join(K8S, "overlays")))
 GKE = [o for o in OVERLAYS if o.startswith("gke")]
+# the kserve component replaces the serving Deployment
+SERVED_BY_DEPLOYMENT = [o for o in OVERLAYS if o != "gke-kserve"]
 
 SETTINGS = {"DOMAIN": "breastdx.example.org",
             "IAP_AUDIENCE": "/projects/123456789012/global/backendServices/4567890123456789",
@@ -71,12 +73,13 @@ def fill(tmp_path, settings: Optional[Dict[str, str]] = None, images: Optional[D
     settings = SETTINGS if settings is None else settings
     with open(os.path.join(gke, "settings.env"), "w") as f:
         f.writelines(f"{key}={value}\n" for key, value in settings.items())
-    if bucket_root:
-        path = os.path.join(gke, "models.config")
-        with open(path) as f:
-            text = f.read()
-        with open(path, "w") as f:
-            f.write(text.replace("gs://BUCKET/breastdx", bucket_root))
+    if bucket_root:  # CD's sed, on models.config and the KServe InferenceService
+        for path in (os.path.join(gke, "models.config"),
+                     os.path.join(root, "components", "kserve", "inferenceservice.yaml")):
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace("gs://BUCKET/breastdx", bucket_root))
     set_images(gke, IMAGES if images is None else images)
     set_images(os.path.join(root, "overlays", "gke-gpu"), GPU_IMAGES if gpu_images is None else gpu_images)
     return root
@@ -139,8 +142,13 @@ def test_committed_overlays_render_and_name_what_to_fill(overlay):
         assert found == []
         return
     text = "\n".join(found)
-    for setting in ("set DOMAIN", "set IAP_AUDIENCE", "set SERVING_SERVICE_ACCOUNT", "gs://BUCKET/breastdx",
-                    "kustomize edit set image breastdx-webapp=", "kustomize edit set image tensorflow/serving="):
+    settings = ["set DOMAIN", "set IAP_AUDIENCE", "set SERVING_SERVICE_ACCOUNT",
+                "gs://BUCKET/breastdx", "kustomize edit set image breastdx-webapp="]
+    if overlay in SERVED_BY_DEPLOYMENT:
+        settings.append("kustomize edit set image tensorflow/serving=")
+    else:  # KServe's runtime image comes from its ServingRuntime; the bucket from the component
+        settings.append("in deploy/k8s/components/kserve/inferenceservice.yaml")
+    for setting in settings:
         assert setting in text, f"{overlay}: nothing says {setting!r}:\n{text}"
 
 
@@ -183,7 +191,9 @@ def test_the_checks_catch_a_root_container_and_an_open_model_server(filled):
 
 
 def test_serving_probes_ask_for_the_configured_model(filled):
-    for overlay in OVERLAYS:
+    # the KServe overlay's equivalent: tests/test_deploy_kserve.py
+    assert set(OVERLAYS) - set(SERVED_BY_DEPLOYMENT) == {"gke-kserve"}
+    for overlay in SERVED_BY_DEPLOYMENT:
         objects = filled[overlay][1]
         config = next(c for c in of_kind(objects, "ConfigMap").values() if "models.config" in c.get("data", {}))
         model_name = re.search(r'name:\s*"([^"]+)"', config["data"]["models.config"]).group(1)
@@ -240,3 +250,47 @@ def test_webapp_image_has_no_tensorflow():
     with open(os.path.join(PROJECT_DIR, "deploy", "webapp-requirements.txt")) as f:
         requirements = [line.split("#")[0].strip().lower() for line in f if line.split("#")[0].strip()]
     assert requirements and not [r for r in requirements if r.startswith(("tensorflow", "tfx", "keras", "tf-"))]
+
+
+# --- deploy/kfp: Kubeflow Pipelines' own settings -------------------------------------------
+KFP_DIR = os.path.join(PROJECT_DIR, "deploy", "kfp")
+
+
+def fill_kfp(tmp_path, root: str = BUCKET_ROOT) -> str:
+    """A copy of deploy/kfp with the bucket filled in as docs/cluster.md's `sed` does."""
+    copy = str(tmp_path / "kfp")
+    shutil.copytree(KFP_DIR, copy)
+    path = os.path.join(copy, "kfp-launcher.yaml")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("gs://BUCKET/breastdx", root))
+    return copy
+
+
+def test_kfp_launcher_config_renders_validates_and_names_the_root(tmp_path):
+    objects = render(fill_kfp(tmp_path))
+    rendered = tmp_path / "kfp.yaml"
+    rendered.write_text(yaml.safe_dump_all(objects))
+    result = run("kubernetes-validate", ["--strict", "--quiet", str(rendered)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = of_kind(objects, "ConfigMap")["kfp-launcher"]
+    namespace = cluster_configs.ClusterConfig().kfp_namespace
+    assert config["metadata"]["namespace"] == namespace == "kubeflow"
+    # the root the `breastdx pipeline|run` verbs use: <gcs root>/pipelines (KFP adds name/run)
+    assert config["data"] == {"defaultPipelineRoot": f"{BUCKET_ROOT}/pipelines"}
+    assert problems("kfp", objects) == []
+    checker = os.path.join(K8S, "check_rendered.py")
+    ok = subprocess.run([sys.executable, checker, str(rendered), "kfp"], capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("root", [None, "minio://mlpipeline/v2/artifacts", "s3://b/breastdx"])
+def test_kfp_launcher_check_refuses_a_root_tfx_cannot_write(tmp_path, root):
+    objects = render(KFP_DIR if root is None else fill_kfp(tmp_path, root))
+    found = problems("kfp", objects)
+    assert len(found) == 1, found
+    assert "replace gs://BUCKET/breastdx in deploy/kfp/kfp-launcher.yaml" in found[0]
+    assert problems("kfp", []) == ["no kfp-launcher ConfigMap (KFP's driver would use "
+                                   "minio://mlpipeline/v2/artifacts)"]

@@ -88,7 +88,8 @@ def test_cd_builds_trains_and_rolls_on_a_blessed_push():
     # train: the compiled pipeline runs the pipeline image by digest; update, run, blessed?
     assert jobs["train"]["env"]["BREASTDX_IMAGE"] == "${{ needs.images.outputs.pipeline }}"
     train = _runs(jobs["train"])
-    assert "breastdx pipeline update" in train and "breastdx run create" in train and "run wait" in train
+    assert "breastdx pipeline update" in train and "breastdx run create" in train
+    assert "deploy/ci/wait_run.sh \"$run_id\"" in train  # `breastdx run wait` with back-off
     assert "deploy/ci/newest_version.sh" in train and "blessed=true" in train
     # deploy: the new digests into the overlay, applied, both rollouts awaited
     deploy = _runs(jobs["deploy"])

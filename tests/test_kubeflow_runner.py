@@ -173,3 +173,33 @@ def test_trainer_fits_the_gpu_node_and_every_step_has_resources(compiled, engine
     bare = [name for name, ex in executors.items() if "container" in ex and not
             {"cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest"} <= set(ex["container"].get("resources", {}))]
     assert bare == []
+
+
+def test_trainer_pool_settings_reach_kfps_own_reader(compiled, tmp_path):
+    """The package compiled with defaults is one document; with a node selector, tolerations
+    and a pull secret, kfp.Client's reader finds them in its PlatformSpec on the Trainer."""
+    import shutil
+
+    import kubeflow_runner
+    import yaml
+    from google.protobuf import json_format
+    from kfp.client import client as kfp_client_module
+
+    from test_kubeflow_platform_spec import POOL_ENV, check_platform_spec
+
+    with open(compiled["kfp"]) as f:
+        assert len(list(yaml.safe_load_all(f))) == 1
+    package = tmp_path / "pipeline.yaml"
+    shutil.copy(compiled["kfp"], package)
+    platform = kubeflow_runner.add_platform_spec(str(package), cluster_configs.load(env=POOL_ENV))
+    check_platform_spec(platform)
+    doc = kfp_client_module._extract_pipeline_yaml(str(package))  # pylint: disable=protected-access
+    spec = json_format.MessageToDict(doc.pipeline_spec)
+    trainer = spec["root"]["dag"]["tasks"]["Trainer"]["componentRef"]["name"]
+    label = spec["components"][trainer]["executorLabel"]
+    platform_spec = json_format.MessageToDict(doc.platform_spec)
+    executors = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors[label]["nodeSelector"] == {"labels": {"cloud.google.com/gke-nodepool": "gpu"}}
+    assert len(executors[label]["tolerations"]) == 2
+    # the pull secret on every step
+    assert set(executors) == set(spec["deploymentSpec"]["executors"])

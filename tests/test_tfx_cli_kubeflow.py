@@ -24,6 +24,7 @@ from typing import Dict, List
 import kfp_standin
 import pytest
 import yaml
+from test_kubeflow_platform_spec import POOL_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -124,7 +125,8 @@ def card(standin, home):
     """The card's commands as a person runs them, once per module: `tfx pipeline create`
     (compiles kubeflow_runner.py and uploads it), then `tfx run create`."""
     endpoint = ["--engine", "kubeflow", "--endpoint", standin.endpoint]
-    created = tfx(["pipeline", "create", "--pipeline_path", "kubeflow_runner.py", *endpoint], home)
+    created = tfx(["pipeline", "create", "--pipeline_path", "kubeflow_runner.py", *endpoint], home,
+                  **POOL_ENV)
     run = tfx(["run", "create", "--pipeline_name", NAME, *endpoint,
                "--runtime_parameter", "tree_fingerprint=digest-of-the-images"], home)
     return {"created": created, "run": run}
@@ -551,7 +553,7 @@ def test_upstream_kubeflow_handler_still_broken_and_factory_still_hard_coded():
 
 def test_the_pth_line_is_a_no_op_without_the_module(tmp_path):
     """Other checkouts share the venv: where pipeline.compat is missing the line does
-    nothing, and it never imports TFX at start-up."""
+    nothing, and at start-up it imports nothing (neither TFX nor this project)."""
     from pipeline.compat import tfx_cli_kubeflow
 
     site_dir = tmp_path / "site"
@@ -559,28 +561,21 @@ def test_the_pth_line_is_a_no_op_without_the_module(tmp_path):
     tfx_cli_kubeflow.install_pth(str(site_dir))
     probe = (
         "import site, sys; site.addsitedir(sys.argv[1]); "
-        "print(any(type(f).__name__ == '_Finder' for f in sys.meta_path), 'tfx' in sys.modules)"
+        "print('tfx' in sys.modules, 'pipeline' in sys.modules); "
+        "[hook] = [f for f in sys.meta_path if type(f).__name__ == '_BreastdxTfxCliHook']; "
+        "spec = hook.find_spec('tfx.tools.cli.handler.kubeflow_handler'); "
+        "print(type(spec.loader).__name__ if spec else None, hook.find_spec('json'))"
     )
-    here = subprocess.run(
-        [sys.executable, "-S", "-c", probe, str(site_dir)],
-        env={"PYTHONPATH": ROOT},
-        cwd=str(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert here.stdout.split() == ["True", "False"], here.stderr
-    empty = tmp_path / "elsewhere" / "pipeline"
-    empty.mkdir(parents=True)
-    (empty / "__init__.py").write_text("")
-    elsewhere = subprocess.run(
-        [sys.executable, "-S", "-c", probe, str(site_dir)],
-        env={"PYTHONPATH": str(empty.parent)},
-        cwd=str(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert elsewhere.returncode == 0 and elsewhere.stdout.split() == ["False", "False"], (
-        elsewhere.stderr
-    )
+
+    def run(pythonpath: str) -> List[str]:
+        done = subprocess.run([sys.executable, "-S", "-c", probe, str(site_dir)],
+                              env={"PYTHONPATH": pythonpath}, cwd=str(tmp_path),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert run(ROOT) == ["False", "False", "_AliasLoader", "None"]
+    elsewhere = tmp_path / "elsewhere" / "pipeline"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "__init__.py").write_text("")
+    assert run(str(elsewhere.parent)) == ["False", "False", "None", "None"]

@@ -8,7 +8,8 @@ kfp_sign_in() {
     iap)
       : "${KFP_IAP_CLIENT_ID:?set vars.BREASTDX_KFP_IAP_CLIENT_ID (the IAP OAuth client id of the KFP endpoint)}"
       BREASTDX_KFP_TOKEN=$(gcloud auth print-identity-token --impersonate-service-account="$CI_SERVICE_ACCOUNT" \
-        --audiences="$KFP_IAP_CLIENT_ID" --include-email)
+        --audiences="$KFP_IAP_CLIENT_ID" --include-email) || return 1
+      [ -n "$BREASTDX_KFP_TOKEN" ] || { echo "gcloud minted an empty ID token" >&2; return 1; }
       export BREASTDX_KFP_AUTH=token BREASTDX_KFP_TOKEN
       ;;
     none) export BREASTDX_KFP_AUTH=none ;;

@@ -6,6 +6,7 @@ committed ones, which must name each open setting) and by .github/workflows/cd.y
 `kubectl apply` (a setting left unset stops the deploy with its name):
 
     python3 deploy/k8s/check_rendered.py rendered.yaml gke      # exit 1 and the lines, or 0
+    python3 deploy/k8s/check_rendered.py launcher.yaml kfp      # deploy/kfp (KFP's settings)
 
 Promises: requests and limits and a locked-down securityContext on every container (non-root
 uid, no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, read-only
@@ -29,6 +30,9 @@ IAP_AUDIENCE_FORM = re.compile(r"^/projects/\d+/global/backendServices/\d+$")
 DOMAIN_FORM = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 GOOGLE_LB_RANGES = {"130.211.0.0/22", "35.191.0.0/16"}
 SETTINGS_FILE = "deploy/k8s/overlays/gke/settings.env"
+KFP_LAUNCHER_FILE = "deploy/kfp/kfp-launcher.yaml"
+KSERVE_FILE = "deploy/k8s/components/kserve/inferenceservice.yaml"
+GCS_ROOT_FORM = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/\S*)?")
 
 
 def of_kind(objects, kind: str) -> Dict[str, Dict[str, Any]]:
@@ -174,7 +178,10 @@ def _tls_iap_problems(objects) -> List[str]:
                    f"set SERVING_SERVICE_ACCOUNT in {SETTINGS_FILE}")
     config = next((c["data"]["models.config"] for c in of_kind(objects, "ConfigMap").values()
                    if "models.config" in c.get("data", {})), "")
-    if "gs://BUCKET/" in config or not re.search(r'base_path:\s*"gs://[^"]+/serving/', config):
+    served_by_kserve = bool(of_kind(objects, "InferenceService")) and \
+        "serving" not in of_kind(objects, "Deployment")
+    if not served_by_kserve and ("gs://BUCKET/" in config or
+                                 not re.search(r'base_path:\s*"gs://[^"]+/serving/', config)):
         out.append("models.config base_path is not the pipeline's GCS serving root: replace gs://BUCKET/breastdx "
                    "in deploy/k8s/overlays/gke/models.config with BREASTDX_GCS_ROOT")
     policy = of_kind(objects, "NetworkPolicy").get("webapp", {})
@@ -199,9 +206,64 @@ def _auth_problems(overlay: str, objects) -> List[str]:
     return out
 
 
+def kfp_launcher_problems(objects) -> List[str]:
+    """deploy/kfp: the `kfp-launcher` ConfigMap gives KFP's driver a pipeline root that TFX
+    can write (gs://: TFX here has no minio:// or s3:// file system) in a real bucket."""
+    config = of_kind(objects, "ConfigMap").get("kfp-launcher")
+    if config is None:
+        return ["no kfp-launcher ConfigMap (KFP's driver would use "
+                "minio://mlpipeline/v2/artifacts)"]
+    root = (config.get("data") or {}).get("defaultPipelineRoot", "")
+    if not GCS_ROOT_FORM.fullmatch(root) or root.startswith("gs://BUCKET/"):
+        return [f"kfp-launcher defaultPipelineRoot {root!r} is not a gs:// root TFX can write: "
+                f"replace gs://BUCKET/breastdx in {KFP_LAUNCHER_FILE} with BREASTDX_GCS_ROOT"]
+    return []
+
+
+def _kserve_problems(overlay: str, objects) -> List[str]:
+    """The InferenceService (overlay gke-kserve): the same locked-down pod as the serving
+    Deployment, KServe's TensorFlow Serving runtime on the pipeline's GCS serving root,
+    RawDeployment (so the NetworkPolicies apply), and the web app calling its predictor."""
+    out = []
+    for name, isvc in of_kind(objects, "InferenceService").items():
+        where = f"InferenceService {name}"
+        predictor = isvc["spec"]["predictor"]
+        model = predictor.get("model") or predictor.get("tensorflow") or {}
+        legacy = "tensorflow" if "tensorflow" in predictor else ""
+        fmt = (model.get("modelFormat") or {}).get("name", legacy)
+        if fmt != "tensorflow":
+            out.append(f"{where}: the predictor must be KServe's TensorFlow Serving runtime "
+                       f"(modelFormat tensorflow), has {fmt!r}")
+        pod = dict(predictor, containers=[dict(model, name="kserve-container")])
+        out += _security_problems(where, pod)
+        uri = model.get("storageUri", "")
+        served = rf"gs://[^/]+/.+/serving/{re.escape(name)}/?"
+        if "gs://BUCKET/" in uri or not re.fullmatch(served, uri):
+            out.append(f"{where}: storageUri {uri!r} is not the pipeline's GCS serving root "
+                       f"<BREASTDX_GCS_ROOT>/serving/{name}: replace gs://BUCKET/breastdx in "
+                       f"{KSERVE_FILE}")
+        annotations = isvc["metadata"].get("annotations", {})
+        if annotations.get("serving.kserve.io/deploymentMode") != "RawDeployment":
+            out.append(f"{where}: serving.kserve.io/deploymentMode must be RawDeployment "
+                       "(Serverless routes around the namespace's NetworkPolicies)")
+        if predictor.get("labels", {}).get("app.kubernetes.io/name") != "serving":
+            out.append(f"{where}: spec.predictor.labels needs app.kubernetes.io/name: serving "
+                       "(the NetworkPolicies and PodDisruptionBudget select it)")
+        if overlay.startswith("gke") and predictor.get("serviceAccountName") != "serving":
+            out.append(f"{where}: serviceAccountName must be serving (Workload Identity)")
+        if "webapp" in of_kind(objects, "Deployment"):
+            url = env_of(of_kind(objects, "Deployment")["webapp"]).get("BREASTDX_WEB_SERVER_URL")
+            if url != f"http://{name}-predictor":
+                out.append(f"the web app calls {url}, not the InferenceService's predictor "
+                           f"http://{name}-predictor")
+    return out
+
+
 def problems(overlay: str, objects) -> List[str]:
     """Every broken promise of a rendered overlay, one line each naming what to set."""
-    out = []
+    if overlay == "kfp":
+        return kfp_launcher_problems(objects)
+    out = _kserve_problems(overlay, objects)
     for name, deployment in of_kind(objects, "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
         out += _security_problems(name, pod) + _image_problems(overlay, name, pod)

@@ -7,10 +7,10 @@ This meta-path finder answers those two module names with breastdx_cli/tfx_handl
 which defines ``KubeflowHandler`` and ``VertexHandler`` on TFX's ``base_handler``.
 
 Who calls it: a ``.pth`` file (:func:`install_pth`, run by `make venv` and
-deploy/pipeline.Dockerfile) runs :func:`install` in every Python process of the
-environment. :func:`install` only puts the finder on ``sys.meta_path``: it imports no
-TFX, and nothing happens until TFX's CLI imports a handler. The ``.pth`` line does
-nothing where this module is absent (another checkout sharing the environment).
+deploy/pipeline.Dockerfile) puts a tiny finder on ``sys.meta_path`` in every Python
+process of the environment; it imports this module only when TFX's CLI imports one of
+the two handlers, and does nothing where this module is absent (another checkout sharing
+the environment). :func:`install` does the same in a running process (the tests).
 """
 
 from __future__ import annotations
@@ -60,11 +60,25 @@ def install() -> None:
 
 
 def pth_line() -> str:
-    # One line, as site.py runs it: a no-op where this checkout is not importable.
-    return (
-        "import sys; exec('try:\\n import pipeline.compat.tfx_cli_kubeflow as m; m.install()\\n"
-        "except ImportError:\\n pass')\n"
+    """The ``.pth`` line: a finder that only knows TFX's two handler names and imports this
+    module when TFX asks for one of them. Nothing is imported at start-up (not even this
+    package), and where this module is absent (another checkout sharing the environment)
+    the handlers stay TFX's own."""
+    hook = (
+        "class _BreastdxTfxCliHook:\n"
+        f"    names = {tuple(REPLACED)!r}\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name not in self.names:\n"
+        "            return None\n"
+        "        try:\n"
+        "            import pipeline.compat.tfx_cli_kubeflow as m\n"
+        "        except ImportError:\n"
+        "            return None\n"
+        "        return m._Finder().find_spec(name, path, target)\n"
+        "sys.meta_path.insert(0, _BreastdxTfxCliHook())\n"
     )
+    # One line, as site.py wants it; the code holds no double quote.
+    return 'import sys; exec("' + hook.replace("\n", "\\n") + '")\n'
 
 
 def install_pth(site_dir: Optional[str] = None) -> str:
