@@ -137,7 +137,10 @@ def test_pipeline_create_and_run_create_with_the_tfx_console_script(standin, car
     assert created.returncode == 0, created.stderr[-3000:]
     assert f'Pipeline "{NAME}" created successfully' in created.stdout
     [upload] = posts(standin, "PipelineUploadServiceApi.upload_pipeline")
-    spec = yaml.safe_load(upload["file"])
+    spec, platform = yaml.safe_load_all(upload["file"])  # the GPU pool's PlatformSpec goes up too
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["Trainer_executor"]["nodeSelector"] == {
+        "labels": {"cloud.google.com/gke-nodepool": "gpu"}}
     assert upload["query"]["name"] == NAME and spec["pipelineInfo"]["name"] == NAME
     assert "Trainer" in spec["root"]["dag"]["tasks"]  # the project's pipeline, compiled here
     [version] = posts(standin, "PipelineUploadServiceApi.upload_pipeline_version")
@@ -579,3 +582,20 @@ def test_the_pth_line_is_a_no_op_without_the_module(tmp_path):
     elsewhere.mkdir(parents=True)
     (elsewhere / "__init__.py").write_text("")
     assert run(str(elsewhere.parent)) == ["False", "False", "None", "None"]
+
+
+def test_the_caching_switch_keeps_kfps_platform_spec():
+    """KFP answers a version uploaded with a PlatformSpec as pipeline_spec + platform_spec;
+    a run with caching switched sends both back, the tasks' cache switched, nothing else."""
+    from breastdx_cli import engines
+
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"T": {}}}}}}
+    spec = {"pipeline_spec": {"root": {"dag": {"tasks": {"Trainer": {}}}, "inputDefinitions": {
+        "parameters": {"x": {"parameterType": "STRING"}}}}}, "platform_spec": platform}
+    sent = engines.without_caching(spec, False)
+    assert sent["platform_spec"] == platform
+    assert sent["pipeline_spec"]["root"]["dag"]["tasks"]["Trainer"] == {
+        "cachingOptions": {"enableCache": False}}
+    assert spec["pipeline_spec"]["root"]["dag"]["tasks"]["Trainer"] == {}  # a copy
+    with pytest.raises(engines.EngineError, match="'x' has no default"):
+        engines.check_parameters(spec, {}, "--param")
