@@ -88,10 +88,17 @@ def test_upload_page_shows_the_answer_heatmap_and_research_line(client):
     response = upload(client, [("red.png", png_bytes(RED)), ("purple.png", png_bytes(PURPLE))], path="/")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert contract.RESEARCH_ONLY in html
-    assert CLASS_NAMES[1] in html and "uncertain: refer to a pathologist" in html
-    assert html.count('src="data:image/png;base64,') == 2
-    assert f"model {MODEL_NAME} version" in html
+    assert html.count(contract.RESEARCH_ONLY) == 1  # once per page, not once per card
+    assert f"{CLASS_NAMES[1]}, 0.99" in html
+    assert "Uncertain: refer to a pathologist — both classes plausible at 95 %" in html
+    assert "prediction set" not in html and "probability 0." not in html
+    # The rule in plain words, beside the answers: the card's per-class levels.
+    assert "kept 95 % of that class" in html and f"{CLASS_NAMES[1]} from 0.35" in html
+    # Original and Grad-CAM overlay side by side for both images, labelled, with the legend.
+    assert html.count('class="img-fluid border original"') == 2 and html.count("Grad-CAM overlay (toward") == 2
+    assert 'id="gradcam-legend"' in html
+    assert f"Model {MODEL_NAME}, version" in html
+    assert "<title>Results · BreastDx</title>" in html
 
 
 def test_versions_page_lists_metrics_and_pins_a_version(client, live_model_server, serving_root, tiny_model_dir,

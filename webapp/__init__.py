@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
@@ -99,10 +99,25 @@ def _wants_json() -> bool:
     return request.path.startswith(API_PREFIX) or request.accept_mimetypes.best == "application/json"
 
 
+# The page a person goes back to from an error, by the path that failed.
+BACK_LINKS = (("/map", "wholeslide.map_form", "Back to the whole-image page"),
+              ("/mosaic", "wholeslide.mosaic_form", "Back to the mosaic form"),
+              ("/versions", "ui.versions", "Back to the model versions"))
+
+
+def _back_link() -> Tuple[str, str]:
+    for prefix, endpoint, label in BACK_LINKS:
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return url_for(endpoint), label
+    return url_for("ui.index"), "Back to the upload page"
+
+
 def _answer(message: str, status: int):
     if _wants_json():
         return jsonify({"error": message}), status
-    return render_template("error.html", message=message, status=status), status
+    back_url, back_label = _back_link()
+    return render_template("error.html", message=message, status=status, back_url=back_url,
+                           back_label=back_label), status
 
 
 def _register_errors(app: Flask) -> None:
@@ -117,6 +132,12 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
+        if err.code == 413:  # the whole request is past MAX_CONTENT_LENGTH: say how large, in words
+            from webapp.uploads import human_bytes, limit_bytes
+
+            sent = f" ({human_bytes(request.content_length)})" if request.content_length else ""
+            return _answer(f"the upload is too large{sent}; at most {limit_bytes(app.config['MAX_CONTENT_LENGTH'])} "
+                           "can be sent at once: send fewer or smaller files", 413)
         return _answer(f"{err.name}: {err.description}", err.code or 400)
 
     @app.errorhandler(Exception)

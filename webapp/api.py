@@ -17,15 +17,21 @@ TRUE_VALUES = ("1", "true", "yes")
 
 @bp.post("/predict")
 def predict():
-    """Multipart field ``file`` (one or more); optional ``version`` and ``overlay=1``."""
-    uploads = service.collect_uploads(request.files.getlist("file"))
+    """Multipart field ``file`` (one or more); optional ``version`` and ``overlay=1``. A file
+    that is refused is listed under ``refused`` with its reason; the rest are answered (a
+    4xx only when every file is refused)."""
+    uploads, refusals = service.collect_batch(request.files.getlist("file"))
+    service.require_some(uploads, refusals)
     version = (request.values.get("version") or "").strip() or None
     if version is not None and not version.isdigit():
         return jsonify({"error": f"version must be an integer, got {version[:40]!r}"}), 400
     with_overlay = request.values.get("overlay", "").lower() in TRUE_VALUES
     kind, results = kinds.predict_any(uploads, version, with_overlay)  # classifier, segmentation, whole image
     audit.record([u.data for u in uploads], results, "api")
-    return jsonify({"predictions": results, "kind": kind, "research_only": contract.RESEARCH_ONLY})
+    body = {"predictions": results, "kind": kind, "research_only": contract.RESEARCH_ONLY}
+    if refusals:  # the other files were answered; each refused one says why
+        body["refused"] = [r.as_dict() for r in refusals]
+    return jsonify(body)
 
 
 @bp.get("/versions")
