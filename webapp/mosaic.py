@@ -85,16 +85,66 @@ class Mosaic:
         counts["labelled_positive"] = sum(p.label == 1 for p in self.patches)
         counts["agree_with_label"] = sum(p.positive == bool(p.label) for p in self.patches
                                          if p.status == tiling.STATUS_ASSESSED)
+        assessed = [p for p in self.patches if p.status == tiling.STATUS_ASSESSED]
+        counts["labelled_positive_assessed"] = sum(p.label == 1 for p in assessed)
+        counts["true_positive"] = sum(p.label == 1 and p.positive for p in assessed)
+        counts["labelled_negative_assessed"] = sum(p.label == 0 for p in assessed)
+        counts["true_negative"] = sum(p.label == 0 and not p.positive for p in assessed)
         return counts
+
+    def rates(self) -> List[Dict[str, Any]]:
+        """Sensitivity and specificity against the file names' labels, each with its n and a
+        95 % Wilson interval, over the assessed patches (uncertain and not-assessed patches
+        are in neither; the page says how many)."""
+        counts = self.counts()
+        out = []
+        for key, label, hits, n in (
+                ("sensitivity", f"labelled IDC called {self.positive_class or 'positive'}", counts["true_positive"],
+                 counts["labelled_positive_assessed"]),
+                ("specificity", "labelled non-IDC called negative", counts["true_negative"],
+                 counts["labelled_negative_assessed"])):
+            low, high = wilson(hits, n)
+            out.append({"key": key, "label": label, "hits": hits, "n": n,
+                        "value": None if n == 0 else round(hits / n, 4), "ci95": [low, high]})
+        return out
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON API's body (without the picture)."""
         return {"patient": self.patient, "width": self.width, "height": self.height, "counts": self.counts(),
+                "rates": self.rates(), "skipped_text": skipped_text(self.skipped),
                 "skipped": self.skipped, "refused": self.refused, "positive_class": self.positive_class, "model_name": self.model_name,
                 "model_version": self.model_version,
                 "patches": [{"file": p.name, "x": p.x, "y": p.y, "label": p.label, "status": p.status,
                              "positive_probability": p.positive_probability, "class_name": p.class_name,
                              "positive": p.positive, "reason": p.reason} for p in self.patches]}
+
+
+# The reasons a file of an archive was left out, as a person reads them.
+SKIPPED_WORDS = {"not_an_idc_patch_name": ("file not named like an IDC patch", "files not named like an IDC patch"),
+                 SKIPPED_PATCH: ("patch refused (unreadable or too large)", "patches refused (unreadable or too large)"),
+                 "link": ("symbolic link", "symbolic links")}
+WILSON_Z = 1.959964  # 95 %
+
+
+def skipped_text(skipped: Dict[str, int]) -> str:
+    """{"not_an_idc_patch_name": 1, "refused_patch": 2} as "1 file not named like an IDC
+    patch, 2 patches refused (unreadable or too large)"."""
+    parts = []
+    for key, count in sorted(skipped.items()):
+        one, many = SKIPPED_WORDS.get(key, (key.replace("_", " "), key.replace("_", " ")))
+        parts.append(f"{count:,} {one if count == 1 else many}")
+    return ", ".join(parts)
+
+
+def wilson(hits: int, n: int) -> Tuple[Optional[float], Optional[float]]:
+    """The 95 % Wilson score interval of ``hits`` of ``n`` (None, None for n = 0)."""
+    if n == 0:
+        return None, None
+    p = hits / n
+    z2 = WILSON_Z ** 2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = WILSON_Z * ((p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5) / (1 + z2 / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
 
 
 def parse_name(name: str) -> Optional[Tuple[str, int, int, int]]:
@@ -147,8 +197,8 @@ def read_zip(data: bytes, max_members: int = MAX_MEMBERS, max_uncompressed: int 
                               "are accepted", HTTP_TOO_LARGE)
         compressed = sum(i.compress_size for i in infos)
         if declared > MAX_RATIO * max(compressed, 1) and declared > MAX_PATCH_BYTES:
-            raise UploadError(f"the zip archive expands {declared // max(compressed, 1)}-fold "
-                              f"(a zip bomb?); PNG patches expand at most {MAX_RATIO}-fold", HTTP_TOO_LARGE)
+            raise UploadError(f"the zip archive would expand {declared // max(compressed, 1):,}-fold when unpacked; "
+                              f"PNG patches expand at most {MAX_RATIO}-fold, so it is refused", HTTP_TOO_LARGE)
         named, skipped = [], {}
         for info in infos:
             path = _member_path(info)
@@ -202,7 +252,9 @@ def _checked_all(entries: List[Tuple[str, bytes, str, int, int, int]], skipped: 
             continue
         patches.append(Patch(upload.name, patient, x, y, label, upload.data, upload.width, upload.height))
     if not patches:
-        raise UploadError(f"no readable patch: {len(refused)} refused ({'; '.join(refused[:3])})")
+        count = skipped.get(SKIPPED_PATCH, len(refused))
+        raise UploadError(f"no readable patch: {count:,} refused ({'; '.join(refused[:3])}"
+                          + (f"; and {count - 3:,} more" if count > 3 else "") + ")")
     return patches, skipped, refused
 
 
@@ -272,9 +324,10 @@ def classify(mosaic: Mosaic, predict: Callable[[List[bytes]], List[Any]], settin
     return mosaic
 
 
-def render(mosaic: Mosaic, research_only: str, display_side: int = MOSAIC_DISPLAY_SIDE) -> bytes:
+def render(mosaic: Mosaic, research_only: str, display_side: int = MOSAIC_DISPLAY_SIDE, legend: bool = True) -> bytes:
     """The slide rebuilt from its patches, each tinted by its positive probability (grey:
-    flagged), outlined where the data set labels it class 1, with the legend; PNG bytes."""
+    flagged), outlined where the data set labels it class 1, "refer" patches dashed in
+    magenta, with the legend under it (``legend``; the web page draws it in HTML); PNG bytes."""
     canvas = Image.new("RGB", (mosaic.width, mosaic.height), "white")
     for patch in mosaic.patches:
         with Image.open(io.BytesIO(patch.data)) as source:
@@ -298,5 +351,13 @@ def render(mosaic: Mosaic, research_only: str, display_side: int = MOSAIC_DISPLA
     draw = ImageDraw.Draw(result)
     for box in outlines:
         draw.rectangle(box, outline=OUTLINE_LABELLED, width=1)
+    for patch in mosaic.patches:
+        if patch.status == tiling.STATUS_UNCERTAIN:
+            tiling._dashed_box(draw, patch.x * scale, patch.y * scale, (patch.x + patch.width) * scale - 1,
+                               (patch.y + patch.height) * scale - 1)
+    if not legend:
+        buffer = io.BytesIO()
+        result.save(buffer, format="PNG")
+        return buffer.getvalue()
     return tiling.with_legend(result, mosaic.positive_class, mosaic.counts(),
                               research_only + " Black outline: labelled IDC in the file name.")

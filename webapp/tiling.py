@@ -44,7 +44,8 @@ STATUS_TISSUE = "tissue"  # to be sent
 STATUS_ASSESSED = "assessed"  # the model answered one class
 STATUS_UNCERTAIN = "uncertain"  # the server's conformal set held several classes: refer to a pathologist
 STATUS_FLAGGED = "flagged"  # the server answered "not assessed" (input contract, OOD score)
-ANSWERED = (STATUS_ASSESSED, STATUS_UNCERTAIN)  # tiles with a probability on the map
+ANSWERED = (STATUS_ASSESSED, STATUS_UNCERTAIN)
+NOT_ASSESSED_STATUS = 422  # HTTP: a readable image the model must not answer about  # tiles with a probability on the map
 # breastdx_core/decision.py's statuses, as the model server adds them to each :predict row
 SERVER_NOT_ASSESSED = "not_assessed"
 SERVER_UNCERTAIN = "uncertain"
@@ -145,6 +146,9 @@ class TileMap:
                 "grid": self.grid(), "counts": self.counts(), "top_regions": self.top_regions(),
                 "flagged": [{"row": t.row, "col": t.col, "x": t.x, "y": t.y, "reason": t.reason}
                             for t in self.tiles if t.status == STATUS_FLAGGED],
+                "refer": [{"row": t.row, "col": t.col, "x": t.x, "y": t.y, "width": self.settings.patch,
+                           "height": self.settings.patch, "positive_probability": t.positive_probability}
+                          for t in self.tiles if t.status == STATUS_UNCERTAIN],
                 "positive_class": self.positive_class, "model_name": self.model_name,
                 "model_version": self.model_version, "seconds": round(self.seconds, 3)}
 
@@ -155,6 +159,43 @@ def status_counts(items: Sequence[Any], counts: Dict[str, int]) -> Dict[str, int
         counts[status] = sum(item.status == status for item in items)
     counts["positive"] = sum(item.positive for item in items if item.status == STATUS_ASSESSED)
     return counts
+
+
+def grid_tiles(width: int, height: int, patch: int, stride: int) -> int:
+    """How many tiles (tissue or not) cover a ``width`` x ``height`` image."""
+    def count(size: int) -> int:
+        if size <= patch:
+            return 1
+        starts = (size - patch) // stride + 1
+        return starts + (0 if (starts - 1) * stride == size - patch else 1)
+    return count(width) * count(height)
+
+
+def smallest_stride(width: int, height: int, patch: int, max_grid: int) -> int:
+    """The smallest stride whose grid has at most ``max_grid`` tiles."""
+    stride = max(1, int(math.sqrt(max(width - patch, 1) * max(height - patch, 1) / max(max_grid, 1))))
+    while grid_tiles(width, height, patch, stride) > max_grid:
+        stride += 1
+    return stride
+
+
+def check_grid(width: int, height: int, settings: TileSettings, grid_factor: int = 4) -> None:
+    """Refuses, before any pixel is decoded, a stride that would cut the image into more than
+    ``grid_factor x max_tiles`` tiles (measuring the tissue of each costs time too).
+
+    Raises:
+        TilingError: 413 naming the tile count and the smallest stride that fits.
+    """
+    if width < settings.patch or height < settings.patch:
+        raise TilingError(f"{width} x {height} pixels is smaller than one {settings.patch} x {settings.patch} "
+                          "patch; classify it as a single image instead")
+    limit = grid_factor * settings.max_tiles
+    tiles = grid_tiles(width, height, settings.patch, settings.stride)
+    if tiles > limit:
+        fits = smallest_stride(width, height, settings.patch, limit)
+        raise TilingError(f"a stride of {settings.stride} px cuts this {width} x {height} image into {tiles:,} "
+                          f"tiles; at most {limit:,} are examined per image ({settings.max_tiles:,} of them "
+                          f"classified): use a stride of at least {fits} px", 413)
 
 
 def positions(size: int, patch: int, stride: int) -> List[int]:
@@ -263,7 +304,8 @@ def classify_tiles(predict: Callable[[List[bytes]], List[Any]], crops: List[byte
 def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], settings: TileSettings,
               positive_class: Optional[str] = None, threshold: float = 0.5,
               model_name: Optional[str] = None, card: Optional[Dict[str, Any]] = None,
-              rgb: Optional[np.ndarray] = None) -> TileMap:
+              rgb: Optional[np.ndarray] = None,
+              check_whole: Optional[Callable[[np.ndarray, List[Tile], int], Optional[str]]] = None) -> TileMap:
     """Tiles an image, classifies the tissue tiles, returns the :class:`TileMap`.
 
     Args:
@@ -278,9 +320,13 @@ def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], s
         card: the served version's model card, for its decision rule where the server
             sends no decision.
         rgb: the image already decoded by :func:`decode_rgb` (decoded here otherwise).
+        check_whole: called with (rgb, tiles, patch) once the tissue is found and before any
+            tile is sent; a reason it returns refuses the whole image (the input contract
+            of the whole image, ``webapp.wholeslide.whole_image_reason``).
 
     Raises:
-        TilingError: the image is smaller than one patch, or needs too many tiles.
+        TilingError: the image is smaller than one patch, needs too many tiles, or is
+            not assessed as a whole (422).
     """
     import time
 
@@ -291,6 +337,10 @@ def map_image(image_bytes: bytes, predict: Callable[[List[bytes]], List[Any]], s
         raise TilingError(f"{width}x{height} pixels is smaller than one {settings.patch}x{settings.patch} patch; "
                           "classify it as a single image instead")
     tiles, rows, cols = plan(rgb, settings)
+    if check_whole is not None:
+        reason = check_whole(rgb, tiles, settings.patch)
+        if reason:
+            raise TilingError(reason, NOT_ASSESSED_STATUS)
     sent = [t for t in tiles if t.status == STATUS_TISSUE]
     crops = [encode_tile(rgb[t.y:t.y + settings.patch, t.x:t.x + settings.patch]) for t in sent]
     answers = classify_tiles(predict, crops, settings)
@@ -314,6 +364,8 @@ LEGEND_MIN_WIDTH = 360  # the legend's text fits; a narrower picture is padded w
 MAP_ALPHA = 0.5
 FLAGGED_COLOUR = (128, 128, 128)
 BOX_COLOUR = (0, 0, 0)
+REFER_COLOUR = (255, 0, 255)  # uncertain tiles: "refer to a pathologist"
+REFER_DASH = 3
 TEXT_COLOUR = (20, 20, 20)
 
 
@@ -324,10 +376,11 @@ def colour_of(probability: float) -> Tuple[int, int, int]:
 
 
 def render_map(image_bytes: bytes, tile_map: TileMap, research_only: str, display_side: int = MAP_DISPLAY_SIDE,
-               rgb: Optional[np.ndarray] = None) -> bytes:
+               rgb: Optional[np.ndarray] = None, legend: bool = True) -> bytes:
     """The image with each assessed tile tinted by its positive probability, flagged tiles
-    grey, the most suspicious regions boxed and numbered, and a legend; PNG bytes
-    (``rgb``: the image already decoded)."""
+    grey, "refer" (uncertain) tiles outlined dashed in magenta, the most suspicious regions
+    boxed and numbered, and (``legend``) a legend drawn under it; PNG bytes (``rgb``: the
+    image already decoded). The web page draws its legend in HTML instead."""
     picture = Image.fromarray(decode_rgb(image_bytes) if rgb is None else rgb)
     scale = min(1.0, display_side / max(picture.size))
     size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
@@ -352,12 +405,32 @@ def render_map(image_bytes: bytes, tile_map: TileMap, research_only: str, displa
     blended[flagged & ~seen] = (1 - MAP_ALPHA) * base[flagged & ~seen] + MAP_ALPHA * np.array(FLAGGED_COLOUR)
     result = Image.fromarray(blended.astype(np.uint8))
     draw = ImageDraw.Draw(result)
+    for tile in tile_map.tiles:
+        if tile.status == STATUS_UNCERTAIN:
+            _dashed_box(draw, tile.x * scale, tile.y * scale, (tile.x + patch) * scale - 1,
+                        (tile.y + patch) * scale - 1)
     for region in tile_map.top_regions():
         box = [region["x"] * scale, region["y"] * scale, (region["x"] + patch) * scale - 1,
                (region["y"] + patch) * scale - 1]
         draw.rectangle(box, outline=BOX_COLOUR, width=2)
         draw.text((box[0] + 2, box[1] + 1), str(region["rank"]), fill=BOX_COLOUR)
+    if not legend:
+        buffer = io.BytesIO()
+        result.save(buffer, format="PNG")
+        return buffer.getvalue()
     return with_legend(result, tile_map.positive_class, tile_map.counts(), research_only)
+
+
+def _dashed_box(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: float) -> None:
+    """A dashed outline (the "refer to a pathologist" tiles): dashes of REFER_DASH pixels."""
+    width = max(1, int(round(min(x1 - x0, y1 - y0) / 16)) or 1)
+    for a, b, fixed, horizontal in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False), (y0, y1, x1, False)):
+        start = a
+        while start < b:
+            end = min(b, start + REFER_DASH)
+            line = [(start, fixed), (end, fixed)] if horizontal else [(fixed, start), (fixed, end)]
+            draw.line(line, fill=REFER_COLOUR, width=width)
+            start += 2 * REFER_DASH
 
 
 def with_legend(picture: Image.Image, positive_class: Optional[str], counts: Dict[str, int], note: str) -> bytes:
