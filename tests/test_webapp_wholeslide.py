@@ -72,24 +72,106 @@ def test_map_stride_overlaps_and_covers_the_far_edge(client):
 
 
 def test_map_refuses_too_many_tiles_and_small_images(web_app_factory, live_model_server):
+    # 48 tiles in the grid, 30 of them tissue: past 4 x MAX_TILES the stride is refused before
+    # any pixel is decoded, with the stride that fits; past MAX_TILES tissue tiles, after the mask.
     small = web_app_factory(SERVER_URL=live_model_server.url, MAX_TILES=10).test_client()
     response = post(small, "/api/map", "file", "slide.png", slide_png())
-    assert response.status_code == 413 and "at most 10" in response.json["error"]
+    assert response.status_code == 413
+    assert response.json["error"] == ("slide.png: a stride of 50 px cuts this 400 x 300 image into 48 tiles; at most "
+                                      "40 are examined per image (10 of them classified): use a stride of at least "
+                                      "63 px")
+    assert tiling.grid_tiles(400, 300, PATCH, 63) <= 40 < tiling.grid_tiles(400, 300, PATCH, 62)
+    response = post(web_app_factory(SERVER_URL=live_model_server.url, MAX_TILES=12).test_client(),
+                    "/api/map", "file", "slide.png", slide_png())
+    assert response.status_code == 413 and "need 30 tissue tiles; at most 12" in response.json["error"]
     client = small
     tiny = io.BytesIO()
     Image.new("RGB", (30, 30), RED).save(tiny, format="PNG")
     response = post(client, "/api/map", "file", "tiny.png", tiny.getvalue())
-    assert response.status_code == 400 and "smaller than one 50x50 patch" in response.json["error"]
+    assert response.status_code == 400 and "smaller than one 50 x 50 patch" in response.json["error"]
     response = post(client, "/api/map", "file", "slide.png", slide_png(), stride="abc")
     assert response.status_code == 400 and "stride" in response.json["error"]
 
 
-def test_map_page_shows_the_map_counts_and_research_line(client):
+@pytest.fixture
+def stored(web_app_factory, live_model_server, tmp_path):
+    """A web app whose results store is a temporary folder, and its test client."""
+    app = web_app_factory(SERVER_URL=live_model_server.url, RESULTS_DIR=str(tmp_path / "results"))
+    return app, app.test_client()
+
+
+def test_map_page_lands_on_a_bookmarkable_result_with_viewer_legend_and_exports(stored, tmp_path):
+    _, client = stored
     response = post(client, "/map", "file", "slide.png", slide_png())
-    page = response.get_data(as_text=True)
-    assert response.status_code == 200
-    assert 'id="probability-map"' in page and "data:image/png;base64," in page
-    assert contract.RESEARCH_ONLY in page and 'class="count-positive">15<' in page
+    assert response.status_code == 303
+    address = response.headers["Location"]
+    assert address.startswith("/map/") and len(address) == len("/map/") + 32
+    for _ in range(2):  # a reload (or a bookmark) shows the same result
+        page = client.get(address)
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200
+        assert html.count(contract.RESEARCH_ONLY) == 1 and 'class="count-positive">15<' in html
+        assert "15 of 30 tissue tiles IDC-positive" in html
+        assert 'id="map-viewer"' in html and "openseadragon.min.js" in html
+        assert html.count('class="btn btn-link btn-sm p-0 bdx-region"') == 5  # top regions fly the viewer
+        assert 'id="export-png"' in html and 'id="export-json"' in html
+    exported = client.get(address + "/result.json")
+    assert exported.status_code == 200 and exported.json["counts"]["positive"] == 15
+    assert "attachment" in exported.headers["Content-Disposition"]
+    picture = Image.open(io.BytesIO(client.get(address + "/picture.png?download=1").data))
+    assert picture.size == (400, 300 + tiling.LEGEND_HEIGHT)  # the export keeps its legend
+    for layer, mode in (("image", "RGB"), ("overlay", "RGBA"), ("marks", "RGBA")):
+        got = client.get(f"{address}/{layer}.png")
+        assert got.status_code == 200 and got.mimetype == "image/png"
+        assert Image.open(io.BytesIO(got.data)).mode == mode
+    overlay = np.asarray(Image.open(io.BytesIO(client.get(address + "/overlay.png").data)))
+    assert overlay[10, 10, 3] == 0 and overlay[10, 300, 3] == 255  # glass transparent, tissue coloured
+    assert tuple(overlay[10, 300, :3]) == tiling.colour_of(overlay_probability(exported.json, 10, 300))
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "results").iterdir()) == [
+        "image.png", "json", "marks.png", "overlay.png", "picture.png"]
+
+
+def overlay_probability(body, y, x):
+    return body["grid"][y // body["stride"]][x // body["stride"]]
+
+
+def test_result_pages_404_with_a_link_back_and_the_forms_answer_get(stored):
+    _, client = stored
+    for path, back in (("/map/" + "0" * 32, "/map"), ("/mosaic/nonsense", "/mosaic")):
+        page = client.get(path)
+        html = page.get_data(as_text=True)
+        assert page.status_code == 404 and f'id="back-link" href="{back}"' in html
+    for path in ("/map", "/mosaic"):  # reloading a form's address is never a 405
+        page = client.get(path)
+        assert page.status_code == 200 and 'id="mosaic-form"' in page.get_data(as_text=True)
+    page = post(client, "/map", "file", "notes.png", b"hello")
+    assert page.status_code == 400 and 'id="back-link" href="/map"' in page.get_data(as_text=True)
+
+
+def test_the_results_store_keeps_the_newest_only(web_app_factory, live_model_server, tmp_path):
+    client = web_app_factory(SERVER_URL=live_model_server.url, RESULTS_DIR=str(tmp_path / "results"),
+                             RESULTS_MAX_COUNT=2).test_client()
+    addresses = [post(client, "/map", "file", "slide.png", slide_png()).headers["Location"] for _ in range(3)]
+    assert [client.get(a).status_code for a in addresses] == [404, 200, 200]
+    assert len(list((tmp_path / "results").iterdir())) == 2 * 5
+
+
+def test_map_refers_uncertain_tiles_and_marks_them(stored):
+    """Purple tiles (P = 0.5) are uncertain under the card's conformal rule: listed, counted,
+    and outlined dashed on the viewer's marks layer."""
+    pixels = np.zeros((100, 200, 3), np.uint8)
+    pixels[:, :100] = RED
+    pixels[:, 100:] = (128, 40, 128)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    _, client = stored
+    address = post(client, "/map", "file", "half.png", buffer.getvalue()).headers["Location"]
+    html = client.get(address).get_data(as_text=True)
+    assert "4 of 8 tissue tiles IDC-positive; 4 to refer to a pathologist (uncertain)" in html
+    assert html.count("<li>x 1") == 4 and 'id="refer-tiles"' in html
+    marks = np.asarray(Image.open(io.BytesIO(client.get(address + "/marks.png").data)))
+    assert marks[:, :100, 3].max() == 0  # nothing drawn over the assessed half
+    assert marks[0, 100:, 3].max() == 255 and (marks[0, 100:, :3] == 0).all(axis=-1).any()  # black dashes
 
 
 def patch_png(color) -> bytes:
@@ -125,10 +207,30 @@ def test_mosaic_api_places_patches_at_their_names_xy(client):
     assert body["mosaic_png"].startswith("data:image/png;base64,")
 
 
-def test_mosaic_page(client):
-    response = post(client, "/mosaic", "archive", "12345.zip", patient_zip(PLACES))
-    page = response.get_data(as_text=True)
-    assert response.status_code == 200 and 'id="mosaic-map"' in page and contract.RESEARCH_ONLY in page
+def test_mosaic_page_shows_sensitivity_and_specificity_with_n(stored):
+    """The agreement count alone hides a model that calls nothing positive: the page shows
+    each class's rate with its n and interval, and the skipped files in words."""
+    _, client = stored
+    places = PLACES + [(0, 100, 1, BLUE), (50, 100, 1, BLUE)]  # two labelled IDC patches the model misses
+    response = post(client, "/mosaic", "archive", "12345.zip", patient_zip(places))
+    assert response.status_code == 303 and response.headers["Location"].startswith("/mosaic/")
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert html.count(contract.RESEARCH_ONLY) == 1 and 'id="mosaic-viewer"' in html
+    assert "Sensitivity" in html and "60 % (3 of 5)" in html and "Specificity" in html and "100 % (2 of 2)" in html
+    assert "1 file not named like an IDC patch, 1 patch refused (unreadable or too large)" in html
+    assert "not_an_idc_patch_name" not in html and "refused_patch" not in html
+    body = client.get(response.headers["Location"] + "/result.json").json
+    sensitivity = body["rates"][0]
+    assert (sensitivity["hits"], sensitivity["n"]) == (3, 5)
+    assert sensitivity["ci95"][0] < 0.6 < sensitivity["ci95"][1]
+
+
+def test_wilson_interval():
+    assert mosaic.wilson(0, 0) == (None, None)
+    low, high = mosaic.wilson(0, 397)
+    assert low == 0.0 and 0.005 < high < 0.01
+    low, high = mosaic.wilson(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-3) and high == pytest.approx(0.7634, abs=1e-3)
 
 
 def _zip_with(name, content=b"x", symlink=False) -> bytes:
@@ -138,6 +240,14 @@ def _zip_with(name, content=b"x", symlink=False) -> bytes:
         if symlink:
             info.external_attr = (0o120777 << 16)
         archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+def _zip_many_unreadable(count) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(count):
+            archive.writestr(f"1_idx5_x{50 * i}_y0_class0.png", b"hello")
     return buffer.getvalue()
 
 
@@ -161,10 +271,11 @@ HOSTILE = {
     "parent path": (_zip_with("../1_idx5_x0_y0_class0.png", patch_png(RED)), 400, "outside the archive"),
     "absolute path": (_zip_with("/tmp/1_idx5_x0_y0_class0.png", patch_png(RED)), 400, "absolute path"),
     "symlink": (_zip_with("1_idx5_x0_y0_class0.png", b"/etc/passwd", symlink=True), 400, "symbolic link"),
-    "zip bomb": (_bomb(), 413, "zip bomb"),
+    "zip bomb": (_bomb(), 413, "would expand 1,028-fold when unpacked"),
     "past the pixel limit": (_zip_with("1_idx5_x99999_y99999_class0.png", patch_png(RED)), 413, "at most"),
     "no patch names": (_zip_with("photo.png", patch_png(RED)), 400, "named like an IDC patch"),
     "not an image": (_zip_with("1_idx5_x0_y0_class0.png", b"hello"), 400, "no readable patch: 1 refused"),
+    "many unreadable": (_zip_many_unreadable(25), 400, "no readable patch: 25 refused"),
 }
 
 

@@ -112,6 +112,7 @@ class Mosaic:
         """The JSON API's body (without the picture)."""
         return {"patient": self.patient, "width": self.width, "height": self.height, "counts": self.counts(),
                 "rates": self.rates(), "skipped_text": skipped_text(self.skipped),
+                "top_regions": top_patches(self),
                 "skipped": self.skipped, "refused": self.refused, "positive_class": self.positive_class, "model_name": self.model_name,
                 "model_version": self.model_version,
                 "patches": [{"file": p.name, "x": p.x, "y": p.y, "label": p.label, "status": p.status,
@@ -361,3 +362,38 @@ def render(mosaic: Mosaic, research_only: str, display_side: int = MOSAIC_DISPLA
         return buffer.getvalue()
     return tiling.with_legend(result, mosaic.positive_class, mosaic.counts(),
                               research_only + " Black outline: labelled IDC in the file name.")
+
+
+def layers(mosaic: Mosaic, display_side: int = MOSAIC_DISPLAY_SIDE) -> Tuple[bytes, bytes, bytes, float]:
+    """(image, overlay, marks, scale) for the deep-zoom viewer: the slide rebuilt from its
+    patches (PNG), each patch's colour by its positive probability or grey where not assessed
+    (RGBA, transparent between patches), the dashed "refer" outlines (RGBA), and the scale
+    of these pictures to slide pixels."""
+    canvas = Image.new("RGB", (mosaic.width, mosaic.height), "white")
+    for patch in mosaic.patches:
+        with Image.open(io.BytesIO(patch.data)) as source:
+            canvas.paste(source.convert("RGB"), (patch.x, patch.y))
+    scale = min(1.0, display_side / max(canvas.size))
+    size = (max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)))
+    picture = canvas.resize(size, Image.BILINEAR) if scale < 1.0 else canvas
+    tint = np.zeros((size[1], size[0], 4), np.uint8)
+    marks = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(marks)
+    for patch in mosaic.patches:
+        y0, x0 = int(patch.y * scale), int(patch.x * scale)
+        y1, x1 = max(y0 + 1, int((patch.y + patch.height) * scale)), max(x0 + 1, int((patch.x + patch.width) * scale))
+        colour = (tiling.FLAGGED_COLOUR if patch.status == tiling.STATUS_FLAGGED
+                  else tiling.colour_of(patch.positive_probability or 0.0))
+        tint[y0:y1, x0:x1] = (*colour, 255)
+        if patch.status == tiling.STATUS_UNCERTAIN:
+            tiling._dashed_box(draw, x0, y0, x1 - 1, y1 - 1)
+    return tiling._png(picture), tiling._png(Image.fromarray(tint, "RGBA")), tiling._png(marks), scale
+
+
+def top_patches(mosaic: Mosaic, k: int = tiling.TOP_REGIONS) -> List[Dict[str, Any]]:
+    """The ``k`` answered patches with the highest positive probability, as slide boxes."""
+    answered = sorted((p for p in mosaic.patches if p.status in tiling.ANSWERED),
+                      key=lambda p: -(p.positive_probability or 0.0))
+    return [{"rank": i + 1, "x": p.x, "y": p.y, "width": p.width, "height": p.height, "file": p.name,
+             "positive_probability": p.positive_probability, "positive": p.positive, "status": p.status,
+             "label": p.label} for i, p in enumerate(answered[:k])]

@@ -2,9 +2,11 @@
 
 ``webapp.wholeslide`` calls :func:`save` after a map or mosaic is made (the form then
 redirects to ``/map/<id>`` or ``/mosaic/<id>``) and :func:`load` / :func:`picture_path`
-to show or export one. A result is two files in the app's instance folder (``RESULTS_DIR``,
-default ``<instance>/results``): ``<kind>-<id>.json`` (the JSON API's body) and
-``<kind>-<id>.png`` (the picture). Ids are 128 random bits: a result is found only by
+to show or export one. A result is a few files in the app's instance folder
+(``RESULTS_DIR``, default ``<instance>/results``): ``<kind>-<id>.json`` (the JSON API's
+body) and ``<kind>-<id>.<name>.png`` for each of its pictures (``PICTURES``: the export
+with its legend, the image itself, the probability overlay and the refer marks the
+deep-zoom viewer lays over it). Ids are 128 random bits: a result is found only by
 whoever was given its address. The store is bounded: past ``RESULTS_MAX_COUNT`` results or
 ``RESULTS_MAX_BYTES`` bytes the oldest are deleted, so the folder never grows without end.
 Files are written whole (temporary name, then rename): a reader never sees half a result.
@@ -25,6 +27,7 @@ from werkzeug.exceptions import NotFound
 log = logging.getLogger(__name__)
 
 KINDS = ("map", "mosaic")
+PICTURES = ("picture", "image", "overlay", "marks")
 ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MAX_COUNT = 200  # results kept (each a JSON body and a PNG)
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -49,11 +52,15 @@ def _write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save(kind: str, body: Dict[str, Any], picture: bytes) -> str:
-    """Stores a finished result; returns its id. The oldest results go past the bounds."""
+def save(kind: str, body: Dict[str, Any], pictures: Dict[str, bytes]) -> str:
+    """Stores a finished result and its PNG pictures (names from ``PICTURES``); returns its
+    id. The oldest results go past the bounds."""
     result_id = secrets.token_hex(16)
     os.makedirs(root(), exist_ok=True)
-    _write(_path(kind, result_id, ".png"), picture)
+    for name, png in pictures.items():
+        if name not in PICTURES:
+            raise ValueError(f"picture name {name!r}; expected one of {PICTURES}")
+        _write(_path(kind, result_id, f".{name}.png"), png)
     _write(_path(kind, result_id, ".json"), json.dumps({**body, "id": result_id, "kind": kind}).encode("utf-8"))
     prune()
     return result_id
@@ -70,8 +77,10 @@ def load(kind: str, result_id: str) -> Dict[str, Any]:
                        f"{max_count()} newer ones replace them); make it again") from None
 
 
-def picture_path(kind: str, result_id: str) -> str:
-    path = _path(kind, result_id, ".png")
+def picture_path(kind: str, result_id: str, name: str = "picture") -> str:
+    if name not in PICTURES:
+        raise NotFound(f"no picture {name!r}")
+    path = _path(kind, result_id, f".{name}.png")
     if not os.path.exists(path):
         raise NotFound(f"this {kind} result is no longer kept; make it again")
     return path
@@ -89,8 +98,8 @@ def prune(max_results: Optional[int] = None, max_bytes: Optional[int] = None) ->
         folder = root()
         groups: Dict[str, list] = {}
         for name in os.listdir(folder):
-            stem, suffix = os.path.splitext(name)
-            if suffix in (".json", ".png") and "-" in stem:
+            stem = name.split(".", 1)[0]
+            if name.endswith((".json", ".png")) and "-" in stem:
                 path = os.path.join(folder, name)
                 try:
                     stat = os.stat(path)

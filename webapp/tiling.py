@@ -364,7 +364,8 @@ LEGEND_MIN_WIDTH = 360  # the legend's text fits; a narrower picture is padded w
 MAP_ALPHA = 0.5
 FLAGGED_COLOUR = (128, 128, 128)
 BOX_COLOUR = (0, 0, 0)
-REFER_COLOUR = (255, 0, 255)  # uncertain tiles: "refer to a pathologist"
+REFER_COLOUR = (0, 0, 0)  # uncertain tiles ("refer to a pathologist"): dashed, over a white line
+REFER_UNDER = (255, 255, 255)
 REFER_DASH = 3
 TEXT_COLOUR = (20, 20, 20)
 
@@ -421,9 +422,50 @@ def render_map(image_bytes: bytes, tile_map: TileMap, research_only: str, displa
     return with_legend(result, tile_map.positive_class, tile_map.counts(), research_only)
 
 
+def map_layers(tile_map: TileMap, display_side: int = MAP_DISPLAY_SIDE) -> Tuple[bytes, bytes]:
+    """(overlay, marks): two RGBA PNGs of the map at the picture's scale for the deep-zoom
+    viewer (templates/_viewer.html) to lay over the image: answered tiles coloured by
+    their positive probability and not-assessed tiles grey (transparent elsewhere), and
+    the "refer" tiles' dashed outlines."""
+    scale = min(1.0, display_side / max(tile_map.width, tile_map.height))
+    size = (max(1, round(tile_map.width * scale)), max(1, round(tile_map.height * scale)))
+    patch = tile_map.settings.patch
+    heat = np.full((size[1], size[0]), -1.0, np.float32)
+    flagged = np.zeros((size[1], size[0]), bool)
+    for tile in tile_map.tiles:
+        y0, x0 = int(tile.y * scale), int(tile.x * scale)
+        y1 = max(y0 + 1, int(math.ceil((tile.y + patch) * scale)))
+        x1 = max(x0 + 1, int(math.ceil((tile.x + patch) * scale)))
+        if tile.status in ANSWERED:
+            heat[y0:y1, x0:x1] = np.maximum(heat[y0:y1, x0:x1], tile.positive_probability)
+        elif tile.status == STATUS_FLAGGED:
+            flagged[y0:y1, x0:x1] = True
+    levels = Image.fromarray((np.clip(heat, 0, 1) * overlay.BYTE_MAX).astype(np.uint8), "L")
+    coloured = np.asarray(ImageOps.colorize(levels, black=overlay.COLD, mid=overlay.WARM, white=overlay.HOT))
+    rgba = np.zeros((size[1], size[0], 4), np.uint8)
+    seen = heat >= 0
+    rgba[seen, :3] = coloured[seen]
+    rgba[flagged & ~seen, :3] = FLAGGED_COLOUR
+    rgba[seen | flagged, 3] = overlay.BYTE_MAX
+    marks = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(marks)
+    for tile in tile_map.tiles:
+        if tile.status == STATUS_UNCERTAIN:
+            _dashed_box(draw, tile.x * scale, tile.y * scale, (tile.x + patch) * scale - 1,
+                        (tile.y + patch) * scale - 1)
+    return _png(Image.fromarray(rgba, "RGBA")), _png(marks)
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _dashed_box(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: float) -> None:
     """A dashed outline (the "refer to a pathologist" tiles): dashes of REFER_DASH pixels."""
     width = max(1, int(round(min(x1 - x0, y1 - y0) / 16)) or 1)
+    draw.rectangle([x0, y0, x1, y1], outline=REFER_UNDER, width=width)
     for a, b, fixed, horizontal in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False), (y0, y1, x1, False)):
         start = a
         while start < b:

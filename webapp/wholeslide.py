@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 
 from breastdx_core import contract, decision
 from webapp import answers, audit, kinds, mosaic, overlay, results_store, service, tiling
-from webapp.uploads import HTTP_TOO_LARGE, UploadError, check_upload, human_bytes, limit_bytes
+from webapp.uploads import HTTP_TOO_LARGE, UploadError, check_upload, human_bytes, limit_bytes, sniff_format
 
 ui_bp = Blueprint("wholeslide", __name__)
 api_bp = Blueprint("wholeslide_api", __name__, url_prefix="/api")
@@ -129,8 +129,9 @@ def whole_image_reason(card: Dict[str, Any], upload: Any) -> Optional[Callable[.
 
 
 def make_map(with_picture: bool, display_side: int = tiling.MAP_DISPLAY_SIDE,
-             legend: bool = True) -> Tuple[Dict[str, Any], Optional[bytes]]:
-    """(the map's JSON body, its PNG picture or None)."""
+             layers: bool = False) -> Tuple[Dict[str, Any], Optional[bytes], Dict[str, bytes]]:
+    """(the map's JSON body, its PNG picture with the legend or None, and with ``layers``
+    the viewer's pictures: the image, the overlay and the refer marks)."""
     config = current_app.config
     name, data, size = _one_file("file", config["MAX_MAP_BYTES"])
     upload = check_upload(name, data, 0, config["MAX_MAP_BYTES"], config["MAX_IMAGE_PIXELS"], size=size, convert=True)
@@ -150,9 +151,13 @@ def make_map(with_picture: bool, display_side: int = tiling.MAP_DISPLAY_SIDE,
     _audit([upload.data], body, "map")
     picture = None
     if with_picture:
-        picture = tiling.render_map(upload.data, tile_map, contract.RESEARCH_ONLY, rgb=rgb,
-                                    display_side=display_side, legend=legend)
-    return body, picture
+        picture = tiling.render_map(upload.data, tile_map, contract.RESEARCH_ONLY, rgb=rgb)
+    viewer = {}
+    if layers:
+        overlay_png, marks_png = tiling.map_layers(tile_map, display_side)
+        viewer = {"image": upload.data, "overlay": overlay_png, "marks": marks_png}
+        body["viewer"] = {"width": upload.width, "height": upload.height, "regions": body["top_regions"]}
+    return body, picture, viewer
 
 
 def map_assessment(counts: Dict[str, int], card: Dict[str, Any]) -> Dict[str, Any]:
@@ -174,8 +179,9 @@ def map_assessment(counts: Dict[str, int], card: Dict[str, Any]) -> Dict[str, An
     return {"status": "assessed", "text": text}
 
 
-def make_mosaic(with_picture: bool, legend: bool = True) -> Tuple[Dict[str, Any], Optional[bytes]]:
-    """(the mosaic's JSON body, its PNG picture or None)."""
+def make_mosaic(with_picture: bool, layers: bool = False) -> Tuple[Dict[str, Any], Optional[bytes], Dict[str, bytes]]:
+    """(the mosaic's JSON body, its PNG picture with the legend or None, and with ``layers``
+    the viewer's pictures)."""
     config = current_app.config
     name, data, size = _one_file("archive", config["MAX_ZIP_BYTES"])
     if len(data) > config["MAX_ZIP_BYTES"]:
@@ -189,8 +195,16 @@ def make_mosaic(with_picture: bool, legend: bool = True) -> Tuple[Dict[str, Any]
     body = {"archive": service_name(name), **slide.as_dict(), "research_only": contract.RESEARCH_ONLY,
             "synthetic_data": answers.is_synthetic(card)}
     _audit([data], body, "mosaic")
-    picture = mosaic.render(slide, contract.RESEARCH_ONLY, legend=legend) if with_picture else None
-    return body, picture
+    picture = mosaic.render(slide, contract.RESEARCH_ONLY) if with_picture else None
+    viewer = {}
+    if layers:
+        image_png, overlay_png, marks_png, scale = mosaic.layers(slide, display_side=MAP_PICTURE_SIDE)
+        viewer = {"image": image_png, "overlay": overlay_png, "marks": marks_png}
+        body["viewer"] = {"width": max(1, round(slide.width * scale)), "height": max(1, round(slide.height * scale)),
+                          "regions": [{**r, "x": round(r["x"] * scale), "y": round(r["y"] * scale),
+                                       "width": max(1, round(r["width"] * scale)),
+                                       "height": max(1, round(r["height"] * scale))} for r in body["top_regions"]]}
+    return body, picture, viewer
 
 
 def _audit(images: List[bytes], body: Dict[str, Any], route: str) -> None:
@@ -229,15 +243,15 @@ def page_card_context() -> Dict[str, Any]:
 
 @ui_bp.post("/map")
 def map_page():
-    body, picture = make_map(with_picture=True, display_side=MAP_PICTURE_SIDE, legend=False)
-    result_id = results_store.save("map", body, picture)
+    body, picture, layers = make_map(with_picture=True, display_side=MAP_PICTURE_SIDE, layers=True)
+    result_id = results_store.save("map", body, {"picture": picture, **layers})
     return redirect(url_for("wholeslide.map_result", result_id=result_id), code=303)
 
 
 @ui_bp.post("/mosaic")
 def mosaic_page():
-    body, picture = make_mosaic(with_picture=True, legend=False)
-    result_id = results_store.save("mosaic", body, picture)
+    body, picture, layers = make_mosaic(with_picture=True, layers=True)
+    result_id = results_store.save("mosaic", body, {"picture": picture, **layers})
     return redirect(url_for("wholeslide.mosaic_result", result_id=result_id), code=303)
 
 
@@ -262,25 +276,31 @@ def mosaic_result(result_id: str):
     return _result_page("mosaic", result_id, "mosaic_result.html")
 
 
-@ui_bp.get("/<any(map, mosaic):kind>/<result_id>.json")
+@ui_bp.get("/<any(map, mosaic):kind>/<result_id>/result.json")
 def result_json(kind: str, result_id: str):
     response = jsonify(results_store.load(kind, result_id))
     response.headers["Content-Disposition"] = f"attachment; filename={kind}-{result_id[:8]}.json"
     return response
 
 
-@ui_bp.get("/<any(map, mosaic):kind>/<result_id>.png")
-def result_png(kind: str, result_id: str):
+@ui_bp.get("/<any(map, mosaic):kind>/<result_id>/<any(picture, image, overlay, marks):layer>.png")
+def result_png(kind: str, result_id: str, layer: str):
+    """The export picture (``picture``: with its legend) or one of the viewer's layers."""
+    name = layer
+    path = results_store.picture_path(kind, result_id, name)
+    with open(path, "rb") as handle:
+        fmt = sniff_format(handle.read(16)) or "PNG"  # the image layer is the upload as sent to the model
     download = request.args.get("download") == "1"
-    return send_file(results_store.picture_path(kind, result_id), mimetype="image/png", as_attachment=download,
-                     download_name=f"{kind}-{result_id[:8]}.png", max_age=3600)
+    return send_file(path, mimetype=f"image/{fmt.lower()}", as_attachment=download,
+                     download_name=f"{kind}-{result_id[:8]}{'' if name == 'picture' else '-' + name}.png",
+                     max_age=3600)
 
 
 @api_bp.post("/map")
 def map_api():
     """Multipart ``file`` (one image larger than the model's patch); optional ``stride``,
     ``version`` and ``picture=1`` (the PNG map with its legend, as a data URI)."""
-    body, picture = make_map(with_picture=_wants_picture())
+    body, picture, _ = make_map(with_picture=_wants_picture())
     if picture is not None:
         body["map_png"] = overlay.data_uri(picture)
     return jsonify(body)
@@ -290,7 +310,7 @@ def map_api():
 def mosaic_api():
     """Multipart ``archive`` (a zip of one patient's IDC patches); optional ``version`` and
     ``picture=1``."""
-    body, picture = make_mosaic(with_picture=_wants_picture())
+    body, picture, _ = make_mosaic(with_picture=_wants_picture())
     if picture is not None:
         body["mosaic_png"] = overlay.data_uri(picture)
     return jsonify(body)

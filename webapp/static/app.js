@@ -1,4 +1,4 @@
-// Drag and drop onto the upload form, a busy indicator on long work, the map viewer's zoom.
+// Drag and drop onto the upload form; a busy indicator and a disabled button on long work.
 (function () {
   const zone = document.getElementById("drop-zone");
   const input = document.getElementById("file-input");
@@ -53,64 +53,4 @@
     });
     document.querySelectorAll("form[data-busy-text] .busy").forEach(function (b) { b.innerHTML = ""; });
   });
-})();
-
-// The map viewer: zoom buttons and region links that zoom onto a region and mark it.
-(function () {
-  const viewer = document.getElementById("map-viewer");
-  if (!viewer) { return; }
-  const img = viewer.querySelector("img");
-  const width = Number(viewer.dataset.width), height = Number(viewer.dataset.height);
-  let zoom = 0;  // 0: fit the box; otherwise displayed pixels per image pixel
-  const marker = document.createElement("div");
-  marker.className = "region-marker";
-  marker.hidden = true;
-  viewer.appendChild(marker);
-  const label = document.getElementById("zoom-level");
-  function apply() {
-    if (zoom === 0) {
-      viewer.classList.add("fit");
-      img.style.width = "";
-    } else {
-      viewer.classList.remove("fit");
-      img.style.width = Math.round(width * zoom) + "px";
-    }
-    if (label) { label.textContent = zoom === 0 ? "fit" : (zoom >= 1 ? zoom.toFixed(1) : zoom.toFixed(2)) + "×"; }
-  }
-  function scale() { return img.clientWidth / width; }
-  function setZoom(z) { zoom = Math.max(0.05, Math.min(8, z)); marker.hidden = true; apply(); }
-  const buttons = { "zoom-in": function () { setZoom((zoom || scale()) * 2); },
-                    "zoom-out": function () { setZoom((zoom || scale()) / 2); },
-                    "zoom-fit": function () { zoom = 0; marker.hidden = true; apply(); } };
-  Object.keys(buttons).forEach(function (id) {
-    const b = document.getElementById(id);
-    if (b) { b.addEventListener("click", buttons[id]); }
-  });
-  function goTo(x, y, w, h) {
-    const wanted = Math.min(viewer.clientWidth / (w * 4), 8);
-    setZoom(Math.max(wanted, scale()));
-    const s = scale();
-    marker.style.left = (x * s) + "px"; marker.style.top = (y * s) + "px";
-    marker.style.width = (w * s) + "px"; marker.style.height = (h * s) + "px";
-    marker.hidden = false;
-    viewer.scrollLeft = x * s + (w * s) / 2 - viewer.clientWidth / 2;
-    viewer.scrollTop = y * s + (h * s) / 2 - viewer.clientHeight / 2;
-    viewer.focus({ preventScroll: true });
-  }
-  document.querySelectorAll("a.region-link").forEach(function (a) {
-    a.addEventListener("click", function (e) {
-      e.preventDefault();
-      goTo(Number(a.dataset.x), Number(a.dataset.y), Number(a.dataset.w), Number(a.dataset.h));
-      viewer.scrollIntoView({ block: "nearest" });
-      history.replaceState(null, "", a.getAttribute("href"));
-    });
-  });
-  apply();
-  if (width) {
-    const hash = window.location.hash.match(/^#region-(\d+)$/);
-    if (hash) {
-      const link = document.querySelector('a.region-link[href="#region-' + hash[1] + '"]');
-      if (link) { img.complete ? link.click() : img.addEventListener("load", function () { link.click(); }); }
-    }
-  }
 })();
