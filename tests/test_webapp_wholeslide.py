@@ -356,3 +356,54 @@ def test_the_servers_decision_wins_over_the_probability():
                                  "positive": 1}
     assert tile_map.as_dict()["flagged"][0]["reason"] == "the image is grayscale"
     assert tile_map.grid() == [[None, 0.9], [0.9, 0.9]] and tile_map.model_version == "7"
+
+
+@pytest.fixture
+def contract_client(tmp_path, tiny_model_dir, web_app_factory):
+    """The web app over a model server whose only version's card holds an input contract
+    measured on H&E-like tissue and says the model was trained on synthetic data."""
+    from serving.server import create_app
+    from serving_helpers import LiveServer
+    from webapp_helpers import add_contract_version
+
+    root = tmp_path / "serving"
+    add_contract_version(root, 1, tiny_model_dir)
+    server_app = create_app(str(root), start=False)
+    server_app.extensions["model_store"].poll()
+    live = LiveServer(server_app)
+    yield web_app_factory(SERVER_URL=live.url, RESULTS_DIR=str(tmp_path / "results")).test_client()
+    live.close()
+    server_app.extensions["model_store"].stop()
+
+
+def test_whole_images_are_checked_as_wholes(contract_client):
+    """The single-patch path refuses a photograph or an ultrasound frame; the map path must
+    too, before any tile is sent: a portrait and an ultrasound (RGB or grayscale) are not
+    assessed with the reason, while H&E-like tissue of the same size is mapped."""
+    from webapp_helpers import encode, portrait, tissue, ultrasound
+
+    body = post(contract_client, "/api/map", "file", "tissue.png", encode(tissue(200, 250, seed=99))).json
+    assert body["counts"]["assessed"] + body["counts"]["uncertain"] == 20 and body["counts"]["flagged"] == 0, body["counts"]
+    assert body["assessment"]["status"] == "assessed" and body["synthetic_data"] is True
+    for name, content, words in (
+            ("portrait.jpg", encode(portrait(), "JPEG"), "colours and texture are unlike the training images"),
+            ("ultrasound.png", encode(ultrasound()), "colours and texture are unlike the training images"),
+            ("ultrasound-grey.png", encode(ultrasound(), mode="L"), "the image is grayscale")):
+        response = post(contract_client, "/api/map", "file", name, content)
+        assert response.status_code == 422, (name, response.json)
+        message = response.json["error"]
+        assert message.startswith(f"{name}: not assessed: as a whole it is not an H&E patch of breast tissue"), message
+        assert words in message and "distance" not in message
+    page = post(contract_client, "/map", "file", "portrait.jpg", encode(portrait(), "JPEG"))
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422 and "not assessed: as a whole" in html and 'href="/map"' in html
+
+
+def test_map_result_of_a_synthetic_model_carries_the_banner(contract_client):
+    from webapp_helpers import encode, tissue
+
+    address = post(contract_client, "/map", "file", "tissue.png", encode(tissue(100, 150, seed=5))).headers["Location"]
+    html = contract_client.get(address).get_data(as_text=True)
+    assert 'id="synthetic-banner"' in html and "SYNTHETIC images" in html
+    for page in ("/", "/versions", "/map"):
+        assert 'id="synthetic-banner"' in contract_client.get(page).get_data(as_text=True), page
