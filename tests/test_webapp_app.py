@@ -172,6 +172,93 @@ def test_an_oversized_file_is_413(web_app_factory, live_model_server):
     assert upload(client, [("noise.png", noisy_png())]).status_code == 413
 
 
+def test_messages_name_the_real_size_and_the_limit_in_a_persons_words(web_app_factory, live_model_server):
+    client = web_app_factory(SERVER_URL=live_model_server.url, MAX_FILE_BYTES=8 * 1024 * 1024,
+                             MAX_CONTENT_LENGTH=32 * 1024 * 1024).test_client()
+    big = png_bytes(RED) + b"\x00" * (9_734_128 - len(png_bytes(RED)))
+    response = upload(client, [("scan.png", big)])
+    assert response.status_code == 413
+    assert response.json["error"] == "scan.png: 9.3 MiB (9,734,128 bytes); files of at most 8 MiB are accepted"
+    response = upload(client, [("bomb.png", png_bomb())])
+    assert response.json["error"] == ("bomb.png: declares 400.0 megapixels (400,000,000 pixels); images "
+                                      "of at most 16.8 megapixels (16,777,216 pixels) are accepted")
+    assert "bomb?" not in response.json["error"]
+    small = web_app_factory(SERVER_URL=live_model_server.url, MAX_IMAGE_PIXELS=1000).test_client()
+    assert upload(small, [("a.png", png_bytes(RED))]).json["error"] == (
+        "a.png: 50 x 50 = 0.0 megapixels (2,500 pixels); images of at most 0.0 megapixels (1,000 pixels) are accepted")
+    tiny = web_app_factory(SERVER_URL=live_model_server.url, MAX_CONTENT_LENGTH=64 * 1024).test_client()
+    error = upload(tiny, [("big.png", png_bytes(RED) + b"\x00" * 128 * 1024)]).json["error"]
+    assert error.startswith("the upload is too large (128.") and "at most 64 KiB can be sent at once" in error
+
+
+def _encoded(fmt, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", contract.IDC_PATCH, RED).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_tiff_and_webp_are_answered_as_lossless_png(client):
+    """The model's graph decodes PNG/JPEG/GIF/BMP only: TIFF and WebP reach it re-encoded as
+    PNG with the same pixels, and are answered like any PNG."""
+    from webapp.uploads import check_upload
+
+    for name, data in (("scan.tif", _encoded("TIFF")), ("scan.webp", _encoded("WEBP", lossless=True))):
+        upload_ = check_upload(name, data, 0, 1 << 20, 1 << 20, convert=True)
+        assert upload_.image_format == "PNG" and upload_.data.startswith(b"\x89PNG")
+        assert Image.open(io.BytesIO(upload_.data)).getpixel((3, 3)) == RED  # not resized, not normalised
+    response = upload(client, [("scan.tif", _encoded("TIFF")), ("scan.webp", _encoded("WEBP", lossless=True))])
+    assert response.status_code == 200, response.json
+    assert [p["class_name"] for p in response.json["predictions"]] == [CLASS_NAMES[1]] * 2
+    assert [p["source_format"] for p in response.json["predictions"]] == ["TIFF", "WEBP"]
+    page = upload(client, [("scan.tif", _encoded("TIFF"))], path="/").get_data(as_text=True)
+    assert "TIFF, sent as lossless PNG" in page
+
+
+def test_a_bad_file_in_a_batch_is_refused_alone_and_the_rest_answered(client):
+    files = [("red.png", png_bytes(RED)), ("notes.png", b"hello"), ("blue.png", png_bytes(BLUE))]
+    body = upload(client, files).json
+    assert [p["file"] for p in body["predictions"]] == ["red.png", "blue.png"]
+    assert body["refused"] == [{"file": "notes.png", "index": 1, "status": "refused", "http_status": 400,
+                                "error": "notes.png: not an image; expected PNG, JPEG, GIF, BMP, TIFF or WebP "
+                                         "content"}]
+    html = upload(client, files, path="/").get_data(as_text=True)
+    assert html.count('class="card result"') == 2 and html.count("card border-danger refused") == 1
+    assert "Refused: <span class=\"refusal-reason\">notes.png: not an image" in html
+    both_bad = upload(client, [("a.png", b"x"), ("b.png", b"")])
+    assert both_bad.status_code == 400 and both_bad.json["error"].startswith("none of the 2 files could be read")
+
+
+def test_pages_name_the_app_mark_the_current_page_and_say_what_the_model_reads(client):
+    home = client.get("/").get_data(as_text=True)
+    assert "<title>Classify patches · BreastDx</title>" in home
+    assert 'class="nav-link active" href="/"\n           aria-current="page"' in home
+    assert home.count('aria-current="page"') == 1
+    assert "50 × 50-pixel patches of H&amp;E-stained breast tissue at 2.5×" in home
+    assert '<label class="form-label" for="file-input">' in home and home.count(contract.RESEARCH_ONLY) == 1
+    assert 'class="navbar-toggler"' in home and "navbar-expand-md" in home
+    versions = client.get("/versions").get_data(as_text=True)
+    assert "<title>Model versions · BreastDx</title>" in versions and 'id="versions-scroll"' in versions
+    assert 'href="/versions"\n           aria-current="page"' in versions
+    wholes = client.get("/map").get_data(as_text=True)
+    assert '<label class="form-label" for="map-file">' in wholes and '<label class="form-label" for="mosaic-file">' in wholes
+    assert 'data-busy-text=' in wholes and 'data-busy-text=' in home
+
+
+def test_the_home_page_opens_while_the_model_server_is_down(web_app_factory):
+    from serving_helpers import free_port
+
+    client = web_app_factory(SERVER_URL=f"http://127.0.0.1:{free_port()}", REQUEST_TIMEOUT_S=2).test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and "did not describe its model" in page.get_data(as_text=True)
+
+
+def test_error_pages_link_back_to_the_page_they_came_from(client):
+    page = upload(client, [("notes.png", b"hello")], path="/")
+    assert page.status_code == 400 and 'id="back-link" href="/"' in page.get_data(as_text=True)
+    page = client.post("/versions", data={"version": "99"})
+    assert page.status_code == 400 and 'id="back-link" href="/versions"' in page.get_data(as_text=True)
+
+
 def test_forms_need_a_csrf_token(web_app_factory, live_model_server):
     client = web_app_factory(SERVER_URL=live_model_server.url, WTF_CSRF_ENABLED=True).test_client()
     response = upload(client, [("red.png", png_bytes(RED))], path="/")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import re
 import unicodedata
 from typing import Optional
 
@@ -174,9 +175,12 @@ def check_upload(raw_name: Optional[str], data: bytes, index: int, max_bytes: in
             converted = as_png(image) if sniffed in CONVERTED_FORMATS else None
     except UploadError:
         raise
-    except Image.DecompressionBombError:  # Pillow's own guard fires in open() past 2x its limit
-        raise UploadError(f"{name}: declares more than {human_pixels(PILLOW_BOMB_PIXELS)}; images of at most "
-                          f"{human_pixels(max_pixels)} are accepted", HTTP_TOO_LARGE) from None
+    except Image.DecompressionBombError as err:  # Pillow's own guard fires in open() past 2x its limit
+        declared = re.search(r"\((\d+) pixels\)", str(err))  # Pillow's message names the declared size
+        size_text = (f"declares {human_pixels(int(declared[1]))}" if declared
+                     else f"declares more than {human_pixels(PILLOW_BOMB_PIXELS)}")
+        raise UploadError(f"{name}: {size_text}; images of at most {human_pixels(max_pixels)} are accepted",
+                          HTTP_TOO_LARGE) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         log.info("refused %s: %s", name, err)
         raise UploadError(f"{name}: not a readable {sniffed} image (the file is damaged or cut short)"
