@@ -15,6 +15,9 @@ from breastdx_core import contract, decision
 from serving_helpers import CARD, add_version
 
 PINK = (232, 170, 205)  # eosin-stained stroma
+RED_STROMA = (230, 80, 100)  # strongly eosinophilic: the tiny model calls it positive
+BLUE_STROMA = (140, 110, 210)  # haematoxylin-heavy: the tiny model calls it negative
+STROMAS = (PINK, RED_STROMA, BLUE_STROMA)
 PURPLE = (110, 50, 150)  # haematoxylin-stained nuclei
 
 
@@ -25,10 +28,10 @@ def encode(pixels: np.ndarray, fmt: str = "PNG", mode: str = None) -> bytes:
     return buffer.getvalue()
 
 
-def tissue(height: int, width: int, seed: int) -> np.ndarray:
-    """Pink stroma with purple nuclei and stain noise: H&E-like pixels, uint8 [h, w, 3]."""
+def tissue(height: int, width: int, seed: int, stroma=PINK) -> np.ndarray:
+    """Stroma with purple nuclei and stain noise: H&E-like pixels, uint8 [h, w, 3]."""
     rng = np.random.default_rng(seed)
-    pixels = np.asarray(PINK, np.float32) + rng.normal(0, 10, (height, width, 3))
+    pixels = np.asarray(stroma, np.float32) + rng.normal(0, 10, (height, width, 3))
     yy, xx = np.mgrid[:height, :width]
     for _ in range(height * width // 120):
         y, x, r = rng.integers(0, height), rng.integers(0, width), rng.integers(2, 5)
@@ -61,9 +64,11 @@ def contract_card() -> dict:
     the synthetic-data flag the demo's cards carry."""
     card = copy.deepcopy(CARD)
     side = contract.IDC_PATCH[0]
-    sheet = tissue(8 * side, 10 * side, seed=1234)  # patches cut from tissue, as the IDC set's are
-    patches = [encode(sheet[y:y + side, x:x + side]) for y in range(0, 8 * side, side)
-               for x in range(0, 10 * side, side)]
+    patches = []
+    for index, stroma in enumerate(STROMAS):
+        sheet = tissue(6 * side, 8 * side, seed=1234 + index, stroma=stroma)  # cut from tissue, as the IDC set's
+        patches += [encode(sheet[y:y + side, x:x + side]) for y in range(0, 6 * side, side)
+                    for x in range(0, 8 * side, side)]
     card["input_contract"]["accepted"] = decision.measure_accepted(patches, "train (synthetic H&E-like)")
     card["evaluation"]["synthetic_data"] = True
     return card
