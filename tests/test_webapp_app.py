@@ -223,7 +223,7 @@ def test_a_bad_file_in_a_batch_is_refused_alone_and_the_rest_answered(client):
                                          "content"}]
     html = upload(client, files, path="/").get_data(as_text=True)
     assert html.count('class="card result"') == 2 and html.count("card border-danger refused") == 1
-    assert "Refused: <span class=\"refusal-reason\">notes.png: not an image" in html
+    assert "Refused: <span class=\"refusal-reason\">not an image; expected" in html
     both_bad = upload(client, [("a.png", b"x"), ("b.png", b"")])
     assert both_bad.status_code == 400 and both_bad.json["error"].startswith("none of the 2 files could be read")
 

@@ -170,8 +170,10 @@ def test_map_refers_uncertain_tiles_and_marks_them(stored):
     assert "4 of 8 tissue tiles IDC-positive; 4 to refer to a pathologist (uncertain)" in html
     assert html.count("<li>x 1") == 4 and 'id="refer-tiles"' in html
     marks = np.asarray(Image.open(io.BytesIO(client.get(address + "/marks.png").data)))
-    assert marks[:, :95, 3].max() == 0  # nothing drawn over the assessed half
-    assert marks[0, 100:, 3].max() == 255 and (marks[0, 100:, :3] == 0).all(axis=-1).any()  # black dashes
+    half = marks.shape[1] // 2  # drawn at tiling.MARKS_SIDE on the longer side: thin lines
+    assert marks.shape[:2] == (tiling.MARKS_SIDE // 2, tiling.MARKS_SIDE)
+    assert marks[:, :int(half * 0.95), 3].max() == 0  # nothing drawn over the assessed half
+    assert marks[0, half:, 3].max() == 255 and (marks[0, half:, :3] == 0).all(axis=-1).any()  # black dashes
 
 
 def patch_png(color) -> bytes:

@@ -377,17 +377,15 @@ def layers(mosaic: Mosaic, display_side: int = MOSAIC_DISPLAY_SIDE) -> Tuple[byt
     size = (max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)))
     picture = canvas.resize(size, Image.BILINEAR) if scale < 1.0 else canvas
     tint = np.zeros((size[1], size[0], 4), np.uint8)
-    marks = Image.new("RGBA", size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(marks)
     for patch in mosaic.patches:
         y0, x0 = int(patch.y * scale), int(patch.x * scale)
         y1, x1 = max(y0 + 1, int((patch.y + patch.height) * scale)), max(x0 + 1, int((patch.x + patch.width) * scale))
         colour = (tiling.FLAGGED_COLOUR if patch.status == tiling.STATUS_FLAGGED
                   else tiling.colour_of(patch.positive_probability or 0.0))
         tint[y0:y1, x0:x1] = (*colour, 255)
-        if patch.status == tiling.STATUS_UNCERTAIN:
-            tiling._dashed_box(draw, x0, y0, x1 - 1, y1 - 1)
-    return tiling._png(picture), tiling._png(Image.fromarray(tint, "RGBA")), tiling._png(marks), scale
+    refer = [(p.x, p.y, p.width, p.height) for p in mosaic.patches if p.status == tiling.STATUS_UNCERTAIN]
+    marks = tiling.marks_png(mosaic.width, mosaic.height, refer)
+    return tiling._png(picture), tiling._png(Image.fromarray(tint, "RGBA")), marks, scale
 
 
 def top_patches(mosaic: Mosaic, k: int = tiling.TOP_REGIONS) -> List[Dict[str, Any]]:

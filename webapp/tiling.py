@@ -447,13 +447,24 @@ def map_layers(tile_map: TileMap, display_side: int = MAP_DISPLAY_SIDE) -> Tuple
     rgba[seen, :3] = coloured[seen]
     rgba[flagged & ~seen, :3] = FLAGGED_COLOUR
     rgba[seen | flagged, 3] = overlay.BYTE_MAX
+    refer = [(t.x, t.y, patch, patch) for t in tile_map.tiles if t.status == STATUS_UNCERTAIN]
+    return _png(Image.fromarray(rgba, "RGBA")), marks_png(tile_map.width, tile_map.height, refer)
+
+
+MARKS_SIDE = 2048  # the marks layer's longer side: thin lines at any zoom, whatever the image's size
+
+
+def marks_png(width: int, height: int, boxes: Sequence[Tuple[int, int, int, int]]) -> bytes:
+    """An RGBA PNG the viewer stretches over a ``width`` x ``height`` image: the dashed
+    outline of each (x, y, w, h) box in image pixels, transparent elsewhere. It is drawn at
+    ``MARKS_SIDE`` pixels on its longer side so the lines stay thin against the tiles."""
+    scale = MARKS_SIDE / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     marks = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(marks)
-    for tile in tile_map.tiles:
-        if tile.status == STATUS_UNCERTAIN:
-            _dashed_box(draw, tile.x * scale, tile.y * scale, (tile.x + patch) * scale - 1,
-                        (tile.y + patch) * scale - 1)
-    return _png(Image.fromarray(rgba, "RGBA")), _png(marks)
+    for x, y, w, h in boxes:
+        _dashed_box(draw, x * scale, y * scale, (x + w) * scale - 1, (y + h) * scale - 1)
+    return _png(marks)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -464,15 +475,17 @@ def _png(image: Image.Image) -> bytes:
 
 def _dashed_box(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: float) -> None:
     """A dashed outline (the "refer to a pathologist" tiles): dashes of REFER_DASH pixels."""
-    width = max(1, int(round(min(x1 - x0, y1 - y0) / 16)) or 1)
+    side = min(x1 - x0, y1 - y0)
+    width = max(1, int(round(side / 30)))
+    dash = max(REFER_DASH, side / 8)
     draw.rectangle([x0, y0, x1, y1], outline=REFER_UNDER, width=width)
     for a, b, fixed, horizontal in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False), (y0, y1, x1, False)):
         start = a
         while start < b:
-            end = min(b, start + REFER_DASH)
+            end = min(b, start + dash)
             line = [(start, fixed), (end, fixed)] if horizontal else [(fixed, start), (fixed, end)]
             draw.line(line, fill=REFER_COLOUR, width=width)
-            start += 2 * REFER_DASH
+            start += 2 * dash
 
 
 def with_legend(picture: Image.Image, positive_class: Optional[str], counts: Dict[str, int], note: str) -> bytes:
