@@ -242,6 +242,7 @@ def test_pages_name_the_app_mark_the_current_page_and_say_what_the_model_reads(c
     wholes = client.get("/map").get_data(as_text=True)
     assert '<label class="form-label" for="map-file">' in wholes and '<label class="form-label" for="mosaic-file">' in wholes
     assert 'data-busy-text=' in wholes and 'data-busy-text=' in home
+    assert f'max="{4 * contract.IDC_PATCH[0]}"' in wholes  # the stride limit, before anything is sent
 
 
 def test_the_home_page_opens_while_the_model_server_is_down(web_app_factory):

@@ -399,6 +399,7 @@ def test_whole_images_are_checked_as_wholes(contract_client):
     page = post(contract_client, "/map", "file", "portrait.jpg", encode(portrait(), "JPEG"))
     html = page.get_data(as_text=True)
     assert page.status_code == 422 and "not assessed: as a whole" in html and 'href="/map"' in html
+    assert "<title>Not assessed · BreastDx</title>" in html
 
 
 def test_map_result_of_a_synthetic_model_carries_the_banner(contract_client):

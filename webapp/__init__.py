@@ -52,6 +52,7 @@ DEFAULTS = {
     "ENV_PREFIX": "BREASTDX_WEB",  # BREASTDX_WEB_SERVER_URL, BREASTDX_WEB_SECRET_KEY...
 }
 API_PREFIX = "/api/"
+NOT_ASSESSED_STATUS = 422  # an image the model must not answer about (webapp/tiling.py)
 csrf = CSRFProtect()
 
 
@@ -116,8 +117,9 @@ def _answer(message: str, status: int):
     if _wants_json():
         return jsonify({"error": message}), status
     back_url, back_label = _back_link()
+    heading = "Not assessed" if status == NOT_ASSESSED_STATUS else None
     return render_template("error.html", message=message, status=status, back_url=back_url,
-                           back_label=back_label), status
+                           back_label=back_label, heading=heading), status
 
 
 def _register_errors(app: Flask) -> None:

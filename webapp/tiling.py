@@ -36,6 +36,7 @@ DEFAULT_MAX_TILES = 4096  # a 3,200 x 3,200 image at stride 50; more is refused 
 DEFAULT_BATCH = 256  # tiles per :predict request (measured: 128 -> 256 saves ~15 % of a 1,000-tile map)
 DEFAULT_WORKERS = 2  # concurrent :predict requests (the server batches them together)
 TOP_REGIONS = 5
+MAX_STRIDE_FACTOR = 4  # a stride past 4 patches leaves most of the image unseen
 PNG_LEVEL = 0  # tiles are encoded for transport only: stored, not compressed (half the cost of level 1)
 PROBABILITY_DIGITS = 4
 
@@ -84,9 +85,9 @@ class TileSettings:
         if self.patch < 1 or self.stride < 1:
             raise TilingError(f"patch and stride must be positive pixels; got patch={self.patch}, "
                               f"stride={self.stride}")
-        if self.stride > self.patch * 4:
+        if self.stride > self.patch * MAX_STRIDE_FACTOR:
             raise TilingError(f"stride {self.stride} leaves most of the image unseen; use at most "
-                              f"4 x the patch ({self.patch * 4})")
+                              f"{MAX_STRIDE_FACTOR} x the patch ({self.patch * MAX_STRIDE_FACTOR})")
 
 
 @dataclasses.dataclass

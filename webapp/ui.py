@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
 from breastdx_core import model_card
 from webapp import answers, audit, kinds, service
@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("ui", __name__)
 PIN_KEY = "pinned_version"
+
+
+@bp.app_context_processor
+def navigation():
+    """The endpoints the navbar may link to (the slide viewer's pages where it is registered)."""
+    return {"nav_endpoints": current_app.view_functions.keys()}
 
 
 def served_card(version: Optional[str]) -> Dict[str, Any]:

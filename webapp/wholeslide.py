@@ -238,7 +238,8 @@ def page_card_context() -> Dict[str, Any]:
     from webapp import ui
 
     card = ui.served_card(None)
-    return {"synthetic_note": answers.synthetic_note([card]), "card": card}
+    return {"synthetic_note": answers.synthetic_note([card]), "card": card,
+            "max_stride": tiling.MAX_STRIDE_FACTOR * model_patch(card)}
 
 
 @ui_bp.post("/map")
