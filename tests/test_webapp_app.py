@@ -315,3 +315,67 @@ def test_a_pinned_version_that_was_unloaded_is_unpinned_with_a_message(client, s
     assert page.status_code == 404 and "no longer served" in page.get_data(as_text=True)
     page = upload(client, [("a.png", png_bytes(RED))], path="/").get_data(as_text=True)
     assert '<span class="model-version">2</span>' in page
+
+
+def test_answers_read_at_a_glance_whatever_the_rule_said():
+    """One sentence per answer; the numbers behind a refusal only under "details"; a class
+    called below one half by a threshold rule says why instead of "probability 0.455"."""
+    from breastdx_core import decision
+    from serving_helpers import CARD
+    from webapp import answers
+
+    card = {**CARD, "decision_rule": {**CARD["decision_rule"], "ood": {**CARD["decision_rule"]["ood"],
+                                                                       "threshold": 8.9}}}
+    ood = decision.decide(card["decision_rule"], [0.2, 0.8], ood_score=9.04)
+    said = answers.sentence({"status": ood["status"], "decision": ood}, card)
+    assert said == {"text": "Not assessed: not an H&E patch of breast tissue (the model's own features for it "
+                            "are unlike those of any training image)", "tone": "not_assessed",
+                    "details": "feature distance 9.0; the limit is 8.9 (a limit that flags 1 % of ordinary eval "
+                               "images)"}
+    assert "OOD score" not in said["text"] and ">" not in said["text"]
+    colour = {"status": "not_assessed", "decision": decision.decide(
+        None, [0.5, 0.5], contract="its colours and texture are unlike the training images (distance 12.3; "
+                                   "the farthest accepted is 4.8)")}
+    said = answers.sentence(colour, card)
+    assert said["text"].endswith("(its colours and texture are unlike the training images)")
+    assert said["details"] == "colour and texture distance 12.3; the limit is 4.8"
+    empty = decision.decide(card["decision_rule"], [0.2, 0.2])
+    assert answers.sentence({"status": "uncertain", "decision": empty, "prediction_set": []}, card)["text"] == (
+        "Uncertain: refer to a pathologist — no class is plausible enough at 95 %")
+    threshold = {"status": "assessed", "class_name": CLASS_NAMES[0], "probability": 0.455,
+                 "positive_class": CLASS_NAMES[1], "positive_probability": 0.545}
+    rule = {"decision_rule": {"kind": "threshold", "operating_threshold": 0.6, "positive_class": CLASS_NAMES[1]}}
+    assert answers.sentence(threshold, rule)["text"] == (
+        f"{CLASS_NAMES[0]}: P({CLASS_NAMES[1]}) = 0.55 is below the threshold 0.60")
+    lines = answers.rule_in_words(rule)
+    assert lines == [f"The model calls {CLASS_NAMES[1]} when P({CLASS_NAMES[1]}) is at least 0.60; no coverage "
+                     "is claimed."]
+
+
+def test_the_grad_cam_overlay_is_on_one_fixed_scale():
+    """The same relative attention is drawn fainter for a less sure answer, red toward the
+    positive class and blue otherwise: colours mean the same in every image."""
+    import numpy as np
+
+    from webapp import overlay
+
+    grey = png_bytes((128, 128, 128))
+    heat = [[1.0] * 8 for _ in range(8)]
+    sure = np.asarray(Image.open(io.BytesIO(overlay.evidence_png(grey, heat, 0.99, True))))[0, 0]
+    unsure = np.asarray(Image.open(io.BytesIO(overlay.evidence_png(grey, heat, 0.55, True))))[0, 0]
+    other = np.asarray(Image.open(io.BytesIO(overlay.evidence_png(grey, heat, 0.99, False))))[0, 0]
+    none = np.asarray(Image.open(io.BytesIO(overlay.evidence_png(grey, [[0.0] * 8] * 8, 0.99, True))))[0, 0]
+    assert tuple(none) == (128, 128, 128)  # no attention: the image unchanged
+    assert sure[0] > unsure[0] > 128 and sure[2] < unsure[2] < 128  # redder when surer
+    assert other[2] > 128 > other[0]  # blue toward the other class
+
+
+def test_a_map_whose_tiles_the_server_mostly_refuses_is_not_assessed_as_a_whole():
+    from webapp.wholeslide import map_assessment
+
+    counts = {"assessed": 3, "uncertain": 1, "flagged": 6, "positive": 3}
+    said = map_assessment(counts, {"task": "idc", "positive_class": CLASS_NAMES[1]})
+    assert said["status"] == "not_assessed" and said["text"].startswith("Not assessed: 6 of 10 tissue tiles")
+    said = map_assessment({**counts, "flagged": 1}, {"task": "idc", "positive_class": CLASS_NAMES[1]})
+    assert said == {"status": "assessed", "text": f"3 of 5 tissue tiles {CLASS_NAMES[1]}; 1 to refer to a "
+                                                  "pathologist (uncertain); 1 not assessed"}
