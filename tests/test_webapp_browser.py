@@ -5,6 +5,7 @@ Grad-CAM legend, the synthetic-data banner, the map and mosaic result pages in t
 viewer, a refused whole image, a phone's width and the keyboard. Every page is photographed
 at desktop and phone widths into ``$BREASTDX_SCREENSHOTS`` (default: the test's temporary
 folder) for a person to look at. Marked e2e: it needs /usr/bin/chromium and playwright."""
+
 import base64
 import io
 import os
@@ -18,12 +19,26 @@ from breastdx_core import contract
 pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import CLASS_NAMES, RED, LiveServer, png_bytes  # noqa: E402
-from webapp_helpers import BLUE_STROMA, RED_STROMA, add_contract_version, encode, portrait, tissue  # noqa: E402
+from webapp_helpers import (  # noqa: E402
+    BLUE_STROMA,
+    RED_STROMA,
+    add_contract_version,
+    encode,
+    portrait,
+    tissue,
+)
 
 T0 = time.perf_counter()
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PAGE_TIMEOUT_MS = 30000
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -80,20 +95,28 @@ def no_overflow(page, where):
 
 
 @pytest.mark.e2e
-def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(live_contract_web, tmp_path):
+def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
+    live_contract_web, tmp_path
+):
     # No skipping: `make test` installs both (Makefile: chromium from apt, playwright in [dev]).
     from playwright import sync_api as playwright_api
 
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)"
+    assert os.path.exists(CHROMIUM), (
+        f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)"
+    )
     url = live_contract_web.url
     shots = Shots(os.environ.get("BREASTDX_SCREENSHOTS") or str(tmp_path / "screenshots"))
     files = tmp_path / "files"
     files.mkdir()
-    for name, content in (("red.png", encode(tissue(50, 50, seed=1, stroma=RED_STROMA))),
-                          ("pink.png", encode(tissue(50, 50, seed=2))),
-                          ("blue.png", encode(tissue(50, 50, seed=3, stroma=BLUE_STROMA))),
-                          ("portrait.png", encode(portrait())), ("notes.png", b"hello"),
-                          ("tissue.png", encode(tissue(200, 300, seed=42))), ("777.zip", patient_zip())):
+    for name, content in (
+        ("red.png", encode(tissue(50, 50, seed=1, stroma=RED_STROMA))),
+        ("pink.png", encode(tissue(50, 50, seed=2))),
+        ("blue.png", encode(tissue(50, 50, seed=3, stroma=BLUE_STROMA))),
+        ("portrait.png", encode(portrait())),
+        ("notes.png", b"hello"),
+        ("tissue.png", encode(tissue(200, 300, seed=42))),
+        ("777.zip", patient_zip()),
+    ):
         (files / name).write_bytes(content)
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -114,43 +137,62 @@ def _desktop(page, url, files, shots):
     page.goto(url + "/")
     assert page.title() == "Classify patches · BreastDx"
     assert page.locator("#synthetic-banner").is_visible()
-    assert "50 × 50-pixel patches of H&E-stained breast tissue at 2.5×" in page.inner_text("#scope-text")
+    assert "50 × 50-pixel patches of H&E-stained breast tissue at 2.5×" in page.inner_text(
+        "#scope-text"
+    )
     assert page.locator(f"text={contract.RESEARCH_ONLY}").count() == 1
     assert page.get_attribute("nav a[aria-current=page]", "href") == "/"
     shots(page, "home-desktop")
     # Drag and drop replaces the chosen files with the dropped one.
     page.set_input_files("#file-input", str(files / "red.png"))
     assert page.inner_text("#file-list") == "red.png"
-    dropped = page.evaluate_handle("""(b64) => {
+    dropped = page.evaluate_handle(
+        """(b64) => {
         const transfer = new DataTransfer();
         const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
         transfer.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
         return transfer;
-    }""", base64.b64encode(png_bytes(RED)).decode("ascii"))
+    }""",
+        base64.b64encode(png_bytes(RED)).decode("ascii"),
+    )
     page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
     assert page.inner_text("#file-list") == "dropped.png"
-    # Long work: the button is disabled and a spinner counts the seconds (navigation held back here).
-    page.evaluate("document.getElementById('upload-form').addEventListener('submit', e => e.preventDefault())")
+    # Long work: the button is disabled and a spinner counts the seconds (navigation held back).
+    page.evaluate(
+        "document.getElementById('upload-form').addEventListener('submit', e => e.preventDefault())"
+    )
     page.click("#submit-button")
-    assert page.is_disabled("#submit-button") and "Classifying" in page.inner_text("#upload-form .busy")
+    assert page.is_disabled("#submit-button") and "Classifying" in page.inner_text(
+        "#upload-form .busy"
+    )
     page.goto(url + "/")
-    # Keyboard only: Tab from the top reaches the skip link first, then the file input and the button.
+    # Keyboard only: Tab from the top reaches the skip link first, then the file input, the button.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
-    page.set_input_files("#file-input", [str(files / n) for n in ("red.png", "pink.png", "blue.png",
-                                                                   "portrait.png", "notes.png")])
+    page.set_input_files(
+        "#file-input",
+        [str(files / n) for n in ("red.png", "pink.png", "blue.png", "portrait.png", "notes.png")],
+    )
     page.focus("#file-input")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "submit-button"
     with page.expect_navigation():
         page.keyboard.press("Enter")
     answers = page.locator(".result .answer").all_inner_texts()
-    assert answers[0].startswith(f"{CLASS_NAMES[1]}, 0.9") and answers[2].startswith(f"{CLASS_NAMES[0]}, 0.")
+    assert answers[0].startswith(f"{CLASS_NAMES[1]}, 0.9") and answers[2].startswith(
+        f"{CLASS_NAMES[0]}, 0."
+    )
     assert answers[1] == "Uncertain: refer to a pathologist — both classes plausible at 95 %"
-    assert answers[3].startswith("Not assessed: not an H&E patch of breast tissue (the image is 240x300 px")
+    assert answers[3].startswith(
+        "Not assessed: not an H&E patch of breast tissue (the image is 240x300 px"
+    )
     assert "refused" not in " ".join(answers).lower() and "prediction set" not in page.content()
-    assert page.inner_text(".refused .refusal-reason").startswith("not an image; expected PNG, JPEG")
-    assert page.locator("#rule-explained").is_visible() and "pathologist" in page.inner_text("#rule-explained")
+    assert page.inner_text(".refused .refusal-reason").startswith(
+        "not an image; expected PNG, JPEG"
+    )
+    assert page.locator("#rule-explained").is_visible() and "pathologist" in page.inner_text(
+        "#rule-explained"
+    )
     legend = page.locator("#gradcam-legend")
     assert legend.is_visible() and "same 0–1 scale for every image" in legend.inner_text()
     assert page.locator("#original-0").is_visible() and page.locator("#heatmap-0").is_visible()
@@ -165,7 +207,9 @@ def _desktop(page, url, files, shots):
     assert page.url.startswith(url + "/map/")
     map_url = page.url
     page.wait_for_selector("#map-viewer[data-ready=true]")
-    assert page.locator("#synthetic-banner").is_visible() and page.locator(".bdx-legend").is_visible()
+    assert (
+        page.locator("#synthetic-banner").is_visible() and page.locator(".bdx-legend").is_visible()
+    )
     assert "24 tissue tiles" in page.inner_text("#map-answer")
     shots(page, "map-result-desktop")
     region = page.locator(".bdx-region").first
@@ -198,7 +242,9 @@ def _desktop(page, url, files, shots):
     assert "1 file not named like an IDC patch" in page.inner_text("#skipped")
     shots(page, "mosaic-result-desktop")
     page.goto(url + "/versions")
-    assert page.locator("#synthetic-banner").is_visible() and page.locator(".synthetic").count() == 1
+    assert (
+        page.locator("#synthetic-banner").is_visible() and page.locator(".synthetic").count() == 1
+    )
     shots(page, "versions-desktop")
     page.goto(url + "/map")
     shots(page, "whole-images-desktop")
@@ -209,19 +255,27 @@ def _desktop(page, url, files, shots):
 def _phone(page, url, files, shots, result_pages):
     page.goto(url + "/")
     no_overflow(page, "home")
-    assert page.locator(".navbar-toggler").is_visible() and not page.locator("#main-nav").is_visible()
+    assert (
+        page.locator(".navbar-toggler").is_visible() and not page.locator("#main-nav").is_visible()
+    )
     shots(page, "home-phone")
     page.click(".navbar-toggler")
     page.wait_for_selector("#main-nav.show")
     assert page.locator("#main-nav a[href='/versions']").is_visible()
     shots(page, "home-phone-menu-open")
-    page.set_input_files("#file-input", [str(files / n) for n in ("red.png", "pink.png", "notes.png")])
+    page.set_input_files(
+        "#file-input", [str(files / n) for n in ("red.png", "pink.png", "notes.png")]
+    )
     with page.expect_navigation():
         page.click("#submit-button")
     no_overflow(page, "results")
     shots(page, "results-phone")
-    for name, address in (("map-result", result_pages["map"]), ("mosaic-result", result_pages["mosaic"]),
-                          ("whole-images", url + "/map"), ("versions", url + "/versions")):
+    for name, address in (
+        ("map-result", result_pages["map"]),
+        ("mosaic-result", result_pages["mosaic"]),
+        ("whole-images", url + "/map"),
+        ("versions", url + "/versions"),
+    ):
         page.goto(address)
         if name.endswith("result"):
             page.wait_for_selector(".bdx-viewer[data-ready=true]")
@@ -230,8 +284,14 @@ def _phone(page, url, files, shots, result_pages):
     # The versions table scrolls in its own box, not the page; its cells are never cut mid-word.
     box = page.locator("#versions-scroll")
     assert box.evaluate("e => e.clientWidth") <= PHONE["width"] < box.evaluate("e => e.scrollWidth")
-    lines = page.locator("#versions td").nth(1).evaluate(
-        "e => { const r = document.createRange(); r.selectNodeContents(e); return r.getClientRects().length; }")
+    lines = (
+        page.locator("#versions td")
+        .nth(1)
+        .evaluate(
+            "e => { const r = document.createRange(); r.selectNodeContents(e); "
+            "return r.getClientRects().length; }"
+        )
+    )
     assert lines == 1
     page.goto(url + "/map/" + "0" * 32)
     no_overflow(page, "error")

@@ -1,6 +1,7 @@
 """Pictures and model cards for the web app's tests (``test_webapp_*``): H&E-like tissue, a
 portrait photograph, an ultrasound frame, and a version of the tiny model whose card holds
 an input contract measured on that tissue and says it was trained on synthetic data."""
+
 from __future__ import annotations
 
 import copy
@@ -10,9 +11,9 @@ import os
 
 import numpy as np
 from PIL import Image, ImageDraw
+from serving_helpers import CARD, add_version
 
 from breastdx_core import contract, decision
-from serving_helpers import CARD, add_version
 
 PINK = (232, 170, 205)  # eosin-stained stroma
 RED_STROMA = (230, 80, 100)  # strongly eosinophilic: the tiny model calls it positive
@@ -66,10 +67,17 @@ def contract_card() -> dict:
     side = contract.IDC_PATCH[0]
     patches = []
     for index, stroma in enumerate(STROMAS):
-        sheet = tissue(6 * side, 8 * side, seed=1234 + index, stroma=stroma)  # cut from tissue, as the IDC set's
-        patches += [encode(sheet[y:y + side, x:x + side]) for y in range(0, 6 * side, side)
-                    for x in range(0, 8 * side, side)]
-    card["input_contract"]["accepted"] = decision.measure_accepted(patches, "train (synthetic H&E-like)")
+        sheet = tissue(
+            6 * side, 8 * side, seed=1234 + index, stroma=stroma
+        )  # cut from tissue, as the IDC set's
+        patches += [
+            encode(sheet[y : y + side, x : x + side])
+            for y in range(0, 6 * side, side)
+            for x in range(0, 8 * side, side)
+        ]
+    card["input_contract"]["accepted"] = decision.measure_accepted(
+        patches, "train (synthetic H&E-like)"
+    )
     card["evaluation"]["synthetic_data"] = True
     return card
 

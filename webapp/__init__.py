@@ -138,8 +138,9 @@ def _register_errors(app: Flask) -> None:
             from webapp.uploads import human_bytes, limit_bytes
 
             sent = f" ({human_bytes(request.content_length)})" if request.content_length else ""
-            return _answer(f"the upload is too large{sent}; at most {limit_bytes(app.config['MAX_CONTENT_LENGTH'])} "
-                           "can be sent at once: send fewer or smaller files", 413)
+            limit = limit_bytes(app.config["MAX_CONTENT_LENGTH"])
+            return _answer(f"the upload is too large{sent}; at most {limit} can be sent at once: "
+                           "send fewer or smaller files", 413)
         return _answer(f"{err.name}: {err.description}", err.code or 400)
 
     @app.errorhandler(Exception)

@@ -8,6 +8,7 @@ source: its ``decision_rule``, ``input_contract``, ``task`` and ``evaluation``. 
 behind a refusal (OOD score, distances) stay in the JSON API and in a "details" line; the
 sentence says what they mean. Pure Python: no TensorFlow.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,14 +25,18 @@ TASK_NOUNS = {
 FALLBACK_NOUN = "an image like the training images"
 # The IDC patches' provenance (Janowczyk & Madabhushi): what the card's 50x50 px means on a slide.
 SCOPE_NOTES = {
-    "idc": ("The model reads 50 × 50-pixel patches of H&E-stained breast tissue at 2.5× "
-            "(cut from whole-mount slides scanned at 40×, as in the Kaggle IDC set) and answers "
-            "whether the patch shows invasive ductal carcinoma."),
+    "idc": (
+        "The model reads 50 × 50-pixel patches of H&E-stained breast tissue at 2.5× "
+        "(cut from whole-mount slides scanned at 40×, as in the Kaggle IDC set) and answers "
+        "whether the patch shows invasive ductal carcinoma."
+    ),
     "busi": "The model reads breast ultrasound images and answers normal, benign or malignant.",
     "cbis": "The model reads patches of film mammograms (CBIS-DDSM).",
 }
-SYNTHETIC_TEXT = ("This model was trained and evaluated on SYNTHETIC images: its answers and its metrics "
-                  "say nothing about real tissue.")
+SYNTHETIC_TEXT = (
+    "This model was trained and evaluated on SYNTHETIC images: its answers and its metrics "
+    "say nothing about real tissue."
+)
 _NUMBERS_IN_BRACKETS = re.compile(r"\s*\((?:distance|OOD score)[^)]*\)")
 
 
@@ -69,7 +74,9 @@ def plain_reason(decided: Dict[str, Any], card: Dict[str, Any]) -> str:
         return "the model's own features for it are unlike those of any training image"
     reason = decided.get("reason") or decided.get("text") or "it is unlike the training images"
     reason = _NUMBERS_IN_BRACKETS.sub("", str(reason))
-    return reason[len("not assessed: "):] if reason.lower().startswith("not assessed: ") else reason
+    return (
+        reason[len("not assessed: ") :] if reason.lower().startswith("not assessed: ") else reason
+    )
 
 
 def technical_reason(decided: Dict[str, Any], card: Dict[str, Any]) -> Optional[str]:
@@ -79,9 +86,18 @@ def technical_reason(decided: Dict[str, Any], card: Dict[str, Any]) -> Optional[
     ood = ((card or {}).get("decision_rule") or {}).get("ood") or {}
     if rule == "OOD threshold" and score is not None and ood.get("threshold") is not None:
         rate = ood.get("false_alarm_rate")
-        tail = f" (a limit that flags {_percent(rate)} of ordinary eval images)" if rate is not None else ""
-        return f"feature distance {float(score):.1f}; the limit is {float(ood['threshold']):.1f}{tail}"
-    match = re.search(r"\(distance ([\d.]+); the farthest accepted is ([\d.]+)\)", str(decided.get("reason") or ""))
+        tail = (
+            f" (a limit that flags {_percent(rate)} of ordinary eval images)"
+            if rate is not None
+            else ""
+        )
+        return (
+            f"feature distance {float(score):.1f}; the limit is {float(ood['threshold']):.1f}{tail}"
+        )
+    match = re.search(
+        r"\(distance ([\d.]+); the farthest accepted is ([\d.]+)\)",
+        str(decided.get("reason") or ""),
+    )
     if match:
         return f"colour and texture distance {match[1]}; the limit is {match[2]}"
     return None
@@ -98,8 +114,11 @@ def sentence(result: Dict[str, Any], card: Dict[str, Any]) -> Dict[str, Any]:
     decided = result.get("decision") or {}
     status = result.get("status")
     if status == "not_assessed":
-        return {"text": f"Not assessed: not {noun(card)} ({plain_reason(decided, card)})", "tone": "not_assessed",
-                "details": technical_reason(decided, card)}
+        return {
+            "text": f"Not assessed: not {noun(card)} ({plain_reason(decided, card)})",
+            "tone": "not_assessed",
+            "details": technical_reason(decided, card),
+        }
     conformal = ((card or {}).get("decision_rule") or {}).get("conformal") or {}
     coverage = conformal.get("coverage")
     at = f" at {_percent(coverage)}" if coverage else ""
@@ -112,7 +131,11 @@ def sentence(result: Dict[str, Any], card: Dict[str, Any]) -> Dict[str, Any]:
             why = f"both classes plausible{at}"
         else:
             why = f"{' and '.join(members)} all plausible{at}"
-        return {"text": f"Uncertain: refer to a pathologist — {why}", "tone": "uncertain", "details": None}
+        return {
+            "text": f"Uncertain: refer to a pathologist — {why}",
+            "tone": "uncertain",
+            "details": None,
+        }
     called = result.get("class_name")
     positive = result.get("positive_class")
     tone = "positive" if positive and called == positive else "negative"
@@ -123,9 +146,16 @@ def sentence(result: Dict[str, Any], card: Dict[str, Any]) -> Dict[str, Any]:
         # A threshold rule can call a class whose probability is below one half: say why.
         threshold = ((card or {}).get("decision_rule") or {}).get("operating_threshold")
         side = "below" if called != positive else "at or above"
-        limit = f" the threshold {float(threshold):.2f}" if threshold is not None else " the threshold"
-        return {"text": f"{called}: P({positive}) = {result['positive_probability']:.2f} is {side}{limit}",
-                "tone": tone, "details": None}
+        limit = (
+            f" the threshold {float(threshold):.2f}" if threshold is not None else " the threshold"
+        )
+        return {
+            "text": (
+                f"{called}: P({positive}) = {result['positive_probability']:.2f} is {side}{limit}"
+            ),
+            "tone": tone,
+            "details": None,
+        }
     return {"text": f"{called}, {probability:.2f}", "tone": tone, "details": None}
 
 
@@ -135,34 +165,55 @@ def rule_in_words(card: Dict[str, Any]) -> List[str]:
     if not isinstance(rule, dict):
         return []
     lines = []
-    accepted = ((card.get("input_contract") or {}).get("accepted"))
+    accepted = (card.get("input_contract") or {}).get("accepted")
     ood = rule.get("ood") or {}
     checks = []
     if accepted:
-        checks.append("its size, channels, colours and texture (the input contract, measured on the "
-                      "training images)")
+        checks.append(
+            "its size, channels, colours and texture (the input contract, measured on the "
+            "training images)"
+        )
     if ood.get("threshold") is not None:
         rate = ood.get("false_alarm_rate")
-        flagged = f", a check that also flags about {_percent(rate)} of ordinary images" if rate is not None else ""
-        checks.append(f"how far the model's own features for it lie from the training images'{flagged}")
+        flagged = (
+            f", a check that also flags about {_percent(rate)} of ordinary images"
+            if rate is not None
+            else ""
+        )
+        checks.append(
+            f"how far the model's own features for it lie from the training images'{flagged}"
+        )
     if checks:
-        lines.append(f"First the app checks that the image is {noun(card)} like those the model was trained on: "
-                     + "; and ".join(checks) + ". An image that fails is not assessed.")
+        lines.append(
+            f"First the app checks that the image is {noun(card)} "
+            "like those the model was trained on: "
+            + "; and ".join(checks)
+            + ". An image that fails is not assessed."
+        )
     names = list(rule.get("class_names") or card.get("class_names") or [])
     conformal = rule.get("conformal") or {}
     if rule.get("kind") == "conformal" and conformal.get("min_probability"):
-        levels = ", ".join(f"{name} from {conformal['min_probability'][name]:.3g}" for name in names
-                           if conformal["min_probability"].get(name) is not None)
-        lines.append(f"A class counts as plausible when its probability reaches the level that kept "
-                     f"{_percent(conformal.get('coverage', 0.95))} of that class's "
-                     f"{conformal.get('calibrated_on', 'calibration')} images ({levels}). "
-                     "When exactly one class is plausible it is the answer; when both (or none) are, the "
-                     "model cannot tell, and the image goes to a pathologist.")
+        levels = ", ".join(
+            f"{name} from {conformal['min_probability'][name]:.3g}"
+            for name in names
+            if conformal["min_probability"].get(name) is not None
+        )
+        lines.append(
+            f"A class counts as plausible when its probability reaches the level that kept "
+            f"{_percent(conformal.get('coverage', 0.95))} of that class's "
+            f"{conformal.get('calibrated_on', 'calibration')} images ({levels}). "
+            "When exactly one class is plausible it is the answer; when both (or none) are, the "
+            "model cannot tell, and the image goes to a pathologist."
+        )
     elif rule.get("operating_threshold") is not None and rule.get("positive_class"):
         why = (conformal.get("reason") or "") if isinstance(conformal, dict) else ""
-        lines.append(f"The model calls {rule['positive_class']} when P({rule['positive_class']}) is at least "
-                     f"{float(rule['operating_threshold']):.2f}; no coverage is claimed"
-                     + (f" ({why})" if why else "") + ".")
+        lines.append(
+            f"The model calls {rule['positive_class']} "
+            f"when P({rule['positive_class']}) is at least "
+            f"{float(rule['operating_threshold']):.2f}; no coverage is claimed"
+            + (f" ({why})" if why else "")
+            + "."
+        )
     else:
         lines.append("The answer is the most probable class.")
     return lines

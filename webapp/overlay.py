@@ -12,6 +12,7 @@ every image: strength = Grad-CAM attention x the probability of the class the mo
 answered, in red where that class is the positive one and in blue otherwise, transparent
 at 0 and opaque-most at 1 (the page's legend, ``EVIDENCE_*``).
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,14 +32,17 @@ def _for_display(image_bytes: bytes) -> Image.Image:
     with Image.open(io.BytesIO(image_bytes)) as source:
         picture = source.convert("RGB")
     scale = DISPLAY_SIZE / max(picture.size)
-    return picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                          Image.NEAREST)
+    return picture.resize(
+        (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.NEAREST
+    )
 
 
 def heatmap_image(heatmap: Sequence[Sequence[float]]) -> Image.Image:
     """A greyscale image of a heatmap with values in [0, 1] (values outside are clipped)."""
     height, width = len(heatmap), len(heatmap[0])
-    levels = bytes(int(round(min(1.0, max(0.0, float(v))) * BYTE_MAX)) for row in heatmap for v in row)
+    levels = bytes(
+        int(round(min(1.0, max(0.0, float(v))) * BYTE_MAX)) for row in heatmap for v in row
+    )
     return Image.frombytes("L", (width, height), levels)
 
 
@@ -63,7 +67,9 @@ EVIDENCE_OTHER = (26, 90, 200)  # attention toward any other class
 EVIDENCE_ALPHA = 0.75  # the blend's weight at strength 1
 
 
-def evidence_png(image_bytes: bytes, heatmap: List[List[float]], weight: float, toward_positive: bool) -> bytes:
+def evidence_png(
+    image_bytes: bytes, heatmap: List[List[float]], weight: float, toward_positive: bool
+) -> bytes:
     """The image with ``heatmap x weight`` blended over it on the fixed scale above; PNG bytes.
 
     Args:
@@ -76,7 +82,9 @@ def evidence_png(image_bytes: bytes, heatmap: List[List[float]], weight: float, 
 
     picture = _for_display(image_bytes)
     heat = heatmap_image(heatmap).resize(picture.size, Image.BILINEAR)
-    strength = np.asarray(heat, np.float32)[..., None] / BYTE_MAX * min(1.0, max(0.0, float(weight)))
+    strength = (
+        np.asarray(heat, np.float32)[..., None] / BYTE_MAX * min(1.0, max(0.0, float(weight)))
+    )
     colour = np.array(EVIDENCE_POSITIVE if toward_positive else EVIDENCE_OTHER, np.float32)
     base = np.asarray(picture, np.float32)
     alpha = strength * EVIDENCE_ALPHA

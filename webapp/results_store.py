@@ -11,6 +11,7 @@ whoever was given its address. The store is bounded: past ``RESULTS_MAX_COUNT`` 
 ``RESULTS_MAX_BYTES`` bytes the oldest are deleted, so the folder never grows without end.
 Files are written whole (temporary name, then rename): a reader never sees half a result.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,10 @@ def save(kind: str, body: Dict[str, Any], pictures: Dict[str, bytes]) -> str:
         if name not in PICTURES:
             raise ValueError(f"picture name {name!r}; expected one of {PICTURES}")
         _write(_path(kind, result_id, f".{name}.png"), png)
-    _write(_path(kind, result_id, ".json"), json.dumps({**body, "id": result_id, "kind": kind}).encode("utf-8"))
+    _write(
+        _path(kind, result_id, ".json"),
+        json.dumps({**body, "id": result_id, "kind": kind}).encode("utf-8"),
+    )
     prune()
     return result_id
 
@@ -73,8 +77,10 @@ def load(kind: str, result_id: str) -> Dict[str, Any]:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
-        raise NotFound(f"this {kind} result is no longer kept (results are kept until "
-                       f"{max_count()} newer ones replace them); make it again") from None
+        raise NotFound(
+            f"this {kind} result is no longer kept (results are kept until "
+            f"{max_count()} newer ones replace them); make it again"
+        ) from None
 
 
 def picture_path(kind: str, result_id: str, name: str = "picture") -> str:
@@ -106,7 +112,9 @@ def prune(max_results: Optional[int] = None, max_bytes: Optional[int] = None) ->
                 except FileNotFoundError:
                     continue
                 groups.setdefault(stem, []).append((path, stat.st_mtime, stat.st_size))
-        ordered = sorted(groups.items(), key=lambda item: -max(m for _, m, _ in item[1]))  # newest first
+        ordered = sorted(
+            groups.items(), key=lambda item: -max(m for _, m, _ in item[1])
+        )  # newest first
         kept_bytes, deleted = 0, 0
         for index, (_, files) in enumerate(ordered):
             kept_bytes += sum(size for _, _, size in files)

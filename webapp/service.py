@@ -8,6 +8,7 @@ model name and version, and the Grad-CAM overlay. The decision is the model serv
 where it sends one (serving.server's ``decisions``), else the same rule applied here to the
 same card: the page, the JSON API, ``breastdx predict`` and the server agree.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,13 @@ class Refusal:
     status: int
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"file": self.name, "index": self.index, "status": "refused", "error": self.message,
-                "http_status": self.status}
+        return {
+            "file": self.name,
+            "index": self.index,
+            "status": "refused",
+            "error": self.message,
+            "http_status": self.status,
+        }
 
 
 def stream_size(storage: FileStorage) -> Optional[int]:
@@ -71,7 +77,9 @@ def read_upload(storage: FileStorage, index: int, max_bytes: int, max_pixels: in
         raise too_large(display_name(storage.filename, index), size, max_bytes)
     # Read one byte past the limit: enough to refuse, never the whole of a huge file.
     data = storage.stream.read(max_bytes + 1)
-    return check_upload(storage.filename, data, index, max_bytes, max_pixels, size=size, convert=True)
+    return check_upload(
+        storage.filename, data, index, max_bytes, max_pixels, size=size, convert=True
+    )
 
 
 def collect_batch(files: List[FileStorage]) -> Tuple[List[Upload], List[Refusal]]:
@@ -90,9 +98,13 @@ def collect_batch(files: List[FileStorage]) -> Tuple[List[Upload], List[Refusal]
     uploads, refusals = [], []
     for index, storage in enumerate(files):
         try:
-            uploads.append(read_upload(storage, index, config["MAX_FILE_BYTES"], config["MAX_IMAGE_PIXELS"]))
+            uploads.append(
+                read_upload(storage, index, config["MAX_FILE_BYTES"], config["MAX_IMAGE_PIXELS"])
+            )
         except UploadError as err:
-            refusals.append(Refusal(index, _safe_name(storage.filename, index), err.message, err.status))
+            refusals.append(
+                Refusal(index, _safe_name(storage.filename, index), err.message, err.status)
+            )
     return uploads, refusals
 
 
@@ -121,8 +133,11 @@ def require_some(uploads: List[Upload], refusals: List[Refusal]) -> None:
         return
     if len(refusals) == 1:
         raise UploadError(refusals[0].message, refusals[0].status)
-    raise UploadError(f"none of the {len(refusals)} files could be read: "
-                      + "; ".join(r.message for r in refusals), max(r.status for r in refusals))
+    raise UploadError(
+        f"none of the {len(refusals)} files could be read: "
+        + "; ".join(r.message for r in refusals),
+        max(r.status for r in refusals),
+    )
 
 
 def card_for(version: Optional[str]) -> Dict[str, Any]:
@@ -137,13 +152,16 @@ def card_for(version: Optional[str]) -> Dict[str, Any]:
         return {}
 
 
-def describe(upload: Upload, prediction: Prediction, card: Dict[str, Any], with_overlay: bool) -> Dict[str, Any]:
+def describe(
+    upload: Upload, prediction: Prediction, card: Dict[str, Any], with_overlay: bool
+) -> Dict[str, Any]:
     """One image's result as a dict (the JSON API's item; the page renders the same).
 
     ``class_name`` is the decision's class: None when the image is not assessed or the
     answer is uncertain (``decision.text`` says which and why)."""
-    ruled = prediction.decision or decision.assess(card, upload.data, prediction.probabilities,
-                                                   prediction.ood_score)
+    ruled = prediction.decision or decision.assess(
+        card, upload.data, prediction.probabilities, prediction.ood_score
+    )
     class_names = card.get("class_names") or [str(i) for i in range(len(prediction.probabilities))]
     assessed = ruled["status"] != decision.STATUS_NOT_ASSESSED
     called = ruled.get("class_name")
@@ -153,12 +171,23 @@ def describe(upload: Upload, prediction: Prediction, card: Dict[str, Any], with_
         "decision": ruled,
         "class_name": called,
         "prediction_set": ruled.get("prediction_set", []),
-        "probability": (round(prediction.probabilities[class_names.index(called)], PROBABILITY_DIGITS)
-                        if called in class_names else None),
+        "probability": (
+            round(prediction.probabilities[class_names.index(called)], PROBABILITY_DIGITS)
+            if called in class_names
+            else None
+        ),
         "positive_class": card.get("positive_class"),
-        "positive_probability": round(prediction.positive_probability, PROBABILITY_DIGITS) if assessed else None,
-        "probabilities": ({name: round(p, PROBABILITY_DIGITS) for name, p in zip(class_names, prediction.probabilities)}
-                          if assessed else {}),
+        "positive_probability": round(prediction.positive_probability, PROBABILITY_DIGITS)
+        if assessed
+        else None,
+        "probabilities": (
+            {
+                name: round(p, PROBABILITY_DIGITS)
+                for name, p in zip(class_names, prediction.probabilities)
+            }
+            if assessed
+            else {}
+        ),
         "uncertain": ruled["status"] == decision.STATUS_UNCERTAIN,
         "model_name": prediction.model_name,
         "model_version": prediction.model_version,
@@ -171,16 +200,28 @@ def describe(upload: Upload, prediction: Prediction, card: Dict[str, Any], with_
         result["original_png"] = overlay.data_uri(overlay.original_png(upload.data))
         result["overlay_png"] = result["original_png"]
         if result["heatmap"]:
-            top = max(range(len(prediction.probabilities)), key=lambda i: prediction.probabilities[i])
+            top = max(
+                range(len(prediction.probabilities)), key=lambda i: prediction.probabilities[i]
+            )
             toward = class_names[top] if top < len(class_names) else None
-            result["overlay_png"] = overlay.data_uri(overlay.evidence_png(
-                upload.data, result["heatmap"], prediction.probabilities[top],
-                toward_positive=toward is not None and toward == card.get("positive_class")))
-            result["overlay_scale"] = {"toward": toward, "weight": round(prediction.probabilities[top], 4)}
+            result["overlay_png"] = overlay.data_uri(
+                overlay.evidence_png(
+                    upload.data,
+                    result["heatmap"],
+                    prediction.probabilities[top],
+                    toward_positive=toward is not None and toward == card.get("positive_class"),
+                )
+            )
+            result["overlay_scale"] = {
+                "toward": toward,
+                "weight": round(prediction.probabilities[top], 4),
+            }
     return result
 
 
-def predict_uploads(uploads: List[Upload], version: Optional[str], with_overlay: bool) -> List[Dict[str, Any]]:
+def predict_uploads(
+    uploads: List[Upload], version: Optional[str], with_overlay: bool
+) -> List[Dict[str, Any]]:
     """Asks the model about every upload in one request.
 
     Raises:

@@ -11,6 +11,7 @@ same pixels at the same size, never resized or normalised. The file name is only
 shown, escaped; it is never used as a path. Messages are written for a person: the real
 size of the file and the limit, in the units people use.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,10 @@ from typing import Optional
 
 from PIL import Image, UnidentifiedImageError
 
-from breastdx_core import errors
-from breastdx_core import image_files  # pure Python: magic bytes, no TensorFlow
+from breastdx_core import (
+    errors,
+    image_files,  # pure Python: magic bytes, no TensorFlow
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,17 @@ CONVERTED_FORMATS = ("TIFF", "WEBP")
 ACCEPTED_TEXT = "PNG, JPEG, GIF, BMP, TIFF or WebP"
 # Pillow modes a PNG stores unchanged; others (CMYK, YCbCr, float) go to RGB(A) first.
 PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16")
-PNG_MODE_FOR = {"CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "I": "I;16", "F": "L",
-                "RGBa": "RGBA", "La": "LA", "PA": "RGBA"}
+PNG_MODE_FOR = {
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+    "LAB": "RGB",
+    "HSV": "RGB",
+    "I": "I;16",
+    "F": "L",
+    "RGBa": "RGBA",
+    "La": "LA",
+    "PA": "RGBA",
+}
 PILLOW_BOMB_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow refuses to open images above this
 
 
@@ -69,7 +81,7 @@ def human_bytes(count: int) -> str:
     """``9,734,128`` bytes as "9.3 MiB (9,734,128 bytes)"; small counts as bytes only."""
     if count < 1024:
         return f"{count:,} bytes"
-    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if count >= size:
             value = count / size
             text = f"{value:.0f}" if value == int(value) else f"{value:.1f}"
@@ -79,7 +91,7 @@ def human_bytes(count: int) -> str:
 
 def limit_bytes(count: int) -> str:
     """A limit such as 8,388,608 as "8 MiB"."""
-    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if count >= size and count % size == 0:
             return f"{count // size} {unit}"
     return human_bytes(count)
@@ -92,8 +104,10 @@ def human_pixels(count: int) -> str:
 
 def too_large(name: str, size: int, max_bytes: int) -> UploadError:
     """The refusal of a file of ``size`` bytes (its real size) over ``max_bytes``."""
-    return UploadError(f"{name}: {human_bytes(size)}; files of at most {limit_bytes(max_bytes)} are accepted",
-                       HTTP_TOO_LARGE)
+    return UploadError(
+        f"{name}: {human_bytes(size)}; files of at most {limit_bytes(max_bytes)} are accepted",
+        HTTP_TOO_LARGE,
+    )
 
 
 def sniff_format(data: bytes, convert: bool = False) -> Optional[str]:
@@ -119,8 +133,11 @@ def display_name(raw: Optional[str], index: int) -> str:
     """
     if not raw:
         return f"image-{index + 1}"
-    if any(sep in raw for sep in ("/", "\\")) or raw.strip() in (".", "..") or \
-            any(unicodedata.category(ch).startswith("C") for ch in raw):
+    if (
+        any(sep in raw for sep in ("/", "\\"))
+        or raw.strip() in (".", "..")
+        or any(unicodedata.category(ch).startswith("C") for ch in raw)
+    ):
         raise UploadError(f"the file name {raw[:MAX_NAME_CHARS]!r} is not a plain file name")
     return raw.strip()[:MAX_NAME_CHARS]
 
@@ -128,14 +145,23 @@ def display_name(raw: Optional[str], index: int) -> str:
 def as_png(image: Image.Image) -> bytes:
     """The decoded image as PNG bytes: the same pixels, size and channels (lossless)."""
     if image.mode not in PNG_MODES:
-        image = image.convert(PNG_MODE_FOR.get(image.mode, "RGBA" if "A" in image.getbands() else "RGB"))
+        image = image.convert(
+            PNG_MODE_FOR.get(image.mode, "RGBA" if "A" in image.getbands() else "RGB")
+        )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def check_upload(raw_name: Optional[str], data: bytes, index: int, max_bytes: int, max_pixels: int,
-                 size: Optional[int] = None, convert: bool = False) -> Upload:
+def check_upload(
+    raw_name: Optional[str],
+    data: bytes,
+    index: int,
+    max_bytes: int,
+    max_pixels: int,
+    size: Optional[int] = None,
+    convert: bool = False,
+) -> Upload:
     """Accepts or refuses one uploaded file.
 
     Args:
@@ -167,24 +193,39 @@ def check_upload(raw_name: Optional[str], data: bytes, index: int, max_bytes: in
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise UploadError(f"{name}: {width} x {height} = {human_pixels(width * height)}; images of at "
-                                  f"most {human_pixels(max_pixels)} are accepted", HTTP_TOO_LARGE)
+                raise UploadError(
+                    f"{name}: {width} x {height} = {human_pixels(width * height)}; images of at "
+                    f"most {human_pixels(max_pixels)} are accepted",
+                    HTTP_TOO_LARGE,
+                )
             if image.format != sniffed:
-                raise UploadError(f"{name}: starts like a {sniffed} file but reads as {image.format}")
+                raise UploadError(
+                    f"{name}: starts like a {sniffed} file but reads as {image.format}"
+                )
             image.load()
             converted = as_png(image) if sniffed in CONVERTED_FORMATS else None
     except UploadError:
         raise
-    except Image.DecompressionBombError as err:  # Pillow's own guard fires in open() past 2x its limit
-        declared = re.search(r"\((\d+) pixels\)", str(err))  # Pillow's message names the declared size
-        size_text = (f"declares {human_pixels(int(declared[1]))}" if declared
-                     else f"declares more than {human_pixels(PILLOW_BOMB_PIXELS)}")
-        raise UploadError(f"{name}: {size_text}; images of at most {human_pixels(max_pixels)} are accepted",
-                          HTTP_TOO_LARGE) from None
+    except (
+        Image.DecompressionBombError
+    ) as err:  # Pillow's own guard fires in open() past 2x its limit
+        declared = re.search(
+            r"\((\d+) pixels\)", str(err)
+        )  # Pillow's message names the declared size
+        size_text = (
+            f"declares {human_pixels(int(declared[1]))}"
+            if declared
+            else f"declares more than {human_pixels(PILLOW_BOMB_PIXELS)}"
+        )
+        raise UploadError(
+            f"{name}: {size_text}; images of at most {human_pixels(max_pixels)} are accepted",
+            HTTP_TOO_LARGE,
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         log.info("refused %s: %s", name, err)
-        raise UploadError(f"{name}: not a readable {sniffed} image (the file is damaged or cut short)"
-                          ) from None
+        raise UploadError(
+            f"{name}: not a readable {sniffed} image (the file is damaged or cut short)"
+        ) from None
     if converted is not None:
         return Upload(name, converted, "PNG", width, height, source_format=sniffed)
     return Upload(name, data, sniffed, width, height, source_format=sniffed)
