@@ -216,6 +216,8 @@ def _desktop(page, url, files, shots):
     region.focus()
     page.keyboard.press("Enter")  # the keyboard flies the viewer to the region
     assert page.get_attribute("#map-viewer", "data-focused-region") == "1"
+    page.locator("#refer-tiles button.fly-to").first.click()  # a tile to refer, flown to
+    assert page.get_attribute("#map-viewer", "data-focused-box") == "0,0"
     page.click("label[for=map-viewer-overlay]")
     assert page.get_attribute("#map-viewer", "data-overlay") == "off"
     shots(page, "map-region-1-overlay-off-desktop")

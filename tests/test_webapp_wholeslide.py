@@ -207,7 +207,7 @@ def test_map_refers_uncertain_tiles_and_marks_them(stored):
     address = post(client, "/map", "file", "half.png", buffer.getvalue()).headers["Location"]
     html = client.get(address).get_data(as_text=True)
     assert "4 of 8 tissue tiles IDC-positive; 4 to refer to a pathologist (uncertain)" in html
-    assert html.count("<li>x 1") == 4 and 'id="refer-tiles"' in html
+    assert html.count('data-viewer="map-viewer" data-x="1') == 4 and 'id="refer-tiles"' in html
     marks = np.asarray(Image.open(io.BytesIO(client.get(address + "/marks.png").data)))
     half = marks.shape[1] // 2  # drawn at tiling.MARKS_SIDE on the longer side: thin lines
     assert marks.shape[:2] == (tiling.MARKS_SIDE // 2, tiling.MARKS_SIDE)

@@ -54,3 +54,19 @@
     document.querySelectorAll("form[data-busy-text] .busy").forEach(function (b) { b.innerHTML = ""; });
   });
 })();
+
+// Buttons that fly a deep-zoom viewer (templates/_viewer.html) to a box: the "refer" tiles.
+(function () {
+  document.querySelectorAll("button.fly-to").forEach(function (button) {
+    button.addEventListener("click", function () {
+      const viewer = (window.breastdxViewers || {})[button.dataset.viewer];
+      if (!viewer) { return; }
+      const x = Number(button.dataset.x), y = Number(button.dataset.y);
+      const w = Number(button.dataset.w), h = Number(button.dataset.h);
+      viewer.viewport.fitBounds(viewer.viewport.imageToViewportRectangle(x - w, y - h, 3 * w, 3 * h));
+      document.getElementById(button.dataset.viewer).dataset.focusedBox = x + "," + y;
+      viewer.canvas.focus({ preventScroll: true });
+      viewer.element.scrollIntoView({ block: "nearest" });
+    });
+  });
+})();
