@@ -261,8 +261,10 @@ def _phone(page, url, files, shots, result_pages):
         page.locator(".navbar-toggler").is_visible() and not page.locator("#main-nav").is_visible()
     )
     shots(page, "home-phone")
-    page.click(".navbar-toggler")
+    page.focus(".navbar-toggler")  # the menu opens from the keyboard
+    page.keyboard.press("Enter")
     page.wait_for_selector("#main-nav.show")
+    assert page.get_attribute(".navbar-toggler", "aria-expanded") == "true"
     assert page.locator("#main-nav a[href='/versions']").is_visible()
     shots(page, "home-phone-menu-open")
     page.set_input_files(

@@ -202,8 +202,9 @@ def rule_in_words(card: Dict[str, Any]) -> List[str]:
             f"A class counts as plausible when its probability reaches the level that kept "
             f"{_percent(conformal.get('coverage', 0.95))} of that class's "
             f"{conformal.get('calibrated_on', 'calibration')} images ({levels}). "
-            "When exactly one class is plausible it is the answer; when both (or none) are, the "
-            "model cannot tell, and the image goes to a pathologist."
+            "When exactly one class is plausible it is the answer; when "
+            + ("both" if len(names) == 2 else "two or more")
+            + " (or none) are, the model cannot tell, and the image goes to a pathologist."
         )
     elif rule.get("operating_threshold") is not None and rule.get("positive_class"):
         why = (conformal.get("reason") or "") if isinstance(conformal, dict) else ""
