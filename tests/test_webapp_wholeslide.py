@@ -534,3 +534,19 @@ def test_map_result_of_a_synthetic_model_carries_the_banner(contract_client):
     assert 'id="synthetic-banner"' in html and "SYNTHETIC images" in html
     for page in ("/", "/versions", "/map"):
         assert 'id="synthetic-banner"' in contract_client.get(page).get_data(as_text=True), page
+
+
+def test_a_map_is_still_shown_where_the_results_store_cannot_be_written(
+    web_app_factory, live_model_server, tmp_path
+):
+    """A read-only disk (the cluster's web pods): the page is shown at once, inline, and says
+    it cannot be bookmarked, rather than failing."""
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    client = web_app_factory(
+        SERVER_URL=live_model_server.url, RESULTS_DIR=str(blocked / "results")
+    ).test_client()
+    page = post(client, "/map", "file", "slide.png", slide_png())
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="not-kept"' in html and "15 of 30 tissue tiles" in html
+    assert 'href="data:application/json;base64,' in html and "data:image/png;base64," in html

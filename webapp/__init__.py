@@ -49,6 +49,11 @@ DEFAULTS = {
     "TILE_BATCH": 256,  # tiles per :predict request
     "MAX_ZIP_BYTES": 24 * MIB,  # a patient's zip of IDC patches; webapp/mosaic.py
     "MAX_MOSAIC_PIXELS": 8000 * 8000,  # the slide the patches span
+    # Finished maps and mosaics, for their bookmarkable pages (webapp/results_store.py):
+    # None is <instance folder>/results; the oldest go past the count or the bytes.
+    "RESULTS_DIR": None,
+    "RESULTS_MAX_COUNT": 200,
+    "RESULTS_MAX_BYTES": 512 * MIB,
     "ENV_PREFIX": "BREASTDX_WEB",  # BREASTDX_WEB_SERVER_URL, BREASTDX_WEB_SECRET_KEY...
 }
 API_PREFIX = "/api/"

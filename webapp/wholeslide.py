@@ -13,6 +13,9 @@ app's one prediction client, so the model's graph does all preprocessing.
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from flask import (
@@ -37,6 +40,7 @@ from webapp.uploads import (
     sniff_format,
 )
 
+log = logging.getLogger(__name__)
 ui_bp = Blueprint("wholeslide", __name__)
 api_bp = Blueprint("wholeslide_api", __name__, url_prefix="/api")
 DEFAULT_THRESHOLD = 0.5  # positive when P(positive) >= this, where neither server nor card decides
@@ -354,19 +358,57 @@ def page_card_context() -> Dict[str, Any]:
 @ui_bp.post("/map")
 def map_page():
     body, picture, layers = make_map(with_picture=True, display_side=MAP_PICTURE_SIDE, layers=True)
-    result_id = results_store.save("map", body, {"picture": picture, **layers})
-    return redirect(url_for("wholeslide.map_result", result_id=result_id), code=303)
+    return _keep_and_show("map", body, {"picture": picture, **layers}, "map_result.html")
 
 
 @ui_bp.post("/mosaic")
 def mosaic_page():
     body, picture, layers = make_mosaic(with_picture=True, layers=True)
-    result_id = results_store.save("mosaic", body, {"picture": picture, **layers})
-    return redirect(url_for("wholeslide.mosaic_result", result_id=result_id), code=303)
+    return _keep_and_show("mosaic", body, {"picture": picture, **layers}, "mosaic_result.html")
+
+
+def _keep_and_show(kind: str, body: Dict[str, Any], pictures: Dict[str, bytes], template: str):
+    """Stores the result and redirects to its page; where the store cannot be written (a
+    read-only disk), the page is shown at once with its pictures inline, and says that it
+    cannot be bookmarked."""
+    try:
+        result_id = results_store.save(kind, body, pictures)
+    except OSError as err:
+        log.warning(
+            "results store %s not writable (%s): the %s page is shown once",
+            results_store.root(),
+            err,
+            kind,
+        )
+        urls = {name: _data_uri(png) for name, png in pictures.items()}
+        urls["json"] = "data:application/json;base64," + base64.b64encode(
+            json.dumps(body).encode("utf-8")
+        ).decode("ascii")
+        return _render_result(kind, body, template, None, urls)
+    return redirect(url_for(f"wholeslide.{kind}_result", result_id=result_id), code=303)
+
+
+def _data_uri(data: bytes) -> str:
+    fmt = (sniff_format(data[:16]) or "PNG").lower()
+    return f"data:image/{fmt};base64," + base64.b64encode(data).decode("ascii")
 
 
 def _result_page(kind: str, result_id: str, template: str):
     body = results_store.load(kind, result_id)
+    urls = {
+        name: url_for("wholeslide.result_png", kind=kind, result_id=result_id, layer=name)
+        for name in results_store.PICTURES
+    }
+    urls["download"] = url_for(
+        "wholeslide.result_png", kind=kind, result_id=result_id, layer="picture", download=1
+    )
+    urls["json"] = url_for("wholeslide.result_json", kind=kind, result_id=result_id)
+    return _render_result(kind, body, template, result_id, urls)
+
+
+def _render_result(
+    kind: str, body: Dict[str, Any], template: str, result_id: Optional[str], urls: Dict[str, str]
+):
     card = service.card_for(body.get("model_version"))
     from webapp import ui
 
@@ -375,7 +417,7 @@ def _result_page(kind: str, result_id: str, template: str):
     )
     if body.get("synthetic_data"):
         context["synthetic_note"] = answers.SYNTHETIC_TEXT
-    return render_template(template, result=body, result_id=result_id, **context)
+    return render_template(template, result=body, result_id=result_id, urls=urls, **context)
 
 
 @ui_bp.get("/map/<result_id>")
