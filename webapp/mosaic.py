@@ -210,7 +210,8 @@ def _member_path(info: zipfile.ZipInfo) -> str:
     name = info.filename.replace("\\", "/")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         raise UploadError(
-            f"zip member {info.filename[:120]!r} has an absolute path; expected paths inside the archive"
+            f"zip member {info.filename[:120]!r} has an absolute path; "
+            "expected paths inside the archive"
         )
     normal = posixpath.normpath(name)
     if normal == ".." or normal.startswith("../") or "/../" in f"/{name}/":
@@ -258,7 +259,8 @@ def read_zip(
         declared = sum(i.file_size for i in infos)
         if declared > max_uncompressed:
             raise UploadError(
-                f"the zip archive declares {declared} bytes uncompressed; at most {max_uncompressed} "
+                f"the zip archive declares {declared} bytes uncompressed; "
+                f"at most {max_uncompressed} "
                 "are accepted",
                 HTTP_TOO_LARGE,
             )
@@ -370,7 +372,8 @@ def read_folder(
                 raise UploadError(f"{root} holds more than {max_members} patches", HTTP_TOO_LARGE)
     if not found:
         raise UploadError(
-            f"no file under {root} is named like an IDC patch (<patient>_idx5_x<X>_y<Y>_class<C>.png)"
+            f"no file under {root} is named like an IDC patch "
+            "(<patient>_idx5_x<X>_y<Y>_class<C>.png)"
         )
     check_canvas([(x, y) for _, (_, x, y, _) in found], max_mosaic_pixels)
     entries = []

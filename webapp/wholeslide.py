@@ -99,7 +99,8 @@ def _predictor(
     card = service.card_for(version)
     if kinds.kind_of(card) != kinds.KIND_CLASSIFIER:
         raise UploadError(
-            f"model {client.model_name} version {version} is a {kinds.kind_of(card)} model; maps and "
+            f"model {client.model_name} version {version} is a {kinds.kind_of(card)} model; "
+            "maps and "
             "mosaics need a patch classifier (serve one, e.g. the IDC model, and try again)"
         )
     return (lambda batch: client.predict(batch, version=version, explain=False)), version, card
