@@ -74,7 +74,8 @@ def test_map_api_skips_glass_and_finds_the_red_block(client):
     assert top["y"] < 150 and top["x"] >= 150 and top["positive"]
     assert body["model_name"] == MODEL_NAME and body["model_version"] == "1"
     picture = Image.open(io.BytesIO(base64.b64decode(body["map_png"].split(",", 1)[1])))
-    assert picture.width == 400 and picture.height == 300 + tiling.LEGEND_HEIGHT
+    # The legend under the map, padded to its minimum width; the map's own pixels unchanged.
+    assert picture.size == (max(400, tiling.LEGEND_MIN_WIDTH), 300 + tiling.LEGEND_HEIGHT)
 
 
 def test_map_stride_overlaps_and_covers_the_far_edge(client):
@@ -146,7 +147,8 @@ def test_map_page_lands_on_a_bookmarkable_result_with_viewer_legend_and_exports(
     assert exported.status_code == 200 and exported.json["counts"]["positive"] == 15
     assert "attachment" in exported.headers["Content-Disposition"]
     picture = Image.open(io.BytesIO(client.get(address + "/picture.png?download=1").data))
-    assert picture.size == (400, 300 + tiling.LEGEND_HEIGHT)  # the export keeps its legend
+    assert picture.size == (tiling.LEGEND_MIN_WIDTH, 300 + tiling.LEGEND_HEIGHT)  # with its legend
+    assert tiling.LEGEND_FONT_PX >= 14  # text a person reads, not Pillow's 9-pixel bitmap font
     for layer, mode in (("image", "RGB"), ("overlay", "RGBA"), ("marks", "RGBA")):
         got = client.get(f"{address}/{layer}.png")
         assert got.status_code == 200 and got.mimetype == "image/png"

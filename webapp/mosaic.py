@@ -490,7 +490,8 @@ def render(
         result,
         mosaic.positive_class,
         mosaic.counts(),
-        research_only + " Black outline: labelled IDC in the file name.",
+        research_only + " Thin black outline: labelled IDC in the file name.",
+        boxes="",
     )
 
 

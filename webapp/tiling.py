@@ -23,7 +23,7 @@ import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from breastdx_core import errors
 from webapp import overlay
@@ -466,8 +466,11 @@ def map_image(
 
 # --- the picture -------------------------------------------------------------------------
 MAP_DISPLAY_SIDE = 768  # longer side of the map picture
-LEGEND_HEIGHT = 54
-LEGEND_MIN_WIDTH = 360  # the legend's text fits; a narrower picture is padded white on the right
+LEGEND_FONT_PX = 14  # the export's legend is read on a screen or on paper
+LEGEND_NOTE_LINES = 2
+LEGEND_HEIGHT = (3 + LEGEND_NOTE_LINES) * (LEGEND_FONT_PX + 8) + 8
+LEGEND_MIN_WIDTH = 560  # the legend's text fits; a narrower picture is padded white on the right
+LEGEND_BAR_PX = 200
 MAP_ALPHA = 0.5
 FLAGGED_COLOUR = (128, 128, 128)
 BOX_COLOUR = (0, 0, 0)
@@ -629,29 +632,68 @@ def _dashed_box(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: 
 
 
 def with_legend(
-    picture: Image.Image, positive_class: Optional[str], counts: Dict[str, int], note: str
+    picture: Image.Image,
+    positive_class: Optional[str],
+    counts: Dict[str, int],
+    note: str,
+    boxes: str = "; black boxes: the most suspicious regions",
 ) -> bytes:
-    """The picture above a legend: the colour bar, the flagged colour, the counts and ``note``; PNG bytes."""
+    """The picture above a legend a person can read (``LEGEND_FONT_PX`` text): the colour
+    bar, the not-assessed and "refer" marks with their counts, and ``note``; PNG bytes."""
     width = max(picture.width, LEGEND_MIN_WIDTH)
     canvas = Image.new("RGB", (width, picture.height + LEGEND_HEIGHT), "white")
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    top = picture.height + 4
-    bar = 160
-    for i in range(bar):
-        draw.line([(8 + i, top), (8 + i, top + 10)], fill=colour_of(i / (bar - 1)))
+    font = ImageFont.load_default(size=LEGEND_FONT_PX)
+    line = LEGEND_FONT_PX + 8
+    left, top = 8, picture.height + 6
     label = f"P({positive_class})" if positive_class else "positive probability"
-    draw.text((8, top + 12), "0", fill=TEXT_COLOUR)
-    draw.text((8 + bar - 8, top + 12), "1", fill=TEXT_COLOUR)
-    draw.text((8 + bar + 8, top), label, fill=TEXT_COLOUR)
-    draw.rectangle([8 + bar + 8, top + 14, 8 + bar + 18, top + 24], fill=FLAGGED_COLOUR)
+    draw.text((left, top), "0", fill=TEXT_COLOUR, font=font)
+    bar_left = left + 14
+    for i in range(LEGEND_BAR_PX):
+        draw.line(
+            [(bar_left + i, top + 2), (bar_left + i, top + LEGEND_FONT_PX)],
+            fill=colour_of(i / (LEGEND_BAR_PX - 1)),
+        )
     draw.text(
-        (8 + bar + 22, top + 13),
-        f"not assessed ({counts['flagged']}); assessed {counts['assessed']}, "
-        f"positive {counts['positive']}, uncertain {counts['uncertain']}",
-        fill=TEXT_COLOUR,
+        (bar_left + LEGEND_BAR_PX + 4, top), f"1   colour: {label}", fill=TEXT_COLOUR, font=font
     )
-    draw.text((8, top + 30), note, fill=TEXT_COLOUR)
+    top += line
+    size = LEGEND_FONT_PX
+    draw.rectangle([left, top + 2, left + size, top + size], fill=FLAGGED_COLOUR)
+    flagged = f"not assessed: {counts['flagged']}"
+    draw.text((left + size + 6, top), flagged, fill=TEXT_COLOUR, font=font)
+    refer_left = left + size + 6 + int(draw.textlength(flagged, font=font)) + 16
+    _dashed_box(draw, refer_left, top + 2, refer_left + size, top + size)
+    draw.text(
+        (refer_left + size + 6, top),
+        f"uncertain, refer to a pathologist: {counts['uncertain']}",
+        fill=TEXT_COLOUR,
+        font=font,
+    )
+    top += line
+    draw.text(
+        (left, top),
+        f"assessed: {counts['assessed']}, of which positive: {counts['positive']}{boxes}",
+        fill=TEXT_COLOUR,
+        font=font,
+    )
+    for text in _wrap(draw, note, font, width - 2 * left)[:LEGEND_NOTE_LINES]:
+        top += line
+        draw.text((left, top), text, fill=TEXT_COLOUR, font=font)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> List[str]:
+    """``text`` in lines no wider than ``width`` pixels, broken between words."""
+    lines, current = [], ""
+    for word in text.split():
+        trial = f"{current} {word}".strip()
+        if current and draw.textlength(trial, font=font) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = trial
+    return lines + ([current] if current else [])
