@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
@@ -49,9 +49,15 @@ DEFAULTS = {
     "TILE_BATCH": 256,  # tiles per :predict request
     "MAX_ZIP_BYTES": 24 * MIB,  # a patient's zip of IDC patches; webapp/mosaic.py
     "MAX_MOSAIC_PIXELS": 8000 * 8000,  # the slide the patches span
+    # Finished maps and mosaics, for their bookmarkable pages (webapp/results_store.py):
+    # None is <instance folder>/results; the oldest go past the count or the bytes.
+    "RESULTS_DIR": None,
+    "RESULTS_MAX_COUNT": 200,
+    "RESULTS_MAX_BYTES": 512 * MIB,
     "ENV_PREFIX": "BREASTDX_WEB",  # BREASTDX_WEB_SERVER_URL, BREASTDX_WEB_SECRET_KEY...
 }
 API_PREFIX = "/api/"
+NOT_ASSESSED_STATUS = 422  # an image the model must not answer about (webapp/tiling.py)
 csrf = CSRFProtect()
 
 
@@ -99,10 +105,26 @@ def _wants_json() -> bool:
     return request.path.startswith(API_PREFIX) or request.accept_mimetypes.best == "application/json"
 
 
+# The page a person goes back to from an error, by the path that failed.
+BACK_LINKS = (("/map", "wholeslide.map_form", "Back to the whole-image page"),
+              ("/mosaic", "wholeslide.mosaic_form", "Back to the mosaic form"),
+              ("/versions", "ui.versions", "Back to the model versions"))
+
+
+def _back_link() -> Tuple[str, str]:
+    for prefix, endpoint, label in BACK_LINKS:
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return url_for(endpoint), label
+    return url_for("ui.index"), "Back to the upload page"
+
+
 def _answer(message: str, status: int):
     if _wants_json():
         return jsonify({"error": message}), status
-    return render_template("error.html", message=message, status=status), status
+    back_url, back_label = _back_link()
+    heading = "Not assessed" if status == NOT_ASSESSED_STATUS else None
+    return render_template("error.html", message=message, status=status, back_url=back_url,
+                           back_label=back_label, heading=heading), status
 
 
 def _register_errors(app: Flask) -> None:
@@ -117,6 +139,13 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
+        if err.code == 413:  # the whole request is past MAX_CONTENT_LENGTH: say how large, in words
+            from webapp.uploads import human_bytes, limit_bytes
+
+            sent = f" ({human_bytes(request.content_length)})" if request.content_length else ""
+            limit = limit_bytes(app.config["MAX_CONTENT_LENGTH"])
+            return _answer(f"the upload is too large{sent}; at most {limit} can be sent at once: "
+                           "send fewer or smaller files", 413)
         return _answer(f"{err.name}: {err.description}", err.code or 400)
 
     @app.errorhandler(Exception)

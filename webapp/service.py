@@ -8,18 +8,21 @@ model name and version, and the Grad-CAM overlay. The decision is the model serv
 where it sends one (serving.server's ``decisions``), else the same rule applied here to the
 same card: the page, the JSON API, ``breastdx predict`` and the server agree.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any, Dict, List, Optional
+import os
+from typing import Any, Dict, List, Optional, Tuple
 
 from flask import current_app
 from werkzeug.datastructures import FileStorage
 
 from breastdx_core import contract, decision
-from webapp import overlay
+from webapp import answers, overlay
 from webapp.clients import Prediction, PredictionClient, PredictionError
-from webapp.uploads import Upload, UploadError, check_upload
+from webapp.uploads import Upload, UploadError, check_upload, display_name, too_large
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +33,111 @@ def client() -> PredictionClient:
     return current_app.extensions["prediction_client"]
 
 
-def collect_uploads(files: List[FileStorage]) -> List[Upload]:
-    """The request's files, each checked by content.
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """A file of a batch that was refused: its name, the message and the HTTP status it
+    would have on its own; the rest of the batch is still answered."""
+
+    index: int
+    name: str
+    message: str
+    status: int
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "file": self.name,
+            "index": self.index,
+            "status": "refused",
+            "error": self.message,
+            "http_status": self.status,
+        }
+
+
+def stream_size(storage: FileStorage) -> Optional[int]:
+    """The uploaded file's real size in bytes (werkzeug has it spooled), or None."""
+    stream = storage.stream
+    try:
+        here = stream.tell()
+        stream.seek(0, os.SEEK_END)
+        size = stream.tell()
+        stream.seek(here)
+        return size
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def read_upload(storage: FileStorage, index: int, max_bytes: int, max_pixels: int) -> Upload:
+    """One form file, checked by content; TIFF and WebP come back as lossless PNG.
 
     Raises:
-        UploadError: no file, too many files, or a refused file.
+        UploadError: the file is refused (the message names its real size where too large).
+    """
+    size = stream_size(storage)
+    if size is not None and size > max_bytes:
+        raise too_large(display_name(storage.filename, index), size, max_bytes)
+    # Read one byte past the limit: enough to refuse, never the whole of a huge file.
+    data = storage.stream.read(max_bytes + 1)
+    return check_upload(
+        storage.filename, data, index, max_bytes, max_pixels, size=size, convert=True
+    )
+
+
+def collect_batch(files: List[FileStorage]) -> Tuple[List[Upload], List[Refusal]]:
+    """The request's files, each checked by content: (accepted, refused). A bad file is
+    refused on its own; the others are still answered.
+
+    Raises:
+        UploadError: no file, or too many files (the whole request is refused).
     """
     files = [f for f in files if f is not None and (f.filename or f.content_length)]
     config = current_app.config
     if not files:
-        raise UploadError("no file uploaded; send one or more images in the form field \"file\"")
+        raise UploadError("no file uploaded; choose one or more images")
     if len(files) > config["MAX_FILES"]:
         raise UploadError(f"{len(files)} files uploaded; at most {config['MAX_FILES']} per request")
-    uploads = []
+    uploads, refusals = [], []
     for index, storage in enumerate(files):
-        # Read one byte past the limit: enough to refuse, never the whole of a huge file.
-        data = storage.stream.read(config["MAX_FILE_BYTES"] + 1)
-        uploads.append(check_upload(storage.filename, data, index, config["MAX_FILE_BYTES"],
-                                    config["MAX_IMAGE_PIXELS"]))
+        try:
+            uploads.append(
+                read_upload(storage, index, config["MAX_FILE_BYTES"], config["MAX_IMAGE_PIXELS"])
+            )
+        except UploadError as err:
+            refusals.append(
+                Refusal(index, _safe_name(storage.filename, index), err.message, err.status)
+            )
+    return uploads, refusals
+
+
+def _safe_name(raw: Optional[str], index: int) -> str:
+    try:
+        return display_name(raw, index)
+    except UploadError:
+        return f"file {index + 1}"
+
+
+def collect_uploads(files: List[FileStorage]) -> List[Upload]:
+    """The request's files, each checked by content; the first refusal is raised.
+
+    Raises:
+        UploadError: no file, too many files, or a refused file.
+    """
+    uploads, refusals = collect_batch(files)
+    if refusals:
+        raise UploadError(refusals[0].message, refusals[0].status)
     return uploads
+
+
+def require_some(uploads: List[Upload], refusals: List[Refusal]) -> None:
+    """UploadError when every file of the batch was refused (one file: its own message)."""
+    if uploads:
+        return
+    if len(refusals) == 1:
+        raise UploadError(refusals[0].message, refusals[0].status)
+    raise UploadError(
+        f"none of the {len(refusals)} files could be read: "
+        + "; ".join(r.message for r in refusals),
+        max(r.status for r in refusals),
+    )
 
 
 def card_for(version: Optional[str]) -> Dict[str, Any]:
@@ -63,13 +152,16 @@ def card_for(version: Optional[str]) -> Dict[str, Any]:
         return {}
 
 
-def describe(upload: Upload, prediction: Prediction, card: Dict[str, Any], with_overlay: bool) -> Dict[str, Any]:
+def describe(
+    upload: Upload, prediction: Prediction, card: Dict[str, Any], with_overlay: bool
+) -> Dict[str, Any]:
     """One image's result as a dict (the JSON API's item; the page renders the same).
 
     ``class_name`` is the decision's class: None when the image is not assessed or the
     answer is uncertain (``decision.text`` says which and why)."""
-    ruled = prediction.decision or decision.assess(card, upload.data, prediction.probabilities,
-                                                   prediction.ood_score)
+    ruled = prediction.decision or decision.assess(
+        card, upload.data, prediction.probabilities, prediction.ood_score
+    )
     class_names = card.get("class_names") or [str(i) for i in range(len(prediction.probabilities))]
     assessed = ruled["status"] != decision.STATUS_NOT_ASSESSED
     called = ruled.get("class_name")
@@ -79,26 +171,57 @@ def describe(upload: Upload, prediction: Prediction, card: Dict[str, Any], with_
         "decision": ruled,
         "class_name": called,
         "prediction_set": ruled.get("prediction_set", []),
-        "probability": (round(prediction.probabilities[class_names.index(called)], PROBABILITY_DIGITS)
-                        if called in class_names else None),
+        "probability": (
+            round(prediction.probabilities[class_names.index(called)], PROBABILITY_DIGITS)
+            if called in class_names
+            else None
+        ),
         "positive_class": card.get("positive_class"),
-        "positive_probability": round(prediction.positive_probability, PROBABILITY_DIGITS) if assessed else None,
-        "probabilities": ({name: round(p, PROBABILITY_DIGITS) for name, p in zip(class_names, prediction.probabilities)}
-                          if assessed else {}),
+        "positive_probability": round(prediction.positive_probability, PROBABILITY_DIGITS)
+        if assessed
+        else None,
+        "probabilities": (
+            {
+                name: round(p, PROBABILITY_DIGITS)
+                for name, p in zip(class_names, prediction.probabilities)
+            }
+            if assessed
+            else {}
+        ),
         "uncertain": ruled["status"] == decision.STATUS_UNCERTAIN,
         "model_name": prediction.model_name,
         "model_version": prediction.model_version,
         "heatmap": prediction.heatmap if assessed else None,
         "research_only": contract.RESEARCH_ONLY,
+        "source_format": upload.source_format,
     }
+    result["answer"] = answers.sentence(result, card)
     if with_overlay:
-        png = (overlay.overlay_png(upload.data, result["heatmap"]) if result["heatmap"]
-               else overlay.original_png(upload.data))
-        result["overlay_png"] = overlay.data_uri(png)
+        result["original_png"] = overlay.data_uri(overlay.original_png(upload.data))
+        result["overlay_png"] = result["original_png"]
+        if result["heatmap"]:
+            top = max(
+                range(len(prediction.probabilities)), key=lambda i: prediction.probabilities[i]
+            )
+            toward = class_names[top] if top < len(class_names) else None
+            result["overlay_png"] = overlay.data_uri(
+                overlay.evidence_png(
+                    upload.data,
+                    result["heatmap"],
+                    prediction.probabilities[top],
+                    toward_positive=toward is not None and toward == card.get("positive_class"),
+                )
+            )
+            result["overlay_scale"] = {
+                "toward": toward,
+                "weight": round(prediction.probabilities[top], 4),
+            }
     return result
 
 
-def predict_uploads(uploads: List[Upload], version: Optional[str], with_overlay: bool) -> List[Dict[str, Any]]:
+def predict_uploads(
+    uploads: List[Upload], version: Optional[str], with_overlay: bool
+) -> List[Dict[str, Any]]:
     """Asks the model about every upload in one request.
 
     Raises:
