@@ -397,6 +397,13 @@ class DryRun:
         if self.run_as is None:
             return
         uid, gid = self.run_as
+        for path in (self.storage.root, work_dir):
+            # TensorFlow tests paths with access(2), which checks the real uid's own rights
+            # (no capability): the bucket and the task folders must be reachable for real.
+            blocked = _blocked_for(path, uid, gid)
+            if blocked:
+                raise DryRunError(f"uid {uid} cannot reach {path} ({blocked} is closed to it): put the "
+                                  "storage and work folders where it can (e.g. under /tmp, mode 755)")
         os.chmod(work_dir, 0o755)
         os.chmod(os.path.join(work_dir, "image-site"), 0o755)
         for folder, _, files in os.walk(self.storage.root):
@@ -455,3 +462,15 @@ class DryRun:
                 self.parameters[TREE_FINGERPRINT] = layouts.fingerprint(root)
                 return
 
+
+def _blocked_for(path: str, uid: int, gid: int) -> Optional[str]:
+    """The first folder on the way to ``path`` that ``uid``/``gid`` may not enter, or None."""
+    folders = [os.path.realpath(path)]
+    while folders[-1] != os.path.dirname(folders[-1]):
+        folders.append(os.path.dirname(folders[-1]))
+    for folder in reversed(folders[1:]):
+        info = os.stat(folder)
+        shift = 6 if info.st_uid == uid else 3 if info.st_gid == gid else 0
+        if not (info.st_mode >> shift) & 1:
+            return folder
+    return None

@@ -54,7 +54,9 @@ def image_user(uid: int = IMAGE_UID, gid: int = IMAGE_GID) -> Callable[[], None]
     Reads stay open: the child keeps one capability, ``CAP_DAC_READ_SEARCH`` (as an ambient
     capability, so it survives ``exec``), because the interpreter and project it must read
     stand in for the image's and may sit in root's home here. Writing anywhere the uid may
-    not write still fails. Without the capability (not root) the child is the uid alone."""
+    not write still fails, and so does ``access(2)`` (TensorFlow's ``exists``/``isdir``),
+    which ignores capabilities: the bucket and task folders must be the uid's to reach.
+    Without the capability (not root) the child is the uid alone."""
     def become() -> None:
         import ctypes
 

@@ -54,13 +54,14 @@ def test_markers_break_the_launchers_download_and_fix_6_removes_them(tmp_path):
     assert store.list("bucket", key) == [(key + "/", 0), (key + "/schema.pbtxt", 11)]
     # the marker lands as a file at the artifact's own path, then MkdirAll under it fails
     with pytest.raises(kfp_launcher.LauncherError, match="not a directory"):
-        kfp_launcher.download_blob(store, "bucket", key, str(tmp_path / "pod" / "gcs" / "bucket" / key))
+        kfp_launcher.download_blob(store, "bucket", key, str(tmp_path / "pod" / "gcs" / "bucket"
+                                                             / key))
     assert (tmp_path / "pod" / "gcs" / "bucket" / key).is_file()
 
     # fix 6, as the patched entrypoint calls it after the executor: every marker under each output
     kfp_shim.set_marker_store(store)
     try:
-        outputs = {"schema": [types.SimpleNamespace(uri=store.local(key and "bucket/" + key))]}
+        outputs = {"schema": [types.SimpleNamespace(uri=store.local("bucket/" + key))]}
         assert kfp_shim.delete_output_markers(outputs) == 1
     finally:
         kfp_shim._MARKER_STORE.clear()  # pylint: disable=protected-access
@@ -73,16 +74,19 @@ def test_markers_break_the_launchers_download_and_fix_6_removes_them(tmp_path):
 def test_fix_6_is_wired_after_the_executor_only_under_open_source_kfp():
     """The patched entrypoint deletes markers before reporting outputs (and TFX still calls
     translate_executor_output after executor.Do: the hook point this fix relies on)."""
-    import inspect
+    import importlib.util
 
-    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
-
-    source = inspect.getsource(kubeflow_v2_run_executor)
-    assert source.index("executor.Do(") < source.index("kubeflow_v2_entrypoint_utils.translate_executor_output(")
+    tfx_dir = os.path.dirname(importlib.util.find_spec("tfx").origin)  # read, not imported: seconds
+    with open(os.path.join(tfx_dir, "orchestration", "kubeflow", "v2", "container",
+                           "kubeflow_v2_run_executor.py")) as handle:
+        source = handle.read()
+    reported = source.index("kubeflow_v2_entrypoint_utils.translate_executor_output(")
+    assert source.index("executor.Do(") < reported
     seen = []
     for env, expected in (({"KFP_POD_NAME": "p"}, ["gs://b/r/T/out"]), ({}, [])):
         module = types.SimpleNamespace(_parse_raw_artifact=None, parse_raw_artifact_dict=None,
-                                       _retrieve_class_path=None, translate_executor_output=lambda o, n: "done")
+                                       _retrieve_class_path=None,
+                                       translate_executor_output=lambda o, n: "done")
         old = os.environ.pop("KFP_POD_NAME", None)
         os.environ.update(env)
         try:
@@ -94,7 +98,8 @@ def test_fix_6_is_wired_after_the_executor_only_under_open_source_kfp():
         store = types.SimpleNamespace(delete_markers=lambda uri: seen.append(uri) or 0)
         kfp_shim.set_marker_store(store)
         try:
-            assert module.translate_executor_output({"o": [types.SimpleNamespace(uri="gs://b/r/T/out")]}, {}) == "done"
+            outputs = {"o": [types.SimpleNamespace(uri="gs://b/r/T/out")]}
+            assert module.translate_executor_output(outputs, {}) == "done"
         finally:
             kfp_shim._MARKER_STORE.clear()  # pylint: disable=protected-access
         assert seen == expected
@@ -125,13 +130,14 @@ def _launch_as_image_user(tmp, writable):
     executor_input = {"inputs": {"artifacts": {"schema": {"artifacts": [{"uri": SCHEMA_URI}]}}},
                       "outputs": {"artifacts": {"statistics": {"artifacts": [
                           {"uri": "gs://bucket/root/p/run/StatisticsGen/statistics"}]}}}}
-    spec = {"executor_input": executor_input, "pod_root": pod, "store": store.env_value(), "cwd": tmp,
-            "command": [sys.executable, "-c", "import os; print('uid', os.getuid())"]}
+    spec = {"executor_input": executor_input, "pod_root": pod, "store": store.env_value(),
+            "cwd": tmp, "command": [sys.executable, "-c", "import os; print('uid', os.getuid())"]}
     with open(os.path.join(tmp, "task.json"), "w") as handle:
         json.dump(spec, handle)
     env = dict(os.environ, PYTHONPATH=PROJECT)
-    done = subprocess.run([sys.executable, "-m", "pipeline.kfp_launcher", os.path.join(tmp, "task.json")],
-                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60, **user)
+    argv = [sys.executable, "-m", "pipeline.kfp_launcher", os.path.join(tmp, "task.json")]
+    done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
+                          **user)
     return done, pod
 
 
@@ -146,7 +152,8 @@ def test_a_writable_launcher_mount_downloads_inputs_as_the_image_uid(tmp_path):
     assert done.returncode == 0, done.stderr
     uid = kfp_launcher.IMAGE_UID if os.geteuid() == 0 else os.geteuid()
     assert done.stdout.strip() == f"uid {uid}"
-    downloaded = os.path.join(pod, "gcs", "bucket", "root", "p", "run", "ImportSchemaGen", "schema", "schema.pbtxt")
+    downloaded = os.path.join(pod, "gcs", "bucket", "root", "p", "run", "ImportSchemaGen", "schema",
+                              "schema.pbtxt")
     assert open(downloaded).read() == "feature {}\n" and os.stat(downloaded).st_uid == uid
     assert os.path.isdir(os.path.join(pod, "gcs", "bucket", "root", "p", "run", "StatisticsGen"))
 
@@ -162,11 +169,12 @@ def _package(tmp_path, parameters, default_root=None):
     return str(path)
 
 
-@pytest.mark.parametrize("root", ["minio://mlpipeline/v2/artifacts", "s3://bucket/root", "/local/folder"])
+@pytest.mark.parametrize("root", ["minio://mlpipeline/v2/artifacts", "s3://b/r", "/local/dir"])
 def test_roots_tfx_cannot_write_are_refused_in_one_line(root):
     with pytest.raises(dry_run.UnwritableRootError) as raised:
         dry_run.check_pipeline_root(root, "kfp")
-    assert raised.value.exit_code == 2 and "\n" not in str(raised.value) and "gs://" in str(raised.value)
+    message = str(raised.value)
+    assert raised.value.exit_code == 2 and "\n" not in message and "gs://" in message
     assert dry_run.check_pipeline_root("gs://bucket/root", "kfp") == "gs://bucket/root"
 
 
@@ -176,27 +184,48 @@ def test_without_a_root_the_driver_falls_back_to_minio_and_the_dry_run_refuses(t
     assert bare.pipeline_root == dry_run.KFP_FALLBACK_ROOT
     with pytest.raises(dry_run.UnwritableRootError, match="no 'minio' scheme"):
         bare.check()
-    compiled = dry_run.DryRun(_package(tmp_path, {}, "gs://bucket/root/pipelines/p"), "kfp", str(tmp_path / "gcs"))
+    compiled = dry_run.DryRun(_package(tmp_path, {}, "gs://bucket/root/pipelines/p"), "kfp",
+                              str(tmp_path / "gcs"))
     compiled.check()
     assert compiled.pipeline_root == "gs://bucket/root/pipelines/p"
 
 
 def test_cli_refuses_a_minio_root_with_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "pipeline", "dry-run", "--engine", "kfp",
-                           "--package", _package(tmp_path, {}), "--pipeline-root", "minio://mlpipeline/v2/artifacts",
-                           "--storage", str(tmp_path / "gcs")], capture_output=True, text=True, timeout=120,
-                          cwd=PROJECT, env=dict(os.environ, PYTHONPATH=PROJECT))
+    argv = [sys.executable, "-m", "breastdx_cli.main", "pipeline", "dry-run", "--engine", "kfp",
+            "--package", _package(tmp_path, {}), "--pipeline-root", dry_run.KFP_FALLBACK_ROOT,
+            "--storage", str(tmp_path / "gcs")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=PROJECT,
+                          env=dict(os.environ, PYTHONPATH=PROJECT))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: pipeline root 'minio://") and "Traceback" not in done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: pipeline root 'minio://")
+    assert "Traceback" not in done.stderr
 
 
 def test_a_parameter_without_value_or_default_stops_the_run_as_kfps_driver_does(tmp_path):
     bare = {"tree_fingerprint": {"parameterType": "STRING"}}  # as TFX compiles a RuntimeParameter
-    run = dry_run.DryRun(_package(tmp_path, bare, "gs://b/r"), "kfp", str(tmp_path / "gcs"), run_as=None)
-    with pytest.raises(dry_run.DryRunError, match="parent DAG does not have input parameter tree_fingerprint"):
+    run = dry_run.DryRun(_package(tmp_path, bare, "gs://b/r"), "kfp", str(tmp_path / "gcs"),
+                         run_as=None, fill_tree_fingerprint=False)
+    driver_says = "parent DAG does not have input parameter tree_fingerprint"
+    with pytest.raises(dry_run.DryRunError, match=driver_says):
         run.run(str(tmp_path / "work"))
-    with_default = {"tree_fingerprint": {"parameterType": "STRING", "defaultValue": "", "isOptional": True}}
-    result = dry_run.DryRun(_package(tmp_path, with_default, "gs://b/r"), "kfp", str(tmp_path / "gcs"),
-                            run_as=None).run(str(tmp_path / "work2"))
+    with_default = {"tree_fingerprint": {"parameterType": "STRING", "defaultValue": "",
+                                         "isOptional": True}}
+    result = dry_run.DryRun(_package(tmp_path, with_default, "gs://b/r"), "kfp",
+                            str(tmp_path / "gcs"), run_as=None,
+                            fill_tree_fingerprint=False).run(str(tmp_path / "work2"))
     assert result["tasks"] == []
+
+
+def test_the_projects_executors_write_no_markers_on_object_stores(monkeypatch, tmp_path):
+    from components import folders
+
+    made = []
+    gfile = types.SimpleNamespace(makedirs=made.append)
+    fake_tf = types.SimpleNamespace(io=types.SimpleNamespace(gfile=gfile))
+    monkeypatch.setitem(sys.modules, "tensorflow", fake_tf)
+    folders.make_folder("gs://bucket/root/ImageExampleGen/examples/Split-train")
+    folders.make_folder("s3://bucket/root/x")
+    assert made == []  # TF's GCS file system would have written marker objects
+    folders.make_folder(str(tmp_path / "local"))
+    assert made == [str(tmp_path / "local")]

@@ -23,6 +23,19 @@ from pipeline import summary, synthetic
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture
+def shared_tmp():
+    """A folder under /tmp that another uid can traverse (pytest's base folder is mode 700)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = tempfile.mkdtemp(prefix="breastdx-e2e-", dir="/tmp")
+    os.chmod(path, 0o755)
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def run(idc_run):
     return idc_run  # tests/conftest.py: one pipeline run per session, shared with test_decision_e2e.py
@@ -127,7 +140,7 @@ def _answers_png(version_dir, data):
 
 
 @pytest.mark.timeout(2400)  # a whole pipeline run, one process per task
-def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path):
+def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path, shared_tmp):
     """The KFP 2 package compiled with the cluster's defaults (one GPU, so the Trainer fits in
     MirroredStrategy, here over the CPU), task by task as KFP's driver and launcher run it
     (pipeline/dry_run.py): artifacts through a store with GCS's semantics (directory marker
@@ -148,6 +161,7 @@ def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path):
     config = kubeflow_runner.cluster_pipeline_config(cluster, env={}, train_steps=4, eval_steps=2, seed=5,
                                                      auc_lower_bound=0.0, auc_max_regression=1.0)
     package = kubeflow_runner.compile_pipeline(config, cluster, str(tmp_path / "breastdx-idc.yaml"))
+    tmp_path = shared_tmp  # the bucket and the pods: where the image's uid can reach them
     storage = dry_run.LocalStorage(str(tmp_path / "gcs"))
     data = synthetic.write_idc(storage.local(config.data_root), patients=20, patches_per_patient=10, seed=5)
     # No root and no parameter given: the package's defaultPipelineRoot and defaults stand.
