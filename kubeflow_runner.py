@@ -229,12 +229,13 @@ def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
     spec = document.get("pipelineSpec", document)
     spec["defaultPipelineRoot"] = pipeline_root
     written = {}
-    for name, parameter in spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}).items():
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    for name, parameter in declared.items():
         if "defaultValue" in parameter:
             continue
         if name not in defaults:
-            raise CompileError(f"pipeline parameter {name!r} has no default: a run that leaves it out "
-                               "fails in KFP's driver; add its default to RUN_PARAMETER_DEFAULTS")
+            raise CompileError(f"pipeline parameter {name!r} has no default: a run that leaves it "
+                               "out fails in KFP's driver: add it to RUN_PARAMETER_DEFAULTS")
         parameter["defaultValue"] = defaults[name]
         parameter["isOptional"] = True
         written[name] = defaults[name]

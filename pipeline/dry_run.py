@@ -76,12 +76,12 @@ def check_pipeline_root(root: str, engine: str = "kfp") -> str:
     if root.startswith(WRITABLE_ROOTS[engine]):
         return root
     scheme = root.split("://", 1)[0] if "://" in root else ""
-    why = (f"TFX's file system has no {scheme!r} scheme (\"File system scheme '{scheme}' not implemented\")"
-           if scheme else "it is not an object store URI")
+    why = (f"TFX's file system has no {scheme!r} scheme (\"File system scheme '{scheme}' not "
+           "implemented\")" if scheme else "it is not an object store URI")
     raise UnwritableRootError(
         f"pipeline root {root or '(none)'!r} cannot be written by TFX on {engine}: {why}; give a "
-        f"{' or '.join(WRITABLE_ROOTS[engine])} root (--pipeline-root, the package's defaultPipelineRoot "
-        "or the kfp-launcher ConfigMap)")
+        f"{' or '.join(WRITABLE_ROOTS[engine])} root (--pipeline-root, the package's "
+        "defaultPipelineRoot or the kfp-launcher ConfigMap)")
 
 
 def load_package(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -215,11 +215,13 @@ class DryRun:
         default (the run's parameters are all the driver has; ``isOptional`` alone does not
         give a value)."""
         declared = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
-        missing = sorted(p for p, d in declared.items() if p not in self.parameters and "defaultValue" not in d)
+        missing = sorted(p for p, d in declared.items()
+                         if p not in self.parameters and "defaultValue" not in d)
         if missing:
-            raise DryRunError(f"KFP's driver would fail the run: parent DAG does not have input parameter "
-                              f"{missing[0]} (no value and no default for {', '.join(missing)}): pass "
-                              "--parameter NAME=VALUE, or recompile (kubeflow_runner writes defaults)")
+            raise DryRunError(
+                f"KFP's driver would fail the run: parent DAG does not have input parameter "
+                f"{missing[0]} (no value and no default for {', '.join(missing)}): pass "
+                "--parameter NAME=VALUE, or recompile (kubeflow_runner writes defaults)")
 
     # --- the executor input, as the engine's driver builds it ------------------------------
     def _parameter(self, task: str, name: str, value: Dict[str, Any]) -> Any:
@@ -373,7 +375,8 @@ class DryRun:
                 if hook and self.engine == "vertex":  # only Vertex runs the driver hook
                     self._exec(name, self._command(hook["command"], hook.get("args", []), executor_input), env,
                                log_path)
-                argv = self._command(container.get("command", []), container.get("args", []), executor_input)
+                argv = self._command(container.get("command", []), container.get("args", []),
+                                     executor_input)
                 if self.launcher:
                     argv = self._through_launcher(name, task_dir, argv, executor_input)
                 self._exec(name, argv, env, log_path)
@@ -388,7 +391,8 @@ class DryRun:
         when running as the image's uid, who owns what (only the launcher's mounts and the
         bucket are the uid's)."""
         os.makedirs(self.storage.root, exist_ok=True)
-        self.store = kfp_launcher.ObjectStore(self.storage.root, os.path.join(work_dir, "object-store-markers.log"))
+        self.store = kfp_launcher.ObjectStore(self.storage.root,
+                                              os.path.join(work_dir, "object-store-markers.log"))
         open(self.store.marker_log, "a").close()
         env[kfp_launcher.STORE_ENV] = self.store.env_value()
         home = os.path.join(work_dir, "home")
@@ -402,8 +406,8 @@ class DryRun:
             # (no capability): the bucket and the task folders must be reachable for real.
             blocked = _blocked_for(path, uid, gid)
             if blocked:
-                raise DryRunError(f"uid {uid} cannot reach {path} ({blocked} is closed to it): put the "
-                                  "storage and work folders where it can (e.g. under /tmp, mode 755)")
+                raise DryRunError(f"uid {uid} cannot reach {path} ({blocked} is closed to it): put "
+                                  "the storage and work folders under /tmp, mode 755")
         os.chmod(work_dir, 0o755)
         os.chmod(os.path.join(work_dir, "image-site"), 0o755)
         for folder, _, files in os.walk(self.storage.root):
@@ -428,8 +432,8 @@ class DryRun:
             for folder, _, files in os.walk(task_dir):
                 if os.path.commonpath([folder, pod_root]) != pod_root:
                     os.chown(folder, *self.run_as)  # /tmp/kfp_outputs and the parameter files
-        spec = {"executor_input": executor_input, "pod_root": pod_root, "store": self.store.env_value(),
-                "command": argv, "cwd": self.project_dir}
+        spec = {"executor_input": executor_input, "pod_root": pod_root,
+                "store": self.store.env_value(), "command": argv, "cwd": self.project_dir}
         spec_path = os.path.join(task_dir, "launcher.json")
         with open(spec_path, "w") as handle:
             json.dump(spec, handle)

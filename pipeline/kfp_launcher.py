@@ -194,8 +194,9 @@ def download_blob(store: ObjectStore, bucket: str, blob_dir: str, local_dir: str
                 f"\"{key}\" to local storage \"{local_path}\": failed to create local directory "
                 f"\"{folder}\": mkdir {folder}: not a directory") from None
         except PermissionError:
-            raise LauncherError(f"failed to download input artifact: mkdir {folder}: permission denied "
-                                f"(uid {os.getuid()}: the pod gives this uid no writable volume there)") from None
+            raise LauncherError(f"failed to download input artifact: mkdir {folder}: permission "
+                                f"denied (uid {os.getuid()}: no writable volume of the pod)"
+                                ) from None
         source = store.local(f"{bucket}/{key}")
         try:
             if key.endswith("/"):  # a marker: a zero-byte object
@@ -206,8 +207,8 @@ def download_blob(store: ObjectStore, bucket: str, blob_dir: str, local_dir: str
             raise LauncherError(f"failed to download input artifact: unable to open local file "
                                 f"\"{local_path}\" for writing: is a directory") from None
         except PermissionError:
-            raise LauncherError(f"failed to download input artifact: open {local_path}: permission denied "
-                                f"(uid {os.getuid()})") from None
+            raise LauncherError(f"failed to download input artifact: open {local_path}: permission "
+                                f"denied (uid {os.getuid()})") from None
         count += 1
     return count
 
@@ -218,7 +219,8 @@ def _split(uri: str) -> Tuple[str, str, str]:
         if uri.startswith(f"{scheme}://"):
             bucket, _, key = uri[len(scheme) + 3:].partition("/")
             return ("gcs" if scheme == "gs" else scheme), bucket, key
-    raise LauncherError(f"unsupported artifact URI {uri!r}: the launcher reads gs://, minio:// and s3:// only")
+    raise LauncherError(f"unsupported artifact URI {uri!r}: the launcher reads gs://, minio:// and "
+                        "s3:// only")
 
 
 def _artifacts(executor_input: Dict[str, Any], side: str) -> Iterator[Tuple[str, str]]:
@@ -252,9 +254,10 @@ def launch(spec: Dict[str, Any]) -> int:
         try:
             os.makedirs(folder, exist_ok=True)
         except PermissionError:
-            raise LauncherError(f"failed to prepare output artifact {name}: mkdir {folder}: permission "
-                                f"denied (uid {os.getuid()}: KFP mounts a writable volume at /{mount} from "
-                                "2.3.0 on; on older releases the image must own it)") from None
+            raise LauncherError(f"failed to prepare output artifact {name}: mkdir {folder}: "
+                                f"permission denied (uid {os.getuid()}: KFP mounts a writable "
+                                f"volume at /{mount} from 2.3.0 on; on older releases the image "
+                                "must own it)") from None
     done = subprocess.run(spec["command"], cwd=spec.get("cwd"), check=False)
     if done.returncode:
         return done.returncode

@@ -253,7 +253,8 @@ def delete_output_markers(output_dict: Any) -> int:
             try:
                 deleted += store.delete_markers(artifact.uri)
             except Exception as err:  # pylint: disable=broad-except
-                log.warning("kfp_shim: could not delete directory markers under %s: %s", artifact.uri, err)
+                log.warning("kfp_shim: could not delete directory markers under %s: %s",
+                            artifact.uri, err)
     if deleted:
         log.info("kfp_shim: deleted %d directory marker object(s) under the outputs", deleted)
     return deleted
