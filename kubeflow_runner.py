@@ -224,8 +224,12 @@ def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
 
     dry_run.check_pipeline_root(pipeline_root, "kfp")
     defaults = RUN_PARAMETER_DEFAULTS
+    is_yaml = path.endswith((".yaml", ".yml"))
     with open(path) as handle:
-        document = yaml.safe_load(handle) if path.endswith((".yaml", ".yml")) else json.load(handle)
+        # a KFP package may carry a second document (platforms.kubernetes): the spec is the first
+        documents = ([d for d in yaml.safe_load_all(handle) if d is not None] if is_yaml
+                     else [json.load(handle)])
+    document = documents[0]
     spec = document.get("pipelineSpec", document)
     spec["defaultPipelineRoot"] = pipeline_root
     written = {}
@@ -240,8 +244,8 @@ def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
         parameter["isOptional"] = True
         written[name] = defaults[name]
     with open(path, "w") as handle:
-        if path.endswith((".yaml", ".yml")):
-            yaml.safe_dump(document, handle, sort_keys=False)
+        if is_yaml:
+            yaml.safe_dump_all(documents, handle, sort_keys=False)
         else:
             json.dump(document, handle, indent=2, sort_keys=True)
     return {"defaultPipelineRoot": pipeline_root, "defaults": written}

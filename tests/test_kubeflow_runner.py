@@ -159,6 +159,20 @@ def test_package_names_its_root_and_every_parameters_default(compiled, engine):
     run.check_parameters()
 
 
+def test_launcher_defaults_keep_a_second_platform_document(tmp_path):
+    import kubeflow_runner
+    import yaml
+
+    path = tmp_path / "p.yaml"
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}}
+    path.write_text(yaml.safe_dump_all([{"root": {"inputDefinitions": {"parameters": {
+        "tree_fingerprint": {"parameterType": "STRING"}}}}}, platform]))
+    kubeflow_runner.add_launcher_defaults(str(path), f"{ROOT}/pipelines/p")
+    spec, second = yaml.safe_load_all(path.read_text())
+    assert spec["defaultPipelineRoot"] == f"{ROOT}/pipelines/p" and second == platform
+    assert spec["root"]["inputDefinitions"]["parameters"]["tree_fingerprint"]["defaultValue"] == ""
+
+
 def test_a_root_tfx_cannot_write_is_refused_at_compile(tmp_path):
     import kubeflow_runner
 
