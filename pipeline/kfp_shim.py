@@ -36,8 +36,9 @@ backend/src/v2/metadata/client.go and TFX's container/ sources):
    the marker ``<uri>/`` is written as a file at the artifact's path and the next object's
    ``MkdirAll`` fails ("not a directory"). After the executor, before its outputs are
    reported, every marker at or under each output artifact's URI is deleted (google-cloud-
-   storage; the dry run's stand-in store through `set_marker_store`). Open-source KFP only,
-   as fix 5 (Vertex downloads nothing).
+   storage; the dry run's stand-in store through `set_marker_store`; the task's identity
+   needs ``storage.objects.list`` and ``.delete`` on the bucket). Open-source KFP only, as
+   fix 5 (Vertex downloads nothing).
 
 Index: each fix is a workaround (what it patches; the upstream cause; the versions it
 applies to; when to delete it). tests/test_kfp_shim.py has a test per fix that fails when
