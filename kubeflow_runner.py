@@ -55,6 +55,9 @@ USER_CODE = {"classify": (PREPROCESSING_FN, RUN_FN), "segment": (SEG_PREPROCESSI
 # `breastdx pipeline dry-run` compute it): the KFP backend runs no ExampleGen driver, so
 # without it a cached ingest would survive a changed image folder.
 TREE_FINGERPRINT_PARAMETER = "tree_fingerprint"
+# The compiled default of every run parameter (TFX drops its RuntimeParameters' defaults):
+# an empty fingerprint lets the ingest run without the tree digest, as local runs do.
+RUN_PARAMETER_DEFAULTS: Dict[str, Any] = {TREE_FINGERPRINT_PARAMETER: ""}
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -264,6 +267,55 @@ def _run_runner(runner, pipeline: tfx.dsl.Pipeline) -> str:
     return os.path.join(runner._output_dir, runner._output_filename)  # pylint: disable=protected-access
 
 
+def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
+    """Writes into a compiled package what KFP 2's driver needs when a run names nothing.
+
+    - ``defaultPipelineRoot``: a run started from the KFP UI or as a recurring run carries
+      no root; the driver then takes the ``kfp-launcher`` ConfigMap's, else
+      ``minio://mlpipeline/v2/artifacts``, which TFX's file system cannot write.
+    - a ``defaultValue`` (and ``isOptional``, as kfp's own compiler writes them) for every
+      root parameter: TFX compiles a RuntimeParameter's type but drops its default, and
+      the driver fails a run that leaves such a parameter out ("parent DAG does not have
+      input parameter"). TFX's RuntimeParameter defaults are the values written.
+
+    Returns ``{"defaultPipelineRoot": ..., "defaults": {name: value}}`` as written.
+
+    Raises:
+        CompileError: the root is not one TFX can write.
+    """
+    import yaml
+
+    from pipeline import dry_run
+
+    dry_run.check_pipeline_root(pipeline_root, "kfp")
+    defaults = RUN_PARAMETER_DEFAULTS
+    is_yaml = path.endswith((".yaml", ".yml"))
+    with open(path) as handle:
+        # a KFP package may carry a second document (platforms.kubernetes): the spec is the first
+        documents = ([d for d in yaml.safe_load_all(handle) if d is not None] if is_yaml
+                     else [json.load(handle)])
+    document = documents[0]
+    spec = document.get("pipelineSpec", document)
+    spec["defaultPipelineRoot"] = pipeline_root
+    written = {}
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    for name, parameter in declared.items():
+        if "defaultValue" in parameter:
+            continue
+        if name not in defaults:
+            raise CompileError(f"pipeline parameter {name!r} has no default: a run that leaves it "
+                               "out fails in KFP's driver: add it to RUN_PARAMETER_DEFAULTS")
+        parameter["defaultValue"] = defaults[name]
+        parameter["isOptional"] = True
+        written[name] = defaults[name]
+    with open(path, "w") as handle:
+        if is_yaml:
+            yaml.safe_dump_all(documents, handle, sort_keys=False)
+        else:
+            json.dump(document, handle, indent=2, sort_keys=True)
+    return {"defaultPipelineRoot": pipeline_root, "defaults": written}
+
+
 def cluster_pipeline_config(cluster: cluster_configs.ClusterConfig,
                             env: Optional[Dict[str, str]] = None, **overrides: Any) -> configs.PipelineConfig:
     """The model's settings with every path under the cluster's GCS root."""
@@ -296,6 +348,7 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
     )
     output_path = _run_runner(runner, build(config, cluster))
     add_step_resources(output_path, cluster)
+    add_launcher_defaults(output_path, config.pipeline_root)
     if output_path.endswith(".yaml"):  # KFP; Vertex reads no platforms.kubernetes
         add_platform_spec(output_path, cluster)
     log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,

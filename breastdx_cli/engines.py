@@ -384,6 +384,10 @@ class KfpEngine:
         a caching choice only to a spec it is sent) and the checked runtime config."""
         import kfp_server_api
 
+        if options.pipeline_root:  # refused before anything is submitted
+            from pipeline import dry_run
+
+            dry_run.check_pipeline_root(options.pipeline_root, "kfp")
         pipeline_id = self.pipeline_id(name)
         version = self.version(pipeline_id, name, options.version)
         spec = version.pipeline_spec or {}

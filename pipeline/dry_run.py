@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 from breastdx_core import errors
 
+from pipeline import kfp_launcher
+
 log = logging.getLogger(__name__)
 
 ENGINES = ("kfp", "vertex")
@@ -49,12 +51,37 @@ REFUSED = {
     },
     "vertex": {},
 }
-WRITABLE_ROOTS = {"kfp": ("gs://", "s3://", "minio://"), "vertex": ("gs://",)}
+# Roots TFX's file system here can write (TensorFlow's: no minio:// or s3:// scheme).
+WRITABLE_ROOTS = {"kfp": ("gs://",), "vertex": ("gs://",)}
+# KFP 2's driver, when neither the run nor the kfp-launcher ConfigMap names a root
+# (backend/src/v2/config/env.go).
+KFP_FALLBACK_ROOT = "minio://mlpipeline/v2/artifacts"
 TREE_FINGERPRINT = "tree_fingerprint"
 
 
 class DryRunError(errors.BreastdxError, RuntimeError):
     """The package cannot run on the named engine, or a task failed (one line)."""
+
+
+class UnwritableRootError(DryRunError, errors.UserError):
+    """A pipeline root TFX's file system cannot write."""
+
+
+def check_pipeline_root(root: str, engine: str = "kfp") -> str:
+    """Returns ``root`` if TFX can write it on ``engine``.
+
+    Raises:
+        UnwritableRootError: one line naming the fix (exit 2).
+    """
+    if root.startswith(WRITABLE_ROOTS[engine]):
+        return root
+    scheme = root.split("://", 1)[0] if "://" in root else ""
+    why = (f"TFX's file system has no {scheme!r} scheme (\"File system scheme '{scheme}' not "
+           "implemented\")" if scheme else "it is not an object store URI")
+    raise UnwritableRootError(
+        f"pipeline root {root or '(none)'!r} cannot be written by TFX on {engine}: {why}; give a "
+        f"{' or '.join(WRITABLE_ROOTS[engine])} root (--pipeline-root, the package's "
+        "defaultPipelineRoot or the kfp-launcher ConfigMap)")
 
 
 def load_package(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -123,13 +150,21 @@ class LocalStorage:
     def rewrite(self, text: str) -> str:
         return text.replace("gs://", self.root.rstrip("/") + "/")
 
+    def uri(self, path: str) -> str:
+        """The gs:// URI of a local path under the root (other strings unchanged)."""
+        prefix = self.root.rstrip("/") + "/"
+        return "gs://" + path[len(prefix):] if path.startswith(prefix) else path
+
 
 class DryRun:
     """One run of a package (see the module docstring)."""
 
     def __init__(self, package: str, engine: str, storage_dir: str, pipeline_root: Optional[str] = None,
                  image_project_dir: str = "/opt/breastdx", project_dir: Optional[str] = None,
-                 parameters: Optional[Dict[str, Any]] = None, python: str = sys.executable):
+                 parameters: Optional[Dict[str, Any]] = None, python: str = sys.executable,
+                 launcher: bool = True, run_as: Any = "image",
+                 writable_mounts: Tuple[str, ...] = kfp_launcher.LAUNCHER_MOUNTS,
+                 fill_tree_fingerprint: bool = True):
         if engine not in ENGINES:
             raise DryRunError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.engine = engine
@@ -138,7 +173,19 @@ class DryRun:
         self.project_dir = os.path.abspath(project_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.image_project_dir = image_project_dir.rstrip("/")
         self.python = python
-        self.pipeline_root = pipeline_root or runtime.get("gcsOutputDirectory") or ""
+        # The driver's order: the run's root, the package's, the kfp-launcher ConfigMap's
+        # (not modelled: pass it as the run's), then KFP's own fallback.
+        self.pipeline_root = (pipeline_root or runtime.get("gcsOutputDirectory") or self.spec.get(
+            "defaultPipelineRoot") or (KFP_FALLBACK_ROOT if engine == "kfp" else ""))
+        # On KFP: inputs downloaded as its launcher downloads them, through a store with GCS's
+        # semantics, each task as the image's uid (when this process may switch to it).
+        self.launcher = launcher and engine == "kfp"
+        if run_as == "image":
+            run_as = (kfp_launcher.IMAGE_UID, kfp_launcher.IMAGE_GID) if os.geteuid() == 0 else None
+        self.run_as: Optional[Tuple[int, int]] = tuple(run_as) if run_as and self.launcher else None
+        self.writable_mounts = tuple(writable_mounts)
+        self.fill_tree_fingerprint = fill_tree_fingerprint
+        self.store: Optional[kfp_launcher.ObjectStore] = None
         self.parameters = dict(parameters or {})
         self.run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.outputs: Dict[str, Dict[str, Any]] = {}  # task -> {"artifacts": {key: [RuntimeArtifact dict]}, "parameters": {}}
@@ -152,9 +199,7 @@ class DryRun:
         if refused:
             raise DryRunError(f"{self.engine} refuses {refused[0]}; recompile without it "
                               f"({len(refused)} such task(s))")
-        if not self.pipeline_root.startswith(WRITABLE_ROOTS[self.engine]):
-            raise DryRunError(f"pipeline root {self.pipeline_root or '(none)'!r} is not one {self.engine} can write: "
-                              f"give a {' or '.join(WRITABLE_ROOTS[self.engine])} root (--pipeline-root)")
+        check_pipeline_root(self.pipeline_root, self.engine)
         for label, executor in self.spec["deploymentSpec"]["executors"].items():
             container = executor.get("container")
             if container is not None and not container.get("image"):
@@ -167,11 +212,19 @@ class DryRun:
                 raise DryRunError(f"the package reads {self.image_project_dir}/{relative}, which this checkout "
                                   f"(standing in for the image) does not hold: build it here as the image build "
                                   f"does (.cache/pretrained: `breastdx weights`) or rebuild the image from here")
-        missing = [p for p, d in self.spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()
-                   if p not in self.parameters and "defaultValue" not in d and p != TREE_FINGERPRINT
-                   and not d.get("isOptional")]
+
+    def check_parameters(self) -> None:
+        """Stops the run as KFP's driver does when a root parameter has neither a value nor a
+        default (the run's parameters are all the driver has; ``isOptional`` alone does not
+        give a value)."""
+        declared = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
+        missing = sorted(p for p, d in declared.items()
+                         if p not in self.parameters and "defaultValue" not in d)
         if missing:
-            raise DryRunError(f"pipeline parameter(s) {missing} have no value: pass --parameter NAME=VALUE")
+            raise DryRunError(
+                f"KFP's driver would fail the run: parent DAG does not have input parameter "
+                f"{missing[0]} (no value and no default for {', '.join(missing)}): pass "
+                "--parameter NAME=VALUE, or recompile (kubeflow_runner writes defaults)")
 
     # --- the executor input, as the engine's driver builds it ------------------------------
     def _parameter(self, task: str, name: str, value: Dict[str, Any]) -> Any:
@@ -185,7 +238,7 @@ class DryRun:
             key = value["componentInputParameter"]
             if key in self.parameters:
                 return self.parameters[key]
-            return self.spec["root"]["inputDefinitions"]["parameters"][key].get("defaultValue", "")
+            return self.spec["root"]["inputDefinitions"]["parameters"][key]["defaultValue"]
         if "taskOutputParameter" in value:
             ref = value["taskOutputParameter"]
             return self.outputs[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
@@ -242,9 +295,12 @@ class DryRun:
                 for part in full]
 
     def _exec(self, name: str, argv: List[str], env: Dict[str, str], log_path: str) -> None:
+        user = {}
+        if self.run_as:  # the image's USER, with none of this process's groups
+            user = {"preexec_fn": kfp_launcher.image_user(*self.run_as)}
         with open(log_path, "ab") as handle:
             result = subprocess.run(argv, cwd=self.project_dir, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                    check=False)
+                                    check=False, **user)
         if result.returncode:
             with open(log_path, errors="replace") as handle:
                 tail = [line.rstrip() for line in handle.readlines()[-5:]]
@@ -265,7 +321,7 @@ class DryRun:
                 final = dict(artifact)
                 if written and i < len(written):
                     final["metadata"] = written[i].get("metadata", {})
-                    final["uri"] = written[i].get("uri") or artifact["uri"]
+                    final["uri"] = self.storage.uri(written[i].get("uri") or artifact["uri"])
                 final["name"] = str(self._next_id)  # KFP: the ML Metadata id
                 self._next_id += 1
                 final["metadata"].setdefault("display_name", key)
@@ -289,15 +345,22 @@ class DryRun:
         self.check()
         from pipeline import kfp_shim
 
-        work_dir = work_dir or tempfile.mkdtemp(prefix="breastdx-dry-run-")
+        work_dir = os.path.abspath(work_dir or tempfile.mkdtemp(prefix="breastdx-dry-run-"))
         shim_dir = os.path.join(work_dir, "image-site")
         os.makedirs(shim_dir, exist_ok=True)
         with open(os.path.join(shim_dir, "sitecustomize.py"), "w") as handle:
-            handle.write(kfp_shim.pth_line())  # what the image's .pth file does
+            if self.launcher:  # the image's shim, plus the store's semantics in each task
+                handle.write("from pipeline import kfp_launcher; kfp_launcher.install_in_task()\n")
+            else:
+                handle.write(kfp_shim.pth_line())  # what the image's .pth file does
         env = self._environment(shim_dir)
+        if self.launcher:
+            self._prepare_pod_side(work_dir, env)
         tasks = self.spec["root"]["dag"]["tasks"]
         executors = self.spec["deploymentSpec"]["executors"]
-        self._fill_tree_fingerprint()
+        if self.fill_tree_fingerprint:
+            self._fill_tree_fingerprint()
+        self.check_parameters()
         done = []
         for name in task_order(self.spec):
             component = self.spec["components"][tasks[name]["componentRef"]["name"]]
@@ -315,12 +378,70 @@ class DryRun:
                 if hook and self.engine == "vertex":  # only Vertex runs the driver hook
                     self._exec(name, self._command(hook["command"], hook.get("args", []), executor_input), env,
                                log_path)
-                self._exec(name, self._command(container.get("command", []), container.get("args", []),
-                                               executor_input), env, log_path)
+                argv = self._command(container.get("command", []), container.get("args", []),
+                                     executor_input)
+                if self.launcher:
+                    argv = self._through_launcher(name, task_dir, argv, executor_input)
+                self._exec(name, argv, env, log_path)
                 self._record_outputs(name, executor_input)
             done.append({"task": name, "seconds": round(time.time() - started, 1), "log": log_path})
             log.info("dry-run: %s done in %.1f s", name, time.time() - started)
         return {"tasks": done, "pushed": self.pushed, "logs": work_dir}
+
+    # --- the pod's side: the image's uid, the launcher's mounts, the bucket ----------------------
+    def _prepare_pod_side(self, work_dir: str, env: Dict[str, str]) -> None:
+        """The bucket (writable by the pod's identity), the marker log, the task home, and,
+        when running as the image's uid, who owns what (only the launcher's mounts and the
+        bucket are the uid's)."""
+        os.makedirs(self.storage.root, exist_ok=True)
+        self.store = kfp_launcher.ObjectStore(self.storage.root,
+                                              os.path.join(work_dir, "object-store-markers.log"))
+        open(self.store.marker_log, "a").close()
+        env[kfp_launcher.STORE_ENV] = self.store.env_value()
+        home = os.path.join(work_dir, "home")
+        os.makedirs(home, exist_ok=True)
+        env["HOME"] = home  # the image user's home (deploy/pipeline.Dockerfile creates it)
+        if self.run_as is None:
+            return
+        uid, gid = self.run_as
+        for path in (self.storage.root, work_dir):
+            # TensorFlow tests paths with access(2), which checks the real uid's own rights
+            # (no capability): the bucket and the task folders must be reachable for real.
+            blocked = _blocked_for(path, uid, gid)
+            if blocked:
+                raise DryRunError(f"uid {uid} cannot reach {path} ({blocked} is closed to it): put "
+                                  "the storage and work folders under /tmp, mode 755")
+        os.chmod(work_dir, 0o755)
+        os.chmod(os.path.join(work_dir, "image-site"), 0o755)
+        for folder, _, files in os.walk(self.storage.root):
+            os.chown(folder, uid, gid)
+            for file_name in files:
+                os.chown(os.path.join(folder, file_name), uid, gid)
+        for path in (self.store.marker_log, home):
+            os.chown(path, uid, gid)
+
+    def _through_launcher(self, name: str, task_dir: str, argv: List[str],
+                          executor_input: Dict[str, Any]) -> List[str]:
+        """The task's command behind pipeline/kfp_launcher.py, in a pod folder of its own."""
+        pod_root = os.path.join(task_dir, "pod")
+        os.makedirs(pod_root, exist_ok=True)
+        os.chmod(pod_root, 0o755)
+        for mount in kfp_launcher.LAUNCHER_MOUNTS:
+            path = os.path.join(pod_root, mount)
+            os.makedirs(path, exist_ok=True)
+            if self.run_as and mount in self.writable_mounts:
+                os.chown(path, *self.run_as)  # a volume of the pod's, writable by its uid
+        if self.run_as:
+            for folder, _, files in os.walk(task_dir):
+                if os.path.commonpath([folder, pod_root]) != pod_root:
+                    os.chown(folder, *self.run_as)  # /tmp/kfp_outputs and the parameter files
+        spec = {"executor_input": executor_input, "pod_root": pod_root,
+                "store": self.store.env_value(), "command": argv, "cwd": self.project_dir}
+        spec_path = os.path.join(task_dir, "launcher.json")
+        with open(spec_path, "w") as handle:
+            json.dump(spec, handle)
+        os.chmod(spec_path, 0o644)
+        return [self.python, "-m", "pipeline.kfp_launcher", spec_path]
 
     def _run_importer(self, name: str, importer: Dict[str, Any], executor_input: Dict[str, Any]) -> None:
         uri = importer["artifactUri"].get("constant") or importer["artifactUri"].get("constantValue", {}).get(
@@ -347,3 +468,16 @@ class DryRun:
                                       "put the images there first")
                 self.parameters[TREE_FINGERPRINT] = layouts.fingerprint(root)
                 return
+
+
+def _blocked_for(path: str, uid: int, gid: int) -> Optional[str]:
+    """The first folder on the way to ``path`` that ``uid``/``gid`` may not enter, or None."""
+    folders = [os.path.realpath(path)]
+    while folders[-1] != os.path.dirname(folders[-1]):
+        folders.append(os.path.dirname(folders[-1]))
+    for folder in reversed(folders[1:]):
+        info = os.stat(folder)
+        shift = 6 if info.st_uid == uid else 3 if info.st_gid == gid else 0
+        if not (info.st_mode >> shift) & 1:
+            return folder
+    return None

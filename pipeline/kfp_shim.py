@@ -8,7 +8,7 @@ Python process in the image calls `install()`), and `breastdx pipeline dry-run`
 `install()` only registers an import hook: each fix is applied when TFX imports the
 module it mends, so processes that never import them pay nothing.
 
-The five incompatibilities (TFX 1.15-1.17; the list is sky-uk/kfp-operator's
+The incompatibilities (TFX 1.15-1.17; the first five are sky-uk/kfp-operator's
 provider-service/kfp/tfx-patch/README.md, the facts are from kubeflow/pipelines
 backend/src/v2/metadata/client.go and TFX's container/ sources):
 
@@ -29,6 +29,34 @@ backend/src/v2/metadata/client.go and TFX's container/ sources):
    its artifact folder instead. Vertex AI needs TFX's own layout, so this one applies
    only under the open-source launcher, recognised by the ``KFP_POD_NAME`` variable its
    Argo compiler sets on every task pod (Vertex sets none).
+6. Directory markers. TensorFlow's GCS file system writes a zero-byte ``dir/`` object on
+   every ``makedirs``/``mkdir`` (ImportSchemaGen through ``fileio.makedirs``, SavedModel
+   folders, the project's own executors on older images). KFP's launcher downloads each
+   input artifact blob by blob (backend/src/v2/objectstore/object_store.go ``DownloadBlob``):
+   the marker ``<uri>/`` is written as a file at the artifact's path and the next object's
+   ``MkdirAll`` fails ("not a directory"). After the executor, before its outputs are
+   reported, every marker at or under each output artifact's URI is deleted (google-cloud-
+   storage; the dry run's stand-in store through `set_marker_store`; the task's identity
+   needs ``storage.objects.list`` and ``.delete`` on the bucket). Open-source KFP only, as
+   fix 5 (Vertex downloads nothing).
+
+Index: each fix is a workaround (what it patches; the upstream cause; the versions it
+applies to; when to delete it). tests/test_kfp_shim.py has a test per fix that fails when
+the upstream behaviour it relies on changes, where that can be checked here.
+
+1. ``compiler_utils.TITLE_TO_CLASS_PATH``; KFP's driver hands on ``system.*`` titles;
+   TFX 1.15-1.17 on KFP 2.x; delete when TFX maps ``system.*`` titles itself.
+2-3. ``kubeflow_v2_entrypoint_utils._parse_raw_artifact``; the driver's empty schema
+   (``ToRuntimeArtifact``'s TODO); TFX 1.15-1.17 on KFP 2.x; delete when the driver sends
+   the type, or TFX reads an empty one.
+4. ``kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict``; TFX ignores its own inputs spec
+   for artifacts; TFX 1.15-1.17; delete when TFX types inputs from the spec.
+5. ``path_utils.serving_model_dir``; kubeflow/pipelines#13476; open-source KFP 2.0-2.16
+   (not Vertex); delete when the cluster's KFP release has fix PR #13537.
+6. ``kubeflow_v2_entrypoint_utils.translate_executor_output``; kubeflow/pipelines#13476 (fix
+   PR #13537, unmerged) and TF's GCS markers (TF <= 2.16's file system); open-source KFP
+   2.0-2.16; delete when the cluster's KFP release has PR #13537 (the dry run's launcher,
+   pipeline/kfp_launcher.py, then follows the fixed ``DownloadBlob``).
 """
 from __future__ import annotations
 
@@ -173,6 +201,64 @@ def _patch_entrypoint_utils(module: Any) -> None:
     module._parse_raw_artifact = parse_raw_artifact  # pylint: disable=protected-access
     module.parse_raw_artifact_dict = parse_raw_artifact_dict
     module._retrieve_class_path = retrieve_class_path  # pylint: disable=protected-access
+    if os.environ.get(OPEN_SOURCE_KFP_ENV):
+        original_translate = module.translate_executor_output
+
+        def translate_executor_output(output_dict, name_from_id):
+            delete_output_markers(output_dict)
+            return original_translate(output_dict, name_from_id)
+
+        module.translate_executor_output = translate_executor_output
+
+
+class GcsMarkerStore:
+    """Deletes directory marker objects on GCS (fix 6), with google-cloud-storage."""
+
+    def __init__(self):
+        self._client = None
+
+    def delete_markers(self, uri: str) -> int:
+        if not uri.startswith("gs://"):
+            return 0
+        if self._client is None:
+            from google.cloud import storage
+
+            self._client = storage.Client()
+        bucket_name, _, key = uri[len("gs://"):].partition("/")
+        bucket = self._client.bucket(bucket_name)
+        prefix = key.rstrip("/") + "/"
+        markers = [blob for blob in self._client.list_blobs(bucket_name, prefix=prefix)
+                   if blob.name.endswith("/") and not blob.size]
+        for blob in markers:
+            bucket.blob(blob.name).delete()
+        return len(markers)
+
+
+_MARKER_STORE: List[Any] = []
+
+
+def set_marker_store(store: Any) -> None:
+    """The store whose ``delete_markers(uri) -> int`` fix 6 calls (default: GCS)."""
+    _MARKER_STORE[:] = [store]
+
+
+def delete_output_markers(output_dict: Any) -> int:
+    """Fix 6: deletes the directory markers under every output artifact of a task.
+
+    A failure to delete is logged, not raised: the outputs are written, and the consumer's
+    launcher will say which marker blocked it."""
+    store = _MARKER_STORE[0] if _MARKER_STORE else GcsMarkerStore()
+    deleted = 0
+    for artifacts in output_dict.values():
+        for artifact in artifacts:
+            try:
+                deleted += store.delete_markers(artifact.uri)
+            except Exception as err:  # pylint: disable=broad-except
+                log.warning("kfp_shim: could not delete directory markers under %s: %s",
+                            artifact.uri, err)
+    if deleted:
+        log.info("kfp_shim: deleted %d directory marker object(s) under the outputs", deleted)
+    return deleted
 
 
 def _patch_compiler_utils(module: Any) -> None:

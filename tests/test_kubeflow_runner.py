@@ -138,6 +138,50 @@ def test_image_example_gen_compiles_with_its_driver_and_the_tree_parameter(compi
     assert "tree_fingerprint" in spec["root"]["inputDefinitions"]["parameters"]
 
 
+@pytest.mark.parametrize("engine", ["kfp", "vertex"])
+def test_package_names_its_root_and_every_parameters_default(compiled, engine):
+    """What KFP's driver needs for a run that names neither (UI, recurring runs): a root TFX
+    can write, and a value for every root parameter (TFX compiles none)."""
+    from pipeline import dry_run
+
+    spec = _spec(compiled, engine)
+    assert spec["defaultPipelineRoot"] == f"{ROOT}/pipelines/breastdx-idc"
+    parameter = spec["root"]["inputDefinitions"]["parameters"]["tree_fingerprint"]
+    assert parameter == {"parameterType": "STRING", "defaultValue": "", "isOptional": True}
+    # The driver's refusal that the defaults prevent, on the package as TFX alone compiles it
+    bare = json.loads(json.dumps(spec))
+    del bare["root"]["inputDefinitions"]["parameters"]["tree_fingerprint"]["defaultValue"]
+    run = dry_run.DryRun(compiled[engine], engine, "/nonexistent", run_as=None)
+    run.spec = bare
+    with pytest.raises(dry_run.DryRunError, match="parent DAG does not have input parameter tree_fingerprint"):
+        run.check_parameters()
+    run.spec = spec
+    run.check_parameters()
+
+
+def test_launcher_defaults_keep_a_second_platform_document(tmp_path):
+    import kubeflow_runner
+    import yaml
+
+    path = tmp_path / "p.yaml"
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}}
+    path.write_text(yaml.safe_dump_all([{"root": {"inputDefinitions": {"parameters": {
+        "tree_fingerprint": {"parameterType": "STRING"}}}}}, platform]))
+    kubeflow_runner.add_launcher_defaults(str(path), f"{ROOT}/pipelines/p")
+    spec, second = yaml.safe_load_all(path.read_text())
+    assert spec["defaultPipelineRoot"] == f"{ROOT}/pipelines/p" and second == platform
+    assert spec["root"]["inputDefinitions"]["parameters"]["tree_fingerprint"]["defaultValue"] == ""
+
+
+def test_a_root_tfx_cannot_write_is_refused_at_compile(tmp_path):
+    import kubeflow_runner
+
+    path = tmp_path / "p.yaml"
+    path.write_text("root: {}\n")
+    with pytest.raises(kubeflow_runner.errors.BreastdxError, match="no 'minio' scheme"):
+        kubeflow_runner.add_launcher_defaults(str(path), "minio://mlpipeline/v2/artifacts")
+
+
 @pytest.mark.parametrize("task, variant", [("idc", "classify"), ("busi", "classify"), ("busi", "segment")])
 def test_every_variant_compiles(tmp_path, task, variant):
     import kubeflow_runner

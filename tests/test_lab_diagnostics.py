@@ -90,3 +90,27 @@ def test_loss_not_decreasing_fires_with_a_zero_learning_rate():
     rule = report["rules"]["loss_not_decreasing"]
     assert rule["triggered"] and rule["best_recent"] == pytest.approx(rule["best_before"], rel=1e-3)
     assert "vanishing_gradient" not in report["triggered"]
+
+
+def test_checks_run_under_the_clusters_mirrored_strategy():
+    """The cluster's Trainer fits inside MirroredStrategy (one CPU device here, the same code
+    path as one GPU): the gradient probe must run in a replica context and agree with the
+    undistributed one."""
+    import tensorflow as tf
+
+    x, y = _blobs(128, 1)
+    plain = _mlp([16])
+    plain_checks = diagnostics.TrainingDiagnostics((x[:32], y[:32]))
+    plain_checks.set_model(plain)
+    expected = plain_checks.gradient_stats()
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        mirrored = _mlp([16])
+    checks = diagnostics.TrainingDiagnostics((x[:32], y[:32]))
+    mirrored.fit(x, y, epochs=2, batch_size=32, callbacks=[checks], verbose=0)
+    report = checks.report()
+    assert "exploding_gradient" not in report["triggered"]
+    assert len(checks.gradient_log) == 3  # before the first step and after each epoch
+    first = checks.gradient_log[0]
+    assert first["finite"] and first["global_norm"] > 0
+    np.testing.assert_allclose(first["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(first["global_norm"], expected["global_norm"], rtol=1e-4)

@@ -23,6 +23,19 @@ from pipeline import summary, synthetic
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture
+def shared_tmp():
+    """A folder under /tmp that another uid can traverse (pytest's base folder is mode 700)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = tempfile.mkdtemp(prefix="breastdx-e2e-", dir="/tmp")
+    os.chmod(path, 0o755)
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def run(idc_run):
     return idc_run  # tests/conftest.py: one pipeline run per session, shared with test_decision_e2e.py
@@ -127,37 +140,62 @@ def _answers_png(version_dir, data):
 
 
 @pytest.mark.timeout(2400)  # a whole pipeline run, one process per task
-def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path):
-    """The compiled KFP 2 package, task by task as KFP's driver and launcher would run it
-    (pipeline/dry_run.py), with the image's TFX shim: it ends with a pushed model in TF
-    Serving's layout that answers PNG bytes."""
+def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path, shared_tmp):
+    """The KFP 2 package compiled with the cluster's defaults (one GPU, so the Trainer fits in
+    MirroredStrategy, here over the CPU), task by task as KFP's driver and launcher run it
+    (pipeline/dry_run.py): artifacts through a store with GCS's semantics (directory marker
+    objects included), every input downloaded blob by blob into the pod as the launcher does,
+    each task as the image's uid with only the launcher's mounts and the bucket writable, the
+    image's TFX shim installed, no run parameter passed (the compiled defaults stand). It ends
+    with a pushed model in TF Serving's layout that answers PNG bytes."""
     import kubeflow_runner
     from breastdx_core import cluster_configs
-    from pipeline import dry_run
+    from pipeline import dry_run, kfp_launcher
 
     root = "gs://dry-run-bucket/breastdx"
     cluster = cluster_configs.load(env={}, engine="kfp", image="registry.example.invalid/breastdx:test",
-                                   gcs_root=root, gpu_count=0, distribution_strategy="none",
-                                   beam_direct_mode="in_memory")  # the pod's multi-process mode costs minutes here
+                                   gcs_root=root, beam_direct_mode="in_memory")  # multi-process costs minutes here
+    assert cluster.gpu_count == 1 and cluster.distribution_strategy == "mirrored"  # the cluster's defaults
     # Small on purpose: the dry run proves the package runs task by task (each task its own
     # process, as in a pod), not that the model is good; the floor is lowered so it is pushed.
     config = kubeflow_runner.cluster_pipeline_config(cluster, env={}, train_steps=4, eval_steps=2, seed=5,
                                                      auc_lower_bound=0.0, auc_max_regression=1.0)
     package = kubeflow_runner.compile_pipeline(config, cluster, str(tmp_path / "breastdx-idc.yaml"))
+    tmp_path = shared_tmp  # the bucket and the pods: where the image's uid can reach them
     storage = dry_run.LocalStorage(str(tmp_path / "gcs"))
     data = synthetic.write_idc(storage.local(config.data_root), patients=20, patches_per_patient=10, seed=5)
-    result = dry_run.DryRun(package, "kfp", storage.root, pipeline_root=f"{root}/pipelines/{config.pipeline_name}",
-                            ).run(str(tmp_path / "work"))
+    # No root and no parameter given: the package's defaultPipelineRoot and defaults stand.
+    run = dry_run.DryRun(package, "kfp", storage.root, fill_tree_fingerprint=False)
+    assert run.pipeline_root == config.pipeline_root and run.run_as == (
+        (kfp_launcher.IMAGE_UID, kfp_launcher.IMAGE_GID) if os.geteuid() == 0 else None)
+    result = run.run(str(tmp_path / "work"))
     assert [t["task"] for t in result["tasks"]][0] in ("ImageExampleGen", "ImportSchemaGen")
     assert {t["task"] for t in result["tasks"]} >= {"ImageExampleGen", "Trainer", "Evaluator", "Pusher"}
     serving = storage.local(f"{config.serving_root}/{config.model_name}")
     assert result["pushed"] and os.path.dirname(result["pushed"]) == serving, result
     assert os.path.exists(os.path.join(result["pushed"], "saved_model.pb"))
+    if run.run_as:  # written by the image's uid
+        assert os.stat(os.path.join(result["pushed"], "saved_model.pb")).st_uid == kfp_launcher.IMAGE_UID
+    custom = run.spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]["custom_config"]
+    assert json.loads(custom["runtimeValue"]["constant"])["distribution_strategy"] == "mirrored"  # run_fn's
+    # The tasks wrote directory markers (TF's GCS semantics) and shim fix 6 removed every one
+    # under an artifact before its consumers' launchers downloaded it.
+    written = [line for line in open(run.store.marker_log) if line.startswith("+")]
+    assert any("/ImportSchemaGen/schema/" in line for line in written)
+    assert not [m for m in run.store.markers() if "/ImportSchemaGen/schema/" in m or "/Trainer/model/" in m]
+    schema_input = glob.glob(os.path.join(result["logs"], "*", "pod", "gcs", "dry-run-bucket", "breastdx", "pipelines",
+                                          "*", "*", "*", "ImportSchemaGen", "schema", "schema.pbtxt"))
+    assert schema_input, "no task downloaded the schema as KFP's launcher does"
     # KFP's launcher layout (shim fix 5): the Trainer's model sits flat in its artifact folder
     [model_uri] = glob.glob(os.path.join(storage.root, "dry-run-bucket", "breastdx", "pipelines", "*", "*", "*",
                                          "Trainer", "model"))
     assert os.path.exists(os.path.join(model_uri, "saved_model.pb"))
     _answers_png(result["pushed"], data)
+    # Without fix 6, the markers the schema's producer wrote break the next download
+    schema_key = os.path.relpath(os.path.dirname(schema_input[0]), os.path.join(storage.root, "dry-run-bucket"))
+    run.store._log(["+dry-run-bucket/" + schema_key + "/"])  # pylint: disable=protected-access
+    with pytest.raises(kfp_launcher.LauncherError, match="not a directory"):
+        kfp_launcher.download_blob(run.store, "dry-run-bucket", schema_key, str(tmp_path / "pod-without-fix"))
 
 
 def test_dry_run_refuses_what_kfp_refuses(tmp_path):

@@ -12,6 +12,7 @@ from typing import Any, Dict
 import jinja2
 
 from breastdx_core import model_card
+from components import folders
 from components.evaluation import plots
 
 REPORT_JSON = "evaluation_report.json"
@@ -32,7 +33,7 @@ def write(directory: str, report: Dict[str, Any]) -> Dict[str, str]:
     import tensorflow as tf
 
     paths = {"json": os.path.join(directory, REPORT_JSON), "html": os.path.join(directory, REPORT_HTML)}
-    tf.io.gfile.makedirs(directory)
+    folders.make_folder(directory)
     with tf.io.gfile.GFile(paths["json"], "w") as handle:
         handle.write(model_card.dumps(report))
     with tf.io.gfile.GFile(paths["html"], "w") as handle:

@@ -39,6 +39,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from breastdx_core import image_files
+from components import folders
 from components.image_ingest import layouts, report
 from breastdx_core import contract
 
@@ -447,7 +448,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         scratch = os.path.join(examples.uri, OUTCOMES_DIR)
-        tf.io.gfile.makedirs(scratch)
+        folders.make_folder(scratch)
 
         verdicts = list(layouts.scan(root, task, layout))
         candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
@@ -516,7 +517,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         artifact_utils.get_single_instance(artifacts).split_names = artifact_utils.encode_split_names(names)
         split_uris = [artifact_utils.get_split_uri(artifacts, name) for name in names]
         for uri in split_uris:
-            tf.io.gfile.makedirs(uri)
+            folders.make_folder(uri)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
                                           example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
         read = _ReadShard(validation, scratch, split_uris, exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],

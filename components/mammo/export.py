@@ -22,6 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from breastdx_core.metrics import roc_auc
+from components import folders
 from components.mammo import records
 from breastdx_core import contract, model_card
 
@@ -140,7 +141,7 @@ def write_card(path: str, *, variant: str, class_names: Sequence[str], positive_
         "split": "eval (a stratified share of the release's train patients)", "metrics": evaluation,
         "n_images": int(evaluation.get("n", 0)), "synthetic_data": bool(synthetic), "note": note})
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    tf.io.gfile.makedirs(os.path.dirname(card_path))
+    folders.make_folder(os.path.dirname(card_path))
     with tf.io.gfile.GFile(card_path, "w") as handle:
         handle.write(model_card.dumps(card))
 

@@ -29,6 +29,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from breastdx_core import contract
+from components import folders
 from components.mammo import cbis
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def _writers(uri: str) -> Dict[str, "object"]:
     out = {}
     for split in cbis.SPLITS:
         folder = os.path.join(uri, f"Split-{split}")
-        tf.io.gfile.makedirs(folder)
+        folders.make_folder(folder)
         out[split] = tf.io.TFRecordWriter(os.path.join(folder, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
     return out
 

@@ -82,13 +82,29 @@ class TrainingDiagnostics(keras.callbacks.Callback):
 
     # --- measurements ------------------------------------------------------------------
     def gradient_stats(self) -> Dict[str, Any]:
-        """Global gradient norm and the smallest per-layer mean |gradient| on the probe."""
+        """Global gradient norm and the smallest per-layer mean |gradient| on the probe.
+
+        The loss goes through ``compute_loss``, which updates the model's loss metric: under
+        a distribution strategy (the cluster's Trainer fits in MirroredStrategy) that update
+        is only allowed in a replica context, so the probe runs as ``fit``'s own step does,
+        in ``strategy.run``. Every replica sees the whole probe with its loss scaled by
+        1 / replicas, so the SUM over replicas is the probe's loss and gradient."""
         features, labels = self.probe
-        with tf.GradientTape() as tape:
-            predictions = self.model(features, training=False)
-            loss = self.model.compute_loss(features, labels, predictions)
         variables = [v for v in self.model.trainable_variables if "kernel" in v.name]
-        grads = tape.gradient(loss, variables)
+
+        def probe_step():
+            with tf.GradientTape() as tape:
+                predictions = self.model(features, training=False)
+                step_loss = self.model.compute_loss(features, labels, predictions)
+            step_grads = tape.gradient(step_loss, variables)
+            return step_loss, {str(i): g for i, g in enumerate(step_grads) if g is not None}
+
+        strategy = self.model.distribute_strategy
+        per_replica_loss, per_replica_grads = strategy.run(probe_step)
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
+        summed = {key: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                  for key, value in per_replica_grads.items()}
+        grads = [summed.get(str(i)) for i in range(len(variables))]
         pairs = [(v.name, g) for v, g in zip(variables, grads) if g is not None]
         if not pairs:
             return {"loss": float(loss), "global_norm": 0.0, "min_mean_abs": float("nan"), "min_layer": None,

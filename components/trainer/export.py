@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
+from components import folders
 from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
 from breastdx_core import contract, model_card
 
@@ -186,6 +187,6 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, hist
         history=history, seconds=seconds, **extra)
     card["input_contract"]["explain_signature"] = SIGNATURE_EXPLAIN
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    tf.io.gfile.makedirs(os.path.dirname(card_path))
+    folders.make_folder(os.path.dirname(card_path))
     with tf.io.gfile.GFile(card_path, "w") as handle:
         handle.write(model_card.dumps(card))

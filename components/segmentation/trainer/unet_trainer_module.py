@@ -42,6 +42,7 @@ from tfx_bsl.public import tfxio
 
 from components.segmentation import metrics
 from components.batchnorm import recalibrate_batchnorm
+from components import folders
 from components.pretrained import convert as lite
 from components.trainer.model import backbone_weights, weights_provenance
 from components.progress import StepProgress
@@ -357,7 +358,7 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, eval
                     "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
                             "nothing about real tissue."})
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    tf.io.gfile.makedirs(os.path.dirname(card_path))
+    folders.make_folder(os.path.dirname(card_path))
     with tf.io.gfile.GFile(card_path, "w") as handle:
         handle.write(model_card.dumps(card))
     with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METRICS_FILE), "w") as handle:
