@@ -449,14 +449,15 @@ class SlideMap:
     def marks_png(self, max_side: int = MARKS_MAX_SIDE) -> bytes:
         """RGBA PNG: a black-and-white outline round each uncertain ("refer") tile and a grey one
         round each not-assessed tile; transparent elsewhere."""
-        per_tile = max(4, min(32, max_side // max(self.rows, self.cols, 1)))
+        per_tile = max(4, min(64, max_side // max(self.rows, self.cols, 1)))
         image = Image.new("RGBA", (self.cols * per_tile, self.rows * per_tile), (0, 0, 0, 0))
         draw = ImageDraw.Draw(image)
-        width = max(1, per_tile // 8)
+        width = max(1, per_tile // 32)  # the image is stretched with the slide: thin at any zoom
         for row, col in zip(*np.nonzero(self.status == UNCERTAIN)):
             box = [int(col) * per_tile, int(row) * per_tile, (int(col) + 1) * per_tile - 1, (int(row) + 1) * per_tile - 1]
-            draw.rectangle(box, outline=(255, 255, 255, 255), width=width * 2)
-            draw.rectangle(box, outline=REFER_RGBA, width=width)
+            draw.rectangle(box, outline=REFER_RGBA, width=width)  # black, with a white line inside it
+            draw.rectangle([box[0] + width, box[1] + width, box[2] - width, box[3] - width],
+                           outline=(255, 255, 255, 255), width=1)
         for row, col in zip(*np.nonzero(self.status == FLAGGED)):
             box = [int(col) * per_tile, int(row) * per_tile, (int(col) + 1) * per_tile - 1, (int(row) + 1) * per_tile - 1]
             draw.rectangle(box, outline=FLAGGED_RGBA, width=width)

@@ -23,7 +23,10 @@
       maxZoomPixelRatio: 4,
       visibilityRatio: 0.5,
       minZoomImageRatio: 0.5,
-      timeout: 60000
+      timeout: 60000,
+      // OpenSeadragon asks for one tile per drawn frame by default: on a busy machine a frame
+      // can take a second, and the slide filled in tile by tile.
+      maxTilesPerFrame: 12
     });
     window.breastdxViewers[container.id] = viewer;
     var width = config.width;
@@ -87,8 +90,8 @@
     container.querySelectorAll('.bdx-region').forEach(function (button) {
       button.addEventListener('click', function () {
         var region = config.regions[Number(button.dataset.index)];
-        // A margin of two boxes around the region: the tissue around it stays in view.
-        var pad = 2 * Math.max(region.width, region.height);
+        // A margin of one box around the region: the tissue around it stays in view.
+        var pad = Math.max(region.width, region.height);
         viewer.viewport.fitBounds(viewer.viewport.imageToViewportRectangle(
           region.x - pad, region.y - pad, region.width + 2 * pad, region.height + 2 * pad));
         container.dataset.focusedRegion = String(region.rank);
