@@ -95,7 +95,8 @@
         viewer.viewport.fitBounds(viewer.viewport.imageToViewportRectangle(
           region.x - pad, region.y - pad, region.width + 2 * pad, region.height + 2 * pad));
         container.dataset.focusedRegion = String(region.rank);
-        viewer.canvas.focus();  // the keyboard pans and zooms from there
+        viewer.canvas.focus({preventScroll: true});  // the keyboard pans and zooms from there
+        canvas.scrollIntoView({block: 'nearest'});
       });
     });
   }
