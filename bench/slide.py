@@ -20,6 +20,7 @@ constant stand-in model (peak RSS: flat in the slide's size?), and ``--tile-requ
 tile requests at random places and levels (p50/p99, one client). The machine's cores are
 shared by the servers, the client and whatever else runs on it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,26 +83,43 @@ def untrained_default_model(serving_root: str) -> str:
             self.model = model
             self.class_names = tf.constant(list(task.class_names))
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)]
+        )
         def serve(self, image_bytes):
-            images = tf.map_fn(lambda one: decode_image(one, size, native), image_bytes,
-                               fn_output_signature=tf.TensorSpec(size + [contract.MODEL_CHANNELS], tf.float32))
+            images = tf.map_fn(
+                lambda one: decode_image(one, size, native),
+                image_bytes,
+                fn_output_signature=tf.TensorSpec(size + [contract.MODEL_CHANNELS], tf.float32),
+            )
             probabilities = self.model(images, training=False)
             index = tf.argmax(probabilities, axis=-1)
-            return {contract.OUTPUT_PROBABILITIES: probabilities,
-                    contract.OUTPUT_CLASS_NAME: tf.gather(self.class_names, index),
-                    contract.OUTPUT_CLASS_INDEX: index,
-                    contract.OUTPUT_POSITIVE: probabilities[:, task.positive_index]}
+            return {
+                contract.OUTPUT_PROBABILITIES: probabilities,
+                contract.OUTPUT_CLASS_NAME: tf.gather(self.class_names, index),
+                contract.OUTPUT_CLASS_INDEX: index,
+                contract.OUTPUT_POSITIVE: probabilities[:, task.positive_index],
+            }
 
     path = os.path.join(serving_root, MODEL_NAME, "1")
     module = Default()
     tf.saved_model.save(module, path, signatures={contract.SIGNATURE_BYTES: module.serve})
-    card = model_card.trainer_fields(config={**config, "task": "idc", "positive_index": task.positive_index,
-                                             "class_names": list(task.class_names)},
-                                     signature=contract.SIGNATURE_BYTES, input_description="PNG bytes",
-                                     outputs={}, parameters={"total": int(model.count_params())}, history={},
-                                     seconds=0.0, intended_use="Benchmark only: untrained weights.",
-                                     backbone=config["backbone"])
+    card = model_card.trainer_fields(
+        config={
+            **config,
+            "task": "idc",
+            "positive_index": task.positive_index,
+            "class_names": list(task.class_names),
+        },
+        signature=contract.SIGNATURE_BYTES,
+        input_description="PNG bytes",
+        outputs={},
+        parameters={"total": int(model.count_params())},
+        history={},
+        seconds=0.0,
+        intended_use="Benchmark only: untrained weights.",
+        backbone=config["backbone"],
+    )
     card.update(model_card.publish_fields(MODEL_NAME, 1, None, path))
     model_card.validate(card)
     os.makedirs(os.path.join(path, os.path.dirname(contract.MODEL_CARD_RELPATH)), exist_ok=True)
@@ -117,7 +135,9 @@ def peak_rss_of(pid: int, stop: threading.Event, out: List[int]) -> None:
     peak = 0
     while not stop.is_set():
         try:
-            rss = process.memory_info().rss + sum(c.memory_info().rss for c in process.children(recursive=True))
+            rss = process.memory_info().rss + sum(
+                c.memory_info().rss for c in process.children(recursive=True)
+            )
         except psutil.Error:
             break
         peak = max(peak, rss)
@@ -131,15 +151,29 @@ def memory_run(path: str) -> Dict[str, float]:
 
     from webapp import slides
 
-    answer = types.SimpleNamespace(positive_probability=0.1, probabilities=[0.9, 0.1], class_name="IDC-negative",
-                                   model_version="0", ood_score=None, decision=None)
+    answer = types.SimpleNamespace(
+        positive_probability=0.1,
+        probabilities=[0.9, 0.1],
+        class_name="IDC-negative",
+        model_version="0",
+        ood_score=None,
+        decision=None,
+    )
     slide, info = slides.open_slide(path)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = slides.map_slide(slide, info, lambda batch: [answer] * len(batch), patch=50, target_mpp=4.0)
+    result = slides.map_slide(
+        slide, info, lambda batch: [answer] * len(batch), patch=50, target_mpp=4.0
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"width": info.width, "height": info.height, "tiles": result.rows * result.cols,
-            "tissue": result.counts()["assessed"], "peak_mib": peak / 1024, "before_mib": before / 1024,
-            **{f"{k}_s": round(v, 2) for k, v in result.timings.items()}}
+    return {
+        "width": info.width,
+        "height": info.height,
+        "tiles": result.rows * result.cols,
+        "tissue": result.counts()["assessed"],
+        "peak_mib": peak / 1024,
+        "before_mib": before / 1024,
+        **{f"{k}_s": round(v, 2) for k, v in result.timings.items()},
+    }
 
 
 def tile_latencies(web_url: str, name: str, count: int, seed: int = 5) -> List[float]:
@@ -163,10 +197,14 @@ def tile_latencies(web_url: str, name: str, count: int, seed: int = 5) -> List[f
         cols, rows = -(-width // scale // tile), -(-height // scale // tile)
         col, row = rng.randrange(max(1, cols)), rng.randrange(max(1, rows))
         started = time.perf_counter()
-        response = session.get(f"{web_url}/slide-tiles/{name}_files/{level}/{col}_{row}.jpeg", timeout=60)
+        response = session.get(
+            f"{web_url}/slide-tiles/{name}_files/{level}/{col}_{row}.jpeg", timeout=60
+        )
         latencies.append(time.perf_counter() - started)
         if response.status_code != 200:
-            raise SystemExit(f"tile {level}/{col}_{row}: {response.status_code} {response.text[:200]}")
+            raise SystemExit(
+                f"tile {level}/{col}_{row}: {response.status_code} {response.text[:200]}"
+            )
     return latencies
 
 
@@ -175,8 +213,11 @@ def real_slide(args: argparse.Namespace) -> int:
 
     mosaic = synthetic_slide.patch_mosaic(args.patient)
     written = synthetic_slide.write_slide(args.out, mosaic.rgb, synthetic_slide.PATCH_MPP, args.mpp)
-    print(f"{args.out}: {mosaic.files} real patches of {args.patient} at their x/y; "
-          f"{written['width']} x {written['height']} px at {args.mpp} um/px; levels {written['levels']}")
+    print(
+        f"{args.out}: {mosaic.files} real patches of {args.patient} at their x/y; "
+        f"{written['width']} x {written['height']} px at {args.mpp} um/px; "
+        f"levels {written['levels']}"
+    )
     return 0
 
 
@@ -186,23 +227,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser = argparse.ArgumentParser(description="a real IDC patient's patches as a slide")
         parser.add_argument("--patient", required=True, help="a patient folder of IDC patches")
         parser.add_argument("--out", required=True, help="the slide to write (.svs or .tif)")
-        parser.add_argument("--mpp", type=float, default=SLIDE_MPP, help="level-0 microns per pixel")
+        parser.add_argument(
+            "--mpp", type=float, default=SLIDE_MPP, help="level-0 microns per pixel"
+        )
         return real_slide(parser.parse_args(argv[1:]))
     if argv[:1] == ["memory"]:
         print(json.dumps(memory_run(argv[1])))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--serving-root", help="a serving root with a pushed IDC model")
-    model.add_argument("--untrained-default", action="store_true",
-                       help="build the default architecture with random weights (same compute)")
+    model.add_argument(
+        "--untrained-default",
+        action="store_true",
+        help="build the default architecture with random weights (same compute)",
+    )
     parser.add_argument("--model", default=MODEL_NAME)
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdir", "bench-slide"))
     parser.add_argument("--width", type=int, default=SLIDE_WIDTH)
     parser.add_argument("--height", type=int, default=SLIDE_HEIGHT)
     parser.add_argument("--tile-requests", type=int, default=TILE_REQUESTS)
-    parser.add_argument("--skip-memory", action="store_true", help="leave out the two-size memory check")
+    parser.add_argument(
+        "--skip-memory", action="store_true", help="leave out the two-size memory check"
+    )
     args = parser.parse_args(argv)
 
     slides_dir = os.path.join(args.workdir, "slides")
@@ -211,9 +260,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     path = os.path.join(slides_dir, name)
     if not os.path.exists(path):
         written = write_bench_slide(path, args.width, args.height)
-        print(f"wrote {path}: {written['width']} x {written['height']} px, {written['bytes'] / 2**30:.2f} GiB, "
-              f"levels {written['levels']}, {written['tissue_tiles']} tissue tiles at 2.5x, "
-              f"{written['seconds']:.0f} s")
+        print(
+            f"wrote {path}: {written['width']} x {written['height']} px, "
+            f"{written['bytes'] / 2**30:.2f} GiB, "
+            f"levels {written['levels']}, {written['tissue_tiles']} tissue tiles at 2.5x, "
+            f"{written['seconds']:.0f} s"
+        )
     serving_root = args.serving_root
     if args.untrained_default:
         serving_root = os.path.join(args.workdir, "serving")
@@ -225,10 +277,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     processes: list = []
     web_env = {"BREASTDX_WEB_SLIDES_DIR": slides_dir, "BREASTDX_WEB_REQUEST_TIMEOUT_S": "600"}
-    with model_and_web_servers(serving_root, args.model, web_env=web_env, processes=processes) as (_, web_url):
+    with model_and_web_servers(serving_root, args.model, web_env=web_env, processes=processes) as (
+        _,
+        web_url,
+    ):
         requests.post(f"{web_url}/api/slides/{name}/map", timeout=3600)  # warms both servers up
         stop, peaks = threading.Event(), []
-        watcher = threading.Thread(target=peak_rss_of, args=(processes[1].pid, stop, peaks), daemon=True)
+        watcher = threading.Thread(
+            target=peak_rss_of, args=(processes[1].pid, stop, peaks), daemon=True
+        )
         watcher.start()
         started = time.perf_counter()
         response = requests.post(f"{web_url}/api/slides/{name}/map", timeout=3600)
@@ -241,27 +298,47 @@ def main(argv: Optional[List[str]] = None) -> int:
         latencies = tile_latencies(web_url, name, args.tile_requests)
     counts, seconds = body["counts"], body["seconds"]
     sent = counts["tiles"] - counts["background"]
-    print(f"level {body['level']['level']} at {body['level']['level_mpp']} um/px (target "
-          f"{body['level']['target_mpp']}), resample {body['level']['resample']}; grid {body['rows']} x "
-          f"{body['cols']} = {counts['tiles']} tiles, tissue {sent}, background {counts['background']}")
-    print(f"whole map (POST /api/slides/.../map): {wall:.1f} s wall; in the app: mask {seconds['mask']:.2f} s, "
-          f"tiles {seconds['tiles']:.1f} s (of which reading+encoding {seconds['read_tiles']:.1f} s); "
-          f"{sent / seconds['tiles']:.0f} tiles/s")
+    print(
+        f"level {body['level']['level']} at {body['level']['level_mpp']} um/px (target "
+        f"{body['level']['target_mpp']}), resample {body['level']['resample']}; "
+        f"grid {body['rows']} x {body['cols']} = {counts['tiles']} tiles, tissue {sent}, "
+        f"background {counts['background']}"
+    )
+    print(
+        f"whole map (POST /api/slides/.../map): {wall:.1f} s wall; in the app: "
+        f"mask {seconds['mask']:.2f} s, tiles {seconds['tiles']:.1f} s "
+        f"(of which reading+encoding {seconds['read_tiles']:.1f} s); "
+        f"{sent / seconds['tiles']:.0f} tiles/s"
+    )
     print(f"web process peak RSS during the map: {peaks[0] / 2**20:.0f} MiB")
-    print(f"viewer tile requests ({len(latencies)}, one client): p50 {percentile(latencies, 50) * 1000:.1f} ms, "
-          f"p99 {percentile(latencies, 99) * 1000:.1f} ms, mean {statistics.mean(latencies) * 1000:.1f} ms")
+    print(
+        f"viewer tile requests ({len(latencies)}, one client): "
+        f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 99) * 1000:.1f} ms, "
+        f"mean {statistics.mean(latencies) * 1000:.1f} ms"
+    )
     print(f"goal whole map <= {GOAL_S:.0f} s: {'met' if wall <= GOAL_S else 'NOT met'}")
     if not args.skip_memory:
-        small = os.path.join(slides_dir, f"bench-{args.width // SMALL_FACTOR}x{args.height // SMALL_FACTOR}.svs")
+        small = os.path.join(
+            slides_dir, f"bench-{args.width // SMALL_FACTOR}x{args.height // SMALL_FACTOR}.svs"
+        )
         if not os.path.exists(small):
             write_bench_slide(small, args.width // SMALL_FACTOR, args.height // SMALL_FACTOR)
         for target in (small, path):
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "memory", target], check=True,
-                                 capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT)).stdout
+            out = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "memory", target],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, PYTHONPATH=ROOT),
+            ).stdout
             run = json.loads(out.strip().splitlines()[-1])
-            print(f"memory, stand-in model: {run['width']} x {run['height']} px, {run['tiles']} tiles "
-                  f"({run['tissue']} tissue): peak RSS {run['peak_mib']:.0f} MiB (after imports and open "
-                  f"{run['before_mib']:.0f}); mask {run['mask_s']} s, tiles {run['tiles_s']} s")
+            print(
+                f"memory, stand-in model: {run['width']} x {run['height']} px, "
+                f"{run['tiles']} tiles ({run['tissue']} tissue): "
+                f"peak RSS {run['peak_mib']:.0f} MiB (after imports and open "
+                f"{run['before_mib']:.0f}); mask {run['mask_s']} s, tiles {run['tiles_s']} s"
+            )
     return 0
 
 

@@ -46,7 +46,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("predict", help="classify image files (research use only)",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("images", nargs="*", metavar="IMAGE",
-                        help="PNG/JPEG/GIF/BMP files, or whole-slide images (SVS, pyramidal TIFF...)")
+                        help="PNG/JPEG/GIF/BMP files, or whole-slide images (SVS, tiled TIFF...)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server", default=DEFAULT_SERVER, help="model server REST URL")
     where.add_argument("--saved-model", default=None, help="a SavedModel folder to run in-process instead")
@@ -59,7 +59,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
                         help="a patient's folder of IDC patches (<patient>_idx5_x<X>_y<Y>_class<C>.png) "
                              "to rebuild as the whole-slide mosaic")
     parser.add_argument("--mpp", type=float, default=None, metavar="MICRONS",
-                        help="a slide's level-0 microns per pixel, where the slide holds none (0.25 at 40x)")
+                        help="a slide's level-0 microns per pixel where it holds none (40x: 0.25)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per file instead of text")
     parser.set_defaults(func=run_predict)
     return parser
@@ -226,12 +226,14 @@ def _slide_line(path: str, predict: Callable, card: Dict[str, Any], args: argpar
     target = model_card.microns_per_pixel(card)
     try:
         if target is None:
-            raise slides.SlideError("the model's card records no slide scale (input_contract.microns_per_pixel)")
+            raise slides.SlideError("the model's card records no slide scale "
+                                    "(input_contract.microns_per_pixel)")
         slide, info = slides.open_slide(path, mpp=args.mpp)
         try:
-            result = slides.map_slide(slide, info, predict, patch=wholeslide.model_patch(card), target_mpp=target,
-                                      card=card, positive_class=card.get("positive_class"),
-                                      threshold=wholeslide.card_threshold(card), batch=DEFAULTS["TILE_BATCH"])
+            result = slides.map_slide(
+                slide, info, predict, patch=wholeslide.model_patch(card), target_mpp=target,
+                card=card, positive_class=card.get("positive_class"),
+                threshold=wholeslide.card_threshold(card), batch=DEFAULTS["TILE_BATCH"])
             os.makedirs(args.map_dir, exist_ok=True)
             picture = _stem_path(args.map_dir, path, MAP_SUFFIX)
             with open(picture, "wb") as handle:

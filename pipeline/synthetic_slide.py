@@ -13,6 +13,7 @@ pixels just get bigger), its lower levels the mosaic area-averaged, as a scanner
 Tiles are produced one at a time from the mosaic, so a slide of any size is written in the
 memory of its mosaic and one tile.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,9 @@ class Mosaic:
     files: int
 
 
-def patch_mosaic(folder: str, patch: int = 50, margin: int = 2, limit: Optional[int] = None) -> Mosaic:
+def patch_mosaic(
+    folder: str, patch: int = 50, margin: int = 2, limit: Optional[int] = None
+) -> Mosaic:
     """The PNG patches under ``folder`` (``*_x<X>_y<Y>_class<C>.png``, any depth) at their x/y,
     on glass with ``margin`` patches of glass around; unreadable files are left out."""
     found: List[Tuple[int, int, int, str]] = []
@@ -53,7 +56,14 @@ def patch_mosaic(folder: str, patch: int = 50, margin: int = 2, limit: Optional[
         for name in sorted(names):
             match = NAME.search(name)
             if match:
-                found.append((int(match.group(1)), int(match.group(2)), int(match.group(3)), os.path.join(base, name)))
+                found.append(
+                    (
+                        int(match.group(1)),
+                        int(match.group(2)),
+                        int(match.group(3)),
+                        os.path.join(base, name),
+                    )
+                )
     found.sort()
     if limit:
         found = found[:limit]
@@ -73,7 +83,7 @@ def patch_mosaic(folder: str, patch: int = 50, margin: int = 2, limit: Optional[
             continue
         top, left = y - y0 + margin * patch, x - x0 + margin * patch
         h, w = min(pixels.shape[0], patch), min(pixels.shape[1], patch)
-        rgb[top:top + h, left:left + w] = pixels[:h, :w]
+        rgb[top : top + h, left : left + w] = pixels[:h, :w]
         labels[(y - y0) // patch, (x - x0) // patch] = label
         placed += 1
     return Mosaic(rgb, labels, (margin * patch, margin * patch), patch, placed)
@@ -88,8 +98,12 @@ def _level_sizes(width: int, height: int, factor: int, smallest: int) -> List[Tu
     return sizes
 
 
-def _tiles(level_pixels: Callable[[int, int, int, int], np.ndarray], width: int, height: int,
-           blank: Dict[str, bytes]) -> Iterator[bytes]:
+def _tiles(
+    level_pixels: Callable[[int, int, int, int], np.ndarray],
+    width: int,
+    height: int,
+    blank: Dict[str, bytes],
+) -> Iterator[bytes]:
     """Deflate-compressed tiles in row-major order (tifffile writes the bytes as they come)."""
     for y in range(0, height, TILE):
         for x in range(0, width, TILE):
@@ -104,8 +118,16 @@ def _tiles(level_pixels: Callable[[int, int, int, int], np.ndarray], width: int,
                 yield zlib.compress(tile.tobytes(), DEFLATE_LEVEL)
 
 
-def write_slide(path: str, source: np.ndarray, source_mpp: float, mpp: float, svs: Optional[bool] = None,
-                factor: int = 4, smallest: int = 512, objective: Optional[float] = None) -> Dict[str, object]:
+def write_slide(
+    path: str,
+    source: np.ndarray,
+    source_mpp: float,
+    mpp: float,
+    svs: Optional[bool] = None,
+    factor: int = 4,
+    smallest: int = 512,
+    objective: Optional[float] = None,
+) -> Dict[str, object]:
     """Writes ``source`` (uint8 [H, W, 3] at ``source_mpp``) as a pyramidal slide at ``mpp``.
 
     Args:
@@ -146,21 +168,41 @@ def write_slide(path: str, source: np.ndarray, source_mpp: float, mpp: float, sv
                 small = np.asarray(Image.fromarray(source).resize((w, h), Image.BOX))
 
                 def pixels(x, y, tw, th, small=small):
-                    return small[y:y + th, x:x + tw]
+                    return small[y : y + th, x : x + tw]
+
             description = None
             if svs:
-                description = (APERIO_HEAD.format(w=w, h=h, t=TILE) + f"|AppMag = {objective:g}|MPP = "
-                               f"{mpp * downsample:.4f}|Filename = {os.path.basename(path)}")
-            writer.write(_tiles(pixels, w, h, blank), shape=(h, w, 3), dtype=np.uint8, tile=(TILE, TILE),
-                         photometric="rgb", compression="zlib", resolution=resolution if index == 0 else
-                         (resolution[0] / downsample, resolution[1] / downsample), resolutionunit="CENTIMETER",
-                         subfiletype=0 if index == 0 else 1, description=description, metadata=None)
-    return {"path": path, "width": width, "height": height, "mpp": mpp,
-            "levels": [(w, h, d) for w, h, d in levels]}
+                description = (
+                    APERIO_HEAD.format(w=w, h=h, t=TILE) + f"|AppMag = {objective:g}|MPP = "
+                    f"{mpp * downsample:.4f}|Filename = {os.path.basename(path)}"
+                )
+            writer.write(
+                _tiles(pixels, w, h, blank),
+                shape=(h, w, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                photometric="rgb",
+                compression="zlib",
+                resolution=resolution
+                if index == 0
+                else (resolution[0] / downsample, resolution[1] / downsample),
+                resolutionunit="CENTIMETER",
+                subfiletype=0 if index == 0 else 1,
+                description=description,
+                metadata=None,
+            )
+    return {
+        "path": path,
+        "width": width,
+        "height": height,
+        "mpp": mpp,
+        "levels": [(w, h, d) for w, h, d in levels],
+    }
 
 
-def synthetic_patient_slide(path: str, mpp: float = 1.0, patches: int = 100, seed: int = 11,
-                            workdir: Optional[str] = None) -> Dict[str, object]:
+def synthetic_patient_slide(
+    path: str, mpp: float = 1.0, patches: int = 100, seed: int = 11, workdir: Optional[str] = None
+) -> Dict[str, object]:
     """A slide of one synthetic IDC patient (``pipeline.synthetic.write_idc``, no quirks) at
     ``mpp``; returns :func:`write_slide`'s dict plus the patch ``labels`` grid and ``origin``."""
     import tempfile
@@ -174,8 +216,9 @@ def synthetic_patient_slide(path: str, mpp: float = 1.0, patches: int = 100, see
     return {**written, "labels": mosaic.labels, "origin": mosaic.origin, "patches": mosaic.files}
 
 
-def synthetic_tissue(width: int, height: int, seed: int = 3, bank: int = 256,
-                     blobs: int = 6) -> Tuple[np.ndarray, np.ndarray]:
+def synthetic_tissue(
+    width: int, height: int, seed: int = 3, bank: int = 256, blobs: int = 6
+) -> Tuple[np.ndarray, np.ndarray]:
     """A large synthetic-tissue image at the patches' scale for the bench: a few elliptical
     tissue blobs on glass, filled with a bank of synthetic IDC patches (one blob a tumour);
     returns (rgb, tile labels [height // 50, width // 50], -1 on glass)."""
@@ -201,18 +244,34 @@ def synthetic_tissue(width: int, height: int, seed: int = 3, bank: int = 256,
     for r, c in zip(*np.nonzero(inside)):
         label = int(tumour[r, c])
         source = positives if label else negatives
-        rgb[r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = source[int(rng.integers(len(source)))]
+        rgb[r * patch : (r + 1) * patch, c * patch : (c + 1) * patch] = source[
+            int(rng.integers(len(source)))
+        ]
         labels[r, c] = label
     return rgb, labels
 
 
-def write_plain_tiff(path: str, rgb: np.ndarray, resolution: bool = False, mpp: float = 1.0,
-                     tile: Optional[Sequence[int]] = (TILE, TILE)) -> str:
+def write_plain_tiff(
+    path: str,
+    rgb: np.ndarray,
+    resolution: bool = False,
+    mpp: float = 1.0,
+    tile: Optional[Sequence[int]] = (TILE, TILE),
+) -> str:
     """A single-level TIFF (tiled unless ``tile`` is None), with or without resolution tags:
     the tests' slide without metadata and their not-a-slide strip TIFF."""
     import tifffile
 
-    kwargs = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"} if resolution else {}
-    tifffile.imwrite(path, rgb, photometric="rgb", tile=tuple(tile) if tile else None, compression="zlib",
-                     metadata=None, **kwargs)
+    kwargs = (
+        {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"} if resolution else {}
+    )
+    tifffile.imwrite(
+        path,
+        rgb,
+        photometric="rgb",
+        tile=tuple(tile) if tile else None,
+        compression="zlib",
+        metadata=None,
+        **kwargs,
+    )
     return path

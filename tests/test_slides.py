@@ -2,6 +2,7 @@
 (pipeline/synthetic.py) at their x/y, written by tifffile and read back with OpenSlide, the
 reader the app uses: resolution, level choice, tissue mask, tiling, the map, GeoJSON, refusals.
 A fake predictor stands in for the model server (the live server runs in test_slides_web.py)."""
+
 import io
 import json
 import types
@@ -43,8 +44,16 @@ class DarkPredictor:
             self.sizes.add(image.size)
             rgb = np.asarray(image.convert("RGB"), np.float32)
             p = float(np.clip((210 - rgb.mean()) / 60, 0, 1))
-            answers.append(types.SimpleNamespace(positive_probability=p, probabilities=[1 - p, p],
-                                                 class_name="x", model_version="7", ood_score=None, decision=None))
+            answers.append(
+                types.SimpleNamespace(
+                    positive_probability=p,
+                    probabilities=[1 - p, p],
+                    class_name="x",
+                    model_version="7",
+                    ood_score=None,
+                    decision=None,
+                )
+            )
         return answers
 
 
@@ -57,8 +66,14 @@ def test_reads_resolution_from_aperio_and_tiff_tags(slide_files):
     slide, info = slides.open_slide(tif["path"])
     assert info.vendor == "generic-tiff" and info.mpp == pytest.approx(2.0)
     slide.close()
-    assert slides.read_mpp({"tiff.ResolutionUnit": "inch", "tiff.XResolution": "101600"}) == (0.25, "TIFF resolution tags")
-    assert slides.read_mpp({"tiff.ResolutionUnit": "centimeter", "tiff.XResolution": "40000"})[0] == 0.25
+    assert slides.read_mpp({"tiff.ResolutionUnit": "inch", "tiff.XResolution": "101600"}) == (
+        0.25,
+        "TIFF resolution tags",
+    )
+    assert (
+        slides.read_mpp({"tiff.ResolutionUnit": "centimeter", "tiff.XResolution": "40000"})[0]
+        == 0.25
+    )
     assert slides.read_mpp({"tiff.ResolutionUnit": "none", "tiff.XResolution": "1"}) is None
 
 
@@ -66,10 +81,22 @@ def test_level_choice_reads_the_models_scale_and_never_upsamples(slide_files):
     svs, tif = slide_files
     _, info = slides.open_slide(svs["path"])
     choice = slides.choose_level(info, TARGET, PATCH)
-    assert (choice.level, choice.resample, choice.tile_level, choice.tile_l0) == (1, False, 50.0, 200.0)
+    assert (choice.level, choice.resample, choice.tile_level, choice.tile_l0) == (
+        1,
+        False,
+        50.0,
+        200.0,
+    )
     _, info = slides.open_slide(tif["path"])
-    choice = slides.choose_level(info, TARGET, PATCH)  # level 0 is 2 um/px: read 100 px, average to 50
-    assert (choice.level, choice.resample, choice.tile_level, choice.tile_l0) == (0, True, 100.0, 100.0)
+    choice = slides.choose_level(
+        info, TARGET, PATCH
+    )  # level 0 is 2 um/px: read 100 px, average to 50
+    assert (choice.level, choice.resample, choice.tile_level, choice.tile_l0) == (
+        0,
+        True,
+        100.0,
+        100.0,
+    )
     # A model trained finer than the scan: refused rather than invented.
     with pytest.raises(slides.SlideError, match="coarser than the model's 0.25"):
         slides.choose_level(info, 0.25, PATCH)
@@ -83,7 +110,7 @@ def test_tissue_mask_finds_exactly_the_placed_patches(slide_files):
         margin = written["origin"][0] // PATCH
         labels = written["labels"]
         placed = np.zeros(tissue.shape, bool)
-        placed[margin:margin + labels.shape[0], margin:margin + labels.shape[1]] = labels >= 0
+        placed[margin : margin + labels.shape[0], margin : margin + labels.shape[1]] = labels >= 0
         # Edge patches of the synthetic set are cut short: those cells are partly glass.
         assert ((tissue >= 0.2) == placed).mean() > 0.97, written["path"]
         assert not (tissue[~placed] >= 0.2).any()
@@ -93,15 +120,23 @@ def test_map_streams_model_sized_tiles_and_finds_the_tumour(slide_files):
     for written in slide_files:
         slide, info = slides.open_slide(written["path"])
         predict = DarkPredictor()
-        result = slides.map_slide(slide, info, predict, patch=PATCH, target_mpp=TARGET, batch=16, workers=2)
+        result = slides.map_slide(
+            slide, info, predict, patch=PATCH, target_mpp=TARGET, batch=16, workers=2
+        )
         assert predict.sizes == {(PATCH, PATCH)}  # every tile at the model's native patch
         assert max(predict.batches) <= 16 and sum(predict.batches) == result.counts()["assessed"]
         counts = result.counts()
-        assert counts["assessed"] + counts["background"] == counts["tiles"] == result.rows * result.cols
+        assert (
+            counts["assessed"] + counts["background"]
+            == counts["tiles"]
+            == result.rows * result.cols
+        )
         # The synthetic tumour tiles (class 1) are the ones the stand-in calls positive.
         margin = written["origin"][0] // PATCH
         labels = written["labels"]
-        called = result.positive[margin:margin + labels.shape[0], margin:margin + labels.shape[1]]
+        called = result.positive[
+            margin : margin + labels.shape[0], margin : margin + labels.shape[1]
+        ]
         assert (called[labels == 1]).mean() > 0.8 and (called[labels == 0]).mean() < 0.2
         top = result.top_regions()
         assert len(top) == 5 and top[0]["positive_probability"] >= top[-1]["positive_probability"]
@@ -121,7 +156,9 @@ def test_geojson_is_a_qupath_feature_collection_in_level0_pixels(slide_files):
     collection = json.loads(json.dumps(result.geojson()))
     assert collection["type"] == "FeatureCollection"
     detections = [f for f in collection["features"] if f["properties"]["objectType"] == "detection"]
-    annotations = [f for f in collection["features"] if f["properties"]["objectType"] == "annotation"]
+    annotations = [
+        f for f in collection["features"] if f["properties"]["objectType"] == "annotation"
+    ]
     assert len(detections) == result.counts()["positive"] and len(annotations) == 5
     for feature in detections:
         ring = feature["geometry"]["coordinates"][0]
@@ -149,7 +186,9 @@ def test_overlay_and_marks_cover_the_grid(slide_files):
     marks = np.asarray(Image.open(io.BytesIO(result.marks_png())))
     per = marks.shape[1] // result.cols
     assert marks[0, per // 2, 3] == 255 and marks[per // 2, per // 2, 3] == 0  # an outline, hollow
-    picture = Image.open(io.BytesIO(result.render_png(slide, "Research use only, not a diagnosis.", side=512)))
+    picture = Image.open(
+        io.BytesIO(result.render_png(slide, "Research use only, not a diagnosis.", side=512))
+    )
     assert picture.width >= 360 and picture.height > 100
 
 
@@ -158,12 +197,16 @@ def test_refusals_are_one_line_with_a_status(tmp_path, slide_files):
     text.write_text("not a slide\n")
     with pytest.raises(slides.SlideError, match="not a whole-slide image") as err:
         slides.open_slide(str(text))
-    assert err.value.http_status == 400 and err.value.exit_code == 2 and "\n" not in err.value.message
+    assert (
+        err.value.http_status == 400 and err.value.exit_code == 2 and "\n" not in err.value.message
+    )
     with pytest.raises(slides.SlideError, match="no such slide file") as err:
         slides.open_slide(str(tmp_path / "missing.svs"))
     assert err.value.http_status == 404
     # A tiled TIFF without resolution tags: refused, asking for --mpp; accepted with it.
-    bare = synthetic_slide.write_plain_tiff(str(tmp_path / "bare.tif"), np.full((512, 512, 3), 200, np.uint8))
+    bare = synthetic_slide.write_plain_tiff(
+        str(tmp_path / "bare.tif"), np.full((512, 512, 3), 200, np.uint8)
+    )
     with pytest.raises(slides.SlideError, match="--mpp"):
         slides.open_slide(bare)
     _, info = slides.open_slide(bare, mpp=4.0)
@@ -178,7 +221,9 @@ def test_refusals_are_one_line_with_a_status(tmp_path, slide_files):
         slides.map_slide(slide, info, DarkPredictor(), patch=PATCH, target_mpp=TARGET, max_tiles=10)
     assert err.value.http_status == 413
     # A plain strip TIFF or PNG is an image, not a slide: the upload path takes it.
-    strip = synthetic_slide.write_plain_tiff(str(tmp_path / "strip.tif"), np.zeros((60, 60, 3), np.uint8), tile=None)
+    strip = synthetic_slide.write_plain_tiff(
+        str(tmp_path / "strip.tif"), np.zeros((60, 60, 3), np.uint8), tile=None
+    )
     png = tmp_path / "patch.png"
     Image.new("RGB", (50, 50)).save(png)
     assert not slides.is_slide_path(strip) and not slides.is_slide_path(str(png))
@@ -187,16 +232,32 @@ def test_refusals_are_one_line_with_a_status(tmp_path, slide_files):
 
 def test_card_records_the_training_scale_with_a_default_for_older_cards():
     assert model_card.microns_per_pixel({"task": "idc", "input_contract": {}}) == 4.0
-    assert model_card.microns_per_pixel({"task": "idc", "input_contract": {"microns_per_pixel": 2.0}}) == 2.0
+    assert (
+        model_card.microns_per_pixel({"task": "idc", "input_contract": {"microns_per_pixel": 2.0}})
+        == 2.0
+    )
     assert model_card.microns_per_pixel({"task": "busi"}) is None
-    fields = model_card.trainer_fields(config={"class_names": ["a", "b"], "positive_index": 1, "model_size": [64, 64],
-                                               "task": "idc"}, signature="s", input_description="i", outputs={},
-                                       parameters={"total": 1}, history={}, seconds=1.0)
+    fields = model_card.trainer_fields(
+        config={
+            "class_names": ["a", "b"],
+            "positive_index": 1,
+            "model_size": [64, 64],
+            "task": "idc",
+        },
+        signature="s",
+        input_description="i",
+        outputs={},
+        parameters={"total": 1},
+        history={},
+        seconds=1.0,
+    )
     assert fields["input_contract"]["microns_per_pixel"] == 4.0
     card = {**fields, "model_name": "m", "version": 1, "pushed_at": "2026-01-01T00:00:00Z"}
     model_card.validate(card)
     with pytest.raises(model_card.CardError, match="microns_per_pixel"):
-        model_card.validate({**card, "input_contract": {**card["input_contract"], "microns_per_pixel": -1}})
+        model_card.validate(
+            {**card, "input_contract": {**card["input_contract"], "microns_per_pixel": -1}}
+        )
 
 
 def test_dzi_tiles_come_from_the_slide(slide_files):

@@ -2,6 +2,7 @@
 app's slide pages, DeepZoom tiles, map pages and downloads, the JSON API, and
 ``breastdx predict SLIDE --map-dir``. The slides are synthetic IDC patients written by
 pipeline/synthetic_slide.py and read with OpenSlide."""
+
 import argparse
 import io
 import json
@@ -29,7 +30,9 @@ def slides_dir(tmp_path_factory):
 
 @pytest.fixture
 def client(web_app_factory, live_model_server, slides_dir):
-    return web_app_factory(SERVER_URL=live_model_server.url, SLIDES_DIR=str(slides_dir)).test_client()
+    return web_app_factory(
+        SERVER_URL=live_model_server.url, SLIDES_DIR=str(slides_dir)
+    ).test_client()
 
 
 def test_slide_pages_tiles_and_map(client):
@@ -67,15 +70,24 @@ def test_slide_pages_tiles_and_map(client):
     assert collection["type"] == "FeatureCollection" and collection["features"]
     body = json.loads(client.get(location + "/map.json").data)
     counts = body["counts"]
-    assert counts["assessed"] + counts["uncertain"] + counts["flagged"] + counts["background"] == counts["tiles"]
-    assert counts["assessed"] + counts["uncertain"] + counts["flagged"] > 30  # the patient's patches
+    assert (
+        counts["assessed"] + counts["uncertain"] + counts["flagged"] + counts["background"]
+        == counts["tiles"]
+    )
+    assert (
+        counts["assessed"] + counts["uncertain"] + counts["flagged"] > 30
+    )  # the patient's patches
     assert body["model_name"] == MODEL_NAME and body["model_version"] == "1"
-    assert f"count-assessed\">{counts['assessed']}<" in html
+    assert f'count-assessed">{counts["assessed"]}<' in html
 
 
 def test_slide_refusals(client, web_app_factory, live_model_server):
-    for path in ("/slides/nope.svs", "/slides/readme.txt", "/slides/..%2Fpatient.svs",
-                 "/slide-tiles/nope.svs.dzi"):
+    for path in (
+        "/slides/nope.svs",
+        "/slides/readme.txt",
+        "/slides/..%2Fpatient.svs",
+        "/slide-tiles/nope.svs.dzi",
+    ):
         assert client.get(path).status_code == 404, path
     # A slide without resolution metadata: the page asks for it, and opens with it.
     page = client.get("/slides/bare.tif").get_data(as_text=True)
@@ -85,8 +97,11 @@ def test_slide_refusals(client, web_app_factory, live_model_server):
     assert refused.status_code == 400 and "--mpp" in refused.get_json()["error"]
     bad = client.post("/api/slides/bare.tif/map", data={"mpp": "fast"})
     assert bad.status_code == 400 and "must be a number" in bad.get_json()["error"]
-    limited = web_app_factory(SERVER_URL=live_model_server.url, SLIDES_DIR=client.application.config["SLIDES_DIR"],
-                              MAX_SLIDE_TILES=5).test_client()
+    limited = web_app_factory(
+        SERVER_URL=live_model_server.url,
+        SLIDES_DIR=client.application.config["SLIDES_DIR"],
+        MAX_SLIDE_TILES=5,
+    ).test_client()
     too_many = limited.post("/api/slides/patient.svs/map")
     assert too_many.status_code == 413 and "at most 5" in too_many.get_json()["error"]
     unset = web_app_factory(SERVER_URL=live_model_server.url).test_client()
@@ -99,9 +114,17 @@ def test_api_maps_a_slide(client):
     assert [s["name"] for s in listed["slides"]] == ["bare.tif", "patient.svs"]
     assert listed["slides"][1]["mpp"] == 1.0
     body = client.post("/api/slides/patient.svs/map", data={"grid": "1"}).get_json()
-    assert body["level"] == {"level": 1, "level_mpp": 4.0, "target_mpp": 4.0, "tile_l0_px": 200.0,
-                             "tile_level_px": 50.0, "resample": False}
-    assert len(body["grid"]) == body["rows"] and body["links"]["geojson"].endswith("regions.geojson")
+    assert body["level"] == {
+        "level": 1,
+        "level_mpp": 4.0,
+        "target_mpp": 4.0,
+        "tile_l0_px": 200.0,
+        "tile_level_px": 50.0,
+        "resample": False,
+    }
+    assert len(body["grid"]) == body["rows"] and body["links"]["geojson"].endswith(
+        "regions.geojson"
+    )
     assert body["research_only"] == contract.RESEARCH_ONLY
 
 
@@ -109,9 +132,18 @@ def test_predict_cli_maps_a_slide(live_model_server, slides_dir, tmp_path, capsy
     from breastdx_cli import predict
 
     def run(*paths, mpp=None):
-        args = argparse.Namespace(images=[str(slides_dir / p) for p in paths], saved_model=None,
-                                  server=live_model_server.url, model=MODEL_NAME, version=None,
-                                  map_dir=str(tmp_path), stride=0, mosaic=None, json=False, mpp=mpp)
+        args = argparse.Namespace(
+            images=[str(slides_dir / p) for p in paths],
+            saved_model=None,
+            server=live_model_server.url,
+            model=MODEL_NAME,
+            version=None,
+            map_dir=str(tmp_path),
+            stride=0,
+            mosaic=None,
+            json=False,
+            mpp=mpp,
+        )
         out = io.StringIO()
         return predict.run_predict(args, out=out), out.getvalue()
 

@@ -22,6 +22,7 @@ Outputs: the map's JSON (:meth:`SlideMap.as_dict`), a GeoJSON FeatureCollection 
 pixels that QuPath imports (:meth:`SlideMap.geojson`), the overlay and marks the viewer lays
 over the slide, and a PNG picture with a legend for the command line. No TensorFlow.
 """
+
 from __future__ import annotations
 
 import collections
@@ -41,8 +42,19 @@ from PIL import Image, ImageDraw, ImageOps
 from breastdx_core import errors
 from webapp import overlay, tiling
 
-SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide",
-                  ".bif", ".dcm")
+SLIDE_SUFFIXES = (
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".scn",
+    ".mrxs",
+    ".svslide",
+    ".bif",
+    ".dcm",
+)
 VENDOR_SUFFIXES = tuple(s for s in SLIDE_SUFFIXES if s not in (".tif", ".tiff"))
 MPP_TOLERANCE = 0.1  # a level within 10 % of the model's scale is read as it is
 MIN_MPP, MAX_MPP = 0.05, 100.0  # plausible microns per pixel of a slide's level 0
@@ -61,13 +73,21 @@ BACKGROUND_RGB = (255, 255, 255)  # outside the slide's scanned area (OpenSlide:
 
 # Per-tile status codes of the grid (the JSON keeps webapp.tiling's words).
 BACKGROUND, TISSUE, ASSESSED, UNCERTAIN, FLAGGED = 0, 1, 2, 3, 4
-STATUS_NAMES = {BACKGROUND: tiling.STATUS_BACKGROUND, TISSUE: tiling.STATUS_TISSUE,
-                ASSESSED: tiling.STATUS_ASSESSED, UNCERTAIN: tiling.STATUS_UNCERTAIN,
-                FLAGGED: tiling.STATUS_FLAGGED}
+STATUS_NAMES = {
+    BACKGROUND: tiling.STATUS_BACKGROUND,
+    TISSUE: tiling.STATUS_TISSUE,
+    ASSESSED: tiling.STATUS_ASSESSED,
+    UNCERTAIN: tiling.STATUS_UNCERTAIN,
+    FLAGGED: tiling.STATUS_FLAGGED,
+}
 REFER_RGBA = (0, 0, 0, 255)
 FLAGGED_RGBA = tiling.FLAGGED_COLOUR + (255,)
-QUPATH_COLOURS = {"positive": [224, 32, 27], "uncertain": [245, 229, 10], "flagged": [128, 128, 128],
-                  "region": [0, 0, 0]}
+QUPATH_COLOURS = {
+    "positive": [224, 32, 27],
+    "uncertain": [245, 229, 10],
+    "flagged": [128, 128, 128],
+    "region": [0, 0, 0],
+}
 
 
 class SlideError(errors.UserError):
@@ -105,9 +125,18 @@ class SlideInfo:
     objective: Optional[float] = None
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "vendor": self.vendor, "width": self.width, "height": self.height,
-                "mpp": round(self.mpp, 5), "mpp_source": self.mpp_source, "objective": self.objective,
-                "levels": [{"width": w, "height": h, "downsample": round(d, 3)} for w, h, d in self.levels]}
+        return {
+            "name": self.name,
+            "vendor": self.vendor,
+            "width": self.width,
+            "height": self.height,
+            "mpp": round(self.mpp, 5),
+            "mpp_source": self.mpp_source,
+            "objective": self.objective,
+            "levels": [
+                {"width": w, "height": h, "downsample": round(d, 3)} for w, h, d in self.levels
+            ],
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,9 +160,14 @@ class LevelChoice:
     resample: bool
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"level": self.level, "level_mpp": round(self.level_mpp, 5), "target_mpp": self.target_mpp,
-                "tile_level_px": round(self.tile_level, 3), "tile_l0_px": round(self.tile_l0, 3),
-                "resample": self.resample}
+        return {
+            "level": self.level,
+            "level_mpp": round(self.level_mpp, 5),
+            "target_mpp": self.target_mpp,
+            "tile_level_px": round(self.tile_level, 3),
+            "tile_l0_px": round(self.tile_l0, 3),
+            "resample": self.resample,
+        }
 
 
 def _openslide():
@@ -178,8 +212,9 @@ def read_mpp(properties: Dict[str, str]) -> Optional[Tuple[float, str]]:
     return None
 
 
-def open_slide(path: str, mpp: Optional[float] = None,
-               max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS) -> Tuple[Any, SlideInfo]:
+def open_slide(
+    path: str, mpp: Optional[float] = None, max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS
+) -> Tuple[Any, SlideInfo]:
     """The open slide (an ``openslide.OpenSlide``) and its :class:`SlideInfo`.
 
     Args:
@@ -201,8 +236,10 @@ def open_slide(path: str, mpp: Optional[float] = None,
     except Exception:
         vendor = None
     if not vendor:
-        raise SlideError(f"{name}: not a whole-slide image OpenSlide reads (Aperio SVS, tiled "
-                         "pyramidal TIFF, Hamamatsu, MIRAX, Leica, Ventana, DICOM WSI)")
+        raise SlideError(
+            f"{name}: not a whole-slide image OpenSlide reads (Aperio SVS, tiled "
+            "pyramidal TIFF, Hamamatsu, MIRAX, Leica, Ventana, DICOM WSI)"
+        )
     try:
         slide = openslide.OpenSlide(path)
     except openslide.OpenSlideError as err:
@@ -211,25 +248,44 @@ def open_slide(path: str, mpp: Optional[float] = None,
     found = read_mpp(properties)
     if found is None and mpp is None:
         slide.close()
-        raise SlideError(f"{name}: the slide holds no resolution metadata (microns per pixel); give the "
-                         "scan's level-0 resolution with --mpp (e.g. --mpp 0.25 for a 40x scan)")
+        raise SlideError(
+            f"{name}: the slide holds no resolution metadata (microns per pixel); give the "
+            "scan's level-0 resolution with --mpp (e.g. --mpp 0.25 for a 40x scan)"
+        )
     value, source = found if found is not None else (float(mpp), "given")
     if not MIN_MPP <= value <= MAX_MPP:
         slide.close()
-        raise SlideError(f"{name}: {value:g} microns per pixel ({source}) is not a plausible slide "
-                         f"resolution ({MIN_MPP:g} to {MAX_MPP:g}); give the right one with --mpp")
+        raise SlideError(
+            f"{name}: {value:g} microns per pixel ({source}) is not a plausible slide "
+            f"resolution ({MIN_MPP:g} to {MAX_MPP:g}); give the right one with --mpp"
+        )
     width, height = slide.dimensions
     if width * height > max_pixels:
         slide.close()
-        raise SlideError(f"{name}: {width:,} x {height:,} pixels is larger than the limit of "
-                         f"{max_pixels:,} pixels at level 0", 413)
+        raise SlideError(
+            f"{name}: {width:,} x {height:,} pixels is larger than the limit of "
+            f"{max_pixels:,} pixels at level 0",
+            413,
+        )
     try:
         objective = float(properties.get("openslide.objective-power") or 0) or None
     except ValueError:
         objective = None
-    levels = tuple((int(w), int(h), float(d)) for (w, h), d in zip(slide.level_dimensions, slide.level_downsamples))
-    return slide, SlideInfo(os.path.abspath(path), name, vendor, int(width), int(height), value, source,
-                            levels, objective)
+    levels = tuple(
+        (int(w), int(h), float(d))
+        for (w, h), d in zip(slide.level_dimensions, slide.level_downsamples)
+    )
+    return slide, SlideInfo(
+        os.path.abspath(path),
+        name,
+        vendor,
+        int(width),
+        int(height),
+        value,
+        source,
+        levels,
+        objective,
+    )
 
 
 def choose_level(info: SlideInfo, target_mpp: float, patch: int) -> LevelChoice:
@@ -246,13 +302,21 @@ def choose_level(info: SlideInfo, target_mpp: float, patch: int) -> LevelChoice:
             if best is None or downsample > info.levels[best][2]:
                 best = index
     if best is None:
-        raise SlideError(f"{info.name}: scanned at {info.mpp:g} microns per pixel, coarser than the "
-                         f"model's {target_mpp:g}; it cannot be read at the scale the model learnt")
+        raise SlideError(
+            f"{info.name}: scanned at {info.mpp:g} microns per pixel, coarser than the "
+            f"model's {target_mpp:g}; it cannot be read at the scale the model learnt"
+        )
     level_mpp = info.mpp * info.levels[best][2]
     resample = abs(level_mpp / target_mpp - 1) > MPP_TOLERANCE
     tile_level = patch * target_mpp / level_mpp if resample else float(patch)
-    return LevelChoice(best, level_mpp, float(target_mpp), tile_level, tile_l0 if resample else
-                       patch * info.levels[best][2], resample)
+    return LevelChoice(
+        best,
+        level_mpp,
+        float(target_mpp),
+        tile_level,
+        tile_l0 if resample else patch * info.levels[best][2],
+        resample,
+    )
 
 
 def _rgb(region: Image.Image) -> np.ndarray:
@@ -282,17 +346,25 @@ def tissue_mask(slide: Any, info: SlideInfo, choice: LevelChoice) -> np.ndarray:
         r1 = min(rows, r0 + block)
         for c0 in range(0, cols, block):
             c1 = min(cols, c0 + block)
-            size = (max(1, math.ceil((c1 - c0) * tile_at_level)), max(1, math.ceil((r1 - r0) * tile_at_level)))
-            region = slide.read_region((round(c0 * choice.tile_l0), round(r0 * choice.tile_l0)), level, size)
-            small = Image.fromarray(_rgb(region)).resize(((c1 - c0) * MASK_PX, (r1 - r0) * MASK_PX), Image.BOX)
+            size = (
+                max(1, math.ceil((c1 - c0) * tile_at_level)),
+                max(1, math.ceil((r1 - r0) * tile_at_level)),
+            )
+            region = slide.read_region(
+                (round(c0 * choice.tile_l0), round(r0 * choice.tile_l0)), level, size
+            )
+            small = Image.fromarray(_rgb(region)).resize(
+                ((c1 - c0) * MASK_PX, (r1 - r0) * MASK_PX), Image.BOX
+            )
             rgb = np.asarray(small)
             xs, ys = range(0, rgb.shape[1], MASK_PX), range(0, rgb.shape[0], MASK_PX)
             fractions[r0:r1, c0:c1] = tiling.tissue_fractions(rgb, xs, ys, MASK_PX)
     return fractions
 
 
-def tissue_tiles(slide: Any, choice: LevelChoice, patch: int, tissue: np.ndarray,
-                 min_tissue: float) -> Iterator[Tuple[int, int, bytes]]:
+def tissue_tiles(
+    slide: Any, choice: LevelChoice, patch: int, tissue: np.ndarray, min_tissue: float
+) -> Iterator[Tuple[int, int, bytes]]:
     """(row, col, PNG bytes at the model's patch size) of every tissue tile, band by band.
 
     One read per row of tiles, from its first to its last tissue tile: memory is one band."""
@@ -302,14 +374,16 @@ def tissue_tiles(slide: Any, choice: LevelChoice, patch: int, tissue: np.ndarray
             continue
         c0, c1 = int(cols[0]), int(cols[-1]) + 1
         size = (max(1, round((c1 - c0) * choice.tile_level)), max(1, round(choice.tile_level)))
-        region = slide.read_region((round(c0 * choice.tile_l0), round(row * choice.tile_l0)), choice.level, size)
+        region = slide.read_region(
+            (round(c0 * choice.tile_l0), round(row * choice.tile_l0)), choice.level, size
+        )
         band = Image.fromarray(_rgb(region))
         if band.size != ((c1 - c0) * patch, patch):
             band = band.resize(((c1 - c0) * patch, patch), Image.BOX)
         pixels = np.asarray(band)
         for col in cols:
             x = (int(col) - c0) * patch
-            yield row, int(col), tiling.encode_tile(np.ascontiguousarray(pixels[:, x:x + patch]))
+            yield row, int(col), tiling.encode_tile(np.ascontiguousarray(pixels[:, x : x + patch]))
 
 
 @dataclasses.dataclass
@@ -350,8 +424,12 @@ class SlideMap:
     def box(self, row: int, col: int) -> Dict[str, int]:
         """A tile's box in level-0 pixels."""
         x0, y0 = round(col * self.choice.tile_l0), round(row * self.choice.tile_l0)
-        return {"x": x0, "y": y0, "width": round((col + 1) * self.choice.tile_l0) - x0,
-                "height": round((row + 1) * self.choice.tile_l0) - y0}
+        return {
+            "x": x0,
+            "y": y0,
+            "width": round((col + 1) * self.choice.tile_l0) - x0,
+            "height": round((row + 1) * self.choice.tile_l0) - y0,
+        }
 
     def top_regions(self, k: int = tiling.TOP_REGIONS) -> List[Dict[str, Any]]:
         """The ``k`` answered tiles with the highest positive probability, as level-0 boxes."""
@@ -361,32 +439,63 @@ class SlideMap:
         regions = []
         for rank, index in enumerate(i for i in order if flat[i] > -2.0):
             row, col = divmod(int(index), self.cols)
-            regions.append({"rank": rank + 1, **self.box(row, col), "row": row, "col": col,
-                            "positive_probability": round(float(self.probability[row, col]), tiling.PROBABILITY_DIGITS),
-                            "positive": bool(self.positive[row, col]),
-                            "status": STATUS_NAMES[int(self.status[row, col])]})
+            regions.append(
+                {
+                    "rank": rank + 1,
+                    **self.box(row, col),
+                    "row": row,
+                    "col": col,
+                    "positive_probability": round(
+                        float(self.probability[row, col]), tiling.PROBABILITY_DIGITS
+                    ),
+                    "positive": bool(self.positive[row, col]),
+                    "status": STATUS_NAMES[int(self.status[row, col])],
+                }
+            )
         return regions
 
     def grid(self) -> List[List[Optional[float]]]:
         answered = (self.status == ASSESSED) | (self.status == UNCERTAIN)
-        return [[round(float(p), tiling.PROBABILITY_DIGITS) if ok else None for p, ok in zip(prow, arow)]
-                for prow, arow in zip(self.probability, answered)]
+        return [
+            [
+                round(float(p), tiling.PROBABILITY_DIGITS) if ok else None
+                for p, ok in zip(prow, arow)
+            ]
+            for prow, arow in zip(self.probability, answered)
+        ]
 
     def refer(self) -> List[Dict[str, Any]]:
         """Uncertain tiles ("refer to a pathologist") and flagged ones, with level-0 boxes."""
         out = []
         for row, col in zip(*np.nonzero((self.status == UNCERTAIN) | (self.status == FLAGGED))):
             row, col = int(row), int(col)
-            out.append({"row": row, "col": col, **self.box(row, col), "status": STATUS_NAMES[int(self.status[row, col])],
-                        "reason": self.reasons.get((row, col))})
+            out.append(
+                {
+                    "row": row,
+                    "col": col,
+                    **self.box(row, col),
+                    "status": STATUS_NAMES[int(self.status[row, col])],
+                    "reason": self.reasons.get((row, col)),
+                }
+            )
         return out
 
     def as_dict(self, with_grid: bool = True) -> Dict[str, Any]:
         """The JSON body (``breastdx predict``'s .map.json, ``POST /api/slides/<name>/map``)."""
-        body = {"slide": self.info.as_dict(), "level": self.choice.as_dict(), "patch": self.patch,
-                "rows": self.rows, "cols": self.cols, "counts": self.counts(), "top_regions": self.top_regions(),
-                "refer": self.refer(), "positive_class": self.positive_class, "model_name": self.model_name,
-                "model_version": self.model_version, "seconds": {k: round(v, 3) for k, v in self.timings.items()}}
+        body = {
+            "slide": self.info.as_dict(),
+            "level": self.choice.as_dict(),
+            "patch": self.patch,
+            "rows": self.rows,
+            "cols": self.cols,
+            "counts": self.counts(),
+            "top_regions": self.top_regions(),
+            "refer": self.refer(),
+            "positive_class": self.positive_class,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "seconds": {k: round(v, 3) for k, v in self.timings.items()},
+        }
         if with_grid:
             body["grid"] = self.grid()
         return body
@@ -398,47 +507,105 @@ class SlideMap:
 
         def square(box: Dict[str, int]) -> Dict[str, Any]:
             x0, y0, x1, y1 = box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]
-            return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+            return {
+                "type": "Polygon",
+                "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
+            }
 
         features = []
-        label = {"positive": self.positive_class or "positive", "uncertain": "Uncertain: refer to a pathologist",
-                 "flagged": "Not assessed"}
+        label = {
+            "positive": self.positive_class or "positive",
+            "uncertain": "Uncertain: refer to a pathologist",
+            "flagged": "Not assessed",
+        }
         for row, col in zip(*np.nonzero(self.status >= ASSESSED)):
             row, col = int(row), int(col)
             code = int(self.status[row, col])
-            kind = ("flagged" if code == FLAGGED else "uncertain" if code == UNCERTAIN
-                    else "positive" if self.positive[row, col] else None)
+            kind = (
+                "flagged"
+                if code == FLAGGED
+                else "uncertain"
+                if code == UNCERTAIN
+                else "positive"
+                if self.positive[row, col]
+                else None
+            )
             if kind is None:
                 continue
-            measurements = {} if code == FLAGGED else {
-                "P(positive)": round(float(self.probability[row, col]), tiling.PROBABILITY_DIGITS)}
-            properties = {"objectType": "detection", "classification": {"name": label[kind],
-                                                                        "color": QUPATH_COLOURS[kind]},
-                          "measurements": measurements, "row": row, "col": col}
+            measurements = (
+                {}
+                if code == FLAGGED
+                else {
+                    "P(positive)": round(
+                        float(self.probability[row, col]), tiling.PROBABILITY_DIGITS
+                    )
+                }
+            )
+            properties = {
+                "objectType": "detection",
+                "classification": {"name": label[kind], "color": QUPATH_COLOURS[kind]},
+                "measurements": measurements,
+                "row": row,
+                "col": col,
+            }
             if code == FLAGGED and (row, col) in self.reasons:
                 properties["reason"] = self.reasons[(row, col)]
-            features.append({"type": "Feature", "geometry": square(self.box(row, col)), "properties": properties})
+            features.append(
+                {
+                    "type": "Feature",
+                    "geometry": square(self.box(row, col)),
+                    "properties": properties,
+                }
+            )
         for region in self.top_regions():
-            features.append({"type": "Feature", "geometry": square(region), "properties": {
-                "objectType": "annotation", "name": f"region {region['rank']}: P = {region['positive_probability']:.3f}",
-                "classification": {"name": "Most suspicious region", "color": QUPATH_COLOURS["region"]},
-                "measurements": {"P(positive)": region["positive_probability"]}}})
-        return {"type": "FeatureCollection", "features": features,
-                "properties": {"slide": self.info.name, "model_name": self.model_name,
-                               "model_version": self.model_version, "coordinates": "level-0 pixels",
-                               "note": "Research use only, not a diagnosis."}}
+            features.append(
+                {
+                    "type": "Feature",
+                    "geometry": square(region),
+                    "properties": {
+                        "objectType": "annotation",
+                        "name": f"region {region['rank']}: "
+                        f"P = {region['positive_probability']:.3f}",
+                        "classification": {
+                            "name": "Most suspicious region",
+                            "color": QUPATH_COLOURS["region"],
+                        },
+                        "measurements": {"P(positive)": region["positive_probability"]},
+                    },
+                }
+            )
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "properties": {
+                "slide": self.info.name,
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "coordinates": "level-0 pixels",
+                "note": "Research use only, not a diagnosis.",
+            },
+        }
 
     def bounds(self) -> List[int]:
         """[x, y, width, height] in level-0 pixels that the overlay and marks cover."""
-        return [0, 0, round(self.cols * self.choice.tile_l0), round(self.rows * self.choice.tile_l0)]
+        return [
+            0,
+            0,
+            round(self.cols * self.choice.tile_l0),
+            round(self.rows * self.choice.tile_l0),
+        ]
 
     def overlay_png(self, max_side: int = OVERLAY_MAX_SIDE) -> bytes:
         """RGBA PNG: answered tiles coloured by P(positive) (webapp.overlay's colours), flagged
         tiles grey, the rest transparent; each tile a block of whole pixels."""
         per_tile = max(1, min(OVERLAY_MAX_TILE, max_side // max(self.rows, self.cols, 1)))
         answered = (self.status == ASSESSED) | (self.status == UNCERTAIN)
-        levels = Image.fromarray((np.clip(np.nan_to_num(self.probability), 0, 1) * overlay.BYTE_MAX).astype(np.uint8))
-        rgb = np.array(ImageOps.colorize(levels, black=overlay.COLD, mid=overlay.WARM, white=overlay.HOT))
+        levels = Image.fromarray(
+            (np.clip(np.nan_to_num(self.probability), 0, 1) * overlay.BYTE_MAX).astype(np.uint8)
+        )
+        rgb = np.array(
+            ImageOps.colorize(levels, black=overlay.COLD, mid=overlay.WARM, white=overlay.HOT)
+        )
         flagged = self.status == FLAGGED
         rgb[flagged] = tiling.FLAGGED_COLOUR
         alpha = np.where(answered | flagged, 255, 0).astype(np.uint8)
@@ -454,12 +621,27 @@ class SlideMap:
         draw = ImageDraw.Draw(image)
         width = max(1, per_tile // 48)  # the image is stretched with the slide: thin at any zoom
         for row, col in zip(*np.nonzero(self.status == UNCERTAIN)):
-            box = [int(col) * per_tile, int(row) * per_tile, (int(col) + 1) * per_tile - 1, (int(row) + 1) * per_tile - 1]
-            draw.rectangle(box, outline=REFER_RGBA, width=width)  # black, with a white line inside it
-            draw.rectangle([box[0] + width, box[1] + width, box[2] - width, box[3] - width],
-                           outline=(255, 255, 255, 255), width=1)
+            box = [
+                int(col) * per_tile,
+                int(row) * per_tile,
+                (int(col) + 1) * per_tile - 1,
+                (int(row) + 1) * per_tile - 1,
+            ]
+            draw.rectangle(
+                box, outline=REFER_RGBA, width=width
+            )  # black, with a white line inside it
+            draw.rectangle(
+                [box[0] + width, box[1] + width, box[2] - width, box[3] - width],
+                outline=(255, 255, 255, 255),
+                width=1,
+            )
         for row, col in zip(*np.nonzero(self.status == FLAGGED)):
-            box = [int(col) * per_tile, int(row) * per_tile, (int(col) + 1) * per_tile - 1, (int(row) + 1) * per_tile - 1]
+            box = [
+                int(col) * per_tile,
+                int(row) * per_tile,
+                (int(col) + 1) * per_tile - 1,
+                (int(row) + 1) * per_tile - 1,
+            ]
             draw.rectangle(box, outline=FLAGGED_RGBA, width=width)
         return _png(image)
 
@@ -467,25 +649,40 @@ class SlideMap:
         """The slide's thumbnail with the map blended in, refer tiles outlined, the top regions
         boxed and numbered, above webapp.tiling's legend; PNG bytes."""
         level = len(self.info.levels) - 1  # the coarsest level at least `side` long, read whole
-        while level > 0 and max(self.info.levels[level][:2]) < min(side, max(self.info.width, self.info.height)):
+        while level > 0 and max(self.info.levels[level][:2]) < min(
+            side, max(self.info.width, self.info.height)
+        ):
             level -= 1
         thumb = Image.fromarray(_rgb(slide.read_region((0, 0), level, self.info.levels[level][:2])))
         thumb.thumbnail((side, side), Image.BOX)
         scale = thumb.width / self.info.width
         picture = thumb.copy()
         tinted = Image.open(io.BytesIO(self.overlay_png())).resize(
-            (max(1, round(self.bounds()[2] * scale)), max(1, round(self.bounds()[3] * scale))), Image.NEAREST)
+            (max(1, round(self.bounds()[2] * scale)), max(1, round(self.bounds()[3] * scale))),
+            Image.NEAREST,
+        )
         faded = Image.new("RGBA", tinted.size, (0, 0, 0, 0))
         faded = Image.blend(faded, tinted, tiling.MAP_ALPHA)
         picture.paste(faded, (0, 0), faded)
         draw = ImageDraw.Draw(picture)
         for item in self.refer():
             if item["status"] == tiling.STATUS_UNCERTAIN:
-                draw.rectangle([item["x"] * scale, item["y"] * scale, (item["x"] + item["width"]) * scale,
-                                (item["y"] + item["height"]) * scale], outline=(0, 0, 0))
+                draw.rectangle(
+                    [
+                        item["x"] * scale,
+                        item["y"] * scale,
+                        (item["x"] + item["width"]) * scale,
+                        (item["y"] + item["height"]) * scale,
+                    ],
+                    outline=(0, 0, 0),
+                )
         for region in self.top_regions():
-            box = [region["x"] * scale - 2, region["y"] * scale - 2, (region["x"] + region["width"]) * scale + 2,
-                   (region["y"] + region["height"]) * scale + 2]
+            box = [
+                region["x"] * scale - 2,
+                region["y"] * scale - 2,
+                (region["x"] + region["width"]) * scale + 2,
+                (region["y"] + region["height"]) * scale + 2,
+            ]
             draw.rectangle(box, outline=tiling.BOX_COLOUR, width=2)
             draw.text((box[2] + 2, box[1]), str(region["rank"]), fill=tiling.BOX_COLOUR)
         return tiling.with_legend(picture, self.positive_class, self.counts(), research_only)
@@ -497,12 +694,23 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def map_slide(slide: Any, info: SlideInfo, predict: Callable[[List[bytes]], List[Any]], *, patch: int,
-              target_mpp: float, card: Optional[Dict[str, Any]] = None, positive_class: Optional[str] = None,
-              threshold: float = 0.5, model_name: Optional[str] = None, batch: int = tiling.DEFAULT_BATCH,
-              workers: int = tiling.DEFAULT_WORKERS, min_tissue: float = tiling.MIN_TISSUE_FRACTION,
-              max_tiles: int = DEFAULT_MAX_TISSUE_TILES,
-              progress: Optional[Callable[[int, int], None]] = None) -> SlideMap:
+def map_slide(
+    slide: Any,
+    info: SlideInfo,
+    predict: Callable[[List[bytes]], List[Any]],
+    *,
+    patch: int,
+    target_mpp: float,
+    card: Optional[Dict[str, Any]] = None,
+    positive_class: Optional[str] = None,
+    threshold: float = 0.5,
+    model_name: Optional[str] = None,
+    batch: int = tiling.DEFAULT_BATCH,
+    workers: int = tiling.DEFAULT_WORKERS,
+    min_tissue: float = tiling.MIN_TISSUE_FRACTION,
+    max_tiles: int = DEFAULT_MAX_TISSUE_TILES,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> SlideMap:
     """Maps a slide: level choice, tissue mask, then tissue tiles through ``predict`` in batches.
 
     Args:
@@ -526,15 +734,20 @@ def map_slide(slide: Any, info: SlideInfo, predict: Callable[[List[bytes]], List
     choice = choose_level(info, target_mpp, patch)
     rows, cols = grid_shape(info, choice)
     if rows == 0 or cols == 0:
-        raise SlideError(f"{info.name}: {info.width} x {info.height} pixels is smaller than one "
-                         f"{patch} px tile at {target_mpp:g} microns per pixel")
+        raise SlideError(
+            f"{info.name}: {info.width} x {info.height} pixels is smaller than one "
+            f"{patch} px tile at {target_mpp:g} microns per pixel"
+        )
     tissue = tissue_mask(slide, info, choice)
     timings["mask"] = time.perf_counter() - started
     status = np.where(tissue >= min_tissue, TISSUE, BACKGROUND).astype(np.int8)
     wanted = int((status == TISSUE).sum())
     if wanted > max_tiles:
-        raise SlideError(f"{info.name}: {wanted:,} tissue tiles of {patch} px at {target_mpp:g} microns per "
-                         f"pixel; at most {max_tiles:,} per map", 413)
+        raise SlideError(
+            f"{info.name}: {wanted:,} tissue tiles of {patch} px at {target_mpp:g} microns per "
+            f"pixel; at most {max_tiles:,} per map",
+            413,
+        )
     probability = np.full((rows, cols), np.nan, np.float32)
     positive = np.zeros((rows, cols), bool)
     reasons: Dict[Tuple[int, int], str] = {}
@@ -547,9 +760,14 @@ def map_slide(slide: Any, info: SlideInfo, predict: Callable[[List[bytes]], List
             raise SlideError(f"the model answered {len(answers)} of {len(items)} tiles", 502)
         with lock:
             for (row, col, data), answer in zip(items, answers):
-                code, called, reason = tiling.decision(answer, threshold, positive_class, card, data)
+                code, called, reason = tiling.decision(
+                    answer, threshold, positive_class, card, data
+                )
                 version[0] = getattr(answer, "model_version", version[0])
-                status[row, col] = {tiling.STATUS_FLAGGED: FLAGGED, tiling.STATUS_UNCERTAIN: UNCERTAIN}.get(code, ASSESSED)
+                status[row, col] = {
+                    tiling.STATUS_FLAGGED: FLAGGED,
+                    tiling.STATUS_UNCERTAIN: UNCERTAIN,
+                }.get(code, ASSESSED)
                 if code == tiling.STATUS_FLAGGED:
                     reasons[(row, col)] = str(reason)
                     continue
@@ -585,8 +803,20 @@ def map_slide(slide: Any, info: SlideInfo, predict: Callable[[List[bytes]], List
     timings["read_tiles"] = reading
     timings["tiles"] = time.perf_counter() - tiles_started
     timings["total"] = time.perf_counter() - started
-    return SlideMap(info, choice, patch, tissue, status, probability, positive, reasons, positive_class,
-                    model_name, version[0], timings)
+    return SlideMap(
+        info,
+        choice,
+        patch,
+        tissue,
+        status,
+        probability,
+        positive,
+        reasons,
+        positive_class,
+        model_name,
+        version[0],
+        timings,
+    )
 
 
 # --- the viewer's deep-zoom tiles ------------------------------------------------------------
@@ -596,12 +826,15 @@ class SlideCache:
 
     def __init__(self, size: int = OPEN_SLIDES):
         self.size = size
-        self._items: "collections.OrderedDict[Tuple[str, float, Optional[float]], Tuple[Any, SlideInfo, Any]]" = \
+        # (path, modification time, given mpp) -> (slide, info, DeepZoomGenerator)
+        self._items: "collections.OrderedDict[Tuple, Tuple[Any, SlideInfo, Any]]" = (
             collections.OrderedDict()
+        )
         self._lock = threading.Lock()
 
-    def get(self, path: str, mpp: Optional[float] = None,
-            max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS) -> Tuple[Any, SlideInfo, Any]:
+    def get(
+        self, path: str, mpp: Optional[float] = None, max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS
+    ) -> Tuple[Any, SlideInfo, Any]:
         """(slide, info, DeepZoomGenerator) for ``path``; reopened when the file changed."""
         try:
             key = (os.path.abspath(path), os.path.getmtime(path), mpp)
@@ -614,7 +847,9 @@ class SlideCache:
         slide, info = open_slide(path, mpp=mpp, max_pixels=max_pixels)
         from openslide.deepzoom import DeepZoomGenerator
 
-        deepzoom = DeepZoomGenerator(slide, tile_size=DZI_TILE, overlap=DZI_OVERLAP, limit_bounds=False)
+        deepzoom = DeepZoomGenerator(
+            slide, tile_size=DZI_TILE, overlap=DZI_OVERLAP, limit_bounds=False
+        )
         with self._lock:
             self._items[key] = (slide, info, deepzoom)
             while len(self._items) > self.size:
@@ -636,7 +871,9 @@ def dzi_tile(deepzoom: Any, level: int, col: int, row: int) -> bytes:
         raise SlideError(f"no deep-zoom level {level} (the slide has {deepzoom.level_count})", 404)
     cols, rows = deepzoom.level_tiles[level]
     if not (0 <= col < cols and 0 <= row < rows):
-        raise SlideError(f"no tile {col}_{row} at deep-zoom level {level} ({cols} x {rows} tiles)", 404)
+        raise SlideError(
+            f"no tile {col}_{row} at deep-zoom level {level} ({cols} x {rows} tiles)", 404
+        )
     tile = deepzoom.get_tile(level, (col, row)).convert("RGB")
     buffer = io.BytesIO()
     tile.save(buffer, format="JPEG", quality=DZI_QUALITY)

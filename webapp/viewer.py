@@ -14,6 +14,7 @@ prediction client, batch by batch. A map is kept in memory (the last ``SLIDE_MAP
 under a key made of the slide file, its modification time and the model version, so its
 page can be bookmarked and reloaded while the process holds it.
 """
+
 from __future__ import annotations
 
 import collections
@@ -23,8 +24,18 @@ import os
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
-from flask import (Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template,
-                   request, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from breastdx_core import contract, model_card
 from webapp import audit, service, slides, wholeslide
@@ -58,7 +69,9 @@ def init_app(app: Flask, csrf: Any = None) -> None:
     def slide_error(err: slides.SlideError):
         if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
             return jsonify({"error": err.message}), err.http_status
-        return render_template("error.html", message=err.message, status=err.http_status), err.http_status
+        return render_template(
+            "error.html", message=err.message, status=err.http_status
+        ), err.http_status
 
 
 class MapStore:
@@ -84,16 +97,22 @@ class MapStore:
 def _folder() -> str:
     folder = current_app.config.get("SLIDES_DIR")
     if not folder:
-        raise slides.SlideError("no slides folder is configured: set SLIDES_DIR (environment variable "
-                                "BREASTDX_WEB_SLIDES_DIR) to a server-side folder of slides", 404)
+        raise slides.SlideError(
+            "no slides folder is configured: set SLIDES_DIR (environment variable "
+            "BREASTDX_WEB_SLIDES_DIR) to a server-side folder of slides",
+            404,
+        )
     if not os.path.isdir(folder):
         raise slides.SlideError(f"the slides folder {folder} does not exist on the server", 404)
     return folder
 
 
 def _names() -> List[str]:
-    names = sorted(n for n in os.listdir(_folder()) if n.lower().endswith(slides.SLIDE_SUFFIXES)
-                   and os.path.isfile(os.path.join(_folder(), n)))
+    names = sorted(
+        n
+        for n in os.listdir(_folder())
+        if n.lower().endswith(slides.SLIDE_SUFFIXES) and os.path.isfile(os.path.join(_folder(), n))
+    )
     return names[: int(current_app.config["MAX_SLIDES_LISTED"])]
 
 
@@ -111,15 +130,20 @@ def _mpp() -> Optional[float]:
     try:
         value = float(raw)
     except ValueError:
-        raise UploadError(f"microns per pixel must be a number, e.g. 0.25; got {raw[:40]!r}") from None
+        raise UploadError(
+            f"microns per pixel must be a number, e.g. 0.25; got {raw[:40]!r}"
+        ) from None
     if not slides.MIN_MPP <= value <= slides.MAX_MPP:
-        raise UploadError(f"microns per pixel {value:g} is outside {slides.MIN_MPP:g} to {slides.MAX_MPP:g}")
+        raise UploadError(
+            f"microns per pixel {value:g} is outside {slides.MIN_MPP:g} to {slides.MAX_MPP:g}"
+        )
     return value
 
 
 def _open(name: str, mpp: Optional[float] = None) -> Tuple[Any, slides.SlideInfo, Any]:
-    return current_app.extensions["slide_cache"].get(_path(name), mpp=mpp,
-                                                     max_pixels=int(current_app.config["MAX_SLIDE_PIXELS"]))
+    return current_app.extensions["slide_cache"].get(
+        _path(name), mpp=mpp, max_pixels=int(current_app.config["MAX_SLIDE_PIXELS"])
+    )
 
 
 def listing() -> List[Dict[str, Any]]:
@@ -127,11 +151,16 @@ def listing() -> List[Dict[str, Any]]:
     rows = []
     for name in _names():
         path = os.path.join(_folder(), name)
-        row: Dict[str, Any] = {"name": name, "bytes": os.path.getsize(path),
-                               "url": url_for("viewer.slide_page", name=name)}
+        row: Dict[str, Any] = {
+            "name": name,
+            "bytes": os.path.getsize(path),
+            "url": url_for("viewer.slide_page", name=name),
+        }
         try:
             _, info, _ = _open(name)
-            row.update(width=info.width, height=info.height, mpp=round(info.mpp, 4), vendor=info.vendor)
+            row.update(
+                width=info.width, height=info.height, mpp=round(info.mpp, 4), vendor=info.vendor
+            )
         except slides.SlideError as err:
             row["problem"] = err.message.split(": ", 1)[-1]
         rows.append(row)
@@ -150,21 +179,44 @@ def make_map(name: str) -> Tuple[str, Dict[str, Any]]:
     predict, version, card = wholeslide._predictor(wholeslide._version())
     target = model_card.microns_per_pixel(card)
     if target is None:
-        raise slides.SlideError(f"model version {version}'s card records no slide scale "
-                                "(input_contract.microns_per_pixel); slides cannot be mapped with it")
+        raise slides.SlideError(
+            f"model version {version}'s card records no slide scale "
+            "(input_contract.microns_per_pixel); slides cannot be mapped with it"
+        )
     config = current_app.config
-    result = slides.map_slide(slide, info, predict, patch=wholeslide.model_patch(card), target_mpp=target, card=card,
-                              positive_class=card.get("positive_class"), threshold=wholeslide.card_threshold(card),
-                              model_name=service.client().model_name, batch=int(config["TILE_BATCH"]),
-                              max_tiles=int(config["MAX_SLIDE_TILES"]))
+    result = slides.map_slide(
+        slide,
+        info,
+        predict,
+        patch=wholeslide.model_patch(card),
+        target_mpp=target,
+        card=card,
+        positive_class=card.get("positive_class"),
+        threshold=wholeslide.card_threshold(card),
+        model_name=service.client().model_name,
+        batch=int(config["TILE_BATCH"]),
+        max_tiles=int(config["MAX_SLIDE_TILES"]),
+    )
     key = _key(info, result.model_version, mpp)
-    body = {"slide_name": name, **result.as_dict(with_grid=False), "research_only": contract.RESEARCH_ONLY,
-            "key": key}
+    body = {
+        "slide_name": name,
+        **result.as_dict(with_grid=False),
+        "research_only": contract.RESEARCH_ONLY,
+        "key": key,
+    }
     counts = body["counts"]
-    audit.record([info.path.encode("utf-8")], [{
-        "model_name": body["model_name"], "model_version": body["model_version"],
-        "class_name": f"{counts['positive']} positive of {counts['assessed']} assessed", "probability": None}],
-        "slide_map")
+    audit.record(
+        [info.path.encode("utf-8")],
+        [
+            {
+                "model_name": body["model_name"],
+                "model_version": body["model_version"],
+                "class_name": f"{counts['positive']} positive of {counts['assessed']} assessed",
+                "probability": None,
+            }
+        ],
+        "slide_map",
+    )
     entry = {"name": name, "body": body, "map": result}
     current_app.extensions["slide_maps"].put(key, entry)
     return key, entry
@@ -173,17 +225,22 @@ def make_map(name: str) -> Tuple[str, Dict[str, Any]]:
 def _entry(name: str, key: str) -> Dict[str, Any]:
     entry = current_app.extensions["slide_maps"].get(key)
     if entry is None or entry["name"] != name:
-        raise slides.SlideError(f"this map of {name[:80]} is no longer held by the server (it keeps the last "
-                                f"{current_app.config['SLIDE_MAPS_KEPT']}); map the slide again", 404)
+        raise slides.SlideError(
+            f"this map of {name[:80]} is no longer held by the server (it keeps the last "
+            f"{current_app.config['SLIDE_MAPS_KEPT']}); map the slide again",
+            404,
+        )
     return entry
 
 
 def _links(name: str, key: str) -> Dict[str, str]:
-    return {"page": url_for("viewer.map_page", name=name, key=key),
-            "json": url_for("viewer.map_json", name=name, key=key),
-            "geojson": url_for("viewer.map_geojson", name=name, key=key),
-            "overlay": url_for("viewer.map_overlay", name=name, key=key),
-            "marks": url_for("viewer.map_marks", name=name, key=key)}
+    return {
+        "page": url_for("viewer.map_page", name=name, key=key),
+        "json": url_for("viewer.map_json", name=name, key=key),
+        "geojson": url_for("viewer.map_geojson", name=name, key=key),
+        "overlay": url_for("viewer.map_overlay", name=name, key=key),
+        "marks": url_for("viewer.map_marks", name=name, key=key),
+    }
 
 
 # --- pages -----------------------------------------------------------------------------------
@@ -205,7 +262,9 @@ def slide_page(name: str):
         if err.http_status == 404:
             raise
         info, problem = None, err.message  # e.g. no resolution metadata: the page asks for it
-    return render_template("slide.html", name=name, info=info, problem=problem, result=None, links=None)
+    return render_template(
+        "slide.html", name=name, info=info, problem=problem, result=None, links=None
+    )
 
 
 @ui_bp.post("/slides/<name>/map")
@@ -218,8 +277,15 @@ def map_slide(name: str):
 def map_page(name: str, key: str):
     entry = _entry(name, key)
     result = entry["map"]
-    return render_template("slide.html", name=name, info=result.info, problem=None, result=entry["body"],
-                           bounds=result.bounds(), links=_links(name, key))
+    return render_template(
+        "slide.html",
+        name=name,
+        info=result.info,
+        problem=None,
+        result=entry["body"],
+        bounds=result.bounds(),
+        links=_links(name, key),
+    )
 
 
 def _download(data: bytes, mimetype: str, filename: Optional[str] = None) -> Response:
@@ -243,7 +309,11 @@ def map_marks(name: str, key: str):
 def map_json(name: str, key: str):
     entry = _entry(name, key)
     body = {**entry["body"], "grid": entry["map"].grid()}
-    return _download(json.dumps(body).encode("utf-8"), "application/json", f"{os.path.splitext(name)[0]}.map.json")
+    return _download(
+        json.dumps(body).encode("utf-8"),
+        "application/json",
+        f"{os.path.splitext(name)[0]}.map.json",
+    )
 
 
 @ui_bp.get("/slides/<name>/maps/<key>/regions.geojson")
@@ -273,7 +343,7 @@ def dzi_tile(name: str, level: int, col: int, row: int):
     return response
 
 
-# --- JSON API --------------------------------------------------------------------------------------
+# --- JSON API ----------------------------------------------------------------------------
 @api_bp.get("/slides")
 def slides_api():
     return jsonify({"slides": listing(), "research_only": contract.RESEARCH_ONLY})
