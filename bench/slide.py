@@ -14,11 +14,12 @@ project's own decode (components/transform: pad/crop to 50, resize to 64): the s
 a trained one, answers without meaning (no decision rule in its card: a 0.5 threshold).
 
 It starts the real model server and the web app (bench/serve.py), then: the whole map by
-``POST /api/slides/<name>/map`` (wall time; the app's mask/tile split), the web process's peak
-memory (psutil, polled), the same map in a separate process at two slide sizes with a
-constant stand-in model (peak RSS: flat in the slide's size?), and ``--tile-requests`` DeepZoom
-tile requests at random places and levels (p50/p99, one client). The machine's cores are
-shared by the servers, the client and whatever else runs on it.
+``POST /api/slides/<name>/map`` (wall time; the mask/tile split), the web process's peak
+memory (psutil, polled), the CPU seconds both servers spent on it (over 2: the wall time two
+dedicated cores would need at best), the same map in a separate process at two slide sizes
+with a constant stand-in model (peak RSS: flat in the slide's size?), and
+``--tile-requests`` DeepZoom tile requests at random places and levels (p50/p99, one
+client). The machine's cores are shared by the servers, the client and whatever else runs.
 """
 
 from __future__ import annotations
@@ -143,6 +144,18 @@ def peak_rss_of(pid: int, stop: threading.Event, out: List[int]) -> None:
         peak = max(peak, rss)
         time.sleep(0.05)
     out.append(peak)
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (gunicorn's workers)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    total = 0.0
+    for one in [process, *process.children(recursive=True)]:
+        times = one.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def memory_run(path: str) -> Dict[str, float]:
@@ -275,13 +288,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     version = newest_version(serving_root, args.model)
     print(f"model {args.model} at {version}; {os.cpu_count()} CPU cores (shared)")
 
+    small_name = f"bench-{args.width // SMALL_FACTOR}x{args.height // SMALL_FACTOR}.svs"
+    small = os.path.join(slides_dir, small_name)
+    if not os.path.exists(small):
+        write_bench_slide(small, args.width // SMALL_FACTOR, args.height // SMALL_FACTOR)
     processes: list = []
     web_env = {"BREASTDX_WEB_SLIDES_DIR": slides_dir, "BREASTDX_WEB_REQUEST_TIMEOUT_S": "600"}
     with model_and_web_servers(serving_root, args.model, web_env=web_env, processes=processes) as (
         _,
         web_url,
     ):
-        requests.post(f"{web_url}/api/slides/{name}/map", timeout=3600)  # warms both servers up
+        # The small slide warms both servers up (model loaded, graphs traced, pools open).
+        requests.post(f"{web_url}/api/slides/{small_name}/map", timeout=3600).raise_for_status()
+        cpu_before = [cpu_seconds_of(p.pid) for p in processes]
         stop, peaks = threading.Event(), []
         watcher = threading.Thread(
             target=peak_rss_of, args=(processes[1].pid, stop, peaks), daemon=True
@@ -292,6 +311,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         wall = time.perf_counter() - started
         stop.set()
         watcher.join()
+        cpu = [
+            after - before
+            for after, before in zip([cpu_seconds_of(p.pid) for p in processes], cpu_before)
+        ]
         if response.status_code != 200:
             raise SystemExit(f"map answered {response.status_code}: {response.text[:300]}")
         body = response.json()
@@ -310,6 +333,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"(of which reading+encoding {seconds['read_tiles']:.1f} s); "
         f"{sent / seconds['tiles']:.0f} tiles/s"
     )
+    print(
+        f"CPU seconds during the map: model server {cpu[0]:.1f}, web app {cpu[1]:.1f}; on two "
+        f"dedicated cores at best {sum(cpu) / 2:.1f} s ({sent / (sum(cpu) / 2):.0f} tiles/s)"
+    )
     print(f"web process peak RSS during the map: {peaks[0] / 2**20:.0f} MiB")
     print(
         f"viewer tile requests ({len(latencies)}, one client): "
@@ -319,11 +346,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     print(f"goal whole map <= {GOAL_S:.0f} s: {'met' if wall <= GOAL_S else 'NOT met'}")
     if not args.skip_memory:
-        small = os.path.join(
-            slides_dir, f"bench-{args.width // SMALL_FACTOR}x{args.height // SMALL_FACTOR}.svs"
-        )
-        if not os.path.exists(small):
-            write_bench_slide(small, args.width // SMALL_FACTOR, args.height // SMALL_FACTOR)
         for target in (small, path):
             out = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "memory", target],
