@@ -39,7 +39,8 @@ def test_slide_pages_tiles_and_map(client):
     listing = client.get("/slides")
     assert listing.status_code == 200
     text = listing.get_data(as_text=True)
-    assert "patient.svs" in text and "3,000" in text  # its width in the listing
+    width = client.get("/api/slides").get_json()["slides"][1]["width"]
+    assert "patient.svs" in text and f"{width:,} &times;" in text  # its size in the listing
     assert "bare.tif" in text and "--mpp" in text and "readme.txt" not in text
     page = client.get("/slides/patient.svs")
     assert page.status_code == 200

@@ -67,7 +67,7 @@ DZI_QUALITY = 80
 OPEN_SLIDES = 8  # slides kept open by the web app (file handles and OpenSlide's tile cache)
 OVERLAY_MAX_SIDE = 1024  # the probability overlay image (tiles drawn as blocks)
 OVERLAY_MAX_TILE = 16  # pixels per tile side in it: enough for crisp block edges when zoomed
-MARKS_MAX_SIDE = 6144  # the refer/not-assessed outlines (finer, so an outline stays thin)
+MARKS_MAX_SIDE = 3072  # the refer outlines: finer than the overlay, light enough for a phone
 PICTURE_SIDE = 1024  # the command line's map picture
 BACKGROUND_RGB = (255, 255, 255)  # outside the slide's scanned area (OpenSlide: transparent)
 
@@ -616,10 +616,10 @@ class SlideMap:
     def marks_png(self, max_side: int = MARKS_MAX_SIDE) -> bytes:
         """RGBA PNG: a black-and-white outline round each uncertain ("refer") tile and a grey one
         round each not-assessed tile; transparent elsewhere."""
-        per_tile = max(4, min(128, max_side // max(self.rows, self.cols, 1)))
+        per_tile = max(4, min(64, max_side // max(self.rows, self.cols, 1)))
         image = Image.new("RGBA", (self.cols * per_tile, self.rows * per_tile), (0, 0, 0, 0))
         draw = ImageDraw.Draw(image)
-        width = max(1, per_tile // 48)  # the image is stretched with the slide: thin at any zoom
+        width = max(1, per_tile // 32)  # the image is stretched with the slide: keep it thin
         for row, col in zip(*np.nonzero(self.status == UNCERTAIN)):
             box = [
                 int(col) * per_tile,

@@ -5,8 +5,9 @@
   'use strict';
   window.breastdxViewers = window.breastdxViewers || {};
 
+  // A plain image gets OpenSeadragon's own pyramid: thin outlines survive being drawn small.
   function imageSource(url) {
-    return /\.dzi(\?|$)/.test(url) ? url : {type: 'image', url: url, buildPyramid: false};
+    return /\.dzi(\?|$)/.test(url) ? url : {type: 'image', url: url, buildPyramid: true};
   }
 
   function init(container) {
