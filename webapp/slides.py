@@ -3,8 +3,9 @@
 ``webapp.viewer`` (the slide pages, their DZI tiles and ``POST /slides/<name>/map``),
 ``breastdx_cli.predict`` (``breastdx predict SLIDE --map-dir``) and ``bench/slide.py`` call
 :func:`open_slide` and :func:`map_slide`. Slides are read with OpenSlide (``openslide-python``
-with the wheel-packaged ``openslide-bin``: Aperio SVS, generic tiled TIFF, OME-TIFF-as-TIFF,
-Hamamatsu, MIRAX, Leica, Ventana, DICOM WSI; no system library).
+with the wheel-packaged ``openslide-bin``: Aperio SVS, generic tiled TIFF, Hamamatsu, MIRAX,
+Leica, Ventana, DICOM WSI; no system library). An OME-TIFF whose pyramid sits in SubIFDs is not
+among them (OpenSlide reads only its full-resolution plane, if tiled).
 
 The model was trained on patches at one scale (IDC: 50x50 px at 2.5x of a 40x scan, about
 4 um/px; the card's ``input_contract.microns_per_pixel``). The slide's microns per pixel
@@ -191,7 +192,7 @@ def is_slide_path(path: str) -> bool:
 def read_mpp(properties: Dict[str, str]) -> Optional[Tuple[float, str]]:
     """(microns per pixel, source) from OpenSlide's properties, or None when the slide has none.
 
-    OpenSlide's own ``openslide.mpp-x`` first (Aperio's MPP, OME, vendors' fields), then the TIFF
+    OpenSlide's own ``openslide.mpp-x`` first (Aperio's MPP, vendors' fields), then the TIFF
     resolution tags (``tiff.XResolution`` in pixels per ``tiff.ResolutionUnit``)."""
     value = properties.get("openslide.mpp-x")
     if value:
