@@ -4,8 +4,8 @@
 ``breastdx_cli.predict`` (``breastdx predict SLIDE --map-dir``) and ``bench/slide.py`` call
 :func:`open_slide` and :func:`map_slide`. Slides are read with OpenSlide (``openslide-python``
 with the wheel-packaged ``openslide-bin``: Aperio SVS, generic tiled TIFF, Hamamatsu, MIRAX,
-Leica, Ventana, DICOM WSI; no system library). An OME-TIFF whose pyramid sits in SubIFDs is not
-among them (OpenSlide reads only its full-resolution plane, if tiled).
+Leica, Ventana, DICOM WSI; no system library). OME-TIFF is not among OpenSlide's formats and is
+not tested here (only the SVS and generic tiled TIFF of pipeline/synthetic_slide.py are).
 
 The model was trained on patches at one scale (IDC: 50x50 px at 2.5x of a 40x scan, about
 4 um/px; the card's ``input_contract.microns_per_pixel``). The slide's microns per pixel
