@@ -12,7 +12,11 @@ its own line with the reason and the other files are still classified; the exit 
 1 when any file failed. An image larger than the model's native patch (IDC: 50x50) is
 tiled like the web app's ``/map`` (``webapp.tiling``) and its probability map written as
 a PNG to ``--map-dir``; ``--mosaic FOLDER`` rebuilds a patient's slide from its IDC
-patches (``webapp.mosaic``).
+patches (``webapp.mosaic``). A whole-slide image (SVS, pyramidal TIFF... ``webapp.slides``)
+is read at the model's scale and mapped tile by tile: ``<stem>.map.png``, ``<stem>.map.json``
+and ``<stem>.geojson`` (QuPath) in ``--map-dir``; a slide that cannot be mapped (not a
+slide, no resolution metadata without ``--mpp``, over the limits) is refused in one line
+and the exit status is 2.
 """
 from __future__ import annotations
 
@@ -33,13 +37,16 @@ DEFAULT_MODEL = settings.DEFAULT_MODEL_NAME
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAP_SUFFIX = ".map.png"
 MOSAIC_SUFFIX = ".mosaic.png"
+SLIDE_JSON_SUFFIX = ".map.json"
+SLIDE_GEOJSON_SUFFIX = ".geojson"
 
 
 def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the ``predict`` verb to ``breastdx_cli.main``'s subparsers."""
     parser = subparsers.add_parser("predict", help="classify image files (research use only)",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG/GIF/BMP files")
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="PNG/JPEG/GIF/BMP files, or whole-slide images (SVS, tiled TIFF...)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server", default=DEFAULT_SERVER, help="model server REST URL")
     where.add_argument("--saved-model", default=None, help="a SavedModel folder to run in-process instead")
@@ -51,6 +58,8 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--mosaic", default=None, metavar="FOLDER",
                         help="a patient's folder of IDC patches (<patient>_idx5_x<X>_y<Y>_class<C>.png) "
                              "to rebuild as the whole-slide mosaic")
+    parser.add_argument("--mpp", type=float, default=None, metavar="MICRONS",
+                        help="a slide's level-0 microns per pixel where it holds none (40x: 0.25)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per file instead of text")
     parser.set_defaults(func=run_predict)
     return parser
@@ -142,7 +151,11 @@ def run_predict(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     def predict(batch: List[bytes]) -> list:
         return client.predict(batch, version=version, explain=False)
 
-    accepted, failed = _checked(args.images, DEFAULTS["MAX_MAP_BYTES"], DEFAULTS["MAX_IMAGE_PIXELS"])
+    from webapp import slides
+
+    slide_paths = [path for path in args.images if slides.is_slide_path(path)]
+    images = [path for path in args.images if path not in slide_paths]
+    accepted, failed = _checked(images, DEFAULTS["MAX_MAP_BYTES"], DEFAULTS["MAX_IMAGE_PIXELS"])
     # Only a task trained on native patches (IDC) is tiled; BUSI's whole images are classified whole.
     spec = contract.get_task(card.get("task") if card.get("task") in contract.TASKS else "idc").image
     patch = wholeslide.model_patch(card)
@@ -163,6 +176,8 @@ def run_predict(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
                                "probability": answer.probabilities[names.index(called)] if called in names else None}
         for path, upload in tiled:
             lines[path] = _map_line(path, upload, predict, card, args, tiling, wholeslide)
+        for path in slide_paths:
+            lines[path] = _slide_line(path, predict, card, args, wholeslide)
         if args.mosaic:
             lines[args.mosaic] = _mosaic_line(args.mosaic, predict, card, args, wholeslide)
     except PredictionError as err:
@@ -173,6 +188,8 @@ def run_predict(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         print(_format(lines[path], args.json), file=out)
     print(f"model: {source}", file=out)
     print(contract.RESEARCH_ONLY, file=out)
+    if any("error" in lines[path] for path in slide_paths):
+        return EXIT_USAGE  # a slide that cannot be mapped as asked is the caller's to fix
     return EXIT_FAILED if any("error" in line for line in lines.values()) else EXIT_OK
 
 
@@ -198,6 +215,46 @@ def _map_line(path: str, upload: Any, predict: Callable, card: Dict[str, Any], a
     top = tile_map.top_regions(1)
     return {"file": path, "map": target, "rows": tile_map.rows, "cols": tile_map.cols, **tile_map.counts(),
             "max_probability": top[0]["positive_probability"] if top else None, "seconds": round(tile_map.seconds, 2)}
+
+
+def _slide_line(path: str, predict: Callable, card: Dict[str, Any], args: argparse.Namespace,
+                wholeslide: Any) -> Dict[str, Any]:
+    """Maps a whole-slide image; writes its picture, JSON and GeoJSON to ``--map-dir``."""
+    from breastdx_core import model_card
+    from webapp import DEFAULTS, slides
+
+    target = model_card.microns_per_pixel(card)
+    try:
+        if target is None:
+            raise slides.SlideError("the model's card records no slide scale "
+                                    "(input_contract.microns_per_pixel)")
+        slide, info = slides.open_slide(path, mpp=args.mpp)
+        try:
+            result = slides.map_slide(
+                slide, info, predict, patch=wholeslide.model_patch(card), target_mpp=target,
+                card=card, positive_class=card.get("positive_class"),
+                threshold=wholeslide.card_threshold(card), batch=DEFAULTS["TILE_BATCH"])
+            os.makedirs(args.map_dir, exist_ok=True)
+            picture = _stem_path(args.map_dir, path, MAP_SUFFIX)
+            with open(picture, "wb") as handle:
+                handle.write(result.render_png(slide, contract.RESEARCH_ONLY))
+        finally:
+            slide.close()
+    except slides.SlideError as err:
+        return {"file": path, "error": err.message.split(": ", 1)[-1] if err.message.startswith(
+            os.path.basename(path) + ": ") else err.message}
+    body = {**result.as_dict(), "research_only": contract.RESEARCH_ONLY}
+    mapped = _stem_path(args.map_dir, path, SLIDE_JSON_SUFFIX)
+    with open(mapped, "w", encoding="utf-8") as handle:
+        json.dump(body, handle)
+    regions = _stem_path(args.map_dir, path, SLIDE_GEOJSON_SUFFIX)
+    with open(regions, "w", encoding="utf-8") as handle:
+        json.dump(result.geojson(), handle)
+    top = result.top_regions(1)
+    return {"file": path, "map": picture, "json": mapped, "geojson": regions, "rows": result.rows,
+            "cols": result.cols, **result.counts(), "level": result.choice.level,
+            "max_probability": top[0]["positive_probability"] if top else None,
+            "seconds": round(result.timings["total"], 2)}
 
 
 def _mosaic_line(folder: str, predict: Callable, card: Dict[str, Any], args: argparse.Namespace,
@@ -227,9 +284,10 @@ def _format(line: Dict[str, Any], as_json: bool) -> str:
         return f"{path}: refused: {line['error']}"
     if "map" in line:
         top = "" if line["max_probability"] is None else f", highest p={line['max_probability']:.4f}"
+        extra = f", {line['geojson']}, {line['json']}" if "geojson" in line else ""
         return (f"{path}: map {line['rows']}x{line['cols']} tiles: {line['assessed']} assessed, {line['uncertain']} "
                 f"uncertain, {line['flagged']} not assessed, {line['positive']} positive, {line['background']} "
-                f"background{top} -> {line['map']}")
+                f"background{top} -> {line['map']}{extra}")
     if "mosaic" in line:
         return (f"{path}: mosaic of patient {line['patient']}: {line['patches']} patches, {line['assessed']} "
                 f"assessed, {line['uncertain']} uncertain, {line['flagged']} not assessed, {line['positive']} "

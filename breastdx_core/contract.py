@@ -64,10 +64,13 @@ class ImageSpec:
             centre-cropped to it first, so every patch keeps the same pixel scale;
             then the result is resized to ``model_size``. When None the image is
             resized to fit ``model_size`` with its aspect ratio kept and padded.
+        microns_per_pixel: the training images' scale where they come from slides, or None.
+            A whole slide is read at this scale (webapp/slides.py); the card records it.
     """
 
     model_size: Tuple[int, int]
     native_size: Optional[Tuple[int, int]] = None
+    microns_per_pixel: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,8 @@ class Task:
 # the last block) at 1.6x the pixels, where the study's 224x224 cost ~20x.
 IDC_PATCH = (50, 50)
 IDC_MODEL_SIZE = (64, 64)
+# The Kaggle IDC patches were cut at 2.5x from slides scanned at 40x (~0.25 um/px at 40x).
+IDC_MICRONS_PER_PIXEL = 4.0
 BUSI_MODEL_SIZE = (128, 128)
 # CBIS-DDSM patches: 224x224 crops of mammograms resized to 1152x896 in the study
 # (components/mammo); the synthetic demo's images are 4x smaller, and so are its patches.
@@ -120,7 +125,8 @@ TASKS: Dict[str, Task] = {
         class_names=("IDC-negative", "IDC-positive"),
         positive_class="IDC-positive",
         folder_labels={"0": 0, "1": 1},
-        image=ImageSpec(model_size=IDC_MODEL_SIZE, native_size=IDC_PATCH),
+        image=ImageSpec(model_size=IDC_MODEL_SIZE, native_size=IDC_PATCH,
+                        microns_per_pixel=IDC_MICRONS_PER_PIXEL),
         description="Invasive ductal carcinoma in 50x50 H&E histopathology patches",
     ),
     "busi": Task(

@@ -116,6 +116,8 @@ def trainer_fields(*, config: Dict[str, Any], signature: str, input_description:
         extra: further fields (backbone, hyperparameters...), kept as given.
     """
     class_names = [str(n) for n in config["class_names"]]
+    task = contract.TASKS.get(str(config.get("task") or ""))
+    scale = task.image.microns_per_pixel if task else None
     card = {
         "schema_version": SCHEMA_VERSION,
         "intended_use": f"{contract.RESEARCH_ONLY} {intended_use}",
@@ -124,7 +126,8 @@ def trainer_fields(*, config: Dict[str, Any], signature: str, input_description:
         "class_names": class_names,
         "positive_class": class_names[int(config["positive_index"])],
         "input_contract": {"signature": signature, "input": input_description,
-                           "model_size": [int(v) for v in config["model_size"]], "outputs": outputs},
+                           "model_size": [int(v) for v in config["model_size"]], "outputs": outputs,
+                           **({"microns_per_pixel": scale} if scale else {})},
         "parameters": parameters,
         "training_history": history,
         "train_seconds": round(float(seconds), 1),
@@ -211,6 +214,16 @@ def headline_metrics(card: Dict[str, Any]) -> List[Dict[str, Any]]:
         rows.append({"key": key, "label": label,
                      "value": value if isinstance(value, (int, float)) and not isinstance(value, bool) else None})
     return rows
+
+
+def microns_per_pixel(card: Dict[str, Any]) -> Optional[float]:
+    """The training images' scale: ``input_contract.microns_per_pixel``, else the task's
+    default (cards written before the field: IDC 4.0, 2.5x of a 40x scan), else None."""
+    value = ((card or {}).get("input_contract") or {}).get("microns_per_pixel")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    task = contract.TASKS.get(str((card or {}).get("task") or "idc"))
+    return task.image.microns_per_pixel if task else None
 
 
 def decision_rule(card: Dict[str, Any]) -> Optional[Dict[str, Any]]:

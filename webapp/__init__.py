@@ -84,7 +84,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.extensions["prediction_client"] = app.config.get("PREDICTION_CLIENT") or make_client(app.config)
     csrf.init_app(app)
 
-    from webapp import api, ui, wholeslide
+    from webapp import api, ui, viewer, wholeslide
 
     app.register_blueprint(ui.bp)
     app.register_blueprint(api.bp)
@@ -92,6 +92,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(wholeslide.api_bp)
     csrf.exempt(wholeslide.api_bp)
     csrf.exempt(api.bp)  # a JSON API for programs: no cookie session, nothing to forge
+    viewer.init_app(app, csrf)  # slides from the SLIDES_DIR folder in a deep-zoom viewer
     _register_errors(app)
 
     @app.context_processor

@@ -5,8 +5,9 @@
   'use strict';
   window.breastdxViewers = window.breastdxViewers || {};
 
+  // A plain image gets OpenSeadragon's own pyramid: thin outlines survive being drawn small.
   function imageSource(url) {
-    return /\.dzi(\?|$)/.test(url) ? url : {type: 'image', url: url, buildPyramid: false};
+    return /\.dzi(\?|$)/.test(url) ? url : {type: 'image', url: url, buildPyramid: true};
   }
 
   function init(container) {
@@ -23,7 +24,10 @@
       maxZoomPixelRatio: 4,
       visibilityRatio: 0.5,
       minZoomImageRatio: 0.5,
-      timeout: 60000
+      timeout: 60000,
+      // OpenSeadragon asks for one tile per drawn frame by default: on a busy machine a frame
+      // can take a second, and the slide filled in tile by tile.
+      maxTilesPerFrame: 12
     });
     window.breastdxViewers[container.id] = viewer;
     var width = config.width;
@@ -87,12 +91,13 @@
     container.querySelectorAll('.bdx-region').forEach(function (button) {
       button.addEventListener('click', function () {
         var region = config.regions[Number(button.dataset.index)];
-        // A margin of two boxes around the region: the tissue around it stays in view.
-        var pad = 2 * Math.max(region.width, region.height);
+        // A margin of one box around the region: the tissue around it stays in view.
+        var pad = Math.max(region.width, region.height);
         viewer.viewport.fitBounds(viewer.viewport.imageToViewportRectangle(
           region.x - pad, region.y - pad, region.width + 2 * pad, region.height + 2 * pad));
         container.dataset.focusedRegion = String(region.rank);
-        viewer.canvas.focus();  // the keyboard pans and zooms from there
+        viewer.canvas.focus({preventScroll: true});  // the keyboard pans and zooms from there
+        canvas.scrollIntoView({block: 'nearest'});
       });
     });
   }

@@ -1,0 +1,162 @@
+"""Slides through the live model server (the tiny model of tests/serving_helpers.py): the web
+app's slide pages, DeepZoom tiles, map pages and downloads, the JSON API, and
+``breastdx predict SLIDE --map-dir``. The slides are synthetic IDC patients written by
+pipeline/synthetic_slide.py and read with OpenSlide."""
+
+import argparse
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from breastdx_core import contract
+from pipeline import synthetic_slide
+
+pytest_plugins = ["conftest_serving"]
+
+from serving_helpers import MODEL_NAME  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def slides_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slides_dir")
+    synthetic_slide.synthetic_patient_slide(str(root / "patient.svs"), mpp=1.0, patches=60)
+    synthetic_slide.write_plain_tiff(str(root / "bare.tif"), np.full((600, 600, 3), 200, np.uint8))
+    (root / "readme.txt").write_text("not listed\n")
+    return root
+
+
+@pytest.fixture
+def client(web_app_factory, live_model_server, slides_dir):
+    return web_app_factory(
+        SERVER_URL=live_model_server.url, SLIDES_DIR=str(slides_dir)
+    ).test_client()
+
+
+def test_slide_pages_tiles_and_map(client):
+    listing = client.get("/slides")
+    assert listing.status_code == 200
+    text = listing.get_data(as_text=True)
+    width = client.get("/api/slides").get_json()["slides"][1]["width"]
+    assert "patient.svs" in text and f"{width:,} &times;" in text  # its size in the listing
+    assert "bare.tif" in text and "--mpp" in text and "readme.txt" not in text
+    page = client.get("/slides/patient.svs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'class="bdx-viewer"' in html and "/slide-tiles/patient.svs.dzi" in html
+    assert "openseadragon/openseadragon.min.js" in html
+    dzi = client.get("/slide-tiles/patient.svs.dzi")
+    assert dzi.status_code == 200 and b"<Image" in dzi.data and b'Format="jpeg"' in dzi.data
+    tile = client.get("/slide-tiles/patient.svs_files/8/0_0.jpeg")
+    assert tile.status_code == 200 and tile.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(tile.data)).format == "JPEG"
+    assert client.get("/slide-tiles/patient.svs_files/99/0_0.jpeg").status_code == 404
+    assert client.get("/static/openseadragon/openseadragon.min.js").status_code == 200
+
+    mapped = client.post("/slides/patient.svs/map")
+    assert mapped.status_code == 303
+    location = mapped.headers["Location"]
+    assert location.startswith("/slides/patient.svs/maps/")
+    result = client.get(location)
+    assert result.status_code == 200
+    html = result.get_data(as_text=True)
+    assert contract.RESEARCH_ONLY in html and 'id="tile-counts"' in html and "bdx-region" in html
+    assert client.get(location).status_code == 200  # the page reloads: bookmarkable
+    overlay = client.get(location + "/overlay.png")
+    assert overlay.mimetype == "image/png" and Image.open(io.BytesIO(overlay.data)).mode == "RGBA"
+    regions = client.get(location + "/regions.geojson")
+    collection = json.loads(regions.data)
+    assert collection["type"] == "FeatureCollection" and collection["features"]
+    body = json.loads(client.get(location + "/map.json").data)
+    counts = body["counts"]
+    assert (
+        counts["assessed"] + counts["uncertain"] + counts["flagged"] + counts["background"]
+        == counts["tiles"]
+    )
+    assert (
+        counts["assessed"] + counts["uncertain"] + counts["flagged"] > 30
+    )  # the patient's patches
+    assert body["model_name"] == MODEL_NAME and body["model_version"] == "1"
+    assert f'count-assessed">{counts["assessed"]}<' in html
+
+
+def test_slide_refusals(client, web_app_factory, live_model_server):
+    for path in (
+        "/slides/nope.svs",
+        "/slides/readme.txt",
+        "/slides/..%2Fpatient.svs",
+        "/slide-tiles/nope.svs.dzi",
+    ):
+        assert client.get(path).status_code == 404, path
+    # A slide without resolution metadata: the page asks for it, and opens with it.
+    page = client.get("/slides/bare.tif").get_data(as_text=True)
+    assert 'id="mpp-input"' in page and "--mpp" in page
+    assert 'class="bdx-viewer"' in client.get("/slides/bare.tif?mpp=4").get_data(as_text=True)
+    refused = client.post("/api/slides/bare.tif/map")
+    assert refused.status_code == 400 and "--mpp" in refused.get_json()["error"]
+    bad = client.post("/api/slides/bare.tif/map", data={"mpp": "fast"})
+    assert bad.status_code == 400 and "must be a number" in bad.get_json()["error"]
+    limited = web_app_factory(
+        SERVER_URL=live_model_server.url,
+        SLIDES_DIR=client.application.config["SLIDES_DIR"],
+        MAX_SLIDE_TILES=5,
+    ).test_client()
+    too_many = limited.post("/api/slides/patient.svs/map")
+    assert too_many.status_code == 413 and "at most 5" in too_many.get_json()["error"]
+    unset = web_app_factory(SERVER_URL=live_model_server.url).test_client()
+    assert "SLIDES_DIR" in unset.get("/slides").get_data(as_text=True)
+    assert unset.get("/api/slides").status_code == 404
+
+
+def test_api_maps_a_slide(client):
+    listed = client.get("/api/slides").get_json()
+    assert [s["name"] for s in listed["slides"]] == ["bare.tif", "patient.svs"]
+    assert listed["slides"][1]["mpp"] == 1.0
+    body = client.post("/api/slides/patient.svs/map", data={"grid": "1"}).get_json()
+    assert body["level"] == {
+        "level": 1,
+        "level_mpp": 4.0,
+        "target_mpp": 4.0,
+        "tile_l0_px": 200.0,
+        "tile_level_px": 50.0,
+        "resample": False,
+    }
+    assert len(body["grid"]) == body["rows"] and body["links"]["geojson"].endswith(
+        "regions.geojson"
+    )
+    assert body["research_only"] == contract.RESEARCH_ONLY
+
+
+def test_predict_cli_maps_a_slide(live_model_server, slides_dir, tmp_path, capsys):
+    from breastdx_cli import predict
+
+    def run(*paths, mpp=None):
+        args = argparse.Namespace(
+            images=[str(slides_dir / p) for p in paths],
+            saved_model=None,
+            server=live_model_server.url,
+            model=MODEL_NAME,
+            version=None,
+            map_dir=str(tmp_path),
+            stride=0,
+            mosaic=None,
+            json=False,
+            mpp=mpp,
+        )
+        out = io.StringIO()
+        return predict.run_predict(args, out=out), out.getvalue()
+
+    code, text = run("patient.svs")
+    assert code == 0, text
+    assert "patient.svs: map " in text and contract.RESEARCH_ONLY in text
+    assert Image.open(tmp_path / "patient.map.png").format == "PNG"
+    geo = json.loads((tmp_path / "patient.geojson").read_text())
+    assert geo["type"] == "FeatureCollection"
+    body = json.loads((tmp_path / "patient.map.json").read_text())
+    assert body["slide"]["name"] == "patient.svs" and body["rows"] == len(body["grid"])
+    code, text = run("bare.tif")
+    assert code == 2 and "bare.tif: refused:" in text and "--mpp" in text
+    code, text = run("bare.tif", mpp=4.0)
+    assert code == 0 and "bare.tif: map" in text

@@ -1,0 +1,134 @@
+"""A real browser (Debian's chromium via Playwright, as tests/test_webapp_browser.py) opens a
+slide from the slides folder in the deep-zoom viewer, maps it through the live model server,
+toggles the overlay and flies to a region with the keyboard, and reads the page at phone
+width. Screenshots at desktop and phone widths go to $BREASTDX_SCREENSHOT_DIR (else the
+test's temporary folder) for a person to look at. Marked e2e: it needs /usr/bin/chromium."""
+
+import os
+
+import pytest
+
+from breastdx_core import contract
+from pipeline import synthetic_slide
+
+pytest_plugins = ["conftest_serving"]
+
+from serving_helpers import LiveServer  # noqa: E402
+from test_webapp_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS  # noqa: E402
+
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+VIEWER = "slide-viewer"
+
+
+@pytest.fixture
+def live_slides_web(web_app_factory, live_model_server, tmp_path):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    synthetic_slide.synthetic_patient_slide(str(folder / "patient.svs"), mpp=1.0, patches=60)
+    web = LiveServer(web_app_factory(SERVER_URL=live_model_server.url, SLIDES_DIR=str(folder)))
+    yield web
+    web.close()
+
+
+def _items(page) -> int:
+    return page.evaluate(f"window.breastdxViewers['{VIEWER}'].world.getItemCount()")
+
+
+def _overlay_opacity(page) -> float:
+    return page.evaluate(f"window.breastdxViewers['{VIEWER}'].world.getItemAt(1).getOpacity()")
+
+
+def _zoom(page) -> float:
+    return page.evaluate(f"window.breastdxViewers['{VIEWER}'].viewport.getZoom(true)")
+
+
+@pytest.mark.e2e
+def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
+    from playwright import sync_api as playwright_api
+
+    assert os.path.exists(CHROMIUM), (
+        f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)"
+    )
+    shots = os.environ.get("BREASTDX_SCREENSHOT_DIR") or str(tmp_path / "screenshots")
+    os.makedirs(shots, exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=DESKTOP)
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(live_slides_web.url + "/slides")
+            page.click("text=patient.svs")
+            page.wait_for_selector(f"#{VIEWER}[data-ready='true']")
+            page.wait_for_function(
+                f"window.breastdxViewers['{VIEWER}'].world.getItemAt(0).getFullyLoaded()"
+            )
+            page.screenshot(path=os.path.join(shots, "slide-desktop.png"))
+
+            page.click("#map-button")
+            page.wait_for_url("**/maps/**")
+            page.wait_for_selector(f"#{VIEWER}[data-ready='true']")
+            page.wait_for_function(f"window.breastdxViewers['{VIEWER}'].world.getItemCount() === 3")
+            page.wait_for_function(
+                f"window.breastdxViewers['{VIEWER}'].world.getItemAt(0).getFullyLoaded()"
+            )
+            assert page.inner_text("#research-only") == contract.RESEARCH_ONLY
+            assert int(page.inner_text("#tile-counts .count-assessed")) > 0
+            assert (
+                page.get_attribute(f"#{VIEWER}", "data-overlay") == "on"
+                and _overlay_opacity(page) > 0.3
+            )
+            assert page.is_visible(f"#{VIEWER} .bdx-legend")
+            page.screenshot(path=os.path.join(shots, "slide-map-desktop.png"), full_page=True)
+
+            # The keyboard alone: the overlay switch, then a region link that flies to its region.
+            page.focus(f"#{VIEWER}-overlay")
+            page.keyboard.press("Space")
+            assert (
+                page.get_attribute(f"#{VIEWER}", "data-overlay") == "off"
+                and _overlay_opacity(page) == 0
+            )
+            page.keyboard.press("Space")
+            assert page.get_attribute(f"#{VIEWER}", "data-overlay") == "on"
+            home = _zoom(page)
+            page.focus(f"#{VIEWER} .bdx-region >> nth=0")
+            page.keyboard.press("Enter")
+            page.wait_for_selector(f"#{VIEWER}[data-focused-region='1']")
+            page.wait_for_function(
+                f"window.breastdxViewers['{VIEWER}'].viewport.getZoom(true) > {home * 2}"
+            )
+            centre = page.evaluate(f"window.breastdxViewers['{VIEWER}'].viewport.getCenter(true).x")
+            page.keyboard.press("ArrowRight")  # the viewer has the focus: arrows pan it
+            page.wait_for_function(
+                f"window.breastdxViewers['{VIEWER}'].viewport.getCenter(true).x > {centre} + 1e-6"
+            )
+            page.wait_for_function(
+                f"window.breastdxViewers['{VIEWER}'].world.getItemAt(0).getFullyLoaded()"
+            )
+            page.screenshot(path=os.path.join(shots, "slide-region-desktop.png"))
+            assert not errors, errors
+
+            phone = browser.new_page(viewport=PHONE)
+            phone.set_default_timeout(PAGE_TIMEOUT_MS)
+            phone.goto(page.url)
+            phone.wait_for_selector(f"#{VIEWER}[data-ready='true']")
+            phone.wait_for_function(
+                f"window.breastdxViewers['{VIEWER}'].world.getItemCount() === 3"
+            )
+            phone.wait_for_function(
+                f"window.breastdxViewers['{VIEWER}'].world.getItemAt(0).getFullyLoaded()"
+            )
+            box = phone.locator(f"#{VIEWER} .bdx-viewer-canvas").bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+            assert phone.locator("#tile-counts").bounding_box()["width"] <= PHONE["width"]
+            phone.screenshot(path=os.path.join(shots, "slide-map-phone.png"), full_page=True)
+        finally:
+            browser.close()
+    assert sorted(n for n in os.listdir(shots) if n.startswith("slide-")) == [
+        "slide-desktop.png",
+        "slide-map-desktop.png",
+        "slide-map-phone.png",
+        "slide-region-desktop.png",
+    ]
