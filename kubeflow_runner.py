@@ -285,7 +285,7 @@ def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
     """
     import yaml
 
-    from pipeline import dry_run
+    from pipeline.compat import dry_run
 
     dry_run.check_pipeline_root(pipeline_root, "kfp")
     defaults = RUN_PARAMETER_DEFAULTS

@@ -168,7 +168,7 @@ def _kfp_package(package: str) -> str:
     Raises:
         EngineError: not a package, or it holds an executor open-source KFP refuses.
     """
-    from pipeline import dry_run
+    from pipeline.compat import dry_run
 
     try:
         refused = dry_run.refused_executors(dry_run.load_package(package)[0], "kfp")
@@ -385,7 +385,7 @@ class KfpEngine:
         import kfp_server_api
 
         if options.pipeline_root:  # refused before anything is submitted
-            from pipeline import dry_run
+            from pipeline.compat import dry_run
 
             dry_run.check_pipeline_root(options.pipeline_root, "kfp")
         pipeline_id = self.pipeline_id(name)

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 from breastdx_cli import engines
 from breastdx_core import cluster_configs, errors
-from pipeline.dry_run import DryRunError
+from pipeline.compat.dry_run import DryRunError
 
 log = logging.getLogger("breastdx")
 
@@ -99,7 +99,7 @@ def add_parsers(subparsers: Any) -> None:
 
     p = pipeline_verbs.add_parser(
         "dry-run", formatter_class=fmt,
-        help="run a compiled package here, task by task, as the engine would (pipeline/dry_run.py)")
+        help="run a compiled package here, task by task, as the engine would (pipeline/compat/dry_run.py)")
     _common(p)
     p.add_argument("--package", dest="package_path", default=None,
                    help="compiled package (default: build/<pipeline>.yaml for kfp, .json for vertex)")
@@ -391,7 +391,7 @@ def recurring_action(args: argparse.Namespace) -> int:
 
 def pipeline_dry_run(args: argparse.Namespace) -> int:
     from breastdx_core import configs
-    from pipeline import dry_run
+    from pipeline.compat import dry_run
 
     cluster = cluster_settings(args)
     name = pipeline_name(args)

@@ -66,7 +66,7 @@ class Executor(evaluator_executor.Executor):
             baseline = standard_artifacts.Model()
             baseline.uri = os.path.join(evaluation.uri, BASELINE_COPY)
             # Where TFX's executors look for a Model artifact's SavedModel (flat under the
-            # Kubeflow Pipelines shim, Format-Serving/ otherwise: pipeline/kfp_shim.py).
+            # Kubeflow Pipelines shim, Format-Serving/ otherwise: pipeline/compat/kfp_shim.py).
             io_utils.copy_dir(source, path_utils.serving_model_dir(baseline.uri))
             input_dict[standard_component_specs.BASELINE_MODEL_KEY] = [baseline]
             log.info("BaselineEvaluator: baseline is the pushed version %s", source)

@@ -4,8 +4,8 @@ Called by the project's executors and Trainer modules wherever they would call
 ``tf.io.gfile.makedirs``. On an object store (gs://, s3://) a folder is only a key prefix:
 objects written under it need none, and TensorFlow's GCS file system answers ``makedirs``
 with a zero-byte ``<folder>/`` marker object, which KFP's launcher later downloads as a
-*file* and then cannot create the folder's contents beneath it (pipeline/kfp_launcher.py
-says how; pipeline/kfp_shim.py fix 6 deletes the markers other code writes).
+*file* and then cannot create the folder's contents beneath it (pipeline/compat/kfp_launcher.py
+says how; pipeline/compat/kfp_shim.py fix 6 deletes the markers other code writes).
 """
 from __future__ import annotations
 

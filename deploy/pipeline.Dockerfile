@@ -46,7 +46,7 @@ RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
 #   converted once into pretrained_dir (breastdx_core/configs.py: /opt/breastdx/.cache/pretrained)
 #   and SHA-256-checked, so no pipeline step downloads weights at run time.
 # - TFX 1.16's container entrypoints under open-source KFP 2's driver and launcher: a .pth
-#   file makes every Python process install pipeline/kfp_shim.py's import hook (Vertex safe).
+#   file makes every Python process install pipeline/compat/kfp_shim.py's import hook (Vertex safe).
 # - Non-root at run time: the steps write only to the pipeline root (GCS), /tmp and $HOME.
 # - KFP 2's launcher runs inside this container, as this user, and stages every artifact
 #   under /gcs/, /minio/ or /s3/ (its LocalPathForURI) and output files under /tmp/kfp* ;
@@ -54,7 +54,7 @@ RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
 #   2.3.0, so before that these folders of the image are what it writes to: owned by the
 #   runtime uid, group 0 writable (OpenShift's arbitrary uids), /tmp sticky and open.
 RUN breastdx weights \
-    && python -m pipeline.kfp_shim --install \
+    && python -m pipeline.compat.kfp_shim --install \
     && useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/breastdx breastdx \
     && mkdir -p /gcs /minio /s3 /.local /.cache /.config \
     && chown 10001:0 /gcs /minio /s3 /.local /.cache /.config \

@@ -1,8 +1,8 @@
 """What a task meets on an open-source KFP 2 cluster, each failure reproduced and then gone
 with its fix, at unit level (seconds): directory markers under KFP's blob-by-blob download
-(pipeline/kfp_launcher.py, fixed by pipeline/kfp_shim.py fix 6), a launcher mount the image's
+(pipeline/compat/kfp_launcher.py, fixed by pipeline/compat/kfp_shim.py fix 6), a launcher mount the image's
 uid cannot write, a pipeline root TFX cannot write, a run parameter without a value or a
-default (pipeline/dry_run.py). The whole package through all of them, with the Trainer under
+default (pipeline/compat/dry_run.py). The whole package through all of them, with the Trainer under
 MirroredStrategy, is tests/test_pipeline_e2e.py's dry run."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import types
 import pytest
 import yaml
 
-from pipeline import dry_run, kfp_launcher, kfp_shim
+from pipeline.compat import dry_run, kfp_launcher, kfp_shim
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_URI = "gs://bucket/root/p/run/ImportSchemaGen/schema"
@@ -107,7 +107,7 @@ def test_fix_6_is_wired_after_the_executor_only_under_open_source_kfp():
 
 
 def _launch_as_image_user(tmp, writable):
-    """One task through pipeline/kfp_launcher.py as the image's uid (this uid when the test
+    """One task through pipeline/compat/kfp_launcher.py as the image's uid (this uid when the test
     cannot switch), its /gcs a writable volume or a folder of the image's root file system."""
     store = _store(tmp)
     folder = store.local("bucket/root/p/run/ImportSchemaGen/schema")
@@ -135,7 +135,7 @@ def _launch_as_image_user(tmp, writable):
     with open(os.path.join(tmp, "task.json"), "w") as handle:
         json.dump(spec, handle)
     env = dict(os.environ, PYTHONPATH=PROJECT)
-    argv = [sys.executable, "-m", "pipeline.kfp_launcher", os.path.join(tmp, "task.json")]
+    argv = [sys.executable, "-m", "pipeline.compat.kfp_launcher", os.path.join(tmp, "task.json")]
     done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
                           **user)
     return done, pod

@@ -1,4 +1,4 @@
-"""pipeline/kfp_shim.py: each of the five fixes, on executor inputs shaped as the
+"""pipeline/compat/kfp_shim.py: each of the five fixes, on executor inputs shaped as the
 open-source KFP 2 driver builds them (kubeflow/pipelines backend/src/v2/metadata/client.go:
 input artifacts named by their ML Metadata id, metadata from the producer's properties,
 ``type.instanceSchema`` empty or absent), first through TFX's stock code (which fails),
@@ -71,7 +71,7 @@ ARTIFACT_CHECKS = textwrap.dedent('''
             return "error " + type(err).__name__
 
     result = {"stock": parse_all(), "stock_inputs": parse_inputs()}
-    import pipeline.kfp_shim as shim
+    import pipeline.compat.kfp_shim as shim
     shim.install()
     result["shim"] = parse_all()
     result["shim_inputs"] = parse_inputs()
@@ -79,7 +79,7 @@ ARTIFACT_CHECKS = textwrap.dedent('''
 ''')
 
 LAYOUT_CHECK = textwrap.dedent('''
-    import json, pipeline.kfp_shim as shim
+    import json, pipeline.compat.kfp_shim as shim
     shim.install()
     from tfx.utils import path_utils
     print("RESULT " + json.dumps(path_utils.serving_model_dir("gs://b/r/Trainer/model")))
@@ -141,7 +141,7 @@ def test_fix_5_flat_model_folder_only_under_the_open_source_launcher(env, expect
 
 
 def test_install_writes_a_pth_that_installs_the_hook(tmp_path):
-    from pipeline import kfp_shim
+    from pipeline.compat import kfp_shim
 
     path = kfp_shim.install_pth(str(tmp_path))
     with open(path) as handle:
@@ -151,7 +151,7 @@ def test_install_writes_a_pth_that_installs_the_hook(tmp_path):
 
 VERTEX_DRIVER_CHECK = textwrap.dedent('''
     import json, os, sys
-    import pipeline.kfp_shim as shim
+    import pipeline.compat.kfp_shim as shim
     shim.install()
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2

@@ -182,7 +182,7 @@ def test_malformed_pool_settings_name_the_variable(env, needle):
 def test_a_package_with_a_platform_document_still_loads(tmp_path):
     """`breastdx pipeline create|dry-run` read the package through dry_run.load_package."""
     import kubeflow_runner
-    from pipeline import dry_run
+    from pipeline.compat import dry_run
 
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(SPEC))

@@ -112,8 +112,8 @@ def test_compile_needs_image_and_gcs_root():
 def test_every_producer_is_a_task_and_no_executor_is_refused(compiled, engine):
     """As compiled, with no repair step: every taskOutputParameter/Artifact names a task of
     the DAG, and no executor is a resolver, importer-free custom job or anything else
-    that open-source KFP 2's Argo compiler refuses (pipeline/dry_run.py knows its rules)."""
-    from pipeline import dry_run
+    that open-source KFP 2's Argo compiler refuses (pipeline/compat/dry_run.py knows its rules)."""
+    from pipeline.compat import dry_run
 
     spec = _spec(compiled, engine)
     tasks = spec["root"]["dag"]["tasks"]
@@ -142,7 +142,7 @@ def test_image_example_gen_compiles_with_its_driver_and_the_tree_parameter(compi
 def test_package_names_its_root_and_every_parameters_default(compiled, engine):
     """What KFP's driver needs for a run that names neither (UI, recurring runs): a root TFX
     can write, and a value for every root parameter (TFX compiles none)."""
-    from pipeline import dry_run
+    from pipeline.compat import dry_run
 
     spec = _spec(compiled, engine)
     assert spec["defaultPipelineRoot"] == f"{ROOT}/pipelines/breastdx-idc"

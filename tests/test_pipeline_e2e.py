@@ -143,14 +143,14 @@ def _answers_png(version_dir, data):
 def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path, shared_tmp):
     """The KFP 2 package compiled with the cluster's defaults (one GPU, so the Trainer fits in
     MirroredStrategy, here over the CPU), task by task as KFP's driver and launcher run it
-    (pipeline/dry_run.py): artifacts through a store with GCS's semantics (directory marker
+    (pipeline/compat/dry_run.py): artifacts through a store with GCS's semantics (directory marker
     objects included), every input downloaded blob by blob into the pod as the launcher does,
     each task as the image's uid with only the launcher's mounts and the bucket writable, the
     image's TFX shim installed, no run parameter passed (the compiled defaults stand). It ends
     with a pushed model in TF Serving's layout that answers PNG bytes."""
     import kubeflow_runner
     from breastdx_core import cluster_configs
-    from pipeline import dry_run, kfp_launcher
+    from pipeline.compat import dry_run, kfp_launcher
 
     root = "gs://dry-run-bucket/breastdx"
     cluster = cluster_configs.load(env={}, engine="kfp", image="registry.example.invalid/breastdx:test",

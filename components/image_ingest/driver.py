@@ -2,7 +2,7 @@
 
 TFX runs the driver before the executor (LocalDagRunner through the component's
 ``DRIVER_CLASS``; Vertex AI Pipelines through the compiled ``pre_cache_check`` hook, which
-runs TFX's stock Kubeflow V2 ExampleGen driver, which `pipeline/kfp_shim.py` points
+runs TFX's stock Kubeflow V2 ExampleGen driver, which `pipeline/compat/kfp_shim.py` points
 here). The fingerprint becomes an exec property, hence part of TFX's cache key: a
 changed, added or removed image makes the next run ingest again.
 
@@ -21,7 +21,7 @@ from components.image_ingest import layouts
 
 # The input split pattern that means "every file under input_base" (executor.py uses it).
 IMAGE_TREE_PATTERN = "**"
-# TFX's own processor: under pipeline/kfp_shim.py the module's name holds a dispatcher
+# TFX's own processor: under pipeline/compat/kfp_shim.py the module's name holds a dispatcher
 # that calls `input_processor_for` (and keeps TFX's class as ``STOCK``).
 _TFX_FILE_BASED = getattr(input_processor.FileBasedInputProcessor, "STOCK", input_processor.FileBasedInputProcessor)
 

@@ -18,6 +18,6 @@ behaviour it works around changes (so the workaround is looked at again, not lef
   or the handler factory takes a handler by entry point. Installed by a ``.pth`` line
   (``python -m pipeline.compat.tfx_cli_kubeflow --install``: `make venv`, the pipeline
   image).
-- (pipeline/kfp_shim.py, older than this package, holds the fixes of TFX's container
+- (pipeline/compat/kfp_shim.py, older than this package, holds the fixes of TFX's container
   entrypoints under KFP 2's driver and launcher; its own docstring lists them.)
 """

@@ -2,9 +2,9 @@
 Pipelines 2 (its driver and launcher), and keep running under Vertex AI Pipelines.
 
 Who calls it: the pipeline image (deploy/pipeline.Dockerfile runs
-``python -m pipeline.kfp_shim --install``, which writes a ``.pth`` file so that every
+``python -m pipeline.compat.kfp_shim --install``, which writes a ``.pth`` file so that every
 Python process in the image calls `install()`), and `breastdx pipeline dry-run`
-(pipeline/dry_run.py), which puts the same hook on the task processes it starts.
+(pipeline/compat/dry_run.py), which puts the same hook on the task processes it starts.
 `install()` only registers an import hook: each fix is applied when TFX imports the
 module it mends, so processes that never import them pay nothing.
 
@@ -56,7 +56,7 @@ the upstream behaviour it relies on changes, where that can be checked here.
 6. ``kubeflow_v2_entrypoint_utils.translate_executor_output``; kubeflow/pipelines#13476 (fix
    PR #13537, unmerged) and TF's GCS markers (TF <= 2.16's file system); open-source KFP
    2.0-2.16; delete when the cluster's KFP release has PR #13537 (the dry run's launcher,
-   pipeline/kfp_launcher.py, then follows the fixed ``DownloadBlob``).
+   pipeline/compat/kfp_launcher.py, then follows the fixed ``DownloadBlob``).
 """
 from __future__ import annotations
 
@@ -366,7 +366,7 @@ def install() -> None:
 
 
 def pth_line() -> str:
-    return "import pipeline.kfp_shim as _breastdx_kfp_shim; _breastdx_kfp_shim.install()\n"
+    return "import pipeline.compat.kfp_shim as _breastdx_kfp_shim; _breastdx_kfp_shim.install()\n"
 
 
 def install_pth(site_dir: Optional[str] = None) -> str:
@@ -383,7 +383,7 @@ def install_pth(site_dir: Optional[str] = None) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--install"]:
-        print("usage: python -m pipeline.kfp_shim --install", file=sys.stderr)
+        print("usage: python -m pipeline.compat.kfp_shim --install", file=sys.stderr)
         sys.exit(2)
     print(install_pth())
     print(json.dumps(sorted(PATCHES)))

@@ -1,7 +1,7 @@
 """What a task of `breastdx pipeline dry-run` meets on an open-source KFP 2 cluster, here.
 
-Called by pipeline/dry_run.py: it starts every container task of a KFP package through
-``python -m pipeline.kfp_launcher TASK.json``, as the uid of the pipeline image, and puts
+Called by pipeline/compat/dry_run.py: it starts every container task of a KFP package through
+``python -m pipeline.compat.kfp_launcher TASK.json``, as the uid of the pipeline image, and puts
 `record_directory_markers` into the task processes (their sitecustomize). Two stand-ins:
 
 - `ObjectStore`, the bucket with GCS's semantics: a flat namespace of objects listed by
@@ -295,8 +295,8 @@ def record_directory_markers(module: Any) -> None:
 
 def install_in_task() -> None:
     """The dry run's task processes: the image's shim, plus the store's marker semantics
-    and the store as the shim's marker cleaner (pipeline/kfp_shim.py, fix 6)."""
-    from pipeline import kfp_shim
+    and the store as the shim's marker cleaner (pipeline/compat/kfp_shim.py, fix 6)."""
+    from pipeline.compat import kfp_shim
 
     store = ObjectStore.from_env()
     if store is not None:
@@ -307,7 +307,7 @@ def install_in_task() -> None:
 
 def main(argv: List[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m pipeline.kfp_launcher TASK.json", file=sys.stderr)
+        print("usage: python -m pipeline.compat.kfp_launcher TASK.json", file=sys.stderr)
         return 2
     with open(argv[0]) as handle:
         spec = json.load(handle)

@@ -16,7 +16,7 @@ would:
   lifecycle hooks); each task's ``ExecutorOutput`` file is read back into its artifacts;
 - the project's virtual environment stands in for the image: ``python`` is this
   interpreter, the image's project folder is this checkout, the TFX shim is installed
-  in each task process as the image installs it (pipeline/kfp_shim.py), and on KFP the
+  in each task process as the image installs it (pipeline/compat/kfp_shim.py), and on KFP the
   task sees ``KFP_POD_NAME`` as under KFP's launcher;
 - ``gs://`` paths (pipeline root, data, serving root) map to a local folder.
 
@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 from breastdx_core import errors
 
-from pipeline import kfp_launcher
+from pipeline.compat import kfp_launcher
 
 log = logging.getLogger(__name__)
 
@@ -343,14 +343,14 @@ class DryRun:
     def run(self, work_dir: Optional[str] = None) -> Dict[str, Any]:
         """Runs every task; returns {"tasks": [...], "pushed": path or None, "logs": dir}."""
         self.check()
-        from pipeline import kfp_shim
+        from pipeline.compat import kfp_shim
 
         work_dir = os.path.abspath(work_dir or tempfile.mkdtemp(prefix="breastdx-dry-run-"))
         shim_dir = os.path.join(work_dir, "image-site")
         os.makedirs(shim_dir, exist_ok=True)
         with open(os.path.join(shim_dir, "sitecustomize.py"), "w") as handle:
             if self.launcher:  # the image's shim, plus the store's semantics in each task
-                handle.write("from pipeline import kfp_launcher; kfp_launcher.install_in_task()\n")
+                handle.write("from pipeline.compat import kfp_launcher; kfp_launcher.install_in_task()\n")
             else:
                 handle.write(kfp_shim.pth_line())  # what the image's .pth file does
         env = self._environment(shim_dir)
@@ -422,7 +422,7 @@ class DryRun:
 
     def _through_launcher(self, name: str, task_dir: str, argv: List[str],
                           executor_input: Dict[str, Any]) -> List[str]:
-        """The task's command behind pipeline/kfp_launcher.py, in a pod folder of its own."""
+        """The task's command behind pipeline/compat/kfp_launcher.py, in a pod folder of its own."""
         pod_root = os.path.join(task_dir, "pod")
         os.makedirs(pod_root, exist_ok=True)
         os.chmod(pod_root, 0o755)
@@ -441,7 +441,7 @@ class DryRun:
         with open(spec_path, "w") as handle:
             json.dump(spec, handle)
         os.chmod(spec_path, 0o644)
-        return [self.python, "-m", "pipeline.kfp_launcher", spec_path]
+        return [self.python, "-m", "pipeline.compat.kfp_launcher", spec_path]
 
     def _run_importer(self, name: str, importer: Dict[str, Any], executor_input: Dict[str, Any]) -> None:
         uri = importer["artifactUri"].get("constant") or importer["artifactUri"].get("constantValue", {}).get(
