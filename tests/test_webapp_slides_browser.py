@@ -1,7 +1,7 @@
 """A real browser (Debian's chromium via Playwright, as tests/test_webapp_browser.py) opens a
 slide from the slides folder in the deep-zoom viewer, maps it through the live model server,
 toggles the overlay and flies to a region with the keyboard, and reads the page at phone
-width. Screenshots at desktop and phone widths go to $BREASTDX_SCREENSHOT_DIR (else the
+width. Screenshots at desktop and phone widths go to $BREASTDX_SCREENSHOTS (else the
 test's temporary folder) for a person to look at. Marked e2e: it needs /usr/bin/chromium."""
 
 import os
@@ -50,7 +50,7 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
     assert os.path.exists(CHROMIUM), (
         f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)"
     )
-    shots = os.environ.get("BREASTDX_SCREENSHOT_DIR") or str(tmp_path / "screenshots")
+    shots = os.environ.get("BREASTDX_SCREENSHOTS") or str(tmp_path / "screenshots")
     os.makedirs(shots, exist_ok=True)
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -75,6 +75,7 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
                 f"window.breastdxViewers['{VIEWER}'].world.getItemAt(0).getFullyLoaded()"
             )
             assert page.inner_text("#research-only") == contract.RESEARCH_ONLY
+            assert page.inner_text("#main-nav a[aria-current='page']").strip() == "Slides"
             assert int(page.inner_text("#tile-counts .count-assessed")) > 0
             assert (
                 page.get_attribute(f"#{VIEWER}", "data-overlay") == "on"
