@@ -83,7 +83,7 @@ serve: venv
 web: venv
 	$(CLI) web
 
-# The fast benchmarks (a few minutes on 2 cores); README "Benchmarks" gives the slow ones'
+# The fast benchmarks (a few minutes on 2 cores); docs/results/ gives the slow ones'
 # commands (bench/scale.py at 10k-277k images, bench/throughput.py).
 bench: venv
 	$(PY) bench/ingest.py

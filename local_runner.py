@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (README)
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (docs/decisions/0001-keras2.md)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfx import v1 as tfx  # noqa: E402

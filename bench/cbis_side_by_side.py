@@ -1,4 +1,4 @@
-"""The mammography run's figures side by side (README "Pretrained backbones", cbis): the
+"""The mammography run's figures side by side (docs/results/pretrained.md, cbis): the
 PatchTrainer model's malignant AUC on the release's TEST patches (the patch card holds the
 eval split's only), P(malignant calcification) + P(malignant mass), with a patient-bootstrap
 95% CI, and the pushed whole-image card's test AUC, backbone and weights' provenance.

@@ -9,7 +9,7 @@ Both arms share the data stages (one TFX-cached ExampleGen + Transform in ``--wo
 the folds (same seed: the same patients in each fold), the step budget and the rest of the
 settings; only ``weights`` differs. Prints a Markdown table of the pooled out-of-fold
 metrics with patient-bootstrap 95 % CIs and writes ``pretrained_vs_scratch.json`` beside
-the per-arm reports. Figures from it are in the README ("Pretrained vs scratch").
+the per-arm reports. Figures from it: docs/results/pretrained.md.
 """
 import argparse
 import dataclasses

@@ -304,7 +304,7 @@ def table(results: List[Dict]) -> str:
 
 def compact_table(results: List[Dict]) -> str:
     """One row per size: each data stage's wall time, their sum, the run's peak RSS and
-    Transform's output (the README's table)."""
+    Transform's output (docs/results/scale.md)."""
     shown = [s for s in ("ImageExampleGen", "StatisticsGen", "ExampleValidator", "Transform")]
     lines = ["| images | patients | " + " | ".join(shown) + " | data stages | peak RSS of the run | Transform output |",
              "| ---: | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |"]

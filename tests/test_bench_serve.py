@@ -1,4 +1,4 @@
-"""bench/serve.py reads locust's CSV (the figures in the README come from it) and
+"""bench/serve.py reads locust's CSV (the figures in docs/results/serving.md come from it) and
 bench/throughput.py's speed-up ratio, IDC tree reading and paired AUC difference."""
 import importlib.util
 import os
