@@ -1,4 +1,4 @@
-"""How the data stages' cost grows with the number of images (issue 13).
+"""How the data stages' cost grows with the number of images.
 
     python bench/scale.py --images 1000 3000 [--workdir /tmp/x] [--train-steps 8]
     python bench/scale.py --plot-only --results /tmp/x/results.json   # table + plot again

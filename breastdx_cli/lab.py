@@ -1,6 +1,6 @@
 """The model lab's verbs for `breastdx`: ``compare`` and ``report``.
 
-`breastdx_cli/main.py` calls `add_parsers(subparsers)` (its _PLUGINS list).
+`breastdx_cli/main.py` calls `add_parsers(subparsers)` (its VERB_REGISTRARS).
 
     breastdx compare [--backbones a,b] [--budget small|real] [--workdir DIR]
     breastdx report [--version V | --all] [--workdir DIR]

@@ -25,8 +25,8 @@ from breastdx_core import errors
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "model_card.schema.json")
 SCHEMA_VERSION = 1
-# Fewer patients or images of a class than these and a metric's CI is not to be trusted
-# (issue 11 "small-sample honesty"): the summary, the report and the card say so.
+# Fewer patients or images of a class than these and a metric's CI is not to be trusted:
+# the summary, the report and the card say so.
 MIN_PATIENTS = 10
 MIN_IMAGES_PER_CLASS = 30
 # TFMA's metric keys as the Evaluator writes them into the card (snake case), with the
@@ -138,8 +138,8 @@ def weights_provenance(source: str, file: Optional[str] = None, sha256: Optional
                        **package: Optional[str]) -> Dict[str, Any]:
     """``{"weights_provenance": {...}}`` for ``card.update``: where pretrained weights came from.
 
-    ``package``: for weights installed from a package registry (issue 14,
-    `components.trainer.model.weights_provenance`): ``package``, ``package_version``,
+    ``package``: for weights installed from a package registry
+    (`components.trainer.model.weights_provenance`): ``package``, ``package_version``,
     ``package_file``, ``package_file_sha256``, ``dataset``, ``backbone``.
     """
     return {"weights_provenance": {"source": source, "file": file, "sha256": sha256, "license": license,

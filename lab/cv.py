@@ -15,7 +15,7 @@ Records are regrouped by patient once: each patient's raw records and their Tran
 output (the run's own TransformGraph; it has no analyzers, so it is the same for every
 fold) are written to one file each, and a fold is a list of those files.
 
-Called by `breastdx_cli/main.py` (its _PLUGINS list: `add_parser`) and by `bench/real.py`.
+Called by `breastdx_cli/main.py` (`add_parser` is in its VERB_REGISTRARS) and by `bench/real.py`.
 Results go to ``<workdir>/reports/cv/`` (or ``--out``): ``cv.json``, ``cv.md``, ``roc.png``,
 ``index.html``.
 """

@@ -111,7 +111,7 @@ def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("ImportSchemaGen")
     # With the curated schema TFDV knows image_raw (image_domain) for bytes: without it,
     # it counted the distinct values of every image's bytes exactly, in memory (+812 MiB
-    # at 50k images, growing with the set; issue 13, bench/scale.py).
+    # at 50k images, growing with the set; bench/scale.py).
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]).with_id("StatisticsGen")
     example_validator = tfx.components.ExampleValidator(
@@ -127,7 +127,7 @@ def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module
         # No pre/post-transform statistics: StatisticsGen already profiles the raw examples.
         # TFDV over the transformed pixels (12,288 floats per 64x64 image) raised the run's
         # peak memory by ~0.6 GiB at 1-3k images; Transform's time was the same at 10k
-        # (40.7 s with and without; issue 13, bench/scale.py).
+        # (40.7 s with and without; bench/scale.py).
         disable_statistics=True,
     ).with_id("Transform")
     transform.add_upstream_node(anomaly_gate)  # anomalies stop the run before any training
@@ -349,7 +349,7 @@ def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Opti
 
         CbisExampleGen (release -> patches + mammograms; by patient: test = the release's
              test split, eval = a stratified share of its train patients, train = the rest)
-          -> PatchTrainer (ResNet50 patch classifier, 5 classes, staged fine-tuning)
+          -> PatchTrainer (patch classifier on `mammo_backbone`, 5 classes, staged fine-tuning)
           -> Trainer (whole-image classifier; base_model = the patch model: warm start;
              signatures serving_default, serving_examples and heatmap)
           -> Evaluator (TFMA on the eval mammograms; AUC floor)

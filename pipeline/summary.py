@@ -131,7 +131,7 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
             trained = json.loads(handle.read())
         summary["backbone"] = trained.get("backbone")
         summary["weights_provenance"] = trained.get("weights_provenance")
-        summary["training_budget"] = trained.get("training_budget")  # issue 15: images the model saw
+        summary["training_budget"] = trained.get("training_budget")  # images the model saw
         summary["calibration"] = trained.get("calibration")
     out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
     os.makedirs(out_dir, exist_ok=True)
@@ -160,7 +160,7 @@ def _fmt(value: Any) -> str:
 
 def weights_text(backbone: Optional[str], provenance: Optional[Dict[str, Any]]) -> str:
     """"efficientnet_lite0 from ImageNet-pretrained weights (package==version, sha256 …)"
-    or "... from random weights": what the model started from (issue 14)."""
+    or "... from random weights": what the model started from."""
     provenance = provenance or {}
     source = provenance.get("source")
     if source == "package":

@@ -1,4 +1,4 @@
-"""Issue 15's Trainer parts: the data-sized budget, HED stain jitter, temperature scaling."""
+"""The Trainer's real-data parts: the data-sized budget, HED stain jitter, temperature scaling."""
 import numpy as np
 import pytest
 import tensorflow as tf

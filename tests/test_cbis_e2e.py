@@ -82,7 +82,7 @@ def test_card_is_schema_valid_and_carries_both_models(pushed):
 
 
 def test_card_records_the_pretrained_backbone_the_preset_started_from(pushed):
-    """The preset's default (issue 14): ImageNet EfficientNet-Lite0 in both models, its
+    """The preset's default: ImageNet EfficientNet-Lite0 in both models, its
     package, version and SHA-256 in the pushed card (through EvaluationReport and Pusher)."""
     from breastdx_core import pretrained
 

@@ -1,6 +1,6 @@
 """ImageNet weights from the package registry: the legacy PyTorch reader, the conversion
 (a real photograph's ImageNet class, every layer's weights), the cache's checks, the
-backbone registry and the fine-tuning schedule (issue 14)."""
+backbone registry and the fine-tuning schedule."""
 import json
 import os
 import pickle

@@ -70,7 +70,7 @@ def build(outcomes: Iterable[Outcome], class_names: Sequence[str], meta: Dict[st
 
 def class_warnings(per_patient: Dict[str, Dict[str, int]], class_names: Sequence[str]) -> List[str]:
     """A class whose images all come from one patient (or none): its split holds the whole
-    class, so no other split can train on or measure it (issue 15's "bad input")."""
+    class, so no other split can train on or measure it."""
     notes = []
     for name in class_names:
         holders = {pid: counts.get(name, 0) for pid, counts in per_patient.items() if counts.get(name, 0)}

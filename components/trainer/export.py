@@ -166,7 +166,7 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, hist
                                                    "optimizer", "batch_size", "epochs", "seed") if k in config},
         "train_class_counts": {n: int(c) for n, c in zip(config["class_names"], counts)},
     }
-    extra.update(weights_provenance(config))  # the pretrained weights' source, or "random" (issue 14)
+    extra.update(weights_provenance(config))  # the pretrained weights' source, or "random"
     if ood is not None:
         extra["ood_score"] = {"output": contract.OUTPUT_OOD, "score": OOD_SCORE_NAME, "fitted_on": "train",
                               "classes": int(len(ood["means"])), "features": int(ood["precision"].shape[0])}
