@@ -20,7 +20,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv tools weights chromium demo test test-fast serve web bench bench-serve locust clean lock
+.PHONY: venv tools weights chromium demo lint test test-fast serve web bench bench-serve locust clean lock
 
 venv: $(VENV)/.installed
 
@@ -71,10 +71,15 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) > /tmp/breastdx-apt.log 2>&1 || { tail -20 /tmp/breastdx-apt.log; exit 1; }; }
 
-test: venv tools chromium weights
+# One style, checked ([tool.ruff] in pyproject.toml): formatting and lint rules, in seconds.
+lint: venv
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
+
+test: venv tools chromium weights lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: venv tools weights
+test-fast: venv tools weights lint
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 serve: venv

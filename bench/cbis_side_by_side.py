@@ -23,7 +23,8 @@ xs, ys, ps = [], [], []
 for batch in tf.data.TFRecordDataset(test_files, compression_type="GZIP").batch(64):
     parsed = tf.io.parse_example(batch, spec)
     xs.append(records.decode_grey(parsed[contract.IMAGE_KEY], size).numpy())
-    ys.append(parsed[contract.LABEL_KEY].numpy()); ps.append(parsed[contract.PATIENT_KEY].numpy())
+    ys.append(parsed[contract.LABEL_KEY].numpy())
+    ps.append(parsed[contract.PATIENT_KEY].numpy())
 x, y, p = np.concatenate(xs), np.concatenate(ys), np.concatenate(ps)
 prob = model.predict(x, batch_size=64, verbose=0)
 mal = [contract.CBIS_PATCH_CLASSES.index(n) for n in export.MALIGNANT_PATCH_CLASSES]

@@ -222,7 +222,7 @@ class PipelineConfig:
 
     # --- derived paths ---------------------------------------------------------------
     def __post_init__(self) -> None:
-        self.task_spec  # validates the task name early
+        _ = self.task_spec  # validates the task name early
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not self.pipeline_name:

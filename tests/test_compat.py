@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib.util
 import inspect
 
+from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.orchestration.kubeflow.v2 import step_builder
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.utils import import_utils
-from kfp.pipeline_spec import pipeline_spec_pb2
 
 
 def test_step_builder_drops_a_file_based_example_gens_resources():

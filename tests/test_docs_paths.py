@@ -17,13 +17,26 @@ import re
 import tokenize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SKIP_DIRS = {".git", ".venv", ".venv-tools", ".venv-locust", ".cache", "workdir", "node_modules",
-             "__pycache__", ".pytest_cache", ".ruff_cache", "build"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    ".venv-tools",
+    ".venv-locust",
+    ".cache",
+    "workdir",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    "build",
+}
 TOP = {name for name in os.listdir(ROOT) if not name.startswith(".") and name not in SKIP_DIRS}
 TOP |= {".github", ".ci"}
 PACKAGES = {name for name in TOP if os.path.isfile(os.path.join(ROOT, name, "__init__.py"))}
 
-SLASH_PATH = re.compile(r"(?<![\w./<-])((?:\.github|\.ci|[A-Za-z_][\w-]*)(?:/[\w.-]+)+/?)(?![\w/<{*])")
+SLASH_PATH = re.compile(
+    r"(?<![\w./<-])((?:\.github|\.ci|[A-Za-z_][\w-]*)(?:/[\w.-]+)+/?)(?![\w/<{*])"
+)
 DOTTED = re.compile(r"(?<![\w./])([a-z_][a-z0-9_]*(?:\.[A-Za-z_]\w*)+)(?![\w(/])")
 MD_LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 CODE_SPAN = re.compile(r"`([^`]+)`")
@@ -73,14 +86,20 @@ def _exists_dotted(candidate):
         if os.path.isfile(os.path.join(here, part + ".py")):
             return True  # a module; what follows is an attribute
         init = os.path.join(here, "__init__.py") if os.path.isdir(here) else here
-        return os.path.isfile(init) and re.search(rf"\b{re.escape(part)}\b", open(init).read()) is not None
+        return (
+            os.path.isfile(init)
+            and re.search(rf"\b{re.escape(part)}\b", open(init).read()) is not None
+        )
     return True
 
 
 def _candidates(text):
     for match in SLASH_PATH.finditer(text):
         value = match.group(1)
-        if not any(mark in value for mark in ("<", ">", "{", "}", "*", "$", "...")) and "://" not in text[max(0, match.start() - 8):match.end()]:
+        if (
+            not any(mark in value for mark in ("<", ">", "{", "}", "*", "$", "..."))
+            and "://" not in text[max(0, match.start() - 8) : match.end()]
+        ):
             yield value, _exists_slash
     for match in DOTTED.finditer(text):
         yield match.group(1), _exists_dotted

@@ -119,7 +119,7 @@ def render_markdown(report: Dict[str, Any], max_listed: int = 50) -> str:
     if report["skipped_by_reason"]:
         lines += ["", "| skipped because | files | meaning |", "| --- | ---: | --- |"]
         lines += [f"| {r} | {n} | {REASONS.get(r, '')} |" for r, n in report["skipped_by_reason"].items()]
-        lines += ["", f"## Skipped files{' (first %d)' % max_listed if report['skipped'] > max_listed else ''}", ""]
+        lines += ["", f"## Skipped files{f' (first {max_listed})' if report['skipped'] > max_listed else ''}", ""]
         lines += [f"- `{s['path']}`: {s['reason']} ({s['detail']})" for s in report["skipped_files"][:max_listed]]
     if report.get("class_warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["class_warnings"]]

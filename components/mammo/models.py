@@ -277,7 +277,7 @@ def train_in_stages(model: keras.Model, schedule: Sequence[Stage], train: Tuple[
         progress = StepProgress(f"{label} stage {stage.trainable}", stage.epochs * steps_per_epoch)
         progress.set_model(model)
         progress.on_train_begin()
-        for epoch in range(stage.epochs):
+        for _epoch in range(stage.epochs):
             xs = _flip(x, rng) if augment else x
             # One epoch per fit (fresh flips each time); the bar spans the stage.
             fit = model.fit(xs, y, batch_size=batch_size, epochs=1, shuffle=True, class_weight=class_weight,
