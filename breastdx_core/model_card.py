@@ -6,7 +6,9 @@ Every writer goes through here: the Trainer modules (`trainer_fields`,
 published), the model server (`validate` when it loads a version) and the web app
 (`headline_metrics`, `decision_rule`: it reads nothing else). Other issues add their
 fields through `weights_provenance` (pretrained weights) and `calibration_fields`
-(temperature scaling). TF-free: the web app imports it.
+(temperature scaling). The file itself is read and written only through `load`, `save` and
+`update` (``files``: the local disk, or ``tfx.dsl.io.fileio`` in components). TF-free: the web
+app imports it.
 
 The schema is ``breastdx_core/schemas/model_card.schema.json``; the card sits at
 ``<version>/assets.extra/model_card.json`` (``contract.MODEL_CARD_RELPATH``).
@@ -97,8 +99,65 @@ def loads(text: str) -> Dict[str, Any]:
 
 def read(path: str) -> Dict[str, Any]:
     """A card from a local path (the server, the web app's tests); no validation."""
-    with open(path, encoding="utf-8") as handle:
+    return load(path)
+
+
+# --- the card's file: every reader and writer of model_card.json goes through these --------
+FILE_NAME = os.path.basename(contract.MODEL_CARD_RELPATH)  # in a report folder, beside no model
+
+
+class LocalFiles:
+    """The file operations `load`, `save` and `update` need, on the local disk.
+
+    Components pass ``tfx.dsl.io.fileio`` instead (the same three functions), so a card on
+    ``gs://`` is read and written alike; this module stays TF-free.
+    """
+
+    @staticmethod
+    def open(path: str, mode: str = "r"):
+        return open(path, mode, encoding="utf-8")
+
+    exists = staticmethod(os.path.exists)
+
+    @staticmethod
+    def makedirs(path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+
+LOCAL = LocalFiles()
+
+
+def path_in(model_dir: str) -> str:
+    """Where a SavedModel's (or a pushed version's) card is: ``contract.MODEL_CARD_RELPATH``."""
+    return os.path.join(model_dir, contract.MODEL_CARD_RELPATH)
+
+
+def load(path: str, files: Any = LOCAL, missing_ok: bool = False) -> Dict[str, Any]:
+    """The card at ``path`` ({} where there is none and ``missing_ok``); no validation.
+
+    Raises:
+        CardError: the file is not a JSON object.
+    """
+    if missing_ok and not files.exists(path):
+        return {}
+    with files.open(path, "r") as handle:
         return loads(handle.read())
+
+
+def save(path: str, card: Dict[str, Any], files: Any = LOCAL) -> str:
+    """Writes ``card`` as `dumps` spells it (NaN as null), creating the folder; returns ``path``."""
+    files.makedirs(os.path.dirname(path))
+    with files.open(path, "w") as handle:
+        handle.write(dumps(card))
+    return path
+
+
+def update(path: str, fields: Dict[str, Any], files: Any = LOCAL) -> Dict[str, Any]:
+    """Adds ``fields`` to the card at ``path`` and writes it back; returns the new card."""
+    card = load(path, files)
+    card.update(fields)
+    save(path, card, files)
+    return card
 
 
 # --- the Trainer's part -------------------------------------------------------------------

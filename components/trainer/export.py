@@ -5,7 +5,6 @@ Called by `trainer_module.run_fn` after training.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -185,7 +184,6 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, hist
                     "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
         history=history, seconds=seconds, **extra)
     card["input_contract"]["explain_signature"] = SIGNATURE_EXPLAIN
-    card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    tf.io.gfile.makedirs(os.path.dirname(card_path))
-    with tf.io.gfile.GFile(card_path, "w") as handle:
-        handle.write(model_card.dumps(card))
+    from tfx.dsl.io import fileio  # gs:// and local alike
+
+    model_card.save(model_card.path_in(path), card, files=fileio)
