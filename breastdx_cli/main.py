@@ -112,10 +112,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: the pipeline failed: {err}\n(full log: {log_file})", file=sys.stderr)
         return 1
     log.info("pipeline finished in %.0f s", time.time() - started)
-    if config.variant == "mammo":
-        return mammo_cli.print_summary(config)
-    print(summary.render(summary.summarize(config)))
-    return 0
+    result = summary.summarize(config)
+    print(summary.render(result))
+    return summary.exit_status(result)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
