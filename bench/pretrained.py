@@ -86,7 +86,8 @@ def main(argv=None):
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         m = row["metrics"]
-        print(f"| {row['backbone']} | {row['weights']} ({row['learning_rate']:g}) | {_fmt(m['auc'])} | {_fmt(m['balanced_accuracy'])} | "
+        print(f"| {row['backbone']} | {row['weights']} ({row['learning_rate']:g}) | "
+              f"{_fmt(m['auc'])} | {_fmt(m['balanced_accuracy'])} | "
               f"{_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | "
               f"{', '.join(f'{v:.3f}' for v in row['per_fold_auc'])} | {row['n_images']} / {row['n_patients']} | "
               f"{row['seconds'] / 60:.0f} min |")
