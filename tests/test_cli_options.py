@@ -31,7 +31,9 @@ def test_data_options_have_one_set_of_choices(verb):
     verb_parser = _subparsers()[verb]
     assert tuple(_option(verb_parser, "--task").choices) == tuple(contract.TASKS)
     assert tuple(_option(verb_parser, "--layout").choices) == registry.LAYOUTS
-    assert _option(verb_parser, "--workdir").help == _option(_subparsers()["demo"], "--workdir").help
+    assert (
+        _option(verb_parser, "--workdir").help == _option(_subparsers()["demo"], "--workdir").help
+    )
 
 
 @pytest.mark.parametrize("verb", VERBS_WITH_MODEL)

@@ -21,8 +21,11 @@ CARD = {
             "at_operating": {"sensitivity": {"value": None, "n": 3}},
         },
     },
-    "decision_rule": {"kind": "threshold", "operating_threshold": 0.25,
-                      "conformal": {"reason": "too few eval images"}},
+    "decision_rule": {
+        "kind": "threshold",
+        "operating_threshold": 0.25,
+        "conformal": {"reason": "too few eval images"},
+    },
     "small_sample_warnings": ["test split: 8 patients (fewer than 10)"],
     "input_contract": {"heatmap_signature": "heatmap"},
     "evaluation_report": {"html": "assets.extra/evaluation_report.html"},
@@ -30,12 +33,20 @@ CARD = {
 
 
 def test_mammography_lines_come_from_the_card():
-    text = summary.render({"variant": "mammo", "pushed_model": "/s/m/7", "card": CARD,
-                           "heatmap": "/w/cbis/heatmap_1.png"})
+    text = summary.render(
+        {
+            "variant": "mammo",
+            "pushed_model": "/s/m/7",
+            "card": CARD,
+            "heatmap": "/w/cbis/heatmap_1.png",
+        }
+    )
     lines = text.splitlines()
     assert lines[0] == "backbone       efficientnet_lite0 from random weights (no pretraining)"
     assert "held-out test  AUC 0.714 [0.300-1.000], n=11 mammograms, 8 patients" in text
-    assert "sensitivity n/a (n=3)" in text and "decision rule  threshold (too few eval images)" in text
+    assert (
+        "sensitivity n/a (n=3)" in text and "decision rule  threshold (too few eval images)" in text
+    )
     assert "warning        test split: 8 patients (fewer than 10)" in lines
     assert "report         /s/m/7/assets.extra/evaluation_report.html" in lines
     assert "heatmap        /w/cbis/heatmap_1.png" in lines
@@ -50,8 +61,13 @@ def test_an_unblessed_mammography_run_says_so_and_fails():
 
 
 def test_classify_table_ends_with_its_warnings_and_the_disclaimer():
-    result = {"pipeline": "p", "class_names": ["a", "b"], "blessed": False, "synthetic_data": True,
-              "card_warnings": ["eval split: 6 patients"]}
+    result = {
+        "pipeline": "p",
+        "class_names": ["a", "b"],
+        "blessed": False,
+        "synthetic_data": True,
+        "card_warnings": ["eval split: 6 patients"],
+    }
     lines = summary.render(result).splitlines()
     assert "blessed" in lines[1] and "NO" in lines[1]
     assert lines[-3] == "WARNING: eval split: 6 patients"
