@@ -20,7 +20,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv tools weights chromium demo test test-fast serve web bench bench-serve locust clean lock
+.PHONY: venv tools weights chromium demo lint test test-fast serve web bench bench-serve locust clean lock
 
 venv: $(VENV)/.installed
 
@@ -72,10 +72,15 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) > /tmp/breastdx-apt.log 2>&1 || { tail -20 /tmp/breastdx-apt.log; exit 1; }; }
 
-test: venv tools chromium weights
+# One style, checked ([tool.ruff] in pyproject.toml): formatting and lint rules, in seconds.
+lint: venv
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
+
+test: venv tools chromium weights lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: venv tools weights
+test-fast: venv tools weights lint
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 serve: venv
@@ -84,7 +89,7 @@ serve: venv
 web: venv
 	$(CLI) web
 
-# The fast benchmarks (a few minutes on 2 cores); README "Benchmarks" gives the slow ones'
+# The fast benchmarks (a few minutes on 2 cores); docs/results/ gives the slow ones'
 # commands (bench/scale.py at 10k-277k images, bench/throughput.py).
 bench: venv
 	$(PY) bench/ingest.py

@@ -33,7 +33,7 @@ from tfx import v1 as tfx  # noqa: E402
 from tfx.types import standard_component_specs as specs  # noqa: E402
 
 from breastdx_core import cluster_configs, configs  # noqa: E402
-from pipeline.pipeline import create_pipeline  # noqa: E402
+from pipeline.pipeline import MAMMO_PATCH_RUN_FN, MAMMO_WHOLE_RUN_FN, create_pipeline  # noqa: E402
 
 log = logging.getLogger("breastdx")
 
@@ -47,8 +47,7 @@ SEG_PREPROCESSING_FN = "components.segmentation.transform.seg_transform_module.p
 SEG_RUN_FN = "components.segmentation.trainer.unet_trainer_module.run_fn"
 # The mammography variant has no Transform: its first slot is the patch Trainer's run_fn
 # (create_mammography_pipeline takes both installed run_fns when given a dotted path).
-MAMMO_PATCH_RUN_FN = "components.mammo.patch_trainer.patch_trainer_module.run_fn"
-MAMMO_RUN_FN = "components.mammo.whole_trainer.whole_trainer_module.run_fn"
+MAMMO_RUN_FN = MAMMO_WHOLE_RUN_FN
 USER_CODE = {"classify": (PREPROCESSING_FN, RUN_FN), "segment": (SEG_PREPROCESSING_FN, SEG_RUN_FN),
              "mammo": (MAMMO_PATCH_RUN_FN, MAMMO_RUN_FN)}
 # The run parameter that carries a digest of the image tree (`breastdx run create` and

@@ -1,10 +1,10 @@
 """Runs the pipeline here: LocalDagRunner, Beam's DirectRunner, SQLite metadata.
 
-`python local_runner.py` (or `breastdx run`, which `make demo` calls) checks the
-image root, then runs `create_pipeline()`. Settings come from `breastdx_core.configs.load()`
-(BREASTDX_* environment variables); this file only chooses the orchestrator, the
-metadata store and the Beam arguments. A re-run with unchanged inputs is served from
-TFX's cache; ImageExampleGen's driver fingerprints the image tree, so a changed, added
+`python local_runner.py` (or `breastdx demo`, which `make demo` calls; its `cmd_demo` calls
+`run`) checks the image root, then runs `create_pipeline()`. Settings come from
+`breastdx_core.configs.load()` (BREASTDX_* environment variables); this file only chooses the
+orchestrator, the metadata store and the Beam arguments. A re-run with unchanged inputs is
+served from TFX's cache; ImageExampleGen's driver fingerprints the image tree, so a changed, added
 or removed image is ingested again.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (README)
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (docs/decisions/0001-keras2.md)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfx import v1 as tfx  # noqa: E402

@@ -1,4 +1,4 @@
-"""The mammography run's figures side by side (README "Pretrained backbones", cbis): the
+"""The mammography run's figures side by side (docs/results/pretrained.md, cbis): the
 PatchTrainer model's malignant AUC on the release's TEST patches (the patch card holds the
 eval split's only), P(malignant calcification) + P(malignant mass), with a patient-bootstrap
 95% CI, and the pushed whole-image card's test AUC, backbone and weights' provenance.
@@ -23,7 +23,8 @@ xs, ys, ps = [], [], []
 for batch in tf.data.TFRecordDataset(test_files, compression_type="GZIP").batch(64):
     parsed = tf.io.parse_example(batch, spec)
     xs.append(records.decode_grey(parsed[contract.IMAGE_KEY], size).numpy())
-    ys.append(parsed[contract.LABEL_KEY].numpy()); ps.append(parsed[contract.PATIENT_KEY].numpy())
+    ys.append(parsed[contract.LABEL_KEY].numpy())
+    ps.append(parsed[contract.PATIENT_KEY].numpy())
 x, y, p = np.concatenate(xs), np.concatenate(ys), np.concatenate(ps)
 prob = model.predict(x, batch_size=64, verbose=0)
 mal = [contract.CBIS_PATCH_CLASSES.index(n) for n in export.MALIGNANT_PATCH_CLASSES]

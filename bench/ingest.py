@@ -15,7 +15,7 @@ at --data-root), then times on the same files, page cache warm:
   (a) naive: decode each PNG with Pillow, re-encode it, write the same records (GZIP,
       as a TFRecord writer is usually set up), on the first --naive-sample files.
 Prints images/s and the ratios the issues set as goals (>= 10x (a); >= 25 % of (b) end
-to end, issue 13).
+to end).
 """
 import argparse
 import io

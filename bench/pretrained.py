@@ -9,7 +9,7 @@ Both arms share the data stages (one TFX-cached ExampleGen + Transform in ``--wo
 the folds (same seed: the same patients in each fold), the step budget and the rest of the
 settings; only ``weights`` differs. Prints a Markdown table of the pooled out-of-fold
 metrics with patient-bootstrap 95 % CIs and writes ``pretrained_vs_scratch.json`` beside
-the per-arm reports. Figures from it are in the README ("Pretrained vs scratch").
+the per-arm reports. Figures from it: docs/results/pretrained.md.
 """
 import argparse
 import dataclasses
@@ -86,7 +86,8 @@ def main(argv=None):
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         m = row["metrics"]
-        print(f"| {row['backbone']} | {row['weights']} ({row['learning_rate']:g}) | {_fmt(m['auc'])} | {_fmt(m['balanced_accuracy'])} | "
+        print(f"| {row['backbone']} | {row['weights']} ({row['learning_rate']:g}) | "
+              f"{_fmt(m['auc'])} | {_fmt(m['balanced_accuracy'])} | "
               f"{_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | "
               f"{', '.join(f'{v:.3f}' for v in row['per_fold_auc'])} | {row['n_images']} / {row['n_patients']} | "
               f"{row['seconds'] / 60:.0f} min |")

@@ -1,4 +1,4 @@
-"""How the data stages' cost grows with the number of images (issue 13).
+"""How the data stages' cost grows with the number of images.
 
     python bench/scale.py --images 1000 3000 [--workdir /tmp/x] [--train-steps 8]
     python bench/scale.py --plot-only --results /tmp/x/results.json   # table + plot again
@@ -304,7 +304,7 @@ def table(results: List[Dict]) -> str:
 
 def compact_table(results: List[Dict]) -> str:
     """One row per size: each data stage's wall time, their sum, the run's peak RSS and
-    Transform's output (the README's table)."""
+    Transform's output (docs/results/scale.md)."""
     shown = [s for s in ("ImageExampleGen", "StatisticsGen", "ExampleValidator", "Transform")]
     lines = ["| images | patients | " + " | ".join(shown) + " | data stages | peak RSS of the run | Transform output |",
              "| ---: | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |"]

@@ -12,7 +12,7 @@ glass, so the tissue mask has background to skip), then times, ``--repeats`` tim
 * the model alone: the same tiles in one in-process ``serving_default`` call, the floor
   for any tiling design on this machine (an in-model tiling signature cannot beat it).
 
-Goal (issue 11): the whole map in <= 5 s on 2 cores. The load generator, both servers and
+Goal: the whole map in <= 5 s on 2 cores. The load generator, both servers and
 the model share the machine's cores.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The model lab's verbs for `breastdx`: ``compare`` and ``report``.
 
-`breastdx_cli/main.py` calls `add_parsers(subparsers)` (its _PLUGINS list).
+`breastdx_cli/main.py` calls `add_parsers(subparsers)` (its VERB_REGISTRARS).
 
     breastdx compare [--backbones a,b] [--budget small|real] [--workdir DIR]
     breastdx report [--version V | --all] [--workdir DIR]
@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 import time
+
+from breastdx_core import cli_options
 
 log = logging.getLogger("breastdx")
 
@@ -77,12 +79,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", help="task preset: idc or busi (default idc)")
-    parser.add_argument("--data-root", help="image root (default: synthetic data under the workdir)")
-    parser.add_argument("--layout", help="auto, idc, class_folders or manifest (default auto)")
-    parser.add_argument("--workdir", help="where the run's pipeline root, metadata and serving root are "
-                                          "(env BREASTDX_WORKDIR; default ./workdir)")
-    parser.add_argument("--verbose", action="store_true", help="show every log line")
+    cli_options.add_data_options(parser)
+    cli_options.add_verbose_option(parser)
 
 
 def add_parsers(verbs) -> None:

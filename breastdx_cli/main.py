@@ -31,7 +31,7 @@ os.environ.setdefault("PIP_QUIET", "1")  # TFX pip-installs its user-code wheels
 
 log = logging.getLogger("breastdx")
 
-from breastdx_core import errors  # noqa: E402
+from breastdx_core import cli_options, errors  # noqa: E402
 
 # The console (progress filter, log file, quiet runs) lives below this module, so the
 # verb modules use it without importing this one back (no import loop).
@@ -112,10 +112,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: the pipeline failed: {err}\n(full log: {log_file})", file=sys.stderr)
         return 1
     log.info("pipeline finished in %.0f s", time.time() - started)
-    if config.variant == "mammo":
-        return mammo_cli.print_summary(config)
-    print(summary.render(summary.summarize(config)))
-    return 0
+    result = summary.summarize(config)
+    print(summary.render(result))
+    return summary.exit_status(result)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -128,15 +127,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return 2
     print(summary.render(summary.summarize(config)))
     return 0
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", help="task preset: idc, busi or cbis (env BREASTDX_TASK; default idc)")
-    parser.add_argument("--data-root", help="image root: IDC tree, class folders or a folder with manifest.csv "
-                                            "(env BREASTDX_DATA_ROOT; default: synthetic data under the workdir)")
-    parser.add_argument("--layout", help="auto, idc, class_folders or manifest (default auto)")
-    parser.add_argument("--workdir", help="where data, pipeline roots, metadata and served models go "
-                                          "(env BREASTDX_WORKDIR; default ./workdir)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,15 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=7, help="random seed")
     data.set_defaults(func=cmd_data)
 
-    from breastdx_core import configs  # TF-free: the backbone names for --help
+    from breastdx_core import configs  # TF-free: the variant names for --help
 
     demo = verbs.add_parser("demo", help="run the whole pipeline locally and print the summary",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(demo)
-    demo.add_argument("--backbone", choices=configs.BACKBONES, metavar="BACKBONE",
-                      help="one of " + ", ".join(configs.BACKBONES) + " (default from configs: per task)")
-    demo.add_argument("--weights", help="backbone weights: none, 'imagenet' or a local .h5 file (default from "
-                                        "configs: per task)")
+    cli_options.add_data_options(demo)
+    cli_options.add_model_options(demo)
     demo.add_argument("--train-steps", type=int,
                       help="a step budget (default: 24 on the synthetic demo; 0 with --data-root: whole epochs)")
     demo.add_argument("--epochs", type=int, help="passes over the train split with --data-root (default from configs: 8)")
@@ -173,12 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="segment: train non-malignant masks as empty; classify by predicted lesion area")
     demo.add_argument("--full-size", action="store_true",
                       help="mammo: the study's sizes and schedules (1152x896 images, 224 patches; slow on a CPU)")
-    demo.add_argument("--verbose", action="store_true", help="show every log line, not just progress")
+    cli_options.add_verbose_option(demo)
     demo.set_defaults(func=cmd_demo)
 
     summary = verbs.add_parser("summary", help="print the last local run's summary",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(summary)
+    cli_options.add_data_options(summary)
     summary.set_defaults(func=cmd_summary)
 
     for add_parsers in VERB_REGISTRARS:

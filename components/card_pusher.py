@@ -31,20 +31,15 @@ REPORT_KEY = "report"
 SAVED_MODEL = "saved_model.pb"
 
 
-def _read_card(path: str) -> Dict[str, Any]:
-    with fileio.open(path, "r") as handle:
-        return model_card.loads(handle.read())
-
-
 def version_with_model(base_directory: str, model_uri: str) -> Optional[str]:
     """The pushed version directory whose card names ``model_uri`` as its trained model, if any."""
     if not fileio.isdir(base_directory):
         return None
     for version in sorted(fileio.listdir(base_directory), reverse=True):
-        card_path = os.path.join(base_directory, version.rstrip("/"), contract.MODEL_CARD_RELPATH)
+        card_path = model_card.path_in(os.path.join(base_directory, version.rstrip("/")))
         if fileio.exists(card_path):
             try:
-                if _read_card(card_path).get("trained_model_uri") == model_uri:
+                if model_card.load(card_path, files=fileio).get("trained_model_uri") == model_uri:
                     return os.path.join(base_directory, version.rstrip("/"))
             except model_card.CardError:
                 continue
@@ -76,8 +71,8 @@ class Executor(pusher_executor.Executor):
         model_path = self.GetModelPath(input_dict)
         report = input_dict.get(REPORT_KEY)
         source = report[0].uri if report else None
-        card = _read_card(os.path.join(source, CARD_FILE) if source
-                          else os.path.join(model_path, contract.MODEL_CARD_RELPATH))
+        card = model_card.load(os.path.join(source, CARD_FILE) if source else model_card.path_in(model_path),
+                               files=fileio)
         version = str(int(time.time()))
         while fileio.exists(os.path.join(base, version)):
             version = str(int(version) + 1)
@@ -94,8 +89,7 @@ class Executor(pusher_executor.Executor):
             for name in fileio.listdir(source):
                 if name != CARD_FILE:
                     io_utils.copy_file(os.path.join(source, name), os.path.join(extra, name), overwrite=True)
-        with fileio.open(os.path.join(serving_path, contract.MODEL_CARD_RELPATH), "w") as handle:
-            handle.write(model_card.dumps(card))
+        model_card.save(model_card.path_in(serving_path), card, files=fileio)
         io_utils.copy_file(os.path.join(model_path, SAVED_MODEL), os.path.join(serving_path, SAVED_MODEL))
         io_utils.copy_dir(serving_path, pushed.uri)  # the archive copy, card included
         self._MarkPushed(pushed, pushed_destination=serving_path, pushed_version=version)

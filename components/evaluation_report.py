@@ -38,7 +38,7 @@ from breastdx_core import contract, decision, model_card
 
 log = logging.getLogger(__name__)
 
-CARD_FILE = "model_card.json"
+CARD_FILE = model_card.FILE_NAME  # the card at the report folder's top, for the Pusher
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
 EVALUATION_KEY = "evaluation"
@@ -135,8 +135,7 @@ class Executor(base_executor.BaseExecutor):
         model_dir = path_utils.serving_model_path(model.uri)
         if not fileio.exists(os.path.join(model_dir, "saved_model.pb")):
             model_dir = model.uri  # KFP's launcher layout: the SavedModel flat in the artifact folder
-        with fileio.open(os.path.join(model_dir, contract.MODEL_CARD_RELPATH), "r") as handle:
-            card = model_card.loads(handle.read())
+        card = model_card.load(model_card.path_in(model_dir), files=fileio)
 
         loaded = tf.saved_model.load(model_dir)
         eval_scores = scoring.score_split(model_dir, examples.uri, "eval", model=loaded)
@@ -182,8 +181,7 @@ class Executor(base_executor.BaseExecutor):
             synthetic=synthetic, test=test_block, accepted=accepted, decision_rule=rule, warnings=warnings,
             report_paths={"json": f"assets.extra/{report_files.REPORT_JSON}",
                           "html": f"assets.extra/{report_files.REPORT_HTML}"}))
-        with fileio.open(os.path.join(out.uri, CARD_FILE), "w") as handle:
-            handle.write(model_card.dumps(card))
+        model_card.save(os.path.join(out.uri, CARD_FILE), card, files=fileio)
         log.info("EvaluationReport: %s; rule %s; test coverage %s", paths["html"], rule["kind"],
                  rule["conformal"]["test_coverage"]["value"])
 

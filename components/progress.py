@@ -4,8 +4,8 @@ The Trainer modules (components/trainer/training.py, the mammography variant's
 patch_trainer/ and whole_trainer/) add `StepProgress` to their ``fit`` callbacks.
 On a terminal it draws a tqdm bar: on the stream `use_stream` names (the `breastdx`
 console names the terminal while a pipeline runs, when descriptor 2 goes to the log
-file: pipeline/console.py), else on ``sys.stderr``; elsewhere (CI, a cluster pod, a log file) it logs one line per tenth of the
-steps instead, so a captured log does not fill with carriage returns.
+file: pipeline/console.py), else on ``sys.stderr``; elsewhere (CI, a cluster pod, a log
+file) it logs one line per tenth of the steps instead, so a captured log does not fill with carriage returns.
 """
 from __future__ import annotations
 

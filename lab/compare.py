@@ -311,16 +311,20 @@ def write_html(rows: Sequence[Dict[str, Any]], meta: Dict[str, Any], out_dir: st
     budget = meta["budget"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Backbone comparison</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 6px;font-size:85%}}.warn{{background:#fff3cd;padding:.6em}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:3px 6px;font-size:85%}}
+.warn{{background:#fff3cd;padding:.6em}}</style></head><body>
 <h1>Backbone comparison</h1><p><b>{html.escape(contract.RESEARCH_ONLY)}</b></p>{synthetic}
 <p>Same head, same patient-grouped splits, same seed ({meta['seed']}), same budget ({html.escape(budget['name'])}:
-{budget['train_steps']} steps in {budget['epochs']} epochs of batch {budget['batch_size']}, {budget['eval_steps']} eval steps),
+{budget['train_steps']} steps in {budget['epochs']} epochs of batch {budget['batch_size']},
+{budget['eval_steps']} eval steps),
 through the pipeline's Transform output and Trainer module (run {html.escape(meta['transform_graph'])}).
 Weights: {html.escape(str(meta['weights']))}. val_* are measured on the whole eval split through the exported
-<code>serving_examples</code> signature; train_accuracy on up to {budget['train_score_limit']} un-augmented train images;
+<code>serving_examples</code> signature; train_accuracy on up to
+{budget['train_score_limit']} un-augmented train images;
 size is the SavedModel on disk (no optimizer state).</p>
 <table><tr>{head}</tr>{body}</table>
-<p>Files: <a href="compare.csv">compare.csv</a>, <a href="compare.md">compare.md</a>, <a href="compare.json">compare.json</a></p>
+<p>Files: <a href="compare.csv">compare.csv</a>, <a href="compare.md">compare.md</a>,
+<a href="compare.json">compare.json</a></p>
 <h2>Accuracy vs size</h2><img src="accuracy_vs_size.png"><h2>ROC</h2><img src="roc.png">
 <h2>Accuracy and loss per epoch</h2><img src="curves.png"></body></html>"""
     with open(path, "w") as handle:

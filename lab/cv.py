@@ -15,7 +15,7 @@ Records are regrouped by patient once: each patient's raw records and their Tran
 output (the run's own TransformGraph; it has no analyzers, so it is the same for every
 fold) are written to one file each, and a fold is a list of those files.
 
-Called by `breastdx_cli/main.py` (its _PLUGINS list: `add_parser`) and by `bench/real.py`.
+Called by `breastdx_cli/main.py` (`add_parser` is in its VERB_REGISTRARS) and by `bench/real.py`.
 Results go to ``<workdir>/reports/cv/`` (or ``--out``): ``cv.json``, ``cv.md``, ``roc.png``,
 ``index.html``.
 """
@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from breastdx_core import contract, metrics
+from breastdx_core import cli_options, contract, metrics
 from breastdx_core.configs import PipelineConfig
 from breastdx_core import errors
 
@@ -564,12 +564,8 @@ def add_parser(verbs) -> None:
     parser = verbs.add_parser("cv", help="patient-level K-fold cross-validation through the Trainer module",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--folds", type=int, help="K patient-disjoint folds (default from configs: cv_folds)")
-    parser.add_argument("--task", help="task preset: idc or busi (default idc)")
-    parser.add_argument("--data-root", help="image root (default: synthetic data under the workdir)")
-    parser.add_argument("--layout", help="auto, idc, class_folders or manifest (default auto)")
-    parser.add_argument("--workdir", help="pipeline root, metadata and reports (default ./workdir)")
-    parser.add_argument("--backbone", help="architecture (configs.BACKBONES)")
-    parser.add_argument("--weights", help="None, 'imagenet' or a local weights file")
+    cli_options.add_data_options(parser)
+    cli_options.add_model_options(parser)
     parser.add_argument("--epochs", type=int, help="passes over each fold's train split")
     parser.add_argument("--train-steps", type=int, help="a step budget instead of whole epochs (0: epochs)")
     parser.add_argument("--batch-size", type=int)
@@ -581,5 +577,5 @@ def add_parser(verbs) -> None:
                         help="share of each fold's training patients held out for early stopping and calibration")
     parser.add_argument("--out", help="output folder (default <workdir>/reports/cv)")
     parser.add_argument("--keep-models", action="store_true", help="keep each fold's exported SavedModel")
-    parser.add_argument("--verbose", action="store_true", help="show every log line")
+    cli_options.add_verbose_option(parser)
     parser.set_defaults(func=cmd_cv)

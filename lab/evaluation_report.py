@@ -48,8 +48,7 @@ def report_for_version(config, version_dir: str, examples_uri: str) -> Dict[str,
     from components.evaluation.scoring import score_split
 
     task = config.task_spec
-    card_path = os.path.join(version_dir, "assets.extra", "model_card.json")
-    card = model_card.read(card_path) if os.path.exists(card_path) else {}
+    card = model_card.load(model_card.path_in(version_dir), missing_ok=True)
     card.setdefault("version", int(os.path.basename(version_dir.rstrip("/"))))
     card.setdefault("model_name", config.model_name)
     if task.num_classes != 2:

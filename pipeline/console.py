@@ -2,7 +2,7 @@
 everything else in a log file.
 
 `breastdx_cli/main.py` and the verb modules it registers (breastdx_cli/lab.py,
-lab/cv.py, breastdx_cli/mammo.py) call `setup_logging`, `quiet_run` and
+lab/cv.py) call `setup_logging`, `quiet_run` and
 `ensure_synthetic`; none of them imports `breastdx_cli.main` back.
 
 * The console shows our own loggers' records, every error, and TFX's

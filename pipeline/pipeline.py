@@ -109,9 +109,9 @@ def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module
         tree_fingerprint=tree_fingerprint,
     ).with_id(EXAMPLE_GEN_ID)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("ImportSchemaGen")
-    # With the curated schema TFDV knows image_raw (image_domain) for bytes: without it,
-    # it counted the distinct values of every image's bytes exactly, in memory (+812 MiB
-    # at 50k images, growing with the set; issue 13, bench/scale.py).
+    # With the curated schema TFDV profiles image_raw (image_domain) as bytes; without it, it
+    # counts the distinct values of every image's bytes in memory, growing with the set
+    # (docs/decisions/0009-curated-schema.md).
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]).with_id("StatisticsGen")
     example_validator = tfx.components.ExampleValidator(
@@ -124,10 +124,9 @@ def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module
         **_user_code(transform_module, "preprocessing_fn"),
         custom_config=config.transform_config(),
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
-        # No pre/post-transform statistics: StatisticsGen already profiles the raw examples.
-        # TFDV over the transformed pixels (12,288 floats per 64x64 image) raised the run's
-        # peak memory by ~0.6 GiB at 1-3k images; Transform's time was the same at 10k
-        # (40.7 s with and without; issue 13, bench/scale.py).
+        # No pre/post-transform statistics: StatisticsGen already profiles the raw examples,
+        # and TFDV over the transformed pixels (12,288 floats per 64x64 image) costs memory
+        # for nothing (bench/scale.py measures the data stages).
         disable_statistics=True,
     ).with_id("Transform")
     transform.add_upstream_node(anomaly_gate)  # anomalies stop the run before any training
@@ -349,7 +348,7 @@ def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Opti
 
         CbisExampleGen (release -> patches + mammograms; by patient: test = the release's
              test split, eval = a stratified share of its train patients, train = the rest)
-          -> PatchTrainer (ResNet50 patch classifier, 5 classes, staged fine-tuning)
+          -> PatchTrainer (patch classifier on `mammo_backbone`, 5 classes, staged fine-tuning)
           -> Trainer (whole-image classifier; base_model = the patch model: warm start;
              signatures serving_default, serving_examples and heatmap)
           -> Evaluator (TFMA on the eval mammograms; AUC floor)

@@ -1,10 +1,14 @@
-"""The end-of-run summary: what went in, how it was split, how the model did, where it went.
+"""The end-of-run summary of every variant: what went in, how it was split, how the model
+did, where it went, its warnings and (mammography) its heat map.
 
-`breastdx demo` and `breastdx summary` call `summarize()` after a local run. It reads
-the newest artifacts from the run's ML Metadata store, counts patients per split in
+`breastdx demo` and `breastdx summary` call `summarize()` after a local run, print
+`render()` of it and exit with `exit_status()`. For the classify and segment variants it
+reads the newest artifacts from the run's ML Metadata store, counts patients per split in
 ImageExampleGen's output, and scores the held-out **test** split with the pushed
-SavedModel's `serving_examples` signature (metrics in NumPy, independent of TFMA, with
-a patient-level bootstrap CI). The result is printed as a table and saved as JSON.
+SavedModel's `serving_examples` signature (metrics in NumPy, independent of TFMA, with a
+patient-level bootstrap CI); the result is also saved as JSON. For the mammography variant
+it reads the pushed model's card (completed by the EvaluationReport component) and writes
+the pushed model's heat map of one held-out mammogram.
 """
 from __future__ import annotations
 
@@ -86,8 +90,17 @@ def _previous_test_metrics(path: str) -> Dict[str, Any]:
         return {}
 
 
+def newest_pushed(config: PipelineConfig) -> Optional[str]:
+    """The newest version folder under ``<serving_root>/<model_name>`` (None: nothing pushed)."""
+    from components.baseline_evaluator import newest_version
+
+    return newest_version(os.path.join(config.serving_root, config.model_name))
+
+
 def summarize(config: PipelineConfig) -> Dict[str, Any]:
     """Collects the newest run's facts (see the module docstring); saves them as JSON."""
+    if config.variant == "mammo":
+        return summarize_mammo(config)
     store = metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
     task = config.task_spec
@@ -131,7 +144,7 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
             trained = json.loads(handle.read())
         summary["backbone"] = trained.get("backbone")
         summary["weights_provenance"] = trained.get("weights_provenance")
-        summary["training_budget"] = trained.get("training_budget")  # issue 15: images the model saw
+        summary["training_budget"] = trained.get("training_budget")  # images the model saw
         summary["calibration"] = trained.get("calibration")
     out_dir = os.path.join(config.workdir, "reports", config.pipeline_name)
     os.makedirs(out_dir, exist_ok=True)
@@ -160,7 +173,7 @@ def _fmt(value: Any) -> str:
 
 def weights_text(backbone: Optional[str], provenance: Optional[Dict[str, Any]]) -> str:
     """"efficientnet_lite0 from ImageNet-pretrained weights (package==version, sha256 …)"
-    or "... from random weights": what the model started from (issue 14)."""
+    or "... from random weights": what the model started from."""
     provenance = provenance or {}
     source = provenance.get("source")
     if source == "package":
@@ -193,6 +206,8 @@ def segmentation_rows(metrics: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 def render(summary: Dict[str, Any]) -> str:
     """The summary as a short plain-text table."""
+    if summary.get("variant") == "mammo":
+        return render_mammo(summary)
     names = summary["class_names"]
     rows = [("pipeline", summary["pipeline"])]
     if summary.get("backbone"):
@@ -257,5 +272,105 @@ def render(summary: Dict[str, Any]) -> str:
         lines.append(f"WARNING: {warning}")
     if summary.get("synthetic_data"):
         lines.append("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on tissue.")
+    lines.append(contract.RESEARCH_ONLY)
+    return "\n".join(lines)
+
+
+def exit_status(summary: Dict[str, Any]) -> int:
+    """1 when a mammography run pushed nothing (its whole-image model was not blessed), else 0."""
+    return 1 if summary.get("variant") == "mammo" and summary.get("pushed_model") is None else 0
+
+
+# --- the mammography variant ---------------------------------------------------------------
+def summarize_mammo(config: PipelineConfig) -> Dict[str, Any]:
+    """The pushed whole-image model's card and its heat map of the first held-out mammogram."""
+    version_dir = newest_pushed(config)
+    summary: Dict[str, Any] = {"variant": "mammo", "pipeline": config.pipeline_name,
+                               "pushed_model": version_dir, "min_whole_auc": config.mammo_min_whole_auc}
+    if version_dir is not None:
+        card = model_card.load(model_card.path_in(version_dir))
+        summary["card"] = card
+        summary["heatmap"] = write_heatmap(config, version_dir, card)
+    return summary
+
+
+def write_heatmap(config: PipelineConfig, version_dir: str, card: Dict[str, Any]) -> Optional[str]:
+    """Calls the pushed model's heat-map signature on the first mammogram of the release's
+    test split and saves the malignancy overlay under ``<workdir>/cbis/``; returns the PNG's
+    path (None when the release has no test mammogram)."""
+    from components.mammo import cbis, heatmap, images, records
+
+    abnormalities, _ = cbis.read_release(config.data_root)
+    tests = [m for m in cbis.mammograms(abnormalities) if m.split == "test"]
+    if not tests:
+        return None
+    with open(tests[0].image_path, "rb") as handle:
+        encoded = handle.read()
+    model = tf.saved_model.load(version_dir)
+    signature = card["input_contract"]["heatmap_signature"]
+    grid = model.signatures[signature](**{contract.SERVING_INPUT_BYTES: tf.constant([encoded])})
+    grid = grid[records.OUTPUT_HEATMAP].numpy()[0]
+    size, patch, stride = card["image_size"], int(card["patch_size"]), int(card["heatmap_stride"])
+    image = images.resize_keep_aspect(images.read_image(tests[0].image_path), size).numpy()
+    rows, cols = np.arange(grid.shape[0]) * stride, np.arange(grid.shape[1]) * stride
+    score = heatmap.malignant_map(heatmap.to_image_grid(grid, rows, cols, patch, image.shape))
+    path = os.path.join(config.workdir, "cbis", f"heatmap_{tests[0].image_id}.png")
+    images.save_png(path, heatmap.render_overlay(image, score * (image > 0.1)))
+    np.save(path[:-4] + ".npy", grid)
+    return path
+
+
+def _ci_text(metric: Optional[Dict[str, Any]]) -> str:
+    """"0.812 [0.700-0.900], n=40" from a report metric ({value, n, ci95}); "n/a" without a value."""
+    metric = metric or {}
+    value, ci = metric.get("value"), metric.get("ci95") or {}
+    if value is None:
+        return f"n/a (n={metric.get('n')})"
+    both = ci.get("low") is not None and ci.get("high") is not None
+    interval = f" [{ci['low']:.3f}-{ci['high']:.3f}]" if both else " [CI n/a]"
+    return f"{value:.3f}{interval}, n={metric.get('n')}"
+
+
+def render_mammo(summary: Dict[str, Any]) -> str:
+    """The mammography run's lines: patch and whole-image models, the held-out test split,
+    the decision rule, warnings, where the model, report and heat map are."""
+    version_dir = summary.get("pushed_model")
+    if version_dir is None:
+        return (f"not pushed: the whole-image model did not reach the Evaluator's AUC floor "
+                f"({summary['min_whole_auc']}); see the log")
+    card = summary["card"]
+    evaluation = card.get("evaluation", {})
+    whole, test = evaluation.get("metrics", {}), evaluation.get("test") or {}
+    patch = card.get("patch_model", {}).get("evaluation", {}).get("metrics", {})
+    rule = card.get("decision_rule") or {}
+    operating = test.get("at_operating") or {}
+    threshold = rule.get("operating_threshold")
+    why = ("coverage claimed" if rule.get("kind") == "conformal"
+           else (rule.get("conformal") or {}).get("reason"))
+    lines = [
+        f"backbone       {weights_text(card.get('backbone'), card.get('weights_provenance'))}",
+        f"patch model    eval accuracy {patch.get('accuracy')} (5 classes, n={patch.get('n')}), "
+        f"malignant AUC {patch.get('malignant_auc')}",
+        f"whole image    eval AUC {whole.get('auc')} (Evaluator, n={evaluation.get('n_images')} "
+        f"mammograms, {evaluation.get('n_patients')} patients held out of the release's train split)",
+        f"held-out test  AUC {_ci_text(test.get('auc'))} mammograms, {test.get('n_patients')} "
+        f"patients (the release's test split; 95% CI by patient bootstrap)",
+        f"               at the operating threshold "
+        f"{'n/a' if threshold is None else f'{threshold:.4g}'} (chosen on eval): "
+        f"sensitivity {_ci_text(operating.get('sensitivity'))}, "
+        f"specificity {_ci_text(operating.get('specificity'))}",
+        f"decision rule  {rule.get('kind')} ({why})",
+    ]
+    lines += [f"warning        {warning}" for warning in card.get("small_sample_warnings") or []]
+    lines.append(f"pushed         {version_dir} (signatures: serving_default, serving_examples, "
+                 f"{card['input_contract'].get('heatmap_signature')})")
+    report = (card.get("evaluation_report") or {}).get("html")
+    if report:
+        lines.append(f"report         {os.path.join(version_dir, report)}")
+    if summary.get("heatmap"):
+        lines.append(f"heatmap        {summary['heatmap']}")
+    if evaluation.get("synthetic_data"):
+        lines.append("Metrics on SYNTHETIC data: they show the pipeline works, not how a model does on "
+                     "mammograms.")
     lines.append(contract.RESEARCH_ONLY)
     return "\n".join(lines)

@@ -398,7 +398,8 @@ def write_cbis(root: str, patients: int = 24, seed: int = 7, size: Tuple[int, in
             if rng.random() < 0.2:
                 abnormalities.append((("calcification", "mass")[p % 2], bool(rng.random() < 0.5)))
             masks = [render_abnormality(rng, image, breast, k, m) for k, m in abnormalities]
-            series = f"{'Mass' if kind == 'mass' else 'Calc'}-{'Training' if split == 'train' else 'Test'}_{pid}_{side}_{view}"
+            series = (f"{'Mass' if kind == 'mass' else 'Calc'}-"
+                      f"{'Training' if split == 'train' else 'Test'}_{pid}_{side}_{view}")
             full_rel = f"{series}/{_uid(rng)}/{_uid(rng)}/000000"
             _write(os.path.join(root, CBIS_IMAGES_DIR, full_rel + ".png"), _png(image))
             summary.images += 1

@@ -1,4 +1,4 @@
-"""bench/serve.py reads locust's CSV (the figures in the README come from it) and
+"""bench/serve.py reads locust's CSV (the figures in docs/results/serving.md come from it) and
 bench/throughput.py's speed-up ratio, IDC tree reading and paired AUC difference."""
 import importlib.util
 import os
@@ -16,7 +16,10 @@ def _load(name):
 
 
 # locust 2.46's <prefix>_stats.csv, as a 5-user run against the model server wrote it
-STATS = """Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%
+HEADER = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+          "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+          "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%")
+STATS = HEADER + """
 POST,:predict,625,3,14,15.46,6.16,47.90,396.0,312.80,0.0,14,16,18,19,22,25,29,33,48,48,48
 ,Aggregated,625,3,14,15.46,6.16,47.90,396.0,312.80,0.0,14,16,18,19,22,25,29,33,48,48,48
 """

@@ -1,4 +1,4 @@
-"""Issue 15's Trainer parts: the data-sized budget, HED stain jitter, temperature scaling."""
+"""The Trainer's real-data parts: the data-sized budget, HED stain jitter, temperature scaling."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -141,3 +141,11 @@ def test_evaluation_report_shows_ece_before_and_after_scaling(tmp_path):
     assert scaled["before"]["ece"] > 3 * report["calibration"]["ece"]
     page = open(er.write_report(str(tmp_path / "1"), report)["html"]).read()
     assert f"Temperature scaling (T = {temperature:.3f}" in page and "ECE on eval 0.200" in page
+
+
+def test_update_card_adds_fields_through_the_cards_module(tmp_path):
+    from breastdx_core import model_card
+
+    path = model_card.save(model_card.path_in(str(tmp_path)), {"model_name": "m"})
+    calibration.update_card(str(tmp_path), {"calibration": {"ece_after": float("nan")}})
+    assert model_card.load(path) == {"model_name": "m", "calibration": {"ece_after": None}}

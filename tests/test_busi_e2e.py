@@ -24,7 +24,7 @@ def run(busi_run):
 
 def test_busi_pushes_a_three_class_model_that_answers_png_bytes(run):
     config, data = run
-    # the preset fine-tunes EfficientNet-Lite0 from the package-registry ImageNet weights (issue 14)
+    # the preset fine-tunes EfficientNet-Lite0 from the package-registry ImageNet weights
     assert (config.backbone, config.weights) == ("efficientnet_lite0", "imagenet")
     facts = summary.summarize(config)
     assert facts["blessed"] is True, facts

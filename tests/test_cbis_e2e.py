@@ -20,7 +20,7 @@ from PIL import Image
 
 from components.mammo import records
 from breastdx_core import contract, model_card
-from breastdx_cli import mammo as mammo_cli
+from pipeline import summary
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ COMPONENTS = ("CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator", "Evaluat
 @pytest.fixture(scope="module")
 def pushed(cbis_run):
     config, _ = cbis_run
-    version_dir = mammo_cli.latest_pushed(config)
+    version_dir = summary.newest_pushed(config)
     assert version_dir, f"nothing pushed under {config.serving_root}/{config.model_name}"
     return config, version_dir, model_card.read(os.path.join(version_dir, contract.MODEL_CARD_RELPATH))
 
@@ -82,7 +82,7 @@ def test_card_is_schema_valid_and_carries_both_models(pushed):
 
 
 def test_card_records_the_pretrained_backbone_the_preset_started_from(pushed):
-    """The preset's default (issue 14): ImageNet EfficientNet-Lite0 in both models, its
+    """The preset's default: ImageNet EfficientNet-Lite0 in both models, its
     package, version and SHA-256 in the pushed card (through EvaluationReport and Pusher)."""
     from breastdx_core import pretrained
 

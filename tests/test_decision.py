@@ -109,7 +109,7 @@ def test_conformal_refuses_a_too_small_split():
 def test_conformal_coverage_holds_on_exchangeable_data():
     rng = np.random.default_rng(3)
     covered = []
-    for trial in range(200):
+    for _trial in range(200):
         labels = rng.integers(0, 2, 400)
         p1 = np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1)
         probabilities = np.stack([1 - p1, p1], axis=1)

@@ -1,5 +1,5 @@
-"""`breastdx demo` sets the backbone's weights and the data-sized budget by flag (issue 15:
-the real-data run had to set BREASTDX_WEIGHTS / _EPOCHS / _MAX_TRAIN_MINUTES instead)."""
+"""`breastdx demo` sets the backbone's weights and the data-sized budget by flag, not
+only by BREASTDX_WEIGHTS / _EPOCHS / _MAX_TRAIN_MINUTES."""
 from breastdx_cli import main
 from breastdx_core import configs
 

@@ -1,4 +1,4 @@
-"""Duplicate-safe ingest (issue 15): content hashes in records and report, label
+"""Duplicate-safe ingest: content hashes in records and report, label
 conflicts left out, cross-patient copies kept once; symbolic-linked patient folders."""
 import glob
 import hashlib
@@ -125,7 +125,7 @@ def test_one_patient_holding_a_class_is_a_report_warning():
 
 def test_the_executor_leaves_a_cross_patient_copy_out_of_its_split_files(tmp_path):
     """The executor hashes each file as it writes its record and rewrites afterwards the
-    record files that hold a copy left out (issue 13: one read per file)."""
+    record files that hold a copy left out (one read per file)."""
     root = tmp_path / "idc"
     copy = _png(7)
     for patient in ("p1", "p2", "p3", "p4"):

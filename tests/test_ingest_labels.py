@@ -4,7 +4,7 @@ are byte for byte the protobuf's.
 
 Beam named an unlabelled ptransform_fn after its first argument (str() of every file:
 ~110 KB of memory per image), and a file list given to beam.Create or a DoFn is pickled
-into the pipeline proto and every bundle's descriptor (issue 13, bench/scale.py and
+into the pipeline proto and every bundle's descriptor (bench/scale.py and
 bench/ingest.py): the executor now hands Beam shard numbers and each shard reads its
 files from a small file of its own.
 """

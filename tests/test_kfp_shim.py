@@ -93,7 +93,7 @@ def _run(script, env_extra=None):
     done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    [line] = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+    [line] = [out for out in done.stdout.splitlines() if out.startswith("RESULT ")]
     return json.loads(line[len("RESULT "):])
 
 

@@ -44,3 +44,18 @@ def test_small_samples_are_named():
     warnings = model_card.small_sample_warnings(4, [120, 12], ["neg", "pos"], "test")
     assert len(warnings) == 2 and "4 patients" in warnings[0] and "12 images of pos" in warnings[1]
     assert model_card.small_sample_warnings(12, [30, 31], ["neg", "pos"], "test") == []
+
+
+def test_the_cards_file_is_read_and_written_through_one_module(tmp_path):
+    model_dir = str(tmp_path / "model")
+    path = model_card.path_in(model_dir)
+    assert path.endswith(contract.MODEL_CARD_RELPATH)
+    assert model_card.load(path, missing_ok=True) == {}
+    model_card.save(path, {"model_name": "m", "metrics": {"auc": float("nan")}})
+    updated = model_card.update(path, {"calibration": {"temperature": 1.5}})
+    assert model_card.load(path) == updated
+    assert updated["metrics"]["auc"] is None  # `dumps` writes NaN as null, never bare NaN
+    assert "NaN" not in open(path).read()
+    with pytest.raises(model_card.CardError):
+        (tmp_path / "bad.json").write_text("[1]")
+        model_card.load(str(tmp_path / "bad.json"))

@@ -1,6 +1,6 @@
 """ImageNet weights from the package registry: the legacy PyTorch reader, the conversion
 (a real photograph's ImageNet class, every layer's weights), the cache's checks, the
-backbone registry and the fine-tuning schedule (issue 14)."""
+backbone registry and the fine-tuning schedule."""
 import json
 import os
 import pickle
@@ -14,7 +14,7 @@ from PIL import Image
 from components.pretrained import convert, torch_legacy
 from components.trainer import model as trainer_model
 from components.trainer import training
-from breastdx_core import configs, model_card, pretrained
+from breastdx_core import configs, model_card, pretrained, registry
 
 LITE0 = "efficientnet_lite0"
 # A real photograph shipped by a dependency (matplotlib's sample data: Grace Hopper in
@@ -33,10 +33,13 @@ def cache(tmp_path_factory):
     return folder
 
 
-def test_backbone_registry_matches_the_tf_free_names():
-    # breastdx_core/configs.py's names (CLI, settings, lab) and the Keras registry are one list.
-    assert trainer_model.ARCHITECTURES == configs.BACKBONES
-    assert set(pretrained.NAMES) <= set(configs.BACKBONES)
+def test_the_trainer_builds_every_registry_name():
+    # breastdx_core/registry.py is the one list (CLI, settings, lab); the Trainer indexes its
+    # constructors by it, so each name has a constructor and a smallest input side.
+    assert trainer_model.ARCHITECTURES is registry.BACKBONES
+    assert tuple(trainer_model.BACKBONES) == registry.IMAGE_BACKBONES
+    assert set(pretrained.NAMES) <= set(trainer_model.BACKBONES)
+    assert all(callable(build) and side >= 32 for build, _, side in trainer_model.BACKBONES.values())
 
 
 def test_legacy_reader_reads_a_hand_written_file(tmp_path, monkeypatch):

@@ -68,7 +68,7 @@ def test_unet_shapes_and_blackbox_targets():
 
 
 def test_lite0_encoder_unet_loads_imagenet_weights_and_keeps_their_batchnorm_statistics():
-    """The pretrained-encoder U-Net (issue 14): the encoder holds the converted ImageNet
+    """The pretrained-encoder U-Net: the encoder holds the converted ImageNet
     weights (`make weights`), its batch-norm layers are frozen, the output is a mask of the
     model size, and the decoder-only batch-norm recalibration leaves the encoder's
     statistics as they came."""

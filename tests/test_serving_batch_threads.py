@@ -1,4 +1,4 @@
-"""`--batch-threads` reaches the model server's batcher (bench/serve.py tunes it, issue 13)."""
+"""`--batch-threads` reaches the model server's batcher (bench/serve.py tunes it)."""
 import argparse
 
 from serving import cli

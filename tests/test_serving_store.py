@@ -94,7 +94,7 @@ def test_a_request_in_flight_keeps_its_retired_version(serving_root, tiny_model_
 TEXT_CONFIG = """
 model_config_list {
   config {
-    name: "%s"
+    name: "{name}"
     base_path: "/ignored/the/serving/root/wins"
     model_platform: "tensorflow"
     model_version_policy { specific { versions: 1 versions: 2 } }
@@ -102,7 +102,7 @@ model_config_list {
     version_labels { key: "canary" value: 2 }
   }
 }
-""" % MODEL_NAME
+""".replace("{name}", MODEL_NAME)
 
 
 @pytest.mark.parametrize("config_name, text", [

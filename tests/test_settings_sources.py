@@ -1,5 +1,5 @@
 """One source for each setting the server, the web app, `breastdx predict` and the CLI
-share (issue 9's settings drift)."""
+share (settings drift)."""
 import os
 
 from breastdx_core import configs

@@ -106,11 +106,11 @@ def test_cbis_whole_image_model_shows_the_sliding_window_heatmap(cbis_run, web_a
     import tensorflow as tf
 
     from components.mammo import records
-    from breastdx_cli import mammo as mammo_cli
+    from pipeline import summary
 
     config, _ = cbis_run  # the mammography variant pushes the whole-image model as config.model_name
     model_name = config.model_name
-    pushed = mammo_cli.latest_pushed(config)
+    pushed = summary.newest_pushed(config)
     mammogram = sorted(glob.glob(os.path.join(config.data_root, "CBIS-DDSM", "*", "*", "*", "000000.png")))[0]
     image = open(mammogram, "rb").read()
     live, server_app, web = _serve(config.serving_root, model_name, web_app_factory)

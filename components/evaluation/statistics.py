@@ -182,7 +182,7 @@ def patient_level(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any],
 
 def temperature_scaling(fit: Optional[Dict[str, Any]], labels: np.ndarray, scores: np.ndarray,
                         n_classes: int) -> Optional[Dict[str, Any]]:
-    """The Trainer's temperature scaling (card field ``calibration``, issue 15) seen on the
+    """The Trainer's temperature scaling (card field ``calibration``) seen on the
     reported split: the scores before scaling and their reliability (two classes: the
     scaling is inverted exactly, ``logit_before = T * logit_after``), beside the fit's own
     eval-split ECE before and after. None when the model was not calibrated."""

@@ -1,1 +1,2 @@
-"""ImageExampleGen: image folders (IDC, class folders, CSV manifest) -> patient-grouped tf.Example splits + ingest report."""
+"""ImageExampleGen: image folders (IDC, class folders, CSV manifest) -> patient-grouped
+tf.Example splits + ingest report."""

@@ -10,7 +10,7 @@ and put in a seeded random order (`write_order`); the bytes are read, checked, h
 turned into tf.Examples and written on Beam, one element per shard of files, so the same
 code runs on the DirectRunner or Dataflow. Each shard writes its own record file per split
 (`_ReadShard`): Beam carries shard numbers, not images, and no file list travels in the
-Beam graph (issue 13: per-image Beam elements, TFX's Reshuffle before the write and the
+Beam graph (per-image Beam elements, TFX's Reshuffle before the write and the
 file list pickled into the graph cost time and memory per image at the real set's size).
 Exact duplicates are resolved afterwards from the hashes (`layouts.resolve_duplicates`),
 and the few record files holding a copy left out are rewritten without it: each file is

@@ -19,7 +19,7 @@ import hashlib
 import dataclasses
 import os
 import re
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -72,7 +72,7 @@ class Skipped:
     detail: str
 
 
-Verdict = Union[Candidate, Skipped]
+Verdict = Candidate | Skipped
 
 
 def _rel(root: str, path: str) -> str:

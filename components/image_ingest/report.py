@@ -70,7 +70,7 @@ def build(outcomes: Iterable[Outcome], class_names: Sequence[str], meta: Dict[st
 
 def class_warnings(per_patient: Dict[str, Dict[str, int]], class_names: Sequence[str]) -> List[str]:
     """A class whose images all come from one patient (or none): its split holds the whole
-    class, so no other split can train on or measure it (issue 15's "bad input")."""
+    class, so no other split can train on or measure it."""
     notes = []
     for name in class_names:
         holders = {pid: counts.get(name, 0) for pid, counts in per_patient.items() if counts.get(name, 0)}
@@ -119,7 +119,7 @@ def render_markdown(report: Dict[str, Any], max_listed: int = 50) -> str:
     if report["skipped_by_reason"]:
         lines += ["", "| skipped because | files | meaning |", "| --- | ---: | --- |"]
         lines += [f"| {r} | {n} | {REASONS.get(r, '')} |" for r, n in report["skipped_by_reason"].items()]
-        lines += ["", f"## Skipped files{' (first %d)' % max_listed if report['skipped'] > max_listed else ''}", ""]
+        lines += ["", f"## Skipped files{f' (first {max_listed})' if report['skipped'] > max_listed else ''}", ""]
         lines += [f"- `{s['path']}`: {s['reason']} ({s['detail']})" for s in report["skipped_files"][:max_listed]]
     if report.get("class_warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["class_warnings"]]

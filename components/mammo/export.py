@@ -14,7 +14,6 @@ Signatures (every one decodes with `components.mammo.records.decode_grey`):
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -22,7 +21,6 @@ import tensorflow as tf
 import tf_keras as keras
 
 from breastdx_core.metrics import roc_auc
-from components import folders
 from components.mammo import records
 from breastdx_core import contract, model_card
 
@@ -140,16 +138,6 @@ def write_card(path: str, *, variant: str, class_names: Sequence[str], positive_
     card["evaluation"] = model_card.finite({
         "split": "eval (a stratified share of the release's train patients)", "metrics": evaluation,
         "n_images": int(evaluation.get("n", 0)), "synthetic_data": bool(synthetic), "note": note})
-    card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    folders.make_folder(os.path.dirname(card_path))
-    with tf.io.gfile.GFile(card_path, "w") as handle:
-        handle.write(model_card.dumps(card))
+    from tfx.dsl.io import fileio  # gs:// and local alike
 
-
-def read_card(path: str) -> Dict[str, Any]:
-    """The card a Trainer wrote beside a SavedModel ({} when there is none)."""
-    card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    if not tf.io.gfile.exists(card_path):
-        return {}
-    with tf.io.gfile.GFile(card_path) as handle:
-        return model_card.loads(handle.read())
+    model_card.save(model_card.path_in(path), card, files=fileio)

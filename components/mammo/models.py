@@ -40,12 +40,13 @@ import tf_keras as keras
 from components.batchnorm import recalibrate_batchnorm
 from components.trainer import model as registry
 from breastdx_core import contract, pretrained
+from breastdx_core import registry as names
 
 log = logging.getLogger(__name__)
 
-# The backbones the mammography models build (breastdx_core/configs.py MAMMO_BACKBONES,
-# TF-free, lists the same names): the study's ResNet50 and the registry's EfficientNet-Lite.
-BACKBONES = ("resnet50",) + pretrained.NAMES
+# The backbones the mammography models build: breastdx_core/registry.py's, each built by the
+# Trainer's constructor table (`registry.BACKBONES` here is components/trainer/model.py's).
+BACKBONES = names.MAMMO_BACKBONES
 BACKBONE_NAME = "resnet50"  # the study's (the nested model's name is the backbone's)
 # "The top block" of each backbone: its layer-name prefixes. ResNet50: conv5, the last
 # stage (stride 32). EfficientNet-Lite (tf_keras's EfficientNet layer names): the stride-32
@@ -277,7 +278,7 @@ def train_in_stages(model: keras.Model, schedule: Sequence[Stage], train: Tuple[
         progress = StepProgress(f"{label} stage {stage.trainable}", stage.epochs * steps_per_epoch)
         progress.set_model(model)
         progress.on_train_begin()
-        for epoch in range(stage.epochs):
+        for _epoch in range(stage.epochs):
             xs = _flip(x, rng) if augment else x
             # One epoch per fit (fresh flips each time); the bar spans the stage.
             fit = model.fit(xs, y, batch_size=batch_size, epochs=1, shuffle=True, class_weight=class_weight,

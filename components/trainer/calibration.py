@@ -14,15 +14,13 @@ evaluation report reads them there. `uncalibrate` recovers the raw probabilities
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from breastdx_core import contract
+from breastdx_core import contract, model_card
 
 LAYER_NAME = "temperature_scaling"
 # The temperature is searched over log T in this range: T from 1/20 (sharpen) to 20 (soften).
@@ -117,10 +115,7 @@ def calibrate(model: keras.Model, dataset: tf.data.Dataset, positive_index: int)
 
 
 def update_card(model_dir: str, fields: Dict[str, Any]) -> None:
-    """Adds ``fields`` to the card the Trainer wrote (``contract.MODEL_CARD_RELPATH``)."""
-    path = os.path.join(model_dir, contract.MODEL_CARD_RELPATH)
-    with tf.io.gfile.GFile(path) as handle:
-        card = json.load(handle)
-    card.update(fields)
-    with tf.io.gfile.GFile(path, "w") as handle:
-        json.dump(card, handle, indent=1)
+    """Adds ``fields`` to the card the Trainer wrote beside ``model_dir``'s SavedModel."""
+    from tfx.dsl.io import fileio  # gs:// and local alike
+
+    model_card.update(model_card.path_in(model_dir), fields, files=fileio)

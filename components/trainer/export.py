@@ -5,7 +5,6 @@ Called by `trainer_module.run_fn` after training.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -13,7 +12,6 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components import folders
 from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
 from breastdx_core import contract, model_card
 
@@ -167,7 +165,7 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, hist
                                                    "optimizer", "batch_size", "epochs", "seed") if k in config},
         "train_class_counts": {n: int(c) for n, c in zip(config["class_names"], counts)},
     }
-    extra.update(weights_provenance(config))  # the pretrained weights' source, or "random" (issue 14)
+    extra.update(weights_provenance(config))  # the pretrained weights' source, or "random"
     if ood is not None:
         extra["ood_score"] = {"output": contract.OUTPUT_OOD, "score": OOD_SCORE_NAME, "fitted_on": "train",
                               "classes": int(len(ood["means"])), "features": int(ood["precision"].shape[0])}
@@ -186,7 +184,6 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, hist
                     "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
         history=history, seconds=seconds, **extra)
     card["input_contract"]["explain_signature"] = SIGNATURE_EXPLAIN
-    card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    folders.make_folder(os.path.dirname(card_path))
-    with tf.io.gfile.GFile(card_path, "w") as handle:
-        handle.write(model_card.dumps(card))
+    from tfx.dsl.io import fileio  # gs:// and local alike
+
+    model_card.save(model_card.path_in(path), card, files=fileio)

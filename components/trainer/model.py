@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.pretrained import convert as lite
-from breastdx_core import configs, contract, model_card, pretrained
+from breastdx_core import contract, model_card, pretrained, registry
 
 
 def _pixels(x: tf.Tensor) -> tf.Tensor:
@@ -24,9 +24,7 @@ def _pixels(x: tf.Tensor) -> tf.Tensor:
 
 
 # name -> (constructor, its preprocess_input on 0..255 pixels, smallest input side it accepts).
-# The names are breastdx_core/configs.py's BACKBONES (TF-free, for the CLI and the settings);
-# tests/test_pretrained.py holds the two equal.
-BACKBONES: Dict[str, Tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.Tensor], int]] = {
+_CONSTRUCTORS: Dict[str, Tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.Tensor], int]] = {
     "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32),
     "densenet201": (keras.applications.DenseNet201, keras.applications.densenet.preprocess_input, 32),
     "inception_resnet_v2": (keras.applications.InceptionResNetV2,
@@ -38,10 +36,13 @@ BACKBONES: Dict[str, Tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.
     "xception": (keras.applications.Xception, keras.applications.xception.preprocess_input, 71),
     **{name: (functools.partial(lite.efficientnet_lite, name), _pixels, 32) for name in pretrained.NAMES},
 }
+# The names are breastdx_core/registry.py's (TF-free: the CLI, the settings, the lab); a name
+# there without a constructor here is a KeyError at import.
+BACKBONES = {name: _CONSTRUCTORS[name] for name in registry.IMAGE_BACKBONES}
 # The CNN-LSTM hybrid: a backbone's pooled features read as a sequence by an LSTM
 # before the same DNN head (`lstm_backbone` picks the feature extractor).
-CNN_LSTM = configs.CNN_LSTM
-ARCHITECTURES = tuple(BACKBONES) + (CNN_LSTM,)
+CNN_LSTM = registry.CNN_LSTM
+ARCHITECTURES = registry.BACKBONES
 # Our layers between the model input and the backbone (not the backbone's own).
 _OWN_LAYERS = ("backbone_resize", "to_pixels", "backbone_preprocess")
 OPTIMIZERS: Dict[str, Callable[..., keras.optimizers.Optimizer]] = {

@@ -24,9 +24,10 @@ import time
 
 import tf_keras as keras
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 
 from components.mammo import cbis, export, records
-from breastdx_core import contract
+from breastdx_core import contract, model_card
 from components.mammo import models
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     size = tuple(int(v) for v in config["image_size"])
     patch_size = int(config["patch_size"])
     patch_model = load_patch_model(fn_args.base_model)
-    patch_card = export.read_card(fn_args.base_model)
+    patch_card = model_card.load(model_card.path_in(fn_args.base_model), files=fileio, missing_ok=True)
     x, y = records.load_arrays(fn_args.train_files, size, batch_size=8)
     eval_x, eval_y = records.load_arrays(fn_args.eval_files, size, batch_size=8)
     log.info("Trainer: %d train and %d eval mammograms of %dx%d (malignant: %d train, %d eval)", len(x), len(eval_x),

@@ -42,7 +42,6 @@ from tfx_bsl.public import tfxio
 
 from components.segmentation import metrics
 from components.batchnorm import recalibrate_batchnorm
-from components import folders
 from components.pretrained import convert as lite
 from components.trainer.model import backbone_weights, weights_provenance
 from components.progress import StepProgress
@@ -357,10 +356,9 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, eval
         evaluation={"metrics": evaluation, "split": "eval (patient-grouped)",
                     "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
                             "nothing about real tissue."})
-    card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
-    folders.make_folder(os.path.dirname(card_path))
-    with tf.io.gfile.GFile(card_path, "w") as handle:
-        handle.write(model_card.dumps(card))
+    from tfx.dsl.io import fileio  # gs:// and local alike
+
+    model_card.save(model_card.path_in(path), card, files=fileio)
     with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METRICS_FILE), "w") as handle:
         json.dump(evaluation, handle, indent=1)
 
