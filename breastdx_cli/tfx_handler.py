@@ -42,7 +42,7 @@ RUN_HEADERS = ["pipeline_name", "run_id", "status", "created_at", "link"]
 
 
 class _Patcher(kubeflow_v2_dag_runner_patcher.KubeflowV2DagRunnerPatcher):
-    """TFX's patcher, writing the CLI's copy under ``filename`` (TFX's: pipeline.json)."""
+    """TFX's patcher, writing the CLI's copy under ``filename`` (TFX's own copy is JSON)."""
 
     def __init__(self, filename: str, **kwargs: Any):
         super().__init__(**kwargs)

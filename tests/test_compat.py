@@ -50,6 +50,6 @@ def test_tfx_partition_function_is_private_with_the_signature_ingest_calls():
 
 
 def test_kfp_local_cannot_run_a_whole_pipeline():
-    """pipeline/dry_run.py: kfp 2.5 runs single components locally, not a compiled DAG."""
+    """pipeline/compat/dry_run.py: kfp 2.5 runs single components locally, not a compiled DAG."""
     assert importlib.util.find_spec("kfp.local") is not None
     assert importlib.util.find_spec("kfp.local.pipeline_orchestrator") is None
