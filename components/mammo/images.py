@@ -13,6 +13,7 @@ same TF ops.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Sequence, Tuple
@@ -24,7 +25,19 @@ from PIL import Image
 from breastdx_core import contract
 from breastdx_core import errors
 
-Image.MAX_IMAGE_PIXELS = None  # real mammograms are ~5000x3000 16-bit: not a decompression bomb
+
+
+@contextlib.contextmanager
+def _mammogram_sized():
+    """Lifts Pillow's decompression-bomb guard for this module's own reads only: full-field
+    mammograms are large by nature; the process-wide limit (the web app's uploads rely on
+    it) stays as it was."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 class ImageReadError(errors.UserError):
@@ -49,7 +62,7 @@ def image_size(path: str) -> Tuple[int, int]:
     if _is_dicom(path):
         header = _pydicom().dcmread(path, stop_before_pixels=True)
         return int(header.Rows), int(header.Columns)
-    with Image.open(path) as image:
+    with _mammogram_sized(), Image.open(path) as image:
         return image.height, image.width
 
 
@@ -65,7 +78,7 @@ def read_image(path: str) -> np.ndarray:
         if _is_dicom(path):
             pixels = _pydicom().dcmread(path).pixel_array
         else:
-            with Image.open(path) as image:
+            with _mammogram_sized(), Image.open(path) as image:
                 if image.mode in ("RGB", "RGBA", "P", "LA", "CMYK"):
                     image = image.convert("L")
                 pixels = np.asarray(image)
