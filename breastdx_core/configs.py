@@ -56,6 +56,7 @@ MAMMO_BACKBONES = ("resnet50",) + pretrained.NAMES
 MIN_LITE_PATCH_SIZE = 32
 INGEST_VALIDATION = ("structure", "decode")
 CALIBRATIONS = ("temperature", "none")
+OPERATING_RULES = ("sensitivity", "max_f1", "max_balanced_accuracy")
 
 ENV_PREFIX = "BREASTDX_"
 # Settings of other processes that share the prefix: the web app's and the model server's.
@@ -119,6 +120,14 @@ class PipelineConfig:
 
     # splits: hash buckets over patient_id (train:eval:test = 14:3:3 = 70/15/15 %)
     split_buckets: Tuple[Tuple[str, int], ...] = (("train", 14), ("eval", 3), ("test", 3))
+    # Patient-stratified splits (components/image_ingest/splits.py): the hash order of the
+    # patients, dealt per stratum (patients with both classes, only one), so the eval split
+    # holds at least this many patients and both classes where the data allow (small sets
+    # left one eval patient by hash buckets alone). 0: the hash buckets alone.
+    min_eval_patients: int = 3
+    # Near-duplicates (perceptual hash, components/image_ingest/near_duplicates.py): images
+    # whose 64-bit pHashes differ in at most this many bits share one split group. -1: off.
+    near_duplicate_bits: int = 4
 
     # trainer
     # IDC's default, kept by measurement (issue 14): from random weights it cross-validated on
@@ -151,6 +160,20 @@ class PipelineConfig:
     eval_steps: int = 0
     epochs: int = 8  # callbacks (LR schedule, early stopping on the eval split) act per epoch
     max_train_minutes: float = 0.0  # wall-time budget: training stops at the first batch past it; 0 = none
+    # The same in CPU time of the training process (bench/idc_budget.py compares candidates
+    # by it on a shared machine); 0 = none.
+    max_train_cpu_minutes: float = 0.0
+    # The side the model resizes the Transform's output to before the backbone (0: the
+    # Transform's own size): pretrained features were learnt at ImageNet's scale, and the
+    # resize inside the model keeps one Transform graph for every backbone.
+    backbone_input_size: int = 0
+    # Test-time augmentation in the exported signatures: the 8 dihedral orientations of each
+    # image averaged (8x the scoring cost per image; components/trainer/export.py).
+    tta: bool = False
+    # The operating threshold the decision rule uses (where conformal coverage cannot be
+    # claimed), chosen on the eval patients: "sensitivity" (keeps target_sensitivity),
+    # "max_f1" or "max_balanced_accuracy". The card records all three.
+    operating_rule: str = "sensitivity"
     early_stopping_patience: int = 3
     class_weights: bool = True
     augment: bool = True
@@ -261,6 +284,8 @@ class PipelineConfig:
                              f"patch {self.mammo_backbone} takes (or set mammo_backbone to resnet50)")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.operating_rule not in OPERATING_RULES:
+            raise ValueError(f"operating_rule must be one of {OPERATING_RULES}, got {self.operating_rule!r}")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.ingest_validation not in INGEST_VALIDATION:
@@ -332,6 +357,9 @@ class PipelineConfig:
             "stain_jitter": self.stain_jitter,
             "calibration": self.calibration,
             "max_train_minutes": self.max_train_minutes,
+            "max_train_cpu_minutes": self.max_train_cpu_minutes,
+            "backbone_input_size": self.backbone_input_size,
+            "tta": self.tta,
             "seed": self.seed,
             "optimizer": self.optimizer,
             "lstm_backbone": self.lstm_backbone,
