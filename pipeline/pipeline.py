@@ -108,6 +108,7 @@ def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module
         include_masks=include_masks,
         tree_fingerprint=tree_fingerprint,
         min_eval_patients=config.min_eval_patients,
+        near_duplicate_bits=config.near_duplicate_bits,
     ).with_id(EXAMPLE_GEN_ID)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("ImportSchemaGen")
     # With the curated schema TFDV knows image_raw (image_domain) for bytes: without it,

@@ -20,6 +20,7 @@ Every file ends as exactly one outcome, ingested or skipped with a reason; the r
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import itertools
@@ -39,7 +40,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from breastdx_core import image_files
-from components.image_ingest import layouts, report, splits
+from components.image_ingest import layouts, near_duplicates, report, splits
 from breastdx_core import contract
 
 ROOT_KEY = standard_component_specs.INPUT_BASE_KEY  # the image root
@@ -52,6 +53,7 @@ INCLUDE_MASKS_KEY = "include_masks"  # 1: add `mask_raw` (the segmentation varia
 # whose backend runs no ExampleGen driver): part of the task's cache key there.
 TREE_FINGERPRINT_KEY = "tree_fingerprint"
 MIN_EVAL_KEY = "min_eval_patients"  # > 0: patient-stratified splits (splits.py)
+NEAR_DUP_KEY = "near_duplicate_bits"  # >= 0: pHash near-duplicates share a split (near_duplicates.py)
 OUTCOMES_DIR = ".outcomes"  # scratch: shard inputs, record and outcome files, inside the artifact while it is written
 WRITE_ORDER_SEED = 13  # the records' order in the split files: random, the same for the same tree
 # GZIP, as every TFX ExampleGen writes its splits, at deflate level 0 (stored blocks): the
@@ -299,15 +301,50 @@ def stratified_assignment(candidates: Sequence[layouts.Candidate], exec_properti
     labels and patient ids alone (one pass, before any file is read), when the exec
     properties ask for it and the splits are by patient; else (None, [])."""
     min_eval = int(exec_properties.get(MIN_EVAL_KEY) or 0)
+    near = exec_properties.get(NEAR_DUP_KEY)
+    near = -1 if near is None else int(near)
     output_config = example_gen_pb2.Output()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
     config = output_config.split_config
-    if min_eval <= 0 or not config.splits or config.partition_feature_name != contract.PATIENT_KEY:
+    if (min_eval <= 0 and near < 0) or not config.splits or config.partition_feature_name != contract.PATIENT_KEY:
         return None, []
     counts: Dict[str, List[int]] = {}
     for candidate in candidates:
         counts.setdefault(candidate.patient_id, [0] * classes)[candidate.label] += 1
-    return splits.assign(counts, [(s.name, int(s.hash_buckets)) for s in config.splits], min_eval)
+    buckets = [(s.name, int(s.hash_buckets)) for s in config.splits]
+    if min_eval > 0:
+        assignment, notes = splits.assign(counts, buckets, min_eval)
+    else:  # TFX's hash buckets, per patient
+        edges = list(itertools.accumulate(b for _, b in buckets))
+        assignment = {p: bisect.bisect(edges, splits.patient_key(p) % edges[-1]) for p in counts}
+        notes = []
+    if near >= 0:
+        assignment, more = near_duplicate_groups(candidates, assignment, near)
+        notes += more
+    return assignment, notes
+
+
+def near_duplicate_groups(candidates: Sequence[layouts.Candidate], assignment: Dict[str, int], max_bits: int
+                          ) -> Tuple[Dict[str, int], List[str]]:
+    """`near_duplicates` over the files (one read and decode each, up to
+    `near_duplicates.MAX_IMAGES` files): every group's patients share a split. Returns the
+    assignment and the report's lines (groups listed, or why the pass did not run)."""
+    if len(candidates) > near_duplicates.MAX_IMAGES:
+        return assignment, [f"near-duplicates: not searched ({len(candidates)} images, more than the "
+                            f"{near_duplicates.MAX_IMAGES} the pre-split pass reads)"]
+    found, _ = near_duplicates.find(((c.rel, _read(c.path)) for c in candidates), max_bits)
+    patient_of = {c.rel: c.patient_id for c in candidates}
+    assignment, listed = near_duplicates.merge_patients(assignment, patient_of, found)
+    if not listed:
+        return assignment, []
+    lines = [f"near-duplicates (pHash within {max_bits} bits): {len(listed)} group(s) of "
+             f"{sum(len(g['images']) for g in listed)} images, each kept in one split"]
+    moved = [g for g in listed if len(g["splits_before"]) > 1]
+    if moved:
+        lines[0] += f"; {len(moved)} spanned splits and were moved together"
+    lines += [f"near-duplicates: {', '.join(g['images'][:6])}{' ...' if len(g['images']) > 6 else ''}"
+              for g in listed[:20]]
+    return assignment, lines
 
 
 def _shard_path(scratch: str, index: int) -> str:
@@ -510,7 +547,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
         meta = {"image_root": root, "layout": layout, "task": task.name, "validation": validation,
                 "class_names": list(task.class_names), "duplicates": duplicates,
-                "split_method": "patient-stratified (splits.py)" if assignment else "hash buckets of patient_id",
+                "split_method": ("patient-stratified (splits.py)" if int(exec_properties.get(MIN_EVAL_KEY) or 0) > 0
+                                 else "hash buckets of patient_id"),
                 "split_notes": split_notes}
         result = report.build(outcomes, task.class_names, meta)
         with tf.io.gfile.GFile(os.path.join(examples.uri, report.REPORT_JSON), "w") as handle:
