@@ -498,3 +498,29 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
         for name, value in {**SYNTHETIC_BUDGET, **SYNTHETIC_TASK_BUDGET.get(task, {})}.items():
             values.setdefault(name, value)
     return PipelineConfig(**values)
+
+
+# What `run_estimate` assumes of an otherwise idle 2-core machine: the data stages'
+# throughput (README Scale: 279,603 images in 13.2 min), the share of images the
+# Evaluator and the EvaluationReport score (eval + test, twice) and a pretrained Lite's
+# scoring cost at the IDC preset's input (bench/idc_budget.py, docs/results/real-tissue.md).
+ESTIMATE_DATA_IMAGES_PER_S = 350.0
+ESTIMATE_SCORED_SHARE = 0.6
+ESTIMATE_SCORE_MS_PER_IMAGE = 2.0
+ESTIMATE_FIXED_MINUTES = 2.0  # start-up, graph tracing, export, push
+
+
+def run_estimate(config: PipelineConfig, images: int) -> Optional[str]:
+    """"about N minutes" for a pipeline run on ``images`` images, shown before training
+    starts; None where the training budget is not time-bounded (no estimate is honest)."""
+    minutes = float(config.max_train_minutes or 0.0)
+    if minutes <= 0 and config.max_train_cpu_minutes > 0:
+        minutes = config.max_train_cpu_minutes / 2.0  # 2 cores: 2 CPU-minutes a minute
+    if minutes <= 0:
+        return None
+    tta = 8 if config.tta else 1
+    rest = (images / ESTIMATE_DATA_IMAGES_PER_S / 60.0
+            + images * ESTIMATE_SCORED_SHARE * 2 * tta * ESTIMATE_SCORE_MS_PER_IMAGE / 1000.0 / 60.0
+            + ESTIMATE_FIXED_MINUTES)
+    return (f"about {int(round(minutes + rest))} minutes on 2 idle cores: training at most {minutes:g} min, "
+            f"data stages and evaluation of {images} images about {rest:.0f} min")

@@ -197,6 +197,13 @@ class Executor(base_executor.BaseExecutor):
             synthetic=synthetic, test=test_block, accepted=accepted, decision_rule=rule, warnings=warnings,
             report_paths={"json": f"assets.extra/{report_files.REPORT_JSON}",
                           "html": f"assets.extra/{report_files.REPORT_HTML}"}))
+        context = report.get("slide_context") or {}
+        if context.get("available"):
+            # The web app's mosaic and map answers smooth with the width chosen here
+            # (breastdx_core.slide_context.slide_context).
+            card["slide_context"] = {"sigma_grid_steps": context["sigma_grid_steps"], "chosen_on": "eval",
+                                     "test_auc": context["auc"]["value"],
+                                     "function": "breastdx_core.slide_context.slide_context"}
         with fileio.open(os.path.join(out.uri, CARD_FILE), "w") as handle:
             handle.write(model_card.dumps(card))
         log.info("EvaluationReport: %s; rule %s; test coverage %s", paths["html"], rule["kind"],

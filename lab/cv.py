@@ -54,6 +54,9 @@ RULE_TITLES = {"max_f1": "eval max F1", "max_balanced_accuracy": "eval max balan
                "sensitivity_0.95": "eval sensitivity 0.95 (the evaluation report's rule)"}
 
 
+SMALL_DATA_BATCHES = 4  # fewer images than folds x batch x this: the run goes on, with a warning
+
+
 class CvError(errors.UserError):
     """The data cannot be cross-validated as asked (the CLI exits 2 with the message)."""
 
@@ -411,6 +414,10 @@ def cross_validate(config: PipelineConfig, folds: int, out_dir: Optional[str] = 
                                config.task_spec.positive_index)
     classes = _patient_classes(files.labels, files.groups)
     warnings = data_warnings(classes, config.task_spec.class_names)
+    if len(files.labels) < folds * config.batch_size * SMALL_DATA_BATCHES:
+        warnings.append(f"{len(files.labels)} images for {folds} folds at batch {config.batch_size}: each fold's "
+                        f"model trains on fewer than {SMALL_DATA_BATCHES * (folds - 1)} batches per epoch; its "
+                        "figures are noisy")
     for note in warnings:
         log.warning("cv: %s", note)
     assignment = assign_folds(files.labels, files.groups, folds, config.seed)
