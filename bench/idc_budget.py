@@ -293,7 +293,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--out", required=True, help="JSON results (resumed if it exists)")
+    parser.add_argument("--render", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.out) as handle:
+            print(render(json.load(handle)))
+        return 0
 
     from breastdx_core import slide_context
     from lab import cv
@@ -359,6 +364,26 @@ def render(results: Dict[str, Any]) -> str:
             lines.append(f"| {spec} | {k} | {r['images_seen']} | {r['train_cpu_s']} | {r['stopped_by']} | "
                          f"{p['auc']:.3f} | {p['max_balanced_accuracy']['balanced_accuracy']:.3f} | "
                          f"{p['max_f1']['f1']:.3f} / {p['max_f1']['f1_at_reference_prevalence']:.3f} | {tta} | {cost} |")
+    pooled_rows = [(spec, entry["pooled"]) for spec, entry in results.get("candidates", {}).items()
+                   if entry.get("pooled")]
+    if pooled_rows:
+        def cell(x):
+            ci = x.get("ci95")
+            return f"{x['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{x['value']:.3f}"
+
+        lines += ["", "Pooled over the folds (each fold's patches at its own eval-chosen thresholds; 95 % CIs by "
+                  "patient bootstrap):", "",
+                  "| candidate | scores | patients | images | AUC (pooled scores) | balanced accuracy (max-BA thr.) "
+                  "| F1 (max-F1 thr.) | F1 at 28.4 % (max-F1 thr.) |", "|---|---|---:|---:|---|---|---|---|"]
+        for spec, pooled_entry in pooled_rows:
+            for kind in ("plain", "tta", "slide_context"):
+                if kind not in pooled_entry:
+                    continue
+                e = pooled_entry[kind]
+                lines.append(f"| {spec} | {kind} | {pooled_entry['n_patients']} | {pooled_entry['n_images']} | "
+                             f"{cell(e['auc_pooled_scores'])} | "
+                             f"{cell(e['max_balanced_accuracy']['balanced_accuracy'])} | "
+                             f"{cell(e['max_f1']['f1'])} | {cell(e['max_f1']['f1_at_reference_prevalence'])} |")
     return "\n".join(lines)
 
 

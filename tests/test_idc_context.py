@@ -261,3 +261,45 @@ def test_near_duplicate_groups_move_linked_patients_into_one_split():
     merged, listed = near_duplicates.merge_patients(assignment, patient_of, [["a.png", "b.png"], ["b.png", "c.png"]])
     assert merged["a"] == merged["b"] == merged["c"] == 0 and merged["d"] == 0
     assert listed[0]["splits_before"] == [0, 2] and listed[1]["split"] == 0
+
+
+def test_run_estimate_only_for_time_bounded_budgets():
+    from breastdx_core import configs
+
+    assert configs.run_estimate(configs.load(env={}, data_root="/data", max_train_minutes=0.0), 14078) is None
+    text = configs.run_estimate(configs.load(env={}, data_root="/data", max_train_minutes=10.0), 14078)
+    assert text.startswith("about ") and "training at most 10 min" in text
+    minutes = int(text.split()[1])
+    assert 10 < minutes < 20
+
+
+# --- the benchmark's own pieces ---------------------------------------------------------------
+def _bench():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "idc_budget.py")
+    spec = importlib.util.spec_from_file_location("bench_idc_budget", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_candidates_and_pooling():
+    bench = _bench()
+    assert bench.parse_candidate("lite2@224") == ("efficientnet_lite2", "imagenet", 224)
+    assert bench.parse_candidate("vgg16@64") == ("vgg16", None, 64)
+    with pytest.raises(SystemExit, match="expected"):
+        bench.parse_candidate("resnet@64")
+    # Two folds whose score scales differ: each called at its own eval-chosen threshold.
+    rows = []
+    for k, (low, high) in enumerate([(0.05, 0.3), (0.6, 0.9)]):
+        labels = [0, 0, 1, 1] * 3
+        scores = [low, low, high, high] * 3
+        groups = [f"f{k}p{i // 4}" for i in range(12)]
+        chosen = {rule: {"threshold": high} for rule in bench.RULES}
+        rows.append({"labels": labels, "scores": scores, "groups": groups, "plain": chosen})
+    pooled = bench.pooled(rows, resamples=20, seed=0)
+    assert pooled["n_patients"] == 6 and "tta" not in pooled
+    assert pooled["plain"]["max_balanced_accuracy"]["balanced_accuracy"]["value"] == 1.0
+    assert pooled["plain"]["max_f1"]["f1_at_reference_prevalence"]["value"] == 1.0
