@@ -97,6 +97,19 @@ SYNTHETIC_BUDGET: Dict[str, Any] = {"train_steps": 24, "eval_steps": 8, "epochs"
 SYNTHETIC_TASK_BUDGET: Dict[str, Dict[str, Any]] = {"busi": {"train_steps": 120}}
 
 
+# Real IDC tissue (a data root given): the candidate that won the equal-CPU-time screen
+# on the dev set (bench/idc_budget.py; docs/results/real-tissue.md, docs/decisions/
+# 0001-idc-default-backbone.md): ImageNet EfficientNet-Lite0 read at 128 px (resized
+# inside the model) with the BUSI preset's fine-tuning recipe, and a wall-time budget a
+# laptop user waits for. Applied only where no variable or flag sets the field.
+REAL_DATA_TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "idc": {"backbone": "efficientnet_lite0", "weights": pretrained.IMAGENET, "backbone_input_size": 128,
+            "learning_rate": 1e-3, "unfreeze_last": 12, "fine_tune_head_fraction": 0.25,
+            "max_train_minutes": 10.0},
+}
+REAL_DATA_BUDGET_FIELDS = ("max_train_minutes",)
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     """All settings. Paths default under ``workdir`` (git-ignored ./workdir)."""
@@ -497,6 +510,14 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     if "data_root" not in values or values.get("variant") == "segment":
         for name, value in {**SYNTHETIC_BUDGET, **SYNTHETIC_TASK_BUDGET.get(task, {})}.items():
             values.setdefault(name, value)
+    elif values.get("variant", "classify") == "classify":
+        preset = REAL_DATA_TASK_DEFAULTS.get(task, {})
+        # A backbone set by hand keeps the field defaults of its recipe (a VGG16 must not
+        # get the Lite's ImageNet weights file); the time budget applies either way.
+        own_backbone = "backbone" in values
+        for name, value in preset.items():
+            if not own_backbone or name in REAL_DATA_BUDGET_FIELDS:
+                values.setdefault(name, value)
     return PipelineConfig(**values)
 
 

@@ -303,3 +303,17 @@ def test_bench_candidates_and_pooling():
     assert pooled["n_patients"] == 6 and "tta" not in pooled
     assert pooled["plain"]["max_balanced_accuracy"]["balanced_accuracy"]["value"] == 1.0
     assert pooled["plain"]["max_f1"]["f1_at_reference_prevalence"]["value"] == 1.0
+
+
+def test_real_idc_preset_applies_as_a_bundle_unless_a_backbone_is_named():
+    from breastdx_core import configs
+
+    preset = configs.REAL_DATA_TASK_DEFAULTS["idc"]
+    real = configs.load(env={}, data_root="/data")
+    assert (real.backbone, real.weights, real.backbone_input_size) == (
+        preset["backbone"], preset["weights"], preset["backbone_input_size"])
+    own = configs.load(env={}, data_root="/data", backbone="vgg16")
+    assert (own.backbone, own.weights, own.backbone_input_size) == ("vgg16", None, 0)
+    assert own.max_train_minutes == preset["max_train_minutes"]  # the time budget applies either way
+    synthetic = configs.load(env={})
+    assert synthetic.backbone_input_size == 0 and synthetic.max_train_minutes == 0.0
