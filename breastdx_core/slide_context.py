@@ -13,6 +13,7 @@ Called by `breastdx cv` (lab/cv.py), the evaluation report
 (components/evaluation/statistics.py), bench/idc_budget.py, and the web app's mosaic and
 map answers (`slide_context` on the tiles' probabilities and x/y).
 """
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,8 @@ def _blur(grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     radius = len(kernel) // 2
     padded = np.pad(grid, radius)
     height, width = grid.shape
-    rows = sum(w * padded[i:i + height, :] for i, w in enumerate(kernel))
-    return sum(w * rows[:, j:j + width] for j, w in enumerate(kernel))
+    rows = sum(w * padded[i : i + height, :] for i, w in enumerate(kernel))
+    return sum(w * rows[:, j : j + width] for j, w in enumerate(kernel))
 
 
 def _one_slide(probs: np.ndarray, gx: np.ndarray, gy: np.ndarray, sigma: float) -> np.ndarray:
@@ -61,9 +62,14 @@ def _one_slide(probs: np.ndarray, gx: np.ndarray, gy: np.ndarray, sigma: float) 
     return value[gx, gy] / np.maximum(weight[gx, gy], 1e-12)
 
 
-def slide_context(probs: Sequence[float], xs: Sequence[float], ys: Sequence[float],
-                  groups: Optional[Sequence[str]] = None, sigma: float = 1.0,
-                  step: float = IDC_STEP) -> np.ndarray:
+def slide_context(
+    probs: Sequence[float],
+    xs: Sequence[float],
+    ys: Sequence[float],
+    groups: Optional[Sequence[str]] = None,
+    sigma: float = 1.0,
+    step: float = IDC_STEP,
+) -> np.ndarray:
     """Slide-context probabilities: each patch's probability averaged with its slide
     neighbours' under a Gaussian of ``sigma`` grid steps (0: unchanged).
 
@@ -83,7 +89,9 @@ def slide_context(probs: Sequence[float], xs: Sequence[float], ys: Sequence[floa
     probs = np.asarray(probs, dtype=np.float64)
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
     if not len(probs) == len(xs) == len(ys):
-        raise ValueError(f"probs, xs and ys must have one entry per patch: {len(probs)}, {len(xs)}, {len(ys)}")
+        raise ValueError(
+            f"probs, xs and ys must have one entry per patch: {len(probs)}, {len(xs)}, {len(ys)}"
+        )
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0 grid steps, got {sigma}")
     if sigma == 0 or not len(probs):
@@ -98,8 +106,15 @@ def slide_context(probs: Sequence[float], xs: Sequence[float], ys: Sequence[floa
     return np.clip(out, 0.0, 1.0)
 
 
-def choose_sigma(labels: Sequence[int], probs: Sequence[float], xs: Sequence[float], ys: Sequence[float],
-                 groups: Sequence[str], sigmas: Sequence[float] = SIGMAS, step: float = IDC_STEP) -> Dict:
+def choose_sigma(
+    labels: Sequence[int],
+    probs: Sequence[float],
+    xs: Sequence[float],
+    ys: Sequence[float],
+    groups: Sequence[str],
+    sigmas: Sequence[float] = SIGMAS,
+    step: float = IDC_STEP,
+) -> Dict:
     """The width whose slide-context probabilities rank the (eval) patches best: AUC per
     candidate, ties to the smallest width. With one class present: 0 (no context).
 
@@ -109,7 +124,10 @@ def choose_sigma(labels: Sequence[int], probs: Sequence[float], xs: Sequence[flo
     labels = np.asarray(labels).astype(int)
     if len(np.unique(labels)) < 2:
         return {"sigma": 0.0, "auc": {}}
-    aucs = {float(s): metrics.roc_auc(labels, slide_context(probs, xs, ys, groups, s, step)) for s in sigmas}
+    aucs = {
+        float(s): metrics.roc_auc(labels, slide_context(probs, xs, ys, groups, s, step))
+        for s in sigmas
+    }
     best = max(aucs.values())
     sigma = min(s for s, a in aucs.items() if a >= best - 1e-12)
     return {"sigma": sigma, "auc": aucs}

@@ -3,6 +3,7 @@ splits, the CPU-time budget, test-time augmentation and the in-model resize: fas
 on synthetic inputs (breastdx_core/slide_context.py, breastdx_core/metrics.py,
 components/evaluation/statistics.py, components/image_ingest/splits.py,
 components/trainer/{training,export,model}.py)."""
+
 import time
 
 import numpy as np
@@ -44,7 +45,9 @@ def test_smoothing_lowers_an_isolated_false_positive_and_keeps_a_region():
 
 def test_slides_do_not_bleed_into_each_other():
     xs, ys = np.array([0, 50, 0, 50]), np.zeros(4)
-    smooth = slide_context.slide_context([1, 1, 0, 0], xs, ys, groups=["a", "a", "b", "b"], sigma=2.0)
+    smooth = slide_context.slide_context(
+        [1, 1, 0, 0], xs, ys, groups=["a", "a", "b", "b"], sigma=2.0
+    )
     assert np.allclose(smooth, [1, 1, 0, 0])
 
 
@@ -71,7 +74,9 @@ def test_f1_at_prevalence_reweights_the_classes():
     raw = 2 * 8 / (2 * 8 + 9 + 2)
     assert metrics.f1_at_prevalence(labels, scores, 0.5, prevalence=0.1) == pytest.approx(raw)
     tp, fp, fn = 0.8 * 0.284, 0.1 * 0.716, 0.2 * 0.284
-    assert metrics.f1_at_prevalence(labels, scores, 0.5) == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert metrics.f1_at_prevalence(labels, scores, 0.5) == pytest.approx(
+        2 * tp / (2 * tp + fp + fn)
+    )
     assert metrics.f1_at_prevalence(labels, scores, 0.5) > raw  # more positives, higher F1
     assert np.isnan(metrics.f1_at_prevalence([1, 1], [0.9, 0.1]))
 
@@ -82,8 +87,12 @@ def test_operating_thresholds_are_each_rules_optimum():
     chosen = statistics.operating_thresholds(labels, scores, target_sensitivity=1.0)
     assert chosen["sensitivity"] == pytest.approx(scores[4])  # keeps every positive
     for rule in ("max_f1", "max_balanced_accuracy"):
-        best = max(statistics.point_metrics(labels, scores, t)["f1" if rule == "max_f1" else "balanced_accuracy"]
-                   for t in scores)
+        best = max(
+            statistics.point_metrics(labels, scores, t)[
+                "f1" if rule == "max_f1" else "balanced_accuracy"
+            ]
+            for t in scores
+        )
         got = statistics.point_metrics(labels, scores, chosen[rule])
         assert got["f1" if rule == "max_f1" else "balanced_accuracy"] == pytest.approx(best)
     with pytest.raises(ValueError, match="unknown threshold rule"):
@@ -101,7 +110,9 @@ def test_report_uses_the_named_rule_and_records_all_three():
     assert set(thresholds["candidates"]) == {"sensitivity", "max_f1", "max_balanced_accuracy"}
     assert thresholds["operating"]["rule"] == "max_f1"
     assert thresholds["operating"]["value"] == thresholds["candidates"]["max_f1"]["value"]
-    assert report["slide_context"]["available"] is False and "x/y" in report["slide_context"]["note"]
+    assert (
+        report["slide_context"]["available"] is False and "x/y" in report["slide_context"]["note"]
+    )
     with pytest.raises(ValueError, match="operating_rule"):
         statistics.build_report(split, split, resamples=10, operating_rule="youden")
 
@@ -110,8 +121,9 @@ def test_report_adds_slide_context_where_patches_carry_xy():
     truth, scores, xs, ys = _slide(seed=3)
     groups = np.array(["p"] * len(truth))
     xy = np.stack([xs, ys], axis=1).astype(float)
-    report = statistics.build_report((truth, scores, groups), (truth, scores, groups), resamples=10,
-                                     test_xy=xy, choose_xy=xy)
+    report = statistics.build_report(
+        (truth, scores, groups), (truth, scores, groups), resamples=10, test_xy=xy, choose_xy=xy
+    )
     context = report["slide_context"]
     assert context["available"] and context["sigma_grid_steps"] > 0
     assert context["auc"]["value"] > metrics.roc_auc(truth, scores)
@@ -128,8 +140,10 @@ def test_the_config_rejects_an_unknown_rule():
 # --- patient-stratified splits --------------------------------------------------------------
 def _patients(n, seed=0):
     rng = np.random.default_rng(seed)
-    return {f"{8800 + i}": [int(rng.integers(100, 900)), int(rng.integers(0, 300)) * (i % 4 != 0)]
-            for i in range(n)}
+    return {
+        f"{8800 + i}": [int(rng.integers(100, 900)), int(rng.integers(0, 300)) * (i % 4 != 0)]
+        for i in range(n)
+    }
 
 
 def test_thirteen_patients_give_three_eval_patients_with_both_classes():
@@ -140,7 +154,9 @@ def test_thirteen_patients_give_three_eval_patients_with_both_classes():
         held = [p for p, s in assignment.items() if s == index]
         assert len(held) >= 3
         assert all(sum(patients[p][c] for p in held) > 0 for c in (0, 1))
-    assert assignment == splits.assign(dict(reversed(list(patients.items()))), BUCKETS, 3)[0]  # deterministic
+    assert (
+        assignment == splits.assign(dict(reversed(list(patients.items()))), BUCKETS, 3)[0]
+    )  # deterministic
 
 
 def test_large_sets_keep_the_bucket_shares_per_stratum():
@@ -160,24 +176,35 @@ def test_too_few_patients_says_so_and_keeps_train():
 
 
 def test_the_splitter_looks_up_the_stratified_assignment():
-    from components.image_ingest import executor, layouts
     from tfx.proto import example_gen_pb2
     from tfx.utils import proto_utils
 
     from breastdx_core import contract
+    from components.image_ingest import executor, layouts
 
-    output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-        splits=[example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b) for n, b in BUCKETS],
-        partition_feature_name=contract.PATIENT_KEY))
+    output = example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b) for n, b in BUCKETS],
+            partition_feature_name=contract.PATIENT_KEY,
+        )
+    )
     config_json = proto_utils.proto_to_json(output)
-    candidates = [layouts.Candidate(f"/r/{p}/{lab}/x.png", f"{p}/{lab}/x.png", lab, p)
-                  for p, counts in _patients(13).items() for lab in (0, 1) if counts[lab]]
+    candidates = [
+        layouts.Candidate(f"/r/{p}/{lab}/x.png", f"{p}/{lab}/x.png", lab, p)
+        for p, counts in _patients(13).items()
+        for lab in (0, 1)
+        if counts[lab]
+    ]
     assignment, _ = executor.stratified_assignment(
-        candidates, {executor.MIN_EVAL_KEY: 3, "output_config": config_json}, 2)
+        candidates, {executor.MIN_EVAL_KEY: 3, "output_config": config_json}, 2
+    )
     splitter = executor._Splitter(config_json, assignment)
     for candidate in candidates:
         assert splitter(b"unused", candidate) == assignment[candidate.patient_id]
-    assert executor.stratified_assignment(candidates, {"output_config": config_json}, 2) == (None, [])
+    assert executor.stratified_assignment(candidates, {"output_config": config_json}, 2) == (
+        None,
+        [],
+    )
 
 
 # --- training budget, TTA, in-model resize ---------------------------------------------------
@@ -219,8 +246,13 @@ def test_the_model_resizes_to_the_backbone_input_size():
     from breastdx_core import configs
     from components.trainer import model as model_lib
 
-    config = {**configs.load(env={}).trainer_config(), "backbone": "efficientnet_lite0", "weights": None,
-              "model_size": [32, 32], "backbone_input_size": 48}
+    config = {
+        **configs.load(env={}).trainer_config(),
+        "backbone": "efficientnet_lite0",
+        "weights": None,
+        "model_size": [32, 32],
+        "backbone_input_size": 48,
+    }
     model = model_lib.build_model(config)
     assert model.input_shape == (None, 32, 32, 3)
     assert model.get_layer("backbone_resize").output_shape == (None, 48, 48, 3)
@@ -245,7 +277,10 @@ def test_near_duplicates_find_reencoded_copies_and_nothing_else():
     from components.image_ingest import near_duplicates
 
     rng = np.random.default_rng(0)
-    base = [np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8) for _ in range(4)]
+    base = [
+        np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+        for _ in range(4)
+    ]
     files = [(f"img{i}.png", _png(a)) for i, a in enumerate(base)]
     files += [("img0-copy.jpg", _png(base[0], "JPEG", (60, 60))), ("broken.png", b"not an image")]
     found, unreadable = near_duplicates.find(files, max_bits=4)
@@ -258,7 +293,9 @@ def test_near_duplicate_groups_move_linked_patients_into_one_split():
 
     assignment = {"a": 0, "b": 2, "c": 1, "d": 0}
     patient_of = {"a.png": "a", "b.png": "b", "c.png": "c", "d.png": "d"}
-    merged, listed = near_duplicates.merge_patients(assignment, patient_of, [["a.png", "b.png"], ["b.png", "c.png"]])
+    merged, listed = near_duplicates.merge_patients(
+        assignment, patient_of, [["a.png", "b.png"], ["b.png", "c.png"]]
+    )
     assert merged["a"] == merged["b"] == merged["c"] == 0 and merged["d"] == 0
     assert listed[0]["splits_before"] == [0, 2] and listed[1]["split"] == 0
 
@@ -266,8 +303,13 @@ def test_near_duplicate_groups_move_linked_patients_into_one_split():
 def test_run_estimate_only_for_time_bounded_budgets():
     from breastdx_core import configs
 
-    assert configs.run_estimate(configs.load(env={}, data_root="/data", max_train_minutes=0.0), 14078) is None
-    text = configs.run_estimate(configs.load(env={}, data_root="/data", max_train_minutes=10.0), 14078)
+    assert (
+        configs.run_estimate(configs.load(env={}, data_root="/data", max_train_minutes=0.0), 14078)
+        is None
+    )
+    text = configs.run_estimate(
+        configs.load(env={}, data_root="/data", max_train_minutes=10.0), 14078
+    )
     assert text.startswith("about ") and "training at most 10 min" in text
     minutes = int(text.split()[1])
     assert 10 < minutes < 20
@@ -278,7 +320,9 @@ def _bench():
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "idc_budget.py")
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "idc_budget.py"
+    )
     spec = importlib.util.spec_from_file_location("bench_idc_budget", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -311,9 +355,14 @@ def test_real_idc_preset_applies_as_a_bundle_unless_a_backbone_is_named():
     preset = configs.REAL_DATA_TASK_DEFAULTS["idc"]
     real = configs.load(env={}, data_root="/data")
     assert (real.backbone, real.weights, real.backbone_input_size) == (
-        preset["backbone"], preset["weights"], preset["backbone_input_size"])
+        preset["backbone"],
+        preset["weights"],
+        preset["backbone_input_size"],
+    )
     own = configs.load(env={}, data_root="/data", backbone="vgg16")
     assert (own.backbone, own.weights, own.backbone_input_size) == ("vgg16", None, 0)
-    assert own.max_train_minutes == preset["max_train_minutes"]  # the time budget applies either way
+    assert (
+        own.max_train_minutes == preset["max_train_minutes"]
+    )  # the time budget applies either way
     synthetic = configs.load(env={})
     assert synthetic.backbone_input_size == 0 and synthetic.max_train_minutes == 0.0

@@ -12,6 +12,7 @@ with Pillow and SciPy, which the project keeps. Two images whose hashes differ i
 Called by ImageExampleGen's executor (`executor.Do`, before the split assignment, on sets
 up to `MAX_IMAGES` images: the pass reads every file once) and by the tests.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,7 +22,9 @@ import numpy as np
 
 HASH_SIDE = 32  # pixels a side before the DCT
 LOW = 8  # the low-frequency block kept: 64 bits
-MAX_IMAGES = 20000  # larger sets skip the pass (one decode per file before the split); the report says so
+MAX_IMAGES = (
+    20000  # larger sets skip the pass (one decode per file before the split); the report says so
+)
 
 
 def phash(data: bytes) -> int:
@@ -34,7 +37,9 @@ def phash(data: bytes) -> int:
     from scipy.fft import dct
 
     with Image.open(io.BytesIO(data)) as image:
-        grey = np.asarray(image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.LANCZOS), dtype=np.float64)
+        grey = np.asarray(
+            image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.LANCZOS), dtype=np.float64
+        )
     freq = dct(dct(grey, axis=0, norm="ortho"), axis=1, norm="ortho")[:LOW, :LOW]
     bits = (freq > np.median(freq.ravel()[1:])).ravel()
     return int("".join("1" if b else "0" for b in bits), 2)
@@ -62,7 +67,7 @@ def groups(hashes: Sequence[Tuple[str, int]], max_bits: int) -> List[List[str]]:
         if i + 1 == len(values):
             break
         # popcount of the XOR with every later hash at once
-        xor = np.bitwise_xor(values[i + 1:], values[i])
+        xor = np.bitwise_xor(values[i + 1 :], values[i])
         bits = np.unpackbits(xor.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
         for j in np.flatnonzero(bits <= max_bits) + i + 1:
             a, b = root(i), root(int(j))
@@ -87,8 +92,9 @@ def find(files: Iterable[Tuple[str, bytes]], max_bits: int) -> Tuple[List[List[s
     return groups(hashes, max_bits), unreadable
 
 
-def merge_patients(assignment: Dict[str, int], patient_of: Dict[str, str], found: Sequence[Sequence[str]]
-                   ) -> Tuple[Dict[str, int], List[Dict[str, object]]]:
+def merge_patients(
+    assignment: Dict[str, int], patient_of: Dict[str, str], found: Sequence[Sequence[str]]
+) -> Tuple[Dict[str, int], List[Dict[str, object]]]:
     """Puts every near-duplicate group in one split. Splits are by patient, so patients
     linked by a group (directly or through other groups) move together, to the split of
     the first linked patient in sorted order. Returns the new assignment and, per group,
@@ -117,7 +123,12 @@ def merge_patients(assignment: Dict[str, int], patient_of: Dict[str, str], found
     for group in found:
         patients = sorted({patient_of[name] for name in group if name in patient_of})
         if patients:
-            listed.append({"images": list(group), "patients": patients,
-                           "splits_before": sorted({before[p] for p in patients if p in before}),
-                           "split": assignment.get(patients[0])})
+            listed.append(
+                {
+                    "images": list(group),
+                    "patients": patients,
+                    "splits_before": sorted({before[p] for p in patients if p in before}),
+                    "split": assignment.get(patients[0]),
+                }
+            )
     return assignment, listed

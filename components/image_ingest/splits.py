@@ -14,6 +14,7 @@ Called by ImageExampleGen's executor (`executor.Do`, once, from the paths' label
 patient ids; the per-image splitter then looks each patient up) and by the tests. Pure
 Python, no TensorFlow.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,13 +42,14 @@ def _quotas(n: int, shares: Sequence[float]) -> List[int]:
     raw = [n * s for s in shares]
     whole = [int(r) for r in raw]
     order = sorted(range(len(shares)), key=lambda i: (-(raw[i] - whole[i]), i))
-    for i in order[:n - sum(whole)]:
+    for i in order[: n - sum(whole)]:
         whole[i] += 1
     return whole
 
 
-def assign(patients: Mapping[str, Sequence[int]], buckets: Sequence[Tuple[str, int]], min_eval: int = 3
-           ) -> Tuple[Dict[str, int], List[str]]:
+def assign(
+    patients: Mapping[str, Sequence[int]], buckets: Sequence[Tuple[str, int]], min_eval: int = 3
+) -> Tuple[Dict[str, int], List[str]]:
     """Each patient's split index (into ``buckets``), and plain-language notes of what the
     data did not allow.
 
@@ -90,9 +92,15 @@ def assign(patients: Mapping[str, Sequence[int]], buckets: Sequence[Tuple[str, i
 
     def movable() -> List[str]:
         # Train keeps a patient of every class it holds.
-        return [p for p in members(train_index)
-                if all(any(patients[q][k] > 0 for q in members(train_index) if q != p)
-                       for k in range(classes) if patients[p][k] > 0)]
+        return [
+            p
+            for p in members(train_index)
+            if all(
+                any(patients[q][k] > 0 for q in members(train_index) if q != p)
+                for k in range(classes)
+                if patients[p][k] > 0
+            )
+        ]
 
     # Eval first (early stopping, calibration and thresholds read it), then the other
     # held-out splits: both classes first (a threshold needs both), then the patient count;
@@ -104,17 +112,25 @@ def assign(patients: Mapping[str, Sequence[int]], buckets: Sequence[Tuple[str, i
                 candidates = [p for p in movable() if patients[p][c] > 0]
                 if candidates:
                     split[candidates[0]] = index
-        while len(members(index)) < min_eval and len(members(train_index)) > len(members(index)) + 1:
-            candidates = sorted(movable(), key=lambda p: _stratum(patients[p]))  # both classes first
+        while (
+            len(members(index)) < min_eval and len(members(train_index)) > len(members(index)) + 1
+        ):
+            candidates = sorted(
+                movable(), key=lambda p: _stratum(patients[p])
+            )  # both classes first
             if not candidates:
                 break
             split[candidates[0]] = index
         n_held = len(members(index))
         if min_eval and n_held < min_eval:
-            notes.append(f"{names[index]} split: {n_held} patient(s), fewer than the {min_eval} asked: "
-                         f"{len(patients)} patients are too few to give it more without emptying train")
+            notes.append(
+                f"{names[index]} split: {n_held} patient(s), fewer than the {min_eval} asked: "
+                f"{len(patients)} patients are too few to give it more without emptying train"
+            )
         missing = [c for c in range(classes) if not holds(index, c)]
         if missing:
-            notes.append(f"{names[index]} split: no images of class index {', '.join(map(str, missing))}: "
-                         "no patient outside it holds that class but train's last one")
+            notes.append(
+                f"{names[index]} split: no images of class index {', '.join(map(str, missing))}: "
+                "no patient outside it holds that class but train's last one"
+            )
     return split, notes
