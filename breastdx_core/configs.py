@@ -527,7 +527,7 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
 # scoring cost at the IDC preset's input (bench/idc_budget.py, docs/results/real-tissue.md).
 ESTIMATE_DATA_IMAGES_PER_S = 350.0
 ESTIMATE_SCORED_SHARE = 0.6
-ESTIMATE_SCORE_MS_PER_IMAGE = 2.0
+ESTIMATE_SCORE_MS_PER_IMAGE = 3.7  # Lite0 @128: 7.4 CPU-ms a patch measured, over 2 cores
 ESTIMATE_FIXED_MINUTES = 2.0  # start-up, graph tracing, export, push
 
 
