@@ -102,6 +102,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     started = time.time()
     log.info("pipeline %s: data %s; full log %s", config.pipeline_name, config.data_root, log_file)
+    if config.variant == "classify" and not config.synthetic_data:
+        from breastdx_core import configs
+
+        try:
+            estimate = configs.run_estimate(config, preflight.check(config.data_root, config.task_spec,
+                                                                    config.layout).candidates)
+        except preflight.PreflightError:
+            estimate = None  # the run below reports the data's problem
+        if estimate:
+            print(f"{config.pipeline_name}: {estimate}", flush=True)
     try:
         with quiet_run(log_file):
             local_runner.run(config)

@@ -45,6 +45,7 @@ VARIANTS = ("classify", "segment", "mammo")
 MIN_LITE_PATCH_SIZE = 32
 INGEST_VALIDATION = ("structure", "decode")
 CALIBRATIONS = ("temperature", "none")
+OPERATING_RULES = ("sensitivity", "max_f1", "max_balanced_accuracy")
 
 ENV_PREFIX = "BREASTDX_"
 # Settings of other processes that share the prefix: the web app's and the model server's.
@@ -70,6 +71,19 @@ SYNTHETIC_BUDGET: Dict[str, Any] = {"train_steps": 24, "eval_steps": 8, "epochs"
 SYNTHETIC_TASK_BUDGET: Dict[str, Dict[str, Any]] = {"busi": {"train_steps": 120}}
 
 
+# Real IDC tissue (a data root given): the candidate that won the equal-CPU-time screen
+# on the dev set (bench/idc_budget.py; docs/results/real-tissue.md, docs/decisions/
+# 0013-idc-default-backbone.md): ImageNet EfficientNet-Lite0 read at 128 px (resized
+# inside the model) with the BUSI preset's fine-tuning recipe, and a wall-time budget a
+# laptop user waits for. Applied only where no variable or flag sets the field.
+REAL_DATA_TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "idc": {"backbone": "efficientnet_lite0", "weights": pretrained.IMAGENET, "backbone_input_size": 128,
+            "learning_rate": 1e-3, "unfreeze_last": 12, "fine_tune_head_fraction": 0.25,
+            "max_train_minutes": 10.0},
+}
+REAL_DATA_BUDGET_FIELDS = ("max_train_minutes",)
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     """All settings. Paths default under ``workdir`` (git-ignored ./workdir)."""
@@ -93,6 +107,14 @@ class PipelineConfig:
 
     # splits: hash buckets over patient_id (train:eval:test = 14:3:3 = 70/15/15 %)
     split_buckets: Tuple[Tuple[str, int], ...] = (("train", 14), ("eval", 3), ("test", 3))
+    # Patient-stratified splits (components/image_ingest/splits.py): the hash order of the
+    # patients, dealt per stratum (patients with both classes, only one), so the eval split
+    # holds at least this many patients and both classes where the data allow (small sets
+    # left one eval patient by hash buckets alone). 0: the hash buckets alone.
+    min_eval_patients: int = 3
+    # Near-duplicates (perceptual hash, components/image_ingest/near_duplicates.py): images
+    # whose 64-bit pHashes differ in at most this many bits share one split group. -1: off.
+    near_duplicate_bits: int = 4
 
     # trainer
     # IDC's default: docs/decisions/0003-backbone-per-preset.md.
@@ -123,6 +145,20 @@ class PipelineConfig:
     eval_steps: int = 0
     epochs: int = 8  # callbacks (LR schedule, early stopping on the eval split) act per epoch
     max_train_minutes: float = 0.0  # wall-time budget: training stops at the first batch past it; 0 = none
+    # The same in CPU time of the training process (bench/idc_budget.py compares candidates
+    # by it on a shared machine); 0 = none.
+    max_train_cpu_minutes: float = 0.0
+    # The side the model resizes the Transform's output to before the backbone (0: the
+    # Transform's own size): pretrained features were learnt at ImageNet's scale, and the
+    # resize inside the model keeps one Transform graph for every backbone.
+    backbone_input_size: int = 0
+    # Test-time augmentation in the exported signatures: the 8 dihedral orientations of each
+    # image averaged (8x the scoring cost per image; components/trainer/export.py).
+    tta: bool = False
+    # The operating threshold the decision rule uses (where conformal coverage cannot be
+    # claimed), chosen on the eval patients: "sensitivity" (keeps target_sensitivity),
+    # "max_f1" or "max_balanced_accuracy". The card records all three.
+    operating_rule: str = "sensitivity"
     early_stopping_patience: int = 3
     class_weights: bool = True
     augment: bool = True
@@ -233,6 +269,8 @@ class PipelineConfig:
                              f"patch {self.mammo_backbone} takes (or set mammo_backbone to resnet50)")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.operating_rule not in OPERATING_RULES:
+            raise ValueError(f"operating_rule must be one of {OPERATING_RULES}, got {self.operating_rule!r}")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.ingest_validation not in INGEST_VALIDATION:
@@ -304,6 +342,9 @@ class PipelineConfig:
             "stain_jitter": self.stain_jitter,
             "calibration": self.calibration,
             "max_train_minutes": self.max_train_minutes,
+            "max_train_cpu_minutes": self.max_train_cpu_minutes,
+            "backbone_input_size": self.backbone_input_size,
+            "tta": self.tta,
             "seed": self.seed,
             "optimizer": self.optimizer,
             "lstm_backbone": self.lstm_backbone,
@@ -441,4 +482,38 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     if "data_root" not in values or values.get("variant") == "segment":
         for name, value in {**SYNTHETIC_BUDGET, **SYNTHETIC_TASK_BUDGET.get(task, {})}.items():
             values.setdefault(name, value)
+    elif values.get("variant", "classify") == "classify":
+        preset = REAL_DATA_TASK_DEFAULTS.get(task, {})
+        # A backbone set by hand keeps the field defaults of its recipe (a VGG16 must not
+        # get the Lite's ImageNet weights file); the time budget applies either way.
+        own_backbone = "backbone" in values
+        for name, value in preset.items():
+            if not own_backbone or name in REAL_DATA_BUDGET_FIELDS:
+                values.setdefault(name, value)
     return PipelineConfig(**values)
+
+
+# What `run_estimate` assumes of an otherwise idle 2-core machine: the data stages'
+# throughput (README Scale: 279,603 images in 13.2 min), the share of images the
+# Evaluator and the EvaluationReport score (eval + test, twice) and a pretrained Lite's
+# scoring cost at the IDC preset's input (bench/idc_budget.py, docs/results/real-tissue.md).
+ESTIMATE_DATA_IMAGES_PER_S = 350.0
+ESTIMATE_SCORED_SHARE = 0.6
+ESTIMATE_SCORE_MS_PER_IMAGE = 3.7  # Lite0 @128: 7.4 CPU-ms a patch measured, over 2 cores
+ESTIMATE_FIXED_MINUTES = 2.0  # start-up, graph tracing, export, push
+
+
+def run_estimate(config: PipelineConfig, images: int) -> Optional[str]:
+    """"about N minutes" for a pipeline run on ``images`` images, shown before training
+    starts; None where the training budget is not time-bounded (no estimate is honest)."""
+    minutes = float(config.max_train_minutes or 0.0)
+    if minutes <= 0 and config.max_train_cpu_minutes > 0:
+        minutes = config.max_train_cpu_minutes / 2.0  # 2 cores: 2 CPU-minutes a minute
+    if minutes <= 0:
+        return None
+    tta = 8 if config.tta else 1
+    rest = (images / ESTIMATE_DATA_IMAGES_PER_S / 60.0
+            + images * ESTIMATE_SCORED_SHARE * 2 * tta * ESTIMATE_SCORE_MS_PER_IMAGE / 1000.0 / 60.0
+            + ESTIMATE_FIXED_MINUTES)
+    return (f"about {int(round(minutes + rest))} minutes on 2 idle cores: training at most {minutes:g} min, "
+            f"data stages and evaluation of {images} images about {rest:.0f} min")

@@ -90,3 +90,30 @@ def patient_bootstrap(labels: np.ndarray, scores: np.ndarray, groups: Sequence[s
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return {"low": float(low), "high": float(high), "resamples": len(values)}
+
+
+# The published IDC references' test-set prevalence (Cruz-Roa et al. 2014; Janowczyk &
+# Madabhushi 2016): their F1 is comparable only at the same share of positives.
+REFERENCE_PREVALENCE = 0.284
+
+
+def f1_at_prevalence(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5,
+                     prevalence: float = REFERENCE_PREVALENCE) -> float:
+    """F1 of ``scores >= threshold`` as it would be on a set with ``prevalence`` positives:
+    sensitivity and specificity are kept, the classes reweighted (positives by
+    prevalence / observed share, negatives likewise). NaN with one class.
+
+    Args:
+        labels: [n] 0/1.
+        scores: [n] float, higher means more likely 1.
+    """
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    cm = confusion(labels, scores, threshold)
+    sensitivity = cm["tp"] / n_pos
+    false_positive_rate = cm["fp"] / n_neg
+    tp, fp = sensitivity * prevalence, false_positive_rate * (1 - prevalence)
+    fn = (1 - sensitivity) * prevalence
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn > 0 else float("nan")

@@ -76,8 +76,12 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, Any]:
 
 
 def decision_rule(eval_scores, test_scores, class_names: List[str], positive_class: str, operating: float,
-                  coverage: float, false_alarm_rate: float, resamples: int, seed: int) -> Dict[str, Any]:
-    """The card's ``decision_rule`` from the scored eval and test splits (breastdx_core/decision.py)."""
+                  coverage: float, false_alarm_rate: float, resamples: int, seed: int,
+                  operating_rule: str = "sensitivity", thresholds: Optional[Dict[str, float]] = None
+                  ) -> Dict[str, Any]:
+    """The card's ``decision_rule`` from the scored eval and test splits (breastdx_core/decision.py).
+    ``operating`` is the threshold of ``operating_rule``; ``thresholds`` every rule's
+    (chosen on eval: max F1, max balanced accuracy, the sensitivity target), recorded."""
     from components.evaluation.statistics import covered_with_ci
 
     conformal = decision.calibrate_conformal(eval_scores.labels, eval_scores.probabilities, class_names,
@@ -110,10 +114,17 @@ def decision_rule(eval_scores, test_scores, class_names: List[str], positive_cla
     else:
         description = (f"{coverage:.0%} conformal coverage is NOT claimed: {conformal['reason']}. The answer is "
                        f"{positive_class} where its probability is at least the operating threshold "
-                       f"{operating:.4g} (chosen on eval for sensitivity), else the other class. {refused}")
+                       f"{operating:.4g} (chosen on eval: {RULE_TEXT.get(operating_rule, operating_rule)}), "
+                       f"else the other class. {refused}")
     return {"kind": kind, "description": description, "class_names": list(class_names),
             "positive_class": positive_class, "operating_threshold": float(operating),
+            "operating_rule": operating_rule,
+            "operating_thresholds": {k: float(v) for k, v in (thresholds or {operating_rule: operating}).items()},
             "conformal": conformal, "ood": ood}
+
+
+RULE_TEXT = {"sensitivity": "for sensitivity", "max_f1": "for the highest F1",
+             "max_balanced_accuracy": "for the highest balanced accuracy"}
 
 
 class Executor(base_executor.BaseExecutor):
@@ -156,13 +167,17 @@ class Executor(base_executor.BaseExecutor):
         negative_name = ([n for n in class_names if n != positive][0] if len(class_names) == 2
                          else f"not {positive}")
         synthetic = bool(int(exec_properties["synthetic"]))
+        operating_rule = exec_properties.get("operating_rule") or "sensitivity"
         report = statistics.build_report(
             test_scores.binary(positive_index), eval_scores.binary(positive_index),
             target_sensitivity=float(exec_properties["target_sensitivity"]), resamples=resamples, seed=seed,
-            card=card, splits=splits, synthetic=synthetic, class_names=(negative_name, positive))
+            card=card, splits=splits, synthetic=synthetic, class_names=(negative_name, positive),
+            operating_rule=operating_rule, test_xy=test_scores.xy(), choose_xy=eval_scores.xy())
         rule = decision_rule(eval_scores, test_scores, class_names, positive,
                              report["thresholds"]["operating"]["value"], float(exec_properties["coverage"]),
-                             float(exec_properties["false_alarm_rate"]), resamples, seed)
+                             float(exec_properties["false_alarm_rate"]), resamples, seed,
+                             operating_rule=operating_rule,
+                             thresholds={k: v["value"] for k, v in report["thresholds"]["candidates"].items()})
         warnings = statistics.sample_warnings(splits, class_names)
         report.update(decision_rule=rule, small_sample_warnings=warnings, input_contract=accepted,
                       examples_uri=examples.uri, trained_model_uri=model.uri)
@@ -181,6 +196,13 @@ class Executor(base_executor.BaseExecutor):
             synthetic=synthetic, test=test_block, accepted=accepted, decision_rule=rule, warnings=warnings,
             report_paths={"json": f"assets.extra/{report_files.REPORT_JSON}",
                           "html": f"assets.extra/{report_files.REPORT_HTML}"}))
+        context = report.get("slide_context") or {}
+        if context.get("available"):
+            # The web app's mosaic and map answers smooth with the width chosen here
+            # (breastdx_core.slide_context.slide_context).
+            card["slide_context"] = {"sigma_grid_steps": context["sigma_grid_steps"], "chosen_on": "eval",
+                                     "test_auc": context["auc"]["value"],
+                                     "function": "breastdx_core.slide_context.slide_context"}
         model_card.save(os.path.join(out.uri, CARD_FILE), card, files=fileio)
         log.info("EvaluationReport: %s; rule %s; test coverage %s", paths["html"], rule["kind"],
                  rule["conformal"]["test_coverage"]["value"])
@@ -198,6 +220,7 @@ class EvaluationReportSpec(component_spec.ComponentSpec):
         "bootstrap_resamples": component_spec.ExecutionParameter(type=int),
         "seed": component_spec.ExecutionParameter(type=int),
         "synthetic": component_spec.ExecutionParameter(type=int),
+        "operating_rule": component_spec.ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
@@ -216,11 +239,13 @@ class EvaluationReport(base_component.BaseComponent):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, class_names: List[str],
                  positive_index: int, coverage: float, false_alarm_rate: float, target_sensitivity: float,
                  contract_margin: float, contract_images: int, bootstrap_resamples: int, seed: int,
-                 synthetic: bool, evaluation: Optional[types.BaseChannel] = None):
+                 synthetic: bool, evaluation: Optional[types.BaseChannel] = None,
+                 operating_rule: str = "sensitivity"):
         spec = EvaluationReportSpec(
             examples=examples, model=model, evaluation=evaluation, class_names=json.dumps(list(class_names)),
             positive_index=int(positive_index), coverage=float(coverage), false_alarm_rate=float(false_alarm_rate),
             target_sensitivity=float(target_sensitivity), contract_margin=float(contract_margin),
             contract_images=int(contract_images), bootstrap_resamples=int(bootstrap_resamples), seed=int(seed),
-            synthetic=int(bool(synthetic)), report=channel.Channel(type=EvaluationReportArtifact))
+            synthetic=int(bool(synthetic)), operating_rule=str(operating_rule),
+            report=channel.Channel(type=EvaluationReportArtifact))
         super().__init__(spec=spec)

@@ -41,7 +41,9 @@ from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
-METRICS = ("auc", "balanced_accuracy", "f1", "sensitivity", "specificity")
+# f1_at_28.4%: F1 with the classes reweighted to the IDC references' prevalence
+# (metrics.f1_at_prevalence): the dev set's 15.8 % would otherwise lower F1 by itself.
+METRICS = ("auc", "balanced_accuracy", "f1", "f1_at_28.4%", "sensitivity", "specificity")
 THRESHOLD = 0.5  # the calibrated model's default decision threshold
 # Operating thresholds chosen on each fold's eval patients (never its test patients) and
 # applied to its test patients: the F1 / balanced accuracy a user gets who sets the
@@ -50,6 +52,9 @@ THRESHOLD = 0.5  # the calibrated model's default decision threshold
 OPERATING_RULES = ("max_f1", "max_balanced_accuracy", "sensitivity_0.95")
 RULE_TITLES = {"max_f1": "eval max F1", "max_balanced_accuracy": "eval max balanced accuracy (Youden)",
                "sensitivity_0.95": "eval sensitivity 0.95 (the evaluation report's rule)"}
+
+
+SMALL_DATA_BATCHES = 4  # fewer images than folds x batch x this: the run goes on, with a warning
 
 
 class CvError(errors.UserError):
@@ -241,6 +246,8 @@ def _metric_fns(threshold: float):
                 return spec
             if name == "balanced_accuracy":
                 return (sens + spec) / 2
+            if name == "f1_at_28.4%":
+                return metrics.f1_at_prevalence(y, s, threshold)
             den = 2 * cm["tp"] + cm["fp"] + cm["fn"]
             return 2 * cm["tp"] / den if den else float("nan")
         return fn
@@ -270,28 +277,16 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: str) -> float
     Raises:
         ValueError: an unknown rule.
     """
-    from components.evaluation.statistics import threshold_for_sensitivity
+    from components.evaluation.statistics import best_threshold, threshold_for_sensitivity
 
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
-    pos, neg = int(labels.sum()), int((~labels).sum())
     if rule not in OPERATING_RULES:
         raise ValueError(f"unknown operating rule {rule!r}: one of {', '.join(OPERATING_RULES)}")
-    if not pos or not neg:
+    if labels.all() or not labels.any():
         return THRESHOLD
     if rule == "sensitivity_0.95":
         return float(threshold_for_sensitivity(labels, scores, 0.95))
-    order = np.argsort(-scores, kind="stable")
-    ranked, truth = scores[order], labels[order]
-    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]  # last index of each distinct score
-    tp = np.cumsum(truth)[last].astype(float)
-    fp = np.cumsum(~truth)[last].astype(float)
-    if rule == "max_f1":
-        value = 2 * tp / (tp + pos + fp)  # 2TP / (2TP + FP + FN), FN = pos - TP
-    else:
-        value = (tp / pos + (neg - fp) / neg) / 2
-    candidates = ranked[last]
-    best = np.flatnonzero(np.isclose(value, value.max(), rtol=0, atol=1e-12))
-    return float(candidates[best[np.argmin(np.abs(candidates[best] - THRESHOLD))]])
+    return best_threshold(labels, scores, rule, THRESHOLD)
 
 
 def decisions_at(rows: Sequence[Dict[str, Any]], rule: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -346,12 +341,13 @@ def train_fold(config: PipelineConfig, data, files: PatientFiles, fold: int, tes
     import tensorflow as tf
 
     model = tf.saved_model.load(fn_args.serving_model_dir)
-    y, s, g = score_split(fn_args.serving_model_dir, heldout, "test", model=model).binary(
-        config.task_spec.positive_index)
+    test_scores = score_split(fn_args.serving_model_dir, heldout, "test", model=model)
+    y, s, g = test_scores.binary(config.task_spec.positive_index)
     # The operating thresholds are chosen on the eval patients (calibration's and early
     # stopping's), never on the test patients they are applied to.
-    ey, es, _ = score_split(fn_args.serving_model_dir, heldout, "eval", model=model).binary(
-        config.task_spec.positive_index)
+    eval_scores = score_split(fn_args.serving_model_dir, heldout, "eval", model=model)
+    ey, es, eg = eval_scores.binary(config.task_spec.positive_index)
+    context = fold_slide_context((ey, es, eg, eval_scores.xy()), (y, s, g, test_scores.xy()))
     del model
     if not keep_model:
         shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
@@ -360,9 +356,43 @@ def train_fold(config: PipelineConfig, data, files: PatientFiles, fold: int, tes
             "budget": card.get("training_budget"), "calibration": card.get("calibration"),
             "training_history": card.get("training_history"),
             "operating": {rule: {"threshold": choose_threshold(ey, es, rule)} for rule in OPERATING_RULES},
-            "n_eval_images": int(len(ey)), "n_eval_positive": int(ey.sum()),
+            "n_eval_images": int(len(ey)), "n_eval_positive": int(ey.sum()), "slide_context": context,
             "labels": y.tolist(), "scores": s.tolist(), "groups": [p.decode("utf-8") if isinstance(p, bytes) else str(p)
                                                                  for p in g]}
+
+
+def fold_slide_context(evaluation: Tuple, test: Tuple) -> Optional[Dict[str, Any]]:
+    """A fold's slide-context scores of its test patches (`breastdx_core.slide_context`:
+    the width and the operating thresholds chosen on its eval patches), or None where the
+    patches carry no x/y. Each of ``evaluation``/``test``: (labels, scores, patients, xy [n, 2] or None)."""
+    from breastdx_core import slide_context
+
+    (ey, es, eg, exy), (y, s, g, xy) = evaluation, test
+    if exy is None or xy is None:
+        return None
+    chosen = slide_context.choose_sigma(ey, es, exy[:, 0], exy[:, 1], eg)
+    smooth_eval = slide_context.slide_context(es, exy[:, 0], exy[:, 1], eg, chosen["sigma"])
+    smooth_test = slide_context.slide_context(s, xy[:, 0], xy[:, 1], g, chosen["sigma"])
+    return {"sigma": chosen["sigma"], "eval_auc_by_sigma": {str(k): v for k, v in chosen["auc"].items()},
+            "scores": smooth_test.tolist(),
+            "operating": {rule: {"threshold": choose_threshold(ey, smooth_eval, rule)} for rule in OPERATING_RULES}}
+
+
+def pooled_slide_context(rows: Sequence[Dict[str, Any]], resamples: int, seed: int) -> Optional[Dict[str, Any]]:
+    """Slide-context metrics pooled over the folds (each fold's own width and thresholds),
+    or None where a fold has none."""
+    if not rows or any(not r.get("slide_context") for r in rows):
+        return None
+    shadow = [{**r, "scores": r["slide_context"]["scores"], "operating": r["slide_context"]["operating"]}
+              for r in rows]
+    y = np.concatenate([r["labels"] for r in shadow]).astype(int)
+    s = np.concatenate([r["scores"] for r in shadow]).astype(float)
+    g = np.concatenate([r["groups"] for r in shadow])
+    return {"sigmas": [r["slide_context"]["sigma"] for r in rows],
+            "metrics": metrics_with_ci(y, s, g, resamples, seed),
+            "operating": {rule: {"thresholds": [r["operating"][rule]["threshold"] for r in shadow],
+                                 "metrics": operating_metrics(shadow, rule, resamples, seed)}
+                          for rule in OPERATING_RULES}}
 
 
 # --- the whole run ------------------------------------------------------------------------
@@ -384,6 +414,10 @@ def cross_validate(config: PipelineConfig, folds: int, out_dir: Optional[str] = 
                                config.task_spec.positive_index)
     classes = _patient_classes(files.labels, files.groups)
     warnings = data_warnings(classes, config.task_spec.class_names)
+    if len(files.labels) < folds * config.batch_size * SMALL_DATA_BATCHES:
+        warnings.append(f"{len(files.labels)} images for {folds} folds at batch {config.batch_size}: each fold's "
+                        f"model trains on fewer than {SMALL_DATA_BATCHES * (folds - 1)} batches per epoch; its "
+                        "figures are noisy")
     for note in warnings:
         log.warning("cv: %s", note)
     assignment = assign_folds(files.labels, files.groups, folds, config.seed)
@@ -435,7 +469,13 @@ def cross_validate(config: PipelineConfig, folds: int, out_dir: Optional[str] = 
                    "operating": {rule: {"thresholds": [r["operating"][rule]["threshold"] for r in rows],
                                         "metrics": operating_metrics(rows, rule, resamples, config.seed)}
                                  for rule in OPERATING_RULES}},
+        "slide_context": pooled_slide_context(rows, resamples, config.seed),
     }
+    if result["slide_context"] is None:
+        note = ("slide context: the patches carry no x/y in their file names (IDC's _x<X>_y<Y>): "
+                "per-patch figures only")
+        warnings.append(note)
+        log.warning("cv: %s", note)
     result["files"] = write_outputs(result, out_dir)
     return result
 
@@ -482,6 +522,16 @@ def render_markdown(result: Dict[str, Any]) -> str:
         for rule, entry in operating.items():
             lines.append(f"| {RULE_TITLES.get(rule, rule)} | " + ", ".join(f"{t:.3f}" for t in entry["thresholds"])
                          + " | " + " | ".join(_cell(entry["metrics"][m]) for m in METRICS[1:]) + " |")
+    context = result.get("slide_context")
+    if context:
+        lines += ["", "Slide context (each patch's probability averaged with its slide neighbours', Gaussian "
+                  "width chosen on each fold's eval patients: " + ", ".join(f"{v:g}" for v in context["sigmas"])
+                  + " grid steps; not comparable with the per-patch references):", "",
+                  "| slide context | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS),
+                  "| scores, 0.5 | " + " | ".join(_cell(context["metrics"][m]) for m in METRICS) + " |"]
+        for rule, entry in context["operating"].items():
+            lines.append(f"| {RULE_TITLES.get(rule, rule)} | n/a | "
+                         + " | ".join(_cell(entry["metrics"][m]) for m in METRICS[1:]) + " |")
     if result["warnings"]:
         lines += ["", "Warnings:"] + [f"- {w}" for w in result["warnings"]]
     if meta["synthetic_data"]:

@@ -63,7 +63,8 @@ def report_for_version(config, version_dir: str, examples_uri: str) -> Dict[str,
                           seed=config.seed, card=card, splits=splits, synthetic=synthetic,
                           class_names=([n for n in task.class_names if n != task.positive_class][0]
                                        if task.num_classes == 2 else f"not {task.positive_class}",
-                                       task.positive_class))
+                                       task.positive_class),
+                          operating_rule=config.operating_rule, test_xy=test.xy(), choose_xy=choose.xy())
     report["decision_rule"] = card.get("decision_rule")
     report["small_sample_warnings"] = sample_warnings(splits, task.class_names)
     report["examples_uri"] = examples_uri

@@ -107,6 +107,8 @@ def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module
         shard_size=config.ingest_shard_size,
         include_masks=include_masks,
         tree_fingerprint=tree_fingerprint,
+        min_eval_patients=config.min_eval_patients,
+        near_duplicate_bits=config.near_duplicate_bits,
     ).with_id(EXAMPLE_GEN_ID)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("ImportSchemaGen")
     # With the curated schema TFDV profiles image_raw (image_domain) as bytes; without it, it
@@ -249,6 +251,7 @@ def _evaluation_report(config: PipelineConfig, examples: Any, trainer: Any, eval
         bootstrap_resamples=config.bootstrap_resamples,
         seed=config.seed,
         synthetic=config.synthetic_data,
+        operating_rule=config.operating_rule,
     ).with_id("EvaluationReport")
 
 

@@ -118,6 +118,7 @@ def summarize(config: PipelineConfig) -> Dict[str, Any]:
         summary["ingest"]["report"] = os.path.join(examples_uri, ingest_report.REPORT_MD)
         summary["ingest"]["duplicates"] = report.get("duplicates") or {}
         summary["ingest"]["class_warnings"] = report.get("class_warnings") or []
+        summary["ingest"]["split_notes"] = report.get("split_notes") or []
     if examples_uri:
         summary["splits"] = split_counts(examples_uri, [name for name, _ in config.split_buckets], task.num_classes)
 
@@ -220,6 +221,7 @@ def render(summary: Dict[str, Any]) -> str:
                  ("ingest report", ingest["report"])]
         rows += [("duplicates", line.strip()) for line in ingest_report.duplicate_lines(ingest.get("duplicates"), 5)]
         rows += [("data warning", line) for line in ingest.get("class_warnings") or []]
+        rows += [("splits", line) for line in ingest.get("split_notes") or []]
     budget = summary.get("training_budget")
     if budget:
         rows.append(("training", f"saw {budget['images_seen']} images: {budget['epochs_trained']} of "

@@ -110,7 +110,8 @@ def test_two_folds_through_run_fn(idc_run, tmp_path):
     two models through run_fn, held-out scores; the table, JSON and ROC plot."""
     run_config, _ = idc_run
     config = configs.load(env={}, workdir=run_config.workdir, seed=run_config.seed, train_steps=2, eval_steps=0,
-                          epochs=1, batch_size=8, backbone="resnet50", stain_jitter=0.05, bootstrap_resamples=20)
+                          epochs=1, batch_size=8, backbone="resnet50", stain_jitter=0.05, bootstrap_resamples=20,
+                          tta=True)
     result = cv.cross_validate(config, folds=2, out_dir=str(tmp_path / "cv"))
     folds = result["folds"]
     assert len(folds) == 2
@@ -126,6 +127,11 @@ def test_two_folds_through_run_fn(idc_run, tmp_path):
     for row in folds:  # thresholds chosen on the fold's eval patients, who are not its test patients
         assert row["n_eval_images"] > 0 and set(row["operating"]) == set(cv.OPERATING_RULES)
     assert set(result["pooled"]["operating"]) == set(cv.OPERATING_RULES)
+    # The synthetic names carry x/y: slide-context figures beside the per-patch ones, the
+    # width chosen on each fold's eval patients; the models average the 8 orientations.
+    context = result["slide_context"]
+    assert context is not None and len(context["sigmas"]) == 2 and set(context["metrics"]) == set(cv.METRICS)
+    assert "Slide context" in open(tmp_path / "cv" / "cv.md").read()
     with open(tmp_path / "cv" / "cv.json") as handle:
         assert json.load(handle)["meta"]["synthetic_data"] is True
     assert f"| pooled | {len(tested)} patients | {images} |" in open(tmp_path / "cv" / "cv.md").read()

@@ -25,7 +25,9 @@ def test_demo_flags_set_weights_and_the_data_sized_budget(monkeypatch, tmp_path)
 def test_demo_without_the_flags_keeps_the_defaults(monkeypatch, tmp_path):
     real = _config(monkeypatch, tmp_path, "--data-root", str(tmp_path / "real"))
     defaults = configs.load(env={}, workdir=str(tmp_path), data_root=str(tmp_path / "real"))
-    assert (real.weights, real.epochs, real.max_train_minutes, real.train_steps) == (
-        defaults.weights, defaults.epochs, 0.0, 0)
+    preset = configs.REAL_DATA_TASK_DEFAULTS["idc"]
+    assert (real.backbone, real.weights, real.epochs, real.max_train_minutes, real.train_steps) == (
+        preset["backbone"], preset["weights"], defaults.epochs, preset["max_train_minutes"], 0)
+    assert real.backbone_input_size == preset["backbone_input_size"]
     synthetic = _config(monkeypatch, tmp_path)
     assert (synthetic.train_steps, synthetic.epochs) == (24, 4)  # the synthetic demo's preset

@@ -29,6 +29,17 @@ class Scores:
     positive: np.ndarray
     ood: Optional[np.ndarray]
     patients: np.ndarray
+    paths: Optional[np.ndarray] = None  # [n] the files' paths under the image root (slide context reads x/y)
+
+    def xy(self) -> Optional[np.ndarray]:
+        """[n, 2] the patches' x/y in pixels from their file names (IDC), or None where a
+        name carries none (`breastdx_core.slide_context.patch_xy`)."""
+        from breastdx_core.slide_context import patch_xy
+
+        if self.paths is None:
+            return None
+        found = [patch_xy(p.decode("utf-8") if isinstance(p, bytes) else str(p)) for p in self.paths]
+        return None if any(f is None for f in found) or not found else np.asarray(found, dtype=np.float64)
 
     def binary(self, positive_index: int):
         """(labels 0/1, positive scores, patient ids): what the report's statistics take."""
@@ -55,13 +66,15 @@ def score_split(model_dir: str, examples_uri: str, split: str, limit: Optional[i
     model = model or tf.saved_model.load(model_dir)
     serve = model.signatures[contract.SIGNATURE_EXAMPLES]
     spec = {contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-            contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
-    labels, probabilities, positive, ood, patients = [], [], [], [], []
+            contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string),
+            contract.SOURCE_PATH_KEY: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    labels, probabilities, positive, ood, patients, paths = [], [], [], [], [], []
     for batch in _records(examples_uri, split, limit).batch(BATCH):
         parsed = tf.io.parse_example(batch, spec)
         outputs = serve(**{contract.SERVING_INPUT_EXAMPLES: batch})
         labels.append(parsed[contract.LABEL_KEY].numpy())
         patients.append(parsed[contract.PATIENT_KEY].numpy())
+        paths.append(parsed[contract.SOURCE_PATH_KEY].numpy())
         probabilities.append(outputs[contract.OUTPUT_PROBABILITIES].numpy())
         positive.append(outputs[contract.OUTPUT_POSITIVE].numpy())
         if contract.OUTPUT_OOD in outputs:
@@ -69,7 +82,7 @@ def score_split(model_dir: str, examples_uri: str, split: str, limit: Optional[i
     if not labels:
         raise ValueError(f"no records in split {split!r} of {examples_uri}")
     return Scores(np.concatenate(labels).astype(int), np.concatenate(probabilities), np.concatenate(positive),
-                  np.concatenate(ood) if ood else None, np.concatenate(patients))
+                  np.concatenate(ood) if ood else None, np.concatenate(patients), np.concatenate(paths))
 
 
 def split_images(examples_uri: str, split: str, limit: Optional[int] = None) -> Iterator[bytes]:

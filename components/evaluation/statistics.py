@@ -23,6 +23,9 @@ SYNTHETIC_NOTE = ("SYNTHETIC DATA: these metrics show the pipeline works end to 
                   "how a model does on real tissue.")
 
 
+OPERATING_RULES = ("sensitivity", "max_f1", "max_balanced_accuracy")  # breastdx_core/configs.py's
+
+
 # --- thresholds --------------------------------------------------------------------------
 def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
     """The highest threshold t with sensitivity(scores >= t) >= ``target``.
@@ -36,6 +39,84 @@ def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: fl
         return float("nan")
     keep = int(math.ceil(target * len(positives) - 1e-9))  # positives that must score >= t
     return float(positives[max(keep, 1) - 1])
+
+
+def best_threshold(labels: np.ndarray, scores: np.ndarray, rule: str, tie_break: float = 0.5) -> float:
+    """The distinct score t (``scores >= t`` called positive) that maximises F1
+    (``rule="max_f1"``) or balanced accuracy (``"max_balanced_accuracy"``, Youden's J) on
+    these images; ties go to the one nearest ``tie_break``. ``tie_break`` where a class is
+    missing.
+
+    Raises:
+        ValueError: an unknown rule.
+    """
+    if rule not in ("max_f1", "max_balanced_accuracy"):
+        raise ValueError(f"unknown threshold rule {rule!r}: max_f1 or max_balanced_accuracy")
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if not pos or not neg:
+        return float(tie_break)
+    order = np.argsort(-scores, kind="stable")
+    ranked, truth = scores[order], labels[order]
+    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]  # last index of each distinct score
+    tp = np.cumsum(truth)[last].astype(float)
+    fp = np.cumsum(~truth)[last].astype(float)
+    if rule == "max_f1":
+        value = 2 * tp / (tp + pos + fp)  # 2TP / (2TP + FP + FN), FN = pos - TP
+    else:
+        value = (tp / pos + (neg - fp) / neg) / 2
+    candidates = ranked[last]
+    best = np.flatnonzero(np.isclose(value, value.max(), rtol=0, atol=1e-12))
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - tie_break))]])
+
+
+def operating_thresholds(labels: np.ndarray, scores: np.ndarray, target_sensitivity: float) -> Dict[str, float]:
+    """The three operating thresholds a card records, all chosen on these (eval) images:
+    ``sensitivity`` (the highest keeping ``target_sensitivity``; 0.5 without positives),
+    ``max_f1`` and ``max_balanced_accuracy`` (`best_threshold`)."""
+    sensitivity = threshold_for_sensitivity(labels, scores, target_sensitivity)
+    return {"sensitivity": sensitivity if math.isfinite(sensitivity) else 0.5,
+            "max_f1": best_threshold(labels, scores, "max_f1"),
+            "max_balanced_accuracy": best_threshold(labels, scores, "max_balanced_accuracy")}
+
+
+def point_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Dict[str, float]:
+    """Sensitivity, specificity, balanced accuracy, F1 and F1 at the IDC references'
+    prevalence (`metrics.f1_at_prevalence`) of ``scores >= threshold``, without CIs."""
+    m = metrics.binary_metrics(labels, scores, threshold)
+    labels = np.asarray(labels).astype(int)
+    observed = float(labels.mean()) if len(labels) else float("nan")
+    return {"sensitivity": m["sensitivity"], "specificity": m["specificity"],
+            "balanced_accuracy": (m["sensitivity"] + m["specificity"]) / 2,
+            "f1": metrics.f1_at_prevalence(labels, scores, threshold, observed),
+            "f1_at_reference_prevalence": metrics.f1_at_prevalence(labels, scores, threshold)}
+
+
+def slide_context_block(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[np.ndarray, np.ndarray,
+                        np.ndarray], test_xy: Optional[np.ndarray], choose_xy: Optional[np.ndarray], rule: str,
+                        target_sensitivity: float, resamples: int, seed: int) -> Dict[str, Any]:
+    """Slide-context figures (`breastdx_core.slide_context`: each patch's probability
+    smoothed with its slide neighbours', the width chosen on eval), reported beside the
+    per-patch ones; or why there are none (patches without x/y)."""
+    from breastdx_core import slide_context
+
+    if test_xy is None or choose_xy is None:
+        return {"available": False, "note": "the patches carry no x/y in their file names (IDC's _x<X>_y<Y>): "
+                                            "no slide context, per-patch figures only"}
+    y, s, g = (np.asarray(a) for a in test)
+    cy, cs, cg = (np.asarray(a) for a in choose)
+    chosen = slide_context.choose_sigma(cy, cs, choose_xy[:, 0], choose_xy[:, 1], cg)
+    smooth_eval = slide_context.slide_context(cs, choose_xy[:, 0], choose_xy[:, 1], cg, chosen["sigma"])
+    smooth_test = slide_context.slide_context(s, test_xy[:, 0], test_xy[:, 1], g, chosen["sigma"])
+    threshold = operating_thresholds(cy, smooth_eval, target_sensitivity)[rule]
+    return {"available": True, "sigma_grid_steps": chosen["sigma"], "chosen_on": "eval",
+            "eval_auc_by_sigma": {str(k): v for k, v in chosen["auc"].items()}, "rule": rule,
+            "threshold": threshold,
+            "auc": {"value": metrics.roc_auc(y, smooth_test),
+                    "ci95": metrics.patient_bootstrap(y, smooth_test, g, resamples=resamples, seed=seed)},
+            "at_threshold": point_metrics(y, smooth_test, threshold),
+            "note": "slide context: each patch's probability averaged with its slide neighbours' (Gaussian); "
+                    "not comparable with per-patch figures or the per-patch references"}
 
 
 def threshold_for_specificity(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
@@ -201,23 +282,30 @@ def temperature_scaling(fit: Optional[Dict[str, Any]], labels: np.ndarray, score
 def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[np.ndarray, np.ndarray, np.ndarray],
                  *, target_sensitivity: float = 0.95, resamples: int = 1000, seed: int = 0,
                  card: Optional[Dict[str, Any]] = None, splits: Optional[Dict[str, Any]] = None,
-                 synthetic: bool = False, class_names: Sequence[str] = ("negative", "positive")) -> Dict[str, Any]:
+                 synthetic: bool = False, class_names: Sequence[str] = ("negative", "positive"),
+                 operating_rule: str = "sensitivity", test_xy: Optional[np.ndarray] = None,
+                 choose_xy: Optional[np.ndarray] = None) -> Dict[str, Any]:
     """The report as a JSON-ready dict.
 
     Args:
         test: (labels 0/1 [n], positive scores [n], patient ids [n]) of the split reported on.
         choose: the same for the split the thresholds are chosen on (eval).
-        target_sensitivity: the operating threshold keeps this sensitivity on ``choose``
+        target_sensitivity: the ``sensitivity`` rule's threshold keeps this sensitivity on
+            ``choose``.
+        operating_rule: which of `operating_thresholds`' rules is the operating threshold
             (the decision rule's fallback where conformal coverage cannot be claimed).
+        test_xy, choose_xy: [n, 2] the patches' x/y in pixels (IDC names), or None: the
+            report's ``slide_context`` block (`slide_context_block`).
         card: the model card (training history, diagnostics, version).
         splits: images and patients per class and split.
         synthetic: the data are the embedded synthetic set.
     """
     y, s, g = (np.asarray(a) for a in test)
     cy, cs, _ = (np.asarray(a) for a in choose)
-    operating = threshold_for_sensitivity(cy, cs, target_sensitivity)
-    if not math.isfinite(operating):
-        operating = 0.5
+    if operating_rule not in OPERATING_RULES:
+        raise ValueError(f"operating_rule must be one of {OPERATING_RULES}, got {operating_rule!r}")
+    candidates = operating_thresholds(cy, cs, target_sensitivity)
+    operating = candidates[operating_rule]
     card = card or {}
     report = {
         "title": f"Evaluation report: {card.get('model_name', 'model')} version {card.get('version', '?')}",
@@ -233,7 +321,11 @@ def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[
         "bootstrap": {"unit": "patient", "resamples": resamples, "level": 0.95, "seed": seed},
         "thresholds": {
             "default": 0.5,
-            "operating": {"value": operating, "target_sensitivity": target_sensitivity, "chosen_on": "eval"},
+            "operating": {"value": operating, "rule": operating_rule, "target_sensitivity": target_sensitivity,
+                          "chosen_on": "eval"},
+            # Every rule's threshold, chosen on eval, with the test figures it gives.
+            "candidates": {rule: {"value": t, "chosen_on": "eval", "test": point_metrics(y, s, t)}
+                           for rule, t in candidates.items()},
         },
         "image_level": {
             "at_0.5": metrics_with_ci(y, s, g, 0.5, resamples, seed),
@@ -242,6 +334,8 @@ def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[
             "confusion_at_operating": metrics.confusion(y, s, operating),
         },
         "patient_level": patient_level(y, s, g, operating, resamples, seed),
+        "slide_context": slide_context_block(test, choose, test_xy, choose_xy, operating_rule,
+                                             target_sensitivity, resamples, seed),
         "curves": {"roc": roc_curve(y, s), "pr": pr_curve(y, s)},
         "calibration": calibration(y, s),
         "temperature_scaling": temperature_scaling(card.get("calibration"), y, s,

@@ -34,6 +34,8 @@ class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.INCLUDE_MASKS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
         # A digest of the tree given by whoever starts the run (see executor.TREE_FINGERPRINT_KEY).
         executor.TREE_FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+        executor.MIN_EVAL_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+        executor.NEAR_DUP_KEY: component_spec.ExecutionParameter(type=int, optional=True),
     }
 
 
@@ -47,7 +49,8 @@ class ImageExampleGen(FileBasedExampleGen):
     def __init__(self, image_root: str, task: str, output_config: example_gen_pb2.Output,
                  layout: str = "auto", validation: str = "structure", shard_size: int = 500,
                  include_masks: bool = False,
-                 tree_fingerprint: Optional[Union[str, data_types.RuntimeParameter]] = None):
+                 tree_fingerprint: Optional[Union[str, data_types.RuntimeParameter]] = None,
+                 min_eval_patients: int = 0, near_duplicate_bits: int = -1):
         """Args:
             image_root: the folder of images (local path or gs://).
             task: a `breastdx_core.contract` task name (classes, label folders).
@@ -58,6 +61,11 @@ class ImageExampleGen(FileBasedExampleGen):
             include_masks: add the merged segmentation mask as ``mask_raw``.
             tree_fingerprint: a digest of the tree supplied at run time (a KFP run
                 parameter), for engines that run no ExampleGen driver.
+            min_eval_patients: > 0: patient-stratified splits (components/image_ingest/
+                splits.py) with at least this many eval patients where the data allow;
+                0: TFX's hash buckets alone.
+            near_duplicate_bits: >= 0: images whose pHashes differ in at most this many
+                bits share a split (near_duplicates.py); -1: off.
         """
         spec = ImageExampleGenSpec(
             input_base=image_root,
@@ -74,6 +82,8 @@ class ImageExampleGen(FileBasedExampleGen):
             shard_size=shard_size,
             include_masks=1 if include_masks else None,
             tree_fingerprint=tree_fingerprint,
+            min_eval_patients=int(min_eval_patients) or None,
+            near_duplicate_bits=int(near_duplicate_bits) if near_duplicate_bits >= 0 else None,
             examples=channel.Channel(type=standard_artifacts.Examples),
         )
         # FileBasedExampleGen.__init__ builds its own spec; the base class takes ours.

@@ -20,6 +20,7 @@ Every file ends as exactly one outcome, ingested or skipped with a reason; the r
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import itertools
@@ -40,7 +41,7 @@ from tfx.utils import proto_utils
 
 from breastdx_core import image_files
 from components import folders
-from components.image_ingest import layouts, report
+from components.image_ingest import layouts, near_duplicates, report, splits
 from breastdx_core import contract
 
 ROOT_KEY = standard_component_specs.INPUT_BASE_KEY  # the image root
@@ -52,6 +53,8 @@ INCLUDE_MASKS_KEY = "include_masks"  # 1: add `mask_raw` (the segmentation varia
 # A digest of the image tree given from outside (a run parameter on Kubeflow Pipelines,
 # whose backend runs no ExampleGen driver): part of the task's cache key there.
 TREE_FINGERPRINT_KEY = "tree_fingerprint"
+MIN_EVAL_KEY = "min_eval_patients"  # > 0: patient-stratified splits (splits.py)
+NEAR_DUP_KEY = "near_duplicate_bits"  # >= 0: pHash near-duplicates share a split (near_duplicates.py)
 OUTCOMES_DIR = ".outcomes"  # scratch: shard inputs, record and outcome files, inside the artifact while it is written
 WRITE_ORDER_SEED = 13  # the records' order in the split files: random, the same for the same tree
 # GZIP, as every TFX ExampleGen writes its splits, at deflate level 0 (stored blocks): the
@@ -265,14 +268,16 @@ class _Splitter:
     partition feature is ``patient_id`` (the pipeline's split config) the answer is kept
     per patient: one parse and hash per patient instead of one per image."""
 
-    def __init__(self, output_config_json: str):
+    def __init__(self, output_config_json: str, assignment: Optional[Dict[str, int]] = None):
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(output_config_json, output_config)
         self._config = output_config.split_config
         self._buckets = list(itertools.accumulate(int(split.hash_buckets) for split in self._config.splits))
         self._feature = self._config.partition_feature_name if self._config.HasField(
             "partition_feature_name") else ""
-        self._known: Dict[str, int] = {}
+        # Patient-stratified splits (`splits.assign`, decided once in `Do`) are looked up;
+        # a patient they do not name falls back to the hash.
+        self._known: Dict[str, int] = dict(assignment or {}) if self._feature == contract.PATIENT_KEY else {}
 
     def _partition(self, record: bytes) -> int:
         # TFX hashes a tf.Example's deterministic serialization: `serialize_example`'s bytes
@@ -289,6 +294,58 @@ class _Splitter:
         if split is None:
             split = self._known[candidate.patient_id] = self._partition(record)
         return split
+
+
+def stratified_assignment(candidates: Sequence[layouts.Candidate], exec_properties: Dict[str, Any],
+                          classes: int) -> Tuple[Optional[Dict[str, int]], List[str]]:
+    """The patient-stratified split of every patient (`splits.assign`), from the paths'
+    labels and patient ids alone (one pass, before any file is read), when the exec
+    properties ask for it and the splits are by patient; else (None, [])."""
+    min_eval = int(exec_properties.get(MIN_EVAL_KEY) or 0)
+    near = exec_properties.get(NEAR_DUP_KEY)
+    near = -1 if near is None else int(near)
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+    config = output_config.split_config
+    if (min_eval <= 0 and near < 0) or not config.splits or config.partition_feature_name != contract.PATIENT_KEY:
+        return None, []
+    counts: Dict[str, List[int]] = {}
+    for candidate in candidates:
+        counts.setdefault(candidate.patient_id, [0] * classes)[candidate.label] += 1
+    buckets = [(s.name, int(s.hash_buckets)) for s in config.splits]
+    if min_eval > 0:
+        assignment, notes = splits.assign(counts, buckets, min_eval)
+    else:  # TFX's hash buckets, per patient
+        edges = list(itertools.accumulate(b for _, b in buckets))
+        assignment = {p: bisect.bisect(edges, splits.patient_key(p) % edges[-1]) for p in counts}
+        notes = []
+    if near >= 0:
+        assignment, more = near_duplicate_groups(candidates, assignment, near)
+        notes += more
+    return assignment, notes
+
+
+def near_duplicate_groups(candidates: Sequence[layouts.Candidate], assignment: Dict[str, int], max_bits: int
+                          ) -> Tuple[Dict[str, int], List[str]]:
+    """`near_duplicates` over the files (one read and decode each, up to
+    `near_duplicates.MAX_IMAGES` files): every group's patients share a split. Returns the
+    assignment and the report's lines (groups listed, or why the pass did not run)."""
+    if len(candidates) > near_duplicates.MAX_IMAGES:
+        return assignment, [f"near-duplicates: not searched ({len(candidates)} images, more than the "
+                            f"{near_duplicates.MAX_IMAGES} the pre-split pass reads)"]
+    found, _ = near_duplicates.find(((c.rel, _read(c.path)) for c in candidates), max_bits)
+    patient_of = {c.rel: c.patient_id for c in candidates}
+    assignment, listed = near_duplicates.merge_patients(assignment, patient_of, found)
+    if not listed:
+        return assignment, []
+    lines = [f"near-duplicates (pHash within {max_bits} bits): {len(listed)} group(s) of "
+             f"{sum(len(g['images']) for g in listed)} images, each kept in one split"]
+    moved = [g for g in listed if len(g["splits_before"]) > 1]
+    if moved:
+        lines[0] += f"; {len(moved)} spanned splits and were moved together"
+    lines += [f"near-duplicates: {', '.join(g['images'][:6])}{' ...' if len(g['images']) > 6 else ''}"
+              for g in listed[:20]]
+    return assignment, lines
 
 
 def _shard_path(scratch: str, index: int) -> str:
@@ -329,7 +386,9 @@ class _ReadShard(beam.DoFn):
     the pipeline has finished."""
 
     def __init__(self, validation: str, scratch: str, split_uris: Sequence[str], output_config_json: str,
-                 shards: int, total: int, include_masks: bool = False):
+                 shards: int, total: int, include_masks: bool = False,
+                 assignment: Optional[Dict[str, int]] = None):
+        self._assignment = assignment
         self._validation = validation
         self._scratch = scratch
         self._split_uris = list(split_uris)
@@ -342,7 +401,7 @@ class _ReadShard(beam.DoFn):
         self._splitter: Optional[_Splitter] = None
 
     def setup(self):
-        self._splitter = _Splitter(self._output_config_json)
+        self._splitter = _Splitter(self._output_config_json, self._assignment)
 
     def process(self, index: int) -> Iterator[int]:
         shard = _read_shard_inputs(self._scratch, index)
@@ -458,10 +517,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         log.info("ImageExampleGen: %s (%s layout): %d files to read, %d skipped by path",
                  root, layout, len(candidates), len(outcomes))
         total = len(candidates)
+        assignment, split_notes = stratified_assignment(candidates, exec_properties, len(task.class_names))
+        for note in split_notes:
+            log.warning("ImageExampleGen: %s", note)
         shards = _write_shard_inputs(write_order(candidates), shard_size, scratch)
         del candidates
         split_uris = self._write_examples(output_dict, exec_properties, shards, total, validation, scratch,
-                                          include_masks)
+                                          include_masks, assignment)
         read = []  # (outcome, shard, split) of every file read
         for index in range(shards):
             with tf.io.gfile.GFile(os.path.join(scratch, f"outcomes-{index:05d}.json")) as handle:
@@ -485,7 +547,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         tf.io.gfile.rmtree(scratch)
 
         meta = {"image_root": root, "layout": layout, "task": task.name, "validation": validation,
-                "class_names": list(task.class_names), "duplicates": duplicates}
+                "class_names": list(task.class_names), "duplicates": duplicates,
+                "split_method": ("patient-stratified (splits.py)" if int(exec_properties.get(MIN_EVAL_KEY) or 0) > 0
+                                 else "hash buckets of patient_id"),
+                "split_notes": split_notes}
         result = report.build(outcomes, task.class_names, meta)
         with tf.io.gfile.GFile(os.path.join(examples.uri, report.REPORT_JSON), "w") as handle:
             # one write, compact: json.dump's many small writes to a GFile and the indenting
@@ -505,7 +570,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                                f"{os.path.join(examples.uri, report.REPORT_MD)}")
 
     def _write_examples(self, output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any], shards: int,
-                        total: int, validation: str, scratch: str, include_masks: bool) -> List[str]:
+                        total: int, validation: str, scratch: str, include_masks: bool,
+                        assignment: Optional[Dict[str, int]] = None) -> List[str]:
         """What TFX 1.16's `BaseExampleGenExecutor.Do` writes (split names, GZIP TFRecords
         of serialized tf.Examples in ``Split-<name>/``, payload and file format), each
         shard of files written by `_ReadShard`."""
@@ -521,7 +587,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
                                           example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
         read = _ReadShard(validation, scratch, split_uris, exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
-                          shards, total, include_masks)
+                          shards, total, include_masks, assignment)
         with self._make_beam_pipeline() as pipeline:
             build_pipeline(pipeline, shards, read)
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)

@@ -126,6 +126,9 @@ def render_markdown(report: Dict[str, Any], max_listed: int = 50) -> str:
     duplicates = duplicate_lines(report.get("duplicates", {}))
     if duplicates:
         lines += ["", "## Duplicates (same SHA-256)", ""] + [f"- {line.strip()}" for line in duplicates]
+    if report.get("split_method"):
+        lines += ["", f"Splits: {report['split_method']}."]
+        lines += [f"- {note}" for note in report.get("split_notes") or []]
     sizes = report.get("image_sizes", {})
     if sizes:
         lines += ["", "Image sizes (HxW): " + ", ".join(f"{k}: {v}" for k, v in list(sizes.items())[:8])]

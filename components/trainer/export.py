@@ -21,6 +21,22 @@ OOD_MAX_IMAGES = 4096  # train images the feature density is fitted on (features
 OOD_SCORE_NAME = "Mahalanobis distance of the penultimate layer's features to the nearest train-split class mean"
 
 
+TTA_DESCRIPTION = "the 8 dihedral orientations (4 rotations, each mirrored) of every image, probabilities averaged"
+
+
+def dihedral_views(images: tf.Tensor) -> List[tf.Tensor]:
+    """The 8 orientations of a batch of square images: 4 quarter turns, each also mirrored.
+
+    Args:
+        images: float32 [n, h, h, c].
+
+    Returns:
+        8 tensors [n, h, h, c], the identity first.
+    """
+    turns = [tf.image.rot90(images, k) for k in range(4)]
+    return turns + [tf.image.flip_left_right(turn) for turn in turns]
+
+
 def penultimate(model: keras.Model) -> tf.Tensor:
     """The features the output layer reads (the head's last hidden layer)."""
     return model.get_layer(contract.OUTPUT_PROBABILITIES).input
@@ -68,6 +84,10 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
       ``image_raw`` is read) -> the same outputs (Evaluator, batch jobs).
     * ``explain``: like serving_default, plus a Grad-CAM ``heatmap`` [None, h, w] in [0, 1].
     * ``transform_features``: serialized tf.Example -> the transformed image.
+
+    With ``config["tta"]`` the probabilities of ``serving_default`` and ``serving_examples``
+    are the average over the 8 dihedral orientations (`dihedral_views`); ``explain``'s
+    Grad-CAM stays the upright image's.
     """
     model.tft_layer = tf_transform_output.transform_features_layer()
     class_names = tf.constant(config["class_names"])
@@ -107,8 +127,15 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
     bytes_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)
     examples_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_EXAMPLES)
 
+    tta = bool(config.get("tta"))
+
     def scored(images: tf.Tensor) -> Dict[str, tf.Tensor]:
         features, probabilities = scored_model(images, training=False)
+        if tta:
+            # Tissue has no up or left: the average over the orientations is the model's
+            # answer (the OOD score stays the upright image's, as its threshold was set).
+            probabilities = tf.add_n([probabilities] + [scored_model(view, training=False)[1]
+                                                        for view in dihedral_views(images)[1:]]) / 8.0
         return {**named_outputs(probabilities), **ood_outputs(features)}
 
     @tf.function(input_signature=[bytes_spec])
@@ -165,6 +192,7 @@ def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, hist
                                                    "optimizer", "batch_size", "epochs", "seed") if k in config},
         "train_class_counts": {n: int(c) for n, c in zip(config["class_names"], counts)},
     }
+    extra["test_time_augmentation"] = TTA_DESCRIPTION if config.get("tta") else "none"
     extra.update(weights_provenance(config))  # the pretrained weights' source, or "random"
     if ood is not None:
         extra["ood_score"] = {"output": contract.OUTPUT_OOD, "score": OOD_SCORE_NAME, "fitted_on": "train",

@@ -104,7 +104,9 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     Args:
         config: ``backbone`` (a key of `ARCHITECTURES`), ``weights``, ``model_size``,
             ``class_names``, ``unfreeze_last``, ``pretrained_dir``, ``dense_units``,
-            ``dropout``, ``learning_rate``, ``optimizer`` (a key of `OPTIMIZERS`); for
+            ``dropout``, ``learning_rate``, ``optimizer`` (a key of `OPTIMIZERS`), optionally
+            ``backbone_input_size`` (0/absent: the Transform's size; else the side the model
+            resizes its input to before the backbone); for
             ``cnn_lstm`` also ``lstm_backbone``, ``lstm_steps`` and ``lstm_units``.
 
     Returns:
@@ -122,7 +124,14 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     height, width = config["model_size"]
     inputs = keras.Input(shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY)
     x = inputs
-    if min(height, width) < min_side:  # some backbones need more pixels than a patch has
+    # The backbone's own input side: pretrained features were learnt at ImageNet's scale,
+    # so the model may enlarge the Transform's output itself (the Transform graph stays one
+    # for every backbone and size); some backbones also need more pixels than a patch has.
+    side = int(config.get("backbone_input_size") or 0)
+    if side > 0 and (side, side) != (height, width):
+        height = width = max(side, min_side)
+        x = keras.layers.Resizing(height, width, interpolation="bilinear", name="backbone_resize")(x)
+    elif min(height, width) < min_side:
         height = width = min_side
         x = keras.layers.Resizing(height, width, name="backbone_resize")(x)
     weights = backbone_weights(feature_backbone, config)

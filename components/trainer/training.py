@@ -16,24 +16,33 @@ from components.trainer.model import compile_model, resolve_weights, set_trainab
 from components.trainer import diagnostics
 
 class WallTimeBudget(keras.callbacks.Callback):
-    """Stops training once ``minutes`` have passed (checked after every batch) and counts
-    the batches trained: the summary says how many images the model saw."""
+    """Stops training once ``minutes`` of wall time or ``cpu_minutes`` of this process's CPU
+    time have passed (checked after every batch; 0: no limit) and counts the batches
+    trained: the summary says how many images the model saw. CPU time is the budget that
+    compares candidates on a shared machine: wall time there depends on the neighbours."""
 
-    def __init__(self, minutes: float, batch_size: int):
+    def __init__(self, minutes: float, batch_size: int, cpu_minutes: float = 0.0):
         super().__init__()
         self.seconds = float(minutes) * 60.0
+        self.cpu_seconds = float(cpu_minutes) * 60.0
         self.batch_size = int(batch_size)
         self.batches = 0
         self.stopped_early = False
+        self.stopped_by = ""
         self._started = 0.0
+        self._cpu_started = 0.0
 
     def on_train_begin(self, logs=None):
         self._started = time.time()
+        self._cpu_started = time.process_time()
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
         if self.seconds > 0 and time.time() - self._started > self.seconds:
-            self.stopped_early = True
+            self.stopped_early, self.stopped_by = True, "wall time"
+        elif self.cpu_seconds > 0 and time.process_time() - self._cpu_started > self.cpu_seconds:
+            self.stopped_early, self.stopped_by = True, "CPU time"
+        if self.stopped_early:
             self.model.stop_training = True
 
 
@@ -55,7 +64,8 @@ def plan_budget(config: Dict[str, Any], train_steps: Optional[int], eval_steps: 
             "planned_images": epochs * steps_per_epoch * batch_size, "train_images": train_images,
             "validation": f"{eval_steps} shuffled eval batches" if eval_steps else "the whole eval split",
             "validation_steps": eval_steps or None,
-            "max_train_minutes": float(config.get("max_train_minutes") or 0.0)}
+            "max_train_minutes": float(config.get("max_train_minutes") or 0.0),
+            "max_train_cpu_minutes": float(config.get("max_train_cpu_minutes") or 0.0)}
 
 
 def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset, config: Dict[str, Any],
@@ -86,7 +96,7 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
     # budget stops early on the patient-grouped eval split's loss.
     monitor = ("val_loss" if resolve_weights(config["weights"]) is not None or budget["basis"] != "steps"
                else "loss")
-    clock = WallTimeBudget(budget["max_train_minutes"], budget["batch_size"])
+    clock = WallTimeBudget(budget["max_train_minutes"], budget["batch_size"], budget["max_train_cpu_minutes"])
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config["lr_factor"], patience=1,
                                           min_lr=config["min_learning_rate"]),
@@ -111,7 +121,7 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
     report = checks.report()
     report["budget"] = {**budget, "epochs_trained": len(clean_history.get("loss", [])),
                         "steps_trained": clock.batches, "images_seen": clock.batches * budget["batch_size"],
-                        "stopped_by": ("wall time" if clock.stopped_early else
+                        "stopped_by": (clock.stopped_by if clock.stopped_early else
                                        "early stopping" if len(clean_history.get("loss", [])) < epochs
                                        else "budget")}
     return clean_history, report, seconds
@@ -135,6 +145,7 @@ def train_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.
     epochs = max(1, int(config["epochs"]))
     head_epochs = min(max(1, round(epochs * fraction)), max(1, epochs - 1))
     minutes = float(config.get("max_train_minutes") or 0.0)
+    cpu_minutes = float(config.get("max_train_cpu_minutes") or 0.0)
     learning_rate = float(config["learning_rate"])
     phases = [("head", 0, learning_rate, head_epochs, fraction),
               ("fine_tune", int(config["unfreeze_last"]), learning_rate * float(config["fine_tune_lr_factor"]),
@@ -146,7 +157,7 @@ def train_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.
         compile_model(model, config, rate)
         phase_config = {**config, "epochs": phase_epochs, "learning_rate": rate,
                         "min_learning_rate": min(rate, float(config["min_learning_rate"])),
-                        "max_train_minutes": minutes * share}
+                        "max_train_minutes": minutes * share, "max_train_cpu_minutes": cpu_minutes * share}
         steps = max(1, round(train_steps * share)) if train_steps else train_steps
         part, report, phase_seconds = fit_model(model, train, evaluation, phase_config, steps, eval_steps, **fit_args)
         for key, values in part.items():
@@ -167,6 +178,7 @@ def train_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.
     if budget:
         # The phases split the wall-time budget; the card states the whole one, as set.
         budget["max_train_minutes"] = minutes
+        budget["max_train_cpu_minutes"] = cpu_minutes
         budget["max_train_minutes_per_phase"] = [round(minutes * share, 3) for *_, share in phases]
         report["budget"] = budget
     report["fine_tuning"] = plan
