@@ -52,7 +52,7 @@ def segmentation_run(tmp_path_factory):
 CBIS_TEST_SETTINGS = {"BREASTDX_SYNTHETIC_CBIS_PATIENTS": "12", "BREASTDX_SEED": "5",
                       "BREASTDX_MAMMO_IMAGE_SIZE": "144,112", "BREASTDX_MAMMO_PATCH_SIZE": "32",
                       "BREASTDX_MAMMO_HEATMAP_STRIDE": "8",
-                      "BREASTDX_MAMMO_PATCH_SCHEDULE": "head:0.001:1,all:0.001:1",
+                      "BREASTDX_MAMMO_PATCH_SCHEDULE": "head:0.001:1,all:0.001:3",
                       "BREASTDX_MAMMO_WHOLE_SCHEDULE": "head:0.001:1,all:0.0001:1"}
 
 
