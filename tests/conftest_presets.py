@@ -24,8 +24,8 @@ def busi_run(tmp_path_factory):
     (config, data)."""
     import local_runner
 
-    config = configs.load(env={}, workdir=str(tmp_path_factory.mktemp("busi_e2e")), task="busi", seed=5,
-                          **BUSI_TEST_BUDGET)
+    workdir = str(tmp_path_factory.mktemp("busi_e2e"))
+    config = configs.load(env={}, workdir=workdir, task="busi", seed=5, **BUSI_TEST_BUDGET)
     data = synthetic.write_busi(config.data_root, seed=5)
     local_runner.run(config)
     return config, data
