@@ -1,10 +1,11 @@
 """`breastdx compare` and `breastdx report` on a tiny finished run (end to end: marked e2e).
 
-One LocalDagRunner run on a small synthetic IDC set (the blessing floor lowered so the
-barely trained model is pushed), then the study with a two-step budget over the lighter
-architectures (the heaviest, DenseNet201, InceptionResNetV2, ResNet152V2 and Xception, cost
-minutes each on 2 CPU cores and go through the same code path: `breastdx compare` runs them),
-then the evaluation report of the pushed model.
+The session's LocalDagRunner run on a small synthetic IDC set (tests/conftest.py `idc_run`,
+whose model is blessed and pushed; shared with test_pipeline_e2e.py, test_decision_e2e.py and
+test_cv.py, so this file pays for no pipeline run of its own), then the study with a two-step
+budget over the lighter architectures (the heaviest, DenseNet201, InceptionResNetV2,
+ResNet152V2 and Xception, cost minutes each on 2 CPU cores and go through the same code path:
+`breastdx compare` runs them), then the evaluation report of the pushed model.
 """
 import csv
 import json
@@ -12,8 +13,7 @@ import os
 
 import pytest
 
-from breastdx_core import configs, contract
-from pipeline import synthetic
+from breastdx_core import contract
 from lab import compare, evaluation_report
 
 pytestmark = pytest.mark.e2e
@@ -25,15 +25,10 @@ TINY = compare.Budget("tiny", train_steps=2, eval_steps=1, epochs=2, batch_size=
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    import local_runner
-
-    workdir = str(tmp_path_factory.mktemp("labrun"))
-    data_root = os.path.join(workdir, "data", "idc")
-    synthetic.write_idc(data_root, patients=24, patches_per_patient=6, seed=5)
-    config = configs.load(env={}, workdir=workdir, data_root=data_root, train_steps=2, eval_steps=1, epochs=1,
-                          batch_size=8, auc_lower_bound=0.0, auc_max_regression=1.0, bootstrap_resamples=200)
-    local_runner.run(config)
+def finished_run(idc_run):
+    """The session run's config: `breastdx compare` and `breastdx report` read its ML Metadata,
+    Transform output and pushed model as they read any finished run's."""
+    config, _ = idc_run
     return config
 
 
@@ -75,5 +70,5 @@ def test_report_beside_the_pushed_model(finished_run):
     assert report["training_diagnostics"]["rules"]  # from the Trainer's card
     card = json.load(open(os.path.join(version_dir, contract.MODEL_CARD_RELPATH)))
     assert report["decision_rule"] == card["decision_rule"]  # the pushed card's rule, reported again
-    assert report["small_sample_warnings"]  # 24 patients: eval and test hold fewer than 10
+    assert report["small_sample_warnings"]  # 30 patients: eval and test hold fewer than 10
     assert card["training_diagnostics"]["thresholds"]["exploding_norm"] > 0
