@@ -15,6 +15,7 @@ changes only what a cluster needs:
 Settings: `breastdx_core.configs.load()` (the model) and `breastdx_core.cluster_configs.load()`
 (the cluster); both read BREASTDX_* variables.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,7 +23,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
+
 from breastdx_core import errors
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (README)
@@ -48,15 +50,18 @@ SEG_RUN_FN = "components.segmentation.trainer.unet_trainer_module.run_fn"
 # The mammography variant has no Transform: its first slot is the patch Trainer's run_fn
 # (create_mammography_pipeline takes both installed run_fns when given a dotted path).
 MAMMO_RUN_FN = MAMMO_WHOLE_RUN_FN
-USER_CODE = {"classify": (PREPROCESSING_FN, RUN_FN), "segment": (SEG_PREPROCESSING_FN, SEG_RUN_FN),
-             "mammo": (MAMMO_PATCH_RUN_FN, MAMMO_RUN_FN)}
+USER_CODE = {
+    "classify": (PREPROCESSING_FN, RUN_FN),
+    "segment": (SEG_PREPROCESSING_FN, SEG_RUN_FN),
+    "mammo": (MAMMO_PATCH_RUN_FN, MAMMO_RUN_FN),
+}
 # The run parameter that carries a digest of the image tree (`breastdx run create` and
 # `breastdx pipeline dry-run` compute it): the KFP backend runs no ExampleGen driver, so
 # without it a cached ingest would survive a changed image folder.
 TREE_FINGERPRINT_PARAMETER = "tree_fingerprint"
 # The compiled default of every run parameter (TFX drops its RuntimeParameters' defaults):
 # an empty fingerprint lets the ingest run without the tree digest, as local runs do.
-RUN_PARAMETER_DEFAULTS: Dict[str, Any] = {TREE_FINGERPRINT_PARAMETER: ""}
+RUN_PARAMETER_DEFAULTS: dict[str, Any] = {TREE_FINGERPRINT_PARAMETER: ""}
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -69,26 +74,40 @@ def _component(pipeline: tfx.dsl.Pipeline, component_id: str):
     for component in pipeline.components:
         if component.id == component_id:
             return component
-    raise CompileError(f"the pipeline has no component with id {component_id!r}; "
-                       f"ids: {', '.join(c.id for c in pipeline.components)}")
+    raise CompileError(
+        f"the pipeline has no component with id {component_id!r}; "
+        f"ids: {', '.join(c.id for c in pipeline.components)}"
+    )
 
 
 def trainer_resources(cluster: cluster_configs.ClusterConfig) -> ResourceSpec:
     """The Trainer's container resources: CPU and memory requests and limits and the GPU."""
     wanted = cluster.trainer_resources()
-    spec = ResourceSpec(cpu_limit=wanted["cpu_limit"], memory_limit=wanted["memory_limit"],
-                        cpu_request=wanted["cpu_request"], memory_request=wanted["memory_request"])
+    spec = ResourceSpec(
+        cpu_limit=wanted["cpu_limit"],
+        memory_limit=wanted["memory_limit"],
+        cpu_request=wanted["cpu_request"],
+        memory_request=wanted["memory_request"],
+    )
     if wanted["accelerator_count"]:
-        spec.accelerator.CopyFrom(ResourceSpec.AcceleratorConfig(
-            type=wanted["accelerator_type"], count=wanted["accelerator_count"]))
+        spec.accelerator.CopyFrom(
+            ResourceSpec.AcceleratorConfig(
+                type=wanted["accelerator_type"], count=wanted["accelerator_count"]
+            )
+        )
     return spec
 
 
-def configure_steps(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.ClusterConfig) -> tfx.dsl.Pipeline:
+def configure_steps(
+    pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.ClusterConfig
+) -> tfx.dsl.Pipeline:
     """Gives every component without a platform config the data steps' requests and
     limits, so no pod is scheduled without them (the Trainer keeps its own)."""
     for component in pipeline.components:
-        if hasattr(component, "with_platform_config") and getattr(component, "platform_config", None) is None:
+        if (
+            hasattr(component, "with_platform_config")
+            and getattr(component, "platform_config", None) is None
+        ):
             component.with_platform_config(ResourceSpec(**cluster.step_resources()))
     return pipeline
 
@@ -103,8 +122,12 @@ def add_step_resources(path: str, cluster: cluster_configs.ClusterConfig) -> int
     import yaml
 
     wanted = cluster.step_resources()
-    resources = {"cpuLimit": wanted["cpu_limit"], "memoryLimit": wanted["memory_limit"],
-                 "cpuRequest": wanted["cpu_request"], "memoryRequest": wanted["memory_request"]}
+    resources = {
+        "cpuLimit": wanted["cpu_limit"],
+        "memoryLimit": wanted["memory_limit"],
+        "cpuRequest": wanted["cpu_request"],
+        "memoryRequest": wanted["memory_request"],
+    }
     with open(path) as handle:
         document = yaml.safe_load(handle) if path.endswith(".yaml") else json.load(handle)
     spec = document.get("pipelineSpec", document)
@@ -122,8 +145,9 @@ def add_step_resources(path: str, cluster: cluster_configs.ClusterConfig) -> int
     return added
 
 
-def kubernetes_executor_configs(spec: Dict[str, Any], cluster: cluster_configs.ClusterConfig,
-                                trainer_id: str = TRAINER_ID) -> Dict[str, Dict[str, Any]]:
+def kubernetes_executor_configs(
+    spec: dict[str, Any], cluster: cluster_configs.ClusterConfig, trainer_id: str = TRAINER_ID
+) -> dict[str, dict[str, Any]]:
     """Executor label -> KFP's KubernetesExecutorConfig (its JSON form, kfp-kubernetes'
     kubernetes_executor_config.proto): the Trainer's node selector and tolerations, every
     executor's image pull secrets. Empty when none is configured."""
@@ -132,12 +156,14 @@ def kubernetes_executor_configs(spec: Dict[str, Any], cluster: cluster_configs.C
     trainer_task = spec["root"]["dag"]["tasks"].get(trainer_id, {})
     trainer_ref = trainer_task.get("componentRef", {}).get("name")
     if (selector or tolerations) and trainer_ref is None:
-        raise CompileError(f"the package has no {trainer_id} task to put on the node pool "
-                           f"(BREASTDX_TRAINER_NODE_SELECTOR / BREASTDX_TRAINER_TOLERATIONS)")
+        raise CompileError(
+            f"the package has no {trainer_id} task to put on the node pool "
+            f"(BREASTDX_TRAINER_NODE_SELECTOR / BREASTDX_TRAINER_TOLERATIONS)"
+        )
     trainer_label = spec["components"][trainer_ref]["executorLabel"] if trainer_ref else None
-    out: Dict[str, Dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for label in spec["deploymentSpec"]["executors"]:
-        config: Dict[str, Any] = {}
+        config: dict[str, Any] = {}
         if label == trainer_label and selector:
             config["nodeSelector"] = {"labels": dict(selector)}
         if label == trainer_label and tolerations:
@@ -149,7 +175,7 @@ def kubernetes_executor_configs(spec: Dict[str, Any], cluster: cluster_configs.C
     return out
 
 
-def add_platform_spec(path: str, cluster: cluster_configs.ClusterConfig) -> Dict[str, Any]:
+def add_platform_spec(path: str, cluster: cluster_configs.ClusterConfig) -> dict[str, Any]:
     """Appends KFP's ``platforms.kubernetes`` document to a compiled ``.yaml`` PipelineSpec
     (the second YAML document, as kfp-kubernetes writes it; KFP's API server and
     kfp.Client read it there). Nothing is written when nothing is configured, so the
@@ -167,15 +193,18 @@ def add_platform_spec(path: str, cluster: cluster_configs.ClusterConfig) -> Dict
     return platform
 
 
-def _read_first_document(path: str) -> Dict[str, Any]:
+def _read_first_document(path: str) -> dict[str, Any]:
     import yaml
 
     with open(path) as handle:
         return next(d for d in yaml.safe_load_all(handle) if d is not None)
 
 
-def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.ClusterConfig,
-                      component_id: str = TRAINER_ID) -> tfx.dsl.Pipeline:
+def configure_trainer(
+    pipeline: tfx.dsl.Pipeline,
+    cluster: cluster_configs.ClusterConfig,
+    component_id: str = TRAINER_ID,
+) -> tfx.dsl.Pipeline:
     """Puts the Trainer on the GPU node pool and tells `run_fn` the distribution strategy.
 
     `create_pipeline()` builds the Trainer itself; this hook finds it by id and attaches
@@ -187,7 +216,11 @@ def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.Clust
     custom_config = json.loads(trainer.exec_properties.get(specs.CUSTOM_CONFIG_KEY) or "{}")
     custom_config["distribution_strategy"] = cluster.distribution_strategy
     pretrained_dir = custom_config.get("pretrained_dir")
-    if pretrained_dir and os.path.isabs(pretrained_dir) and pretrained_dir.startswith(cluster_configs.PROJECT_DIR):
+    if (
+        pretrained_dir
+        and os.path.isabs(pretrained_dir)
+        and pretrained_dir.startswith(cluster_configs.PROJECT_DIR)
+    ):
         # The converted ImageNet weights live in the image (deploy/pipeline.Dockerfile runs
         # `breastdx weights`), at the same place under the image's project folder.
         relative = os.path.relpath(pretrained_dir, cluster_configs.PROJECT_DIR).replace(os.sep, "/")
@@ -196,8 +229,11 @@ def configure_trainer(pipeline: tfx.dsl.Pipeline, cluster: cluster_configs.Clust
     return pipeline
 
 
-def use_image_paths(pipeline: tfx.dsl.Pipeline, image_project_dir: str,
-                    project_dir: str = cluster_configs.PROJECT_DIR) -> tfx.dsl.Pipeline:
+def use_image_paths(
+    pipeline: tfx.dsl.Pipeline,
+    image_project_dir: str,
+    project_dir: str = cluster_configs.PROJECT_DIR,
+) -> tfx.dsl.Pipeline:
     """Rewrites exec properties that name a file of this source tree (the curated
     schema) to the same file in the image, where the executors read it.
 
@@ -209,14 +245,16 @@ def use_image_paths(pipeline: tfx.dsl.Pipeline, image_project_dir: str,
         for key, value in list(component.exec_properties.items()):
             if isinstance(value, str) and value.startswith(prefix):
                 if not os.path.exists(value):
-                    raise CompileError(f"{component.id}.{key} names {value}, which is not in the project; "
-                                       "the image copies the project folder, so the file must exist here")
+                    raise CompileError(
+                        f"{component.id}.{key} names {value}, which is not in the project; "
+                        "the image copies the project folder, so the file must exist here"
+                    )
                 relative = os.path.relpath(value, project_dir).replace(os.sep, "/")
                 component.exec_properties[key] = f"{image_project_dir.rstrip('/')}/{relative}"
     return pipeline
 
 
-def user_code(variant: str) -> Tuple[str, str]:
+def user_code(variant: str) -> tuple[str, str]:
     """(preprocessing_fn, run_fn) dotted paths for a pipeline variant, checked to exist in
     the installed project (which the image installs the same way).
 
@@ -224,16 +262,22 @@ def user_code(variant: str) -> Tuple[str, str]:
         CompileError: the variant is unknown or a module is not importable here.
     """
     if variant not in USER_CODE:
-        raise CompileError(f"no cluster user code for pipeline variant {variant!r}; known: {', '.join(USER_CODE)}")
+        raise CompileError(
+            f"no cluster user code for pipeline variant {variant!r}; known: {', '.join(USER_CODE)}"
+        )
     for function_path in USER_CODE[variant]:
         module = function_path.rsplit(".", 1)[0]
         if importlib.util.find_spec(module) is None:
-            raise CompileError(f"module {module} (for {function_path}) is not importable: install the project "
-                               "(pip install -e .) so that the image and this checkout hold the same modules")
+            raise CompileError(
+                f"module {module} (for {function_path}) is not importable: install the project "
+                "(pip install -e .) so that the image and this checkout hold the same modules"
+            )
     return USER_CODE[variant]
 
 
-def build(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig) -> tfx.dsl.Pipeline:
+def build(
+    config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig
+) -> tfx.dsl.Pipeline:
     """`create_pipeline()` with the cluster's roots, Beam flags, Trainer resources and
     installed user code. ``config.workdir`` must already be the gs:// root."""
     preprocessing_fn, run_fn = user_code(config.variant)
@@ -243,7 +287,8 @@ def build(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig
         # The cluster's orchestrator owns ML Metadata.
         metadata_connection_config=None,
         tree_fingerprint=tfx.dsl.experimental.RuntimeParameter(
-            name=TREE_FINGERPRINT_PARAMETER, ptype=str, default=""),
+            name=TREE_FINGERPRINT_PARAMETER, ptype=str, default=""
+        ),
         transform_module=preprocessing_fn,
         trainer_module=run_fn,
     )
@@ -266,7 +311,7 @@ def _run_runner(runner, pipeline: tfx.dsl.Pipeline) -> str:
     return os.path.join(runner._output_dir, runner._output_filename)  # pylint: disable=protected-access
 
 
-def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
+def add_launcher_defaults(path: str, pipeline_root: str) -> dict[str, Any]:
     """Writes into a compiled package what KFP 2's driver needs when a run names nothing.
 
     - ``defaultPipelineRoot``: a run started from the KFP UI or as a recurring run carries
@@ -291,8 +336,11 @@ def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
     is_yaml = path.endswith((".yaml", ".yml"))
     with open(path) as handle:
         # a KFP package may carry a second document (platforms.kubernetes): the spec is the first
-        documents = ([d for d in yaml.safe_load_all(handle) if d is not None] if is_yaml
-                     else [json.load(handle)])
+        documents = (
+            [d for d in yaml.safe_load_all(handle) if d is not None]
+            if is_yaml
+            else [json.load(handle)]
+        )
     document = documents[0]
     spec = document.get("pipelineSpec", document)
     spec["defaultPipelineRoot"] = pipeline_root
@@ -302,8 +350,10 @@ def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
         if "defaultValue" in parameter:
             continue
         if name not in defaults:
-            raise CompileError(f"pipeline parameter {name!r} has no default: a run that leaves it "
-                               "out fails in KFP's driver: add it to RUN_PARAMETER_DEFAULTS")
+            raise CompileError(
+                f"pipeline parameter {name!r} has no default: a run that leaves it "
+                "out fails in KFP's driver: add it to RUN_PARAMETER_DEFAULTS"
+            )
         parameter["defaultValue"] = defaults[name]
         parameter["isOptional"] = True
         written[name] = defaults[name]
@@ -315,15 +365,21 @@ def add_launcher_defaults(path: str, pipeline_root: str) -> Dict[str, Any]:
     return {"defaultPipelineRoot": pipeline_root, "defaults": written}
 
 
-def cluster_pipeline_config(cluster: cluster_configs.ClusterConfig,
-                            env: Optional[Dict[str, str]] = None, **overrides: Any) -> configs.PipelineConfig:
+def cluster_pipeline_config(
+    cluster: cluster_configs.ClusterConfig, env: dict[str, str] | None = None, **overrides: Any
+) -> configs.PipelineConfig:
     """The model's settings with every path under the cluster's GCS root."""
     cluster.require("gcs_root")
-    return configs.load(env=cluster_configs.without_cluster_env(env), workdir=cluster.gcs_root, **overrides)
+    return configs.load(
+        env=cluster_configs.without_cluster_env(env), workdir=cluster.gcs_root, **overrides
+    )
 
 
-def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.ClusterConfig,
-                     output_path: Optional[str] = None) -> str:
+def compile_pipeline(
+    config: configs.PipelineConfig,
+    cluster: cluster_configs.ClusterConfig,
+    output_path: str | None = None,
+) -> str:
     """Compiles the pipeline to a package and returns its path.
 
     A ``.yaml`` path gets the bare PipelineSpec (what KFP's upload API takes; the
@@ -338,10 +394,12 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
     os.makedirs(os.path.dirname(output_path), exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            display_name=config.pipeline_name, default_image=cluster.image,
+            display_name=config.pipeline_name,
+            default_image=cluster.image,
             # Schema 2.1 (typed parameterValues, each task's inputs spec in its args): what
             # the KFP 2 driver reads; Vertex AI reads it too.
-            use_pipeline_spec_2_1=True),
+            use_pipeline_spec_2_1=True,
+        ),
         output_dir=os.path.dirname(output_path),
         output_filename=os.path.basename(output_path),
     )
@@ -350,8 +408,13 @@ def compile_pipeline(config: configs.PipelineConfig, cluster: cluster_configs.Cl
     add_launcher_defaults(output_path, config.pipeline_root)
     if output_path.endswith(".yaml"):  # KFP; Vertex reads no platforms.kubernetes
         add_platform_spec(output_path, cluster)
-    log.info("compiled %s for %s (image %s, root %s)", output_path, cluster.engine, cluster.image,
-             config.pipeline_root)
+    log.info(
+        "compiled %s for %s (image %s, root %s)",
+        output_path,
+        cluster.engine,
+        cluster.image,
+        config.pipeline_root,
+    )
     return output_path
 
 

@@ -7,13 +7,16 @@ orchestrator, the metadata store and the Beam arguments. A re-run with unchanged
 served from TFX's cache; ImageExampleGen's driver fingerprints the image tree, so a changed, added
 or removed image is ingested again.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # entry point: Keras 2 everywhere (docs/decisions/0001-keras2.md)
+os.environ.setdefault(
+    "TF_USE_LEGACY_KERAS", "1"
+)  # entry point: Keras 2 everywhere (docs/decisions/0001-keras2.md)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfx import v1 as tfx  # noqa: E402
@@ -38,18 +41,27 @@ def run(config: configs.PipelineConfig) -> None:
             images, abnormalities = cbis.preflight(config.data_root)
         except cbis.CbisError as err:
             raise preflight.PreflightError(str(err)) from None
-        log.info("data: %s (CBIS-DDSM release): %d mammograms, %d abnormalities", config.data_root, images,
-                 abnormalities)
+        log.info(
+            "data: %s (CBIS-DDSM release): %d mammograms, %d abnormalities",
+            config.data_root,
+            images,
+            abnormalities,
+        )
     else:
         found = preflight.check(config.data_root, config.task_spec, config.layout)
-        log.info("data: %s (%s layout): %d image files to ingest", config.data_root, found.layout,
-                 found.candidates)
+        log.info(
+            "data: %s (%s layout): %d image files to ingest",
+            config.data_root,
+            found.layout,
+            found.candidates,
+        )
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     pipeline = create_pipeline(
         config,
         beam_pipeline_args=config.beam_pipeline_args(),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
+            config.metadata_path
+        ),
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
 

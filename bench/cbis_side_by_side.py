@@ -6,17 +6,29 @@ eval split's only), P(malignant calcification) + P(malignant mass), with a patie
 Usage: TF_USE_LEGACY_KERAS=1 .venv/bin/python bench/cbis_side_by_side.py <workdir of a
 `breastdx demo --task cbis --variant mammo --workdir <workdir>` run>
 """
-import glob, json, os, sys
-import numpy as np, tensorflow as tf, tf_keras as keras
-from breastdx_core import contract, metrics, model_card
+
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from breastdx_core import contract, metrics
 from components.mammo import export, records
 
 workdir = sys.argv[1]
 root = os.path.join(workdir, "pipelines", "breastdx-cbis-mammo")
-model_dir = sorted(glob.glob(os.path.join(root, "PatchTrainer", "model", "*", "Format-Serving")))[-1]
+model_dir = sorted(glob.glob(os.path.join(root, "PatchTrainer", "model", "*", "Format-Serving")))[
+    -1
+]
 card = json.load(open(os.path.join(model_dir, contract.MODEL_CARD_RELPATH)))
 size = tuple(card["input_contract"]["model_size"])
-test_files = sorted(glob.glob(os.path.join(root, "CbisExampleGen", "patches", "*", "Split-test", "*")))
+test_files = sorted(
+    glob.glob(os.path.join(root, "CbisExampleGen", "patches", "*", "Split-test", "*"))
+)
 model = keras.models.load_model(model_dir, compile=False)
 spec = {**records.FEATURES, contract.PATIENT_KEY: tf.io.FixedLenFeature([], tf.string)}
 xs, ys, ps = [], [], []
@@ -33,14 +45,21 @@ auc = metrics.roc_auc(label, score)
 ci = metrics.patient_bootstrap(label, score, p)
 pushed = sorted(glob.glob(os.path.join(workdir, "serving", "*", "*", contract.MODEL_CARD_RELPATH)))
 whole = json.load(open(pushed[-1])) if pushed else {}
-out = {"backbone": card.get("backbone"), "provenance": (card.get("weights_provenance") or {}).get("source"),
-       "patch_test_auc": auc, "patch_test_ci": ci, "patch_test_n": int(len(y)), "patch_test_malignant": int(label.sum()),
-       "patch_test_patients": int(len(np.unique(p))),
-       "patch_eval": card.get("evaluation", {}).get("metrics", {}).get("malignant_auc"),
-       "patch_eval_n": card.get("evaluation", {}).get("metrics", {}).get("n"),
-       "whole_test_auc": (whole.get("evaluation", {}).get("test") or {}).get("auc"),
-       "whole_test_patients": (whole.get("evaluation", {}).get("test") or {}).get("n_patients"),
-       "whole_eval_auc": whole.get("evaluation", {}).get("metrics", {}).get("auc"),
-       "whole_backbone": whole.get("backbone"), "whole_provenance": whole.get("weights_provenance"),
-       "patch_seconds": card.get("training_seconds") or card.get("seconds")}
+out = {
+    "backbone": card.get("backbone"),
+    "provenance": (card.get("weights_provenance") or {}).get("source"),
+    "patch_test_auc": auc,
+    "patch_test_ci": ci,
+    "patch_test_n": int(len(y)),
+    "patch_test_malignant": int(label.sum()),
+    "patch_test_patients": int(len(np.unique(p))),
+    "patch_eval": card.get("evaluation", {}).get("metrics", {}).get("malignant_auc"),
+    "patch_eval_n": card.get("evaluation", {}).get("metrics", {}).get("n"),
+    "whole_test_auc": (whole.get("evaluation", {}).get("test") or {}).get("auc"),
+    "whole_test_patients": (whole.get("evaluation", {}).get("test") or {}).get("n_patients"),
+    "whole_eval_auc": whole.get("evaluation", {}).get("metrics", {}).get("auc"),
+    "whole_backbone": whole.get("backbone"),
+    "whole_provenance": whole.get("weights_provenance"),
+    "patch_seconds": card.get("training_seconds") or card.get("seconds"),
+}
 print(json.dumps(out, indent=1, default=str))

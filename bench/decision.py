@@ -14,6 +14,7 @@ run's ImageExampleGen splits, then prints:
   calibrated on the eval split at several levels (the card's level included), with the
   patient-bootstrap 95 % CI and the fraction of one-class answers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,9 @@ def _timed(fn, calls: int = CALLS):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--model", default="breastdx-idc")
     parser.add_argument("--pipeline", default="breastdx-idc")
@@ -57,15 +60,22 @@ def main(argv=None) -> int:
     from components.evaluation import scoring
     from components.evaluation.statistics import covered_with_ci
 
-    versions = sorted(glob.glob(os.path.join(args.workdir, "serving", args.model, "[0-9]*")), key=lambda p: int(
-        os.path.basename(p)))
+    versions = sorted(
+        glob.glob(os.path.join(args.workdir, "serving", args.model, "[0-9]*")),
+        key=lambda p: int(os.path.basename(p)),
+    )
     if not versions:
         print(f"error: nothing pushed under {args.workdir}/serving/{args.model}", file=sys.stderr)
         return 2
     version_dir = versions[-1]
     card = model_card.read(os.path.join(version_dir, contract.MODEL_CARD_RELPATH))
-    [examples] = sorted(glob.glob(os.path.join(args.workdir, "pipelines", args.pipeline, "ImageExampleGen",
-                                               "examples", "*")))[-1:]
+    [examples] = sorted(
+        glob.glob(
+            os.path.join(
+                args.workdir, "pipelines", args.pipeline, "ImageExampleGen", "examples", "*"
+            )
+        )
+    )[-1:]
     image = next(scoring.split_images(examples, "test", 1))
 
     model = tf.saved_model.load(version_dir)
@@ -86,29 +96,41 @@ def main(argv=None) -> int:
         return tf.sqrt(tf.reduce_min(tf.einsum("nkd,de,nke->nk", diff, precision, diff), axis=1))
 
     ood_p50, ood_p99 = _timed(lambda: ood_head(features))
-    print(f"model {version_dir} ({card.get('backbone')}), one {len(image)}-byte PNG, {CALLS} calls each")
+    print(
+        f"model {version_dir} ({card.get('backbone')}), one {len(image)}-byte PNG, {CALLS} calls each"
+    )
     print(f"{'step':42s} {'p50 ms':>8s} {'p99 ms':>8s} {'% of predict p50':>17s}")
-    for name, p50, p99 in (("predict (serving_default, in process)", predict_p50, predict_p99),
-                           ("contract + conformal (decision.assess)", check_p50, check_p99),
-                           (f"OOD head alone ({dims[0]} features, {dims[1]} means)", ood_p50, ood_p99),
-                           ("contract + OOD + conformal", check_p50 + ood_p50, check_p99 + ood_p99)):
+    for name, p50, p99 in (
+        ("predict (serving_default, in process)", predict_p50, predict_p99),
+        ("contract + conformal (decision.assess)", check_p50, check_p99),
+        (f"OOD head alone ({dims[0]} features, {dims[1]} means)", ood_p50, ood_p99),
+        ("contract + OOD + conformal", check_p50 + ood_p50, check_p99 + ood_p99),
+    ):
         print(f"{name:42s} {p50:8.2f} {p99:8.2f} {100 * p50 / predict_p50:16.1f}%")
 
     eval_scores = scoring.score_split(version_dir, examples, "eval", model=model)
     test_scores = scoring.score_split(version_dir, examples, "test", model=model)
     names = list(card["class_names"])
-    print(f"\nconformal coverage on the test split ({len(test_scores.labels)} images, "
-          f"{len(np.unique(test_scores.patients))} patients), calibrated on eval ({len(eval_scores.labels)} images)")
-    print(f"{'stated':>7s} {'claimed':>8s} {'test coverage':>14s} {'95% CI (patients)':>19s} {'one-class':>10s}")
+    print(
+        f"\nconformal coverage on the test split ({len(test_scores.labels)} images, "
+        f"{len(np.unique(test_scores.patients))} patients), calibrated on eval ({len(eval_scores.labels)} images)"
+    )
+    print(
+        f"{'stated':>7s} {'claimed':>8s} {'test coverage':>14s} {'95% CI (patients)':>19s} {'one-class':>10s}"
+    )
     for level in sorted(set(LEVELS) | {card["decision_rule"]["conformal"]["coverage"]}):
-        rule = decision.calibrate_conformal(eval_scores.labels, eval_scores.probabilities, names, level)
+        rule = decision.calibrate_conformal(
+            eval_scores.labels, eval_scores.probabilities, names, level
+        )
         sets = decision.prediction_sets(rule, names, test_scores.probabilities)
         covered = np.array([names[y] in s for y, s in zip(test_scores.labels, sets)])
         result = covered_with_ci(covered, test_scores.patients)
         ci = result["ci95"] or {"low": float("nan"), "high": float("nan")}
         single = np.mean([len(s) == 1 for s in sets])
-        print(f"{level:7.2f} {str(rule['claimed']):>8s} {result['value']:14.3f} "
-              f"{ci['low']:9.3f}-{ci['high']:.3f} {single:10.3f}")
+        print(
+            f"{level:7.2f} {str(rule['claimed']):>8s} {result['value']:14.3f} "
+            f"{ci['low']:9.3f}-{ci['high']:.3f} {single:10.3f}"
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ Runs `breastdx demo` twice in a fresh work directory (data generation included i
 first) and prints each run's wall time and peak memory (resident set size of the child).
 Goals (spine issue): first run <= 3 min on 2 cores, cached re-run <= 20 s.
 """
+
 import argparse
 import os
 import resource
@@ -18,8 +19,11 @@ import time
 
 def run(workdir):
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "demo", "--workdir", workdir],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "breastdx_cli.main", "demo", "--workdir", workdir],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"demo failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -40,8 +44,12 @@ def main(argv=None):
             shutil.rmtree(workdir, ignore_errors=True)
     print(summary)
     print(f"{os.cpu_count()} CPUs")
-    print(f"first run (data + whole pipeline): {first:6.1f} s  peak RSS {first_rss:6.0f} MiB  (goal <= 180 s)")
-    print(f"cached re-run:                     {again:6.1f} s  peak RSS {again_rss:6.0f} MiB  (goal <= 20 s)")
+    print(
+        f"first run (data + whole pipeline): {first:6.1f} s  peak RSS {first_rss:6.0f} MiB  (goal <= 180 s)"
+    )
+    print(
+        f"cached re-run:                     {again:6.1f} s  peak RSS {again_rss:6.0f} MiB  (goal <= 20 s)"
+    )
     return 0
 
 

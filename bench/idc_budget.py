@@ -39,7 +39,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ EVAL_CAP = 768  # eval patches validated each epoch (the threshold choice uses a
 RULES = ("max_balanced_accuracy", "max_f1")
 
 
-def parse_candidate(spec: str) -> Tuple[str, Optional[str], int]:
+def parse_candidate(spec: str) -> tuple[str, str | None, int]:
     """``lite0@128`` -> ("efficientnet_lite0", "imagenet", 128); vgg16 trains from random weights."""
     name, _, side = spec.partition("@")
     if name not in BACKBONE_NAMES or not side.isdigit():
@@ -83,7 +84,7 @@ def parse_candidate(spec: str) -> Tuple[str, Optional[str], int]:
     return BACKBONE_NAMES[name], (None if name == "vgg16" else "imagenet"), int(side)
 
 
-def idc_files(root: str) -> Tuple[List[str], np.ndarray, np.ndarray]:
+def idc_files(root: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Every PNG of a Kaggle IDC tree (<patient>/<0|1>/*.png): paths, labels, patient ids."""
     paths, labels, groups = [], [], []
     for patient in sorted(os.listdir(root)):
@@ -118,7 +119,7 @@ def decode_all(paths: Sequence[str]) -> np.ndarray:
 
 def score(
     model, images: np.ndarray, tta: bool, batch: int = 128
-) -> Tuple[np.ndarray, Optional[np.ndarray], Dict]:
+) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Positive-class probabilities, plain and (``tta``) averaged over the 8 orientations,
     with the CPU milliseconds per patch each way."""
     import tensorflow as tf
@@ -152,7 +153,7 @@ def train_candidate(
     cpu_minutes: float,
     seed: int,
     batch_size: int,
-) -> Tuple[Any, Dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     """Builds and trains one candidate for ``cpu_minutes`` of CPU time; (model, budget record)."""
     import tensorflow as tf
     import tf_keras as keras
@@ -238,12 +239,12 @@ def train_candidate(
     }
 
 
-def evaluate(labels_eval, eval_scores, labels_test, test_scores, test_groups) -> Dict[str, Any]:
+def evaluate(labels_eval, eval_scores, labels_test, test_scores, test_groups) -> dict[str, Any]:
     """Test AUC, and balanced accuracy / F1 / F1 at 28.4 % at the eval patients' thresholds."""
     from breastdx_core import metrics
     from lab import cv
 
-    out: Dict[str, Any] = {"auc": metrics.roc_auc(labels_test, test_scores)}
+    out: dict[str, Any] = {"auc": metrics.roc_auc(labels_test, test_scores)}
     for rule in RULES:
         threshold = cv.choose_threshold(labels_eval, eval_scores, rule)
         m = metrics.binary_metrics(labels_test, test_scores, threshold)
@@ -273,7 +274,7 @@ def one_split(
     args: argparse.Namespace,
     seed: int,
     cap_test: int,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Trains ``spec`` on the patients outside ``test`` and ``evaluation``; scores both."""
     from breastdx_core import slide_context
 
@@ -345,7 +346,7 @@ def one_split(
     return out
 
 
-def pooled(rows: Sequence[Dict[str, Any]], resamples: int, seed: int) -> Dict[str, Any]:
+def pooled(rows: Sequence[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
     """Metrics over every fold's test patches, each fold's patches called at that fold's
     own eval-chosen threshold, with 95 % patient-bootstrap CIs."""
     from breastdx_core import metrics
@@ -392,7 +393,7 @@ def pooled(rows: Sequence[Dict[str, Any]], resamples: int, seed: int) -> Dict[st
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -440,7 +441,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         [slide_context.patch_xy(os.path.basename(p)) or (np.nan, np.nan) for p in paths],
         dtype=float,
     )
-    results: Dict[str, Any] = {}
+    results: dict[str, Any] = {}
     if os.path.exists(args.out):
         with open(args.out) as handle:
             results = json.load(handle)
@@ -491,7 +492,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             )
             entry["folds"][str(k)] = row
             print(
-                f"{spec} fold {k}: AUC {row['plain']['auc']:.3f}, BA {row['plain']['max_balanced_accuracy']['balanced_accuracy']:.3f}, "
+                f"{spec} fold {k}: AUC {row['plain']['auc']:.3f}, "
+                f"BA {row['plain']['max_balanced_accuracy']['balanced_accuracy']:.3f}, "
                 f"F1@28.4% {row['plain']['max_f1']['f1_at_reference_prevalence']:.3f}; "
                 f"{row['images_seen']} images in {row['train_cpu_s']} CPU-s ({row['stopped_by']})",
                 flush=True,
@@ -507,7 +509,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def render(results: Dict[str, Any]) -> str:
+def render(results: dict[str, Any]) -> str:
     """A markdown table of the results so far."""
     lines = [
         "| candidate | fold | images seen | train CPU-s | stopped by | test AUC | BA (eval max-BA thr.) | "

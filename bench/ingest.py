@@ -17,6 +17,7 @@ at --data-root), then times on the same files, page cache warm:
 Prints images/s and the ratios the issues set as goals (>= 10x (a); >= 25 % of (b) end
 to end).
 """
+
 import argparse
 import io
 import json
@@ -32,9 +33,12 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
+from breastdx_core import (  # noqa: E402
+    configs,
+    contract,
+    image_files,  # noqa: E402
+)
 from components.image_ingest import component, executor, layouts  # noqa: E402
-from breastdx_core import image_files  # noqa: E402
-from breastdx_core import configs, contract  # noqa: E402
 from pipeline import synthetic  # noqa: E402
 
 
@@ -101,10 +105,17 @@ def executor_properties(root, workdir):
 
     from pipeline.pipeline import split_config
 
-    gen = component.ImageExampleGen(image_root=root, task="idc", layout="idc",
-                                    output_config=split_config(configs.load(env={}, workdir=workdir)))
-    return {k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
-            for k, v in gen.exec_properties.items() if v is not None}
+    gen = component.ImageExampleGen(
+        image_root=root,
+        task="idc",
+        layout="idc",
+        output_config=split_config(configs.load(env={}, workdir=workdir)),
+    )
+    return {
+        k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
+        for k, v in gen.exec_properties.items()
+        if v is not None
+    }
 
 
 def run_executor(properties, out):
@@ -147,14 +158,24 @@ def folder_bytes(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10000, help="synthetic IDC patches to ingest")
-    parser.add_argument("--data-root", help="an IDC tree to read instead of writing --images synthetic patches")
-    parser.add_argument("--naive-sample", type=int, default=10000, help="files the slow naive baseline is timed on")
-    parser.add_argument("--workdir", help="scratch folder for the outputs (default: a temporary one)")
+    parser.add_argument(
+        "--data-root", help="an IDC tree to read instead of writing --images synthetic patches"
+    )
+    parser.add_argument(
+        "--naive-sample", type=int, default=10000, help="files the slow naive baseline is timed on"
+    )
+    parser.add_argument(
+        "--workdir", help="scratch folder for the outputs (default: a temporary one)"
+    )
     args = parser.parse_args(argv)
-    root = args.data_root or os.path.join(configs.PROJECT_DIR, "workdir", "bench", f"idc-{args.images}")
+    root = args.data_root or os.path.join(
+        configs.PROJECT_DIR, "workdir", "bench", f"idc-{args.images}"
+    )
     if not os.path.isdir(root):
         per_patient = 50
-        synthetic.write_idc(root, patients=max(1, args.images // per_patient), patches_per_patient=per_patient)
+        synthetic.write_idc(
+            root, patients=max(1, args.images // per_patient), patches_per_patient=per_patient
+        )
     task = contract.get_task("idc")
     t_scan, verdicts = timed(lambda: list(layouts.scan(root, task, "idc")))
     candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
@@ -168,43 +189,59 @@ def main(argv=None):
         properties = executor_properties(root, tmp)
         load = os.getloadavg()
         (t_exec, uri), rss_base, rss_peak = peak_rss_during(
-            lambda: timed(lambda: run_executor(properties, os.path.join(tmp, "exec"))))
+            lambda: timed(lambda: run_executor(properties, os.path.join(tmp, "exec")))
+        )
         out_bytes = folder_bytes(uri)
         t_scan, verdicts = timed(lambda: list(layouts.scan(root, task, "idc")))
-        if hasattr(layouts, "resolve_duplicates"):  # the executor hashes each file as it reads it once
+        if hasattr(
+            layouts, "resolve_duplicates"
+        ):  # the executor hashes each file as it reads it once
             t_dedup, kept = 0.0, candidates
         else:  # earlier code: every file read and hashed before the Beam pass
             t_dedup, (kept, _, _) = timed(lambda: layouts.deduplicate(candidates))
         config = properties.get("output_config")
         t_file, _ = timed(lambda: per_file(kept, os.path.join(tmp, "perfile"), options, config))
         t_file6, _ = timed(lambda: per_file(kept, os.path.join(tmp, "perfile6"), level6, config))
-        sample = candidates[:args.naive_sample]
+        sample = candidates[: args.naive_sample]
         t_naive, _ = timed(lambda: naive(sample, os.path.join(tmp, "naive.tfrecord.gz")))
     t_naive_all = t_naive * n / len(sample)
     rate = lambda t: n / t  # noqa: E731
-    print(f"{n} files under {root}, {size / n / 1024:.1f} KiB mean, {os.cpu_count()} CPUs, "
-          f"load average before the executor {load[0]:.2f}, Beam DirectRunner (in-memory)")
-    print(f"executor output {out_bytes / 2**20:.0f} MiB ({out_bytes / size:.3f} of the images' bytes); "
-          f"process RSS {rss_base / 2**20:.0f} MiB before it, peak +{(rss_peak - rss_base) / 2**20:.0f} MiB "
-          f"during it ({(rss_peak - rss_base) / n / 1024:.1f} KiB per image)")
+    print(
+        f"{n} files under {root}, {size / n / 1024:.1f} KiB mean, {os.cpu_count()} CPUs, "
+        f"load average before the executor {load[0]:.2f}, Beam DirectRunner (in-memory)"
+    )
+    print(
+        f"executor output {out_bytes / 2**20:.0f} MiB ({out_bytes / size:.3f} of the images' bytes); "
+        f"process RSS {rss_base / 2**20:.0f} MiB before it, peak +{(rss_peak - rss_base) / 2**20:.0f} MiB "
+        f"during it ({(rss_peak - rss_base) / n / 1024:.1f} KiB per image)"
+    )
     print(f"{'contender':58s} {'seconds':>8s} {'images/s':>10s} {'us/image':>9s}")
-    rows = [("(b) plain reading (open + read)", t_plain),
-            ("ImageExampleGen executor, end to end (Beam, start-up, report)", t_exec),
-            ("  part: path scan", t_scan),
-            ("  part: duplicate check before the Beam pass (read + SHA-256)", t_dedup),
-            ("  part: per-file work (read, check, SHA-256, tf.Example, write)", t_file),
-            ("  rest: Beam, TFX, shard files, report (end to end - parts)", t_exec - t_scan - t_dedup - t_file),
-            ("per-file work with deflate level 6 instead", t_file6),
-            (f"(a) naive decode + re-encode ({len(sample)} files, scaled)", t_naive_all)]
+    rows = [
+        ("(b) plain reading (open + read)", t_plain),
+        ("ImageExampleGen executor, end to end (Beam, start-up, report)", t_exec),
+        ("  part: path scan", t_scan),
+        ("  part: duplicate check before the Beam pass (read + SHA-256)", t_dedup),
+        ("  part: per-file work (read, check, SHA-256, tf.Example, write)", t_file),
+        (
+            "  rest: Beam, TFX, shard files, report (end to end - parts)",
+            t_exec - t_scan - t_dedup - t_file,
+        ),
+        ("per-file work with deflate level 6 instead", t_file6),
+        (f"(a) naive decode + re-encode ({len(sample)} files, scaled)", t_naive_all),
+    ]
     for name, t in rows:
         if t == 0.0:
             print(f"{name:58s} {'–':>8s} {'–':>10s} {'–':>9s}")
             continue
         print(f"{name:58s} {t:8.2f} {rate(t):10.0f} {1e6 * t / n:9.1f}")
-    print(f"ImageExampleGen vs naive (goal >= 10x):          {t_naive_all / t_exec:5.1f}x (per-file work: "
-          f"{t_naive_all / t_file:.1f}x)")
-    print(f"ImageExampleGen vs plain (goal >= 25 % end to end): {100 * t_plain / t_exec:5.1f} % (per-file work: "
-          f"{100 * t_plain / t_file:.1f} %)")
+    print(
+        f"ImageExampleGen vs naive (goal >= 10x):          {t_naive_all / t_exec:5.1f}x (per-file work: "
+        f"{t_naive_all / t_file:.1f}x)"
+    )
+    print(
+        f"ImageExampleGen vs plain (goal >= 25 % end to end): {100 * t_plain / t_exec:5.1f} % (per-file work: "
+        f"{100 * t_plain / t_file:.1f} %)"
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ time), as a client that batches nothing would. Environment: BENCH_IMAGE (a PNG/J
 file; default a 50x50 noise patch written by bench/serve.py) and BENCH_MODEL (the
 served model's name). A 200 whose JSON lacks the answer counts as a failure.
 """
+
 import base64
 import os
 
@@ -25,8 +26,14 @@ TIMEOUT_S = 60
 
 BOUNDARY = "breastdxbench"
 # The web upload's multipart body, built once: the image never changes between requests.
-WEB_BODY = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"patch.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + IMAGE + f"\r\n--{BOUNDARY}--\r\n".encode()
+WEB_BODY = (
+    (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="patch.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode()
+    + IMAGE
+    + f"\r\n--{BOUNDARY}--\r\n".encode()
+)
 
 
 class _ClosedLoopUser(FastHttpUser):
@@ -59,5 +66,9 @@ class WebUser(_ClosedLoopUser):
 
     @task
     def predict(self):
-        self.post("/api/predict", "/api/predict", data=WEB_BODY,
-                  headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+        self.post(
+            "/api/predict",
+            "/api/predict",
+            data=WEB_BODY,
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        )

@@ -21,6 +21,7 @@ held when it started, and the size of its output folder. Results accumulate in a
 file across invocations; the table, a log-log plot (PNG) and the growth exponent per
 stage (least squares on log time against log N) are written from all sizes in it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 REAL_IMAGES = 277_524
 REAL_PATIENTS = 279
@@ -39,17 +40,25 @@ REAL_POSITIVE = 78_786
 MIN_PATIENTS = 10  # fewer patients than this leave a hash-bucket split empty
 SAMPLE_S = 0.2
 MIB = 1024.0 * 1024.0
-DATA_STAGES = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-               "Transform")
+DATA_STAGES = (
+    "ImageExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "AnomalyGate",
+    "Transform",
+)
 TRAIN_STAGES = ("Trainer",)
 DEFAULT_WORKDIR = "/tmp/bench13-scale"
-DEFAULT_PLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                            "scale.png")
+DEFAULT_PLOT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "scale.png"
+)
 
 
 # --- pure helpers (tests/test_bench_scale.py) -----------------------------------------
 
-def scaled_shape(images: int) -> Tuple[int, int]:
+
+def scaled_shape(images: int) -> tuple[int, int]:
     """(patients, mean patches per patient) of an N-image set shaped like the real one:
     the real set's patches per patient (277,524 / 279), at least MIN_PATIENTS patients."""
     patients = max(MIN_PATIENTS, int(round(images * REAL_PATIENTS / REAL_IMAGES)))
@@ -80,10 +89,10 @@ def extrapolate(sizes: Sequence[float], values: Sequence[float], target: float) 
     return v2 * (target / s2) ** b
 
 
-def stage_windows(events: Sequence[Tuple[float, str, str]]) -> Dict[str, Tuple[float, float]]:
+def stage_windows(events: Sequence[tuple[float, str, str]]) -> dict[str, tuple[float, float]]:
     """{component: (start, end)} from (time, component, "running"|"finished") events."""
-    starts: Dict[str, float] = {}
-    windows: Dict[str, Tuple[float, float]] = {}
+    starts: dict[str, float] = {}
+    windows: dict[str, tuple[float, float]] = {}
     for t, node, what in sorted(events):
         if what == "running":
             starts[node] = t
@@ -92,8 +101,9 @@ def stage_windows(events: Sequence[Tuple[float, str, str]]) -> Dict[str, Tuple[f
     return windows
 
 
-def attribute(samples: Sequence[Tuple[float, float]], windows: Dict[str, Tuple[float, float]]
-              ) -> Dict[str, Dict[str, float]]:
+def attribute(
+    samples: Sequence[tuple[float, float]], windows: dict[str, tuple[float, float]]
+) -> dict[str, dict[str, float]]:
     """Per window: the peak of the (time, rss) samples inside it and its rise over the
     last sample before it (the RSS the component added)."""
     out = {}
@@ -108,6 +118,7 @@ def attribute(samples: Sequence[Tuple[float, float]], windows: Dict[str, Tuple[f
 
 
 # --- the child: one pipeline run ------------------------------------------------------
+
 
 def child(args) -> int:
     """Runs the data stages (and the Trainer for --train-steps) of the real pipeline,
@@ -124,7 +135,7 @@ def child(args) -> int:
             for what in ("running", "finished"):
                 suffix = f" is {what}."
                 if message.startswith("Component ") and message.endswith(suffix):
-                    node = message[len("Component "):-len(suffix)]
+                    node = message[len("Component ") : -len(suffix)]
                     events.write(json.dumps([time.time(), node, what]) + "\n")
                     events.flush()
 
@@ -145,37 +156,46 @@ def child(args) -> int:
     if args.transform_statistics != "default":  # before/after of the statistics setting
         import functools
 
-        tfx.components.Transform = functools.partial(tfx.components.Transform,
-                                                     disable_statistics=args.transform_statistics == "off")
+        tfx.components.Transform = functools.partial(
+            tfx.components.Transform, disable_statistics=args.transform_statistics == "off"
+        )
     # The data stages exactly as create_pipeline wires them; the Trainer as it does
     # (create_pipeline itself would wire the Evaluator and Pusher downstream too).
     stages = _data_stages(config, None, TRANSFORM_MODULE_FILE, config.schema_path)
     components = list(stages)
     if args.train_steps:
-        components.append(tfx.components.Trainer(
-            module_file=TRAINER_MODULE_FILE,
-            examples=stages.transform.outputs["transformed_examples"],
-            transform_graph=stages.transform.outputs["transform_graph"],
-            schema=stages.schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
-            custom_config=config.trainer_config(),
-        ).with_id("Trainer"))
+        components.append(
+            tfx.components.Trainer(
+                module_file=TRAINER_MODULE_FILE,
+                examples=stages.transform.outputs["transformed_examples"],
+                transform_graph=stages.transform.outputs["transform_graph"],
+                schema=stages.schema_gen.outputs["schema"],
+                train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
+                eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
+                custom_config=config.trainer_config(),
+            ).with_id("Trainer")
+        )
     missing = set(wanted) - {c.id for c in components}
     if missing:
         raise SystemExit(f"the pipeline has no component {sorted(missing)}")
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     pipeline = tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root, components=components,
-        enable_cache=False, beam_pipeline_args=config.beam_pipeline_args(),
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=False,
+        beam_pipeline_args=config.beam_pipeline_args(),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path))
+            config.metadata_path
+        ),
+    )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     events.close()
     return 0
 
 
 # --- the parent: data, sampling, table, plot ------------------------------------------
+
 
 def tree_rss(pid: int) -> float:
     import psutil
@@ -204,7 +224,7 @@ def folder_bytes(path: str) -> int:
     return total
 
 
-def write_data(root: str, images: int) -> Dict[str, float]:
+def write_data(root: str, images: int) -> dict[str, float]:
     from pipeline import synthetic
 
     patients, per_patient = scaled_shape(images)
@@ -213,16 +233,26 @@ def write_data(root: str, images: int) -> Dict[str, float]:
         return json.load(open(marker))
     started = time.perf_counter()
     summary = synthetic.write_idc(root, patients=patients, patches_per_patient=per_patient, seed=13)
-    sizes = [os.path.getsize(os.path.join(b, n)) for b, _, ns in os.walk(root) for n in ns if n.endswith(".png")]
-    info = {"images": summary.images, "patients": summary.patients,
-            "positive": summary.by_class["1"] / max(1, summary.images),
-            "mean_png_bytes": sum(sizes) / max(1, len(sizes)), "write_s": time.perf_counter() - started}
+    sizes = [
+        os.path.getsize(os.path.join(b, n))
+        for b, _, ns in os.walk(root)
+        for n in ns
+        if n.endswith(".png")
+    ]
+    info = {
+        "images": summary.images,
+        "patients": summary.patients,
+        "positive": summary.by_class["1"] / max(1, summary.images),
+        "mean_png_bytes": sum(sizes) / max(1, len(sizes)),
+        "write_s": time.perf_counter() - started,
+    }
     json.dump(info, open(marker, "w"))
     return info
 
 
-def measure(images: int, workdir: str, train_steps: int, transform_statistics: str = "default"
-            ) -> Dict[str, object]:
+def measure(
+    images: int, workdir: str, train_steps: int, transform_statistics: str = "default"
+) -> dict[str, object]:
     base = os.path.join(workdir, f"n{images}")
     data_root = os.path.join(workdir, "data", f"idc-{images}")
     info = write_data(data_root, images)
@@ -234,14 +264,31 @@ def measure(images: int, workdir: str, train_steps: int, transform_statistics: s
     os.makedirs(run_dir)
     events_path = os.path.join(base, "events.jsonl")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, os.path.abspath(__file__), "_child", "--workdir", run_dir, "--data-root",
-               data_root, "--events", events_path, "--train-steps", str(train_steps),
-               "--transform-statistics", transform_statistics]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "_child",
+        "--workdir",
+        run_dir,
+        "--data-root",
+        data_root,
+        "--events",
+        events_path,
+        "--train-steps",
+        str(train_steps),
+        "--transform-statistics",
+        transform_statistics,
+    ]
     log = open(os.path.join(base, "run.log"), "w")
     started = time.time()
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    samples: List[Tuple[float, float]] = []
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    samples: list[tuple[float, float]] = []
     done = threading.Event()
 
     def sample():
@@ -266,14 +313,25 @@ def measure(images: int, workdir: str, train_steps: int, transform_statistics: s
     pipeline_root = os.path.join(run_dir, "pipelines", "breastdx-idc")
     stages = {}
     for node, (start, end) in windows.items():
-        stages[node] = {"wall_s": end - start, **memory[node],
-                        "output_bytes": folder_bytes(os.path.join(pipeline_root, node))}
-    return {"images": info["images"], "requested": images, "data": info, "run_wall_s": wall,
-            "run_peak_rss": max(rss for _, rss in samples) if samples else 0.0,
-            "child_maxrss": usage.ru_maxrss * 1024.0, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "load_before": os.getloadavg(), "train_steps": train_steps,
-            "transform_statistics": transform_statistics, "stages": stages,
-            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))}
+        stages[node] = {
+            "wall_s": end - start,
+            **memory[node],
+            "output_bytes": folder_bytes(os.path.join(pipeline_root, node)),
+        }
+    return {
+        "images": info["images"],
+        "requested": images,
+        "data": info,
+        "run_wall_s": wall,
+        "run_peak_rss": max(rss for _, rss in samples) if samples else 0.0,
+        "child_maxrss": usage.ru_maxrss * 1024.0,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "load_before": os.getloadavg(),
+        "train_steps": train_steps,
+        "transform_statistics": transform_statistics,
+        "stages": stages,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
+    }
 
 
 def human_bytes(n: float) -> str:
@@ -284,69 +342,99 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def stage_order(results: List[Dict]) -> List[str]:
+def stage_order(results: list[dict]) -> list[str]:
     seen = [s for s in DATA_STAGES + TRAIN_STAGES if any(s in r["stages"] for r in results)]
     return seen
 
 
-def table(results: List[Dict]) -> str:
-    lines = ["| images | stage | wall | peak RSS of the run | RSS added | output |",
-             "| ---: | --- | ---: | ---: | ---: | ---: |"]
+def table(results: list[dict]) -> str:
+    lines = [
+        "| images | stage | wall | peak RSS of the run | RSS added | output |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
     for r in sorted(results, key=lambda r: r["images"]):
         for stage in stage_order([r]):
             s = r["stages"][stage]
-            lines.append(f"| {r['images']:,} | {stage} | {s['wall_s']:.1f} s | {s['peak_rss'] / MIB:,.0f} MiB | "
-                         f"{s['added_rss'] / MIB:,.0f} MiB | {human_bytes(s['output_bytes'])} |")
-        lines.append(f"| {r['images']:,} | whole run (imports included) | {r['run_wall_s']:.1f} s | "
-                     f"{r['run_peak_rss'] / MIB:,.0f} MiB | – | – |")
+            lines.append(
+                f"| {r['images']:,} | {stage} | {s['wall_s']:.1f} s | {s['peak_rss'] / MIB:,.0f} MiB | "
+                f"{s['added_rss'] / MIB:,.0f} MiB | {human_bytes(s['output_bytes'])} |"
+            )
+        lines.append(
+            f"| {r['images']:,} | whole run (imports included) | {r['run_wall_s']:.1f} s | "
+            f"{r['run_peak_rss'] / MIB:,.0f} MiB | – | – |"
+        )
     return "\n".join(lines)
 
 
-def compact_table(results: List[Dict]) -> str:
+def compact_table(results: list[dict]) -> str:
     """One row per size: each data stage's wall time, their sum, the run's peak RSS and
     Transform's output (docs/results/scale.md)."""
     shown = [s for s in ("ImageExampleGen", "StatisticsGen", "ExampleValidator", "Transform")]
-    lines = ["| images | patients | " + " | ".join(shown) + " | data stages | peak RSS of the run | Transform output |",
-             "| ---: | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |"]
+    lines = [
+        "| images | patients | "
+        + " | ".join(shown)
+        + " | data stages | peak RSS of the run | Transform output |",
+        "| ---: | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |",
+    ]
     for r in sorted(results, key=lambda r: r["images"]):
         stages = r["stages"]
         total = sum(stages[s]["wall_s"] for s in DATA_STAGES if s in stages)
         cells = [f"{stages[s]['wall_s']:.1f} s" if s in stages else "–" for s in shown]
         out = stages.get("Transform", {}).get("output_bytes", 0)
-        lines.append(f"| {r['images']:,} | {r['data']['patients']} | " + " | ".join(cells)
-                     + f" | {total / 60:.1f} min | {r['run_peak_rss'] / MIB / 1024:.2f} GiB | {human_bytes(out)} |")
+        lines.append(
+            f"| {r['images']:,} | {r['data']['patients']} | "
+            + " | ".join(cells)
+            + f" | {total / 60:.1f} min | {r['run_peak_rss'] / MIB / 1024:.2f} GiB | {human_bytes(out)} |"
+        )
     return "\n".join(lines)
 
 
-def growth(results: List[Dict]) -> str:
+def growth(results: list[dict]) -> str:
     ordered = sorted(results, key=lambda r: r["images"])
     if len({r["images"] for r in ordered}) < 2:
         return "(one size: no exponent)"
-    lines = [f"| stage | time exponent (all sizes) | local exponent (two largest) | "
-             f"time at {REAL_IMAGES:,} (extrapolated) | peak RSS exponent |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"| stage | time exponent (all sizes) | local exponent (two largest) | "
+        f"time at {REAL_IMAGES:,} (extrapolated) | peak RSS exponent |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for stage in stage_order(ordered) + ["data stages"]:
         rows = [r for r in ordered if stage in r["stages"] or stage == "data stages"]
         if len(rows) < 2:
             continue
         sizes = [r["images"] for r in rows]
         if stage == "data stages":
-            times = [sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in rows]
-            rss = [max(r["stages"][s]["peak_rss"] for s in DATA_STAGES if s in r["stages"]) for r in rows]
+            times = [
+                sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in rows
+            ]
+            rss = [
+                max(r["stages"][s]["peak_rss"] for s in DATA_STAGES if s in r["stages"])
+                for r in rows
+            ]
         else:
             times = [max(r["stages"][stage]["wall_s"], 1e-3) for r in rows]
             rss = [r["stages"][stage]["peak_rss"] for r in rows]
         local = growth_exponent(sizes[-2:], times[-2:])
         predicted = extrapolate(sizes, times, REAL_IMAGES)
         measured = [t for s, t in zip(sizes, times) if s >= REAL_IMAGES * 0.99]
-        at_full = f"{measured[0] / 60:.1f} min (measured)" if measured else f"{predicted / 60:.1f} min"
-        lines.append(f"| {stage} | {growth_exponent(sizes, times):.2f} | {local:.2f} | {at_full} | "
-                     f"{growth_exponent(sizes, rss):.2f} |")
+        at_full = (
+            f"{measured[0] / 60:.1f} min (measured)" if measured else f"{predicted / 60:.1f} min"
+        )
+        lines.append(
+            f"| {stage} | {growth_exponent(sizes, times):.2f} | {local:.2f} | {at_full} | "
+            f"{growth_exponent(sizes, rss):.2f} |"
+        )
     return "\n".join(lines)
 
 
-def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, before_label: str = "before",
-         earlier: Optional[List[Dict]] = None, earlier_label: str = "earlier code") -> None:
+def plot(
+    results: list[dict],
+    path: str,
+    before: list[dict] | None = None,
+    before_label: str = "before",
+    earlier: list[dict] | None = None,
+    earlier_label: str = "earlier code",
+) -> None:
     """Solid: ``results`` per stage; dashed grey: ``before`` (a run before a fix);
     hollow markers, not joined: ``earlier`` (rows measured on other code, e.g. a size too
     long to run again)."""
@@ -364,10 +452,17 @@ def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, be
         ax_m.plot(sizes, [r["stages"][stage]["peak_rss"] / MIB for r in rows], "o-", label=stage)
     sizes = [r["images"] for r in ordered]
     if sizes:
-        totals = [sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in ordered]
+        totals = [
+            sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in ordered
+        ]
         ax_t.plot(sizes, totals, "s-", color="black", label="data stages (sum)")
-        ax_t.plot([sizes[-1], REAL_IMAGES], [totals[-1], totals[-1] * REAL_IMAGES / sizes[-1]], ":", color="black",
-                  label="data stages, linear from the largest size")
+        ax_t.plot(
+            [sizes[-1], REAL_IMAGES],
+            [totals[-1], totals[-1] * REAL_IMAGES / sizes[-1]],
+            ":",
+            color="black",
+            label="data stages, linear from the largest size",
+        )
     if earlier:
         colours = {line.get_label(): line.get_color() for line in ax_t.get_lines()}
         for r in earlier:
@@ -376,15 +471,34 @@ def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, be
                 ax_t.plot([r["images"]], [max(r["stages"][stage]["wall_s"], 1e-2)], **style)
                 ax_m.plot([r["images"]], [r["stages"][stage]["peak_rss"] / MIB], **style)
             total = sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"])
-            ax_t.plot([r["images"]], [total], marker="s", mfc="none", ls="none", color="black",
-                      label=f"hollow: {earlier_label}")
+            ax_t.plot(
+                [r["images"]],
+                [total],
+                marker="s",
+                mfc="none",
+                ls="none",
+                color="black",
+                label=f"hollow: {earlier_label}",
+            )
     if before:
         earlier = sorted(before, key=lambda r: r["images"])
-        ax_t.plot([r["images"] for r in earlier],
-                  [sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"]) for r in earlier], "s--",
-                  color="grey", label=f"data stages, {before_label}")
-        ax_m.plot([r["images"] for r in earlier], [r["run_peak_rss"] / MIB for r in earlier], "s--", color="grey",
-                  label=f"whole run, {before_label}")
+        ax_t.plot(
+            [r["images"] for r in earlier],
+            [
+                sum(r["stages"][s]["wall_s"] for s in DATA_STAGES if s in r["stages"])
+                for r in earlier
+            ],
+            "s--",
+            color="grey",
+            label=f"data stages, {before_label}",
+        )
+        ax_m.plot(
+            [r["images"] for r in earlier],
+            [r["run_peak_rss"] / MIB for r in earlier],
+            "s--",
+            color="grey",
+            label=f"whole run, {before_label}",
+        )
     for ax in (ax_t, ax_m):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -403,11 +517,11 @@ def plot(results: List[Dict], path: str, before: Optional[List[Dict]] = None, be
     fig.savefig(path, dpi=110)
 
 
-def load_results(path: str) -> List[Dict]:
+def load_results(path: str) -> list[dict]:
     return json.load(open(path)) if os.path.isfile(path) else []
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_child"]:
         parser = argparse.ArgumentParser()
@@ -416,22 +530,40 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.add_argument("--train-steps", type=int, default=0)
         parser.add_argument("--transform-statistics", default="default")
         return child(parser.parse_args(argv[1:]))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--images", type=int, nargs="*", default=[1000, 3000])
-    parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="data, runs and results (not the repo)")
+    parser.add_argument(
+        "--workdir", default=DEFAULT_WORKDIR, help="data, runs and results (not the repo)"
+    )
     parser.add_argument("--results", help="results JSON (default: WORKDIR/results.json)")
-    parser.add_argument("--train-steps", type=int, default=0, help="also run the Trainer for this many steps")
+    parser.add_argument(
+        "--train-steps", type=int, default=0, help="also run the Trainer for this many steps"
+    )
     parser.add_argument("--plot", default=DEFAULT_PLOT, help="PNG to write ('' for none)")
-    parser.add_argument("--transform-statistics", choices=("default", "on", "off"), default="default",
-                        help="Transform's pre/post-transform statistics: as the pipeline sets them, or forced")
-    parser.add_argument("--plot-only", action="store_true", help="measure nothing: table and plot from --results")
-    parser.add_argument("--compare", help="an earlier results JSON to draw dashed (e.g. before a fix)")
+    parser.add_argument(
+        "--transform-statistics",
+        choices=("default", "on", "off"),
+        default="default",
+        help="Transform's pre/post-transform statistics: as the pipeline sets them, or forced",
+    )
+    parser.add_argument(
+        "--plot-only", action="store_true", help="measure nothing: table and plot from --results"
+    )
+    parser.add_argument(
+        "--compare", help="an earlier results JSON to draw dashed (e.g. before a fix)"
+    )
     parser.add_argument("--compare-label", default="before")
-    parser.add_argument("--earlier", help="a results JSON measured on other code, drawn as hollow markers only "
-                                          "(in no table or exponent)")
+    parser.add_argument(
+        "--earlier",
+        help="a results JSON measured on other code, drawn as hollow markers only "
+        "(in no table or exponent)",
+    )
     parser.add_argument("--earlier-label", default="earlier code")
-    parser.add_argument("--drop-data", action="store_true", help="remove each size's image tree and run after it")
+    parser.add_argument(
+        "--drop-data", action="store_true", help="remove each size's image tree and run after it"
+    )
     args = parser.parse_args(argv)
     results_path = args.results or os.path.join(args.workdir, "results.json")
     results = load_results(results_path)
@@ -442,12 +574,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             results = [r for r in results if r["requested"] != images] + [result]
             os.makedirs(os.path.dirname(results_path) or ".", exist_ok=True)
             json.dump(results, open(results_path, "w"), indent=1)
-            print(f"  {result['images']:,} images ({result['data']['patients']} patients) in "
-                  f"{result['run_wall_s']:.0f} s, peak RSS {result['run_peak_rss'] / MIB:,.0f} MiB", flush=True)
+            print(
+                f"  {result['images']:,} images ({result['data']['patients']} patients) in "
+                f"{result['run_wall_s']:.0f} s, peak RSS {result['run_peak_rss'] / MIB:,.0f} MiB",
+                flush=True,
+            )
             if args.drop_data:
                 import shutil
 
-                shutil.rmtree(os.path.join(args.workdir, "data", f"idc-{images}"), ignore_errors=True)
+                shutil.rmtree(
+                    os.path.join(args.workdir, "data", f"idc-{images}"), ignore_errors=True
+                )
                 shutil.rmtree(os.path.join(args.workdir, f"n{images}", "run"), ignore_errors=True)
     if not results:
         print("no results")
@@ -459,8 +596,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     print(growth(results))
     if args.plot:
-        plot(results, args.plot, load_results(args.compare) if args.compare else None, args.compare_label,
-             load_results(args.earlier) if args.earlier else None, args.earlier_label)
+        plot(
+            results,
+            args.plot,
+            load_results(args.compare) if args.compare else None,
+            args.compare_label,
+            load_results(args.earlier) if args.earlier else None,
+            args.earlier_label,
+        )
         print(f"\nplot: {args.plot}")
     return 0
 

@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
 
 import requests
 
@@ -50,7 +49,7 @@ TILE_REQUESTS = 400
 SMALL_FACTOR = 4  # the memory check's smaller slide: 1/4 of each side
 
 
-def write_bench_slide(path: str, width: int, height: int, seed: int = 3) -> Dict[str, object]:
+def write_bench_slide(path: str, width: int, height: int, seed: int = 3) -> dict[str, object]:
     from pipeline import synthetic_slide
 
     scale = int(round(synthetic_slide.PATCH_MPP / SLIDE_MPP))
@@ -129,7 +128,7 @@ def untrained_default_model(serving_root: str) -> str:
     return path
 
 
-def peak_rss_of(pid: int, stop: threading.Event, out: List[int]) -> None:
+def peak_rss_of(pid: int, stop: threading.Event, out: list[int]) -> None:
     import psutil
 
     process = psutil.Process(pid)
@@ -158,7 +157,7 @@ def cpu_seconds_of(pid: int) -> float:
     return total
 
 
-def memory_run(path: str) -> Dict[str, float]:
+def memory_run(path: str) -> dict[str, float]:
     """In this process: the map of ``path`` with a constant stand-in model; peak RSS."""
     import types
 
@@ -189,7 +188,7 @@ def memory_run(path: str) -> Dict[str, float]:
     }
 
 
-def tile_latencies(web_url: str, name: str, count: int, seed: int = 5) -> List[float]:
+def tile_latencies(web_url: str, name: str, count: int, seed: int = 5) -> list[float]:
     """``count`` DeepZoom tile requests at random places of random levels (the top 5 levels,
     where a person looks), one after another."""
     import xml.etree.ElementTree as ElementTree
@@ -234,7 +233,7 @@ def real_slide(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["real"]:
         parser = argparse.ArgumentParser(description="a real IDC patient's patches as a slide")

@@ -22,7 +22,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from breastdx_core import cluster_configs, errors
 
@@ -62,18 +63,18 @@ class Run:
 class RunOptions:
     """What a person may choose for a run (or a recurring run)."""
 
-    parameters: Dict[str, str] = dataclasses.field(default_factory=dict)
+    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
     version: str = ""  # a version name or id; empty: the newest
-    caching: Optional[bool] = None  # None: as compiled (on)
+    caching: bool | None = None  # None: as compiled (on)
     pipeline_root: str = ""  # empty: the package's / cluster's default
     experiment: str = ""
     package: str = ""  # vertex: the compiled PipelineJob to submit
     flag_style: str = "breastdx"
 
 
-def parse_parameters(items: List[str], flag: str) -> Dict[str, str]:
+def parse_parameters(items: list[str], flag: str) -> dict[str, str]:
     """``["k=v", …]`` as a dict. Raises EngineError naming ``flag`` on a malformed item."""
-    parameters: Dict[str, str] = {}
+    parameters: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -110,7 +111,7 @@ def check_parameters(spec: Mapping[str, Any], parameters: Mapping[str, Any], fla
         )
 
 
-def without_caching(spec: Dict[str, Any], enable: bool) -> Dict[str, Any]:
+def without_caching(spec: dict[str, Any], enable: bool) -> dict[str, Any]:
     """A copy of a version's spec (a PipelineSpec, or KFP's ``pipeline_spec`` +
     ``platform_spec`` pair, sent back as such) with every root task's cache ``enable``."""
     spec = copy.deepcopy(spec)
@@ -119,7 +120,7 @@ def without_caching(spec: Dict[str, Any], enable: bool) -> Dict[str, Any]:
     return spec
 
 
-def probe(endpoint: str, headers: Optional[Dict[str, str]] = None) -> None:
+def probe(endpoint: str, headers: dict[str, str] | None = None) -> None:
     """Fails fast, in one line, when the KFP API does not answer (kfp.Client itself
     retries for half a minute and ends in a traceback). ``headers``: the sign-in."""
     url = endpoint.rstrip("/") + HEALTHZ_PATH
@@ -191,7 +192,7 @@ def _kfp_package(package: str) -> str:
     return target
 
 
-def _load_spec(package: str) -> Dict[str, Any]:
+def _load_spec(package: str) -> dict[str, Any]:
     import yaml
 
     try:
@@ -261,7 +262,7 @@ class KfpEngine:
         return f"{self.cluster.kfp_endpoint.rstrip('/')}/#/{kind}/details/{object_id}"
 
     # --- pipelines ------------------------------------------------------------------
-    def pipeline_id(self, name: str, required: bool = True) -> Optional[str]:
+    def pipeline_id(self, name: str, required: bool = True) -> str | None:
         pipeline_id = self._call(f"pipeline {name!r}", self.client.get_pipeline_id, name)
         if not pipeline_id and required:
             raise EngineError(
@@ -315,7 +316,7 @@ class KfpEngine:
                     return self._call(f"pipeline {name!r}", _raise, err)
         raise EngineError(f"pipeline {name!r}: versions {base} to {base}-9 exist already")
 
-    def list_pipelines(self) -> List[List[str]]:
+    def list_pipelines(self) -> list[list[str]]:
         response = self._call("the pipelines", self.client.list_pipelines, page_size=PAGE_SIZE)
         return [
             [p.pipeline_id, p.display_name, str(p.created_at)] for p in response.pipelines or []
@@ -379,7 +380,7 @@ class KfpEngine:
                 )
 
     # --- runs -----------------------------------------------------------------------
-    def _run_source(self, name: str, options: RunOptions) -> Dict[str, Any]:
+    def _run_source(self, name: str, options: RunOptions) -> dict[str, Any]:
         """The version reference (or, with caching switched, its spec inline: KFP applies
         a caching choice only to a spec it is sent) and the checked runtime config."""
         import kfp_server_api
@@ -393,7 +394,7 @@ class KfpEngine:
         spec = version.pipeline_spec or {}
         if spec:  # KFP answers every version with its spec
             check_parameters(spec, options.parameters, PARAM_FLAG[options.flag_style])
-        source: Dict[str, Any] = {
+        source: dict[str, Any] = {
             "runtime_config": kfp_server_api.V2beta1RuntimeConfig(
                 parameters=dict(options.parameters), pipeline_root=options.pipeline_root or None
             )
@@ -439,8 +440,8 @@ class KfpEngine:
         )
         return self._record(run)
 
-    def list_runs(self, name: str = "", limit: int = 20) -> List[Run]:
-        kwargs: Dict[str, Any] = {"page_size": limit, "sort_by": "created_at desc"}
+    def list_runs(self, name: str = "", limit: int = 20) -> list[Run]:
+        kwargs: dict[str, Any] = {"page_size": limit, "sort_by": "created_at desc"}
         pipeline_id = ""
         if name:
             pipeline_id = self.pipeline_id(name)
@@ -545,7 +546,7 @@ class KfpEngine:
             self.link("recurringrun", job.recurring_run_id),
         )
 
-    def list_recurring(self, limit: int = 20) -> List[Run]:
+    def list_recurring(self, limit: int = 20) -> list[Run]:
         response = self._call(
             "the recurring runs", self.client.list_recurring_runs, page_size=limit
         )
@@ -606,7 +607,7 @@ class VertexEngine:
             getattr(job._gca_resource, "end_time", ""),
         )  # pylint: disable=protected-access
 
-    def submission(self, name: str, options: RunOptions) -> Dict[str, Any]:
+    def submission(self, name: str, options: RunOptions) -> dict[str, Any]:
         """The PipelineJob's arguments and ``submit()``'s: what every Vertex path sends."""
         package = os.path.abspath(options.package or self.cluster.package_for(name))
         if not os.path.exists(package):
@@ -636,7 +637,7 @@ class VertexEngine:
         job.submit(**arguments["submit"])
         return self._record(job)
 
-    def list_runs(self, name: str = "", limit: int = 20) -> List[Run]:
+    def list_runs(self, name: str = "", limit: int = 20) -> list[Run]:
         jobs = self.aiplatform.PipelineJob.list(
             filter=f'display_name="{name}"' if name else None, order_by="create_time desc"
         )
@@ -687,7 +688,7 @@ class VertexEngine:
             schedule.create_time,
         )
 
-    def list_recurring(self, limit: int = 20) -> List[Run]:
+    def list_recurring(self, limit: int = 20) -> list[Run]:
         schedules = self.aiplatform.PipelineJobSchedule.list(order_by="create_time desc")
         return [
             Run(s.resource_name, s.display_name, s.state.name, s.create_time)
@@ -698,7 +699,7 @@ class VertexEngine:
         schedule = self.aiplatform.PipelineJobSchedule.get(recurring_id)
         {"enable": schedule.resume, "disable": schedule.pause, "delete": schedule.delete}[action]()
 
-    def list_pipelines(self) -> List[List[str]]:
+    def list_pipelines(self) -> list[list[str]]:
         raise EngineError("Vertex AI Pipelines keeps no uploaded pipelines: list runs instead")
 
     def delete_pipeline(self, name: str) -> str:

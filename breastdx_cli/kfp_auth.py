@@ -17,12 +17,13 @@ the result to ``kfp.Client`` (and its reachability probe). Modes (``BREASTDX_KFP
   token minted elsewhere (GitHub's ``google-github-actions/auth`` with
   ``token_format: id_token``, ``gcloud auth print-identity-token``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 from breastdx_core import cluster_configs
 
@@ -40,10 +41,10 @@ class IapIdToken:
     :meth:`refresh_api_key_hook` before every request.
     """
 
-    def __init__(self, client_id: str, request: Optional[Any] = None):
+    def __init__(self, client_id: str, request: Any | None = None):
         self.client_id = client_id
         self._request = request
-        self._token: Optional[str] = None
+        self._token: str | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
 
@@ -68,8 +69,11 @@ class IapIdToken:
                         f"BREASTDX_KFP_AUTH=iap: no ID token for audience {self.client_id} ({err}); set "
                         "GOOGLE_APPLICATION_CREDENTIALS to a service-account key, run where the metadata server "
                         "answers, or use BREASTDX_KFP_AUTH=token with BREASTDX_KFP_TOKEN=$(gcloud auth "
-                        f"print-identity-token --audiences={self.client_id})") from None
-                claims = jwt.decode(token, verify=False)  # IAP verifies it; here only its expiry matters
+                        f"print-identity-token --audiences={self.client_id})"
+                    ) from None
+                claims = jwt.decode(
+                    token, verify=False
+                )  # IAP verifies it; here only its expiry matters
                 self._token, self._expires = token, float(claims.get("exp", 0))
             return self._token
 
@@ -84,11 +88,11 @@ class Credentials:
     the plain-HTTP probe."""
 
     mode: str
-    client_kwargs: Dict[str, Any]
-    iap: Optional[IapIdToken] = None
+    client_kwargs: dict[str, Any]
+    iap: IapIdToken | None = None
     token: str = ""
 
-    def header(self) -> Dict[str, str]:
+    def header(self) -> dict[str, str]:
         if self.iap is not None:
             return {"Authorization": f"Bearer {self.iap.token()}"}
         if self.token:
@@ -115,11 +119,14 @@ def credentials(cluster: cluster_configs.ClusterConfig) -> Credentials:
                 with open(cluster.kfp_token_file) as f:
                     token = f.read().strip()
             except OSError as err:
-                raise KfpAuthError(f"BREASTDX_KFP_TOKEN_FILE {cluster.kfp_token_file}: {err.strerror}") from None
+                raise KfpAuthError(
+                    f"BREASTDX_KFP_TOKEN_FILE {cluster.kfp_token_file}: {err.strerror}"
+                ) from None
         if not token:
             raise cluster_configs.ClusterConfigError(
                 "BREASTDX_KFP_AUTH=token needs the token: set BREASTDX_KFP_TOKEN or BREASTDX_KFP_TOKEN_FILE "
-                "(or --token-file)")
+                "(or --token-file)"
+            )
         return Credentials("token", {"existing_token": token}, token=token)
     return Credentials("none", {})
 

@@ -13,6 +13,7 @@ variables and then by these flags (configs.load is the one place that merges the
 What the terminal shows while a pipeline runs: pipeline/console.py. The verbs of other
 modules are registered by importing them (VERB_REGISTRARS); none imports this module.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import os
 import sys
 import time
 import warnings
-from typing import List, Optional
 
 # Entry point: Keras 2 (tf-keras) everywhere, chosen before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -31,18 +31,18 @@ os.environ.setdefault("PIP_QUIET", "1")  # TFX pip-installs its user-code wheels
 
 log = logging.getLogger("breastdx")
 
-from breastdx_core import cli_options, errors  # noqa: E402
+from breastdx_cli import kfp as kfp_cli  # noqa: E402
+from breastdx_cli import lab as lab_cli  # noqa: E402
+from breastdx_cli import mammo as mammo_cli  # noqa: E402
+from breastdx_cli import predict as predict_cli  # noqa: E402
 
 # The console (progress filter, log file, quiet runs) lives below this module, so the
 # verb modules use it without importing this one back (no import loop).
 from breastdx_cli import weights as pretrained_cli  # noqa: E402
-from breastdx_cli import kfp as kfp_cli  # noqa: E402
-from pipeline.console import ensure_synthetic, quiet_run, setup_logging  # noqa: E402,F401
-from breastdx_cli import lab as lab_cli  # noqa: E402
+from breastdx_core import cli_options, errors  # noqa: E402
 from lab import cv as lab_cv  # noqa: E402
-from breastdx_cli import mammo as mammo_cli  # noqa: E402
+from pipeline.console import ensure_synthetic, quiet_run, setup_logging  # noqa: E402,F401
 from serving import cli as serving_cli  # noqa: E402
-from breastdx_cli import predict as predict_cli  # noqa: E402
 from webapp import cli as webapp_cli  # noqa: E402
 
 # Verbs other modules contribute: each function adds its parsers to the subparsers.
@@ -86,14 +86,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     busi = synthetic.write_busi(os.path.join(out, "busi"), seed=args.seed)
     manifest = synthetic.write_manifest(os.path.join(out, "manifest"), seed=args.seed)
     for s in (idc, busi, manifest):
-        print(f"{s.root}: {s.images} images, {s.patients} patients, {s.files} files; planted quirks: "
-              f"{len(s.quirks)}")
+        print(
+            f"{s.root}: {s.images} images, {s.patients} patients, {s.files} files; planted quirks: "
+            f"{len(s.quirks)}"
+        )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     config = _config(args)
-    log_file = os.path.join(config.workdir, "logs", f"{config.pipeline_name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
+    log_file = os.path.join(
+        config.workdir, "logs", f"{config.pipeline_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    )
     setup_logging(log_file, args.verbose)
     if args.data_root is None and "BREASTDX_DATA_ROOT" not in os.environ:
         ensure_synthetic(config)
@@ -106,8 +110,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from breastdx_core import configs
 
         try:
-            estimate = configs.run_estimate(config, preflight.check(config.data_root, config.task_spec,
-                                                                    config.layout).candidates)
+            estimate = configs.run_estimate(
+                config,
+                preflight.check(config.data_root, config.task_spec, config.layout).candidates,
+            )
         except preflight.PreflightError:
             estimate = None  # the run below reports the data's problem
         if estimate:
@@ -132,20 +138,28 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     config = _config(args)
     if not os.path.exists(config.metadata_path):
-        print(f"error: no local run found (no metadata at {config.metadata_path}); run `breastdx demo` first",
-              file=sys.stderr)
+        print(
+            f"error: no local run found (no metadata at {config.metadata_path}); run `breastdx demo` first",
+            file=sys.stderr,
+        )
         return 2
     print(summary.render(summary.summarize(config)))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="breastdx", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="breastdx",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    data = verbs.add_parser("data", help="write the synthetic data sets",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = verbs.add_parser(
+        "data",
+        help="write the synthetic data sets",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     data.add_argument("--out", default=os.path.join("workdir", "synthetic"), help="output folder")
     data.add_argument("--patients", type=int, default=60, help="IDC patients")
     data.add_argument("--patches", type=int, default=33, help="IDC patches per patient (mean)")
@@ -154,27 +168,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     from breastdx_core import configs  # TF-free: the variant names for --help
 
-    demo = verbs.add_parser("demo", help="run the whole pipeline locally and print the summary",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo = verbs.add_parser(
+        "demo",
+        help="run the whole pipeline locally and print the summary",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     cli_options.add_data_options(demo)
     cli_options.add_model_options(demo)
-    demo.add_argument("--train-steps", type=int,
-                      help="a step budget (default: 24 on the synthetic demo; 0 with --data-root: whole epochs)")
-    demo.add_argument("--epochs", type=int, help="passes over the train split with --data-root (default from configs: 8)")
-    demo.add_argument("--max-train-minutes", type=float, help="wall-time training budget (default: none)")
+    demo.add_argument(
+        "--train-steps",
+        type=int,
+        help="a step budget (default: 24 on the synthetic demo; 0 with --data-root: whole epochs)",
+    )
+    demo.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the train split with --data-root (default from configs: 8)",
+    )
+    demo.add_argument(
+        "--max-train-minutes", type=float, help="wall-time training budget (default: none)"
+    )
     demo.add_argument("--seed", type=int, help="seed for the synthetic data and training")
-    demo.add_argument("--variant", choices=configs.VARIANTS,
-                      help="classify (default), segment (U-Net on images with masks) or mammo (task cbis: a "
-                           "CBIS-DDSM release -> patch and whole-image classifiers with a heatmap signature)")
-    demo.add_argument("--blackbox", action="store_true",
-                      help="segment: train non-malignant masks as empty; classify by predicted lesion area")
-    demo.add_argument("--full-size", action="store_true",
-                      help="mammo: the study's sizes and schedules (1152x896 images, 224 patches; slow on a CPU)")
+    demo.add_argument(
+        "--variant",
+        choices=configs.VARIANTS,
+        help="classify (default), segment (U-Net on images with masks) or mammo (task cbis: a "
+        "CBIS-DDSM release -> patch and whole-image classifiers with a heatmap signature)",
+    )
+    demo.add_argument(
+        "--blackbox",
+        action="store_true",
+        help="segment: train non-malignant masks as empty; classify by predicted lesion area",
+    )
+    demo.add_argument(
+        "--full-size",
+        action="store_true",
+        help="mammo: the study's sizes and schedules (1152x896 images, 224 patches; slow on a CPU)",
+    )
     cli_options.add_verbose_option(demo)
     demo.set_defaults(func=cmd_demo)
 
-    summary = verbs.add_parser("summary", help="print the last local run's summary",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    summary = verbs.add_parser(
+        "summary",
+        help="print the last local run's summary",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     cli_options.add_data_options(summary)
     summary.set_defaults(func=cmd_summary)
 
@@ -183,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     # google-cloud libraries warn about Python 3.10 at import; TFX 1.16 needs 3.9-3.10.
     warnings.filterwarnings("ignore", category=FutureWarning)
     # TFMA divides by zero for thresholds no example reaches; the metrics are still right.

@@ -23,7 +23,8 @@ import functools
 import os
 import shutil
 import sys
-from typing import Any, Dict, Iterator, List
+from collections.abc import Iterator
+from typing import Any
 
 import click
 from tfx.tools.cli import labels
@@ -73,7 +74,7 @@ def _one_line(method):
 class _Handler(base_handler.BaseHandler):
     """The verbs of both engines; the subclasses differ only where the engines do."""
 
-    def __init__(self, flags_dict: Dict[str, Any]):
+    def __init__(self, flags_dict: dict[str, Any]):
         super().__init__(flags_dict)
         self.engine_name = PROJECT_ENGINE[flags_dict[labels.ENGINE_FLAG]]
 
@@ -120,7 +121,7 @@ class _Handler(base_handler.BaseHandler):
     def _package(self, pipeline_name: str) -> str:
         return os.path.join(self._pipeline_dir(pipeline_name), PACKAGE_NAME[self.engine_name])
 
-    def _compile(self, prepare_dir) -> Dict[str, Any]:
+    def _compile(self, prepare_dir) -> dict[str, Any]:
         build_image_fn = None
         if self.flags_dict.get(labels.BUILD_IMAGE):  # TFX's own image build (needs Docker)
             from tfx.tools.cli.container_builder import builder
@@ -130,8 +131,12 @@ class _Handler(base_handler.BaseHandler):
                     target_image=image, base_image=self.flags_dict.get(labels.BASE_IMAGE)
                 )
 
-        patcher = _Patcher(PACKAGE_NAME[self.engine_name], call_real_run=True,
-                           build_image_fn=build_image_fn, prepare_dir_fn=prepare_dir)
+        patcher = _Patcher(
+            PACKAGE_NAME[self.engine_name],
+            call_real_run=True,
+            build_image_fn=build_image_fn,
+            prepare_dir_fn=prepare_dir,
+        )
         with self._compile_env():
             context = self.execute_dsl(patcher)
         return {
@@ -156,7 +161,7 @@ class _Handler(base_handler.BaseHandler):
             flag_style="tfx",
         )
 
-    def _print_runs(self, pipeline_name: str, runs: List[engines.Run]) -> None:
+    def _print_runs(self, pipeline_name: str, runs: list[engines.Run]) -> None:
         if not runs:
             click.echo("No runs found.")
             return
@@ -174,7 +179,8 @@ class _Handler(base_handler.BaseHandler):
     def get_schema(self) -> None:
         raise engines.EngineError(
             "`tfx pipeline schema` has nothing to fetch: this pipeline's schema is curated in the "
-            "source tree (breastdx_core/schemas/), not inferred by a SchemaGen run")
+            "source tree (breastdx_core/schemas/), not inferred by a SchemaGen run"
+        )
 
     @_one_line
     def update_pipeline(self) -> None:
@@ -214,7 +220,7 @@ class KubeflowHandler(_Handler):
     @_one_line
     def create_pipeline(self, update: bool = False) -> None:
         engine = self.engine()
-        engine.client  # pylint: disable=pointless-statement  (reach and sign in before the compile)
+        _ = engine.client  # reach the API and sign in before the compile
         compiled = self._compile(prepare_dir=self._prepare_dir)
         uploaded = engine.upload(compiled["name"], compiled["package"], update=update)
         click.echo(

@@ -9,6 +9,7 @@ from those (`ENV_NAMES` lists them, so `configs.load()` can skip them).
 No project id, bucket or registry is a default: those left empty fail with a message
 that names the variable to set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,10 +17,10 @@ import os
 import posixpath
 import re
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
-from breastdx_core import loader
-from breastdx_core import errors
+from breastdx_core import errors, loader
 
 ENV_PREFIX = "BREASTDX_"
 ENGINES = ("kfp", "vertex")
@@ -78,7 +79,9 @@ class ClusterConfig:
     step_memory_gb: float = 8.0  # GB limit
     step_cpu_request: float = 1.0
     step_memory_request_gb: float = 4.0
-    distribution_strategy: str = "mirrored"  # one of DISTRIBUTION_STRATEGIES, for the Trainer module
+    distribution_strategy: str = (
+        "mirrored"  # one of DISTRIBUTION_STRATEGIES, for the Trainer module
+    )
     # Where KFP may put the Trainer's pod, in the package's platforms.kubernetes section
     # (TFX compiles none; KFP's driver reads it): a GPU pool's node labels and the taints it
     # tolerates. Empty on GKE's default (GKE adds the nvidia.com/gpu toleration itself).
@@ -110,7 +113,9 @@ class ClusterConfig:
     kfp_auth: str = "none"  # one of KFP_AUTH_MODES
     kfp_iap_client_id: str = ""  # the OAuth client id of the IAP in front of KFP (auth iap)
     kfp_token: str = ""  # auth token: the bearer token itself (a secret: environment only)
-    kfp_token_file: str = ""  # auth token: a file holding it (e.g. a projected service-account token)
+    kfp_token_file: str = (
+        ""  # auth token: a file holding it (e.g. a projected service-account token)
+    )
     experiment: str = "breastdx"
 
     # Vertex AI Pipelines (engine vertex)
@@ -127,23 +132,33 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise ClusterConfigError(f"BREASTDX_ENGINE must be one of {ENGINES}, got {self.engine!r}")
+            raise ClusterConfigError(
+                f"BREASTDX_ENGINE must be one of {ENGINES}, got {self.engine!r}"
+            )
         if self.beam_direct_mode not in ("multi_processing", "in_memory"):
-            raise ClusterConfigError(f"BREASTDX_BEAM_DIRECT_MODE must be multi_processing or in_memory, "
-                                     f"got {self.beam_direct_mode!r}")
+            raise ClusterConfigError(
+                f"BREASTDX_BEAM_DIRECT_MODE must be multi_processing or in_memory, "
+                f"got {self.beam_direct_mode!r}"
+            )
         if self.beam_runner not in BEAM_RUNNERS:
-            raise ClusterConfigError(f"BREASTDX_BEAM_RUNNER must be one of {BEAM_RUNNERS}, got {self.beam_runner!r}")
+            raise ClusterConfigError(
+                f"BREASTDX_BEAM_RUNNER must be one of {BEAM_RUNNERS}, got {self.beam_runner!r}"
+            )
         if self.distribution_strategy == "multi_worker_mirrored":
             raise ClusterConfigError(
                 "BREASTDX_DISTRIBUTION_STRATEGY=multi_worker_mirrored is not supported: a pipeline task is one pod "
                 "and nothing would start the other workers or set TF_CONFIG; use mirrored (all GPUs of the "
-                "Trainer's node, BREASTDX_GPU_COUNT)")
+                "Trainer's node, BREASTDX_GPU_COUNT)"
+            )
         if self.distribution_strategy not in DISTRIBUTION_STRATEGIES:
             raise ClusterConfigError(
                 f"BREASTDX_DISTRIBUTION_STRATEGY must be one of {DISTRIBUTION_STRATEGIES}, "
-                f"got {self.distribution_strategy!r}")
+                f"got {self.distribution_strategy!r}"
+            )
         if self.kfp_auth not in KFP_AUTH_MODES:
-            raise ClusterConfigError(f"BREASTDX_KFP_AUTH must be one of {KFP_AUTH_MODES}, got {self.kfp_auth!r}")
+            raise ClusterConfigError(
+                f"BREASTDX_KFP_AUTH must be one of {KFP_AUTH_MODES}, got {self.kfp_auth!r}"
+            )
         if self.gpu_count < 0:
             raise ClusterConfigError(f"BREASTDX_GPU_COUNT must be >= 0, got {self.gpu_count}")
         if not self.gpu_type:
@@ -152,17 +167,19 @@ class ClusterConfig:
         self.gcs_root = self.gcs_root.rstrip("/")
 
     # --- checks at the edge ------------------------------------------------------------
-    def vertex_labels_dict(self) -> Dict[str, str]:
+    def vertex_labels_dict(self) -> dict[str, str]:
         """``vertex_labels`` as a dict.
 
         Raises:
             ClusterConfigError: an item is not ``key=value``.
         """
-        labels: Dict[str, str] = {}
+        labels: dict[str, str] = {}
         for item in filter(None, (part.strip() for part in self.vertex_labels.split(","))):
             key, sep, value = item.partition("=")
             if not sep or not key:
-                raise ClusterConfigError(f"BREASTDX_VERTEX_LABELS takes key=value,key=value; got {item!r}")
+                raise ClusterConfigError(
+                    f"BREASTDX_VERTEX_LABELS takes key=value,key=value; got {item!r}"
+                )
             labels[key.strip()] = value.strip()
         return labels
 
@@ -170,33 +187,43 @@ class ClusterConfig:
         """Raises ClusterConfigError naming the first unset setting among ``names``."""
         for name in names:
             if getattr(self, name) in ("", None):
-                raise ClusterConfigError(f"{_HINTS.get(name, name)} is not set: set {env_name(name)} "
-                                         f"or --{name.replace('_', '-')}")
+                raise ClusterConfigError(
+                    f"{_HINTS.get(name, name)} is not set: set {env_name(name)} "
+                    f"or --{name.replace('_', '-')}"
+                )
         if "gcs_root" in names and not self.gcs_root.startswith("gs://"):
             raise ClusterConfigError(
                 f"BREASTDX_GCS_ROOT must be a gs:// path (the cluster cannot read this machine's "
-                f"disk), got {self.gcs_root!r}")
+                f"disk), got {self.gcs_root!r}"
+            )
 
     # --- derived -----------------------------------------------------------------------
     def package_for(self, pipeline_name: str) -> str:
-        return self.package_path or os.path.join(BUILD_DIR, pipeline_name + PACKAGE_SUFFIX[self.engine])
+        return self.package_path or os.path.join(
+            BUILD_DIR, pipeline_name + PACKAGE_SUFFIX[self.engine]
+        )
 
     @property
     def temp_location(self) -> str:
         return self.dataflow_temp_location or posixpath.join(self.gcs_root, "tmp")
 
-    def beam_pipeline_args(self) -> List[str]:
+    def beam_pipeline_args(self) -> list[str]:
         """Beam flags for the data components (ImageIngest, StatisticsGen, Transform,
         Evaluator) on the cluster."""
         if self.beam_runner == "DirectRunner":
             if self.beam_direct_mode == "in_memory":
                 return ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
-            return ["--runner=DirectRunner", f"--direct_running_mode={self.beam_direct_mode}",
-                    f"--direct_num_workers={self.beam_direct_workers}"]
+            return [
+                "--runner=DirectRunner",
+                f"--direct_running_mode={self.beam_direct_mode}",
+                f"--direct_num_workers={self.beam_direct_workers}",
+            ]
         project = self.dataflow_project or self.vertex_project
         if not project:
-            raise ClusterConfigError("the Dataflow project is not set: set BREASTDX_DATAFLOW_PROJECT "
-                                     "(or BREASTDX_VERTEX_PROJECT)")
+            raise ClusterConfigError(
+                "the Dataflow project is not set: set BREASTDX_DATAFLOW_PROJECT "
+                "(or BREASTDX_VERTEX_PROJECT)"
+            )
         self.require("gcs_root")
         return [
             "--runner=DataflowRunner",
@@ -210,20 +237,28 @@ class ClusterConfig:
             "--experiments=use_runner_v2",
         ]
 
-    def trainer_resources(self) -> Dict[str, Any]:
+    def trainer_resources(self) -> dict[str, Any]:
         """What the Trainer's ResourceSpec asks for (kubeflow_runner turns it into the proto)."""
-        return {"cpu_limit": self.trainer_cpu, "memory_limit": self.trainer_memory_gb,
-                "cpu_request": self.trainer_cpu_request, "memory_request": self.trainer_memory_request_gb,
-                "accelerator_type": self.gpu_type if self.gpu_count else "",
-                "accelerator_count": self.gpu_count}
+        return {
+            "cpu_limit": self.trainer_cpu,
+            "memory_limit": self.trainer_memory_gb,
+            "cpu_request": self.trainer_cpu_request,
+            "memory_request": self.trainer_memory_request_gb,
+            "accelerator_type": self.gpu_type if self.gpu_count else "",
+            "accelerator_count": self.gpu_count,
+        }
 
-    def step_resources(self) -> Dict[str, float]:
+    def step_resources(self) -> dict[str, float]:
         """What every step but the Trainer asks for (no accelerator: the CPU pool)."""
-        return {"cpu_limit": self.step_cpu, "memory_limit": self.step_memory_gb,
-                "cpu_request": self.step_cpu_request, "memory_request": self.step_memory_request_gb}
+        return {
+            "cpu_limit": self.step_cpu,
+            "memory_limit": self.step_memory_gb,
+            "cpu_request": self.step_cpu_request,
+            "memory_request": self.step_memory_request_gb,
+        }
 
     # --- the Trainer's pool on Kubernetes (kubeflow_runner.add_platform_spec) ------------
-    def node_selector_labels(self) -> Dict[str, str]:
+    def node_selector_labels(self) -> dict[str, str]:
         """BREASTDX_TRAINER_NODE_SELECTOR as node labels."""
         labels = {}
         for item in _items(self.trainer_node_selector):
@@ -231,46 +266,55 @@ class ClusterConfig:
             if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
                 raise ClusterConfigError(
                     f"BREASTDX_TRAINER_NODE_SELECTOR takes key=value[,key=value] with "
-                    f"Kubernetes label keys and values, got {item!r}")
+                    f"Kubernetes label keys and values, got {item!r}"
+                )
             labels[key] = value
         return labels
 
-    def toleration_list(self) -> List[Dict[str, str]]:
+    def toleration_list(self) -> list[dict[str, str]]:
         """BREASTDX_TRAINER_TOLERATIONS as tolerations (``key=value:Effect`` tolerates that
         taint, ``key:Effect`` any value of the key)."""
         out = []
         for item in _items(self.trainer_tolerations):
             taint, _, effect = item.rpartition(":")
             key, sep, value = taint.partition("=")
-            if effect not in TAINT_EFFECTS or not _LABEL_KEY.fullmatch(key) or (
-                    sep and not _LABEL_VALUE.fullmatch(value)):
+            if (
+                effect not in TAINT_EFFECTS
+                or not _LABEL_KEY.fullmatch(key)
+                or (sep and not _LABEL_VALUE.fullmatch(value))
+            ):
                 raise ClusterConfigError(
                     f"BREASTDX_TRAINER_TOLERATIONS takes key[=value]:Effect[,...] with an "
-                    f"effect among {TAINT_EFFECTS}, got {item!r}")
+                    f"effect among {TAINT_EFFECTS}, got {item!r}"
+                )
             toleration = {"key": key, "operator": "Equal" if sep else "Exists", "effect": effect}
             if sep:
                 toleration["value"] = value
             out.append(toleration)
         return out
 
-    def pull_secret_names(self) -> List[str]:
+    def pull_secret_names(self) -> list[str]:
         """BREASTDX_IMAGE_PULL_SECRETS as Secret names."""
         names = _items(self.image_pull_secrets)
         bad = [n for n in names if not _SECRET_NAME.fullmatch(n)]
         if bad:
-            raise ClusterConfigError(f"BREASTDX_IMAGE_PULL_SECRETS takes Secret names (lower case, "
-                                     f"'-' and '.'), got {bad[0]!r}")
+            raise ClusterConfigError(
+                f"BREASTDX_IMAGE_PULL_SECRETS takes Secret names (lower case, "
+                f"'-' and '.'), got {bad[0]!r}"
+            )
         return names
 
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
-def _items(text: str) -> List[str]:
+def _items(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
@@ -290,12 +334,12 @@ def env_name(field_name: str) -> str:
 ENV_NAMES = frozenset(env_name(f.name) for f in dataclasses.fields(ClusterConfig))
 
 
-def version_name(pipeline_name: str, now: Optional[float] = None) -> str:
+def version_name(pipeline_name: str, now: float | None = None) -> str:
     """A pipeline version's name: ``<pipeline>_<UTC YYYYmmddHHMMSS>``, the tfx CLI's form."""
     return f"{pipeline_name}_{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}"
 
 
-def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> ClusterConfig:
+def load(env: Mapping[str, str] | None = None, **overrides: Any) -> ClusterConfig:
     """Builds the cluster settings through `loader.load`, the one loader of every settings
     dataclass: defaults, then ``BREASTDX_<FIELD>`` variables for the fields above (other
     BREASTDX_ variables belong to breastdx_core/configs.py and are left alone), then
@@ -305,11 +349,14 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> ClusterCo
         ClusterConfigError: a value is malformed or out of range.
     """
     env = os.environ if env is None else env
-    return ClusterConfig(**loader.load(ClusterConfig, env, overrides, error=ClusterConfigError,
-                                       what="cluster setting"))
+    return ClusterConfig(
+        **loader.load(
+            ClusterConfig, env, overrides, error=ClusterConfigError, what="cluster setting"
+        )
+    )
 
 
-def without_cluster_env(env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+def without_cluster_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """``env`` less the cluster variables: what `breastdx_core.configs.load(env=…)` may see."""
     env = os.environ if env is None else env
     return {k: v for k, v in env.items() if k not in ENV_NAMES}

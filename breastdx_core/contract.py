@@ -6,10 +6,10 @@ builds its head from the class map, the exported signatures use the input and
 output names, and the web app and the model server read the same names without
 importing TensorFlow.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
 
 # --- record format (one tf.train.Example per image) -------------------------------
 IMAGE_KEY = "image_raw"  # bytes: the file's original encoded bytes, never re-encoded
@@ -21,7 +21,16 @@ DEPTH_KEY = "depth"  # channels in the file (1 grey, 3 RGB, 4 RGBA)
 SOURCE_PATH_KEY = "source_path"  # bytes: path relative to the image root
 CONTENT_HASH_KEY = "image_sha256"  # bytes: hex SHA-256 of image_raw (duplicates are found by it)
 
-RECORD_KEYS = (IMAGE_KEY, LABEL_KEY, PATIENT_KEY, HEIGHT_KEY, WIDTH_KEY, DEPTH_KEY, SOURCE_PATH_KEY, CONTENT_HASH_KEY)
+RECORD_KEYS = (
+    IMAGE_KEY,
+    LABEL_KEY,
+    PATIENT_KEY,
+    HEIGHT_KEY,
+    WIDTH_KEY,
+    DEPTH_KEY,
+    SOURCE_PATH_KEY,
+    CONTENT_HASH_KEY,
+)
 # Only in the segmentation variant (ImageIngest include_masks=1): the image's lesion mask
 # as PNG bytes (the file's own bytes; the union, re-encoded, where an image has several
 # masks; b"" where it has none). A target, never a model input.
@@ -68,9 +77,9 @@ class ImageSpec:
             A whole slide is read at this scale (webapp/slides.py); the card records it.
     """
 
-    model_size: Tuple[int, int]
-    native_size: Optional[Tuple[int, int]] = None
-    microns_per_pixel: Optional[float] = None
+    model_size: tuple[int, int]
+    native_size: tuple[int, int] | None = None
+    microns_per_pixel: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +87,9 @@ class Task:
     """A classification task: class names in label order and how folders map to labels."""
 
     name: str
-    class_names: Tuple[str, ...]
+    class_names: tuple[str, ...]
     positive_class: str  # the class whose probability is `positive_probability`
-    folder_labels: Dict[str, int]  # label folder / CSV label value -> class index
+    folder_labels: dict[str, int]  # label folder / CSV label value -> class index
     image: ImageSpec
     description: str = ""
 
@@ -92,7 +101,7 @@ class Task:
     def positive_index(self) -> int:
         return self.class_names.index(self.positive_class)
 
-    def label_of(self, value: str) -> Optional[int]:
+    def label_of(self, value: str) -> int | None:
         """Class index of a folder name or CSV label (name or number); None if unknown."""
         value = value.strip()
         if value in self.folder_labels:
@@ -116,17 +125,25 @@ BUSI_MODEL_SIZE = (128, 128)
 CBIS_PATCH_SIZE = 224
 CBIS_IMAGE_SIZE = (1152, 896)
 CBIS_DEMO_PATCH_SIZE = 56
-CBIS_PATCH_CLASSES = ("background", "calcification_benign", "calcification_malignant", "mass_benign",
-                      "mass_malignant")
+CBIS_PATCH_CLASSES = (
+    "background",
+    "calcification_benign",
+    "calcification_malignant",
+    "mass_benign",
+    "mass_malignant",
+)
 
-TASKS: Dict[str, Task] = {
+TASKS: dict[str, Task] = {
     "idc": Task(
         name="idc",
         class_names=("IDC-negative", "IDC-positive"),
         positive_class="IDC-positive",
         folder_labels={"0": 0, "1": 1},
-        image=ImageSpec(model_size=IDC_MODEL_SIZE, native_size=IDC_PATCH,
-                        microns_per_pixel=IDC_MICRONS_PER_PIXEL),
+        image=ImageSpec(
+            model_size=IDC_MODEL_SIZE,
+            native_size=IDC_PATCH,
+            microns_per_pixel=IDC_MICRONS_PER_PIXEL,
+        ),
         description="Invasive ductal carcinoma in 50x50 H&E histopathology patches",
     ),
     "busi": Task(
@@ -155,4 +172,6 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+        raise ValueError(
+            f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}"
+        ) from None

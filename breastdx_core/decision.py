@@ -20,13 +20,15 @@ a backend that has none (TF Serving, Vertex AI), call `assess` themselves on the
 The calibration functions are called by the EvaluationReport component. TF-free (NumPy,
 Pillow): the web app imports it.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import io
 import math
 import struct
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +40,9 @@ DEFAULT_MARGIN = 1.5
 # Per image: each channel's mean and SD, and the mean absolute difference of neighbouring
 # grey pixels (texture: random noise is far rougher than tissue, photographs smoother).
 COLOUR_STATS = ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "roughness")
-_THUMBNAIL = 256  # statistics on at most this many pixels a side: the check stays cheap (a patch is 50)
+_THUMBNAIL = (
+    256  # statistics on at most this many pixels a side: the check stays cheap (a patch is 50)
+)
 _STD_FLOOR = 0.01
 
 STATUS_ASSESSED = "assessed"
@@ -48,8 +52,25 @@ UNCERTAIN_TEXT = "uncertain: refer to a pathologist"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # IHDR colour type -> channels
-_MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "LA": 2, "PA": 2,
-                  "RGBA": 4, "RGBa": 4, "CMYK": 4, "I": 1, "F": 1, "I;16": 1, "I;16B": 1, "I;16L": 1}
+_MODE_CHANNELS = {
+    "1": 1,
+    "L": 1,
+    "P": 3,
+    "RGB": 3,
+    "YCbCr": 3,
+    "LAB": 3,
+    "HSV": 3,
+    "LA": 2,
+    "PA": 2,
+    "RGBA": 4,
+    "RGBa": 4,
+    "CMYK": 4,
+    "I": 1,
+    "F": 1,
+    "I;16": 1,
+    "I;16B": 1,
+    "I;16L": 1,
+}
 _MODE_BITS = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16B": 16, "I;16L": 16}
 
 
@@ -57,13 +78,13 @@ _MODE_BITS = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16B": 16, "I;16L": 16}
 class ImageInfo:
     """What an encoded image's header and pixels say (``error`` when it cannot be read)."""
 
-    format: Optional[str] = None
+    format: str | None = None
     width: int = 0
     height: int = 0
     channels: int = 0
     bit_depth: int = 0
-    colour: Optional[List[float]] = None  # COLOUR_STATS, pixels scaled to [0, 1]
-    error: Optional[str] = None
+    colour: list[float] | None = None  # COLOUR_STATS, pixels scaled to [0, 1]
+    error: str | None = None
 
 
 def inspect_image(data: bytes, colour: bool = True) -> ImageInfo:
@@ -95,17 +116,29 @@ def inspect_image(data: bytes, colour: bool = True) -> ImageInfo:
                 array = np.asarray(rgb, dtype=np.float32) / 255.0
                 pixels = array.reshape(-1, 3)
                 grey = array.mean(axis=2)
-                roughness = (np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean()) / 2 \
-                    if min(grey.shape) > 1 else 0.0
-                info.colour = [*pixels.mean(axis=0).tolist(), *pixels.std(axis=0).tolist(), float(roughness)]
+                roughness = (
+                    (np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+                    / 2
+                    if min(grey.shape) > 1
+                    else 0.0
+                )
+                info.colour = [
+                    *pixels.mean(axis=0).tolist(),
+                    *pixels.std(axis=0).tolist(),
+                    float(roughness),
+                ]
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         info.error = f"the image cannot be read ({err})"
     return info
 
 
 # --- the input contract ---------------------------------------------------------------------
-def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = DEFAULT_MARGIN,
-                     any_size: bool = False) -> Dict[str, Any]:
+def measure_accepted(
+    images: Iterable[bytes],
+    measured_on: str,
+    margin: float = DEFAULT_MARGIN,
+    any_size: bool = False,
+) -> dict[str, Any]:
     """The input contract from the train split's encoded images (the card's
     ``input_contract.accepted``): size range, channels, bit depths, and the distribution of
     the per-image statistics (`COLOUR_STATS`): their mean, the inverse of their (slightly
@@ -127,7 +160,9 @@ def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = 
         heights.append(info.height)
         stats.append(info.colour)
     if len(stats) < 2:
-        raise ValueError(f"{len(stats)} readable images in {measured_on}: too few to measure the input contract")
+        raise ValueError(
+            f"{len(stats)} readable images in {measured_on}: too few to measure the input contract"
+        )
     values = np.asarray(stats, dtype=np.float64)
     mean = values.mean(axis=0)
     covariance = np.cov(values.T)
@@ -139,21 +174,36 @@ def measure_accepted(images: Iterable[bytes], measured_on: str, margin: float = 
     width = None if any_size else [max(1, int(min(widths)) // 2), int(max(widths))]
     height = None if any_size else [max(1, int(min(heights)) // 2), int(max(heights))]
     return {
-        "formats": sorted(formats), "width": width, "height": height, "channels": sorted(int(c) for c in channels),
+        "formats": sorted(formats),
+        "width": width,
+        "height": height,
+        "channels": sorted(int(c) for c in channels),
         "bit_depths": sorted(int(b) for b in bits),
-        "colour": {"stats": list(COLOUR_STATS), "mean": mean.tolist(), "precision": precision.tolist(),
-                   "max_distance": float(margin * distances.max()), "margin": float(margin),
-                   "distance": "Mahalanobis distance of the image's statistics to the train split's"},
-        "measured_on": measured_on, "n_images": int(len(values)),
+        "colour": {
+            "stats": list(COLOUR_STATS),
+            "mean": mean.tolist(),
+            "precision": precision.tolist(),
+            "max_distance": float(margin * distances.max()),
+            "margin": float(margin),
+            "distance": "Mahalanobis distance of the image's statistics to the train split's",
+        },
+        "measured_on": measured_on,
+        "n_images": int(len(values)),
     }
 
 
 def _channels_text(channels: int) -> str:
-    return {1: "grayscale", 2: "grayscale with an alpha channel", 3: "RGB", 4: "RGBA (with an alpha channel)"}.get(
-        channels, f"{channels} channels")
+    return {
+        1: "grayscale",
+        2: "grayscale with an alpha channel",
+        3: "RGB",
+        4: "RGBA (with an alpha channel)",
+    }.get(channels, f"{channels} channels")
 
 
-def contract_reason(accepted: Optional[Dict[str, Any]], info: ImageInfo, check_size: bool = True) -> Optional[str]:
+def contract_reason(
+    accepted: dict[str, Any] | None, info: ImageInfo, check_size: bool = True
+) -> str | None:
     """Why ``info`` is outside the contract, or None when it is inside (or no contract
     was measured). ``check_size=False`` for a tile of a larger image."""
     if info.error:
@@ -162,22 +212,28 @@ def contract_reason(accepted: Optional[Dict[str, Any]], info: ImageInfo, check_s
         return None
     if info.channels not in accepted["channels"]:
         seen = " or ".join(_channels_text(c) for c in accepted["channels"])
-        return f"the image is {_channels_text(info.channels)}; the model was trained on {seen} images"
+        return (
+            f"the image is {_channels_text(info.channels)}; the model was trained on {seen} images"
+        )
     if info.bit_depth not in accepted["bit_depths"]:
         seen = "/".join(str(b) for b in accepted["bit_depths"])
         return f"the image has {info.bit_depth}-bit samples; the model was trained on {seen}-bit images"
     if check_size and accepted.get("width") and accepted.get("height"):  # None: any size
         (w_lo, w_hi), (h_lo, h_hi) = accepted["width"], accepted["height"]
         if not (w_lo <= info.width <= w_hi and h_lo <= info.height <= h_hi):
-            return (f"the image is {info.width}x{info.height} px; the model was trained on "
-                    f"{w_lo}-{w_hi} x {h_lo}-{h_hi} px images")
+            return (
+                f"the image is {info.width}x{info.height} px; the model was trained on "
+                f"{w_lo}-{w_hi} x {h_lo}-{h_hi} px images"
+            )
     colour = accepted.get("colour")
     if colour and info.colour is not None:
         diff = np.asarray(info.colour) - np.asarray(colour["mean"])
         distance = float(np.sqrt(max(diff @ np.asarray(colour["precision"]) @ diff, 0.0)))
         if distance > colour["max_distance"]:
-            return (f"its colours and texture are unlike the training images (distance {distance:.1f}; "
-                    f"the farthest accepted is {colour['max_distance']:.1f})")
+            return (
+                f"its colours and texture are unlike the training images (distance {distance:.1f}; "
+                f"the farthest accepted is {colour['max_distance']:.1f})"
+            )
     return None
 
 
@@ -188,8 +244,13 @@ def conformal_rank(n: int, coverage: float) -> int:
     return int(math.ceil((n + 1) * coverage - 1e-12))
 
 
-def calibrate_conformal(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
-                        coverage: float = DEFAULT_COVERAGE, calibrated_on: str = "eval") -> Dict[str, Any]:
+def calibrate_conformal(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    coverage: float = DEFAULT_COVERAGE,
+    calibrated_on: str = "eval",
+) -> dict[str, Any]:
     """Class-conditional (Mondrian) split conformal on score ``1 - p(true class)``.
 
     For each class c with n_c calibration images the threshold is the
@@ -204,8 +265,8 @@ def calibrate_conformal(labels: np.ndarray, probabilities: np.ndarray, class_nam
     """
     labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    min_probability: Dict[str, Optional[float]] = {}
-    n_per_class: Dict[str, int] = {}
+    min_probability: dict[str, float | None] = {}
+    n_per_class: dict[str, int] = {}
     short = []
     for c, name in enumerate(class_names):
         scores = np.sort(1.0 - probabilities[labels == c, c])
@@ -213,16 +274,27 @@ def calibrate_conformal(labels: np.ndarray, probabilities: np.ndarray, class_nam
         k = conformal_rank(len(scores), coverage)
         if k > len(scores):
             min_probability[name] = None
-            short.append(f"{name}: {len(scores)} images, needs at least {conformal_rank_min(coverage)}")
+            short.append(
+                f"{name}: {len(scores)} images, needs at least {conformal_rank_min(coverage)}"
+            )
         else:
             min_probability[name] = float(1.0 - scores[k - 1])
     reason = None
     if short:
-        reason = (f"the {calibrated_on} split is too small to claim {coverage:.0%} coverage ("
-                  + "; ".join(short) + ")")
-    return {"coverage": float(coverage), "claimed": not short, "reason": reason, "calibrated_on": calibrated_on,
-            "score": "1 - p(class), class-conditional split conformal", "n_per_class": n_per_class,
-            "min_probability": min_probability}
+        reason = (
+            f"the {calibrated_on} split is too small to claim {coverage:.0%} coverage ("
+            + "; ".join(short)
+            + ")"
+        )
+    return {
+        "coverage": float(coverage),
+        "claimed": not short,
+        "reason": reason,
+        "calibrated_on": calibrated_on,
+        "score": "1 - p(class), class-conditional split conformal",
+        "n_per_class": n_per_class,
+        "min_probability": min_probability,
+    }
 
 
 def conformal_rank_min(coverage: float) -> int:
@@ -233,13 +305,16 @@ def conformal_rank_min(coverage: float) -> int:
     return n
 
 
-def prediction_sets(conformal: Dict[str, Any], class_names: Sequence[str], probabilities: np.ndarray
-                    ) -> List[List[str]]:
+def prediction_sets(
+    conformal: dict[str, Any], class_names: Sequence[str], probabilities: np.ndarray
+) -> list[list[str]]:
     """The conformal set of each row of ``probabilities`` [n, k]."""
     probabilities = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
     limits = [conformal["min_probability"].get(name) for name in class_names]
-    return [[name for name, p, limit in zip(class_names, row, limits) if limit is None or p >= limit]
-            for row in probabilities]
+    return [
+        [name for name, p, limit in zip(class_names, row, limits) if limit is None or p >= limit]
+        for row in probabilities
+    ]
 
 
 def ood_threshold(scores: np.ndarray, false_alarm_rate: float = DEFAULT_FALSE_ALARM) -> float:
@@ -252,8 +327,13 @@ def ood_threshold(scores: np.ndarray, false_alarm_rate: float = DEFAULT_FALSE_AL
 
 
 # --- the decision ----------------------------------------------------------------------------
-def decide(rule: Optional[Dict[str, Any]], probabilities: Sequence[float], ood_score: Optional[float] = None,
-           contract: Optional[str] = None, class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def decide(
+    rule: dict[str, Any] | None,
+    probabilities: Sequence[float],
+    ood_score: float | None = None,
+    contract: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """The answer for one image under the card's ``decision_rule``.
 
     Args:
@@ -271,45 +351,99 @@ def decide(rule: Optional[Dict[str, Any]], probabilities: Sequence[float], ood_s
     probabilities = [float(p) for p in probabilities]
     base = {"ood_score": None if ood_score is None else float(ood_score), "reason": None}
     if contract:
-        return {**base, "status": STATUS_NOT_ASSESSED, "class_name": None, "prediction_set": [],
-                "text": f"not assessed: {contract}", "reason": contract, "rule": "input contract"}
+        return {
+            **base,
+            "status": STATUS_NOT_ASSESSED,
+            "class_name": None,
+            "prediction_set": [],
+            "text": f"not assessed: {contract}",
+            "reason": contract,
+            "rule": "input contract",
+        }
     if rule is None:
         names = list(class_names or [str(i) for i in range(len(probabilities))])
         index = int(np.argmax(probabilities))
-        return {**base, "status": STATUS_ASSESSED, "class_name": names[index], "prediction_set": [names[index]],
-                "text": names[index], "rule": "none (the model card has no decision rule): arg-max"}
+        return {
+            **base,
+            "status": STATUS_ASSESSED,
+            "class_name": names[index],
+            "prediction_set": [names[index]],
+            "text": names[index],
+            "rule": "none (the model card has no decision rule): arg-max",
+        }
     names = list(rule["class_names"])
     ood = rule.get("ood") or {}
     threshold = ood.get("threshold")
     if ood_score is not None and threshold is not None and float(ood_score) > float(threshold):
-        reason = (f"the image is unlike the training images (OOD score {float(ood_score):.1f} > threshold "
-                  f"{float(threshold):.1f}, set for {ood['false_alarm_rate']:.0%} false alarms)")
-        return {**base, "status": STATUS_NOT_ASSESSED, "class_name": None, "prediction_set": [],
-                "text": f"not assessed: {reason}", "reason": reason, "rule": "OOD threshold"}
+        reason = (
+            f"the image is unlike the training images (OOD score {float(ood_score):.1f} > threshold "
+            f"{float(threshold):.1f}, set for {ood['false_alarm_rate']:.0%} false alarms)"
+        )
+        return {
+            **base,
+            "status": STATUS_NOT_ASSESSED,
+            "class_name": None,
+            "prediction_set": [],
+            "text": f"not assessed: {reason}",
+            "reason": reason,
+            "rule": "OOD threshold",
+        }
     if rule["kind"] == "conformal":
         members = prediction_sets(rule["conformal"], names, np.asarray([probabilities]))[0]
         described = f"conformal prediction set at {rule['conformal']['coverage']:.0%} coverage"
         if len(members) == 1:
-            return {**base, "status": STATUS_ASSESSED, "class_name": members[0], "prediction_set": members,
-                    "text": members[0], "rule": described}
-        return {**base, "status": STATUS_UNCERTAIN, "class_name": None, "prediction_set": members,
-                "text": UNCERTAIN_TEXT, "rule": described,
-                "reason": ("several classes are plausible" if members else "no class is plausible")}
+            return {
+                **base,
+                "status": STATUS_ASSESSED,
+                "class_name": members[0],
+                "prediction_set": members,
+                "text": members[0],
+                "rule": described,
+            }
+        return {
+            **base,
+            "status": STATUS_UNCERTAIN,
+            "class_name": None,
+            "prediction_set": members,
+            "text": UNCERTAIN_TEXT,
+            "rule": described,
+            "reason": ("several classes are plausible" if members else "no class is plausible"),
+        }
     if len(names) == 2 and rule.get("operating_threshold") is not None:
         positive = names.index(rule["positive_class"])
-        called = positive if probabilities[positive] >= float(rule["operating_threshold"]) else 1 - positive
+        called = (
+            positive
+            if probabilities[positive] >= float(rule["operating_threshold"])
+            else 1 - positive
+        )
         described = f"operating threshold {float(rule['operating_threshold']):.4g} on P({rule['positive_class']})"
     else:
         called = int(np.argmax(probabilities))
         described = "arg-max"
-    return {**base, "status": STATUS_ASSESSED, "class_name": names[called], "prediction_set": [names[called]],
-            "text": names[called], "rule": described}
+    return {
+        **base,
+        "status": STATUS_ASSESSED,
+        "class_name": names[called],
+        "prediction_set": [names[called]],
+        "text": names[called],
+        "rule": described,
+    }
 
 
-def assess(card: Dict[str, Any], data: bytes, probabilities: Sequence[float], ood_score: Optional[float] = None,
-           check_size: bool = True) -> Dict[str, Any]:
+def assess(
+    card: dict[str, Any],
+    data: bytes,
+    probabilities: Sequence[float],
+    ood_score: float | None = None,
+    check_size: bool = True,
+) -> dict[str, Any]:
     """`decide` for one encoded image under ``card``: the contract check included."""
     accepted = (card.get("input_contract") or {}).get("accepted") if card else None
     info = inspect_image(data, colour=bool(accepted))
-    return decide((card or {}).get("decision_rule"), probabilities, ood_score,
-                  contract_reason(accepted, info, check_size), (card or {}).get("class_names"))
+    return decide(
+        (card or {}).get("decision_rule"),
+        probabilities,
+        ood_score,
+        contract_reason(accepted, info, check_size),
+        (card or {}).get("class_names"),
+    )

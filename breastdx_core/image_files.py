@@ -8,13 +8,14 @@ of the cost of decoding it. JPEG gets a marker walk (SOI, a frame header, EOI). 
 "decode" mode decodes every file with Pillow instead, for formats or doubts the
 structural check does not cover.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import io
 import struct
 import zlib
-from typing import Optional
+
 from breastdx_core import errors
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +45,7 @@ class ImageInfo:
     depth: int
 
 
-def sniff(head: bytes) -> Optional[str]:
+def sniff(head: bytes) -> str | None:
     """The image format from the first bytes, or None if it is no image format we know."""
     if head.startswith(PNG_SIGNATURE):
         return "png"
@@ -66,19 +67,23 @@ def _png_info(data: bytes) -> ImageInfo:
     while True:
         if pos + 8 > size:
             raise ImageError("corrupt", f"PNG truncated at byte {pos} of {size} (no IEND chunk)")
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         end = pos + 12 + length
         if end > size:
-            raise ImageError("corrupt", f"PNG truncated: chunk {ctype!r} needs {end} bytes, file has {size}")
-        crc = struct.unpack(">I", data[end - 4:end])[0]
-        if zlib.crc32(data[pos + 4:end - 4]) != crc:
+            raise ImageError(
+                "corrupt", f"PNG truncated: chunk {ctype!r} needs {end} bytes, file has {size}"
+            )
+        crc = struct.unpack(">I", data[end - 4 : end])[0]
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
             raise ImageError("corrupt", f"PNG chunk {ctype!r} at byte {pos} fails its CRC")
         if info is None:
             if ctype != b"IHDR" or length != 13:
                 raise ImageError("corrupt", "PNG does not start with an IHDR chunk")
-            width, height, _bit_depth, colour = struct.unpack(">IIBB", data[pos + 8:pos + 18])
+            width, height, _bit_depth, colour = struct.unpack(">IIBB", data[pos + 8 : pos + 18])
             if colour not in _PNG_DEPTH or width == 0 or height == 0:
-                raise ImageError("corrupt", f"PNG header invalid (colour type {colour}, {width}x{height})")
+                raise ImageError(
+                    "corrupt", f"PNG header invalid (colour type {colour}, {width}x{height})"
+                )
             info = ImageInfo("png", height, width, _PNG_DEPTH[colour])
         if ctype == b"IEND":
             return info
@@ -101,11 +106,11 @@ def _jpeg_info(data: bytes) -> ImageInfo:
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             pos += 2
             continue
-        seg_len = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        seg_len = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         if marker in _JPEG_SOF:
             if pos + 10 > size:
                 raise ImageError("corrupt", "JPEG frame header truncated")
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             info = ImageInfo("jpeg", height, width, data[pos + 9])
         if marker == 0xDA:  # start of scan: entropy-coded data runs to EOI
             if info is None:
@@ -150,8 +155,11 @@ def inspect(data: bytes, validation: str = "structure") -> ImageInfo:
     if fmt is None:
         raise ImageError("not_an_image", f"unknown content (first bytes {data[:8]!r})")
     if fmt not in DECODABLE:
-        raise ImageError("unsupported_format", f"{fmt.upper()} cannot be decoded by the Transform graph "
-                                               f"(supported: {', '.join(DECODABLE)}); convert it to PNG")
+        raise ImageError(
+            "unsupported_format",
+            f"{fmt.upper()} cannot be decoded by the Transform graph "
+            f"(supported: {', '.join(DECODABLE)}); convert it to PNG",
+        )
     if validation == "decode" or fmt in ("gif", "bmp"):
         return _decode_info(data, fmt)
     if fmt == "png":

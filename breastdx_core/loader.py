@@ -5,10 +5,12 @@ Called by `breastdx_core.configs.load` (PipelineConfig: it owns the prefix, so a
 ``BREASTDX_*`` variable is an error) and `breastdx_core.cluster_configs.load`
 (ClusterConfig: reads only its own fields). TF-free; imports nothing of the project.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Collection, Dict, Mapping, Tuple, Type
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 ENV_PREFIX = "BREASTDX_"
 
@@ -47,10 +49,18 @@ def coerce(field: dataclasses.Field, raw: str) -> Any:
     return raw
 
 
-def load(cls: Type[Any], env: Mapping[str, str], overrides: Mapping[str, Any], *, strict: bool = False,
-         skip: Collection[str] = (), skip_prefixes: Tuple[str, ...] = (),
-         convert: Callable[[dataclasses.Field, str], Any] = coerce, error: Type[Exception] = ValueError,
-         what: str = "setting") -> Dict[str, Any]:
+def load(
+    cls: type[Any],
+    env: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    *,
+    strict: bool = False,
+    skip: Collection[str] = (),
+    skip_prefixes: tuple[str, ...] = (),
+    convert: Callable[[dataclasses.Field, str], Any] = coerce,
+    error: type[Exception] = ValueError,
+    what: str = "setting",
+) -> dict[str, Any]:
     """The keyword arguments for ``cls(**values)``: ``BREASTDX_<FIELD>`` variables, then
     ``overrides``; the fields neither sets keep their defaults.
 
@@ -66,15 +76,21 @@ def load(cls: Type[Any], env: Mapping[str, str], overrides: Mapping[str, Any], *
     if strict:
         found = {}
         for key, raw in env.items():
-            if not key.startswith(ENV_PREFIX) or key in skip or key.startswith(tuple(skip_prefixes)):
+            if (
+                not key.startswith(ENV_PREFIX)
+                or key in skip
+                or key.startswith(tuple(skip_prefixes))
+            ):
                 continue
-            name = key[len(ENV_PREFIX):].lower()
+            name = key[len(ENV_PREFIX) :].lower()
             if name not in fields:
-                raise error(f"unknown {what} {key}; known: {', '.join(env_name(n) for n in fields)}")
+                raise error(
+                    f"unknown {what} {key}; known: {', '.join(env_name(n) for n in fields)}"
+                )
             found[name] = raw
     else:
         found = {name: env[env_name(name)] for name in fields if env.get(env_name(name))}
-    values: Dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for name, raw in found.items():
         try:
             values[name] = convert(fields[name], raw)

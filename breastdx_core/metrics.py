@@ -5,9 +5,10 @@ are independent of TFMA, so the two can be checked against each other. Confidenc
 intervals come from a bootstrap over patients, not patches: patches of one patient
 are not independent evidence.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def confusion(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> Dict[str, int]:
+def confusion(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, int]:
     """TP/FP/TN/FN of ``scores >= threshold`` against 0/1 ``labels``."""
     labels = np.asarray(labels).astype(bool)
     predicted = np.asarray(scores) >= threshold
@@ -50,7 +51,9 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else float("nan")
 
 
-def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> Dict[str, float]:
+def binary_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     """AUC, accuracy, sensitivity (recall), specificity, precision at ``threshold``."""
     cm = confusion(labels, scores, threshold)
     n = sum(cm.values())
@@ -64,8 +67,15 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.
     }
 
 
-def patient_bootstrap(labels: np.ndarray, scores: np.ndarray, groups: Sequence[str], metric=roc_auc,
-                      resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Optional[Dict[str, float]]:
+def patient_bootstrap(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: Sequence[str],
+    metric=roc_auc,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float] | None:
     """Percentile CI of ``metric`` resampling whole patients with replacement.
 
     Returns:
@@ -97,8 +107,12 @@ def patient_bootstrap(labels: np.ndarray, scores: np.ndarray, groups: Sequence[s
 REFERENCE_PREVALENCE = 0.284
 
 
-def f1_at_prevalence(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5,
-                     prevalence: float = REFERENCE_PREVALENCE) -> float:
+def f1_at_prevalence(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float = 0.5,
+    prevalence: float = REFERENCE_PREVALENCE,
+) -> float:
     """F1 of ``scores >= threshold`` as it would be on a set with ``prevalence`` positives:
     sensitivity and specificity are kept, the classes reweighted (positives by
     prevalence / observed share, negatives likewise). NaN with one class.

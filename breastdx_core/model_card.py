@@ -13,6 +13,7 @@ app imports it.
 The schema is ``breastdx_core/schemas/model_card.schema.json``; the card sits at
 ``<version>/assets.extra/model_card.json`` (``contract.MODEL_CARD_RELPATH``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,10 +21,10 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
-from breastdx_core import contract
-from breastdx_core import errors
+from breastdx_core import contract, errors
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "model_card.schema.json")
 SCHEMA_VERSION = 1
@@ -33,9 +34,13 @@ MIN_PATIENTS = 10
 MIN_IMAGES_PER_CLASS = 30
 # TFMA's metric keys as the Evaluator writes them into the card (snake case), with the
 # label the web app shows. The versions page reads exactly these.
-HEADLINE_METRICS: Tuple[Tuple[str, str], ...] = (
-    ("auc", "AUC"), ("binary_accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"),
-    ("example_count", "examples"))
+HEADLINE_METRICS: tuple[tuple[str, str], ...] = (
+    ("auc", "AUC"),
+    ("binary_accuracy", "accuracy"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("example_count", "examples"),
+)
 
 
 class CardError(errors.UserError):
@@ -43,12 +48,12 @@ class CardError(errors.UserError):
 
 
 @functools.lru_cache(maxsize=1)
-def schema() -> Dict[str, Any]:
+def schema() -> dict[str, Any]:
     with open(SCHEMA_PATH, encoding="utf-8") as handle:
         return json.load(handle)
 
 
-def validate(card: Any) -> Dict[str, Any]:
+def validate(card: Any) -> dict[str, Any]:
     """Returns ``card`` if it satisfies the schema.
 
     Raises:
@@ -61,8 +66,10 @@ def validate(card: Any) -> Dict[str, Any]:
     if errors:
         first = errors[0]
         where = ".".join(str(p) for p in first.absolute_path) or "(the card)"
-        raise CardError(f"model card field {where}: {first.message} "
-                        f"({len(errors)} problem{'s' if len(errors) > 1 else ''}; schema {SCHEMA_PATH})")
+        raise CardError(
+            f"model card field {where}: {first.message} "
+            f"({len(errors)} problem{'s' if len(errors) > 1 else ''}; schema {SCHEMA_PATH})"
+        )
     return card
 
 
@@ -83,11 +90,11 @@ def finite(value: Any) -> Any:
     return value
 
 
-def dumps(card: Dict[str, Any]) -> str:
+def dumps(card: dict[str, Any]) -> str:
     return json.dumps(finite(card), indent=1)
 
 
-def loads(text: str) -> Dict[str, Any]:
+def loads(text: str) -> dict[str, Any]:
     try:
         card = json.loads(text)
     except ValueError as err:
@@ -97,7 +104,7 @@ def loads(text: str) -> Dict[str, Any]:
     return card
 
 
-def read(path: str) -> Dict[str, Any]:
+def read(path: str) -> dict[str, Any]:
     """A card from a local path (the server, the web app's tests); no validation."""
     return load(path)
 
@@ -133,7 +140,7 @@ def path_in(model_dir: str) -> str:
     return os.path.join(model_dir, contract.MODEL_CARD_RELPATH)
 
 
-def load(path: str, files: Any = LOCAL, missing_ok: bool = False) -> Dict[str, Any]:
+def load(path: str, files: Any = LOCAL, missing_ok: bool = False) -> dict[str, Any]:
     """The card at ``path`` ({} where there is none and ``missing_ok``); no validation.
 
     Raises:
@@ -145,7 +152,7 @@ def load(path: str, files: Any = LOCAL, missing_ok: bool = False) -> Dict[str, A
         return loads(handle.read())
 
 
-def save(path: str, card: Dict[str, Any], files: Any = LOCAL) -> str:
+def save(path: str, card: dict[str, Any], files: Any = LOCAL) -> str:
     """Writes ``card`` as `dumps` spells it (NaN as null), creating the folder; returns ``path``.
 
     On an object store no folder is made: a folder there is only a key prefix, and
@@ -159,7 +166,7 @@ def save(path: str, card: Dict[str, Any], files: Any = LOCAL) -> str:
     return path
 
 
-def update(path: str, fields: Dict[str, Any], files: Any = LOCAL) -> Dict[str, Any]:
+def update(path: str, fields: dict[str, Any], files: Any = LOCAL) -> dict[str, Any]:
     """Adds ``fields`` to the card at ``path`` and writes it back; returns the new card."""
     card = load(path, files)
     card.update(fields)
@@ -168,10 +175,20 @@ def update(path: str, fields: Dict[str, Any], files: Any = LOCAL) -> Dict[str, A
 
 
 # --- the Trainer's part -------------------------------------------------------------------
-def trainer_fields(*, config: Dict[str, Any], signature: str, input_description: str, outputs: Any,
-                   parameters: Dict[str, int], history: Dict[str, List[float]], seconds: float,
-                   variant: str = "classification", intended_use: str = "Trained for research on breast images; "
-                   "not validated for clinical decisions.", **extra: Any) -> Dict[str, Any]:
+def trainer_fields(
+    *,
+    config: dict[str, Any],
+    signature: str,
+    input_description: str,
+    outputs: Any,
+    parameters: dict[str, int],
+    history: dict[str, list[float]],
+    seconds: float,
+    variant: str = "classification",
+    intended_use: str = "Trained for research on breast images; "
+    "not validated for clinical decisions.",
+    **extra: Any,
+) -> dict[str, Any]:
     """The fields every Trainer writes (classification and segmentation alike).
 
     Args:
@@ -191,9 +208,13 @@ def trainer_fields(*, config: Dict[str, Any], signature: str, input_description:
         "variant": variant,
         "class_names": class_names,
         "positive_class": class_names[int(config["positive_index"])],
-        "input_contract": {"signature": signature, "input": input_description,
-                           "model_size": [int(v) for v in config["model_size"]], "outputs": outputs,
-                           **({"microns_per_pixel": scale} if scale else {})},
+        "input_contract": {
+            "signature": signature,
+            "input": input_description,
+            "model_size": [int(v) for v in config["model_size"]],
+            "outputs": outputs,
+            **({"microns_per_pixel": scale} if scale else {}),
+        },
         "parameters": parameters,
         "training_history": history,
         "train_seconds": round(float(seconds), 1),
@@ -202,87 +223,155 @@ def trainer_fields(*, config: Dict[str, Any], signature: str, input_description:
     return finite(card)
 
 
-def weights_provenance(source: str, file: Optional[str] = None, sha256: Optional[str] = None,
-                       license: Optional[str] = None, note: Optional[str] = None,
-                       **package: Optional[str]) -> Dict[str, Any]:
+def weights_provenance(
+    source: str,
+    file: str | None = None,
+    sha256: str | None = None,
+    license: str | None = None,
+    note: str | None = None,
+    **package: str | None,
+) -> dict[str, Any]:
     """``{"weights_provenance": {...}}`` for ``card.update``: where pretrained weights came from.
 
     ``package``: for weights installed from a package registry
     (`components.trainer.model.weights_provenance`): ``package``, ``package_version``,
     ``package_file``, ``package_file_sha256``, ``dataset``, ``backbone``.
     """
-    return {"weights_provenance": {"source": source, "file": file, "sha256": sha256, "license": license,
-                                   "note": note, **package}}
+    return {
+        "weights_provenance": {
+            "source": source,
+            "file": file,
+            "sha256": sha256,
+            "license": license,
+            "note": note,
+            **package,
+        }
+    }
 
 
-def calibration_fields(method: str, temperature: float, ece_before: Optional[float],
-                       ece_after: Optional[float], fitted_on: str = "eval") -> Dict[str, Any]:
+def calibration_fields(
+    method: str,
+    temperature: float,
+    ece_before: float | None,
+    ece_after: float | None,
+    fitted_on: str = "eval",
+) -> dict[str, Any]:
     """``{"calibration": {...}}`` for ``card.update``: temperature scaling and its ECE."""
-    return finite({"calibration": {"method": method, "temperature": float(temperature), "ece_before": ece_before,
-                                   "ece_after": ece_after, "fitted_on": fitted_on}})
+    return finite(
+        {
+            "calibration": {
+                "method": method,
+                "temperature": float(temperature),
+                "ece_before": ece_before,
+                "ece_after": ece_after,
+                "fitted_on": fitted_on,
+            }
+        }
+    )
 
 
 # --- the EvaluationReport component's part -------------------------------------------------
-def small_sample_warnings(n_patients: int, per_class: Sequence[int], class_names: Sequence[str],
-                          split: str) -> List[str]:
+def small_sample_warnings(
+    n_patients: int, per_class: Sequence[int], class_names: Sequence[str], split: str
+) -> list[str]:
     """One sentence per reason a split's metrics and CIs rest on too little data."""
     warnings = []
     if n_patients < MIN_PATIENTS:
-        warnings.append(f"{split} split: {n_patients} patients (fewer than {MIN_PATIENTS}): metrics and their "
-                        "confidence intervals are not reliable")
+        warnings.append(
+            f"{split} split: {n_patients} patients (fewer than {MIN_PATIENTS}): metrics and their "
+            "confidence intervals are not reliable"
+        )
     for name, count in zip(class_names, per_class):
         if count < MIN_IMAGES_PER_CLASS:
-            warnings.append(f"{split} split: {count} images of {name} (fewer than {MIN_IMAGES_PER_CLASS}): "
-                            "its rates and their intervals are not reliable")
+            warnings.append(
+                f"{split} split: {count} images of {name} (fewer than {MIN_IMAGES_PER_CLASS}): "
+                "its rates and their intervals are not reliable"
+            )
     return warnings
 
 
-def evaluation_fields(*, tfma_metrics: Dict[str, Any], n_images: int, n_patients: int, synthetic: bool,
-                      test: Dict[str, Any], report_paths: Dict[str, str], accepted: Optional[Dict[str, Any]],
-                      decision_rule: Dict[str, Any], warnings: Sequence[str]) -> Dict[str, Any]:
+def evaluation_fields(
+    *,
+    tfma_metrics: dict[str, Any],
+    n_images: int,
+    n_patients: int,
+    synthetic: bool,
+    test: dict[str, Any],
+    report_paths: dict[str, str],
+    accepted: dict[str, Any] | None,
+    decision_rule: dict[str, Any],
+    warnings: Sequence[str],
+) -> dict[str, Any]:
     """The fields the EvaluationReport component adds before the push."""
-    note = ("Metrics of the SYNTHETIC data the pipeline ran on: they say nothing about real tissue."
-            if synthetic else "Metrics of the data set the pipeline ran on.")
-    fields: Dict[str, Any] = {
-        "evaluation": {"split": "eval (patient-grouped)", "metrics": tfma_metrics, "n_images": int(n_images),
-                       "n_patients": int(n_patients), "synthetic_data": bool(synthetic), "test": test,
-                       "note": note},
+    note = (
+        "Metrics of the SYNTHETIC data the pipeline ran on: they say nothing about real tissue."
+        if synthetic
+        else "Metrics of the data set the pipeline ran on."
+    )
+    fields: dict[str, Any] = {
+        "evaluation": {
+            "split": "eval (patient-grouped)",
+            "metrics": tfma_metrics,
+            "n_images": int(n_images),
+            "n_patients": int(n_patients),
+            "synthetic_data": bool(synthetic),
+            "test": test,
+            "note": note,
+        },
         "decision_rule": decision_rule,
-        "evaluation_report": {**report_paths, "split": "test (patient-grouped, held out)",
-                              "synthetic_data": bool(synthetic)},
+        "evaluation_report": {
+            **report_paths,
+            "split": "test (patient-grouped, held out)",
+            "synthetic_data": bool(synthetic),
+        },
         "small_sample_warnings": list(warnings),
     }
     return finite(fields)
 
 
-def with_accepted(card: Dict[str, Any], accepted: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def with_accepted(card: dict[str, Any], accepted: dict[str, Any] | None) -> dict[str, Any]:
     """The card with the measured input contract under ``input_contract.accepted``."""
     if accepted:
-        card = {**card, "input_contract": {**card.get("input_contract", {}), "accepted": finite(accepted)}}
+        card = {
+            **card,
+            "input_contract": {**card.get("input_contract", {}), "accepted": finite(accepted)},
+        }
     return card
 
 
 # --- the Pusher's part ----------------------------------------------------------------------
-def publish_fields(model_name: str, version: int, pipeline_run_id: Optional[str],
-                   trained_model_uri: str) -> Dict[str, Any]:
-    return {"model_name": model_name, "version": int(version),
-            "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "pipeline_run_id": pipeline_run_id, "trained_model_uri": trained_model_uri}
+def publish_fields(
+    model_name: str, version: int, pipeline_run_id: str | None, trained_model_uri: str
+) -> dict[str, Any]:
+    return {
+        "model_name": model_name,
+        "version": int(version),
+        "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "pipeline_run_id": pipeline_run_id,
+        "trained_model_uri": trained_model_uri,
+    }
 
 
 # --- what readers use -----------------------------------------------------------------------
-def headline_metrics(card: Dict[str, Any]) -> List[Dict[str, Any]]:
+def headline_metrics(card: dict[str, Any]) -> list[dict[str, Any]]:
     """[{key, label, value}] of the eval metrics the versions page shows (value None when absent)."""
     metrics = ((card or {}).get("evaluation") or {}).get("metrics") or {}
     rows = []
     for key, label in HEADLINE_METRICS:
         value = metrics.get(key)
-        rows.append({"key": key, "label": label,
-                     "value": value if isinstance(value, (int, float)) and not isinstance(value, bool) else None})
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "value": value
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else None,
+            }
+        )
     return rows
 
 
-def microns_per_pixel(card: Dict[str, Any]) -> Optional[float]:
+def microns_per_pixel(card: dict[str, Any]) -> float | None:
     """The training images' scale: ``input_contract.microns_per_pixel``, else the task's
     default (cards written before the field: IDC 4.0, 2.5x of a 40x scan), else None."""
     value = ((card or {}).get("input_contract") or {}).get("microns_per_pixel")
@@ -292,6 +381,6 @@ def microns_per_pixel(card: Dict[str, Any]) -> Optional[float]:
     return task.image.microns_per_pixel if task else None
 
 
-def decision_rule(card: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def decision_rule(card: dict[str, Any]) -> dict[str, Any] | None:
     rule = (card or {}).get("decision_rule")
     return rule if isinstance(rule, dict) else None

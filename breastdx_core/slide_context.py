@@ -17,7 +17,7 @@ map answers (`slide_context` on the tiles' probabilities and x/y).
 from __future__ import annotations
 
 import re
-from typing import Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 _XY = re.compile(r"_x(\d+)_y(\d+)")
 
 
-def patch_xy(name: str) -> Optional[Tuple[int, int]]:
+def patch_xy(name: str) -> tuple[int, int] | None:
     """(x, y) in pixels from an IDC-style file name (``..._x1001_y1051_class0.png``), or None."""
     found = _XY.search(str(name))
     return (int(found.group(1)), int(found.group(2))) if found else None
@@ -66,7 +66,7 @@ def slide_context(
     probs: Sequence[float],
     xs: Sequence[float],
     ys: Sequence[float],
-    groups: Optional[Sequence[str]] = None,
+    groups: Sequence[str] | None = None,
     sigma: float = 1.0,
     step: float = IDC_STEP,
 ) -> np.ndarray:
@@ -114,7 +114,7 @@ def choose_sigma(
     groups: Sequence[str],
     sigmas: Sequence[float] = SIGMAS,
     step: float = IDC_STEP,
-) -> Dict:
+) -> dict:
     """The width whose slide-context probabilities rank the (eval) patches best: AUC per
     candidate, ties to the smallest width. With one class present: 0 (no context).
 

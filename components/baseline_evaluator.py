@@ -10,18 +10,25 @@ the evaluation) and hands it to TFX's Evaluator executor as the baseline, so the
 change threshold compares the candidate with the model being served. With nothing
 pushed yet there is no baseline and only the absolute floor applies.
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.dsl.io import fileio
-from tfx.types import artifact_utils, channel, component_spec, standard_artifacts, standard_component_specs
+from tfx.types import (
+    artifact_utils,
+    channel,
+    component_spec,
+    standard_artifacts,
+    standard_component_specs,
+)
 from tfx.utils import io_utils, json_utils, path_utils
 
 BASELINE_DIRECTORY_KEY = "baseline_directory"
@@ -31,7 +38,7 @@ SAVED_MODEL = "saved_model.pb"
 log = logging.getLogger(__name__)
 
 
-def newest_version(base_directory: Optional[str]) -> Optional[str]:
+def newest_version(base_directory: str | None) -> str | None:
     """The highest integer version folder under ``base_directory`` holding a SavedModel."""
     if not base_directory or not fileio.isdir(base_directory):
         return None
@@ -54,13 +61,21 @@ class BaselineEvaluatorSpec(standard_component_specs.EvaluatorSpec):
 class Executor(evaluator_executor.Executor):
     """TFX's Evaluator executor with the newest pushed version as the baseline model."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
         exec_properties = dict(exec_properties)
         base_directory = exec_properties.pop(BASELINE_DIRECTORY_KEY, None)
         input_dict = dict(input_dict)
-        evaluation = artifact_utils.get_single_instance(output_dict[standard_component_specs.EVALUATION_KEY])
-        blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
+        evaluation = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EVALUATION_KEY]
+        )
+        blessing = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.BLESSING_KEY]
+        )
         source = newest_version(base_directory)
         if source:
             baseline = standard_artifacts.Model()
@@ -72,11 +87,15 @@ class Executor(evaluator_executor.Executor):
             log.info("BaselineEvaluator: baseline is the pushed version %s", source)
         else:
             input_dict.pop(standard_component_specs.BASELINE_MODEL_KEY, None)
-            log.info("BaselineEvaluator: nothing pushed under %s yet: only the absolute thresholds apply",
-                     base_directory)
+            log.info(
+                "BaselineEvaluator: nothing pushed under %s yet: only the absolute thresholds apply",
+                base_directory,
+            )
         super().Do(input_dict, output_dict, exec_properties)
         blessing.set_string_custom_property("baseline_source", source or "")
-        blessing.set_string_custom_property("baseline_version", os.path.basename(source) if source else "")
+        blessing.set_string_custom_property(
+            "baseline_version", os.path.basename(source) if source else ""
+        )
 
 
 class BaselineEvaluator(base_beam_component.BaseBeamComponent):
@@ -86,8 +105,14 @@ class BaselineEvaluator(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = BaselineEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_directory: str,
-                 eval_config: tfma.EvalConfig, example_splits: Optional[List[str]] = None):
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        model: types.BaseChannel,
+        baseline_directory: str,
+        eval_config: tfma.EvalConfig,
+        example_splits: list[str] | None = None,
+    ):
         spec = BaselineEvaluatorSpec(
             examples=examples,
             model=model,

@@ -9,24 +9,29 @@ good (measured on the synthetic BUSI set: eval accuracy 0.14 -> 0.59, malignant 
 (components/mammo/models.py) and the classifier Trainer module (random initialisation) call
 `recalibrate_batchnorm` after fitting.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 
-def recalibrate_batchnorm(model: keras.Model, batches: Iterable[np.ndarray],
-                          keep: Sequence[keras.Model] = ()) -> None:
+def recalibrate_batchnorm(
+    model: keras.Model, batches: Iterable[np.ndarray], keep: Sequence[keras.Model] = ()
+) -> None:
     """Replaces every BatchNormalization layer's moving mean and variance (nested models
     included, less those of the nested models in ``keep``: a pretrained encoder keeps its
     ImageNet statistics) with their averages over ``batches``, inputs run in training
     mode; no weight other than those statistics changes."""
     kept = {id(layer) for nested in keep for layer in _all_layers(nested)}
-    layers = [layer for layer in _all_layers(model)
-              if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in kept]
+    layers = [
+        layer
+        for layer in _all_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in kept
+    ]
     # Every layer's own flag, restored afterwards (setting a model's `trainable` sets its
     # layers'); a kept batch-norm layer runs frozen, in inference mode, and learns nothing.
     trainable = [(layer, layer.trainable) for layer in [model] + _all_layers(model)]
@@ -47,7 +52,7 @@ def recalibrate_batchnorm(model: keras.Model, batches: Iterable[np.ndarray],
             layer._trainable = flag  # this layer's own flag only (the setter would recurse)
 
 
-def _all_layers(model: keras.Model) -> List[keras.layers.Layer]:
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
     found = []
     for layer in model.layers:
         found.append(layer)

@@ -9,29 +9,36 @@ Serving's ``<base>/<integer version>/`` as TFX's filesystem Pusher writes it, an
 there, ``saved_model.pb`` is copied last, after the card and the report: a model server
 that polls the folder never loads a version without them.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, channel, component_spec, standard_artifacts, standard_component_specs
+from tfx.types import (
+    artifact_utils,
+    channel,
+    component_spec,
+    standard_artifacts,
+    standard_component_specs,
+)
 from tfx.utils import io_utils, proto_utils
 
-from components.evaluation_report import CARD_FILE, EvaluationReportArtifact
 from breastdx_core import contract, model_card
+from components.evaluation_report import CARD_FILE, EvaluationReportArtifact
 
 REPORT_KEY = "report"
 SAVED_MODEL = "saved_model.pb"
 
 
-def version_with_model(base_directory: str, model_uri: str) -> Optional[str]:
+def version_with_model(base_directory: str, model_uri: str) -> str | None:
     """The pushed version directory whose card names ``model_uri`` as its trained model, if any."""
     if not fileio.isdir(base_directory):
         return None
@@ -49,14 +56,24 @@ def version_with_model(base_directory: str, model_uri: str) -> Optional[str]:
 class Executor(pusher_executor.Executor):
     """Checks the blessing, validates the card, publishes model + card + report."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
-        pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        pushed = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+        )
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         destination = pusher_pb2.PushDestination()
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination
+        )
         if destination.WhichOneof("destination") != "filesystem":
-            raise NotImplementedError(f"CardPusher pushes to a filesystem destination, got {destination}")
+            raise NotImplementedError(
+                f"CardPusher pushes to a filesystem destination, got {destination}"
+            )
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(pushed)
             return
@@ -65,21 +82,33 @@ class Executor(pusher_executor.Executor):
         # the baseline); pushing it again would serve the same model under a new version.
         existing = version_with_model(base, model.uri)
         if existing:
-            logging.info("Pusher: %s is already served as %s; not pushed again", model.uri, existing)
-            self._MarkPushed(pushed, pushed_destination=existing, pushed_version=os.path.basename(existing))
+            logging.info(
+                "Pusher: %s is already served as %s; not pushed again", model.uri, existing
+            )
+            self._MarkPushed(
+                pushed, pushed_destination=existing, pushed_version=os.path.basename(existing)
+            )
             return
         model_path = self.GetModelPath(input_dict)
         report = input_dict.get(REPORT_KEY)
         source = report[0].uri if report else None
-        card = model_card.load(os.path.join(source, CARD_FILE) if source else model_card.path_in(model_path),
-                               files=fileio)
+        card = model_card.load(
+            os.path.join(source, CARD_FILE) if source else model_card.path_in(model_path),
+            files=fileio,
+        )
         version = str(int(time.time()))
         while fileio.exists(os.path.join(base, version)):
             version = str(int(version) + 1)
-        card.update(model_card.publish_fields(
-            model_name=os.path.basename(base.rstrip("/")), version=int(version),
-            pipeline_run_id=getattr(self._context, "pipeline_run_id", None) if self._context else None,
-            trained_model_uri=model.uri))
+        card.update(
+            model_card.publish_fields(
+                model_name=os.path.basename(base.rstrip("/")),
+                version=int(version),
+                pipeline_run_id=getattr(self._context, "pipeline_run_id", None)
+                if self._context
+                else None,
+                trained_model_uri=model.uri,
+            )
+        )
         model_card.validate(card)  # raises CardError naming the field: nothing is published
 
         serving_path = os.path.join(base, version)
@@ -88,9 +117,13 @@ class Executor(pusher_executor.Executor):
         if source:
             for name in fileio.listdir(source):
                 if name != CARD_FILE:
-                    io_utils.copy_file(os.path.join(source, name), os.path.join(extra, name), overwrite=True)
+                    io_utils.copy_file(
+                        os.path.join(source, name), os.path.join(extra, name), overwrite=True
+                    )
         model_card.save(model_card.path_in(serving_path), card, files=fileio)
-        io_utils.copy_file(os.path.join(model_path, SAVED_MODEL), os.path.join(serving_path, SAVED_MODEL))
+        io_utils.copy_file(
+            os.path.join(model_path, SAVED_MODEL), os.path.join(serving_path, SAVED_MODEL)
+        )
         io_utils.copy_dir(serving_path, pushed.uri)  # the archive copy, card included
         self._MarkPushed(pushed, pushed_destination=serving_path, pushed_version=version)
         logging.info("Pusher: %s published as %s with its card", model.uri, serving_path)
@@ -109,8 +142,13 @@ class CardPusher(base_component.BaseComponent):
     SPEC_CLASS = CardPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model: types.BaseChannel, model_blessing: Optional[types.BaseChannel], push_destination: Any,
-                 report: Optional[types.BaseChannel] = None):
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        model_blessing: types.BaseChannel | None,
+        push_destination: Any,
+        report: types.BaseChannel | None = None,
+    ):
         spec = CardPusherSpec(
             model=model,
             model_blessing=model_blessing,

@@ -7,6 +7,7 @@ with a zero-byte ``<folder>/`` marker object, which KFP's launcher later downloa
 *file* and then cannot create the folder's contents beneath it (pipeline/compat/kfp_launcher.py
 says how; pipeline/compat/kfp_shim.py fix 6 deletes the markers other code writes).
 """
+
 from __future__ import annotations
 
 import os

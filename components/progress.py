@@ -7,20 +7,21 @@ console names the terminal while a pipeline runs, when descriptor 2 goes to the 
 file: pipeline/console.py), else on ``sys.stderr``; elsewhere (CI, a cluster pod, a log
 file) it logs one line per tenth of the steps instead, so a captured log does not fill with carriage returns.
 """
+
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Dict, Optional
+from typing import Any
 
 import tf_keras as keras
 
 log = logging.getLogger(__name__)
 
-_stream: Optional[Any] = None
+_stream: Any | None = None
 
 
-def use_stream(stream: Optional[Any]) -> None:
+def use_stream(stream: Any | None) -> None:
     """Where bars go from now on (None: ``sys.stderr``)."""
     global _stream
     _stream = stream
@@ -35,7 +36,7 @@ class StepProgress(keras.callbacks.Callback):
         stream: where the bar goes (default: `use_stream`'s, else ``sys.stderr``, at ``fit`` time).
     """
 
-    def __init__(self, label: str, total_steps: int = 0, stream: Optional[Any] = None) -> None:
+    def __init__(self, label: str, total_steps: int = 0, stream: Any | None = None) -> None:
         super().__init__()
         self.label = label
         self.total_steps = int(total_steps)
@@ -50,7 +51,7 @@ class StepProgress(keras.callbacks.Callback):
         params = self.params or {}
         return int((params.get("steps") or 0) * (params.get("epochs") or 1))
 
-    def on_train_begin(self, logs: Optional[Dict[str, float]] = None) -> None:
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         stream = self._stream or _stream or sys.stderr
         self._done, self._next_report = 0, 0
         total = self._total() or None
@@ -59,11 +60,13 @@ class StepProgress(keras.callbacks.Callback):
 
             # A fixed width: dynamic_ncols reads 0 columns on some pseudo-terminals and
             # then draws nothing.
-            self._bar = tqdm(total=total, desc=self.label, unit="step", file=stream, leave=False, ncols=100)
+            self._bar = tqdm(
+                total=total, desc=self.label, unit="step", file=stream, leave=False, ncols=100
+            )
         else:
             log.info("%s: training %s steps", self.label, total or "?")
 
-    def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, float]] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         self._done += 1
         loss = (logs or {}).get("loss")
         if self._bar is not None:
@@ -73,11 +76,17 @@ class StepProgress(keras.callbacks.Callback):
             return
         total = self._total()
         if total and self._done >= self._next_report:
-            log.info("%s: step %d/%d (%d%%)%s", self.label, self._done, total, 100 * self._done // total,
-                     f", loss {loss:.4f}" if loss is not None else "")
+            log.info(
+                "%s: step %d/%d (%d%%)%s",
+                self.label,
+                self._done,
+                total,
+                100 * self._done // total,
+                f", loss {loss:.4f}" if loss is not None else "",
+            )
             self._next_report = self._done + max(1, total // 10)
 
-    def on_train_end(self, logs: Optional[Dict[str, float]] = None) -> None:
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -21,6 +21,7 @@ lab/cv.py) call `setup_logging`, `quiet_run` and
   messages land there; the console handler and the Trainers' progress bars
   (components/progress.py) keep a duplicate of the terminal.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,16 +30,26 @@ import os
 import re
 import sys
 import time
-from typing import Dict, Iterator, Optional, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 log = logging.getLogger("breastdx")
 
 COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)")
 # Loggers whose INFO lines are progress a person wants (ours).
-OWN_LOGGERS = ("breastdx", "components", "pipeline", "serving", "webapp",
-               "breastdx_core", "breastdx_cli", "lab", "trainer_module")
+OWN_LOGGERS = (
+    "breastdx",
+    "components",
+    "pipeline",
+    "serving",
+    "webapp",
+    "breastdx_core",
+    "breastdx_cli",
+    "lab",
+    "trainer_module",
+)
 
-_console_stream: Optional[TextIO] = None
+_console_stream: TextIO | None = None
 
 
 class ProgressFilter(logging.Filter):
@@ -48,7 +59,7 @@ class ProgressFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._started: Dict[str, float] = {}
+        self._started: dict[str, float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
@@ -85,15 +96,23 @@ def console_stream() -> TextIO:
         try:
             # stderr's own encoding, and never an error: a bar's block characters on an
             # ASCII terminal must not silence it.
-            _console_stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1,
-                                        encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
-                                        errors="replace")
-        except (AttributeError, OSError, ValueError):  # a stderr without a descriptor (pytest capture)
+            _console_stream = os.fdopen(
+                os.dup(sys.stderr.fileno()),
+                "w",
+                buffering=1,
+                encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                errors="replace",
+            )
+        except (
+            AttributeError,
+            OSError,
+            ValueError,
+        ):  # a stderr without a descriptor (pytest capture)
             _console_stream = sys.stderr
     return _console_stream
 
 
-def setup_logging(log_file: Optional[str], verbose: bool = False) -> None:
+def setup_logging(log_file: str | None, verbose: bool = False) -> None:
     """Concise progress on the terminal; everything (TFX, Beam, TF) in ``log_file``."""
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -149,15 +168,27 @@ def ensure_synthetic(config) -> bool:
         return False
     log.info("writing synthetic %s data to %s", config.task, config.data_root)
     if config.task == "idc":
-        summary = synthetic.write_idc(config.data_root, config.synthetic_patients,
-                                      config.synthetic_patches_per_patient, config.seed)
+        summary = synthetic.write_idc(
+            config.data_root,
+            config.synthetic_patients,
+            config.synthetic_patches_per_patient,
+            config.seed,
+        )
     elif config.task == "busi":
         summary = synthetic.write_busi(config.data_root, seed=config.seed)
     elif config.task == "cbis" and config.variant == "mammo":
-        summary = synthetic.write_cbis(config.data_root, patients=config.synthetic_cbis_patients, seed=config.seed)
+        summary = synthetic.write_cbis(
+            config.data_root, patients=config.synthetic_cbis_patients, seed=config.seed
+        )
     else:
-        raise ValueError(f"no synthetic generator for task {config.task!r} (variant {config.variant!r}); "
-                         "give --data-root")
-    log.info("wrote %d images of %d patients (%d files with the planted quirks)", summary.images,
-             summary.patients, summary.files)
+        raise ValueError(
+            f"no synthetic generator for task {config.task!r} (variant {config.variant!r}); "
+            "give --data-root"
+        )
+    log.info(
+        "wrote %d images of %d patients (%d files with the planted quirks)",
+        summary.images,
+        summary.patients,
+        summary.files,
+    )
     return True

@@ -9,24 +9,31 @@ nothing else. Every setting comes from a `PipelineConfig` (breastdx_core/configs
       -> Transform -> Trainer -> BaselineEvaluator (vs the newest pushed version)
       -> EvaluationReport (report, conformal rule, input contract: the complete card) -> CardPusher
 """
+
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from breastdx_core import contract
+from breastdx_core.configs import (
+    MAMMO_PATCH_TRAINER_MODULE_FILE,
+    MAMMO_WHOLE_TRAINER_MODULE_FILE,
+    SEG_TRAINER_MODULE_FILE,
+    SEG_TRANSFORM_MODULE_FILE,
+    TRAINER_MODULE_FILE,
+    TRANSFORM_MODULE_FILE,
+    PipelineConfig,
+)
 from components.anomaly_gate import AnomalyGate
 from components.baseline_evaluator import BaselineEvaluator
 from components.card_pusher import CardPusher
 from components.evaluation_report import EvaluationReport
 from components.image_ingest.component import ImageExampleGen
-from breastdx_core import contract
 from components.mammo.ingest import CbisExampleGen
 from components.mammo.records import WHOLE_CLASS_NAMES
-from breastdx_core.configs import (MAMMO_PATCH_TRAINER_MODULE_FILE, MAMMO_WHOLE_TRAINER_MODULE_FILE, SEG_TRAINER_MODULE_FILE, SEG_TRANSFORM_MODULE_FILE, TRAINER_MODULE_FILE,
-                              TRANSFORM_MODULE_FILE, PipelineConfig)
-
 
 EXAMPLE_GEN_ID = "ImageExampleGen"  # summary.py and the model lab find its Examples by this id
 
@@ -35,8 +42,10 @@ def split_config(config: PipelineConfig) -> tfx.proto.Output:
     """train/eval/test by hash buckets of patient_id: a patient's images share a split."""
     return tfx.proto.Output(
         split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-                    for name, buckets in config.split_buckets],
+            splits=[
+                tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                for name, buckets in config.split_buckets
+            ],
             partition_feature_name=contract.PATIENT_KEY,
         )
     )
@@ -51,7 +60,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.auc_lower_bound}),
         change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.auc_max_regression}),
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.auc_max_regression},
+        ),
     )
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
@@ -65,23 +76,38 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     ]
     if task.num_classes == 2:
         # `positive_probability` scores the positive class (label 1).
-        model_spec = tfma.ModelSpec(signature_name=contract.SIGNATURE_EXAMPLES, label_key=contract.LABEL_KEY,
-                                    prediction_key=contract.OUTPUT_POSITIVE, model_type="tf_generic")
+        model_spec = tfma.ModelSpec(
+            signature_name=contract.SIGNATURE_EXAMPLES,
+            label_key=contract.LABEL_KEY,
+            prediction_key=contract.OUTPUT_POSITIVE,
+            model_type="tf_generic",
+        )
         metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
     else:
         # Several classes: accuracy over all, and the binary metrics one-vs-rest on the
         # positive class (e.g. malignant vs the rest).
-        model_spec = tfma.ModelSpec(signature_name=contract.SIGNATURE_EXAMPLES, label_key=contract.LABEL_KEY,
-                                    prediction_key=contract.OUTPUT_PROBABILITIES, model_type="tf_generic")
+        model_spec = tfma.ModelSpec(
+            signature_name=contract.SIGNATURE_EXAMPLES,
+            label_key=contract.LABEL_KEY,
+            prediction_key=contract.OUTPUT_PROBABILITIES,
+            model_type="tf_generic",
+        )
         metrics_specs = [
-            tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"),
-                                      tfma.MetricConfig(class_name="SparseCategoricalAccuracy"),
-                                      tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot")]),
-            tfma.MetricsSpec(metrics=metrics[1:],
-                             binarize=tfma.BinarizationOptions(class_ids={"values": [task.positive_index]})),
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy"),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ]
+            ),
+            tfma.MetricsSpec(
+                metrics=metrics[1:],
+                binarize=tfma.BinarizationOptions(class_ids={"values": [task.positive_index]}),
+            ),
         ]
-    return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=[tfma.SlicingSpec()],
-                           metrics_specs=metrics_specs)
+    return tfma.EvalConfig(
+        model_specs=[model_spec], slicing_specs=[tfma.SlicingSpec()], metrics_specs=metrics_specs
+    )
 
 
 class _DataStages(NamedTuple):
@@ -93,8 +119,13 @@ class _DataStages(NamedTuple):
     transform: Any
 
 
-def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module: str,
-                 schema_path: str, include_masks: bool = False) -> _DataStages:
+def _data_stages(
+    config: PipelineConfig,
+    tree_fingerprint: Any,
+    transform_module: str,
+    schema_path: str,
+    include_masks: bool = False,
+) -> _DataStages:
     """Image folders to transformed examples, shared by both variants:
     ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
     -> AnomalyGate -> Transform."""
@@ -115,41 +146,54 @@ def _data_stages(config: PipelineConfig, tree_fingerprint: Any, transform_module
     # counts the distinct values of every image's bytes in memory, growing with the set
     # (docs/decisions/0009-curated-schema.md).
     statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]).with_id("StatisticsGen")
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
+    ).with_id("StatisticsGen")
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     ).with_id("ExampleValidator")
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomalyGate")
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id(
+        "AnomalyGate"
+    )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         **_user_code(transform_module, "preprocessing_fn"),
         custom_config=config.transform_config(),
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=["train"], transform=["train", "eval", "test"]
+        ),
         # No pre/post-transform statistics: StatisticsGen already profiles the raw examples,
         # and TFDV over the transformed pixels (12,288 floats per 64x64 image) costs memory
         # for nothing (bench/scale.py measures the data stages).
         disable_statistics=True,
     ).with_id("Transform")
     transform.add_upstream_node(anomaly_gate)  # anomalies stop the run before any training
-    return _DataStages(example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform)
+    return _DataStages(
+        example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform
+    )
 
 
 def _push_destination(config: PipelineConfig) -> tfx.proto.PushDestination:
     """TF Serving's layout: <serving_root>/<model_name>/<integer version>/."""
-    return tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-        base_directory=f"{config.serving_root}/{config.model_name}"))
+    return tfx.proto.PushDestination(
+        filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=f"{config.serving_root}/{config.model_name}"
+        )
+    )
 
 
 def _user_code(module: str, function_arg: str) -> dict:
     return {"module_file": module} if module.endswith(".py") else {function_arg: module}
 
 
-def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
-                    metadata_connection_config: Optional[Any] = None,
-                    tree_fingerprint: Any = None,
-                    transform_module: Optional[str] = None,
-                    trainer_module: Optional[str] = None) -> tfx.dsl.Pipeline:
+def create_pipeline(
+    config: PipelineConfig,
+    beam_pipeline_args: list[str] | None = None,
+    metadata_connection_config: Any | None = None,
+    tree_fingerprint: Any = None,
+    transform_module: str | None = None,
+    trainer_module: str | None = None,
+) -> tfx.dsl.Pipeline:
     """The TFX pipeline for ``config``.
 
     Args:
@@ -166,11 +210,23 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
             variant's module file.
     """
     if config.variant == "mammo":
-        return create_mammography_pipeline(config, beam_pipeline_args, metadata_connection_config,
-                                           tree_fingerprint, transform_module, trainer_module)
+        return create_mammography_pipeline(
+            config,
+            beam_pipeline_args,
+            metadata_connection_config,
+            tree_fingerprint,
+            transform_module,
+            trainer_module,
+        )
     if config.variant == "segment":
-        return create_segmentation_pipeline(config, beam_pipeline_args, metadata_connection_config,
-                                            tree_fingerprint, transform_module, trainer_module)
+        return create_segmentation_pipeline(
+            config,
+            beam_pipeline_args,
+            metadata_connection_config,
+            tree_fingerprint,
+            transform_module,
+            trainer_module,
+        )
     transform_module = transform_module or TRANSFORM_MODULE_FILE
     trainer_module = trainer_module or TRAINER_MODULE_FILE
     stages = _data_stages(config, tree_fingerprint, transform_module, config.schema_path)
@@ -212,8 +268,14 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
     ).with_id("Evaluator")
 
     # The report and the complete card before the push, on every engine: the Pusher only publishes.
-    report = _evaluation_report(config, example_gen.outputs["examples"], trainer, evaluator,
-                                config.task_spec.class_names, config.task_spec.positive_index)
+    report = _evaluation_report(
+        config,
+        example_gen.outputs["examples"],
+        trainer,
+        evaluator,
+        config.task_spec.class_names,
+        config.task_spec.positive_index,
+    )
 
     pusher = CardPusher(
         model=trainer.outputs["model"],
@@ -232,8 +294,14 @@ def create_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[st
     )
 
 
-def _evaluation_report(config: PipelineConfig, examples: Any, trainer: Any, evaluator: Any,
-                       class_names: Any, positive_index: int) -> EvaluationReport:
+def _evaluation_report(
+    config: PipelineConfig,
+    examples: Any,
+    trainer: Any,
+    evaluator: Any,
+    class_names: Any,
+    positive_index: int,
+) -> EvaluationReport:
     """EvaluationReport between the Evaluator and the Pusher (both classifier variants):
     scores ``examples``' eval and test splits with the Trainer's model, measures the input
     contract on train, and completes the card."""
@@ -255,11 +323,14 @@ def _evaluation_report(config: PipelineConfig, examples: Any, trainer: Any, eval
     ).with_id("EvaluationReport")
 
 
-def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
-                                 metadata_connection_config: Optional[Any] = None,
-                                 tree_fingerprint: Any = None,
-                                 transform_module: Optional[str] = None,
-                                 trainer_module: Optional[str] = None) -> tfx.dsl.Pipeline:
+def create_segmentation_pipeline(
+    config: PipelineConfig,
+    beam_pipeline_args: list[str] | None = None,
+    metadata_connection_config: Any | None = None,
+    tree_fingerprint: Any = None,
+    transform_module: str | None = None,
+    trainer_module: str | None = None,
+) -> tfx.dsl.Pipeline:
     """The U-Net variant (``config.variant == "segment"``) on images with masks (BUSI).
 
         ImageExampleGen (with mask_raw) -> StatisticsGen
@@ -272,8 +343,13 @@ def create_segmentation_pipeline(config: PipelineConfig, beam_pipeline_args: Opt
     """
     transform_module = transform_module or SEG_TRANSFORM_MODULE_FILE
     trainer_module = trainer_module or SEG_TRAINER_MODULE_FILE
-    stages = _data_stages(config, tree_fingerprint, transform_module, config.segmentation_schema_path,
-                          include_masks=True)
+    stages = _data_stages(
+        config,
+        tree_fingerprint,
+        transform_module,
+        config.segmentation_schema_path,
+        include_masks=True,
+    )
     transform = stages.transform
     trainer = tfx.components.Trainer(
         **_user_code(trainer_module, "run_fn"),
@@ -308,20 +384,36 @@ def mammography_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Whole-image metrics on the eval split (held-out train patients) through the
     model's ``serving_examples`` signature; blessed when the AUC of P(malignant) reaches
     ``mammo_min_whole_auc``. No change threshold: the variant needs no baseline model."""
-    auc = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-        lower_bound={"value": config.mammo_min_whole_auc}))
+    auc = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": config.mammo_min_whole_auc}
+        )
+    )
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=contract.SIGNATURE_EXAMPLES, label_key=contract.LABEL_KEY,
-                                    prediction_key=contract.OUTPUT_POSITIVE, model_type="tf_generic")],
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=contract.SIGNATURE_EXAMPLES,
+                label_key=contract.LABEL_KEY,
+                prediction_key=contract.OUTPUT_POSITIVE,
+                model_type="tf_generic",
+            )
+        ],
         slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="BinaryAccuracy"),
-            tfma.MetricConfig(class_name="Precision"),
-            tfma.MetricConfig(class_name="Recall"),
-            tfma.MetricConfig(class_name="AUC", threshold=auc),
-            tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds", config='{"thresholds": [0.5]}'),
-        ])])
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="BinaryAccuracy"),
+                    tfma.MetricConfig(class_name="Precision"),
+                    tfma.MetricConfig(class_name="Recall"),
+                    tfma.MetricConfig(class_name="AUC", threshold=auc),
+                    tfma.MetricConfig(
+                        class_name="ConfusionMatrixAtThresholds", config='{"thresholds": [0.5]}'
+                    ),
+                ]
+            )
+        ],
+    )
 
 
 def _release_fingerprint(data_root: str) -> str:
@@ -337,16 +429,21 @@ def _release_fingerprint(data_root: str) -> str:
         dirs.sort()
         for name in sorted(names):
             stat = os.stat(os.path.join(folder, name))
-            digest.update(f"{os.path.relpath(os.path.join(folder, name), data_root)}|{stat.st_size}|"
-                          f"{stat.st_mtime_ns}\n".encode())
+            digest.update(
+                f"{os.path.relpath(os.path.join(folder, name), data_root)}|{stat.st_size}|"
+                f"{stat.st_mtime_ns}\n".encode()
+            )
     return digest.hexdigest()
 
 
-def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
-                                metadata_connection_config: Optional[Any] = None,
-                                tree_fingerprint: Any = None,
-                                transform_module: Optional[str] = None,
-                                trainer_module: Optional[str] = None) -> tfx.dsl.Pipeline:
+def create_mammography_pipeline(
+    config: PipelineConfig,
+    beam_pipeline_args: list[str] | None = None,
+    metadata_connection_config: Any | None = None,
+    tree_fingerprint: Any = None,
+    transform_module: str | None = None,
+    trainer_module: str | None = None,
+) -> tfx.dsl.Pipeline:
     """The CBIS-DDSM variant (``config.variant == "mammo"``, task cbis; Shen et al. 2019).
 
         CbisExampleGen (release -> patches + mammograms; by patient: test = the release's
@@ -371,8 +468,9 @@ def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Opti
     whole_module = MAMMO_WHOLE_RUN_FN if installed else MAMMO_WHOLE_TRAINER_MODULE_FILE
     if tree_fingerprint is None:
         tree_fingerprint = _release_fingerprint(config.data_root)
-    example_gen = CbisExampleGen(**config.mammo_ingest_config(),
-                                 input_fingerprint=tree_fingerprint).with_id("CbisExampleGen")
+    example_gen = CbisExampleGen(
+        **config.mammo_ingest_config(), input_fingerprint=tree_fingerprint
+    ).with_id("CbisExampleGen")
     patch_trainer = tfx.components.Trainer(
         **_user_code(patch_module, "run_fn"),
         examples=example_gen.outputs["patches"],
@@ -394,8 +492,14 @@ def create_mammography_pipeline(config: PipelineConfig, beam_pipeline_args: Opti
         eval_config=mammography_eval_config(config),
         example_splits=["eval"],
     ).with_id("Evaluator")
-    report = _evaluation_report(config, example_gen.outputs["mammograms"], trainer, evaluator,
-                                WHOLE_CLASS_NAMES, WHOLE_CLASS_NAMES.index("malignant"))
+    report = _evaluation_report(
+        config,
+        example_gen.outputs["mammograms"],
+        trainer,
+        evaluator,
+        WHOLE_CLASS_NAMES,
+        WHOLE_CLASS_NAMES.index("malignant"),
+    )
     pusher = CardPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

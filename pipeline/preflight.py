@@ -4,18 +4,17 @@ The runners and the CLI call `check()`; the pipeline itself would otherwise fail
 minutes later, deep in a component's log. What passes here can still contain bad
 files: ImageIngest counts those in its report and goes on.
 """
+
 from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Dict
 
 import tensorflow as tf
 
-from breastdx_core import image_files
-from components.image_ingest import layouts
+from breastdx_core import errors, image_files
 from breastdx_core.contract import Task
-from breastdx_core import errors
+from components.image_ingest import layouts
 
 
 class PreflightError(errors.UserError):
@@ -26,7 +25,7 @@ class PreflightError(errors.UserError):
 class Preflight:
     layout: str
     candidates: int
-    skipped: Dict[str, int]
+    skipped: dict[str, int]
 
 
 def check(root: str, task: Task, layout: str = "auto") -> Preflight:
@@ -39,7 +38,13 @@ def check(root: str, task: Task, layout: str = "auto") -> Preflight:
         raise PreflightError(str(err)) from None
     candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
     skipped = collections.Counter(v.reason for v in verdicts if isinstance(v, layouts.Skipped))
-    unknown = sorted({v.detail for v in verdicts if isinstance(v, layouts.Skipped) and v.reason == "unknown_label"})
+    unknown = sorted(
+        {
+            v.detail
+            for v in verdicts
+            if isinstance(v, layouts.Skipped) and v.reason == "unknown_label"
+        }
+    )
     if unknown:
         raise PreflightError(
             f"{root}: labels the task {task.name!r} does not know ({task.name} classes: "

@@ -20,7 +20,7 @@ import dataclasses
 import os
 import re
 import zlib
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -41,17 +41,15 @@ class Mosaic:
 
     rgb: np.ndarray
     labels: np.ndarray
-    origin: Tuple[int, int]
+    origin: tuple[int, int]
     patch: int
     files: int
 
 
-def patch_mosaic(
-    folder: str, patch: int = 50, margin: int = 2, limit: Optional[int] = None
-) -> Mosaic:
+def patch_mosaic(folder: str, patch: int = 50, margin: int = 2, limit: int | None = None) -> Mosaic:
     """The PNG patches under ``folder`` (``*_x<X>_y<Y>_class<C>.png``, any depth) at their x/y,
     on glass with ``margin`` patches of glass around; unreadable files are left out."""
-    found: List[Tuple[int, int, int, str]] = []
+    found: list[tuple[int, int, int, str]] = []
     for base, _, names in os.walk(folder):
         for name in sorted(names):
             match = NAME.search(name)
@@ -89,7 +87,7 @@ def patch_mosaic(
     return Mosaic(rgb, labels, (margin * patch, margin * patch), patch, placed)
 
 
-def _level_sizes(width: int, height: int, factor: int, smallest: int) -> List[Tuple[int, int, int]]:
+def _level_sizes(width: int, height: int, factor: int, smallest: int) -> list[tuple[int, int, int]]:
     sizes = [(width, height, 1)]
     downsample = factor
     while max(width, height) // downsample >= smallest:
@@ -102,7 +100,7 @@ def _tiles(
     level_pixels: Callable[[int, int, int, int], np.ndarray],
     width: int,
     height: int,
-    blank: Dict[str, bytes],
+    blank: dict[str, bytes],
 ) -> Iterator[bytes]:
     """Deflate-compressed tiles in row-major order (tifffile writes the bytes as they come)."""
     for y in range(0, height, TILE):
@@ -123,11 +121,11 @@ def write_slide(
     source: np.ndarray,
     source_mpp: float,
     mpp: float,
-    svs: Optional[bool] = None,
+    svs: bool | None = None,
     factor: int = 4,
     smallest: int = 512,
-    objective: Optional[float] = None,
-) -> Dict[str, object]:
+    objective: float | None = None,
+) -> dict[str, object]:
     """Writes ``source`` (uint8 [H, W, 3] at ``source_mpp``) as a pyramidal slide at ``mpp``.
 
     Args:
@@ -152,7 +150,7 @@ def write_slide(
     height, width = source.shape[0] * enlarge, source.shape[1] * enlarge
     objective = objective or round(10.0 / mpp, 2)
     levels = _level_sizes(width, height, factor, smallest)
-    blank: Dict[str, bytes] = {}
+    blank: dict[str, bytes] = {}
     resolution = (1e4 / mpp, 1e4 / mpp)  # pixels per centimetre
     with tifffile.TiffWriter(path, bigtiff=True) as writer:
         for index, (w, h, downsample) in enumerate(levels):
@@ -201,8 +199,8 @@ def write_slide(
 
 
 def synthetic_patient_slide(
-    path: str, mpp: float = 1.0, patches: int = 100, seed: int = 11, workdir: Optional[str] = None
-) -> Dict[str, object]:
+    path: str, mpp: float = 1.0, patches: int = 100, seed: int = 11, workdir: str | None = None
+) -> dict[str, object]:
     """A slide of one synthetic IDC patient (``pipeline.synthetic.write_idc``, no quirks) at
     ``mpp``; returns :func:`write_slide`'s dict plus the patch ``labels`` grid and ``origin``."""
     import tempfile
@@ -218,7 +216,7 @@ def synthetic_patient_slide(
 
 def synthetic_tissue(
     width: int, height: int, seed: int = 3, bank: int = 256, blobs: int = 6
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """A large synthetic-tissue image at the patches' scale for the bench: a few elliptical
     tissue blobs on glass, filled with a bank of synthetic IDC patches (one blob a tumour);
     returns (rgb, tile labels [height // 50, width // 50], -1 on glass)."""
@@ -256,7 +254,7 @@ def write_plain_tiff(
     rgb: np.ndarray,
     resolution: bool = False,
     mpp: float = 1.0,
-    tile: Optional[Sequence[int]] = (TILE, TILE),
+    tile: Sequence[int] | None = (TILE, TILE),
 ) -> str:
     """A single-level TIFF (tiled unless ``tile`` is None), with or without resolution tags:
     the tests' slide without metadata and their not-a-slide strip TIFF."""

@@ -1,4 +1,5 @@
 """``python -m serving --serving-root DIR``: the model server without the ``breastdx`` script."""
+
 import sys
 
 from serving.cli import main

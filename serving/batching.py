@@ -8,15 +8,16 @@ per-call overhead of a SavedModel function is larger than a 64x64 image's comput
 that fails (one undecodable image fails the whole call) is re-run request by request, so a
 bad request never fails its neighbours.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+
 from breastdx_core import errors
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class SignatureCallError(errors.BreastdxError):
         self.http_status = status
 
 
-def call_signature(function, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def call_signature(function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Runs a concrete signature function on numpy inputs.
 
     Args:
@@ -73,14 +74,14 @@ def _first_line(err: Exception) -> str:
 
 
 class _Task:
-    def __init__(self, function, inputs: Dict[str, np.ndarray]):
+    def __init__(self, function, inputs: dict[str, np.ndarray]):
         self.function = function
         self.inputs = inputs
         self.rows = len(next(iter(inputs.values())))
         self.arrived = time.monotonic()
         self.done = threading.Event()
-        self.result: Optional[Dict[str, np.ndarray]] = None
-        self.error: Optional[SignatureCallError] = None
+        self.result: dict[str, np.ndarray] | None = None
+        self.error: SignatureCallError | None = None
 
 
 class Batcher:
@@ -92,28 +93,36 @@ class Batcher:
         num_threads: batches that may run at once.
     """
 
-    def __init__(self, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 num_threads: int = DEFAULT_THREADS):
+    def __init__(
+        self,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        num_threads: int = DEFAULT_THREADS,
+    ):
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_s
         self.num_threads = num_threads
-        self._queues: Dict[tuple, List[_Task]] = {}
+        self._queues: dict[tuple, list[_Task]] = {}
         self._cond = threading.Condition()
         self.batches = 0
         self.requests = 0
         for index in range(num_threads):
             threading.Thread(target=self._work, name=f"batcher-{index}", daemon=True).start()
 
-    def run(self, function, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def run(self, function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs ``function`` on ``inputs``, batched with concurrent requests; blocks until done."""
-        if not inputs or any(np.ndim(a) == 0 for a in inputs.values()) or \
-                len({len(a) for a in inputs.values()}) != 1:
+        if (
+            not inputs
+            or any(np.ndim(a) == 0 for a in inputs.values())
+            or len({len(a) for a in inputs.values()}) != 1
+        ):
             return call_signature(function, inputs)
         task = _Task(function, inputs)
         if task.rows >= self.max_batch_size:
             return call_signature(function, inputs)
-        key = (id(function),) + tuple(sorted((name, array.shape[1:], array.dtype.str)
-                                             for name, array in inputs.items()))
+        key = (id(function),) + tuple(
+            sorted((name, array.shape[1:], array.dtype.str) for name, array in inputs.items())
+        )
         with self._cond:
             self._queues.setdefault(key, []).append(task)
             self._cond.notify_all()
@@ -122,14 +131,17 @@ class Batcher:
             raise task.error
         return task.result
 
-    def _take(self) -> List[_Task]:
+    def _take(self) -> list[_Task]:
         with self._cond:
             while True:
                 while not self._queues:
                     self._cond.wait()
                 key = min(self._queues, key=lambda k: self._queues[k][0].arrived)
                 deadline = self._queues[key][0].arrived + self.timeout_s
-                while key in self._queues and sum(t.rows for t in self._queues[key]) < self.max_batch_size:
+                while (
+                    key in self._queues
+                    and sum(t.rows for t in self._queues[key]) < self.max_batch_size
+                ):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -156,7 +168,7 @@ class Batcher:
                         task.error = SignatureCallError(_first_line(err), 500)
                         task.done.set()
 
-    def _run_batch(self, tasks: List[_Task]) -> None:
+    def _run_batch(self, tasks: list[_Task]) -> None:
         self.batches += 1
         self.requests += len(tasks)
         if len(tasks) == 1:
@@ -172,7 +184,9 @@ class Batcher:
             return
         start = 0
         for task in tasks:
-            task.result = {name: array[start:start + task.rows] for name, array in outputs.items()}
+            task.result = {
+                name: array[start : start + task.rows] for name, array in outputs.items()
+            }
             start += task.rows
             task.done.set()
 

@@ -5,10 +5,11 @@ called in the worker after the fork (gunicorn's default, no ``preload_app``), so
 master never imports TensorFlow and the model store's threads start in the process
 that serves.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
 
@@ -33,8 +34,14 @@ class _Application(BaseApplication):
         return self._factory()
 
 
-def run(factory: Callable, host: str, port: int, threads: int = DEFAULT_THREADS, workers: int = 1,
-        timeout_s: int = DEFAULT_TIMEOUT_S) -> None:
+def run(
+    factory: Callable,
+    host: str,
+    port: int,
+    threads: int = DEFAULT_THREADS,
+    workers: int = 1,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+) -> None:
     """Serves ``factory()`` on ``host:port`` until interrupted.
 
     Args:
@@ -47,6 +54,15 @@ def run(factory: Callable, host: str, port: int, threads: int = DEFAULT_THREADS,
         timeout_s: gunicorn's worker timeout.
     """
     log.info("gunicorn on %s:%d, %d worker(s) x %d threads", host, port, workers, threads)
-    _Application(factory, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
-                           "worker_class": WORKER_CLASS, "timeout": timeout_s,
-                           "graceful_timeout": timeout_s, "accesslog": "-"}).run()
+    _Application(
+        factory,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": threads,
+            "worker_class": WORKER_CLASS,
+            "timeout": timeout_s,
+            "graceful_timeout": timeout_s,
+            "accesslog": "-",
+        },
+    ).run()

@@ -13,6 +13,7 @@ Version labels (``stable``, ``canary``...) come from an optional config file, ei
 Serving's model config text format (``model_config_list { config { name: ... version_labels
 { key: "stable" value: 1 } } }``); the file is re-read when it changes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,13 +22,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import tensorflow as tf
 
-from breastdx_core import contract, model_card
+from breastdx_core import contract, errors, model_card
 from serving.settings import DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS
-from breastdx_core import errors
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class ModelPolicy:
 
     policy: str = POLICY_LATEST
     num_versions: int = DEFAULT_NUM_VERSIONS
-    versions: Tuple[int, ...] = ()
-    labels: Dict[str, int] = dataclasses.field(default_factory=dict)
+    versions: tuple[int, ...] = ()
+    labels: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class LoadedVersion:
@@ -84,7 +84,7 @@ class LoadedVersion:
         self._lock = threading.Lock()
         self.state = STATE_AVAILABLE
 
-    def acquire(self) -> "LoadedVersion":
+    def acquire(self) -> LoadedVersion:
         with self._lock:
             self._in_flight += 1
         return self
@@ -108,11 +108,13 @@ class LoadedVersion:
             return self.signatures[name]
         except KeyError:
             raise ServingError(
-                f"Serving signature name: \"{name}\" not found in signature def; known: "
-                f"{', '.join(sorted(self.signatures))}", 400) from None
+                f'Serving signature name: "{name}" not found in signature def; known: '
+                f"{', '.join(sorted(self.signatures))}",
+                400,
+            ) from None
 
 
-def _read_card(path: str) -> Dict[str, Any]:
+def _read_card(path: str) -> dict[str, Any]:
     """The version's model card, validated against the schema (breastdx_core/model_card.py);
     ``{}`` when the version has none. A card that breaks the schema stops the load
     (model_card.CardError names the field): a model is not served with a card whose
@@ -124,7 +126,7 @@ def _read_card(path: str) -> Dict[str, Any]:
     return model_card.validate(model_card.read(card_path))
 
 
-def parse_config(path: str) -> Dict[str, ModelPolicy]:
+def parse_config(path: str) -> dict[str, ModelPolicy]:
     """Reads a model config file, JSON or TF Serving's ModelServerConfig text format.
 
     Args:
@@ -149,7 +151,8 @@ def parse_config(path: str) -> Dict[str, ModelPolicy]:
                 policy=entry.get("policy", POLICY_LATEST),
                 num_versions=int(entry.get("num_versions", DEFAULT_NUM_VERSIONS)),
                 versions=tuple(int(v) for v in entry.get("versions", ())),
-                labels={str(k): int(v) for k, v in entry.get("labels", {}).items()})
+                labels={str(k): int(v) for k, v in entry.get("labels", {}).items()},
+            )
         return policies
     from google.protobuf import text_format  # the text format only; imported on demand
     from tensorflow_serving.config import model_server_config_pb2
@@ -158,7 +161,9 @@ def parse_config(path: str) -> Dict[str, ModelPolicy]:
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as err:
-        raise ValueError(f"model config {path}: not a ModelServerConfig text proto ({err})") from None
+        raise ValueError(
+            f"model config {path}: not a ModelServerConfig text proto ({err})"
+        ) from None
     policies = {}
     for entry in config.model_config_list.config:
         version_policy = entry.model_version_policy
@@ -186,29 +191,36 @@ class ModelStore:
         num_versions: versions kept by the default ``latest`` policy.
     """
 
-    def __init__(self, serving_root: str, model_names: Optional[List[str]] = None,
-                 config_path: Optional[str] = None, poll_seconds: float = DEFAULT_POLL_SECONDS,
-                 num_versions: int = DEFAULT_NUM_VERSIONS):
+    def __init__(
+        self,
+        serving_root: str,
+        model_names: list[str] | None = None,
+        config_path: str | None = None,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
+        num_versions: int = DEFAULT_NUM_VERSIONS,
+    ):
         self.serving_root = serving_root
         self.model_names = list(model_names) if model_names else None
         self.config_path = config_path
         self.poll_seconds = poll_seconds
         self.num_versions = num_versions
         self._lock = threading.Lock()
-        self._served: Dict[str, Dict[int, LoadedVersion]] = {}
-        self._loading: Dict[str, set] = {}
-        self._failed: Dict[str, Tuple[float, int]] = {}
-        self._policies: Dict[str, ModelPolicy] = {}
-        self._config_mtime: Optional[float] = None
+        self._served: dict[str, dict[int, LoadedVersion]] = {}
+        self._loading: dict[str, set] = {}
+        self._failed: dict[str, tuple[float, int]] = {}
+        self._policies: dict[str, ModelPolicy] = {}
+        self._config_mtime: float | None = None
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.polls = 0
 
     # --- the poller -------------------------------------------------------------
-    def start(self) -> "ModelStore":
+    def start(self) -> ModelStore:
         """Starts the poller thread; its first scan loads what is on disk."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="model-store-poller", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="model-store-poller", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -237,7 +249,7 @@ class ModelStore:
             self._retire_stale(name, wanted)
         self.polls += 1
 
-    def _retire_stale(self, name: str, wanted: List[int]) -> None:
+    def _retire_stale(self, name: str, wanted: list[int]) -> None:
         """Drops versions the policy no longer wants, availability first (TF Serving's default).
 
         While a wanted version failed to load (Pusher still copying, a corrupt export) the
@@ -274,14 +286,17 @@ class ModelStore:
         self._config_mtime = mtime
         log.info("model config %s loaded: %s", self.config_path, sorted(policies))
 
-    def _model_names(self) -> List[str]:
+    def _model_names(self) -> list[str]:
         if self.model_names:
             return self.model_names
         if self._policies:
             return sorted(self._policies)
         try:
-            return sorted(entry for entry in os.listdir(self.serving_root)
-                          if os.path.isdir(os.path.join(self.serving_root, entry)))
+            return sorted(
+                entry
+                for entry in os.listdir(self.serving_root)
+                if os.path.isdir(os.path.join(self.serving_root, entry))
+            )
         except OSError:
             return []
 
@@ -289,16 +304,19 @@ class ModelStore:
         with self._lock:
             return self._policies.get(name) or ModelPolicy(num_versions=self.num_versions)
 
-    def _on_disk(self, name: str) -> List[int]:
+    def _on_disk(self, name: str) -> list[int]:
         base = os.path.join(self.serving_root, name)
         try:
             entries = os.listdir(base)
         except OSError:
             return []
-        return sorted(int(entry) for entry in entries
-                      if entry.isdigit() and os.path.isfile(os.path.join(base, entry, SAVED_MODEL_FILE)))
+        return sorted(
+            int(entry)
+            for entry in entries
+            if entry.isdigit() and os.path.isfile(os.path.join(base, entry, SAVED_MODEL_FILE))
+        )
 
-    def _wanted_versions(self, name: str) -> List[int]:
+    def _wanted_versions(self, name: str) -> list[int]:
         on_disk = self._on_disk(name)
         policy = self.policy(name)
         if policy.policy == POLICY_ALL:
@@ -306,7 +324,7 @@ class ModelStore:
         elif policy.policy == POLICY_SPECIFIC:
             wanted = [v for v in on_disk if v in policy.versions]
         else:
-            wanted = on_disk[-max(1, policy.num_versions):]
+            wanted = on_disk[-max(1, policy.num_versions) :]
         # A labelled version stays loaded even when it is older than the newest N.
         wanted += [v for v in policy.labels.values() if v in on_disk and v not in wanted]
         return sorted(wanted)
@@ -332,7 +350,13 @@ class ModelStore:
         with self._lock:
             self._served.setdefault(name, {})[version] = loaded
         self._failed.pop(path, None)
-        log.info("model %s version %d loaded in %.1f s from %s", name, version, time.time() - started, path)
+        log.info(
+            "model %s version %d loaded in %.1f s from %s",
+            name,
+            version,
+            time.time() - started,
+            path,
+        )
 
     # --- lookups for requests -------------------------------------------------
     def has_any(self) -> bool:
@@ -342,8 +366,9 @@ class ModelStore:
     def known(self, name: str) -> bool:
         return name in self._model_names()
 
-    def status(self, name: str, version: Optional[int] = None, label: Optional[str] = None
-               ) -> List[Tuple[int, str]]:
+    def status(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> list[tuple[int, str]]:
         """(version, state) pairs as TF Serving's GetModelStatus lists them, newest first.
 
         Raises:
@@ -362,7 +387,9 @@ class ModelStore:
             return [(version, rows[version])]
         return sorted(rows.items(), reverse=True)
 
-    def acquire(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> LoadedVersion:
+    def acquire(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> LoadedVersion:
         """The version a request should use, with a reference held; call ``release()`` after.
 
         Raises:
@@ -380,11 +407,14 @@ class ModelStore:
             self._raise_missing(name, version)
         raise ServingError(f"Servable not found for request: Specific({name}, {version})", 404)
 
-    def versions(self, name: str) -> List[LoadedVersion]:
+    def versions(self, name: str) -> list[LoadedVersion]:
         with self._lock:
-            return [self._served.get(name, {})[v] for v in sorted(self._served.get(name, {}), reverse=True)]
+            return [
+                self._served.get(name, {})[v]
+                for v in sorted(self._served.get(name, {}), reverse=True)
+            ]
 
-    def labels(self, name: str) -> Dict[str, int]:
+    def labels(self, name: str) -> dict[str, int]:
         return dict(self.policy(name).labels)
 
     def _label_version(self, name: str, label: str) -> int:
@@ -393,17 +423,21 @@ class ModelStore:
             raise ServingError(f"Unrecognized servable version label: {label}", 404)
         return labels[label]
 
-    def _raise_missing(self, name: str, version: Optional[int]) -> None:
+    def _raise_missing(self, name: str, version: int | None) -> None:
         which = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
         if not self.has_any():
-            raise ServingError(f"Servable not found for request: {which}; no model version is loaded yet", 503)
+            raise ServingError(
+                f"Servable not found for request: {which}; no model version is loaded yet", 503
+            )
         if self.known(name):
-            raise ServingError(f"Servable not found for request: {which}; model {name} has no "
-                               "loaded version yet", 503)
+            raise ServingError(
+                f"Servable not found for request: {which}; model {name} has no loaded version yet",
+                503,
+            )
         raise ServingError(f"Servable not found for request: {which}", 404)
 
 
-def _dir_stamp(path: str) -> Tuple[float, int]:
+def _dir_stamp(path: str) -> tuple[float, int]:
     """Newest mtime and total size of a version folder: changes while files are copied in."""
     newest, total = 0.0, 0
     for root, _, files in os.walk(path):

@@ -18,12 +18,13 @@ and error shape are TF Serving's:
 Errors are ``{"error": "..."}``: 400 for a bad request, 404 for an unknown model, version
 or label, 503 while nothing is loaded.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 from flask import Flask, Response, request
@@ -31,7 +32,13 @@ from werkzeug.exceptions import HTTPException
 
 from breastdx_core import contract, decision
 from serving import batching, codec
-from serving.model_store import DEFAULT_NUM_VERSIONS, DEFAULT_POLL_SECONDS, LoadedVersion, ModelStore, ServingError
+from serving.model_store import (
+    DEFAULT_NUM_VERSIONS,
+    DEFAULT_POLL_SECONDS,
+    LoadedVersion,
+    ModelStore,
+    ServingError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +47,15 @@ DECISIONS_KEY = "decisions"  # the extra key in a :predict response (one per ima
 PREDICT_METHOD = "tensorflow/serving/predict"
 _MODEL_PATH = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>[a-z]+))?$")
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>[a-z]+))?$"
+)
 
 
 def _error(message: str, status: int) -> Response:
     return Response(json.dumps({"error": message}), status=status, mimetype="application/json")
 
 
-def _ok(payload: Dict[str, Any]) -> Response:
+def _ok(payload: dict[str, Any]) -> Response:
     return Response(json.dumps(payload), status=200, mimetype="application/json")
 
 
@@ -57,36 +65,50 @@ def _dtype_name(dtype) -> str:
     return types_pb2.DataType.Name(dtype.as_datatype_enum)
 
 
-def _tensor_info(spec, tensor_name: str) -> Dict[str, Any]:
+def _tensor_info(spec, tensor_name: str) -> dict[str, Any]:
     shape = spec.shape
     if shape.rank is None:
         tensor_shape = {"dim": [], "unknown_rank": True}
     else:
-        tensor_shape = {"dim": [{"size": str(-1 if d is None else d), "name": ""} for d in shape.as_list()],
-                        "unknown_rank": False}
+        tensor_shape = {
+            "dim": [{"size": str(-1 if d is None else d), "name": ""} for d in shape.as_list()],
+            "unknown_rank": False,
+        }
     return {"dtype": _dtype_name(spec.dtype), "tensor_shape": tensor_shape, "name": tensor_name}
 
 
-def signature_defs(loaded: LoadedVersion) -> Dict[str, Any]:
+def signature_defs(loaded: LoadedVersion) -> dict[str, Any]:
     """The versions' signatures in GetModelMetadata's JSON form."""
     defs = {}
     for sig_name, function in sorted(loaded.signatures.items()):
         inputs = function.structured_input_signature[1]
         outputs = function.structured_outputs
         defs[sig_name] = {
-            "inputs": {name: _tensor_info(spec, f"{sig_name}_{name}:0") for name, spec in sorted(inputs.items())},
-            "outputs": {name: _tensor_info(spec, f"StatefulPartitionedCall:{i}")
-                        for i, (name, spec) in enumerate(sorted(outputs.items()))},
+            "inputs": {
+                name: _tensor_info(spec, f"{sig_name}_{name}:0")
+                for name, spec in sorted(inputs.items())
+            },
+            "outputs": {
+                name: _tensor_info(spec, f"StatefulPartitionedCall:{i}")
+                for i, (name, spec) in enumerate(sorted(outputs.items()))
+            },
             "method_name": PREDICT_METHOD,
         }
     return defs
 
 
-def create_app(serving_root: str, model_names: Optional[List[str]] = None, config_path: Optional[str] = None,
-               poll_seconds: float = DEFAULT_POLL_SECONDS, num_versions: int = DEFAULT_NUM_VERSIONS,
-               enable_batching: bool = True, max_batch_size: int = batching.DEFAULT_MAX_BATCH_SIZE,
-               batch_timeout_s: float = batching.DEFAULT_TIMEOUT_S, start: bool = True,
-               batch_threads: int = batching.DEFAULT_THREADS) -> Flask:
+def create_app(
+    serving_root: str,
+    model_names: list[str] | None = None,
+    config_path: str | None = None,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    num_versions: int = DEFAULT_NUM_VERSIONS,
+    enable_batching: bool = True,
+    max_batch_size: int = batching.DEFAULT_MAX_BATCH_SIZE,
+    batch_timeout_s: float = batching.DEFAULT_TIMEOUT_S,
+    start: bool = True,
+    batch_threads: int = batching.DEFAULT_THREADS,
+) -> Flask:
     """The model server's WSGI app.
 
     Args:
@@ -105,7 +127,11 @@ def create_app(serving_root: str, model_names: Optional[List[str]] = None, confi
         The Flask app; its ``extensions["model_store"]`` is the :class:`ModelStore`.
     """
     store = ModelStore(serving_root, model_names, config_path, poll_seconds, num_versions)
-    batcher = batching.Batcher(max_batch_size, batch_timeout_s, batch_threads) if enable_batching else None
+    batcher = (
+        batching.Batcher(max_batch_size, batch_timeout_s, batch_threads)
+        if enable_batching
+        else None
+    )
     app = Flask(__name__)
     app.extensions["model_store"] = store
     app.extensions["batcher"] = batcher
@@ -140,14 +166,25 @@ def _dispatch(store: ModelStore, batcher, rest: str, method: str) -> Response:
     version = None
     if match["version"] is not None:
         if not match["version"].isdigit():
-            return _error(f"Malformed request: version must be an integer, got {match['version']!r}", 400)
+            return _error(
+                f"Malformed request: version must be an integer, got {match['version']!r}", 400
+            )
         version = int(match["version"])
     try:
         if method == "GET" and verb is None and not match["metadata"]:
             rows = store.status(name, version, label)
-            return _ok({"model_version_status": [
-                {"version": str(v), "state": state, "status": {"error_code": "OK", "error_message": ""}}
-                for v, state in rows]})
+            return _ok(
+                {
+                    "model_version_status": [
+                        {
+                            "version": str(v),
+                            "state": state,
+                            "status": {"error_code": "OK", "error_message": ""},
+                        }
+                        for v, state in rows
+                    ]
+                }
+            )
         if method == "GET" and match["metadata"]:
             return _metadata(store, name, version, label)
         if method == "POST" and verb == "predict":
@@ -159,19 +196,23 @@ def _dispatch(store: ModelStore, batcher, rest: str, method: str) -> Response:
     return _error(f"Malformed request: {method} /v1/models/{rest}", 404)
 
 
-def _metadata(store: ModelStore, name: str, version: Optional[int], label: Optional[str]) -> Response:
+def _metadata(store: ModelStore, name: str, version: int | None, label: str | None) -> Response:
     loaded = store.acquire(name, version, label)
     try:
-        return _ok({
-            "model_spec": {"name": name, "signature_name": "", "version": str(loaded.version)},
-            "metadata": {"signature_def": {"signature_def": signature_defs(loaded)}},
-            MODEL_CARD_KEY: loaded.card,
-        })
+        return _ok(
+            {
+                "model_spec": {"name": name, "signature_name": "", "version": str(loaded.version)},
+                "metadata": {"signature_def": {"signature_def": signature_defs(loaded)}},
+                MODEL_CARD_KEY: loaded.card,
+            }
+        )
     finally:
         loaded.release()
 
 
-def _predict(store: ModelStore, batcher, name: str, version: Optional[int], label: Optional[str]) -> Response:
+def _predict(
+    store: ModelStore, batcher, name: str, version: int | None, label: str | None
+) -> Response:
     raw = request.get_data(cache=False)
     try:
         body = json.loads(raw)
@@ -181,7 +222,7 @@ def _predict(store: ModelStore, batcher, name: str, version: Optional[int], labe
         return _error("JSON Value: the request body must be a JSON object", 400)
     signature_name = body.get("signature_name") or contract.SIGNATURE_BYTES
     if not isinstance(signature_name, str):
-        return _error("\"signature_name\" must be a string", 400)
+        return _error('"signature_name" must be a string', 400)
     loaded = store.acquire(name, version, label)
     try:
         function = loaded.signature(signature_name)
@@ -190,7 +231,11 @@ def _predict(store: ModelStore, batcher, name: str, version: Optional[int], labe
         except codec.RequestError as err:
             return _error(str(err), 400)
         try:
-            outputs = batcher.run(function, inputs) if batcher else batching.call_signature(function, inputs)
+            outputs = (
+                batcher.run(function, inputs)
+                if batcher
+                else batching.call_signature(function, inputs)
+            )
         except batching.SignatureCallError as err:
             return _error(err.message, err.status)
         response = codec.encode_response(outputs, row_format)
@@ -202,7 +247,9 @@ def _predict(store: ModelStore, batcher, name: str, version: Optional[int], labe
         loaded.release()
 
 
-def _decisions(loaded: LoadedVersion, inputs: Dict[str, Any], outputs: Dict[str, Any]) -> Optional[List[Dict]]:
+def _decisions(
+    loaded: LoadedVersion, inputs: dict[str, Any], outputs: dict[str, Any]
+) -> list[dict] | None:
     """The card's decision for each image (breastdx_core/decision.py), where the signature took
     encoded images and returned class probabilities; None otherwise."""
     images = inputs.get(contract.SERVING_INPUT_BYTES)
@@ -210,5 +257,9 @@ def _decisions(loaded: LoadedVersion, inputs: Dict[str, Any], outputs: Dict[str,
     if images is None or probabilities is None:
         return None
     ood = outputs.get(contract.OUTPUT_OOD)
-    return [decision.assess(loaded.card, bytes(image), row, None if ood is None else float(ood[i]))
-            for i, (image, row) in enumerate(zip(np.asarray(images).reshape(-1), np.asarray(probabilities)))]
+    return [
+        decision.assess(loaded.card, bytes(image), row, None if ood is None else float(ood[i]))
+        for i, (image, row) in enumerate(
+            zip(np.asarray(images).reshape(-1), np.asarray(probabilities))
+        )
+    ]

@@ -5,6 +5,7 @@ and for where the server is and which model it serves by its clients too: the we
 (``webapp.DEFAULTS``) and ``breastdx predict`` (``breastdx_cli.predict``), so the three
 cannot drift apart. Imports nothing: the web app's image copies this file alone.
 """
+
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_HOST = "127.0.0.1"  # local only; a container passes --host 0.0.0.0
 DEFAULT_POLL_SECONDS = 2.0  # TF Serving polls every 1 s; Pusher writes rarely

@@ -1,7 +1,10 @@
 """Shared fixtures: small synthetic image trees made in the test, a temporary workdir."""
+
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # as every entry point does (docs/decisions/0001-keras2.md)
+os.environ.setdefault(
+    "TF_USE_LEGACY_KERAS", "1"
+)  # as every entry point does (docs/decisions/0001-keras2.md)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402

@@ -4,12 +4,12 @@
 ``pytest_plugins = ["conftest_serving"]`` (``tests/conftest.py`` belongs to the pipeline's
 tests). The helpers these fixtures use live in ``tests/serving_helpers.py``.
 """
+
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from collections.abc import Iterator
 
 import pytest
-
 from serving_helpers import MODEL_NAME, LiveServer, add_version, build_tiny_saved_model
 
 
@@ -52,14 +52,20 @@ def web_app_factory():
     from webapp import create_app
 
     def make(**overrides):
-        config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test", "MODEL_NAME": MODEL_NAME}
+        config = {
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+            "SECRET_KEY": "test",
+            "MODEL_NAME": MODEL_NAME,
+        }
         config.update(overrides)
         return create_app(config)
+
     return make
 
 
 @pytest.fixture
-def live_web(web_app_factory, live_model_server) -> Iterator[Tuple[LiveServer, LiveServer]]:
+def live_web(web_app_factory, live_model_server) -> Iterator[tuple[LiveServer, LiveServer]]:
     """The web app and the model server, both live on loopback ports."""
     web = LiveServer(web_app_factory(SERVER_URL=live_model_server.url))
     yield web, live_model_server

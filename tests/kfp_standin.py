@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import kfp_server_api
@@ -57,7 +57,7 @@ class _Recorder:
     client_side_validation = False
 
     def __init__(self):
-        self.calls: List[Dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
 
     def select_header_accept(self, accepts):
         return accepts[0] if accepts else None
@@ -88,10 +88,10 @@ class Operation:
         name: str,
         path: str,
         method: str,
-        response_type: Optional[str],
-        query: List[str],
-        body_type: Optional[str],
-        files: List[str],
+        response_type: str | None,
+        query: list[str],
+        body_type: str | None,
+        files: list[str],
     ):
         self.service, self.name, self.path, self.method = service, name, path, method
         self.response_type, self.query, self.body_type, self.files = (
@@ -109,7 +109,7 @@ class Operation:
         return f"{self.service}.{self.name}"
 
 
-def api_definition() -> List[Operation]:
+def api_definition() -> list[Operation]:
     """Every operation of the installed kfp_server_api, as the server must serve it."""
     operations = []
     for service_name in sorted(n for n in dir(kfp_api) if n.endswith("ServiceApi")):
@@ -208,25 +208,25 @@ class KfpStandIn:
     """State, request log and routing of the stand-in. ``token``: the bearer token a
     request must carry (None: an open endpoint)."""
 
-    def __init__(self, token: Optional[str] = None, finish_after_gets: int = 2):
+    def __init__(self, token: str | None = None, finish_after_gets: int = 2):
         self.token = token
         # A run is PENDING when created and SUCCEEDED once fetched this many times (so a
         # client that waits sees it finish).
         self.finish_after_gets = finish_after_gets
-        self.gets: Dict[str, int] = {}
+        self.gets: dict[str, int] = {}
         self.operations = api_definition()
-        self.pipelines: Dict[str, Dict[str, Any]] = {}
-        self.versions: Dict[str, List[Dict[str, Any]]] = {}  # newest first
-        self.experiments: Dict[str, Dict[str, Any]] = {}
-        self.runs: Dict[str, Dict[str, Any]] = {}
-        self.recurring: Dict[str, Dict[str, Any]] = {}
-        self.requests: List[Dict[str, Any]] = []
-        self.invalid: List[str] = []  # requests refused for not fitting the definition
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, list[dict[str, Any]]] = {}  # newest first
+        self.experiments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.recurring: dict[str, dict[str, Any]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.invalid: list[str] = []  # requests refused for not fitting the definition
         self.lock = threading.Lock()
         self.endpoint = ""
 
     # --- plumbing ---------------------------------------------------------------------
-    def match(self, method: str, path: str) -> Tuple[Optional[Operation], Dict[str, str], bool]:
+    def match(self, method: str, path: str) -> tuple[Operation | None, dict[str, str], bool]:
         """(operation, path parameters, whether the path exists with another method)."""
         found = []
         for operation in self.operations:
@@ -239,10 +239,10 @@ class KfpStandIn:
                 return operation, params, True
         return None, {}, path_known
 
-    def handle(self, method: str, raw_path: str, headers, raw: bytes) -> Tuple[int, Dict[str, Any]]:
+    def handle(self, method: str, raw_path: str, headers, raw: bytes) -> tuple[int, dict[str, Any]]:
         url = urlparse(raw_path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        record: Dict[str, Any] = {
+        record: dict[str, Any] = {
             "method": method,
             "path": url.path,
             "query": query,
@@ -286,7 +286,7 @@ class KfpStandIn:
             except ApiError as err:
                 return HTTP_STATUS[err.code], {"code": err.code, "message": str(err), "details": []}
 
-    def _body(self, operation: Operation, headers, raw: bytes, record: Dict[str, Any]) -> Any:
+    def _body(self, operation: Operation, headers, raw: bytes, record: dict[str, Any]) -> Any:
         ctype = headers.get("Content-Type", "")
         if operation.files:
             if not ctype.startswith("multipart/form-data"):
@@ -316,7 +316,7 @@ class KfpStandIn:
         record["json"] = body
         return body
 
-    def serve(self) -> Tuple[ThreadingHTTPServer, str]:
+    def serve(self) -> tuple[ThreadingHTTPServer, str]:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -349,7 +349,7 @@ class KfpStandIn:
 
     # --- helpers ----------------------------------------------------------------------
     @staticmethod
-    def _filter(query: Dict[str, str]) -> Dict[str, str]:
+    def _filter(query: dict[str, str]) -> dict[str, str]:
         """The EQUALS predicates of a v2beta1 filter (kfp's client sends key/string_value)."""
         if "filter" not in query:
             return {}
@@ -357,27 +357,27 @@ class KfpStandIn:
         return {p["key"]: p.get("string_value", p.get("stringValue")) for p in predicates}
 
     @staticmethod
-    def _page(items: List[Dict[str, Any]], query: Dict[str, str], field: str) -> Dict[str, Any]:
+    def _page(items: list[dict[str, Any]], query: dict[str, str], field: str) -> dict[str, Any]:
         start = int(query.get("page_token") or 0)
         size = int(query.get("page_size") or 20)
         page = items[start : start + size]
-        answer: Dict[str, Any] = {field: page, "total_size": len(items)} if page else {}
+        answer: dict[str, Any] = {field: page, "total_size": len(items)} if page else {}
         if start + size < len(items):
             answer["next_page_token"] = str(start + size)
         return answer
 
-    def _pipeline(self, pipeline_id: str) -> Dict[str, Any]:
+    def _pipeline(self, pipeline_id: str) -> dict[str, Any]:
         if pipeline_id not in self.pipelines:
             raise ApiError(NOT_FOUND, f"Pipeline {pipeline_id} not found")
         return self.pipelines[pipeline_id]
 
-    def _run(self, run_id: str) -> Dict[str, Any]:
+    def _run(self, run_id: str) -> dict[str, Any]:
         if run_id not in self.runs:
             raise ApiError(NOT_FOUND, f"Failed to get run: run {run_id} not found")
         return self.runs[run_id]
 
     @staticmethod
-    def _spec(text: str) -> Dict[str, Any]:
+    def _spec(text: str) -> dict[str, Any]:
         """A PipelineSpec, optionally followed by a PlatformSpec document (kfp-kubernetes'
         form); a version keeps both as KFP answers them: ``pipeline_spec`` beside
         ``platform_spec`` when there is a PlatformSpec, else the PipelineSpec itself."""
@@ -393,11 +393,12 @@ class KfpStandIn:
         if len(documents) == 1:
             return spec
         if not isinstance(documents[1], dict) or set(documents[1]) != {"platforms"}:
-            raise ApiError(INVALID_ARGUMENT,
-                           "Failed to upload: the second document is not a PlatformSpec")
+            raise ApiError(
+                INVALID_ARGUMENT, "Failed to upload: the second document is not a PlatformSpec"
+            )
         return {"pipeline_spec": spec, "platform_spec": documents[1]}
 
-    def _version(self, pipeline_id: str, name: str, spec: Dict[str, Any]) -> Dict[str, Any]:
+    def _version(self, pipeline_id: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         if any(v["display_name"] == name for v in self.versions[pipeline_id]):
             raise ApiError(
                 ALREADY_EXISTS, f"Failed to create a pipeline version: name {name} exists"
@@ -515,7 +516,7 @@ class KfpStandIn:
             raise ApiError(NOT_FOUND, f"Experiment {params['experiment_id']} not found")
         return self.experiments[params["experiment_id"]]
 
-    def _source(self, body: Dict[str, Any]) -> None:
+    def _source(self, body: dict[str, Any]) -> None:
         """A run needs a version that exists, or a spec inline (KFP's oneof)."""
         reference = body.get("pipeline_version_reference")
         if reference and body.get("pipeline_spec"):
@@ -587,7 +588,7 @@ class KfpStandIn:
         self.recurring[jid] = dict(body, recurring_run_id=jid, status=status, created_at=_now())
         return self.recurring[jid]
 
-    def _recurring_run(self, params) -> Dict[str, Any]:
+    def _recurring_run(self, params) -> dict[str, Any]:
         if params["recurring_run_id"] not in self.recurring:
             raise ApiError(NOT_FOUND, f"Recurring run {params['recurring_run_id']} not found")
         return self.recurring[params["recurring_run_id"]]
@@ -612,7 +613,7 @@ class KfpStandIn:
         return {}
 
 
-def start(token: Optional[str] = None) -> Tuple[KfpStandIn, ThreadingHTTPServer]:
+def start(token: str | None = None) -> tuple[KfpStandIn, ThreadingHTTPServer]:
     standin = KfpStandIn(token)
     server, _ = standin.serve()
     return standin, server

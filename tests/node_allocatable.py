@@ -9,15 +9,14 @@ GKE reserves, per node (cloud.google.com/kubernetes-engine/docs/concepts/plan-no
 System DaemonSets (kube-proxy, logging and metrics agents, the GPU device plugin, CSI)
 request some of that; :data:`SYSTEM_PODS` is a conservative allowance for them.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Tuple
-
-GIB = 1024 ** 3
-GB = 1000 ** 3  # KFP / Vertex resource specs count memory in GB (10^9 bytes)
+GIB = 1024**3
+GB = 1000**3  # KFP / Vertex resource specs count memory in GB (10^9 bytes)
 
 # machine type: (vCPU, memory GiB)
-MACHINE_TYPES: Dict[str, Tuple[int, float]] = {
+MACHINE_TYPES: dict[str, tuple[int, float]] = {
     "n1-standard-4": (4, 15.0),
     "n1-standard-8": (8, 30.0),
     "n1-standard-16": (16, 60.0),
@@ -27,12 +26,16 @@ MACHINE_TYPES: Dict[str, Tuple[int, float]] = {
 SYSTEM_PODS = {"cpu": 0.4, "memory_bytes": 1 * GIB}
 
 
-def allocatable(machine_type: str) -> Dict[str, float]:
+def allocatable(machine_type: str) -> dict[str, float]:
     """{"cpu": vCPU, "memory_bytes": bytes} a pod may request on an empty node, after
     GKE's reservations and the system DaemonSets."""
     cpus, memory_gib = MACHINE_TYPES[machine_type]
-    cpu_reserved = 0.06 + (0.01 if cpus > 1 else 0) + 0.005 * min(max(cpus - 2, 0), 2) + \
-        0.0025 * max(cpus - 4, 0)
+    cpu_reserved = (
+        0.06
+        + (0.01 if cpus > 1 else 0)
+        + 0.005 * min(max(cpus - 2, 0), 2)
+        + 0.0025 * max(cpus - 4, 0)
+    )
     tiers = [(4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (float("inf"), 0.02)]
     left, memory_reserved = memory_gib, 0.0
     for size, share in tiers:
@@ -41,5 +44,8 @@ def allocatable(machine_type: str) -> Dict[str, float]:
         left -= part
         if left <= 0:
             break
-    memory = (memory_gib - memory_reserved) * GIB - 100 * 1024 ** 2
-    return {"cpu": cpus - cpu_reserved - SYSTEM_PODS["cpu"], "memory_bytes": memory - SYSTEM_PODS["memory_bytes"]}
+    memory = (memory_gib - memory_reserved) * GIB - 100 * 1024**2
+    return {
+        "cpu": cpus - cpu_reserved - SYSTEM_PODS["cpu"],
+        "memory_bytes": memory - SYSTEM_PODS["memory_bytes"],
+    }

@@ -6,6 +6,7 @@ modules import it. The tiny SavedModel has the project's signature names and out
 tests never need the pipeline. Its rule is simple enough to assert on: the redder the
 image, the more IDC-positive.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,19 +31,40 @@ PURPLE = (128, 40, 128)  # red == blue: positive probability exactly 0.5 (uncert
 # A schema-valid card (breastdx_core/model_card.py; the server refuses invalid ones) with a
 # conformal rule: P = 0.5 (PURPLE) puts both classes in the set, "uncertain".
 CARD = {
-    "schema_version": 1, "task": "idc", "model_name": MODEL_NAME, "version": 1, "pushed_at": "2026-01-01T00:00:00Z",
-    "class_names": list(CLASS_NAMES), "positive_class": CLASS_NAMES[POSITIVE_INDEX],
+    "schema_version": 1,
+    "task": "idc",
+    "model_name": MODEL_NAME,
+    "version": 1,
+    "pushed_at": "2026-01-01T00:00:00Z",
+    "class_names": list(CLASS_NAMES),
+    "positive_class": CLASS_NAMES[POSITIVE_INDEX],
     "backbone": "tiny-test-module",
     "input_contract": {"signature": contract.SIGNATURE_BYTES, "model_size": list(PATCH)},
-    "evaluation": {"split": "eval (patient-grouped)",
-                   "metrics": {"auc": 0.91, "binary_accuracy": 0.85, "precision": 0.8, "recall": 0.75,
-                               "example_count": 40}},
+    "evaluation": {
+        "split": "eval (patient-grouped)",
+        "metrics": {
+            "auc": 0.91,
+            "binary_accuracy": 0.85,
+            "precision": 0.8,
+            "recall": 0.75,
+            "example_count": 40,
+        },
+    },
     "decision_rule": {
-        "kind": "conformal", "description": "tiny test rule", "class_names": list(CLASS_NAMES),
-        "positive_class": CLASS_NAMES[POSITIVE_INDEX], "operating_threshold": 0.5,
-        "conformal": {"coverage": 0.95, "claimed": True, "calibrated_on": "eval", "n_per_class": {n: 20 for n in CLASS_NAMES},
-                      "min_probability": {n: 0.35 for n in CLASS_NAMES}},
-        "ood": {"output": contract.OUTPUT_OOD, "threshold": None, "false_alarm_rate": 0.01}},
+        "kind": "conformal",
+        "description": "tiny test rule",
+        "class_names": list(CLASS_NAMES),
+        "positive_class": CLASS_NAMES[POSITIVE_INDEX],
+        "operating_threshold": 0.5,
+        "conformal": {
+            "coverage": 0.95,
+            "claimed": True,
+            "calibrated_on": "eval",
+            "n_per_class": {n: 20 for n in CLASS_NAMES},
+            "min_probability": {n: 0.35 for n in CLASS_NAMES},
+        },
+        "ood": {"output": contract.OUTPUT_OOD, "threshold": None, "false_alarm_rate": 0.01},
+    },
     "intended_use": contract.RESEARCH_ONLY,
 }
 
@@ -69,10 +91,20 @@ def build_tiny_saved_model(path: str, card: dict = CARD) -> str:
 
         def images(self, encoded):
             def decode(one):
-                image = tf.io.decode_image(one, channels=contract.MODEL_CHANNELS, expand_animations=False)
-                return tf.image.resize(tf.cast(image, tf.float32) / contract.PIXEL_MAX, [TINY_SIZE, TINY_SIZE])
-            return tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec(
-                [TINY_SIZE, TINY_SIZE, contract.MODEL_CHANNELS], tf.float32))
+                image = tf.io.decode_image(
+                    one, channels=contract.MODEL_CHANNELS, expand_animations=False
+                )
+                return tf.image.resize(
+                    tf.cast(image, tf.float32) / contract.PIXEL_MAX, [TINY_SIZE, TINY_SIZE]
+                )
+
+            return tf.map_fn(
+                decode,
+                encoded,
+                fn_output_signature=tf.TensorSpec(
+                    [TINY_SIZE, TINY_SIZE, contract.MODEL_CHANNELS], tf.float32
+                ),
+            )
 
         def outputs(self, images):
             red = tf.reduce_mean(images[..., 0], axis=[1, 2])
@@ -80,21 +112,31 @@ def build_tiny_saved_model(path: str, card: dict = CARD) -> str:
             positive = tf.sigmoid(self.weight * (red - blue))
             probabilities = tf.stack([1.0 - positive, positive], axis=-1)
             index = tf.argmax(probabilities, axis=-1)
-            return {contract.OUTPUT_PROBABILITIES: probabilities,
-                    contract.OUTPUT_CLASS_NAME: tf.gather(self.class_names, index),
-                    contract.OUTPUT_CLASS_INDEX: index,
-                    contract.OUTPUT_POSITIVE: positive}
+            return {
+                contract.OUTPUT_PROBABILITIES: probabilities,
+                contract.OUTPUT_CLASS_NAME: tf.gather(self.class_names, index),
+                contract.OUTPUT_CLASS_INDEX: index,
+                contract.OUTPUT_POSITIVE: positive,
+            }
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)]
+        )
         def serve_bytes(self, image_bytes):
             return self.outputs(self.images(image_bytes))
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_EXAMPLES)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_EXAMPLES)]
+        )
         def serve_examples(self, examples):
-            parsed = tf.io.parse_example(examples, {contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+            parsed = tf.io.parse_example(
+                examples, {contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+            )
             return self.outputs(self.images(parsed[contract.IMAGE_KEY]))
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)]
+        )
         def explain(self, image_bytes):
             images = self.images(image_bytes)
             red = tf.image.resize(images[..., :1], HEATMAP_SIZE)[..., 0]
@@ -102,9 +144,15 @@ def build_tiny_saved_model(path: str, card: dict = CARD) -> str:
             return {**self.outputs(images), "heatmap": heatmap}
 
     module = Tiny()
-    tf.saved_model.save(module, path, signatures={
-        contract.SIGNATURE_BYTES: module.serve_bytes, contract.SIGNATURE_EXAMPLES: module.serve_examples,
-        "explain": module.explain})
+    tf.saved_model.save(
+        module,
+        path,
+        signatures={
+            contract.SIGNATURE_BYTES: module.serve_bytes,
+            contract.SIGNATURE_EXAMPLES: module.serve_examples,
+            "explain": module.explain,
+        },
+    )
     card_path = os.path.join(path, contract.MODEL_CARD_RELPATH)
     os.makedirs(os.path.dirname(card_path), exist_ok=True)
     with open(card_path, "w", encoding="utf-8") as handle:

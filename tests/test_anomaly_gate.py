@@ -15,4 +15,6 @@ def test_anomalies_become_readable_lines(tmp_path):
         os.makedirs(tmp_path / f"Split-{split}")
         (tmp_path / f"Split-{split}" / "SchemaDiff.pb").write_bytes(anomalies.SerializeToString())
     lines = describe_anomalies(str(tmp_path), ["train", "eval"])
-    assert lines == ["split 'train': feature 'label': Out-of-range values (Unexpectedly large value: 7.)"]
+    assert lines == [
+        "split 'train': feature 'label': Out-of-range values (Unexpectedly large value: 7.)"
+    ]

@@ -5,6 +5,7 @@ Both read the source only (grimp parses the files; nothing is imported). They ru
 child process: grimp's parser threads crashed a pytest process that had already loaded
 TensorFlow (another test module's import).
 """
+
 import json
 import os
 import subprocess
@@ -23,10 +24,21 @@ print(json.dumps({m: sorted(graph.find_modules_directly_imported_by(m)) for m in
 
 
 def test_import_linter_contracts_are_kept():
-    done = subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
-                                                 "sys.exit(lint_imports_command())",
-                           "--config", os.path.join(PROJECT_DIR, "pyproject.toml"), "--no-cache"],
-                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports_command; "
+            "sys.exit(lint_imports_command())",
+            "--config",
+            os.path.join(PROJECT_DIR, "pyproject.toml"),
+            "--no-cache",
+        ],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 kept, 0 broken" in done.stdout, done.stdout
 
@@ -71,8 +83,14 @@ def strongly_connected(edges):
 
 @pytest.fixture(scope="module")
 def edges():
-    done = subprocess.run([sys.executable, "-c", _EDGES, *PACKAGES], cwd=PROJECT_DIR, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": PROJECT_DIR})
+    done = subprocess.run(
+        [sys.executable, "-c", _EDGES, *PACKAGES],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": PROJECT_DIR},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -94,5 +112,7 @@ def test_verbs_are_registered_by_import_not_by_name(edges):
     """breastdx_cli/main.py imports its verb modules; none of them imports it back."""
     with open(os.path.join(PROJECT_DIR, "breastdx_cli", "main.py")) as handle:
         assert "importlib" not in handle.read()
-    assert {"breastdx_cli.mammo", "breastdx_cli.lab", "serving.cli", "webapp.cli"} <= set(edges["breastdx_cli.main"])
+    assert {"breastdx_cli.mammo", "breastdx_cli.lab", "serving.cli", "webapp.cli"} <= set(
+        edges["breastdx_cli.main"]
+    )
     assert not [module for module, imported in edges.items() if "breastdx_cli.main" in imported]

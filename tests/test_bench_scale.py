@@ -1,12 +1,15 @@
 """bench/scale.py's pure helpers: the scaled data shape, the growth exponent, the
 extrapolation and the attribution of memory samples to components."""
+
 import importlib.util
 import math
 import os
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "scale.py")
+_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "scale.py"
+)
 _spec = importlib.util.spec_from_file_location("bench_scale", _PATH)
 scale = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scale)
@@ -24,7 +27,7 @@ def test_scaled_shape_keeps_the_real_sets_patches_per_patient():
 def test_growth_exponent_recovers_power_laws():
     sizes = [1e3, 1e4, 5e4, 2.7e5]
     assert scale.growth_exponent(sizes, [3 * s for s in sizes]) == pytest.approx(1.0)
-    assert scale.growth_exponent(sizes, [0.5 * s ** 2 for s in sizes]) == pytest.approx(2.0)
+    assert scale.growth_exponent(sizes, [0.5 * s**2 for s in sizes]) == pytest.approx(2.0)
     assert scale.growth_exponent(sizes, [7.0] * 4) == pytest.approx(0.0, abs=1e-12)
     # a fixed cost flattens the small end: the fit lies between 0 and 1
     assert 0.0 < scale.growth_exponent(sizes, [100 + 0.01 * s for s in sizes]) < 1.0
@@ -45,10 +48,22 @@ def test_extrapolate_uses_the_two_largest_sizes():
 
 
 def test_memory_samples_are_attributed_to_the_component_running_then():
-    events = [(10.0, "A", "running"), (20.0, "A", "finished"), (20.5, "B", "running"), (30.0, "B", "finished")]
+    events = [
+        (10.0, "A", "running"),
+        (20.0, "A", "finished"),
+        (20.5, "B", "running"),
+        (30.0, "B", "finished"),
+    ]
     windows = scale.stage_windows(events)
     assert windows == {"A": (10.0, 20.0), "B": (20.5, 30.0)}
-    samples = [(9.0, 100.0), (12.0, 300.0), (19.0, 250.0), (20.2, 240.0), (25.0, 900.0), (29.0, 400.0)]
+    samples = [
+        (9.0, 100.0),
+        (12.0, 300.0),
+        (19.0, 250.0),
+        (20.2, 240.0),
+        (25.0, 900.0),
+        (29.0, 400.0),
+    ]
     memory = scale.attribute(samples, windows)
     assert memory["A"] == {"peak_rss": 300.0, "added_rss": 200.0}
     assert memory["B"] == {"peak_rss": 900.0, "added_rss": 660.0}

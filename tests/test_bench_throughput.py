@@ -1,12 +1,15 @@
 """bench/throughput.py's statistics: the mean over folds of the paired AUC difference and
 its fold-stratified patient bootstrap (the 224-vs-64 px comparison on real tissue)."""
+
 import importlib.util
 import os
 
 import numpy as np
 import pytest
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "throughput.py")
+_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "throughput.py"
+)
 _spec = importlib.util.spec_from_file_location("bench_throughput", _PATH)
 throughput = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(throughput)
@@ -19,8 +22,12 @@ def _fold(rng, patients, per_patient, a_quality, b_quality, offset):
     labels[:2] = [0, 1]  # both classes in every fold
     noise_a, noise_b = rng.normal(size=labels.size), rng.normal(size=labels.size)
     groups = np.repeat([f"p{i}" for i in range(patients)], per_patient)
-    return {"labels": labels, "a": a_quality * labels + noise_a + offset, "b": b_quality * labels + noise_b - offset,
-            "groups": groups}
+    return {
+        "labels": labels,
+        "a": a_quality * labels + noise_a + offset,
+        "b": b_quality * labels + noise_b - offset,
+        "groups": groups,
+    }
 
 
 def test_identical_models_differ_by_nothing():
@@ -42,7 +49,9 @@ def test_a_clearly_better_model_is_found_better_whatever_each_folds_score_scale(
     m = throughput.mean_fold_difference(folds, resamples=500, seed=2)
     assert m["difference"] > 0.3
     assert 0 < m["low"] <= m["difference"] <= m["high"]
-    shifted = [dict(f, a=f["a"] + 100.0, b=f["b"] * 0.01) for f in folds]  # monotone: AUCs unchanged
+    shifted = [
+        dict(f, a=f["a"] + 100.0, b=f["b"] * 0.01) for f in folds
+    ]  # monotone: AUCs unchanged
     assert throughput.mean_fold_difference(shifted, resamples=500, seed=2) == pytest.approx(m)
 
 
@@ -51,4 +60,6 @@ def test_the_ci_widens_with_fewer_patients():
     few = [_fold(rng, 3, 20, 1.0, 0.8, 0.0) for _ in range(3)]
     many = [_fold(rng, 30, 20, 1.0, 0.8, 0.0) for _ in range(3)]
     width = lambda m: m["high"] - m["low"]  # noqa: E731
-    assert width(throughput.mean_fold_difference(few, 400, 4)) > width(throughput.mean_fold_difference(many, 400, 4))
+    assert width(throughput.mean_fold_difference(few, 400, 4)) > width(
+        throughput.mean_fold_difference(many, 400, 4)
+    )

@@ -1,11 +1,12 @@
 """The Trainer's real-data parts: the data-sized budget, HED stain jitter, temperature scaling."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components.trainer import calibration, stain, training
 from breastdx_core import configs
+from components.trainer import calibration, stain, training
 
 
 # --- budget -----------------------------------------------------------------------------
@@ -15,9 +16,13 @@ def test_budget_follows_the_data_unless_set(tmp_path):
     assert (real.train_steps, real.eval_steps) == (0, 0) and real.epochs > 1
     assert (demo.train_steps, demo.eval_steps, demo.epochs) == (24, 8, 4)  # the synthetic preset
     assert configs.load(env={}, workdir=str(tmp_path), task="busi").train_steps == 120
-    assert configs.load(env={"BREASTDX_TRAIN_STEPS": "50"}, data_root=str(tmp_path)).train_steps == 50
+    assert (
+        configs.load(env={"BREASTDX_TRAIN_STEPS": "50"}, data_root=str(tmp_path)).train_steps == 50
+    )
     config = real.trainer_config()
-    by_data = training.plan_budget({**config, "epochs": 3, "batch_size": 32}, None, None, train_images=100)
+    by_data = training.plan_budget(
+        {**config, "epochs": 3, "batch_size": 32}, None, None, train_images=100
+    )
     assert by_data["steps_per_epoch"] == 4 and by_data["planned_images"] == 384
     assert by_data["validation_steps"] is None and "whole eval split" in by_data["validation"]
     by_steps = training.plan_budget({**config, "epochs": 4}, 24, 8, train_images=100)
@@ -40,14 +45,26 @@ def test_wall_time_budget_stops_training_and_counts_images():
     images = np.random.default_rng(0).random((64, 8, 8, 3)).astype("float32")
     labels = np.arange(64) % 2
     train = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16).repeat()
-    whole_eval = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16)  # finite: whole split
-    config = {**configs.load(env={}).trainer_config(), "epochs": 5, "batch_size": 16, "max_train_minutes": 1e-9,
-              "weights": None}
-    history, report, _ = training.fit_model(_tiny_model(), train, whole_eval, config, None, None,
-                                            train_images=64)
+    whole_eval = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(
+        16
+    )  # finite: whole split
+    config = {
+        **configs.load(env={}).trainer_config(),
+        "epochs": 5,
+        "batch_size": 16,
+        "max_train_minutes": 1e-9,
+        "weights": None,
+    }
+    history, report, _ = training.fit_model(
+        _tiny_model(), train, whole_eval, config, None, None, train_images=64
+    )
     budget = report["budget"]
     assert budget["stopped_by"] == "wall time" and budget["epochs_trained"] == 1
-    assert budget["steps_trained"] == 1 and budget["images_seen"] == 16 and budget["planned_images"] == 320
+    assert (
+        budget["steps_trained"] == 1
+        and budget["images_seen"] == 16
+        and budget["planned_images"] == 320
+    )
     assert len(history["val_loss"]) == 1  # validated on the finite eval split
 
 
@@ -58,12 +75,27 @@ def test_fine_tuning_budget_states_the_whole_wall_time_budget():
     labels = np.arange(64) % 2
     train = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16).repeat()
     whole_eval = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16)
-    config = {**configs.load(env={}).trainer_config(), "epochs": 2, "batch_size": 16, "max_train_minutes": 14.0,
-              "weights": "imagenet", "fine_tune_head_fraction": 0.5}
-    _, report, _ = training.train_model(_tiny_model(), train, whole_eval, config, None, None, train_images=64)
+    config = {
+        **configs.load(env={}).trainer_config(),
+        "epochs": 2,
+        "batch_size": 16,
+        "max_train_minutes": 14.0,
+        "weights": "imagenet",
+        "fine_tune_head_fraction": 0.5,
+    }
+    _, report, _ = training.train_model(
+        _tiny_model(), train, whole_eval, config, None, None, train_images=64
+    )
     budget = report["budget"]
-    assert budget["max_train_minutes"] == 14.0 and budget["max_train_minutes_per_phase"] == [7.0, 7.0]
-    assert budget["epochs_trained"] == 2 and budget["images_seen"] == 2 * 4 * 16 and budget["stopped_by"] == "budget"
+    assert budget["max_train_minutes"] == 14.0 and budget["max_train_minutes_per_phase"] == [
+        7.0,
+        7.0,
+    ]
+    assert (
+        budget["epochs_trained"] == 2
+        and budget["images_seen"] == 2 * 4 * 16
+        and budget["stopped_by"] == "budget"
+    )
 
 
 # --- stain jitter -------------------------------------------------------------------------
@@ -71,12 +103,18 @@ def test_colour_deconvolution_matches_the_published_stain_vectors():
     np.testing.assert_allclose(stain.HED_FROM_RGB @ stain.RGB_FROM_HED, np.eye(3), atol=1e-5)
     # a pixel of pure haematoxylin at optical density 0.8 per unit vector
     pixel = np.exp(-0.8 * stain.RGB_FROM_HED[0]).astype("float32")
-    np.testing.assert_allclose(stain.rgb_to_hed(tf.constant(pixel)).numpy(), [0.8, 0.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(
+        stain.rgb_to_hed(tf.constant(pixel)).numpy(), [0.8, 0.0, 0.0], atol=1e-4
+    )
 
 
 def test_hed_jitter_restains_within_range_and_zero_is_identity():
-    images = tf.constant(np.random.default_rng(1).uniform(0.2, 0.95, (4, 16, 16, 3)).astype("float32"))
-    np.testing.assert_allclose(stain.hed_to_rgb(stain.rgb_to_hed(images)).numpy(), images.numpy(), atol=1e-4)
+    images = tf.constant(
+        np.random.default_rng(1).uniform(0.2, 0.95, (4, 16, 16, 3)).astype("float32")
+    )
+    np.testing.assert_allclose(
+        stain.hed_to_rgb(stain.rgb_to_hed(images)).numpy(), images.numpy(), atol=1e-4
+    )
     assert stain.hed_jitter(images, 0.0) is images
     jittered = stain.hed_jitter(images, 0.05, seed=3).numpy()
     assert jittered.shape == images.shape and jittered.min() >= 0 and jittered.max() <= 1
@@ -104,9 +142,16 @@ def test_temperature_fit_recovers_the_overconfidence_and_lowers_ece():
     temperature = calibration.fit_temperature(probabilities, labels)
     assert 3.0 < temperature < 5.0
     after = calibration.scale(probabilities, temperature)
-    assert reliability(labels, after[:, 1])["ece"] < reliability(labels, probabilities[:, 1])["ece"] / 3
-    np.testing.assert_allclose(calibration.uncalibrate(after, temperature), probabilities, atol=1e-5)
-    np.testing.assert_array_equal(np.argsort(after[:, 1]), np.argsort(probabilities[:, 1]))  # ranking kept
+    assert (
+        reliability(labels, after[:, 1])["ece"]
+        < reliability(labels, probabilities[:, 1])["ece"] / 3
+    )
+    np.testing.assert_allclose(
+        calibration.uncalibrate(after, temperature), probabilities, atol=1e-5
+    )
+    np.testing.assert_array_equal(
+        np.argsort(after[:, 1]), np.argsort(probabilities[:, 1])
+    )  # ranking kept
 
 
 def test_calibrated_model_applies_the_temperature_and_keeps_the_layers():
@@ -116,10 +161,16 @@ def test_calibrated_model_applies_the_temperature_and_keeps_the_layers():
     dataset = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(8)
     wrapped, field = calibration.calibrate(model, dataset, positive_index=1)
     raw = model.predict(images, verbose=0)
-    np.testing.assert_allclose(wrapped.predict(images, verbose=0),
-                               calibration.scale(raw, field["temperature"]), atol=1e-5)
-    assert wrapped.get_layer("pool") is model.get_layer("pool") and wrapped.count_params() == model.count_params()
-    assert field["n"] == 32 and field["fitted_on"] == "eval" and len(field["reliability_after"]) == 10
+    np.testing.assert_allclose(
+        wrapped.predict(images, verbose=0), calibration.scale(raw, field["temperature"]), atol=1e-5
+    )
+    assert (
+        wrapped.get_layer("pool") is model.get_layer("pool")
+        and wrapped.count_params() == model.count_params()
+    )
+    assert (
+        field["n"] == 32 and field["fitted_on"] == "eval" and len(field["reliability_after"]) == 10
+    )
     assert field["nll_after"] <= field["nll_before"] + 1e-9
 
 
@@ -131,13 +182,25 @@ def test_evaluation_report_shows_ece_before_and_after_scaling(tmp_path):
     temperature = calibration.fit_temperature(probabilities, labels)
     served = calibration.scale(probabilities, temperature)[:, 1]  # what the exported model returns
     groups = np.repeat(np.arange(6).astype(str), 100)
-    card = {"class_names": ["0", "1"], "calibration": {"method": "temperature", "temperature": temperature,
-                                                       "fitted_on": "eval", "n": 600, "ece_before": 0.2,
-                                                       "ece_after": 0.02}}
-    report = er.build_report((labels, served, groups), (labels, served, groups), resamples=20, card=card)
+    card = {
+        "class_names": ["0", "1"],
+        "calibration": {
+            "method": "temperature",
+            "temperature": temperature,
+            "fitted_on": "eval",
+            "n": 600,
+            "ece_before": 0.2,
+            "ece_after": 0.02,
+        },
+    }
+    report = er.build_report(
+        (labels, served, groups), (labels, served, groups), resamples=20, card=card
+    )
     scaled = report["temperature_scaling"]
     # the report inverts the scaling exactly: its "before" is the raw model's reliability
-    assert scaled["before"]["ece"] == pytest.approx(reliability(labels, probabilities[:, 1])["ece"], abs=1e-6)
+    assert scaled["before"]["ece"] == pytest.approx(
+        reliability(labels, probabilities[:, 1])["ece"], abs=1e-6
+    )
     assert scaled["before"]["ece"] > 3 * report["calibration"]["ece"]
     page = open(er.write_report(str(tmp_path / "1"), report)["html"]).read()
     assert f"Temperature scaling (T = {temperature:.3f}" in page and "ECE on eval 0.200" in page

@@ -1,4 +1,5 @@
 """BUSI: the synthetic generator, masks paired to their images, the preset's defaults."""
+
 import io
 import os
 
@@ -7,8 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.image_ingest import executor, layouts
 from breastdx_core import configs, contract
+from components.image_ingest import executor, layouts
 from pipeline import synthetic
 
 BUSI = contract.get_task("busi")
@@ -25,8 +26,11 @@ def _grey(path):
 
 
 def test_default_counts_keep_the_real_imbalance():
-    assert synthetic.BUSI_DEMO_COUNTS["benign"] > synthetic.BUSI_DEMO_COUNTS["malignant"] > \
-        synthetic.BUSI_DEMO_COUNTS["normal"]
+    assert (
+        synthetic.BUSI_DEMO_COUNTS["benign"]
+        > synthetic.BUSI_DEMO_COUNTS["malignant"]
+        > synthetic.BUSI_DEMO_COUNTS["normal"]
+    )
 
 
 def test_classes_look_different(tree):
@@ -51,7 +55,9 @@ def test_masks_are_paired_to_their_images_and_never_ingested(tree):
     images = [v for v in verdicts if isinstance(v, layouts.Candidate)]
     skipped = [v for v in verdicts if isinstance(v, layouts.Skipped)]
     assert len(images) == tree.images
-    assert all(v.reason == "mask_file" for v in skipped) and len(skipped) == tree.files - tree.images
+    assert (
+        all(v.reason == "mask_file" for v in skipped) and len(skipped) == tree.files - tree.images
+    )
     for v in images:
         assert "_mask" not in v.rel
         assert v.masks, v.rel  # every BUSI image has at least its _mask.png
@@ -64,14 +70,24 @@ def test_masks_are_paired_to_their_images_and_never_ingested(tree):
 
 
 def test_similar_names_do_not_steal_masks(tmp_path):
-    for name in ("benign (1).png", "benign (1)_mask.png", "benign (11).png", "benign (11)_mask.png",
-                 "benign (11)_mask_1.png"):
+    for name in (
+        "benign (1).png",
+        "benign (1)_mask.png",
+        "benign (11).png",
+        "benign (11)_mask.png",
+        "benign (11)_mask_1.png",
+    ):
         (tmp_path / "benign").mkdir(exist_ok=True)
         Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "benign" / name)
-    found = {v.rel: [os.path.basename(m) for m in v.masks] for v in layouts.scan(str(tmp_path), BUSI)
-             if isinstance(v, layouts.Candidate)}
-    assert found == {"benign/benign (1).png": ["benign (1)_mask.png"],
-                     "benign/benign (11).png": ["benign (11)_mask.png", "benign (11)_mask_1.png"]}
+    found = {
+        v.rel: [os.path.basename(m) for m in v.masks]
+        for v in layouts.scan(str(tmp_path), BUSI)
+        if isinstance(v, layouts.Candidate)
+    }
+    assert found == {
+        "benign/benign (1).png": ["benign (1)_mask.png"],
+        "benign/benign (11).png": ["benign (11)_mask.png", "benign (11)_mask_1.png"],
+    }
 
 
 def _png(pixels):
@@ -92,8 +108,11 @@ def test_several_masks_are_merged_by_union():
 
 
 def test_records_carry_the_mask_only_when_asked(tree):
-    [candidate] = [v for v in layouts.scan(tree.root, BUSI)
-                   if isinstance(v, layouts.Candidate) and v.rel == "malignant/malignant (1).png"]
+    [candidate] = [
+        v
+        for v in layouts.scan(tree.root, BUSI)
+        if isinstance(v, layouts.Candidate) and v.rel == "malignant/malignant (1).png"
+    ]
     plain, outcome = executor.read_candidate(candidate, "structure")
     assert outcome.ok if hasattr(outcome, "ok") else plain
     assert contract.MASK_KEY not in tf.train.Example.FromString(plain).features.feature
@@ -108,10 +127,14 @@ def test_records_carry_the_mask_only_when_asked(tree):
 
 def test_busi_preset_defaults_and_overrides():
     config = configs.load(env={}, task="busi")
-    assert config.backbone == "efficientnet_lite0" and config.weights == "imagenet"  # pretrained by default
+    assert (
+        config.backbone == "efficientnet_lite0" and config.weights == "imagenet"
+    )  # pretrained by default
     assert config.task_spec.num_classes == 3
     assert config.batch_size == 16 and config.auc_lower_bound == 0.8
-    assert configs.load(env={}).backbone == "vgg16" and configs.load(env={}).batch_size == 32  # IDC unchanged
+    assert (
+        configs.load(env={}).backbone == "vgg16" and configs.load(env={}).batch_size == 32
+    )  # IDC unchanged
     assert configs.load(env={"BREASTDX_BACKBONE": "vgg16"}, task="busi").backbone == "vgg16"
     assert configs.load(env={}, task="busi", backbone="xception").backbone == "xception"
     assert config.task_spec.image.native_size is None  # aspect kept and padded by the Transform

@@ -1,8 +1,8 @@
 """Patch and whole-image classifiers, the fine-tuning stages and the sliding-window heatmap."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
-
 import tf_keras as keras
 
 from breastdx_core import configs, contract, model_card, pretrained
@@ -44,12 +44,18 @@ def lite_patch_model():
     pretrained_dir = configs.PipelineConfig().pretrained_dir
     if pretrained.provenance(pretrained_dir, "efficientnet_lite0") is None:
         pytest.skip("no converted Lite0 weights: run `make weights`")
-    return models.build_patch_classifier(32, weights=pretrained.IMAGENET, backbone="efficientnet_lite0",
-                                         pretrained_dir=pretrained_dir)
+    return models.build_patch_classifier(
+        32,
+        weights=pretrained.IMAGENET,
+        backbone="efficientnet_lite0",
+        pretrained_dir=pretrained_dir,
+    )
 
 
 def _batchnorm(backbone):
-    return [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    return [
+        layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
 
 
 def test_lite0_stages_train_head_then_its_stride_32_blocks_then_everything(lite_patch_model):
@@ -58,23 +64,42 @@ def test_lite0_stages_train_head_then_its_stride_32_blocks_then_everything(lite_
     models.set_trainable(lite_patch_model, "head")
     assert len(lite_patch_model.trainable_weights) == 2
     models.set_trainable(lite_patch_model, "top")
-    convolutions = [layer.name for layer in backbone.layers if layer.trainable and layer.weights
-                    and not isinstance(layer, keras.layers.BatchNormalization)]
+    convolutions = [
+        layer.name
+        for layer in backbone.layers
+        if layer.trainable
+        and layer.weights
+        and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
     # block6 (4 blocks of expand, depthwise, project), block7a (3), the top convolution.
-    assert len(convolutions) == 16 and {"block6a_dwconv", "block7a_project_conv", "top_conv"} <= set(convolutions)
+    assert len(convolutions) == 16 and {
+        "block6a_dwconv",
+        "block7a_project_conv",
+        "top_conv",
+    } <= set(convolutions)
     assert all(name.startswith(("block6", "block7", "top_")) for name in convolutions)
-    assert not any(layer.trainable for layer in backbone.layers if layer.name.startswith(("stem", "block5")))
-    top_share = sum(w.shape.num_elements() for w in lite_patch_model.trainable_weights) / backbone.count_params()
+    assert not any(
+        layer.trainable for layer in backbone.layers if layer.name.startswith(("stem", "block5"))
+    )
+    top_share = (
+        sum(w.shape.num_elements() for w in lite_patch_model.trainable_weights)
+        / backbone.count_params()
+    )
     assert 0.5 < top_share < 1.0  # most of Lite0's weights sit at stride 32, as conv5 in ResNet50
     models.set_trainable(lite_patch_model, "all")
-    assert all(layer.trainable for layer in backbone.layers if layer.weights
-               and not isinstance(layer, keras.layers.BatchNormalization))
+    assert all(
+        layer.trainable
+        for layer in backbone.layers
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    )
     for which in ("head", "top", "all"):  # pretrained: batch norm frozen in every stage
         models.set_trainable(lite_patch_model, which)
         assert not any(layer.trainable for layer in _batchnorm(backbone))
 
 
-def test_pretrained_batchnorm_runs_in_inference_mode_and_keeps_imagenet_statistics(lite_patch_model):
+def test_pretrained_batchnorm_runs_in_inference_mode_and_keeps_imagenet_statistics(
+    lite_patch_model,
+):
     backbone = models.backbone_of(lite_patch_model)
     top_bn = backbone.get_layer("top_bn")
     before = [w.numpy().copy() for w in top_bn.weights]
@@ -82,13 +107,27 @@ def test_pretrained_batchnorm_runs_in_inference_mode_and_keeps_imagenet_statisti
     rng = np.random.default_rng(0)
     x = rng.random((8, 32, 32, 1), np.float32)
     y = rng.integers(0, len(contract.CBIS_PATCH_CLASSES), 8)
-    models.train_in_stages(lite_patch_model, models.parse_schedule("top:0.01:1"), (x, y), (x, y),
-                           "sparse_categorical_crossentropy", [], batch_size=4, augment=False)
-    assert not np.allclose(backbone.get_layer("top_conv").kernel.numpy(), kernel_before)  # it trained
-    for after, start in zip(top_bn.weights, before):  # gamma, beta and the ImageNet moving statistics
+    models.train_in_stages(
+        lite_patch_model,
+        models.parse_schedule("top:0.01:1"),
+        (x, y),
+        (x, y),
+        "sparse_categorical_crossentropy",
+        [],
+        batch_size=4,
+        augment=False,
+    )
+    assert not np.allclose(
+        backbone.get_layer("top_conv").kernel.numpy(), kernel_before
+    )  # it trained
+    for after, start in zip(
+        top_bn.weights, before
+    ):  # gamma, beta and the ImageNet moving statistics
         np.testing.assert_array_equal(after.numpy(), start)
     features = tf.random.normal((2, 1, 1, 1280))
-    np.testing.assert_allclose(top_bn(features, training=True), top_bn(features, training=False), rtol=1e-6)
+    np.testing.assert_allclose(
+        top_bn(features, training=True), top_bn(features, training=False), rtol=1e-6
+    )
 
 
 def test_lite0_whole_image_model_warm_starts_from_the_saved_patch_model(lite_patch_model, tmp_path):
@@ -97,11 +136,14 @@ def test_lite0_whole_image_model_warm_starts_from_the_saved_patch_model(lite_pat
     lite_patch_model.save(str(tmp_path / "patch"), save_format="tf", include_optimizer=False)
     loaded = whole_trainer_module.load_patch_model(str(tmp_path / "patch"))
     patches = np.random.default_rng(1).random((2, 32, 32, 1), np.float32)
-    np.testing.assert_allclose(loaded.predict(patches, verbose=0), lite_patch_model.predict(patches, verbose=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(patches, verbose=0), lite_patch_model.predict(patches, verbose=0), atol=1e-5
+    )
     whole = models.build_whole_image_classifier(loaded, (96, 64), weights=pretrained.IMAGENET)
     assert models.backbone_of(whole) is models.backbone_of(loaded)
-    assert whole.get_layer("top_block1_proj").input_shape[-1] == 1280  # the projection takes Lite's channels
+    assert (
+        whole.get_layer("top_block1_proj").input_shape[-1] == 1280
+    )  # the projection takes Lite's channels
     models.set_trainable(whole, "all")
     assert not any(layer.trainable for layer in _batchnorm(models.backbone_of(whole)))
     assert whole.predict(np.zeros((1, 96, 64, 1), np.float32), verbose=0).shape == (1, 1)

@@ -1,6 +1,7 @@
 """The mammography variant's wiring (fast: no run): `create_pipeline` builds it from the
 config, the module functions refuse missing settings, and it compiles for Kubeflow
 Pipelines 2 with the installed run_fns (the cluster path)."""
+
 import json
 
 import pytest
@@ -17,15 +18,25 @@ def test_create_pipeline_builds_the_mammography_variant(tmp_path):
 
     config = configs.load(env={}, workdir=str(tmp_path), task="cbis", variant="mammo")
     pipeline = create_pipeline(config)
-    assert [c.id for c in pipeline.components] == ["CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator",
-                                                   "EvaluationReport", "Pusher"]
+    assert [c.id for c in pipeline.components] == [
+        "CbisExampleGen",
+        "PatchTrainer",
+        "Trainer",
+        "Evaluator",
+        "EvaluationReport",
+        "Pusher",
+    ]
     by_id = {c.id: c for c in pipeline.components}
     trainer = by_id["Trainer"]
     assert trainer.inputs["base_model"].producer_component_id == "PatchTrainer"
     assert trainer.inputs["examples"].output_key == "mammograms"
     assert by_id["PatchTrainer"].inputs["examples"].output_key == "patches"
-    assert json.loads(trainer.exec_properties["custom_config"]) == config.mammo_whole_trainer_config()
-    assert trainer.exec_properties["module_file"].endswith("components/mammo/whole_trainer/whole_trainer_module.py")
+    assert (
+        json.loads(trainer.exec_properties["custom_config"]) == config.mammo_whole_trainer_config()
+    )
+    assert trainer.exec_properties["module_file"].endswith(
+        "components/mammo/whole_trainer/whole_trainer_module.py"
+    )
     # The card is completed before the push, as in the classify variant: the report scores the
     # whole-image model on the mammograms' eval and test splits.
     report = by_id["EvaluationReport"]
@@ -51,15 +62,27 @@ def test_the_preset_starts_from_imagenet_lite0_and_resnet50_alone_restores_rando
     preset = configs.load(env={}, workdir=workdir, task="cbis", variant="mammo")
     assert (preset.mammo_backbone, preset.weights) == ("efficientnet_lite0", pretrained.IMAGENET)
     assert preset.mammo_patch_trainer_config()["backbone"] == "efficientnet_lite0"
-    assert preset.mammo_patch_trainer_config()["weights"] == preset.mammo_whole_trainer_config()["weights"] == "imagenet"
+    assert (
+        preset.mammo_patch_trainer_config()["weights"]
+        == preset.mammo_whole_trainer_config()["weights"]
+        == "imagenet"
+    )
     assert preset.mammo_patch_trainer_config()["pretrained_dir"] == preset.pretrained_dir
-    study = configs.load(env={"BREASTDX_MAMMO_BACKBONE": "resnet50"}, workdir=workdir, task="cbis", variant="mammo")
+    study = configs.load(
+        env={"BREASTDX_MAMMO_BACKBONE": "resnet50"}, workdir=workdir, task="cbis", variant="mammo"
+    )
     assert (study.mammo_backbone, study.weights) == ("resnet50", None)
     # Weights set explicitly win over the preset either way.
-    random_lite = configs.load(env={"BREASTDX_WEIGHTS": "none"}, workdir=workdir, task="cbis", variant="mammo")
+    random_lite = configs.load(
+        env={"BREASTDX_WEIGHTS": "none"}, workdir=workdir, task="cbis", variant="mammo"
+    )
     assert (random_lite.mammo_backbone, random_lite.weights) == ("efficientnet_lite0", None)
-    keras_resnet = configs.load(env={"BREASTDX_MAMMO_BACKBONE": "resnet50", "BREASTDX_WEIGHTS": "imagenet"},
-                                workdir=workdir, task="cbis", variant="mammo")
+    keras_resnet = configs.load(
+        env={"BREASTDX_MAMMO_BACKBONE": "resnet50", "BREASTDX_WEIGHTS": "imagenet"},
+        workdir=workdir,
+        task="cbis",
+        variant="mammo",
+    )
     assert keras_resnet.weights == "imagenet"
     # Only the mammography variant takes the preset's weights; the others keep their defaults.
     assert configs.load(env={}, workdir=workdir, task="cbis").weights is None
@@ -68,11 +91,25 @@ def test_the_preset_starts_from_imagenet_lite0_and_resnet50_alone_restores_rando
 
 def test_lite_backbones_refuse_patches_below_their_smallest_side(tmp_path):
     with pytest.raises(ValueError, match="mammo_patch_size 28 is below 32"):
-        configs.load(env={"BREASTDX_MAMMO_PATCH_SIZE": "28"}, workdir=str(tmp_path), task="cbis", variant="mammo")
+        configs.load(
+            env={"BREASTDX_MAMMO_PATCH_SIZE": "28"},
+            workdir=str(tmp_path),
+            task="cbis",
+            variant="mammo",
+        )
     with pytest.raises(ValueError, match="mammo_backbone must be one of"):
-        configs.load(env={"BREASTDX_MAMMO_BACKBONE": "vgg16"}, workdir=str(tmp_path), task="cbis", variant="mammo")
-    resnet = configs.load(env={"BREASTDX_MAMMO_PATCH_SIZE": "28", "BREASTDX_MAMMO_BACKBONE": "resnet50"},
-                          workdir=str(tmp_path), task="cbis", variant="mammo")
+        configs.load(
+            env={"BREASTDX_MAMMO_BACKBONE": "vgg16"},
+            workdir=str(tmp_path),
+            task="cbis",
+            variant="mammo",
+        )
+    resnet = configs.load(
+        env={"BREASTDX_MAMMO_PATCH_SIZE": "28", "BREASTDX_MAMMO_BACKBONE": "resnet50"},
+        workdir=str(tmp_path),
+        task="cbis",
+        variant="mammo",
+    )
     assert resnet.mammo_patch_size == 28
 
 
@@ -84,7 +121,9 @@ def test_module_functions_take_their_settings_from_custom_config_only():
     config = configs.load(env={}, task="cbis", variant="mammo")
     assert set(patch_trainer_module.SETTINGS) <= set(config.mammo_patch_trainer_config())
     assert set(whole_trainer_module.SETTINGS) <= set(config.mammo_whole_trainer_config())
-    partial = {k: v for k, v in config.mammo_whole_trainer_config().items() if k != "whole_schedule"}
+    partial = {
+        k: v for k, v in config.mammo_whole_trainer_config().items() if k != "whole_schedule"
+    }
     with pytest.raises(ValueError, match=r"lacks \['whole_schedule'\]"):
         records.require_settings(partial, whole_trainer_module.SETTINGS, "Trainer (whole image)")
 
@@ -92,7 +131,10 @@ def test_module_functions_take_their_settings_from_custom_config_only():
 def test_schedules_round_trip_and_bad_stages_say_the_format():
     from components.mammo import models
 
-    assert models.parse_schedule(models.format_schedule(models.PATCH_SCHEDULE)) == models.PATCH_SCHEDULE
+    assert (
+        models.parse_schedule(models.format_schedule(models.PATCH_SCHEDULE))
+        == models.PATCH_SCHEDULE
+    )
     with pytest.raises(ValueError, match="expected <head|top|all>:<learning rate>:<epochs>"):
         models.parse_schedule("head:1e-3")
 
@@ -106,14 +148,31 @@ def test_the_variant_compiles_for_kubeflow_pipelines(tmp_path):
     with open(path) as handle:
         spec = yaml.safe_load(handle)
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"CbisExampleGen", "PatchTrainer", "Trainer", "Evaluator", "EvaluationReport", "Pusher"}
+    assert set(tasks) == {
+        "CbisExampleGen",
+        "PatchTrainer",
+        "Trainer",
+        "Evaluator",
+        "EvaluationReport",
+        "Pusher",
+    }
     report = tasks["EvaluationReport"]["inputs"]["artifacts"]
-    assert report["examples"]["taskOutputArtifact"] == {"producerTask": "CbisExampleGen",
-                                                        "outputArtifactKey": "mammograms"}
-    assert tasks["Pusher"]["inputs"]["artifacts"]["report"]["taskOutputArtifact"]["producerTask"] == "EvaluationReport"
-    run_fn = {name: tasks[name]["inputs"]["parameters"]["run_fn"]["runtimeValue"]["constant"]
-              for name in ("PatchTrainer", "Trainer")}
-    assert run_fn == {"PatchTrainer": kubeflow_runner.MAMMO_PATCH_RUN_FN, "Trainer": kubeflow_runner.MAMMO_RUN_FN}
+    assert report["examples"]["taskOutputArtifact"] == {
+        "producerTask": "CbisExampleGen",
+        "outputArtifactKey": "mammograms",
+    }
+    assert (
+        tasks["Pusher"]["inputs"]["artifacts"]["report"]["taskOutputArtifact"]["producerTask"]
+        == "EvaluationReport"
+    )
+    run_fn = {
+        name: tasks[name]["inputs"]["parameters"]["run_fn"]["runtimeValue"]["constant"]
+        for name in ("PatchTrainer", "Trainer")
+    }
+    assert run_fn == {
+        "PatchTrainer": kubeflow_runner.MAMMO_PATCH_RUN_FN,
+        "Trainer": kubeflow_runner.MAMMO_RUN_FN,
+    }
     base = tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
     assert base == {"producerTask": "PatchTrainer", "outputArtifactKey": "model"}
     assert config.data_root.startswith(ROOT)
@@ -125,9 +184,25 @@ def test_a_folder_that_is_no_release_stops_before_the_pipeline_with_exit_2(tmp_p
 
     (tmp_path / "not_a_release").mkdir()
     (tmp_path / "not_a_release" / "notes.txt").write_text("no CSVs here")
-    done = subprocess.run([sys.executable, "-m", "breastdx_cli.main", "demo", "--task", "cbis", "--variant", "mammo",
-                           "--data-root", str(tmp_path / "not_a_release"), "--workdir", str(tmp_path / "w")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "breastdx_cli.main",
+            "demo",
+            "--task",
+            "cbis",
+            "--variant",
+            "mammo",
+            "--data-root",
+            str(tmp_path / "not_a_release"),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "case-description CSV" in errors[0], done.stderr
@@ -137,8 +212,18 @@ def test_a_folder_that_is_no_release_stops_before_the_pipeline_with_exit_2(tmp_p
 def _mammogram(pid, split, malignant, view="CC"):
     from components.mammo import cbis
 
-    abnormality = cbis.Abnormality(pid, "LEFT", view, 1, "mass", "MALIGNANT" if malignant else "BENIGN", split,
-                                   f"{pid}_{view}.png", "roi.png", "crop.png")
+    abnormality = cbis.Abnormality(
+        pid,
+        "LEFT",
+        view,
+        1,
+        "mass",
+        "MALIGNANT" if malignant else "BENIGN",
+        split,
+        f"{pid}_{view}.png",
+        "roi.png",
+        "crop.png",
+    )
     return cbis.Mammogram(abnormality.image_id, pid, split, abnormality.image_path, [abnormality])
 
 
@@ -147,24 +232,38 @@ def test_splits_keep_the_release_test_split_and_calibrate_on_held_out_train_pati
     patients (both classes), chosen by a seeded hash; no patient in two splits."""
     from components.mammo import cbis
 
-    mammograms = [_mammogram(f"P_{i:03d}", "test" if i % 3 == 0 else "train", bool(i % 2), view)
-                  for i in range(60) for view in ("CC", "MLO")]
+    mammograms = [
+        _mammogram(f"P_{i:03d}", "test" if i % 3 == 0 else "train", bool(i % 2), view)
+        for i in range(60)
+        for view in ("CC", "MLO")
+    ]
     splits = cbis.pipeline_splits(mammograms, eval_fraction=0.2, seed=5)
-    assert set(splits) == {m.patient_id for m in mammograms}  # every patient, once (a dict: one split each)
-    assert {p for p, s in splits.items() if s == "test"} == {m.patient_id for m in mammograms if m.split == "test"}
+    assert set(splits) == {
+        m.patient_id for m in mammograms
+    }  # every patient, once (a dict: one split each)
+    assert {p for p, s in splits.items() if s == "test"} == {
+        m.patient_id for m in mammograms if m.split == "test"
+    }
     train_patients = {m.patient_id: m.malignant for m in mammograms if m.split == "train"}
     held = [p for p, s in splits.items() if s == "eval"]
     assert set(held) <= set(train_patients)
     for label in (False, True):
         n = sum(1 for v in train_patients.values() if v == label)
-        assert sum(1 for p in held if train_patients[p] == label) == round(0.2 * n)  # stratified: both classes
+        assert sum(1 for p in held if train_patients[p] == label) == round(
+            0.2 * n
+        )  # stratified: both classes
     assert cbis.pipeline_splits(mammograms, 0.2, seed=5) == splits  # deterministic
     assert cbis.pipeline_splits(mammograms, 0.2, seed=6) != splits  # the seed chooses
-    tiny = [_mammogram("P_1", "train", False), _mammogram("P_2", "train", False), _mammogram("P_3", "train", True),
-            _mammogram("P_4", "test", True)]
+    tiny = [
+        _mammogram("P_1", "train", False),
+        _mammogram("P_2", "train", False),
+        _mammogram("P_3", "train", True),
+        _mammogram("P_4", "test", True),
+    ]
     assert cbis.pipeline_splits(tiny, 0.2, seed=0) in (
         {"P_1": "eval", "P_2": "train", "P_3": "train", "P_4": "test"},
-        {"P_1": "train", "P_2": "eval", "P_3": "train", "P_4": "test"})  # a lone class member stays in train
+        {"P_1": "train", "P_2": "eval", "P_3": "train", "P_4": "test"},
+    )  # a lone class member stays in train
     with pytest.raises(ValueError, match="eval_fraction"):
         cbis.pipeline_splits(tiny, 1.0, seed=0)
 
@@ -200,10 +299,21 @@ def test_a_model_that_fits_any_size_gets_a_contract_without_size_limits():
     assert "px" in decision.contract_reason(sized, decision.inspect_image(bigger))
     photo = png((rng.random((700, 500, 3)) * 255).astype(np.uint8), "RGB")
     assert "RGB" in decision.contract_reason(accepted, decision.inspect_image(photo))
-    card = {"schema_version": 1, "intended_use": "Research use only, not a diagnosis.", "task": "cbis",
-            "class_names": ["benign", "malignant"], "positive_class": "malignant", "model_name": "m", "version": 1,
-            "pushed_at": "2026-01-01T00:00:00Z",
-            "input_contract": {"signature": "serving_default", "model_size": [288, 224], "any_size": True}}
+    card = {
+        "schema_version": 1,
+        "intended_use": "Research use only, not a diagnosis.",
+        "task": "cbis",
+        "class_names": ["benign", "malignant"],
+        "positive_class": "malignant",
+        "model_name": "m",
+        "version": 1,
+        "pushed_at": "2026-01-01T00:00:00Z",
+        "input_contract": {
+            "signature": "serving_default",
+            "model_size": [288, 224],
+            "any_size": True,
+        },
+    }
     model_card.validate(model_card.with_accepted(card, accepted))
     with pytest.raises(model_card.CardError, match="input_contract.accepted.width"):
         model_card.validate(model_card.with_accepted(card, {**accepted, "width": [1]}))

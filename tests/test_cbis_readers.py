@@ -1,4 +1,5 @@
 """CBIS-DDSM readers, the aspect-preserving resize and the S/S10 patch sets (components/mammo)."""
+
 import csv
 import os
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 
 from breastdx_core import contract
-from pipeline import synthetic
 from components.mammo import cbis, images, patches
+from pipeline import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,18 @@ def test_reader_resolves_every_row_and_unswaps_roi_and_crop(release):
     assert problems == []
     assert len(abnormalities) == sum(summary.by_class.values())
     for a in abnormalities:
-        assert os.path.isfile(a.image_path) and os.path.isfile(a.roi_mask_path) and os.path.isfile(a.cropped_path)
+        assert (
+            os.path.isfile(a.image_path)
+            and os.path.isfile(a.roi_mask_path)
+            and os.path.isfile(a.cropped_path)
+        )
         # The ROI mask has the mammogram's size, the crop is smaller, whatever the CSV said.
         assert images.image_size(a.roi_mask_path) == images.image_size(a.image_path)
         assert np.prod(images.image_size(a.cropped_path)) < np.prod(images.image_size(a.image_path))
         assert a.kind in ("mass", "calcification") and a.split in ("train", "test")
         assert contract.CBIS_PATCH_CLASSES[a.patch_class].startswith(
-            "mass" if a.kind == "mass" else "calcification")
+            "mass" if a.kind == "mass" else "calcification"
+        )
     counts = {}
     for a in abnormalities:
         name = contract.CBIS_PATCH_CLASSES[a.patch_class]
@@ -67,8 +73,18 @@ def test_missing_files_and_columns_are_reported(tmp_path):
     with open(tmp_path / "mass_case_description_train_set.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(cbis.REQUIRED_COLUMNS)
-        writer.writerow(["P_1", "LEFT", "CC", "mass", "BENIGN", "Mass-Training_P_1_LEFT_CC/a/b/000000.dcm",
-                         "x/000000.dcm", "x/000001.dcm"])
+        writer.writerow(
+            [
+                "P_1",
+                "LEFT",
+                "CC",
+                "mass",
+                "BENIGN",
+                "Mass-Training_P_1_LEFT_CC/a/b/000000.dcm",
+                "x/000000.dcm",
+                "x/000001.dcm",
+            ]
+        )
     found, problems = cbis.read_release(str(tmp_path))
     assert found == [] and len(problems) == 1 and "not found" in problems[0]
     with open(tmp_path / "mass_case_description_train_set.csv", "w") as handle:
@@ -90,8 +106,8 @@ def test_dicom_needs_pydicom_or_says_so(tmp_path):
 
 
 def _disk(shape, cy, cx, r):
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
-    return ((yy - cy) ** 2 + (xx - cx) ** 2) < r ** 2
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
 
 
 @pytest.mark.parametrize("shape", [(500, 300), (300, 500), (1152, 896), (200, 201)])
@@ -110,7 +126,7 @@ def test_resize_keeps_aspect_and_pads_symmetrically(shape):
     assert 0 <= bottom - top <= 1 and 0 <= right - left <= 1  # symmetric; the odd pixel at the end
     assert min(top, left) == 0  # it fits on one side: the largest scale
     # No distortion: the circle stays a circle.
-    content = out[top:target[0] - bottom, left:target[1] - right]
+    content = out[top : target[0] - bottom, left : target[1] - right]
     ys, xs = np.nonzero(content < 0.5 * (0.8 + 0.2))
     height, width = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     assert abs(height - width) <= 2, (height, width)
@@ -148,7 +164,7 @@ def test_roi_patches_overlap_at_least_90_percent(patch_set, count):
         for p in mine:
             assert p.pixels.shape == (size, size)
             # recomputed independently of the module's own overlap()
-            inside = mask[p.top:p.top + size, p.left:p.left + size].sum()
+            inside = mask[p.top : p.top + size, p.left : p.left + size].sum()
             assert inside / min(size * size, mask.sum()) >= 0.9
             assert p.overlap >= 0.9
         assert len({(p.top, p.left) for p in mine}) == len(mine)  # distinct patches
@@ -163,8 +179,10 @@ def test_background_patches_lie_outside_every_roi_and_on_tissue(patch_set, count
     background = [p for p in found if p.label == 0]
     assert len(background) == count
     for p in background:
-        assert not union[p.top:p.top + 56, p.left:p.left + 56].any()
-        assert (image[p.top:p.top + 56, p.left:p.left + 56] > patches.TISSUE_LEVEL).mean() >= patches.MIN_TISSUE
+        assert not union[p.top : p.top + 56, p.left : p.left + 56].any()
+        assert (
+            image[p.top : p.top + 56, p.left : p.left + 56] > patches.TISSUE_LEVEL
+        ).mean() >= patches.MIN_TISSUE
 
 
 def test_patch_folders_are_a_class_folder_layout_the_pipeline_reads(tmp_path):

@@ -2,6 +2,7 @@
 TensorFlow's SavedModel export (the bug that hid everything after Transform), and
 subprocess walls go to the log file, not the terminal. The full demo's console is
 checked by tests/test_cbis_e2e.py."""
+
 import io
 import logging
 import subprocess
@@ -61,8 +62,14 @@ def test_component_lines_survive_a_savedmodel_export(captured, tmp_path):
 def test_quiet_run_sends_subprocess_walls_to_the_log_file(tmp_path, capfd):
     log_file = str(tmp_path / "run.log")
     with console.quiet_run(log_file):
-        subprocess.run([sys.executable, "-c", "import sys; print('setuptools wall', file=sys.stderr); "
-                                              "print('pip wall')"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; print('setuptools wall', file=sys.stderr); print('pip wall')",
+            ],
+            check=True,
+        )
     out, err = capfd.readouterr()
     assert "wall" not in out + err
     with open(log_file) as handle:
@@ -80,5 +87,8 @@ def test_progress_logs_tenths_without_a_terminal(caplog):
         progress.on_train_end()
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "Trainer: training 20 steps"
-    assert "Trainer: step 1/20 (5%), loss 0.5000" in lines and "Trainer: step 19/20 (95%), loss 0.5000" in lines
+    assert (
+        "Trainer: step 1/20 (5%), loss 0.5000" in lines
+        and "Trainer: step 19/20 (95%), loss 0.5000" in lines
+    )
     assert lines[-1] == "Trainer: 20 training steps done" and len(lines) == 12

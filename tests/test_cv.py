@@ -1,5 +1,6 @@
 """Patient-level cross-validation (lab/cv.py): folds, warnings, and one real
 two-fold run through the Trainer module on a tiny synthetic set."""
+
 import json
 import os
 
@@ -29,7 +30,9 @@ def test_folds_are_patient_disjoint_and_cover_every_patient():
 
 def test_too_many_folds_is_a_clear_error():
     labels, groups = _images({"a": (5, 5), "b": (5, 5), "c": (5, 0)})
-    with pytest.raises(cv.CvError, match="4 folds cannot be patient-disjoint with 3 patients: use --folds 3"):
+    with pytest.raises(
+        cv.CvError, match="4 folds cannot be patient-disjoint with 3 patients: use --folds 3"
+    ):
         cv.assign_folds(labels, groups, 4, seed=0)
 
 
@@ -40,11 +43,16 @@ def test_one_patient_holding_a_class_is_reported():
 
 
 def test_eval_patients_hold_both_classes_when_possible():
-    labels, groups = _images({"a": (5, 0), "b": (5, 0), "c": (0, 5), "d": (4, 4), "e": (5, 0), "f": (0, 3)})
+    labels, groups = _images(
+        {"a": (5, 0), "b": (5, 0), "c": (0, 5), "d": (4, 4), "e": (5, 0), "f": (0, 3)}
+    )
     classes = cv._patient_classes(labels, groups)
     pick = cv.eval_patients(sorted(classes), classes, 0.34, seed=1)
     assert len(pick) == 2
-    assert sum(classes[p] for p in pick).all() and sum(classes[p] for p in classes if p not in pick).all()
+    assert (
+        sum(classes[p] for p in pick).all()
+        and sum(classes[p] for p in classes if p not in pick).all()
+    )
 
 
 def test_metrics_reuse_the_project_metrics_and_bootstrap_patients():
@@ -63,15 +71,21 @@ def test_threshold_rules_pick_the_eval_optimum():
     scores = np.array([0.1, 0.2, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9])
     assert cv.choose_threshold(labels, scores, "max_f1") == pytest.approx(0.65)  # perfect split
     assert cv.choose_threshold(labels, scores, "max_balanced_accuracy") == pytest.approx(0.65)
-    assert cv.choose_threshold(labels, scores, "sensitivity_0.95") == pytest.approx(0.65)  # every positive kept
+    assert cv.choose_threshold(labels, scores, "sensitivity_0.95") == pytest.approx(
+        0.65
+    )  # every positive kept
     # F1 and balanced accuracy disagree: 4 positives among 26, one scored below two negatives.
     labels = np.array([1, 1, 1, 1, 0, 0] + [0] * 20)
     scores = np.array([0.9, 0.9, 0.9, 0.3, 0.4, 0.35] + [0.1] * 20)
-    assert cv.choose_threshold(labels, scores, "max_balanced_accuracy") == pytest.approx(0.3)  # 0.955 vs 0.875
+    assert cv.choose_threshold(labels, scores, "max_balanced_accuracy") == pytest.approx(
+        0.3
+    )  # 0.955 vs 0.875
     assert cv.choose_threshold(labels, scores, "max_f1") == pytest.approx(0.9)  # F1 0.857 vs 0.8
     assert cv.choose_threshold(labels, scores, "sensitivity_0.95") == pytest.approx(0.3)
     # ties: the candidate nearest 0.5; one class only: the default threshold
-    assert cv.choose_threshold(np.array([0, 1]), np.array([0.2, 0.45]), "max_f1") == pytest.approx(0.45)
+    assert cv.choose_threshold(np.array([0, 1]), np.array([0.2, 0.45]), "max_f1") == pytest.approx(
+        0.45
+    )
     assert cv.choose_threshold(np.array([1, 1]), np.array([0.2, 0.3]), "max_f1") == cv.THRESHOLD
     with pytest.raises(ValueError, match="unknown operating rule"):
         cv.choose_threshold(labels, scores, "max_auc")
@@ -79,10 +93,20 @@ def test_threshold_rules_pick_the_eval_optimum():
 
 def test_pooled_operating_metrics_call_each_fold_at_its_own_threshold():
     # Fold 0's scores run low, fold 1's high: one threshold cannot serve both, each fold's own does.
-    rows = [{"labels": [0, 0, 1, 1], "scores": [0.05, 0.1, 0.3, 0.35], "groups": ["a", "a", "b", "b"],
-             "operating": {"max_f1": {"threshold": 0.3}}},
-            {"labels": [0, 0, 1, 1], "scores": [0.6, 0.7, 0.9, 0.95], "groups": ["c", "c", "d", "d"],
-             "operating": {"max_f1": {"threshold": 0.9}}}]
+    rows = [
+        {
+            "labels": [0, 0, 1, 1],
+            "scores": [0.05, 0.1, 0.3, 0.35],
+            "groups": ["a", "a", "b", "b"],
+            "operating": {"max_f1": {"threshold": 0.3}},
+        },
+        {
+            "labels": [0, 0, 1, 1],
+            "scores": [0.6, 0.7, 0.9, 0.95],
+            "groups": ["c", "c", "d", "d"],
+            "operating": {"max_f1": {"threshold": 0.9}},
+        },
+    ]
     at_rule = cv.operating_metrics(rows, "max_f1", resamples=20, seed=0)
     assert "auc" not in at_rule
     assert at_rule["f1"]["value"] == 1.0 and at_rule["balanced_accuracy"]["value"] == 1.0
@@ -94,12 +118,32 @@ def test_pooled_operating_metrics_call_each_fold_at_its_own_threshold():
 def test_markdown_lists_the_eval_chosen_thresholds():
     entry = {"value": 0.8, "ci95": {"low": 0.7, "high": 0.9}}
     at = {m: entry for m in cv.METRICS}
-    result = {"meta": {"folds": 2, "patients": 4, "images": 8, "positive_images": 4, "backbone": "b", "weights": "w",
-                       "stain_jitter": 0, "epochs": 1, "train_steps": 0, "threshold": 0.5, "bootstrap_resamples": 20,
-                       "research_only": "Research use only.", "seconds": 1, "synthetic_data": False},
-              "warnings": [], "folds": [],
-              "pooled": {"n_patients": 4, "n_images": 8, "metrics": at,
-                         "operating": {"max_f1": {"thresholds": [0.31, 0.72], "metrics": at}}}}
+    result = {
+        "meta": {
+            "folds": 2,
+            "patients": 4,
+            "images": 8,
+            "positive_images": 4,
+            "backbone": "b",
+            "weights": "w",
+            "stain_jitter": 0,
+            "epochs": 1,
+            "train_steps": 0,
+            "threshold": 0.5,
+            "bootstrap_resamples": 20,
+            "research_only": "Research use only.",
+            "seconds": 1,
+            "synthetic_data": False,
+        },
+        "warnings": [],
+        "folds": [],
+        "pooled": {
+            "n_patients": 4,
+            "n_images": 8,
+            "metrics": at,
+            "operating": {"max_f1": {"thresholds": [0.31, 0.72], "metrics": at}},
+        },
+    }
     text = cv.render_markdown(result)
     assert "| eval max F1 | 0.310, 0.720 | 0.800 [0.700, 0.900] |" in text
 
@@ -111,30 +155,52 @@ def test_two_folds_through_run_fn(idc_run, tmp_path):
     run_config, _ = idc_run
     # EfficientNet-Lite0 from random weights: the lightest registry backbone (a quarter of
     # ResNet50's CPU per image scored; cv scores every eval and test image of each fold).
-    config = configs.load(env={}, workdir=run_config.workdir, seed=run_config.seed, train_steps=2, eval_steps=0,
-                          epochs=1, batch_size=8, backbone="efficientnet_lite0", stain_jitter=0.05,
-                          bootstrap_resamples=20, tta=True)
+    config = configs.load(
+        env={},
+        workdir=run_config.workdir,
+        seed=run_config.seed,
+        train_steps=2,
+        eval_steps=0,
+        epochs=1,
+        batch_size=8,
+        backbone="efficientnet_lite0",
+        stain_jitter=0.05,
+        bootstrap_resamples=20,
+        tta=True,
+    )
     result = cv.cross_validate(config, folds=2, out_dir=str(tmp_path / "cv"))
     folds = result["folds"]
     assert len(folds) == 2
     tested = [p for row in folds for p in row["test_patients"]]
-    assert sorted(tested) == sorted(set(tested)) and len(tested) == result["meta"]["patients"]  # each once
+    assert (
+        sorted(tested) == sorted(set(tested)) and len(tested) == result["meta"]["patients"]
+    )  # each once
     for row in folds:
         assert not set(row["test_patients"]) & set(row["train_patients"] + row["eval_patients"])
-        assert row["budget"]["images_seen"] == 2 * 8 and row["calibration"]["method"] == "temperature"
+        assert (
+            row["budget"]["images_seen"] == 2 * 8 and row["calibration"]["method"] == "temperature"
+        )
         assert len(row["scores"]) == row["n_test_images"] > 0
     images = result["meta"]["images"]  # every ingested image, each scored once
     assert result["pooled"]["n_images"] == images == sum(row["n_test_images"] for row in folds)
     assert set(result["pooled"]["metrics"]) == set(cv.METRICS)
-    for row in folds:  # thresholds chosen on the fold's eval patients, who are not its test patients
+    for (
+        row
+    ) in folds:  # thresholds chosen on the fold's eval patients, who are not its test patients
         assert row["n_eval_images"] > 0 and set(row["operating"]) == set(cv.OPERATING_RULES)
     assert set(result["pooled"]["operating"]) == set(cv.OPERATING_RULES)
     # The synthetic names carry x/y: slide-context figures beside the per-patch ones, the
     # width chosen on each fold's eval patients; the models average the 8 orientations.
     context = result["slide_context"]
-    assert context is not None and len(context["sigmas"]) == 2 and set(context["metrics"]) == set(cv.METRICS)
+    assert (
+        context is not None
+        and len(context["sigmas"]) == 2
+        and set(context["metrics"]) == set(cv.METRICS)
+    )
     assert "Slide context" in open(tmp_path / "cv" / "cv.md").read()
     with open(tmp_path / "cv" / "cv.json") as handle:
         assert json.load(handle)["meta"]["synthetic_data"] is True
-    assert f"| pooled | {len(tested)} patients | {images} |" in open(tmp_path / "cv" / "cv.md").read()
+    assert (
+        f"| pooled | {len(tested)} patients | {images} |" in open(tmp_path / "cv" / "cv.md").read()
+    )
     assert os.path.getsize(tmp_path / "cv" / "roc.png") > 1000

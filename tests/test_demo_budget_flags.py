@@ -1,25 +1,53 @@
 """`breastdx demo` sets the backbone's weights and the data-sized budget by flag, not
 only by BREASTDX_WEIGHTS / _EPOCHS / _MAX_TRAIN_MINUTES."""
+
 from breastdx_cli import main
 from breastdx_core import configs
 
 
 def _config(monkeypatch, tmp_path, *flags):
-    for name in ("BREASTDX_WEIGHTS", "BREASTDX_EPOCHS", "BREASTDX_MAX_TRAIN_MINUTES", "BREASTDX_TRAIN_STEPS",
-                 "BREASTDX_BACKBONE", "BREASTDX_DATA_ROOT", "BREASTDX_TASK"):
+    for name in (
+        "BREASTDX_WEIGHTS",
+        "BREASTDX_EPOCHS",
+        "BREASTDX_MAX_TRAIN_MINUTES",
+        "BREASTDX_TRAIN_STEPS",
+        "BREASTDX_BACKBONE",
+        "BREASTDX_DATA_ROOT",
+        "BREASTDX_TASK",
+    ):
         monkeypatch.delenv(name, raising=False)
     args = main.build_parser().parse_args(["demo", "--workdir", str(tmp_path), *flags])
     return main._config(args)
 
 
 def test_demo_flags_set_weights_and_the_data_sized_budget(monkeypatch, tmp_path):
-    config = _config(monkeypatch, tmp_path, "--data-root", str(tmp_path / "real"), "--backbone", "efficientnet_lite0",
-                     "--weights", "imagenet", "--epochs", "4", "--max-train-minutes", "14")
+    config = _config(
+        monkeypatch,
+        tmp_path,
+        "--data-root",
+        str(tmp_path / "real"),
+        "--backbone",
+        "efficientnet_lite0",
+        "--weights",
+        "imagenet",
+        "--epochs",
+        "4",
+        "--max-train-minutes",
+        "14",
+    )
     assert (config.backbone, config.weights, config.epochs, config.max_train_minutes) == (
-        "efficientnet_lite0", "imagenet", 4, 14.0)
+        "efficientnet_lite0",
+        "imagenet",
+        4,
+        14.0,
+    )
     assert config.train_steps == 0  # real data: whole epochs, not the demo's 24 steps
     trainer = config.trainer_config()
-    assert (trainer["weights"], trainer["epochs"], trainer["max_train_minutes"]) == ("imagenet", 4, 14.0)
+    assert (trainer["weights"], trainer["epochs"], trainer["max_train_minutes"]) == (
+        "imagenet",
+        4,
+        14.0,
+    )
 
 
 def test_demo_without_the_flags_keeps_the_defaults(monkeypatch, tmp_path):
@@ -27,7 +55,12 @@ def test_demo_without_the_flags_keeps_the_defaults(monkeypatch, tmp_path):
     defaults = configs.load(env={}, workdir=str(tmp_path), data_root=str(tmp_path / "real"))
     preset = configs.REAL_DATA_TASK_DEFAULTS["idc"]
     assert (real.backbone, real.weights, real.epochs, real.max_train_minutes, real.train_steps) == (
-        preset["backbone"], preset["weights"], defaults.epochs, preset["max_train_minutes"], 0)
+        preset["backbone"],
+        preset["weights"],
+        defaults.epochs,
+        preset["max_train_minutes"],
+        0,
+    )
     assert real.backbone_input_size == preset["backbone_input_size"]
     synthetic = _config(monkeypatch, tmp_path)
     assert (synthetic.train_steps, synthetic.epochs) == (24, 4)  # the synthetic demo's preset

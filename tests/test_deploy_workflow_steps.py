@@ -20,7 +20,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 import yaml
@@ -156,18 +156,18 @@ with open("kustomization.yaml", "w") as f:
 '''
 
 
-def load(path: str) -> Dict[str, Any]:
+def load(path: str) -> dict[str, Any]:
     with open(path) as f:
         doc = yaml.safe_load(f)
     doc["on"] = doc.pop(True, doc.get("on"))
     return doc
 
 
-def step_key(name: str, job: str, step: Dict[str, Any]):
+def step_key(name: str, job: str, step: dict[str, Any]):
     return (name, job, step.get("name") or step.get("run", "").strip())
 
 
-def expression(text: str, context: Dict[str, Any]) -> str:
+def expression(text: str, context: dict[str, Any]) -> str:
     """Fills ``${{ a.b.c }}`` and ``${{ a.b || 'default' }}`` from ``context``."""
 
     def value(expr: str) -> str:
@@ -206,7 +206,7 @@ def checkout(tmp_path) -> str:
     return str(root)
 
 
-def stand_ins(tmp_path, checkout_dir: str) -> Dict[str, str]:
+def stand_ins(tmp_path, checkout_dir: str) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in STAND_INS.items():
@@ -239,16 +239,16 @@ def run_job(
     tmp_path,
     workflow: str,
     job_name: str,
-    variables: Dict[str, str] = VARS,
+    variables: dict[str, str] = VARS,
     directory: str = WORKFLOWS,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Runs every step of one job; returns {"outputs": {step id: {k: v}}, "calls": [...],
     "ran": [step keys], "listed": [...], "checkout": dir, "state": the stand-ins' folder}."""
     doc = load(os.path.join(directory, workflow))
     job = doc["jobs"][job_name]
     root = checkout(tmp_path)
     base_env = stand_ins(tmp_path, root)
-    outputs: Dict[str, Dict[str, str]] = {}
+    outputs: dict[str, dict[str, str]] = {}
     ran, listed = [], []
     for step in job["steps"]:
         key = step_key(workflow, job_name, step)
@@ -307,7 +307,7 @@ def run_job(
     }
 
 
-def unlisted_calls(calls: List[str], listed) -> List[str]:
+def unlisted_calls(calls: list[str], listed) -> list[str]:
     """The recorded calls that match no (command, argument regex) of ``listed``."""
     return [
         c
@@ -329,9 +329,9 @@ JOBS = [
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
     """Runs each (workflow, job[, overlay]) once for the module: {key: run_job's result}."""
-    cache: Dict[Any, Dict[str, Any]] = {}
+    cache: dict[Any, dict[str, Any]] = {}
 
-    def get(workflow: str, job: str, overlay: str = "") -> Dict[str, Any]:
+    def get(workflow: str, job: str, overlay: str = "") -> dict[str, Any]:
         if (workflow, job, overlay) not in cache:
             variables = dict(VARS, BREASTDX_DEPLOY_OVERLAY=overlay) if overlay else VARS
             tmp = tmp_path_factory.mktemp(f"{job}{overlay}")
@@ -438,7 +438,7 @@ def test_an_unlisted_action_or_a_failing_step_fails(tmp_path, step, needle):
 WAIT = os.path.join(PROJECT_DIR, "deploy", "ci", "wait_run.sh")
 
 
-def _wait(tmp_path, answers: List[str], auth: str = "none") -> subprocess.CompletedProcess:
+def _wait(tmp_path, answers: list[str], auth: str = "none") -> subprocess.CompletedProcess:
     """Runs wait_run.sh with a `breastdx` stand-in answering ``answers`` in turn ("rc|stderr")
     and a `sleep` stand-in that records the pauses instead of sleeping."""
     bin_dir = tmp_path / "bin"
@@ -473,7 +473,7 @@ def _wait(tmp_path, answers: List[str], auth: str = "none") -> subprocess.Comple
     )
 
 
-def _sleeps(tmp_path) -> List[int]:
+def _sleeps(tmp_path) -> list[int]:
     path = tmp_path / "sleeps"
     return [int(s) for s in path.read_text().split()] if path.exists() else []
 

@@ -1,5 +1,6 @@
 """Duplicate-safe ingest: content hashes in records and report, label
 conflicts left out, cross-patient copies kept once; symbolic-linked patient folders."""
+
 import glob
 import hashlib
 import io
@@ -12,8 +13,8 @@ from PIL import Image
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_ingest import component, executor, layouts, report
 from breastdx_core import configs, contract
+from components.image_ingest import component, executor, layouts, report
 from pipeline.pipeline import split_config
 
 
@@ -45,11 +46,16 @@ def _busi_pair_tree(root):
 
 def _run(root, out, task):
     config = configs.load(env={}, workdir=str(out), task=task)
-    gen = component.ImageExampleGen(image_root=str(root), task=task, output_config=split_config(config), shard_size=3)
+    gen = component.ImageExampleGen(
+        image_root=str(root), task=task, output_config=split_config(config), shard_size=3
+    )
     examples = standard_artifacts.Examples()
     examples.uri = str(out / "examples")
     properties = {k: v for k, v in gen.exec_properties.items() if v is not None}
-    properties = {k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v for k, v in properties.items()}
+    properties = {
+        k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
+        for k, v in properties.items()
+    }
     executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
     with open(os.path.join(examples.uri, report.REPORT_JSON)) as handle:
         return examples, json.load(handle)
@@ -57,15 +63,20 @@ def _run(root, out, task):
 
 def _records(examples):
     files = glob.glob(os.path.join(examples.uri, "Split-*", "*"))
-    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    return [
+        tf.train.Example.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ]
 
 
 def test_busi_pair_is_a_label_conflict_left_out_and_reported(tmp_path):
     sha = _busi_pair_tree(tmp_path / "busi")
     examples, result = _run(tmp_path / "busi", tmp_path, "busi")
     reasons = {s["path"]: s["reason"] for s in result["skipped_files"]}
-    assert reasons == {"malignant/malignant (145).png": "duplicate_label_conflict",
-                       "benign/benign (433).png": "duplicate_label_conflict"}
+    assert reasons == {
+        "malignant/malignant (145).png": "duplicate_label_conflict",
+        "benign/benign (433).png": "duplicate_label_conflict",
+    }
     [conflict] = result["duplicates"]["label_conflicts"]
     assert conflict["sha256"] == sha and sorted(conflict["labels"]) == [1, 2]  # benign, malignant
     assert result["ingested"] == 12 and len(result["content_sha256"]) == 12
@@ -74,8 +85,15 @@ def test_busi_pair_is_a_label_conflict_left_out_and_reported(tmp_path):
     for record in records:
         feature = record.features.feature
         digest = feature[contract.CONTENT_HASH_KEY].bytes_list.value[0].decode()
-        assert digest == hashlib.sha256(feature[contract.IMAGE_KEY].bytes_list.value[0]).hexdigest() != sha
-        assert result["content_sha256"][feature[contract.SOURCE_PATH_KEY].bytes_list.value[0].decode()] == digest
+        assert (
+            digest
+            == hashlib.sha256(feature[contract.IMAGE_KEY].bytes_list.value[0]).hexdigest()
+            != sha
+        )
+        assert (
+            result["content_sha256"][feature[contract.SOURCE_PATH_KEY].bytes_list.value[0].decode()]
+            == digest
+        )
     text = open(os.path.join(examples.uri, report.REPORT_MD)).read()
     assert "1 label conflict(s)" in text and "malignant (145).png" in text
 
@@ -87,11 +105,19 @@ def test_same_label_copies_across_patients_are_kept_once(tmp_path):
     _write(root, "p2/1/p2_idx5_x50_y0_class1.png", copy)  # same bytes, another patient
     _write(root, "p1/1/p1_idx5_x0_y50_class1.png", copy)  # same bytes, same patient: kept
     _write(root, "p2/0/p2_idx5_x0_y0_class0.png", _png(8))
-    candidates = [v for v in layouts.scan(str(root), contract.get_task("idc")) if isinstance(v, layouts.Candidate)]
+    candidates = [
+        v
+        for v in layouts.scan(str(root), contract.get_task("idc"))
+        if isinstance(v, layouts.Candidate)
+    ]
     kept, skipped, summary = layouts.deduplicate(candidates)
-    assert [s.rel for s in skipped] == ["p2/1/p2_idx5_x50_y0_class1.png"] and skipped[0].reason == "duplicate"
+    assert [s.rel for s in skipped] == ["p2/1/p2_idx5_x50_y0_class1.png"] and skipped[
+        0
+    ].reason == "duplicate"
     assert {c.patient_id for c in kept if c.sha256 == hashlib.sha256(copy).hexdigest()} == {"p1"}
-    assert summary["same_patient_copies"] == 1 and summary["cross_patient"][0]["kept"].startswith("p1/")
+    assert summary["same_patient_copies"] == 1 and summary["cross_patient"][0]["kept"].startswith(
+        "p1/"
+    )
     assert all(len(c.sha256) == 64 for c in kept)
 
 
@@ -107,19 +133,28 @@ def test_symlinked_patient_folders_are_read_through(tmp_path):
     task = contract.get_task("idc")
     assert layouts.detect(str(root), task) == "idc"
     candidates = [v for v in layouts.scan(str(root), task) if isinstance(v, layouts.Candidate)]
-    assert sorted(c.rel for c in candidates) == ["10253/0/10253_idx5_x0_y0_class0.png",
-                                                 "10253/1/10253_idx5_x50_y0_class1.png",
-                                                 "10254/0/10254_idx5_x0_y0_class0.png",
-                                                 "10254/1/10254_idx5_x50_y0_class1.png"]
+    assert sorted(c.rel for c in candidates) == [
+        "10253/0/10253_idx5_x0_y0_class0.png",
+        "10253/1/10253_idx5_x50_y0_class1.png",
+        "10254/0/10254_idx5_x0_y0_class0.png",
+        "10254/1/10254_idx5_x50_y0_class1.png",
+    ]
 
 
 def test_one_patient_holding_a_class_is_a_report_warning():
-    outcomes = [report.Outcome(f"p{i}/0/a{i}.png", True, label=0, patient_id=f"p{i}", size="50x50") for i in range(3)]
-    outcomes += [report.Outcome(f"p1/1/b{i}.png", True, label=1, patient_id="p1", size="50x50") for i in range(4)]
+    outcomes = [
+        report.Outcome(f"p{i}/0/a{i}.png", True, label=0, patient_id=f"p{i}", size="50x50")
+        for i in range(3)
+    ]
+    outcomes += [
+        report.Outcome(f"p1/1/b{i}.png", True, label=1, patient_id="p1", size="50x50")
+        for i in range(4)
+    ]
     result = report.build(outcomes, ("0", "1"), {})
     assert result["class_warnings"] == [
         "class '1': all 4 images come from one patient (p1); the split that holds this patient holds the whole "
-        "class, so the others can neither learn nor measure it"]
+        "class, so the others can neither learn nor measure it"
+    ]
     assert "## Warnings" in report.render_markdown(result)
 
 
@@ -130,17 +165,29 @@ def test_the_executor_leaves_a_cross_patient_copy_out_of_its_split_files(tmp_pat
     copy = _png(7)
     for patient in ("p1", "p2", "p3", "p4"):
         for i in range(3):
-            _write(root, f"{patient}/0/{patient}_idx5_x{i}_y0_class0.png", _png(hash((patient, i)) % 1000 + 10))
+            _write(
+                root,
+                f"{patient}/0/{patient}_idx5_x{i}_y0_class0.png",
+                _png(hash((patient, i)) % 1000 + 10),
+            )
     _write(root, "p1/1/p1_idx5_x0_y0_class1.png", copy)
     _write(root, "p3/1/p3_idx5_x50_y0_class1.png", copy)  # another patient: left out
     _write(root, "p1/1/p1_idx5_x0_y50_class1.png", copy)  # same patient: kept
     examples, result = _run(root, tmp_path, "idc")
-    assert {s["path"]: s["reason"] for s in result["skipped_files"]} == {"p3/1/p3_idx5_x50_y0_class1.png": "duplicate"}
-    paths = sorted(r.features.feature[contract.SOURCE_PATH_KEY].bytes_list.value[0].decode()
-                   for r in _records(examples))
+    assert {s["path"]: s["reason"] for s in result["skipped_files"]} == {
+        "p3/1/p3_idx5_x50_y0_class1.png": "duplicate"
+    }
+    paths = sorted(
+        r.features.feature[contract.SOURCE_PATH_KEY].bytes_list.value[0].decode()
+        for r in _records(examples)
+    )
     assert len(paths) == result["ingested"] == 14 and "p3/1/p3_idx5_x50_y0_class1.png" not in paths
     assert {"p1/1/p1_idx5_x0_y0_class1.png", "p1/1/p1_idx5_x0_y50_class1.png"} <= set(paths)
-    assert result["duplicates"]["cross_patient"] == [{"sha256": hashlib.sha256(copy).hexdigest(),
-                                                      "kept": "p1/1/p1_idx5_x0_y0_class1.png",
-                                                      "left_out": ["p3/1/p3_idx5_x50_y0_class1.png"]}]
+    assert result["duplicates"]["cross_patient"] == [
+        {
+            "sha256": hashlib.sha256(copy).hexdigest(),
+            "kept": "p1/1/p1_idx5_x0_y0_class1.png",
+            "left_out": ["p3/1/p3_idx5_x50_y0_class1.png"],
+        }
+    ]
     assert result["duplicates"]["same_patient_copies"] == 1

@@ -53,11 +53,14 @@ def test_truncated_jpeg_is_corrupt():
     assert err.value.reason == "corrupt"
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "empty"),
-    (b"hello, not an image\n", "not_an_image"),
-    (b"II*\x00" + b"\x00" * 20, "unsupported_format"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "empty"),
+        (b"hello, not an image\n", "not_an_image"),
+        (b"II*\x00" + b"\x00" * 20, "unsupported_format"),
+    ],
+)
 def test_not_images(data, reason):
     with pytest.raises(image_files.ImageError) as err:
         image_files.inspect(data)

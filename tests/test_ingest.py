@@ -1,4 +1,5 @@
 """ImageExampleGen's executor on Beam: records, the ingest report, patient-grouped splits."""
+
 import collections
 import glob
 import json
@@ -9,8 +10,8 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_ingest import component, executor, report
 from breastdx_core import configs, contract
+from components.image_ingest import component, executor, report
 from pipeline import synthetic
 from pipeline.pipeline import split_config
 
@@ -30,12 +31,20 @@ def _feature(example, key):
 def _run_example_gen(root, out, task="idc", shard_size=7, **extra):
     """ImageExampleGen's executor as TFX runs it: exec properties from the component's spec."""
     config = configs.load(env={}, workdir=str(out))
-    gen = component.ImageExampleGen(image_root=root, task=task, output_config=split_config(config),
-                                    shard_size=shard_size, **extra)
+    gen = component.ImageExampleGen(
+        image_root=root,
+        task=task,
+        output_config=split_config(config),
+        shard_size=shard_size,
+        **extra,
+    )
     examples = standard_artifacts.Examples()
     examples.uri = str(out / "examples")
     properties = {k: v for k, v in gen.exec_properties.items() if v is not None}
-    properties = {k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v for k, v in properties.items()}
+    properties = {
+        k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
+        for k, v in properties.items()
+    }
     executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
     return examples
 
@@ -48,8 +57,11 @@ def ingested(idc_tree, tmp_path_factory):
 
 
 def _all_examples(examples):
-    return [e for split in ("train", "eval", "test")
-            for e in _parse(os.path.join(examples.uri, f"Split-{split}", "*"))]
+    return [
+        e
+        for split in ("train", "eval", "test")
+        for e in _parse(os.path.join(examples.uri, f"Split-{split}", "*"))
+    ]
 
 
 def test_records_keep_the_original_bytes(ingested, idc_tree):
@@ -73,8 +85,10 @@ def test_report_accounts_for_every_file(ingested, idc_tree):
     assert result["ingested"] == idc_tree.images
     reasons = {s["path"]: s["reason"] for s in result["skipped_files"]}
     assert reasons == idc_tree.quirks  # the truncated PNG and the zero-byte file included
-    assert sum(sum(v for k, v in c.items() if k != "skipped") for c in result["per_patient"].values()) == \
-        result["ingested"]
+    assert (
+        sum(sum(v for k, v in c.items() if k != "skipped") for c in result["per_patient"].values())
+        == result["ingested"]
+    )
     assert records.get_int_custom_property("skipped") == len(idc_tree.quirks)
     text = open(os.path.join(records.uri, report.REPORT_MD)).read()
     assert "corrupt" in text and f"ingested **{idc_tree.images}**" in text
@@ -90,10 +104,14 @@ def test_splits_group_by_patient(ingested):
             where[_feature(example, contract.PATIENT_KEY)].add(split)
             total += 1
     assert all(len(splits) == 1 for splits in where.values()), where  # no patient in two splits
-    ingested_patients = {p for p in result["per_patient"] if any(k != "skipped" for k in result["per_patient"][p])}
+    ingested_patients = {
+        p for p in result["per_patient"] if any(k != "skipped" for k in result["per_patient"][p])
+    }
     assert {p.decode() for p in where} == ingested_patients  # every patient somewhere
     assert total == result["ingested"]
-    assert not os.path.exists(os.path.join(examples.uri, executor.OUTCOMES_DIR))  # scratch files removed
+    assert not os.path.exists(
+        os.path.join(examples.uri, executor.OUTCOMES_DIR)
+    )  # scratch files removed
 
 
 def test_an_empty_tree_fails_with_the_report(tmp_path):
@@ -109,8 +127,12 @@ def _example_gen_states(metadata_path):
     from ml_metadata.proto import metadata_store_pb2
     from tfx import v1 as tfx
 
-    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
-    [execution_type] = [t for t in store.get_execution_types() if t.name.endswith("ImageExampleGen")]
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    )
+    [execution_type] = [
+        t for t in store.get_execution_types() if t.name.endswith("ImageExampleGen")
+    ]
     executions = sorted(store.get_executions_by_type(execution_type.name), key=lambda e: e.id)
     return [metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in executions]
 
@@ -126,11 +148,20 @@ def test_a_changed_image_invalidates_the_ingest_cache(tmp_path):
     config = configs.load(env={}, workdir=str(tmp_path))
 
     def run():
-        gen = component.ImageExampleGen(image_root=str(root), task="idc", output_config=split_config(config))
-        tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-            pipeline_name="ingest-cache", pipeline_root=str(tmp_path / "root"), components=[gen],
-            enable_cache=True,
-            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)))
+        gen = component.ImageExampleGen(
+            image_root=str(root), task="idc", output_config=split_config(config)
+        )
+        tfx.orchestration.LocalDagRunner().run(
+            tfx.dsl.Pipeline(
+                pipeline_name="ingest-cache",
+                pipeline_root=str(tmp_path / "root"),
+                components=[gen],
+                enable_cache=True,
+                metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                    metadata_path
+                ),
+            )
+        )
         return _example_gen_states(metadata_path)
 
     assert run() == ["COMPLETE"]
@@ -154,12 +185,21 @@ def test_each_record_is_in_the_split_tfxs_partition_gives_it(ingested):
     from tfx.proto import example_gen_pb2
 
     config = example_gen_pb2.Output()
-    proto_utils.json_to_proto(proto_utils.proto_to_json(split_config(configs.load(env={}, workdir="/tmp"))), config)
-    buckets = list(__import__("itertools").accumulate(s.hash_buckets for s in config.split_config.splits))
+    proto_utils.json_to_proto(
+        proto_utils.proto_to_json(split_config(configs.load(env={}, workdir="/tmp"))), config
+    )
+    buckets = list(
+        __import__("itertools").accumulate(s.hash_buckets for s in config.split_config.splits)
+    )
     examples, _ = ingested
     for index, split in enumerate(artifact_utils.decode_split_names(examples.split_names)):
         for example in _parse(os.path.join(examples.uri, f"Split-{split}", "*")):
-            assert base_example_gen_executor._PartitionFn(example, len(buckets), buckets, config.split_config) == index
+            assert (
+                base_example_gen_executor._PartitionFn(
+                    example, len(buckets), buckets, config.split_config
+                )
+                == index
+            )
 
 
 def test_tfxs_readers_read_the_splits(ingested):
@@ -179,11 +219,18 @@ def test_tfxs_readers_read_the_splits(ingested):
         expected = len(_parse(pattern))
         source = tfxio.TFExampleRecord(file_pattern=pattern, telemetry_descriptors=["test"])
         with beam.Pipeline() as pipeline:
-            rows = (pipeline | source.BeamSource() | beam.Map(lambda batch: batch.num_rows)
-                    | beam.CombineGlobally(sum))
+            rows = (
+                pipeline
+                | source.BeamSource()
+                | beam.Map(lambda batch: batch.num_rows)
+                | beam.CombineGlobally(sum)
+            )
             beam_util.assert_that(rows, beam_util.equal_to([expected]))
-        batches = source.RecordBatches(tfxio.RecordBatchesOptions(batch_size=1000, drop_final_batch=False,
-                                                                  num_epochs=1, shuffle=False))
+        batches = source.RecordBatches(
+            tfxio.RecordBatchesOptions(
+                batch_size=1000, drop_final_batch=False, num_epochs=1, shuffle=False
+            )
+        )
         assert sum(batch.num_rows for batch in batches) == expected
         total += expected
     assert total == result["ingested"]
@@ -198,5 +245,6 @@ def test_a_split_without_patients_gets_an_empty_file(tmp_path):
         files = glob.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
         assert files, split  # readers glob the folder: never empty
         counts[split] = len(_parse(os.path.join(examples.uri, f"Split-{split}", "*")))
-    assert sorted(counts.values())[:2] == [0, 0] and sum(counts.values()) == examples.get_int_custom_property(
-        "ingested")
+    assert sorted(counts.values())[:2] == [0, 0] and sum(
+        counts.values()
+    ) == examples.get_int_custom_property("ingested")

@@ -8,6 +8,7 @@ into the pipeline proto and every bundle's descriptor (bench/scale.py and
 bench/ingest.py): the executor now hands Beam shard numbers and each shard reads its
 files from a small file of its own.
 """
+
 import dataclasses
 
 import apache_beam as beam
@@ -18,21 +19,33 @@ from breastdx_core import contract, image_files
 from components.image_ingest import executor, layouts
 
 N = 200
-OUTPUT_CONFIG = ('{"split_config": {"splits": [{"name": "train", "hash_buckets": 16}, {"name": "eval", '
-                 '"hash_buckets": 2}, {"name": "test", "hash_buckets": 2}], "partition_feature_name": "patient_id"}}')
+OUTPUT_CONFIG = (
+    '{"split_config": {"splits": [{"name": "train", "hash_buckets": 16}, {"name": "eval", '
+    '"hash_buckets": 2}, {"name": "test", "hash_buckets": 2}], "partition_feature_name": "patient_id"}}'
+)
 
 
 def _candidates(n=N):
-    return [layouts.Candidate(path=f"/data/idc/{i // 50}/0/{i // 50}_idx5_x{i}_y1_class0.png",
-                              rel=f"{i // 50}/0/{i // 50}_idx5_x{i}_y1_class0.png", label=0,
-                              patient_id=str(i // 50), masks=(), sha256="0" * 64) for i in range(n)]
+    return [
+        layouts.Candidate(
+            path=f"/data/idc/{i // 50}/0/{i // 50}_idx5_x{i}_y1_class0.png",
+            rel=f"{i // 50}/0/{i // 50}_idx5_x{i}_y1_class0.png",
+            label=0,
+            patient_id=str(i // 50),
+            masks=(),
+            sha256="0" * 64,
+        )
+        for i in range(n)
+    ]
 
 
 def _graph_bytes(tmp_path, n, shard_size=50):
     scratch = tmp_path / f"scratch-{n}"
     scratch.mkdir()
     shards = executor._write_shard_inputs(_candidates(n), shard_size, str(scratch))
-    read = executor._ReadShard("structure", str(scratch), [str(tmp_path / "train")], OUTPUT_CONFIG, shards, n)
+    read = executor._ReadShard(
+        "structure", str(scratch), [str(tmp_path / "train")], OUTPUT_CONFIG, shards, n
+    )
     pipeline = beam.Pipeline()
     executor.build_pipeline(pipeline, shards, read)
     proto = pipeline.to_runner_api()
@@ -51,21 +64,42 @@ def test_the_beam_graph_does_not_carry_the_file_list(tmp_path):
 
 def test_shard_inputs_round_trip(tmp_path):
     candidates = _candidates(120)
-    candidates[3] = dataclasses.replace(candidates[3], masks=("/m/a_mask.png", "/m/a_mask_1.png"), sha256="")
+    candidates[3] = dataclasses.replace(
+        candidates[3], masks=("/m/a_mask.png", "/m/a_mask_1.png"), sha256=""
+    )
     shards = executor._write_shard_inputs(candidates, 50, str(tmp_path))
     assert shards == 3
-    assert [c for i in range(shards) for c in executor._read_shard_inputs(str(tmp_path), i)] == candidates
+    assert [
+        c for i in range(shards) for c in executor._read_shard_inputs(str(tmp_path), i)
+    ] == candidates
 
 
-@pytest.mark.parametrize("data,mask", [(b"\x89PNG" + b"x" * 20000, None), (b"", b""), (b"\x00" * 5, b"m" * 200),
-                                       (b"y" * 300000, b"z" * 17000)])
-@pytest.mark.parametrize("patient,rel,label,sha", [("10253", "10253/0/10253_idx5_x1_y1_class0.png", 0, "ab" * 32),
-                                                   ("ü" * 70, "x/" * 100 + "a.png", 1, "")])
+@pytest.mark.parametrize(
+    "data,mask",
+    [
+        (b"\x89PNG" + b"x" * 20000, None),
+        (b"", b""),
+        (b"\x00" * 5, b"m" * 200),
+        (b"y" * 300000, b"z" * 17000),
+    ],
+)
+@pytest.mark.parametrize(
+    "patient,rel,label,sha",
+    [
+        ("10253", "10253/0/10253_idx5_x1_y1_class0.png", 0, "ab" * 32),
+        ("ü" * 70, "x/" * 100 + "a.png", 1, ""),
+    ],
+)
 def test_serialize_example_is_the_protobufs_serialization(data, mask, patient, rel, label, sha):
     candidate = layouts.Candidate("/root/" + rel, rel, label, patient, (), sha)
-    for info in (image_files.ImageInfo("png", 50, 50, 3), image_files.ImageInfo("jpeg", 70000, 2 ** 40, 1)):
+    for info in (
+        image_files.ImageInfo("png", 50, 50, 3),
+        image_files.ImageInfo("jpeg", 70000, 2**40, 1),
+    ):
         encoded = executor.serialize_example(data, info, candidate, mask)
-        assert encoded == executor.make_example(data, info, candidate, mask).SerializeToString(deterministic=True)
+        assert encoded == executor.make_example(data, info, candidate, mask).SerializeToString(
+            deterministic=True
+        )
         parsed = tf.train.Example.FromString(encoded).features.feature
         assert parsed[contract.IMAGE_KEY].bytes_list.value == [data]
         assert parsed[contract.WIDTH_KEY].int64_list.value == [info.width]
@@ -84,8 +118,9 @@ def test_the_splitter_is_tfxs_partition_function():
     for candidate in _candidates(2000)[::10]:
         candidate = dataclasses.replace(candidate, patient_id=f"p{candidate.rel}")  # 200 patients
         record = executor.serialize_example(b"png", info, candidate)
-        expected = base_example_gen_executor._PartitionFn(tf.train.Example.FromString(record), 3, [16, 18, 20],
-                                                          config.split_config)
+        expected = base_example_gen_executor._PartitionFn(
+            tf.train.Example.FromString(record), 3, [16, 18, 20], config.split_config
+        )
         assert splitter(record, candidate) == splitter(record, candidate) == expected
         seen.add(expected)
     assert seen == {0, 1, 2}

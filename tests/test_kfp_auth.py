@@ -6,6 +6,7 @@ IAP: the real google-auth path mints the ID token -- a service-account key file 
 here) whose ``token_uri`` is a local token endpoint that checks the signed JWT-bearer
 assertion (audience = the IAP client id) and answers an ID token, as Google's does.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ SA_EMAIL = "breastdx-ci@example-project.iam.gserviceaccount.com"
 
 def serve(handler_class):
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
@@ -39,6 +42,7 @@ def guarded():
         server, fake.endpoint = fake.serve()
         servers.append(server)
         return fake
+
     yield make
     for server in servers:
         server.shutdown()
@@ -53,24 +57,43 @@ def google_token_endpoint(tmp_path, monkeypatch):
     ``state["id_token"]`` the ID token it answers.
     """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     issuer_signer = crypt.RSASigner.from_string(pem, key_id="google-test")
     now = int(time.time())
-    state = {"assertions": [], "id_token": jwt.encode(issuer_signer, {
-        "iss": "https://accounts.google.com", "aud": CLIENT_ID, "email": SA_EMAIL, "sub": "1", "iat": now,
-        "exp": now + 3600}).decode()}
+    state = {
+        "assertions": [],
+        "id_token": jwt.encode(
+            issuer_signer,
+            {
+                "iss": "https://accounts.google.com",
+                "aud": CLIENT_ID,
+                "email": SA_EMAIL,
+                "sub": "1",
+                "iat": now,
+                "exp": now + 3600,
+            },
+        ).decode(),
+    }
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_POST(self):
-            form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            form = urllib.parse.parse_qs(
+                self.rfile.read(int(self.headers["Content-Length"])).decode()
+            )
             # what Google checks: a JWT-bearer grant signed by the service account's key
-            claims = jwt.decode(form["assertion"][0], certs={"k": public}, audience=None, verify=True)
+            claims = jwt.decode(
+                form["assertion"][0], certs={"k": public}, audience=None, verify=True
+            )
             assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
             state["assertions"].append(claims)
             body = json.dumps({"id_token": state["id_token"]}).encode()
@@ -82,9 +105,19 @@ def google_token_endpoint(tmp_path, monkeypatch):
 
     server, url = serve(Handler)
     key_file = tmp_path / "sa.json"
-    key_file.write_text(json.dumps({
-        "type": "service_account", "project_id": "example-project", "private_key_id": "k", "private_key": pem,
-        "client_email": SA_EMAIL, "client_id": "1", "token_uri": f"{url}/token"}))
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "example-project",
+                "private_key_id": "k",
+                "private_key": pem,
+                "client_email": SA_EMAIL,
+                "client_id": "1",
+                "token_uri": f"{url}/token",
+            }
+        )
+    )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     yield state
     server.shutdown()
@@ -93,10 +126,23 @@ def google_token_endpoint(tmp_path, monkeypatch):
 
 def test_iap_sends_a_google_id_token_for_the_client_id(guarded, google_token_endpoint, capsys):
     fake = guarded(google_token_endpoint["id_token"])
-    code = cli(["pipeline", "list", "--endpoint", fake.endpoint, "--auth", "iap", "--iap-client-id", CLIENT_ID])
+    code = cli(
+        [
+            "pipeline",
+            "list",
+            "--endpoint",
+            fake.endpoint,
+            "--auth",
+            "iap",
+            "--iap-client-id",
+            CLIENT_ID,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert {r["path"] for r in fake.requests} >= {f"{API}/healthz", f"{API}/pipelines"}
-    assert {r["authorization"] for r in fake.requests} == {f"Bearer {google_token_endpoint['id_token']}"}
+    assert {r["authorization"] for r in fake.requests} == {
+        f"Bearer {google_token_endpoint['id_token']}"
+    }
     (assertion,) = google_token_endpoint["assertions"]  # one token, reused until it nears expiry
     assert assertion["target_audience"] == CLIENT_ID and assertion["iss"] == SA_EMAIL
 
@@ -117,7 +163,21 @@ def test_bearer_token_from_the_environment_or_a_file(guarded, tmp_path, monkeypa
     monkeypatch.delenv("BREASTDX_KFP_TOKEN")
     token_file = tmp_path / "token"
     token_file.write_text("multi-user-token\n")
-    assert cli(["run", "list", "--endpoint", fake.endpoint, "--auth", "token", "--token-file", str(token_file)]) == 0
+    assert (
+        cli(
+            [
+                "run",
+                "list",
+                "--endpoint",
+                fake.endpoint,
+                "--auth",
+                "token",
+                "--token-file",
+                str(token_file),
+            ]
+        )
+        == 0
+    )
     assert {r["authorization"] for r in fake.requests} == {"Bearer multi-user-token"}
 
 
@@ -128,15 +188,29 @@ def test_no_sign_in_is_refused_in_one_line(guarded, capsys):
     assert err.count("\n") == 0 and "refused the request (401)" in err and "--auth iap" in err
 
 
-@pytest.mark.parametrize("argv, env, expected", [
-    (["--auth", "iap"], {}, "BREASTDX_KFP_IAP_CLIENT_ID"),
-    (["--auth", "token"], {}, "BREASTDX_KFP_TOKEN"),
-    (["--auth", "token", "--token-file", "/nonexistent/token"], {}, "BREASTDX_KFP_TOKEN_FILE /nonexistent/token"),
-    (["--auth", "iap", "--iap-client-id", CLIENT_ID], {"GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/sa.json",
-                                                        "GCE_METADATA_IP": "127.0.0.1:9"},
-     "BREASTDX_KFP_AUTH=iap: no ID token"),
-])
-def test_incomplete_sign_in_exits_2_naming_the_setting(guarded, monkeypatch, capsys, argv, env, expected):
+@pytest.mark.parametrize(
+    "argv, env, expected",
+    [
+        (["--auth", "iap"], {}, "BREASTDX_KFP_IAP_CLIENT_ID"),
+        (["--auth", "token"], {}, "BREASTDX_KFP_TOKEN"),
+        (
+            ["--auth", "token", "--token-file", "/nonexistent/token"],
+            {},
+            "BREASTDX_KFP_TOKEN_FILE /nonexistent/token",
+        ),
+        (
+            ["--auth", "iap", "--iap-client-id", CLIENT_ID],
+            {
+                "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/sa.json",
+                "GCE_METADATA_IP": "127.0.0.1:9",
+            },
+            "BREASTDX_KFP_AUTH=iap: no ID token",
+        ),
+    ],
+)
+def test_incomplete_sign_in_exits_2_naming_the_setting(
+    guarded, monkeypatch, capsys, argv, env, expected
+):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     fake = guarded("x")

@@ -4,6 +4,7 @@ with its fix, at unit level (seconds): directory markers under KFP's blob-by-blo
 uid cannot write, a pipeline root TFX cannot write, a run parameter without a value or a
 default (pipeline/compat/dry_run.py). The whole package through all of them, with the Trainer under
 MirroredStrategy, is tests/test_pipeline_e2e.py's dry run."""
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,15 @@ def _store(tmp):
 
 def _write_schema_as_tf_on_gcs_would(store):
     """ImportSchemaGen on GCS: ``fileio.makedirs(<uri>)`` (markers), then the file."""
-    file_io = types.SimpleNamespace(recursive_create_dir_v2=lambda p: os.makedirs(p, exist_ok=True),
-                                    create_dir_v2=os.mkdir)
+    file_io = types.SimpleNamespace(
+        recursive_create_dir_v2=lambda p: os.makedirs(p, exist_ok=True), create_dir_v2=os.mkdir
+    )
     os.environ[kfp_launcher.STORE_ENV] = store.env_value()
     try:
         kfp_launcher.record_directory_markers(file_io)  # what the dry run's tasks get
     finally:
         del os.environ[kfp_launcher.STORE_ENV]
-    folder = store.local(SCHEMA_URI[len("gs://"):])
+    folder = store.local(SCHEMA_URI[len("gs://") :])
     file_io.recursive_create_dir_v2(folder)
     with open(os.path.join(folder, "schema.pbtxt"), "w") as handle:
         handle.write("feature {}\n")
@@ -50,12 +52,13 @@ def test_go_rel_cleans_like_filepath_rel():
 def test_markers_break_the_launchers_download_and_fix_6_removes_them(tmp_path):
     store = _store(str(tmp_path))
     _write_schema_as_tf_on_gcs_would(store)
-    key = SCHEMA_URI[len("gs://bucket/"):]
+    key = SCHEMA_URI[len("gs://bucket/") :]
     assert store.list("bucket", key) == [(key + "/", 0), (key + "/schema.pbtxt", 11)]
     # the marker lands as a file at the artifact's own path, then MkdirAll under it fails
     with pytest.raises(kfp_launcher.LauncherError, match="not a directory"):
-        kfp_launcher.download_blob(store, "bucket", key, str(tmp_path / "pod" / "gcs" / "bucket"
-                                                             / key))
+        kfp_launcher.download_blob(
+            store, "bucket", key, str(tmp_path / "pod" / "gcs" / "bucket" / key)
+        )
     assert (tmp_path / "pod" / "gcs" / "bucket" / key).is_file()
 
     # fix 6, as the patched entrypoint calls it after the executor: every marker under each output
@@ -77,16 +80,22 @@ def test_fix_6_is_wired_after_the_executor_only_under_open_source_kfp():
     import importlib.util
 
     tfx_dir = os.path.dirname(importlib.util.find_spec("tfx").origin)  # read, not imported: seconds
-    with open(os.path.join(tfx_dir, "orchestration", "kubeflow", "v2", "container",
-                           "kubeflow_v2_run_executor.py")) as handle:
+    with open(
+        os.path.join(
+            tfx_dir, "orchestration", "kubeflow", "v2", "container", "kubeflow_v2_run_executor.py"
+        )
+    ) as handle:
         source = handle.read()
     reported = source.index("kubeflow_v2_entrypoint_utils.translate_executor_output(")
     assert source.index("executor.Do(") < reported
     seen = []
     for env, expected in (({"KFP_POD_NAME": "p"}, ["gs://b/r/T/out"]), ({}, [])):
-        module = types.SimpleNamespace(_parse_raw_artifact=None, parse_raw_artifact_dict=None,
-                                       _retrieve_class_path=None,
-                                       translate_executor_output=lambda o, n: "done")
+        module = types.SimpleNamespace(
+            _parse_raw_artifact=None,
+            parse_raw_artifact_dict=None,
+            _retrieve_class_path=None,
+            translate_executor_output=lambda o, n: "done",
+        )
         old = os.environ.pop("KFP_POD_NAME", None)
         os.environ.update(env)
         try:
@@ -127,17 +136,30 @@ def _launch_as_image_user(tmp, writable):
     for path, _, _ in os.walk(tmp):
         if root and not path.startswith(pod):
             os.chown(path, kfp_launcher.IMAGE_UID, kfp_launcher.IMAGE_GID)
-    executor_input = {"inputs": {"artifacts": {"schema": {"artifacts": [{"uri": SCHEMA_URI}]}}},
-                      "outputs": {"artifacts": {"statistics": {"artifacts": [
-                          {"uri": "gs://bucket/root/p/run/StatisticsGen/statistics"}]}}}}
-    spec = {"executor_input": executor_input, "pod_root": pod, "store": store.env_value(),
-            "cwd": tmp, "command": [sys.executable, "-c", "import os; print('uid', os.getuid())"]}
+    executor_input = {
+        "inputs": {"artifacts": {"schema": {"artifacts": [{"uri": SCHEMA_URI}]}}},
+        "outputs": {
+            "artifacts": {
+                "statistics": {
+                    "artifacts": [{"uri": "gs://bucket/root/p/run/StatisticsGen/statistics"}]
+                }
+            }
+        },
+    }
+    spec = {
+        "executor_input": executor_input,
+        "pod_root": pod,
+        "store": store.env_value(),
+        "cwd": tmp,
+        "command": [sys.executable, "-c", "import os; print('uid', os.getuid())"],
+    }
     with open(os.path.join(tmp, "task.json"), "w") as handle:
         json.dump(spec, handle)
     env = dict(os.environ, PYTHONPATH=PROJECT)
     argv = [sys.executable, "-m", "pipeline.compat.kfp_launcher", os.path.join(tmp, "task.json")]
-    done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
-                          **user)
+    done = subprocess.run(
+        argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60, **user
+    )
     return done, pod
 
 
@@ -152,16 +174,22 @@ def test_a_writable_launcher_mount_downloads_inputs_as_the_image_uid(tmp_path):
     assert done.returncode == 0, done.stderr
     uid = kfp_launcher.IMAGE_UID if os.geteuid() == 0 else os.geteuid()
     assert done.stdout.strip() == f"uid {uid}"
-    downloaded = os.path.join(pod, "gcs", "bucket", "root", "p", "run", "ImportSchemaGen", "schema",
-                              "schema.pbtxt")
+    downloaded = os.path.join(
+        pod, "gcs", "bucket", "root", "p", "run", "ImportSchemaGen", "schema", "schema.pbtxt"
+    )
     assert open(downloaded).read() == "feature {}\n" and os.stat(downloaded).st_uid == uid
     assert os.path.isdir(os.path.join(pod, "gcs", "bucket", "root", "p", "run", "StatisticsGen"))
 
 
 def _package(tmp_path, parameters, default_root=None):
-    spec = {"pipelineInfo": {"name": "p"}, "sdkVersion": "tfx-1.16.0", "schemaVersion": "2.1.0",
-            "root": {"dag": {"tasks": {}}, "inputDefinitions": {"parameters": parameters}},
-            "components": {}, "deploymentSpec": {"executors": {}}}
+    spec = {
+        "pipelineInfo": {"name": "p"},
+        "sdkVersion": "tfx-1.16.0",
+        "schemaVersion": "2.1.0",
+        "root": {"dag": {"tasks": {}}, "inputDefinitions": {"parameters": parameters}},
+        "components": {},
+        "deploymentSpec": {"executors": {}},
+    }
     if default_root:
         spec["defaultPipelineRoot"] = default_root
     path = tmp_path / "p.yaml"
@@ -184,18 +212,37 @@ def test_without_a_root_the_driver_falls_back_to_minio_and_the_dry_run_refuses(t
     assert bare.pipeline_root == dry_run.KFP_FALLBACK_ROOT
     with pytest.raises(dry_run.UnwritableRootError, match="no 'minio' scheme"):
         bare.check()
-    compiled = dry_run.DryRun(_package(tmp_path, {}, "gs://bucket/root/pipelines/p"), "kfp",
-                              str(tmp_path / "gcs"))
+    compiled = dry_run.DryRun(
+        _package(tmp_path, {}, "gs://bucket/root/pipelines/p"), "kfp", str(tmp_path / "gcs")
+    )
     compiled.check()
     assert compiled.pipeline_root == "gs://bucket/root/pipelines/p"
 
 
 def test_cli_refuses_a_minio_root_with_one_line(tmp_path):
-    argv = [sys.executable, "-m", "breastdx_cli.main", "pipeline", "dry-run", "--engine", "kfp",
-            "--package", _package(tmp_path, {}), "--pipeline-root", dry_run.KFP_FALLBACK_ROOT,
-            "--storage", str(tmp_path / "gcs")]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=PROJECT,
-                          env=dict(os.environ, PYTHONPATH=PROJECT))
+    argv = [
+        sys.executable,
+        "-m",
+        "breastdx_cli.main",
+        "pipeline",
+        "dry-run",
+        "--engine",
+        "kfp",
+        "--package",
+        _package(tmp_path, {}),
+        "--pipeline-root",
+        dry_run.KFP_FALLBACK_ROOT,
+        "--storage",
+        str(tmp_path / "gcs"),
+    ]
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT,
+        env=dict(os.environ, PYTHONPATH=PROJECT),
+    )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: pipeline root 'minio://")
@@ -204,16 +251,26 @@ def test_cli_refuses_a_minio_root_with_one_line(tmp_path):
 
 def test_a_parameter_without_value_or_default_stops_the_run_as_kfps_driver_does(tmp_path):
     bare = {"tree_fingerprint": {"parameterType": "STRING"}}  # as TFX compiles a RuntimeParameter
-    run = dry_run.DryRun(_package(tmp_path, bare, "gs://b/r"), "kfp", str(tmp_path / "gcs"),
-                         run_as=None, fill_tree_fingerprint=False)
+    run = dry_run.DryRun(
+        _package(tmp_path, bare, "gs://b/r"),
+        "kfp",
+        str(tmp_path / "gcs"),
+        run_as=None,
+        fill_tree_fingerprint=False,
+    )
     driver_says = "parent DAG does not have input parameter tree_fingerprint"
     with pytest.raises(dry_run.DryRunError, match=driver_says):
         run.run(str(tmp_path / "work"))
-    with_default = {"tree_fingerprint": {"parameterType": "STRING", "defaultValue": "",
-                                         "isOptional": True}}
-    result = dry_run.DryRun(_package(tmp_path, with_default, "gs://b/r"), "kfp",
-                            str(tmp_path / "gcs"), run_as=None,
-                            fill_tree_fingerprint=False).run(str(tmp_path / "work2"))
+    with_default = {
+        "tree_fingerprint": {"parameterType": "STRING", "defaultValue": "", "isOptional": True}
+    }
+    result = dry_run.DryRun(
+        _package(tmp_path, with_default, "gs://b/r"),
+        "kfp",
+        str(tmp_path / "gcs"),
+        run_as=None,
+        fill_tree_fingerprint=False,
+    ).run(str(tmp_path / "work2"))
     assert result["tasks"] == []
 
 

@@ -4,6 +4,7 @@ input artifacts named by their ML Metadata id, metadata from the producer's prop
 ``type.instanceSchema`` empty or absent), first through TFX's stock code (which fails),
 then with the shim installed. The shim patches TFX modules process-wide, so each check
 runs in a fresh interpreter, as a task pod would."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ import pytest
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ARTIFACT_CHECKS = textwrap.dedent('''
+ARTIFACT_CHECKS = textwrap.dedent("""
     import json, sys
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
@@ -76,25 +77,31 @@ ARTIFACT_CHECKS = textwrap.dedent('''
     result["shim"] = parse_all()
     result["shim_inputs"] = parse_inputs()
     print("RESULT " + json.dumps(result))
-''')
+""")
 
-LAYOUT_CHECK = textwrap.dedent('''
+LAYOUT_CHECK = textwrap.dedent("""
     import json, pipeline.compat.kfp_shim as shim
     shim.install()
     from tfx.utils import path_utils
     print("RESULT " + json.dumps(path_utils.serving_model_dir("gs://b/r/Trainer/model")))
-''')
+""")
 
 
 def _run(script, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k not in ("KFP_POD_NAME",)}
     env.update(env_extra or {})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     [line] = [out for out in done.stdout.splitlines() if out.startswith("RESULT ")]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 @pytest.fixture(scope="module")
@@ -104,17 +111,26 @@ def parsed():
 
 def test_stock_tfx_fails_on_what_the_kfp_driver_sends(parsed):
     stock = parsed["stock"]
-    assert stock["empty_instance_schema"] == ["error", "AttributeError"]  # yaml.safe_load("") is None (fix 2)
+    assert stock["empty_instance_schema"] == [
+        "error",
+        "AttributeError",
+    ]  # yaml.safe_load("") is None (fix 2)
     assert stock["system_title"][0] == "error"  # "system.Model" imported as a class path (fix 1)
     assert stock["no_type_pushed"][0] == "error"  # no type at all (fixes 2, 3)
     assert parsed["stock_inputs"].startswith("error")
 
 
 def test_fix_2_and_3_empty_schema_typed_from_metadata_keys(parsed):
-    assert parsed["shim"]["empty_instance_schema"][:3] == ["Examples", "gs://b/r/ImageExampleGen/examples",
-                                                            '["train","eval"]']
-    assert parsed["shim"]["no_type_pushed"][:3] == ["PushedModel", "gs://b/r/Pusher/pushed_model",
-                                                    "gs://b/serving/m/3"]
+    assert parsed["shim"]["empty_instance_schema"][:3] == [
+        "Examples",
+        "gs://b/r/ImageExampleGen/examples",
+        '["train","eval"]',
+    ]
+    assert parsed["shim"]["no_type_pushed"][:3] == [
+        "PushedModel",
+        "gs://b/r/Pusher/pushed_model",
+        "gs://b/serving/m/3",
+    ]
 
 
 def test_custom_artifact_types_keep_their_type_name(parsed):
@@ -132,10 +148,16 @@ def test_fix_4_input_types_come_from_the_tasks_inputs_spec(parsed):
     assert parsed["shim_inputs"] == "Schema"
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"KFP_POD_NAME": "breastdx-abc-123"}, "gs://b/r/Trainer/model"),  # open-source KFP: flat (fix 5)
-    ({}, "gs://b/r/Trainer/model/Format-Serving"),  # Vertex AI (no KFP_POD_NAME): TFX's layout
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        (
+            {"KFP_POD_NAME": "breastdx-abc-123"},
+            "gs://b/r/Trainer/model",
+        ),  # open-source KFP: flat (fix 5)
+        ({}, "gs://b/r/Trainer/model/Format-Serving"),  # Vertex AI (no KFP_POD_NAME): TFX's layout
+    ],
+)
 def test_fix_5_flat_model_folder_only_under_the_open_source_launcher(env, expected):
     assert _run(LAYOUT_CHECK, env) == expected
 
@@ -146,10 +168,12 @@ def test_install_writes_a_pth_that_installs_the_hook(tmp_path):
     path = kfp_shim.install_pth(str(tmp_path))
     with open(path) as handle:
         line = handle.read()
-    assert line.startswith("import ") and "kfp_shim" in line and line.count("\n") == 1  # a .pth import line
+    assert (
+        line.startswith("import ") and "kfp_shim" in line and line.count("\n") == 1
+    )  # a .pth import line
 
 
-VERTEX_DRIVER_CHECK = textwrap.dedent('''
+VERTEX_DRIVER_CHECK = textwrap.dedent("""
     import json, os, sys
     import pipeline.compat.kfp_shim as shim
     shim.install()
@@ -171,7 +195,7 @@ VERTEX_DRIVER_CHECK = textwrap.dedent('''
     driver._run_driver(executor_input, inputs_spec)  # what the compiled hook passes (schema 2.1)
     with open(out + "/executor_output.json") as handle:
         print("RESULT " + json.dumps(json.load(handle)["parameterValues"]["input_fingerprint"]))
-''')
+""")
 
 
 def test_vertex_pre_cache_driver_fingerprints_the_whole_image_tree(tmp_path):
@@ -185,7 +209,9 @@ def test_vertex_pre_cache_driver_fingerprints_the_whole_image_tree(tmp_path):
     script = VERTEX_DRIVER_CHECK + "\n"
 
     def fingerprint():
-        return _run(script.replace("sys.argv[1], sys.argv[2]", f"{str(root)!r}, {str(tmp_path / 'out')!r}"))
+        return _run(
+            script.replace("sys.argv[1], sys.argv[2]", f"{str(root)!r}, {str(tmp_path / 'out')!r}")
+        )
 
     first = fingerprint()
     assert first.startswith("image_tree:")

@@ -4,6 +4,7 @@ packages load in the real loaders (kfp.Client's package reader, aiplatform.Pipel
 
 Compiling imports TFX (~15 s): one module-scoped fixture compiles both packages.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("kubeflow")
     result = {}
     for engine, name in (("kfp", "pipeline.yaml"), ("vertex", "pipeline.json")):
-        cluster = cluster_configs.load(env={}, engine=engine, image=IMAGE, gcs_root=ROOT,
-                                       distribution_strategy="mirrored")
+        cluster = cluster_configs.load(
+            env={}, engine=engine, image=IMAGE, gcs_root=ROOT, distribution_strategy="mirrored"
+        )
         config = kubeflow_runner.cluster_pipeline_config(cluster, env={})
         path = kubeflow_runner.compile_pipeline(config, cluster, str(out / name))
         result[engine] = path
@@ -52,10 +54,16 @@ def test_trainer_requests_the_gpu(compiled, engine, gpu):
     resources = executors["Trainer_executor"]["container"]["resources"]
     assert resources["accelerator"] == {"type": gpu, "count": "1"}
     defaults = cluster_configs.ClusterConfig()
-    assert resources["cpuRequest"] == defaults.trainer_cpu_request and resources["memoryLimit"] == \
-        defaults.trainer_memory_gb
-    others = [name for name, ex in executors.items()
-              if name != "Trainer_executor" and "accelerator" in ex.get("container", {}).get("resources", {})]
+    assert (
+        resources["cpuRequest"] == defaults.trainer_cpu_request
+        and resources["memoryLimit"] == defaults.trainer_memory_gb
+    )
+    others = [
+        name
+        for name, ex in executors.items()
+        if name != "Trainer_executor"
+        and "accelerator" in ex.get("container", {}).get("resources", {})
+    ]
     assert others == []  # only training needs the GPU node pool
 
 
@@ -72,7 +80,10 @@ def test_user_code_by_module_path_and_strategy(compiled):
     def param(task, name):  # schema 2.1: runtimeValue.constant
         return tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
-    assert param("Transform", "preprocessing_fn") == "components.transform.transform_module.preprocessing_fn"
+    assert (
+        param("Transform", "preprocessing_fn")
+        == "components.transform.transform_module.preprocessing_fn"
+    )
     assert param("Trainer", "run_fn") == "components.trainer.trainer_module.run_fn"
     for task in ("Transform", "Trainer"):
         assert "module_file" not in tasks[task]["inputs"]["parameters"]
@@ -80,9 +91,13 @@ def test_user_code_by_module_path_and_strategy(compiled):
     custom = json.loads(param("Trainer", "custom_config"))
     assert custom["distribution_strategy"] == "mirrored"
     assert custom["backbone"]  # the model's settings are still there
-    assert custom["pretrained_dir"] == "/opt/breastdx/.cache/pretrained"  # the image's converted weights
+    assert (
+        custom["pretrained_dir"] == "/opt/breastdx/.cache/pretrained"
+    )  # the image's converted weights
     # the curated schema is read from the image, not from the compiling machine
-    assert param("ImportSchemaGen", "schema_file") == "/opt/breastdx/breastdx_core/schemas/idc.pbtxt"
+    assert (
+        param("ImportSchemaGen", "schema_file") == "/opt/breastdx/breastdx_core/schemas/idc.pbtxt"
+    )
     assert param("ImageExampleGen", "input_base") == f"{ROOT}/data/idc"
 
 
@@ -93,9 +108,13 @@ def test_vertex_job_loads_in_aiplatform(compiled):
     with open(compiled["vertex"]) as f:
         job_dict = json.load(f)
     assert job_dict["runtimeConfig"]["gcsOutputDirectory"] == f"{ROOT}/pipelines/breastdx-idc"
-    job = aiplatform.PipelineJob(display_name="breastdx-idc", template_path=compiled["vertex"],
-                                 project="example-project", location="us-central1",
-                                 credentials=AnonymousCredentials())
+    job = aiplatform.PipelineJob(
+        display_name="breastdx-idc",
+        template_path=compiled["vertex"],
+        project="example-project",
+        location="us-central1",
+        credentials=AnonymousCredentials(),
+    )
     assert job._gca_resource.runtime_config.gcs_output_directory == f"{ROOT}/pipelines/breastdx-idc"
     assert os.path.basename(compiled["kfp"]).endswith(".yaml")
 
@@ -105,7 +124,9 @@ def test_compile_needs_image_and_gcs_root():
 
     cluster = cluster_configs.load(env={}, gcs_root=ROOT)
     with pytest.raises(cluster_configs.ClusterConfigError, match="BREASTDX_IMAGE"):
-        kubeflow_runner.compile_pipeline(kubeflow_runner.cluster_pipeline_config(cluster, env={}), cluster)
+        kubeflow_runner.compile_pipeline(
+            kubeflow_runner.cluster_pipeline_config(cluster, env={}), cluster
+        )
 
 
 @pytest.mark.parametrize("engine", ["kfp", "vertex"])
@@ -117,9 +138,14 @@ def test_every_producer_is_a_task_and_no_executor_is_refused(compiled, engine):
 
     spec = _spec(compiled, engine)
     tasks = spec["root"]["dag"]["tasks"]
-    producers = [ref["producerTask"] for task in tasks.values()
-                 for kind in ("parameters", "artifacts") for value in task.get("inputs", {}).get(kind, {}).values()
-                 for ref in [value.get("taskOutputParameter") or value.get("taskOutputArtifact")] if ref]
+    producers = [
+        ref["producerTask"]
+        for task in tasks.values()
+        for kind in ("parameters", "artifacts")
+        for value in task.get("inputs", {}).get(kind, {}).values()
+        for ref in [value.get("taskOutputParameter") or value.get("taskOutputArtifact")]
+        if ref
+    ]
     assert producers and set(producers) <= set(tasks)
     assert not any("ImageIngest" in name or "LatestBlessed" in name for name in tasks)
     assert dry_run.refused_executors(spec, "kfp") == []
@@ -130,11 +156,16 @@ def test_every_producer_is_a_task_and_no_executor_is_refused(compiled, engine):
 def test_image_example_gen_compiles_with_its_driver_and_the_tree_parameter(compiled):
     spec = _spec(compiled, "vertex")
     executor = spec["deploymentSpec"]["executors"]["ImageExampleGen_executor"]["container"]
-    assert executor["args"][:2] == ["--executor_class_path", "components.image_ingest.executor.Executor"]
+    assert executor["args"][:2] == [
+        "--executor_class_path",
+        "components.image_ingest.executor.Executor",
+    ]
     driver = executor["lifecycle"]["preCacheCheck"]["command"]
     assert "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in driver
     task = spec["root"]["dag"]["tasks"]["ImageExampleGen"]
-    assert task["inputs"]["parameters"]["tree_fingerprint"] == {"componentInputParameter": "tree_fingerprint"}
+    assert task["inputs"]["parameters"]["tree_fingerprint"] == {
+        "componentInputParameter": "tree_fingerprint"
+    }
     assert "tree_fingerprint" in spec["root"]["inputDefinitions"]["parameters"]
 
 
@@ -153,20 +184,35 @@ def test_package_names_its_root_and_every_parameters_default(compiled, engine):
     del bare["root"]["inputDefinitions"]["parameters"]["tree_fingerprint"]["defaultValue"]
     run = dry_run.DryRun(compiled[engine], engine, "/nonexistent", run_as=None)
     run.spec = bare
-    with pytest.raises(dry_run.DryRunError, match="parent DAG does not have input parameter tree_fingerprint"):
+    with pytest.raises(
+        dry_run.DryRunError, match="parent DAG does not have input parameter tree_fingerprint"
+    ):
         run.check_parameters()
     run.spec = spec
     run.check_parameters()
 
 
 def test_launcher_defaults_keep_a_second_platform_document(tmp_path):
-    import kubeflow_runner
     import yaml
+
+    import kubeflow_runner
 
     path = tmp_path / "p.yaml"
     platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}}
-    path.write_text(yaml.safe_dump_all([{"root": {"inputDefinitions": {"parameters": {
-        "tree_fingerprint": {"parameterType": "STRING"}}}}}, platform]))
+    path.write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "root": {
+                        "inputDefinitions": {
+                            "parameters": {"tree_fingerprint": {"parameterType": "STRING"}}
+                        }
+                    }
+                },
+                platform,
+            ]
+        )
+    )
     kubeflow_runner.add_launcher_defaults(str(path), f"{ROOT}/pipelines/p")
     spec, second = yaml.safe_load_all(path.read_text())
     assert spec["defaultPipelineRoot"] == f"{ROOT}/pipelines/p" and second == platform
@@ -182,7 +228,9 @@ def test_a_root_tfx_cannot_write_is_refused_at_compile(tmp_path):
         kubeflow_runner.add_launcher_defaults(str(path), "minio://mlpipeline/v2/artifacts")
 
 
-@pytest.mark.parametrize("task, variant", [("idc", "classify"), ("busi", "classify"), ("busi", "segment")])
+@pytest.mark.parametrize(
+    "task, variant", [("idc", "classify"), ("busi", "classify"), ("busi", "segment")]
+)
 def test_every_variant_compiles(tmp_path, task, variant):
     import kubeflow_runner
 
@@ -208,14 +256,29 @@ def test_trainer_fits_the_gpu_node_and_every_step_has_resources(compiled, engine
     executors = _spec(compiled, engine)["deploymentSpec"]["executors"]
     trainer = executors["Trainer_executor"]["container"]["resources"]
     node = allocatable("n1-standard-8")
-    assert trainer["cpuRequest"] <= node["cpu"] and trainer["memoryRequest"] * GB <= node["memory_bytes"], \
-        (trainer, node)
-    assert trainer["cpuRequest"] <= trainer["cpuLimit"] and trainer["memoryRequest"] <= trainer["memoryLimit"]
-    assert trainer["cpuLimit"] <= node["cpu"] + 0.4  # a limit above the node only invites throttling surprises
-    old_default = {"cpu": 8.0, "memory_bytes": 30.0 * GB}  # what the Trainer asked before: Pending forever
+    assert (
+        trainer["cpuRequest"] <= node["cpu"]
+        and trainer["memoryRequest"] * GB <= node["memory_bytes"]
+    ), (trainer, node)
+    assert (
+        trainer["cpuRequest"] <= trainer["cpuLimit"]
+        and trainer["memoryRequest"] <= trainer["memoryLimit"]
+    )
+    assert (
+        trainer["cpuLimit"] <= node["cpu"] + 0.4
+    )  # a limit above the node only invites throttling surprises
+    old_default = {
+        "cpu": 8.0,
+        "memory_bytes": 30.0 * GB,
+    }  # what the Trainer asked before: Pending forever
     assert old_default["cpu"] > node["cpu"] and old_default["memory_bytes"] > node["memory_bytes"]
-    bare = [name for name, ex in executors.items() if "container" in ex and not
-            {"cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest"} <= set(ex["container"].get("resources", {}))]
+    bare = [
+        name
+        for name, ex in executors.items()
+        if "container" in ex
+        and not {"cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest"}
+        <= set(ex["container"].get("resources", {}))
+    ]
     assert bare == []
 
 
@@ -224,12 +287,12 @@ def test_trainer_pool_settings_reach_kfps_own_reader(compiled, tmp_path):
     and a pull secret, kfp.Client's reader finds them in its PlatformSpec on the Trainer."""
     import shutil
 
-    import kubeflow_runner
     import yaml
     from google.protobuf import json_format
     from kfp.client import client as kfp_client_module
-
     from test_kubeflow_platform_spec import POOL_ENV, check_platform_spec
+
+    import kubeflow_runner
 
     with open(compiled["kfp"]) as f:
         assert len(list(yaml.safe_load_all(f))) == 1

@@ -7,6 +7,7 @@ budget over the lighter architectures (the heaviest, DenseNet201, InceptionResNe
 ResNet152V2 and Xception, cost minutes each on 2 CPU cores and go through the same code path:
 `breastdx compare` runs them), then the evaluation report of the pushed model.
 """
+
 import csv
 import json
 import os
@@ -20,8 +21,15 @@ pytestmark = pytest.mark.e2e
 
 # A pretrained-capable backbone (two rows), a plain CNN, two sizes to compare and the hybrid.
 LIGHT = ("nasnet_mobile", "resnet50_v2", "vgg16", "efficientnet_lite0", "cnn_lstm")
-TINY = compare.Budget("tiny", train_steps=2, eval_steps=1, epochs=2, batch_size=8, train_score_limit=16,
-                      run_eagerly=True)
+TINY = compare.Budget(
+    "tiny",
+    train_steps=2,
+    eval_steps=1,
+    epochs=2,
+    batch_size=8,
+    train_score_limit=16,
+    run_eagerly=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +49,13 @@ def test_compare_writes_the_table_and_plots_for_every_backbone(finished_run):
         rows = list(csv.DictReader(handle))
     # EfficientNet-Lite0's ImageNet weights are installed: its pretrained row beside its random one
     assert [(r["backbone"], r["weights"]) for r in rows] == [
-        ("nasnet_mobile", "none"), ("resnet50_v2", "none"), ("vgg16", "none"),
-        ("efficientnet_lite0", "none"), ("efficientnet_lite0", "imagenet"), ("cnn_lstm", "none")]
+        ("nasnet_mobile", "none"),
+        ("resnet50_v2", "none"),
+        ("vgg16", "none"),
+        ("efficientnet_lite0", "none"),
+        ("efficientnet_lite0", "imagenet"),
+        ("cnn_lstm", "none"),
+    ]
     assert set(rows[0]) == set(compare.COLUMNS)
     for row in rows:
         assert int(row["parameters"]) > 0 and float(row["size_mb"]) > 0
@@ -69,6 +82,8 @@ def test_report_beside_the_pushed_model(finished_run):
     assert report["n_patients"] == report["splits"]["test"]["patients"]
     assert report["training_diagnostics"]["rules"]  # from the Trainer's card
     card = json.load(open(os.path.join(version_dir, contract.MODEL_CARD_RELPATH)))
-    assert report["decision_rule"] == card["decision_rule"]  # the pushed card's rule, reported again
+    assert (
+        report["decision_rule"] == card["decision_rule"]
+    )  # the pushed card's rule, reported again
     assert report["small_sample_warnings"]  # 30 patients: eval and test hold fewer than 10
     assert card["training_diagnostics"]["thresholds"]["exploding_norm"] > 0

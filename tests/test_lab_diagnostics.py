@@ -1,5 +1,6 @@
 """Each training diagnostic fires on a model built to fail that way and stays quiet on a
 healthy one (small dense models on in-memory data: seconds each)."""
+
 import logging
 
 import numpy as np
@@ -22,10 +23,14 @@ def _blobs(n, seed, noise_labels=False):
 
 def _mlp(hidden, activation="relu", initializer="glorot_uniform", optimizer=None, inputs=FEATURES):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((inputs,))]
-                             + [keras.layers.Dense(w, activation=activation, kernel_initializer=initializer)
-                                for w in hidden]
-                             + [keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((inputs,))]
+        + [
+            keras.layers.Dense(w, activation=activation, kernel_initializer=initializer)
+            for w in hidden
+        ]
+        + [keras.layers.Dense(2, activation="softmax")]
+    )
     model.compile(optimizer or keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     return model
 
@@ -34,15 +39,27 @@ def _fit(model, epochs=4, data=None, val=None, batch=32):
     x, y = data or _blobs(512, 1)
     vx, vy = val or _blobs(256, 2)
     checks = diagnostics.TrainingDiagnostics((vx[:32], vy[:32]))
-    model.fit(x, y, validation_data=(vx, vy), epochs=epochs, batch_size=batch, callbacks=[checks], verbose=0)
+    model.fit(
+        x,
+        y,
+        validation_data=(vx, vy),
+        epochs=epochs,
+        batch_size=batch,
+        callbacks=[checks],
+        verbose=0,
+    )
     return checks.report()
 
 
 def test_healthy_model_is_quiet(caplog):
     with caplog.at_level(logging.WARNING, logger="components.trainer.diagnostics"):
         # enough data and a modest step: still learning at the end, no train/val divergence
-        report = _fit(_mlp([16, 16], optimizer=keras.optimizers.Adam(2e-3)), epochs=4, data=_blobs(2048, 1),
-                      val=_blobs(1024, 2))
+        report = _fit(
+            _mlp([16, 16], optimizer=keras.optimizers.Adam(2e-3)),
+            epochs=4,
+            data=_blobs(2048, 1),
+            val=_blobs(1024, 2),
+        )
     assert report["triggered"] == []
     assert not [r for r in caplog.records if "fired" in r.getMessage()]
     # the numbers are recorded even when quiet
@@ -51,7 +68,9 @@ def test_healthy_model_is_quiet(caplog):
 
 
 def test_vanishing_gradients_fire_in_a_deep_sigmoid_stack(caplog):
-    model = _mlp([16] * 8, activation="sigmoid", initializer=keras.initializers.RandomNormal(stddev=0.01))
+    model = _mlp(
+        [16] * 8, activation="sigmoid", initializer=keras.initializers.RandomNormal(stddev=0.01)
+    )
     with caplog.at_level(logging.WARNING, logger="components.trainer.diagnostics"):
         report = _fit(model, epochs=1)
     rule = report["rules"]["vanishing_gradient"]
@@ -64,8 +83,11 @@ def test_exploding_gradients_fire_with_huge_weights():
     report = _fit(model, epochs=1)
     assert "exploding_gradient" in report["triggered"]
     rule = report["rules"]["exploding_gradient"]
-    assert rule.get("global_norm", float("inf")) == "inf" or float(rule.get("global_norm", 1e9)) > 1e3 \
+    assert (
+        rule.get("global_norm", float("inf")) == "inf"
+        or float(rule.get("global_norm", 1e9)) > 1e3
         or "loss" in rule
+    )
 
 
 def test_poor_initialisation_fires_with_zero_weights():

@@ -1,5 +1,6 @@
 """The Tuner: wired into the pipeline when configured, and `tuner_fn` returns a working
 KerasTuner search whose best values reach the Trainer."""
+
 import os
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from components.trainer import trainer_module
 from breastdx_core import configs
+from components.trainer import trainer_module
 from pipeline.pipeline import create_pipeline
 
 
@@ -31,11 +32,25 @@ def test_pipeline_wires_the_tuner_only_when_on(workdir):
 
 
 def test_tuner_fn_searches_and_its_best_values_reach_run_fn(tmp_path):
-    config = configs.load(env={}, tuner_trials=2, tuner_learning_rates=(1e-3, 1e-4), tuner_dropouts=(0.2,),
-                          tuner_unfreeze=(2,), tuner_optimizers=("adam", "sgd"), tuner_batch_sizes=(4,)).tuner_config()
+    config = configs.load(
+        env={},
+        tuner_trials=2,
+        tuner_learning_rates=(1e-3, 1e-4),
+        tuner_dropouts=(0.2,),
+        tuner_unfreeze=(2,),
+        tuner_optimizers=("adam", "sgd"),
+        tuner_batch_sizes=(4,),
+    ).tuner_config()
     config["model_size"] = [32, 32]  # tiny: seconds per trial
-    fn_args = tfx.components.FnArgs(working_dir=str(tmp_path), train_files=[], eval_files=[], train_steps=2,
-                                    eval_steps=1, transform_output=None, custom_config=config)
+    fn_args = tfx.components.FnArgs(
+        working_dir=str(tmp_path),
+        train_files=[],
+        eval_files=[],
+        train_steps=2,
+        eval_steps=1,
+        transform_output=None,
+        custom_config=config,
+    )
     result = trainer_module.tuner_fn(fn_args)
     assert isinstance(result, tfx.components.TunerFnResult)
     space = {hp.name for hp in result.tuner.oracle.hyperparameters.space}
@@ -47,7 +62,11 @@ def test_tuner_fn_searches_and_its_best_values_reach_run_fn(tmp_path):
     labels = rng.integers(0, 2, 8)
 
     def tiny(batch_size):
-        data = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(batch_size).repeat()
+        data = (
+            tf.data.Dataset.from_tensor_slices(({"image": images}, labels))
+            .batch(batch_size)
+            .repeat()
+        )
         return data, data
 
     result.tuner.hypermodel.make_datasets = tiny  # in place of the Transform output
@@ -70,15 +89,39 @@ def test_a_tuned_run_trains_with_the_tuners_best_values(tmp_path):
 
     data_root = str(tmp_path / "data")
     synthetic.write_idc(data_root, patients=24, patches_per_patient=6, seed=5)
-    config = configs.load(env={}, workdir=str(tmp_path / "work"), data_root=data_root, train_steps=1, eval_steps=1,
-                          epochs=1, tune=True, tuner_trials=2, tuner_train_steps=1, tuner_batch_sizes=(8,),
-                          tuner_learning_rates=(1e-3, 1e-4), auc_lower_bound=0.0, auc_max_regression=1.0)
+    config = configs.load(
+        env={},
+        workdir=str(tmp_path / "work"),
+        data_root=data_root,
+        train_steps=1,
+        eval_steps=1,
+        epochs=1,
+        tune=True,
+        tuner_trials=2,
+        tuner_train_steps=1,
+        tuner_batch_sizes=(8,),
+        tuner_learning_rates=(1e-3, 1e-4),
+        auc_lower_bound=0.0,
+        auc_max_regression=1.0,
+    )
     local_runner.run(config)
-    [best] = glob.glob(os.path.join(config.pipeline_root, "Tuner", "best_hyperparameters", "*", "*"))
+    [best] = glob.glob(
+        os.path.join(config.pipeline_root, "Tuner", "best_hyperparameters", "*", "*")
+    )
     chosen = trainer_module.tuned_values(json.load(open(best)))
-    [card] = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model", "*", "Format-Serving",
-                                    contract.MODEL_CARD_RELPATH))
+    [card] = glob.glob(
+        os.path.join(
+            config.pipeline_root,
+            "Trainer",
+            "model",
+            "*",
+            "Format-Serving",
+            contract.MODEL_CARD_RELPATH,
+        )
+    )
     card = json.load(open(card))
     assert card["tuned_hyperparameters"] == chosen
-    assert card["hyperparameters"]["batch_size"] == 8 and card["hyperparameters"]["learning_rate"] == chosen[
-        "learning_rate"]
+    assert (
+        card["hyperparameters"]["batch_size"] == 8
+        and card["hyperparameters"]["learning_rate"] == chosen["learning_rate"]
+    )

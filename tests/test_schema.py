@@ -1,4 +1,5 @@
 """The curated schemas agree with the data contract."""
+
 import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -14,5 +15,7 @@ def test_schema_matches_contract(task):
     assert set(features) == set(contract.RECORD_KEYS)
     label = features[contract.LABEL_KEY].int_domain
     assert (label.min, label.max) == (0, contract.get_task(task).num_classes - 1)
-    assert not features[contract.PATIENT_KEY].HasField("int_domain")  # ids like "10253_idx5" are strings
+    assert not features[contract.PATIENT_KEY].HasField(
+        "int_domain"
+    )  # ids like "10253_idx5" are strings
     assert features[contract.IMAGE_KEY].type == schema_pb2.BYTES

@@ -1,4 +1,5 @@
 """The U-Net segmentation variant end to end on synthetic BUSI with masks (slow: e2e)."""
+
 import glob
 import json
 import os
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.segmentation.trainer import unet_trainer_module as unet
 from breastdx_core import contract
+from components.segmentation.trainer import unet_trainer_module as unet
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,9 @@ def test_pushed_unet_segments_png_bytes(run):
     [version] = os.listdir(model_dir)
     model = tf.saved_model.load(os.path.join(model_dir, version))
     png = sorted(glob.glob(os.path.join(data.root, "malignant", "malignant (*).png")))[0]
-    out = model.signatures[unet.SIGNATURE_SEGMENT](**{contract.SERVING_INPUT_BYTES: tf.constant([open(png, "rb").read()])})
+    out = model.signatures[unet.SIGNATURE_SEGMENT](
+        **{contract.SERVING_INPUT_BYTES: tf.constant([open(png, "rb").read()])}
+    )
     mask = out[unet.OUTPUT_MASK].numpy()
     assert mask.shape == (1, *contract.BUSI_MODEL_SIZE) and 0 <= mask.min() and mask.max() <= 1
     assert out[unet.OUTPUT_MASK_AREA].shape == (1,)
@@ -42,8 +45,17 @@ def test_pushed_unet_segments_png_bytes(run):
 
 def test_trainer_wrote_the_metrics_file(run):
     config, _ = run
-    [metrics_file] = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model", "*", "Format-Serving",
-                                            "assets.extra", unet.METRICS_FILE))
+    [metrics_file] = glob.glob(
+        os.path.join(
+            config.pipeline_root,
+            "Trainer",
+            "model",
+            "*",
+            "Format-Serving",
+            "assets.extra",
+            unet.METRICS_FILE,
+        )
+    )
     result = json.load(open(metrics_file))
     assert result["blackbox"] is True and result["segmentation"]["n_images"] > 0
     assert np.isfinite(result["segmentation"]["fpr"])

@@ -1,4 +1,5 @@
 """Segmentation metrics (components/segmentation/metrics.py) against hand-computed values."""
+
 import math
 
 import numpy as np
@@ -7,14 +8,8 @@ import pytest
 from components.segmentation import metrics
 
 # 4x4 target with 4 lesion pixels; prediction hits 3 of them and adds 2 false pixels.
-TARGET = np.array([[0, 0, 0, 0],
-                   [0, 1, 1, 0],
-                   [0, 1, 1, 0],
-                   [0, 0, 0, 0]], dtype=bool)
-PRED = np.array([[0, 0, 0, 0],
-                 [0, 1, 1, 1],
-                 [0, 1, 0, 1],
-                 [0, 0, 0, 0]], dtype=bool)
+TARGET = np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]], dtype=bool)
+PRED = np.array([[0, 0, 0, 0], [0, 1, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=bool)
 # tp=3, fp=2, fn=1, tn=10
 
 
@@ -67,7 +62,9 @@ def test_area_threshold_and_black_box_report():
     threshold = metrics.fit_area_threshold(areas, malignant)
     assert threshold == pytest.approx((0.02 + 0.10) / 2)
     report = metrics.area_classifier_report(areas, malignant, threshold)
-    assert report["accuracy"] == 1.0 and report["sensitivity"] == 1.0 and report["specificity"] == 1.0
+    assert (
+        report["accuracy"] == 1.0 and report["sensitivity"] == 1.0 and report["specificity"] == 1.0
+    )
     assert report["auc"] == 1.0 and report["area_threshold"] == pytest.approx(0.06)
     # One benign lesion bigger than a malignant one: 8 of 9 pairs ordered, accuracy 5/6.
     report = metrics.area_classifier_report([0.0, 0.01, 0.15, 0.10, 0.20, 0.30], malignant, 0.06)

@@ -1,4 +1,5 @@
 """`--batch-threads` reaches the model server's batcher (bench/serve.py tunes it)."""
+
 import argparse
 
 from serving import cli
@@ -13,7 +14,9 @@ def _args(*flags):
 
 def test_batch_threads_flag_reaches_the_batcher(tmp_path):
     assert _args().batch_threads == DEFAULT_BATCH_THREADS
-    args = _args("--serving-root", str(tmp_path), "--batch-threads", "1", "--batch-timeout-ms", "20")
+    args = _args(
+        "--serving-root", str(tmp_path), "--batch-threads", "1", "--batch-timeout-ms", "20"
+    )
     app = cli.app_factory(args)()
     batcher = app.extensions["batcher"]
     assert batcher.num_threads == 1

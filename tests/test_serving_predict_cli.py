@@ -1,4 +1,5 @@
 """``breastdx predict`` (breastdx_cli.predict) in-process and against a live model server."""
+
 import argparse
 import io
 
@@ -41,7 +42,10 @@ def test_predict_against_a_server(tmp_path, live_model_server):
 
     out = io.StringIO()
     files = images(tmp_path)
-    assert run_predict(parse(files + ["--server", live_model_server.url, "--model", MODEL_NAME]), out) == 0
+    assert (
+        run_predict(parse(files + ["--server", live_model_server.url, "--model", MODEL_NAME]), out)
+        == 0
+    )
     assert f"{CLASS_NAMES[1]} p=" in out.getvalue() and "version 1" in out.getvalue()
     assert out.getvalue().rstrip().endswith(contract.RESEARCH_ONLY)
 
@@ -49,6 +53,11 @@ def test_predict_against_a_server(tmp_path, live_model_server):
 def test_predict_reports_a_missing_file_and_an_unknown_model(tmp_path, live_model_server):
     from breastdx_cli.predict import run_predict
 
-    assert run_predict(parse([str(tmp_path / "nope.png"), "--saved-model", str(tmp_path)]), io.StringIO()) == 2
+    assert (
+        run_predict(
+            parse([str(tmp_path / "nope.png"), "--saved-model", str(tmp_path)]), io.StringIO()
+        )
+        == 2
+    )
     args = parse(images(tmp_path) + ["--server", live_model_server.url, "--model", "nope"])
     assert run_predict(args, io.StringIO()) == 1

@@ -1,5 +1,6 @@
 """The model server's REST API (serving.server) against the tiny SavedModel: TF Serving's paths,
 bodies, formats and error shape."""
+
 import base64
 
 import pytest
@@ -24,12 +25,22 @@ def test_model_status_lists_the_loaded_version(client):
     for path in (f"/v1/models/{MODEL_NAME}", f"/v1/models/{MODEL_NAME}/versions/1"):
         response = client.get(path)
         assert response.status_code == 200
-        assert response.json == {"model_version_status": [
-            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+        assert response.json == {
+            "model_version_status": [
+                {
+                    "version": "1",
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
 
 
 def test_metadata_has_signatures_and_the_model_card(client):
-    for path in (f"/v1/models/{MODEL_NAME}/metadata", f"/v1/models/{MODEL_NAME}/versions/1/metadata"):
+    for path in (
+        f"/v1/models/{MODEL_NAME}/metadata",
+        f"/v1/models/{MODEL_NAME}/versions/1/metadata",
+    ):
         body = client.get(path).json
         assert body["model_spec"] == {"name": MODEL_NAME, "signature_name": "", "version": "1"}
         defs = body["metadata"]["signature_def"]["signature_def"]
@@ -37,14 +48,19 @@ def test_metadata_has_signatures_and_the_model_card(client):
         bytes_input = defs[contract.SIGNATURE_BYTES]["inputs"][contract.SERVING_INPUT_BYTES]
         assert bytes_input["dtype"] == "DT_STRING"
         assert bytes_input["tensor_shape"]["dim"][0]["size"] == "-1"
-        assert defs[contract.SIGNATURE_BYTES]["outputs"][contract.OUTPUT_PROBABILITIES]["dtype"] == "DT_FLOAT"
+        assert (
+            defs[contract.SIGNATURE_BYTES]["outputs"][contract.OUTPUT_PROBABILITIES]["dtype"]
+            == "DT_FLOAT"
+        )
         assert body["model_card"]["version"] == 1
         assert body["model_card"]["evaluation"]["metrics"]["auc"] == pytest.approx(0.91)
 
 
 def test_predict_row_format_with_b64(client):
-    response = client.post(f"/v1/models/{MODEL_NAME}:predict",
-                           json={"instances": [b64(png_bytes(RED)), b64(png_bytes(BLUE))]})
+    response = client.post(
+        f"/v1/models/{MODEL_NAME}:predict",
+        json={"instances": [b64(png_bytes(RED)), b64(png_bytes(BLUE))]},
+    )
     assert response.status_code == 200
     rows = response.json["predictions"]
     assert [row[contract.OUTPUT_CLASS_NAME] for row in rows] == [CLASS_NAMES[1], CLASS_NAMES[0]]
@@ -55,15 +71,28 @@ def test_predict_row_format_with_b64(client):
 
 
 def test_predict_adds_the_cards_decisions_beside_tf_servings_keys(client):
-    body = client.post(f"/v1/models/{MODEL_NAME}:predict",
-                       json={"instances": [b64(png_bytes(RED)), b64(png_bytes(PURPLE))]}).json
+    body = client.post(
+        f"/v1/models/{MODEL_NAME}:predict",
+        json={"instances": [b64(png_bytes(RED)), b64(png_bytes(PURPLE))]},
+    ).json
     assert set(body) == {"predictions", "decisions"}  # TF Serving's key unchanged, one extra
     red, purple = body["decisions"]
-    assert (red["status"], red["class_name"], red["prediction_set"]) == ("assessed", CLASS_NAMES[1], [CLASS_NAMES[1]])
+    assert (red["status"], red["class_name"], red["prediction_set"]) == (
+        "assessed",
+        CLASS_NAMES[1],
+        [CLASS_NAMES[1]],
+    )
     assert purple["status"] == "uncertain" and purple["class_name"] is None
-    assert purple["text"] == "uncertain: refer to a pathologist" and purple["prediction_set"] == list(CLASS_NAMES)
-    columnar = client.post(f"/v1/models/{MODEL_NAME}:predict", json={"inputs": [b64(png_bytes(RED))]}).json
-    assert set(columnar) == {"outputs", "decisions"} and columnar["decisions"][0]["class_name"] == CLASS_NAMES[1]
+    assert purple["text"] == "uncertain: refer to a pathologist" and purple[
+        "prediction_set"
+    ] == list(CLASS_NAMES)
+    columnar = client.post(
+        f"/v1/models/{MODEL_NAME}:predict", json={"inputs": [b64(png_bytes(RED))]}
+    ).json
+    assert (
+        set(columnar) == {"outputs", "decisions"}
+        and columnar["decisions"][0]["class_name"] == CLASS_NAMES[1]
+    )
 
 
 def test_a_version_whose_card_breaks_the_schema_is_not_served(tmp_path, tiny_model_dir, caplog):
@@ -90,10 +119,13 @@ def test_a_version_whose_card_breaks_the_schema_is_not_served(tmp_path, tiny_mod
 
 def test_predict_named_rows_and_columnar_format_agree(client):
     image = b64(png_bytes(PURPLE))
-    named = client.post(f"/v1/models/{MODEL_NAME}/versions/1:predict",
-                        json={"instances": [{contract.SERVING_INPUT_BYTES: image}]}).json["predictions"][0]
-    columnar = client.post(f"/v1/models/{MODEL_NAME}:predict",
-                           json={"inputs": {contract.SERVING_INPUT_BYTES: [image]}}).json["outputs"]
+    named = client.post(
+        f"/v1/models/{MODEL_NAME}/versions/1:predict",
+        json={"instances": [{contract.SERVING_INPUT_BYTES: image}]},
+    ).json["predictions"][0]
+    columnar = client.post(
+        f"/v1/models/{MODEL_NAME}:predict", json={"inputs": {contract.SERVING_INPUT_BYTES: [image]}}
+    ).json["outputs"]
     bare = client.post(f"/v1/models/{MODEL_NAME}:predict", json={"inputs": [image]}).json["outputs"]
     assert named[contract.OUTPUT_POSITIVE] == pytest.approx(0.5)
     assert columnar[contract.OUTPUT_POSITIVE] == pytest.approx([0.5])
@@ -101,53 +133,90 @@ def test_predict_named_rows_and_columnar_format_agree(client):
 
 
 def test_explain_signature_returns_a_heatmap_in_range(client):
-    body = client.post(f"/v1/models/{MODEL_NAME}:predict",
-                       json={"signature_name": "explain", "instances": [b64(png_bytes(RED))]}).json
+    body = client.post(
+        f"/v1/models/{MODEL_NAME}:predict",
+        json={"signature_name": "explain", "instances": [b64(png_bytes(RED))]},
+    ).json
     heatmap = body["predictions"][0]["heatmap"]
     assert (len(heatmap), len(heatmap[0])) == contract.IDC_MODEL_SIZE
-    assert 0.0 <= min(min(row) for row in heatmap) and max(max(row) for row in heatmap) <= 1.0 + 1e-6
+    assert (
+        0.0 <= min(min(row) for row in heatmap) and max(max(row) for row in heatmap) <= 1.0 + 1e-6
+    )
 
 
 def test_examples_signature_reads_serialized_examples(client):
     import tensorflow as tf
 
-    example = tf.train.Example(features=tf.train.Features(feature={
-        contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(RED)]))}))
-    body = client.post(f"/v1/models/{MODEL_NAME}:predict", json={
-        "signature_name": contract.SIGNATURE_EXAMPLES,
-        "instances": [{contract.SERVING_INPUT_EXAMPLES: b64(example.SerializeToString())}]}).json
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                contract.IMAGE_KEY: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[png_bytes(RED)])
+                )
+            }
+        )
+    )
+    body = client.post(
+        f"/v1/models/{MODEL_NAME}:predict",
+        json={
+            "signature_name": contract.SIGNATURE_EXAMPLES,
+            "instances": [{contract.SERVING_INPUT_EXAMPLES: b64(example.SerializeToString())}],
+        },
+    ).json
     assert body["predictions"][0][contract.OUTPUT_CLASS_NAME] == CLASS_NAMES[1]
 
 
-@pytest.mark.parametrize("path, status", [
-    ("/v1/models/nope", 404),
-    ("/v1/models/nope/metadata", 404),
-    (f"/v1/models/{MODEL_NAME}/versions/9", 404),
-    (f"/v1/models/{MODEL_NAME}/versions/9/metadata", 404),
-    (f"/v1/models/{MODEL_NAME}/labels/stable", 404),
-    (f"/v1/models/{MODEL_NAME}/versions/abc", 400),
-    ("/v1/models/a/b/c", 404),
-])
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/v1/models/nope", 404),
+        ("/v1/models/nope/metadata", 404),
+        (f"/v1/models/{MODEL_NAME}/versions/9", 404),
+        (f"/v1/models/{MODEL_NAME}/versions/9/metadata", 404),
+        (f"/v1/models/{MODEL_NAME}/labels/stable", 404),
+        (f"/v1/models/{MODEL_NAME}/versions/abc", 400),
+        ("/v1/models/a/b/c", 404),
+    ],
+)
 def test_get_errors_have_tf_servings_shape(client, path, status):
     response = client.get(path)
     assert response.status_code == status
     assert set(response.json) == {"error"} and response.json["error"]
 
 
-@pytest.mark.parametrize("path, body, status, words", [
-    ("/v1/models/nope:predict", {"instances": ["x"]}, 404, "Servable not found"),
-    (f"/v1/models/{MODEL_NAME}/versions/7:predict", {"instances": ["x"]}, 404, "Specific("),
-    (f"/v1/models/{MODEL_NAME}:predict", {"foo": 1}, 400, "instances"),
-    (f"/v1/models/{MODEL_NAME}:predict", {"instances": [], }, 400, "non-empty"),
-    (f"/v1/models/{MODEL_NAME}:predict", {"instances": ["a"], "inputs": ["a"]}, 400, "exactly one"),
-    (f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"b64": "***"}]}, 400, "base64"),
-    (f"/v1/models/{MODEL_NAME}:predict", {"instances": [1.5]}, 400, "string"),
-    (f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"wrong": "a"}]}, 400, "image_bytes"),
-    (f"/v1/models/{MODEL_NAME}:predict", {"signature_name": "nope", "instances": ["a"]}, 400,
-     "not found in signature def"),
-    (f"/v1/models/{MODEL_NAME}:predict", {"instances": [b64(b"not an image")]}, 400, "image"),
-    (f"/v1/models/{MODEL_NAME}:classify", {"examples": []}, 501, "predict"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, words",
+    [
+        ("/v1/models/nope:predict", {"instances": ["x"]}, 404, "Servable not found"),
+        (f"/v1/models/{MODEL_NAME}/versions/7:predict", {"instances": ["x"]}, 404, "Specific("),
+        (f"/v1/models/{MODEL_NAME}:predict", {"foo": 1}, 400, "instances"),
+        (
+            f"/v1/models/{MODEL_NAME}:predict",
+            {
+                "instances": [],
+            },
+            400,
+            "non-empty",
+        ),
+        (
+            f"/v1/models/{MODEL_NAME}:predict",
+            {"instances": ["a"], "inputs": ["a"]},
+            400,
+            "exactly one",
+        ),
+        (f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"b64": "***"}]}, 400, "base64"),
+        (f"/v1/models/{MODEL_NAME}:predict", {"instances": [1.5]}, 400, "string"),
+        (f"/v1/models/{MODEL_NAME}:predict", {"instances": [{"wrong": "a"}]}, 400, "image_bytes"),
+        (
+            f"/v1/models/{MODEL_NAME}:predict",
+            {"signature_name": "nope", "instances": ["a"]},
+            400,
+            "not found in signature def",
+        ),
+        (f"/v1/models/{MODEL_NAME}:predict", {"instances": [b64(b"not an image")]}, 400, "image"),
+        (f"/v1/models/{MODEL_NAME}:classify", {"examples": []}, 501, "predict"),
+    ],
+)
 def test_predict_errors_have_tf_servings_shape(client, path, body, status, words):
     response = client.post(path, json=body)
     assert response.status_code == status, response.json
@@ -157,8 +226,9 @@ def test_predict_errors_have_tf_servings_shape(client, path, body, status, words
 
 
 def test_a_body_that_is_not_json_is_a_400(client):
-    response = client.post(f"/v1/models/{MODEL_NAME}:predict", data=b"{not json",
-                           content_type="application/json")
+    response = client.post(
+        f"/v1/models/{MODEL_NAME}:predict", data=b"{not json", content_type="application/json"
+    )
     assert response.status_code == 400
     assert response.json["error"].startswith("JSON Parse error")
 
@@ -170,8 +240,10 @@ def test_503_while_nothing_is_loaded(tmp_path):
     app = create_app(str(tmp_path), start=False)
     app.extensions["model_store"].poll()
     client = app.test_client()
-    for response in (client.get(f"/v1/models/{MODEL_NAME}"),
-                     client.post(f"/v1/models/{MODEL_NAME}:predict", json={"instances": ["x"]})):
+    for response in (
+        client.get(f"/v1/models/{MODEL_NAME}"),
+        client.post(f"/v1/models/{MODEL_NAME}:predict", json={"instances": ["x"]}),
+    ):
         assert response.status_code == 503
         assert "no model version is loaded" in response.json["error"]
 

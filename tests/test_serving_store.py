@@ -1,6 +1,7 @@
 """Version management (serving.model_store) and batching (serving.batching): new versions are
 loaded before they serve, old ones retire without failing a request, labels come from a
 config file, concurrent requests are batched without mixing their answers."""
+
 import base64
 import json
 import shutil
@@ -85,7 +86,8 @@ def test_a_request_in_flight_keeps_its_retired_version(serving_root, tiny_model_
     assert store.acquire(MODEL_NAME).version == 2
     assert held.version == 1 and held.state == STATE_UNLOADING
     outputs = held.signature(contract.SIGNATURE_BYTES)(
-        **{contract.SERVING_INPUT_BYTES: __import__("tensorflow").constant([png_bytes(RED)])})
+        **{contract.SERVING_INPUT_BYTES: __import__("tensorflow").constant([png_bytes(RED)])}
+    )
     assert outputs[contract.OUTPUT_CLASS_INDEX].numpy().tolist() == [1]
     held.release()
     assert held.state == STATE_END
@@ -105,12 +107,27 @@ model_config_list {
 """.replace("{name}", MODEL_NAME)
 
 
-@pytest.mark.parametrize("config_name, text", [
-    ("models.config", TEXT_CONFIG),
-    ("models.json", json.dumps({MODEL_NAME: {"policy": "specific", "versions": [1, 2],
-                                             "labels": {"stable": 1, "canary": 2}}})),
-])
-def test_version_labels_from_a_config_file(serving_root, tiny_model_dir, tmp_path, config_name, text):
+@pytest.mark.parametrize(
+    "config_name, text",
+    [
+        ("models.config", TEXT_CONFIG),
+        (
+            "models.json",
+            json.dumps(
+                {
+                    MODEL_NAME: {
+                        "policy": "specific",
+                        "versions": [1, 2],
+                        "labels": {"stable": 1, "canary": 2},
+                    }
+                }
+            ),
+        ),
+    ],
+)
+def test_version_labels_from_a_config_file(
+    serving_root, tiny_model_dir, tmp_path, config_name, text
+):
     from serving.server import create_app
 
     add_version(serving_root, 2, tiny_model_dir)
@@ -120,12 +137,25 @@ def test_version_labels_from_a_config_file(serving_root, tiny_model_dir, tmp_pat
     app = create_app(str(serving_root), config_path=str(config), start=False)
     app.extensions["model_store"].poll()
     client = app.test_client()
-    assert [r["version"] for r in client.get(f"/v1/models/{MODEL_NAME}").json["model_version_status"]] == ["2", "1"]
-    assert client.get(f"/v1/models/{MODEL_NAME}/labels/stable").json["model_version_status"][0]["version"] == "1"
-    assert client.get(f"/v1/models/{MODEL_NAME}/labels/canary/metadata").json["model_spec"]["version"] == "2"
+    assert [
+        r["version"] for r in client.get(f"/v1/models/{MODEL_NAME}").json["model_version_status"]
+    ] == ["2", "1"]
+    assert (
+        client.get(f"/v1/models/{MODEL_NAME}/labels/stable").json["model_version_status"][0][
+            "version"
+        ]
+        == "1"
+    )
+    assert (
+        client.get(f"/v1/models/{MODEL_NAME}/labels/canary/metadata").json["model_spec"]["version"]
+        == "2"
+    )
     body = {"instances": [{"b64": base64.b64encode(png_bytes(BLUE)).decode()}]}
     response = client.post(f"/v1/models/{MODEL_NAME}/labels/canary:predict", json=body)
-    assert response.status_code == 200 and response.json["predictions"][0][contract.OUTPUT_CLASS_INDEX] == 0
+    assert (
+        response.status_code == 200
+        and response.json["predictions"][0][contract.OUTPUT_CLASS_INDEX] == 0
+    )
     assert client.post(f"/v1/models/{MODEL_NAME}/labels/nope:predict", json=body).status_code == 404
 
 
@@ -176,12 +206,16 @@ def test_a_bad_request_in_a_batch_does_not_fail_its_neighbours(server_app):
 
     def one(name, data):
         try:
-            outcome[name] = batcher.run(function, {contract.SERVING_INPUT_BYTES: np.array([data], dtype=object)})
+            outcome[name] = batcher.run(
+                function, {contract.SERVING_INPUT_BYTES: np.array([data], dtype=object)}
+            )
         except SignatureCallError as err:
             outcome[name] = err
 
-    threads = [threading.Thread(target=one, args=("good", png_bytes(RED))),
-               threading.Thread(target=one, args=("bad", b"garbage"))]
+    threads = [
+        threading.Thread(target=one, args=("good", png_bytes(RED))),
+        threading.Thread(target=one, args=("bad", b"garbage")),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

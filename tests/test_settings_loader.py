@@ -1,5 +1,6 @@
 """One loader for every settings dataclass (breastdx_core/loader.py): the pipeline's and
 the cluster's settings both go through it, with the same reading of a variable."""
+
 import dataclasses
 
 import pytest
@@ -22,11 +23,17 @@ def test_variables_then_overrides_over_the_defaults():
     assert Toy(**values) == Toy(steps=7, rate=0.1, on=True, sizes=(8, 4), name="a")
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"BREASTDX_STEPS": "many"}, "BREASTDX_STEPS must be a number, got 'many'"),
-    ({"BREASTDX_ON": "maybe"}, "BREASTDX_ON must be true or false, got 'maybe'"),
-    ({"BREASTDX_SIZES": "8,big"}, "BREASTDX_SIZES must be comma-separated int values, got '8,big'"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"BREASTDX_STEPS": "many"}, "BREASTDX_STEPS must be a number, got 'many'"),
+        ({"BREASTDX_ON": "maybe"}, "BREASTDX_ON must be true or false, got 'maybe'"),
+        (
+            {"BREASTDX_SIZES": "8,big"},
+            "BREASTDX_SIZES must be comma-separated int values, got '8,big'",
+        ),
+    ],
+)
 def test_a_bad_value_names_the_variable_and_what_it_must_be(env, message):
     with pytest.raises(ValueError, match=message):
         loader.load(Toy, env, {})
@@ -37,8 +44,9 @@ def test_strict_owns_the_prefix_and_a_lax_load_reads_only_its_fields():
     assert loader.load(Toy, env, {}) == {}  # lax: not its variable; empty means "not set"
     with pytest.raises(ValueError, match="unknown setting BREASTDX_NOPE"):
         loader.load(Toy, env, {}, strict=True)
-    assert loader.load(Toy, env, {}, strict=True, skip={"BREASTDX_NOPE"}, convert=lambda f, raw: raw or 9) == \
-        {"steps": 9}
+    assert loader.load(
+        Toy, env, {}, strict=True, skip={"BREASTDX_NOPE"}, convert=lambda f, raw: raw or 9
+    ) == {"steps": 9}
     with pytest.raises(KeyError, match="unknown setting 'nope'"):
         loader.load(Toy, {}, {"nope": 1}, error=KeyError)
 
@@ -47,7 +55,9 @@ def test_both_settings_dataclasses_use_it():
     """The same bad number reads the same from either loader; the cluster's own error class."""
     with pytest.raises(ValueError, match="BREASTDX_TRAIN_STEPS must be a number, got 'x'"):
         configs.load(env={"BREASTDX_TRAIN_STEPS": "x"})
-    with pytest.raises(cluster_configs.ClusterConfigError, match="BREASTDX_GPU_COUNT must be a number, got 'x'"):
+    with pytest.raises(
+        cluster_configs.ClusterConfigError, match="BREASTDX_GPU_COUNT must be a number, got 'x'"
+    ):
         cluster_configs.load(env={"BREASTDX_GPU_COUNT": "x"})
     # the cluster's variables are not the pipeline's unknown settings, and the reverse
     assert configs.load(env={"BREASTDX_GPU_COUNT": "1"}).task

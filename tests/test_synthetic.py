@@ -28,7 +28,9 @@ def test_same_seed_same_bytes(tmp_path):
 
 
 def test_idc_layout_names_and_positive_rate(tmp_path):
-    summary = synthetic.write_idc(str(tmp_path), patients=20, patches_per_patient=30, seed=5, quirks=False)
+    summary = synthetic.write_idc(
+        str(tmp_path), patients=20, patches_per_patient=30, seed=5, quirks=False
+    )
     names = [(d, n) for d, _, ns in os.walk(summary.root) for n in ns]
     assert len(names) == summary.images
     sizes = set()

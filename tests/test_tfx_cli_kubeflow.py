@@ -19,7 +19,6 @@ import os
 import site
 import subprocess
 import sys
-from typing import Dict, List
 
 import kfp_standin
 import pytest
@@ -45,7 +44,7 @@ def home(tmp_path_factory):
     return str(tmp_path_factory.mktemp("home"))
 
 
-def _env(home: str, **extra: str) -> Dict[str, str]:
+def _env(home: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BREASTDX_")}
     env.update(
         PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -60,7 +59,7 @@ def _env(home: str, **extra: str) -> Dict[str, str]:
     return env
 
 
-def tfx(args: List[str], home: str, **env: str) -> subprocess.CompletedProcess:
+def tfx(args: list[str], home: str, **env: str) -> subprocess.CompletedProcess:
     """The venv's `tfx` console script, as a person runs it."""
     return subprocess.run(
         [os.path.join(VENV_BIN, "tfx"), *args],
@@ -89,7 +88,7 @@ def cli(monkeypatch, home):
             monkeypatch.setenv(key, value)
     monkeypatch.chdir(ROOT)
 
-    def run(args: List[str], **env: str):
+    def run(args: list[str], **env: str):
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         return CliRunner().invoke(cli_group, args)
@@ -97,7 +96,7 @@ def cli(monkeypatch, home):
     return run
 
 
-def posts(kfp: kfp_standin.KfpStandIn, operation: str) -> List[Dict]:
+def posts(kfp: kfp_standin.KfpStandIn, operation: str) -> list[dict]:
     return [r for r in kfp.requests if r.get("operation") == operation]
 
 
@@ -125,10 +124,21 @@ def card(standin, home):
     """The card's commands as a person runs them, once per module: `tfx pipeline create`
     (compiles kubeflow_runner.py and uploads it), then `tfx run create`."""
     endpoint = ["--engine", "kubeflow", "--endpoint", standin.endpoint]
-    created = tfx(["pipeline", "create", "--pipeline_path", "kubeflow_runner.py", *endpoint], home,
-                  **POOL_ENV)
-    run = tfx(["run", "create", "--pipeline_name", NAME, *endpoint,
-               "--runtime_parameter", "tree_fingerprint=digest-of-the-images"], home)
+    created = tfx(
+        ["pipeline", "create", "--pipeline_path", "kubeflow_runner.py", *endpoint], home, **POOL_ENV
+    )
+    run = tfx(
+        [
+            "run",
+            "create",
+            "--pipeline_name",
+            NAME,
+            *endpoint,
+            "--runtime_parameter",
+            "tree_fingerprint=digest-of-the-images",
+        ],
+        home,
+    )
     return {"created": created, "run": run}
 
 
@@ -140,7 +150,8 @@ def test_pipeline_create_and_run_create_with_the_tfx_console_script(standin, car
     spec, platform = yaml.safe_load_all(upload["file"])  # the GPU pool's PlatformSpec goes up too
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["Trainer_executor"]["nodeSelector"] == {
-        "labels": {"cloud.google.com/gke-nodepool": "gpu"}}
+        "labels": {"cloud.google.com/gke-nodepool": "gpu"}
+    }
     assert upload["query"]["name"] == NAME and spec["pipelineInfo"]["name"] == NAME
     assert "Trainer" in spec["root"]["dag"]["tasks"]  # the project's pipeline, compiled here
     [version] = posts(standin, "PipelineUploadServiceApi.upload_pipeline_version")
@@ -151,10 +162,14 @@ def test_pipeline_create_and_run_create_with_the_tfx_console_script(standin, car
     assert run.returncode == 0, run.stderr[-3000:]
     [body] = [r["json"] for r in posts(standin, "RunServiceApi.create_run")]
     newest = standin.versions[pipeline_id][0]["pipeline_version_id"]
-    assert body["pipeline_version_reference"] == {"pipeline_id": pipeline_id,
-                                                  "pipeline_version_id": newest}
-    assert body["runtime_config"] == {"parameters": {"tree_fingerprint": "digest-of-the-images"},
-                                      "pipeline_root": f"{GCS_ROOT}/pipelines/{NAME}"}
+    assert body["pipeline_version_reference"] == {
+        "pipeline_id": pipeline_id,
+        "pipeline_version_id": newest,
+    }
+    assert body["runtime_config"] == {
+        "parameters": {"tree_fingerprint": "digest-of-the-images"},
+        "pipeline_root": f"{GCS_ROOT}/pipelines/{NAME}",
+    }
     run_id = next(iter(standin.runs))
     assert run_id in run.stdout and "PENDING" in run.stdout
     assert standin.invalid == []
@@ -172,8 +187,10 @@ def test_pipeline_update_compile_list_and_the_run_verbs(standin, card, cli, tmp_
     assert result.exit_code == 0, result.output + result.stderr
     assert len(standin.versions[pipeline_id]) == before + 1
     package = tmp_path / "compiled.yaml"
-    result = cli(["pipeline", "compile", "--engine", "kubeflow", "--pipeline_path",
-                  "kubeflow_runner.py"], BREASTDX_PACKAGE_PATH=str(package))
+    result = cli(
+        ["pipeline", "compile", "--engine", "kubeflow", "--pipeline_path", "kubeflow_runner.py"],
+        BREASTDX_PACKAGE_PATH=str(package),
+    )
     assert result.exit_code == 0, result.output + result.stderr
     assert f"Pipeline package path: {package}" in result.output
     trainer = yaml.safe_load(package.read_text())["deploymentSpec"]["executors"]["Trainer_executor"]
@@ -458,8 +475,11 @@ def test_tfx_run_create_on_vertex_sends_the_service_account_labels_and_network(
         def create_schedule(self, **kwargs):
             inspect.signature(aiplatform.PipelineJob.create_schedule).bind(None, **kwargs)
             sent["schedule"] = kwargs
-            fields = {"resource_name": "projects/p/schedules/1", "create_time": "now",
-                      "state": self.state}
+            fields = {
+                "resource_name": "projects/p/schedules/1",
+                "create_time": "now",
+                "state": self.state,
+            }
             return type("Schedule", (), fields)
 
     monkeypatch.setattr(aiplatform, "PipelineJob", Job)
@@ -495,14 +515,28 @@ def test_tfx_run_create_on_vertex_sends_the_service_account_labels_and_network(
     # the breastdx verbs: the same submission, schedules included
     from breastdx_cli import main
 
-    common = ["--engine", "vertex", "--project", "p", "--pipeline-name", NAME, "--package",
-              os.path.join(package_dir, "pipeline.json"), "--tree-fingerprint", "none"]
+    common = [
+        "--engine",
+        "vertex",
+        "--project",
+        "p",
+        "--pipeline-name",
+        NAME,
+        "--package",
+        os.path.join(package_dir, "pipeline.json"),
+        "--tree-fingerprint",
+        "none",
+    ]
     sent.clear()
     assert main.main(["run", "create", *common, "--param", "data_version=4"]) == 0
     assert sent["submit"]["service_account"] == "runner@p.iam.gserviceaccount.com"
     assert sent["job"]["labels"] == {"team": "pathology", "cost": "research"}
-    assert main.main(["recurring", "create", *common, "--param", "data_version=5",
-                      "--cron", "0 3 * * *"]) == 0
+    assert (
+        main.main(
+            ["recurring", "create", *common, "--param", "data_version=5", "--cron", "0 3 * * *"]
+        )
+        == 0
+    )
     assert sent["schedule"]["service_account"] == "runner@p.iam.gserviceaccount.com"
     assert sent["schedule"]["network"] == "projects/1/global/networks/vpc"
     assert sent["schedule"]["cron"] == "0 3 * * *"
@@ -570,10 +604,15 @@ def test_the_pth_line_is_a_no_op_without_the_module(tmp_path):
         "print(type(spec.loader).__name__ if spec else None, hook.find_spec('json'))"
     )
 
-    def run(pythonpath: str) -> List[str]:
-        done = subprocess.run([sys.executable, "-S", "-c", probe, str(site_dir)],
-                              env={"PYTHONPATH": pythonpath}, cwd=str(tmp_path),
-                              capture_output=True, text=True, timeout=60)
+    def run(pythonpath: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", probe, str(site_dir)],
+            env={"PYTHONPATH": pythonpath},
+            cwd=str(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout.split()
 
@@ -590,12 +629,20 @@ def test_the_caching_switch_keeps_kfps_platform_spec():
     from breastdx_cli import engines
 
     platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"T": {}}}}}}
-    spec = {"pipeline_spec": {"root": {"dag": {"tasks": {"Trainer": {}}}, "inputDefinitions": {
-        "parameters": {"x": {"parameterType": "STRING"}}}}}, "platform_spec": platform}
+    spec = {
+        "pipeline_spec": {
+            "root": {
+                "dag": {"tasks": {"Trainer": {}}},
+                "inputDefinitions": {"parameters": {"x": {"parameterType": "STRING"}}},
+            }
+        },
+        "platform_spec": platform,
+    }
     sent = engines.without_caching(spec, False)
     assert sent["platform_spec"] == platform
     assert sent["pipeline_spec"]["root"]["dag"]["tasks"]["Trainer"] == {
-        "cachingOptions": {"enableCache": False}}
+        "cachingOptions": {"enableCache": False}
+    }
     assert spec["pipeline_spec"]["root"]["dag"]["tasks"]["Trainer"] == {}  # a copy
     with pytest.raises(engines.EngineError, match="'x' has no default"):
         engines.check_parameters(spec, {}, "--param")

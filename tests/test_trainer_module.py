@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from components.trainer import trainer_module
 from breastdx_core import configs
+from components.trainer import trainer_module
 
 
 def _config(**overrides):
@@ -23,18 +23,33 @@ def test_random_init_vgg16_outputs_class_probabilities():
     assert model.output_shape == (None, 2)
     assert model.get_layer("probabilities").activation.__name__ == "softmax"
     assert all(_backbone_trainable(model))  # nothing pretrained to keep frozen
-    head = [layer.__class__.__name__ for layer in model.layers[model.layers.index(model.get_layer("pool")):]]
-    assert head == ["GlobalAveragePooling2D", "Dense", "Dropout", "Dense", "Dropout", "BatchNormalization", "Dense"]
+    head = [
+        layer.__class__.__name__
+        for layer in model.layers[model.layers.index(model.get_layer("pool")) :]
+    ]
+    assert head == [
+        "GlobalAveragePooling2D",
+        "Dense",
+        "Dropout",
+        "Dense",
+        "Dropout",
+        "BatchNormalization",
+        "Dense",
+    ]
     probs = model.predict(np.random.rand(2, 64, 64, 3).astype("float32"), verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_pretrained_weights_file_unfreezes_only_the_last_four(tmp_path):
     weights = str(tmp_path / "vgg16_notop.h5")
-    keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(
+        weights
+    )
     model = trainer_module.build_model(_config(weights=weights))
     # unfreeze_last counts layers with weights (VGG16: convolutions; pooling has none)
-    trainable = [layer.name for layer in model.layers if layer.trainable and layer.name.startswith("block")]
+    trainable = [
+        layer.name for layer in model.layers if layer.trainable and layer.name.startswith("block")
+    ]
     assert trainable == ["block4_conv3", "block5_conv1", "block5_conv2", "block5_conv3"]
     assert model.get_layer("backbone_preprocess") is not None  # ImageNet normalisation in the model
 
@@ -58,7 +73,9 @@ def test_class_weights_balance_the_classes():
 def test_distribution_strategy_by_name():
     import tensorflow as tf
 
-    assert isinstance(trainer_module.distribution_strategy("mirrored"), tf.distribute.MirroredStrategy)
+    assert isinstance(
+        trainer_module.distribution_strategy("mirrored"), tf.distribute.MirroredStrategy
+    )
     assert trainer_module.distribution_strategy(None) is tf.distribute.get_strategy()
     with pytest.raises(ValueError, match="distribution_strategy must be one of"):
         trainer_module.distribution_strategy("horovod")

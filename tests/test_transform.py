@@ -4,8 +4,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components.transform import transform_module
 from breastdx_core import configs, contract
+from components.transform import transform_module
 
 
 def _png(pixels):
@@ -19,12 +19,18 @@ def test_preprocessing_fn_on_a_two_image_batch():
     edge = np.full((30, 50), 100, np.uint8)  # a grey edge patch, smaller than 50x50
     cfg = configs.load(env={}).transform_config()
     out = transform_module.preprocessing_fn(
-        {contract.IMAGE_KEY: tf.constant([[_png(full)], [_png(edge)]]),
-         contract.LABEL_KEY: tf.constant([[0], [1]], tf.int64)}, cfg)
+        {
+            contract.IMAGE_KEY: tf.constant([[_png(full)], [_png(edge)]]),
+            contract.LABEL_KEY: tf.constant([[0], [1]], tf.int64),
+        },
+        cfg,
+    )
     images = out[contract.TRANSFORMED_IMAGE_KEY].numpy()
     assert images.shape == (2, *contract.IDC_MODEL_SIZE, 3) and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
-    np.testing.assert_allclose(images[0], 200 / 255, atol=1e-5)  # a full patch: scaled, not distorted
+    np.testing.assert_allclose(
+        images[0], 200 / 255, atol=1e-5
+    )  # a full patch: scaled, not distorted
     # the edge patch keeps its pixel scale: zero padding above and below, grey in the middle
     centre = images[1, contract.IDC_MODEL_SIZE[0] // 2, contract.IDC_MODEL_SIZE[1] // 2]
     np.testing.assert_allclose(centre, [100 / 255] * 3, atol=1e-5)

@@ -2,6 +2,7 @@
 signed here with a test ES256 key, keys served by a local HTTP server the app fetches
 with google-auth), the local mode, one audit line per prediction, and uploads that
 never touch the disk. The model is a stub client (the model server is tested elsewhere)."""
+
 from __future__ import annotations
 
 import builtins
@@ -33,10 +34,12 @@ USER = "radiologist@example.org"
 
 def _key():
     private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return crypt.ES256Signer.from_string(pem, key_id=KID), public.decode()
 
 
@@ -46,8 +49,15 @@ OTHER_SIGNER, _ = _key()
 
 def token(signer=SIGNER, **claims) -> str:
     now = int(time.time())
-    payload = {"iss": auth.IAP_ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600,
-               "sub": "accounts.google.com:1234", "email": USER, **claims}
+    payload = {
+        "iss": auth.IAP_ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+        "sub": "accounts.google.com:1234",
+        "email": USER,
+        **claims,
+    }
     return jwt.encode(signer, payload).decode()
 
 
@@ -70,7 +80,9 @@ def certs_url():
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/iap/verify/public_key", hits
     server.shutdown()
     server.server_close()
@@ -102,8 +114,13 @@ def png(side=50, noise=False) -> bytes:
 
 
 def make_app(tmp_path, **config):
-    settings = {"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test", "PREDICTION_CLIENT": StubModel(),
-                "AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    settings = {
+        "TESTING": True,
+        "WTF_CSRF_ENABLED": False,
+        "SECRET_KEY": "test",
+        "PREDICTION_CLIENT": StubModel(),
+        "AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+    }
     settings.update(config)
     return flask_app_from(settings)
 
@@ -116,8 +133,13 @@ def flask_app_from(settings):
 
 def post(client, images, path="/api/predict", headers=None, remote="127.0.0.1"):
     data = {"file": [(io.BytesIO(b), f"img{i}.png") for i, b in enumerate(images)]}
-    return client.post(path, data=data, content_type="multipart/form-data", headers=headers or {},
-                       environ_base={"REMOTE_ADDR": remote})
+    return client.post(
+        path,
+        data=data,
+        content_type="multipart/form-data",
+        headers=headers or {},
+        environ_base={"REMOTE_ADDR": remote},
+    )
 
 
 def audit_lines(tmp_path):
@@ -134,20 +156,25 @@ def test_iap_without_the_header_is_refused_logged_and_never_predicts(iap_app, ca
     with caplog.at_level(logging.WARNING, logger="webapp.auth"):
         response = post(iap_app.test_client(), [png()])
     assert response.status_code == 401
-    assert "sign-in required" in response.json["error"] and auth.IAP_HEADER in response.json["error"]
+    assert (
+        "sign-in required" in response.json["error"] and auth.IAP_HEADER in response.json["error"]
+    )
     assert any("refused POST /api/predict" in r.getMessage() for r in caplog.records)
     assert iap_app.extensions["prediction_client"].calls == 0
     page = iap_app.test_client().get("/", environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert page.status_code == 401  # the HTML pages too, not only the API
 
 
-@pytest.mark.parametrize("bad, reason", [
-    (lambda: token(aud="/projects/1/global/backendServices/2"), "audience"),
-    (lambda: token(exp=int(time.time()) - 120, iat=int(time.time()) - 900), "expired"),
-    (lambda: token(signer=OTHER_SIGNER), "signature"),
-    (lambda: token(iss="https://accounts.google.com"), "issuer"),
-    (lambda: "not.a.jwt", "malformed"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (lambda: token(aud="/projects/1/global/backendServices/2"), "audience"),
+        (lambda: token(exp=int(time.time()) - 120, iat=int(time.time()) - 900), "expired"),
+        (lambda: token(signer=OTHER_SIGNER), "signature"),
+        (lambda: token(iss="https://accounts.google.com"), "issuer"),
+        (lambda: "not.a.jwt", "malformed"),
+    ],
+)
 def test_iap_refuses_a_bad_assertion(iap_app, bad, reason, tmp_path):
     response = post(iap_app.test_client(), [png()], headers={auth.IAP_HEADER: bad()})
     assert response.status_code == 401, reason
@@ -167,18 +194,38 @@ def test_iap_signed_user_predicts_and_is_audited(iap_app, tmp_path, certs_url):
     lines = audit_lines(tmp_path)
     assert len(lines) == 3  # one per image of every answered request
     first = lines[0]
-    assert set(first) == {"time", "event", "user", "route", "model", "version", "class", "probability",
-                          "image_sha256"}
-    assert (first["user"], first["route"], first["model"], first["version"]) == (USER, "api", "breastdx-idc", "3")
+    assert set(first) == {
+        "time",
+        "event",
+        "user",
+        "route",
+        "model",
+        "version",
+        "class",
+        "probability",
+        "image_sha256",
+    }
+    assert (first["user"], first["route"], first["model"], first["version"]) == (
+        USER,
+        "api",
+        "breastdx-idc",
+        "3",
+    )
     assert first["probability"] == pytest.approx(0.9)
-    assert [line["image_sha256"] for line in lines[:2]] == [hashlib.sha256(b).hexdigest() for b in images]
+    assert [line["image_sha256"] for line in lines[:2]] == [
+        hashlib.sha256(b).hexdigest() for b in images
+    ]
     text = (tmp_path / "audit.jsonl").read_text()
     import base64
+
     assert base64.b64encode(images[0])[:40].decode() not in text  # never the image
 
 
 def test_probes_stay_open_behind_iap(iap_app):
-    assert iap_app.test_client().get("/healthz", environ_base={"REMOTE_ADDR": "10.4.0.7"}).status_code == 200
+    assert (
+        iap_app.test_client().get("/healthz", environ_base={"REMOTE_ADDR": "10.4.0.7"}).status_code
+        == 200
+    )
 
 
 def test_iap_without_audience_does_not_start(tmp_path):
@@ -223,6 +270,7 @@ def _disk_writes(monkeypatch):
         def spy(*args, _real=real, _name=name, **kwargs):
             writes.append((_name, ""))
             return _real(*args, **kwargs)
+
         monkeypatch.setattr(tempfile, name, spy)
     monkeypatch.setattr(builtins, "open", spy_open)
     return writes

@@ -1,5 +1,6 @@
 """The prediction clients (webapp.clients, webapp.grpc_client): one interface, errors mapped to
 PredictionError, requests shaped as each back end expects."""
+
 import base64
 from concurrent import futures
 
@@ -12,8 +13,12 @@ pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import CLASS_NAMES, MODEL_NAME, RED, free_port, png_bytes  # noqa: E402
 
-ROW = {contract.OUTPUT_CLASS_NAME: CLASS_NAMES[1], contract.OUTPUT_CLASS_INDEX: 1,
-       contract.OUTPUT_PROBABILITIES: [0.2, 0.8], contract.OUTPUT_POSITIVE: 0.8}
+ROW = {
+    contract.OUTPUT_CLASS_NAME: CLASS_NAMES[1],
+    contract.OUTPUT_CLASS_INDEX: 1,
+    contract.OUTPUT_PROBABILITIES: [0.2, 0.8],
+    contract.OUTPUT_POSITIVE: 0.8,
+}
 
 
 def test_rest_client_against_the_model_server(live_model_server):
@@ -22,7 +27,9 @@ def test_rest_client_against_the_model_server(live_model_server):
     client = RestClient(live_model_server.url, MODEL_NAME)
     [prediction] = client.predict([png_bytes(RED)])
     assert (prediction.class_name, prediction.model_version) == (CLASS_NAMES[1], "1")
-    assert prediction.heatmap is not None and prediction.probability == pytest.approx(max(prediction.probabilities))
+    assert prediction.heatmap is not None and prediction.probability == pytest.approx(
+        max(prediction.probabilities)
+    )
     [plain] = client.predict([png_bytes(RED)], explain=False)
     assert plain.heatmap is None
     [version] = client.versions()
@@ -82,8 +89,14 @@ class FakeMl:
 
     def list(self, parent):
         self.calls.append((parent, None))
-        return FakeCall({"versions": [{"name": f"{parent}/versions/v1", "state": "READY"},
-                                      {"name": f"{parent}/versions/v2", "state": "READY"}]})
+        return FakeCall(
+            {
+                "versions": [
+                    {"name": f"{parent}/versions/v1", "state": "READY"},
+                    {"name": f"{parent}/versions/v2", "state": "READY"},
+                ]
+            }
+        )
 
 
 def test_vertex_client_builds_predict_json_requests():
@@ -94,15 +107,26 @@ def test_vertex_client_builds_predict_json_requests():
     [prediction] = client.predict([png_bytes(RED)], version="v2")
     name, body = service.calls[0]
     assert name == "projects/my-project/models/breastdx/versions/v2"
-    assert base64.b64decode(body["instances"][0][contract.SERVING_INPUT_BYTES]["b64"]) == png_bytes(RED)
+    assert base64.b64decode(body["instances"][0][contract.SERVING_INPUT_BYTES]["b64"]) == png_bytes(
+        RED
+    )
     assert body["signature_name"] == "explain"
-    assert (prediction.class_name, prediction.model_version, prediction.heatmap) == (CLASS_NAMES[1], "v2", [[0.5]])
+    assert (prediction.class_name, prediction.model_version, prediction.heatmap) == (
+        CLASS_NAMES[1],
+        "v2",
+        [[0.5]],
+    )
     assert [v.version for v in client.versions()] == ["v2", "v1"]
 
 
-@pytest.mark.parametrize("result, status", [({"error": "Prediction failed: bad image"}, 400),
-                                            (RuntimeError("HttpError 403 permission denied"), 502),
-                                            ({"predictions": []}, 502)])
+@pytest.mark.parametrize(
+    "result, status",
+    [
+        ({"error": "Prediction failed: bad image"}, 400),
+        (RuntimeError("HttpError 403 permission denied"), 502),
+        ({"predictions": []}, 502),
+    ],
+)
 def test_vertex_client_errors_become_prediction_errors(result, status):
     from webapp.clients import PredictionError, VertexClient
 
@@ -129,8 +153,12 @@ def test_grpc_client_against_a_fake_prediction_service():
     seen = []
 
     def tensor(array, dtype):
-        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape]))
+        proto = tensor_pb2.TensorProto(
+            dtype=dtype,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape]
+            ),
+        )
         if dtype == types_pb2.DT_STRING:
             proto.string_val.extend(array.tolist())
         else:
@@ -141,16 +169,24 @@ def test_grpc_client_against_a_fake_prediction_service():
         def Predict(self, request, context):
             seen.append(request)
             if request.model_spec.name != MODEL_NAME:
-                context.abort(grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(x)")
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(x)"
+                )
             count = request.inputs[contract.SERVING_INPUT_BYTES].tensor_shape.dim[0].size
             response = predict_pb2.PredictResponse()
             response.model_spec.name = MODEL_NAME
             response.model_spec.version.value = 4
             outputs = {
-                contract.OUTPUT_PROBABILITIES: tensor(np.tile(np.float32([0.3, 0.7]), (count, 1)), types_pb2.DT_FLOAT),
-                contract.OUTPUT_CLASS_NAME: tensor(np.array([CLASS_NAMES[1].encode()] * count), types_pb2.DT_STRING),
+                contract.OUTPUT_PROBABILITIES: tensor(
+                    np.tile(np.float32([0.3, 0.7]), (count, 1)), types_pb2.DT_FLOAT
+                ),
+                contract.OUTPUT_CLASS_NAME: tensor(
+                    np.array([CLASS_NAMES[1].encode()] * count), types_pb2.DT_STRING
+                ),
                 contract.OUTPUT_CLASS_INDEX: tensor(np.ones(count, np.int64), types_pb2.DT_INT64),
-                contract.OUTPUT_POSITIVE: tensor(np.full(count, 0.7, np.float32), types_pb2.DT_FLOAT),
+                contract.OUTPUT_POSITIVE: tensor(
+                    np.full(count, 0.7, np.float32), types_pb2.DT_FLOAT
+                ),
                 "heatmap": tensor(np.zeros((count, 2, 2), np.float32), types_pb2.DT_FLOAT),
             }
             for key, proto in outputs.items():
@@ -162,14 +198,24 @@ def test_grpc_client_against_a_fake_prediction_service():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        client = make_client({"CLIENT": "grpc", "GRPC_TARGET": f"127.0.0.1:{port}", "MODEL_NAME": MODEL_NAME})
+        client = make_client(
+            {"CLIENT": "grpc", "GRPC_TARGET": f"127.0.0.1:{port}", "MODEL_NAME": MODEL_NAME}
+        )
         first, second = client.predict([png_bytes(RED), png_bytes(RED)], version="4")
         request = seen[0]
-        assert request.model_spec.signature_name == "explain" and request.model_spec.version.value == 4
+        assert (
+            request.model_spec.signature_name == "explain" and request.model_spec.version.value == 4
+        )
         assert list(request.inputs[contract.SERVING_INPUT_BYTES].string_val) == [png_bytes(RED)] * 2
-        assert (first.class_name, first.model_version, first.heatmap) == (CLASS_NAMES[1], "4", [[0.0, 0.0]] * 2)
+        assert (first.class_name, first.model_version, first.heatmap) == (
+            CLASS_NAMES[1],
+            "4",
+            [[0.0, 0.0]] * 2,
+        )
         assert second.probabilities == pytest.approx([0.3, 0.7])
-        wrong = make_client({"CLIENT": "grpc", "GRPC_TARGET": f"127.0.0.1:{port}", "MODEL_NAME": "other"})
+        wrong = make_client(
+            {"CLIENT": "grpc", "GRPC_TARGET": f"127.0.0.1:{port}", "MODEL_NAME": "other"}
+        )
         with pytest.raises(PredictionError) as caught:
             wrong.predict([png_bytes(RED)])
         assert caught.value.status == 404 and "Servable not found" in caught.value.message

@@ -6,6 +6,7 @@ BUSI's 3-class classifier (every probability) and the CBIS-DDSM whole-mammogram 
 sliding-window heatmap). Each is served by the project's model server; the web app's
 answers are checked against the SavedModel called in-process on the same bytes.
 """
+
 import base64
 import glob
 import io
@@ -42,12 +43,22 @@ def _serve(serving_root, model_name, web_app_factory):
 
 
 def _post(client, path, name, content, **fields):
-    return client.post(path, data={"file": (io.BytesIO(content), name), **fields}, content_type="multipart/form-data")
+    return client.post(
+        path,
+        data={"file": (io.BytesIO(content), name), **fields},
+        content_type="multipart/form-data",
+    )
 
 
 def _busi_images(data, kinds=synthetic.BUSI_CLASSES):
-    return [sorted(p for p in glob.glob(os.path.join(data.root, kind, f"{kind} (*).png")) if "_mask" not in p)[0]
-            for kind in kinds]
+    return [
+        sorted(
+            p
+            for p in glob.glob(os.path.join(data.root, kind, f"{kind} (*).png"))
+            if "_mask" not in p
+        )[0]
+        for kind in kinds
+    ]
 
 
 def test_segmentation_model_shows_mask_overlay_and_area(segmentation_run, web_app_factory):
@@ -80,7 +91,11 @@ def test_segmentation_model_shows_mask_overlay_and_area(segmentation_run, web_ap
     assert result["area_threshold"] is not None and isinstance(result["area_positive"], bool)
     overlay = Image.open(io.BytesIO(base64.b64decode(result["overlay_png"].split(",", 1)[1])))
     assert max(overlay.size) == 256
-    assert 'class="card result segmentation"' in page and "lesion area" in page and contract.RESEARCH_ONLY in page
+    assert (
+        'class="card result segmentation"' in page
+        and "lesion area" in page
+        and contract.RESEARCH_ONLY in page
+    )
 
 
 def test_busi_classifier_shows_every_class_probability(busi_run, web_app_factory):
@@ -88,8 +103,11 @@ def test_busi_classifier_shows_every_class_probability(busi_run, web_app_factory
     live, server_app, web = _serve(config.serving_root, config.model_name, web_app_factory)
     try:
         images = [(os.path.basename(p), open(p, "rb").read()) for p in _busi_images(data)]
-        response = web.post("/api/predict", data={"file": [(io.BytesIO(c), n.replace(" ", "_")) for n, c in images]},
-                            content_type="multipart/form-data")
+        response = web.post(
+            "/api/predict",
+            data={"file": [(io.BytesIO(c), n.replace(" ", "_")) for n, c in images]},
+            content_type="multipart/form-data",
+        )
         page = _post(web, "/", "benign.png", images[1][1]).get_data(as_text=True)
     finally:
         live.close()
@@ -97,9 +115,13 @@ def test_busi_classifier_shows_every_class_probability(busi_run, web_app_factory
     assert response.status_code == 200, response.json
     assert response.json["kind"] == "classifier"
     for result in response.json["predictions"]:
-        assert sorted(result["probabilities"]) == sorted(synthetic.BUSI_CLASSES)  # JSON objects sort their keys
+        assert sorted(result["probabilities"]) == sorted(
+            synthetic.BUSI_CLASSES
+        )  # JSON objects sort their keys
         assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert page.count('<span class="class">') == 3 and all(name in page for name in synthetic.BUSI_CLASSES)
+    assert page.count('<span class="class">') == 3 and all(
+        name in page for name in synthetic.BUSI_CLASSES
+    )
 
 
 def test_cbis_whole_image_model_shows_the_sliding_window_heatmap(cbis_run, web_app_factory):
@@ -108,10 +130,14 @@ def test_cbis_whole_image_model_shows_the_sliding_window_heatmap(cbis_run, web_a
     from components.mammo import records
     from pipeline import summary
 
-    config, _ = cbis_run  # the mammography variant pushes the whole-image model as config.model_name
+    config, _ = (
+        cbis_run  # the mammography variant pushes the whole-image model as config.model_name
+    )
     model_name = config.model_name
     pushed = summary.newest_pushed(config)
-    mammogram = sorted(glob.glob(os.path.join(config.data_root, "CBIS-DDSM", "*", "*", "*", "000000.png")))[0]
+    mammogram = sorted(
+        glob.glob(os.path.join(config.data_root, "CBIS-DDSM", "*", "*", "*", "000000.png"))
+    )[0]
     image = open(mammogram, "rb").read()
     live, server_app, web = _serve(config.serving_root, model_name, web_app_factory)
     try:
@@ -122,9 +148,13 @@ def test_cbis_whole_image_model_shows_the_sliding_window_heatmap(cbis_run, web_a
         server_app.extensions["model_store"].stop()
     assert response.status_code == 200, response.json
     [result] = response.json["predictions"]
-    assert response.json["kind"] == "whole_image" and result["class_name"] in records.WHOLE_CLASS_NAMES
+    assert (
+        response.json["kind"] == "whole_image" and result["class_name"] in records.WHOLE_CLASS_NAMES
+    )
     model = tf.saved_model.load(pushed)
-    heat = model.signatures[records.SIGNATURE_HEATMAP](**{contract.SERVING_INPUT_BYTES: tf.constant([image])})
+    heat = model.signatures[records.SIGNATURE_HEATMAP](
+        **{contract.SERVING_INPUT_BYTES: tf.constant([image])}
+    )
     heat = heat[records.OUTPUT_HEATMAP].numpy()[0]
     malignant = [i for i, name in enumerate(contract.CBIS_PATCH_CLASSES) if "malignant" in name]
     np.testing.assert_allclose(result["window_grid"], heat[..., malignant].sum(-1), atol=2e-4)

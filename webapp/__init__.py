@@ -6,11 +6,13 @@ call it with a ``test_config``. Blueprints: ``ui`` (HTML pages) and ``api``
 :class:`webapp.clients.PredictionClient`; it never imports TensorFlow and never resizes or
 normalises an image for the model.
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFProtect
@@ -61,7 +63,7 @@ NOT_ASSESSED_STATUS = 422  # an image the model must not answer about (webapp/ti
 csrf = CSRFProtect()
 
 
-def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """The Flask app.
 
     Settings come from :data:`DEFAULTS`, then ``BREASTDX_WEB_*`` environment variables
@@ -81,7 +83,9 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     auth.init_app(app)  # refuses to start with incomplete sign-in settings
     audit.init_app(app)  # uploads in memory, audit sink
-    app.extensions["prediction_client"] = app.config.get("PREDICTION_CLIENT") or make_client(app.config)
+    app.extensions["prediction_client"] = app.config.get("PREDICTION_CLIENT") or make_client(
+        app.config
+    )
     csrf.init_app(app)
 
     from webapp import api, ui, viewer, wholeslide
@@ -103,16 +107,20 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith(API_PREFIX) or request.accept_mimetypes.best == "application/json"
+    return (
+        request.path.startswith(API_PREFIX) or request.accept_mimetypes.best == "application/json"
+    )
 
 
 # The page a person goes back to from an error, by the path that failed.
-BACK_LINKS = (("/map", "wholeslide.map_form", "Back to the whole-image page"),
-              ("/mosaic", "wholeslide.mosaic_form", "Back to the mosaic form"),
-              ("/versions", "ui.versions", "Back to the model versions"))
+BACK_LINKS = (
+    ("/map", "wholeslide.map_form", "Back to the whole-image page"),
+    ("/mosaic", "wholeslide.mosaic_form", "Back to the mosaic form"),
+    ("/versions", "ui.versions", "Back to the model versions"),
+)
 
 
-def _back_link() -> Tuple[str, str]:
+def _back_link() -> tuple[str, str]:
     for prefix, endpoint, label in BACK_LINKS:
         if request.path == prefix or request.path.startswith(prefix + "/"):
             return url_for(endpoint), label
@@ -124,8 +132,14 @@ def _answer(message: str, status: int):
         return jsonify({"error": message}), status
     back_url, back_label = _back_link()
     heading = "Not assessed" if status == NOT_ASSESSED_STATUS else None
-    return render_template("error.html", message=message, status=status, back_url=back_url,
-                           back_label=back_label, heading=heading), status
+    return render_template(
+        "error.html",
+        message=message,
+        status=status,
+        back_url=back_url,
+        back_label=back_label,
+        heading=heading,
+    ), status
 
 
 def _register_errors(app: Flask) -> None:
@@ -145,8 +159,11 @@ def _register_errors(app: Flask) -> None:
 
             sent = f" ({human_bytes(request.content_length)})" if request.content_length else ""
             limit = limit_bytes(app.config["MAX_CONTENT_LENGTH"])
-            return _answer(f"the upload is too large{sent}; at most {limit} can be sent at once: "
-                           "send fewer or smaller files", 413)
+            return _answer(
+                f"the upload is too large{sent}; at most {limit} can be sent at once: "
+                "send fewer or smaller files",
+                413,
+            )
         return _answer(f"{err.name}: {err.description}", err.code or 400)
 
     @app.errorhandler(Exception)

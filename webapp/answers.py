@@ -12,7 +12,7 @@ sentence says what they mean. Pure Python: no TensorFlow.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from breastdx_core import contract
 
@@ -40,16 +40,16 @@ SYNTHETIC_TEXT = (
 _NUMBERS_IN_BRACKETS = re.compile(r"\s*\((?:distance|OOD score)[^)]*\)")
 
 
-def task_of(card: Dict[str, Any]) -> str:
+def task_of(card: dict[str, Any]) -> str:
     task = str((card or {}).get("task") or "")
     return task if task in contract.TASKS else ""
 
 
-def noun(card: Dict[str, Any]) -> str:
+def noun(card: dict[str, Any]) -> str:
     return TASK_NOUNS.get(task_of(card), FALLBACK_NOUN)
 
 
-def is_synthetic(card: Dict[str, Any]) -> bool:
+def is_synthetic(card: dict[str, Any]) -> bool:
     """Whether the card says its model was trained and evaluated on synthetic data."""
     card = card or {}
     for holder in (card.get("evaluation"), card.get("evaluation_report"), card):
@@ -58,7 +58,7 @@ def is_synthetic(card: Dict[str, Any]) -> bool:
     return False
 
 
-def synthetic_note(cards: List[Dict[str, Any]]) -> Optional[str]:
+def synthetic_note(cards: list[dict[str, Any]]) -> str | None:
     """The banner's text when any of ``cards`` is synthetic, else None."""
     return SYNTHETIC_TEXT if any(is_synthetic(c) for c in cards) else None
 
@@ -67,7 +67,7 @@ def _percent(value: float) -> str:
     return f"{100 * value:.0f} %"
 
 
-def plain_reason(decided: Dict[str, Any], card: Dict[str, Any]) -> str:
+def plain_reason(decided: dict[str, Any], card: dict[str, Any]) -> str:
     """Why an image was not assessed, in words (numbers left to :func:`technical_reason`)."""
     rule = decided.get("rule") or ""
     if rule == "OOD threshold":
@@ -79,7 +79,7 @@ def plain_reason(decided: Dict[str, Any], card: Dict[str, Any]) -> str:
     )
 
 
-def technical_reason(decided: Dict[str, Any], card: Dict[str, Any]) -> Optional[str]:
+def technical_reason(decided: dict[str, Any], card: dict[str, Any]) -> str | None:
     """The measured numbers behind a refusal, as a sentence (shown under "details")."""
     rule = decided.get("rule") or ""
     score = decided.get("ood_score")
@@ -103,7 +103,7 @@ def technical_reason(decided: Dict[str, Any], card: Dict[str, Any]) -> Optional[
     return None
 
 
-def sentence(result: Dict[str, Any], card: Dict[str, Any]) -> Dict[str, Any]:
+def sentence(result: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
     """The one sentence a person reads for a classifier's answer, and its tone.
 
     Returns:
@@ -159,7 +159,7 @@ def sentence(result: Dict[str, Any], card: Dict[str, Any]) -> Dict[str, Any]:
     return {"text": f"{called}, {probability:.2f}", "tone": tone, "details": None}
 
 
-def rule_in_words(card: Dict[str, Any]) -> List[str]:
+def rule_in_words(card: dict[str, Any]) -> list[str]:
     """The card's decision rule as two or three plain sentences (empty without a rule)."""
     rule = (card or {}).get("decision_rule")
     if not isinstance(rule, dict):
@@ -220,7 +220,7 @@ def rule_in_words(card: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def scope(card: Dict[str, Any]) -> Dict[str, Any]:
+def scope(card: dict[str, Any]) -> dict[str, Any]:
     """What the served model reads, for the home page: {"text", "sizes", "intended_use"}."""
     card = card or {}
     task = task_of(card)

@@ -12,6 +12,7 @@ Uploads stay in memory: Werkzeug spools a multipart file above 500 KB to a tempo
 file; :class:`MemoryOnlyRequest` keeps it in a ``BytesIO`` (``MAX_CONTENT_LENGTH`` bounds
 the memory), so no image is ever written to the pod's disk.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -20,7 +21,8 @@ import io
 import json
 import logging
 import sys
-from typing import Any, Dict, IO, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import IO, Any
 
 from flask import Flask, Request, current_app
 
@@ -33,8 +35,13 @@ STDOUT = "-"
 class MemoryOnlyRequest(Request):
     """Flask's request, with uploaded files kept in memory instead of temporary files."""
 
-    def _get_file_stream(self, total_content_length: Optional[int], content_type: Optional[str],
-                         filename: Optional[str] = None, content_length: Optional[int] = None) -> IO[bytes]:
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
         return io.BytesIO()
 
 
@@ -42,7 +49,11 @@ def init_app(app: Flask) -> None:
     """Uploads in memory; the audit logger writing JSON lines to ``AUDIT_LOG``."""
     app.request_class = MemoryOnlyRequest
     target = app.config.get("AUDIT_LOG") or STDOUT
-    handler = logging.StreamHandler(sys.stdout) if target == STDOUT else logging.FileHandler(target, encoding="utf-8")
+    handler = (
+        logging.StreamHandler(sys.stdout)
+        if target == STDOUT
+        else logging.FileHandler(target, encoding="utf-8")
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger(f"{AUDIT_LOGGER}.{id(app)}")
     logger.handlers[:] = [handler]
@@ -51,8 +62,13 @@ def init_app(app: Flask) -> None:
     app.extensions["audit_logger"] = logger
 
 
-def entry(image: bytes, result: Dict[str, Any], user: str, route: str,
-          now: Optional[datetime.datetime] = None) -> Dict[str, Any]:
+def entry(
+    image: bytes,
+    result: dict[str, Any],
+    user: str,
+    route: str,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
     """The audit record of one prediction (``result`` as ``webapp.service.describe`` makes it)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return {
@@ -68,7 +84,7 @@ def entry(image: bytes, result: Dict[str, Any], user: str, route: str,
     }
 
 
-def record(images: Sequence[bytes], results: List[Dict[str, Any]], route: str) -> None:
+def record(images: Sequence[bytes], results: list[dict[str, Any]], route: str) -> None:
     """Writes one line per answered image of this request."""
     logger = current_app.extensions["audit_logger"]
     user = auth.current_user()

@@ -15,14 +15,17 @@ Kubernetes probe ``/healthz``) before a blueprint sees it. Modes, from the ``AUT
 A refused request gets 401 (403 for ``local`` from another address), is logged with the
 reason, and never reaches a prediction.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, abort, g, request
+
 from breastdx_core import errors
 
 log = logging.getLogger(__name__)
@@ -51,14 +54,14 @@ class CachedCerts:
     one copy per process for :data:`CERTS_CACHE_S`.
     """
 
-    def __init__(self, inner: Optional[Callable[..., Any]] = None, ttl_s: float = CERTS_CACHE_S):
+    def __init__(self, inner: Callable[..., Any] | None = None, ttl_s: float = CERTS_CACHE_S):
         if inner is None:
             import google.auth.transport.requests  # deferred: only the iap mode needs it
 
             inner = google.auth.transport.requests.Request()
         self._inner = inner
         self._ttl_s = ttl_s
-        self._cache: Dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
@@ -73,8 +76,9 @@ class CachedCerts:
         return response
 
 
-def verify_iap_assertion(token: str, audience: str, certs_request: Callable[..., Any],
-                         certs_url: str = IAP_CERTS_URL) -> Dict[str, Any]:
+def verify_iap_assertion(
+    token: str, audience: str, certs_request: Callable[..., Any], certs_url: str = IAP_CERTS_URL
+) -> dict[str, Any]:
     """The verified claims of an IAP JWT.
 
     Raises:
@@ -93,7 +97,7 @@ def verify_iap_assertion(token: str, audience: str, certs_request: Callable[...,
     return claims
 
 
-def check_settings(config: Dict[str, Any]) -> str:
+def check_settings(config: dict[str, Any]) -> str:
     """The sign-in mode, after checking that its settings are complete.
 
     Raises:
@@ -103,8 +107,10 @@ def check_settings(config: Dict[str, Any]) -> str:
     if mode not in MODES:
         raise AuthConfigError(f"BREASTDX_WEB_AUTH must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "iap" and not config.get("IAP_AUDIENCE"):
-        raise AuthConfigError("BREASTDX_WEB_AUTH=iap needs BREASTDX_WEB_IAP_AUDIENCE "
-                              "(/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID; docs/cluster.md)")
+        raise AuthConfigError(
+            "BREASTDX_WEB_AUTH=iap needs BREASTDX_WEB_IAP_AUDIENCE "
+            "(/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID; docs/cluster.md)"
+        )
     return mode
 
 
@@ -133,10 +139,17 @@ def init_app(app: Flask) -> None:
             return None
         if mode == "local":
             if request.remote_addr not in LOOPBACK:
-                log.warning("refused %s %s from %s: BREASTDX_WEB_AUTH=local serves this machine only",
-                            request.method, request.path, request.remote_addr)
-                abort(HTTP_FORBIDDEN, "this app serves only 127.0.0.1 (BREASTDX_WEB_AUTH=local); "
-                                      "put it behind IAP with BREASTDX_WEB_AUTH=iap")
+                log.warning(
+                    "refused %s %s from %s: BREASTDX_WEB_AUTH=local serves this machine only",
+                    request.method,
+                    request.path,
+                    request.remote_addr,
+                )
+                abort(
+                    HTTP_FORBIDDEN,
+                    "this app serves only 127.0.0.1 (BREASTDX_WEB_AUTH=local); "
+                    "put it behind IAP with BREASTDX_WEB_AUTH=iap",
+                )
             g.user = LOCAL_USER
             return None
         token = request.headers.get(IAP_HEADER)
@@ -150,5 +163,9 @@ def init_app(app: Flask) -> None:
             else:
                 g.user = claims.get("email") or claims["sub"]
                 return None
-        log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote_addr, reason)
-        abort(HTTP_UNAUTHORIZED, f"sign-in required: {reason}; open the app through its IAP address")
+        log.warning(
+            "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, reason
+        )
+        abort(
+            HTTP_UNAUTHORIZED, f"sign-in required: {reason}; open the app through its IAP address"
+        )

@@ -5,9 +5,11 @@ graph has no loop: ``webapp.clients`` (the interface, REST and Vertex AI) and
 ``webapp.grpc_client`` (TF Serving's gRPC API, which subclasses the interface) are both
 below this module, and neither imports it.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from webapp.clients import DEFAULT_TIMEOUT_S, PredictionClient, RestClient, VertexClient
 
@@ -33,6 +35,9 @@ def make_client(config: Mapping[str, Any]) -> PredictionClient:
 
         return GrpcClient(config["GRPC_TARGET"], config["MODEL_NAME"], timeout)
     if kind == "vertex":
-        return VertexClient(config.get("VERTEX_PROJECT"), config.get("VERTEX_MODEL") or config["MODEL_NAME"],
-                            config.get("VERTEX_VERSION"))
+        return VertexClient(
+            config.get("VERTEX_PROJECT"),
+            config.get("VERTEX_MODEL") or config["MODEL_NAME"],
+            config.get("VERTEX_VERSION"),
+        )
     raise ValueError(f"CLIENT must be one of rest, grpc, vertex; got {kind!r}")

@@ -15,6 +15,7 @@ Every failure becomes :class:`PredictionError` with a message a person can act o
 the HTTP status the web app should answer with. Nothing here imports TensorFlow or
 touches pixels: the images go to the model exactly as uploaded.
 """
+
 from __future__ import annotations
 
 import abc
@@ -22,12 +23,12 @@ import base64
 import dataclasses
 import logging
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import requests
 
-from breastdx_core import contract
-from breastdx_core import errors
+from breastdx_core import contract, errors
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,13 @@ class Prediction:
 
     class_name: str
     class_index: int
-    probabilities: List[float]
+    probabilities: list[float]
     positive_probability: float
     model_name: str
-    model_version: Optional[str]
-    heatmap: Optional[List[List[float]]] = None
-    ood_score: Optional[float] = None
-    decision: Optional[Dict[str, Any]] = None
+    model_version: str | None
+    heatmap: list[list[float]] | None = None
+    ood_score: float | None = None
+    decision: dict[str, Any] | None = None
 
     @property
     def probability(self) -> float:
@@ -105,10 +106,10 @@ class VersionInfo:
 
     version: str
     state: str
-    card: Dict[str, Any]
+    card: dict[str, Any]
 
 
-def prediction_from_row(row: Mapping[str, Any], model_name: str, version: Optional[str]) -> Prediction:
+def prediction_from_row(row: Mapping[str, Any], model_name: str, version: str | None) -> Prediction:
     """A :class:`Prediction` from one row of the signature's outputs.
 
     Raises:
@@ -121,12 +122,18 @@ def prediction_from_row(row: Mapping[str, Any], model_name: str, version: Option
             class_index=int(row[contract.OUTPUT_CLASS_INDEX]),
             probabilities=[float(p) for p in row[contract.OUTPUT_PROBABILITIES]],
             positive_probability=float(row[contract.OUTPUT_POSITIVE]),
-            model_name=model_name, model_version=version,
+            model_name=model_name,
+            model_version=version,
             heatmap=heatmap,
-            ood_score=None if row.get(contract.OUTPUT_OOD) is None else float(row[contract.OUTPUT_OOD]))
+            ood_score=None
+            if row.get(contract.OUTPUT_OOD) is None
+            else float(row[contract.OUTPUT_OOD]),
+        )
     except (KeyError, TypeError, ValueError) as err:
-        raise PredictionError(f"model {model_name} answered without the contract's outputs "
-                              f"({contract.OUTPUT_CLASS_NAME}, {contract.OUTPUT_PROBABILITIES}...): {err}") from None
+        raise PredictionError(
+            f"model {model_name} answered without the contract's outputs "
+            f"({contract.OUTPUT_CLASS_NAME}, {contract.OUTPUT_PROBABILITIES}...): {err}"
+        ) from None
 
 
 class PredictionClient(abc.ABC):
@@ -135,8 +142,9 @@ class PredictionClient(abc.ABC):
     model_name: str
 
     @abc.abstractmethod
-    def predict(self, images: Sequence[bytes], version: Optional[str] = None,
-                explain: bool = True) -> List[Prediction]:
+    def predict(
+        self, images: Sequence[bytes], version: str | None = None, explain: bool = True
+    ) -> list[Prediction]:
         """Classifies encoded images (PNG/JPEG bytes, unchanged).
 
         Args:
@@ -153,7 +161,7 @@ class PredictionClient(abc.ABC):
         """
 
     @abc.abstractmethod
-    def versions(self) -> List[VersionInfo]:
+    def versions(self) -> list[VersionInfo]:
         """The served versions, newest first, with their cards.
 
         Raises:
@@ -161,7 +169,7 @@ class PredictionClient(abc.ABC):
         """
 
 
-def _b64(data: bytes) -> Dict[str, str]:
+def _b64(data: bytes) -> dict[str, str]:
     return {"b64": base64.b64encode(data).decode("ascii")}
 
 
@@ -179,8 +187,13 @@ class RestClient(PredictionClient):
         session: a ``requests.Session`` to reuse (tests pass one).
     """
 
-    def __init__(self, base_url: str, model_name: str, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 session: Optional[requests.Session] = None):
+    def __init__(
+        self,
+        base_url: str,
+        model_name: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        session: requests.Session | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.timeout_s = timeout_s
@@ -188,10 +201,10 @@ class RestClient(PredictionClient):
         adapter = requests.adapters.HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-        self._cards: Dict[str, Dict[str, Any]] = {}
+        self._cards: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def _url(self, version: Optional[str] = None, suffix: str = "") -> str:
+    def _url(self, version: str | None = None, suffix: str = "") -> str:
         url = f"{self.base_url}/v1/models/{self.model_name}"
         if version is not None:
             url += f"/versions/{version}"
@@ -201,11 +214,15 @@ class RestClient(PredictionClient):
         try:
             response = self._session.request(method, url, timeout=self.timeout_s, **kwargs)
         except requests.Timeout:
-            raise PredictionError(f"model server {self.base_url} did not answer within {self.timeout_s:g} s",
-                                  HTTP_TIMEOUT) from None
+            raise PredictionError(
+                f"model server {self.base_url} did not answer within {self.timeout_s:g} s",
+                HTTP_TIMEOUT,
+            ) from None
         except requests.RequestException as err:
-            raise PredictionError(f"model server {self.base_url} is unreachable ({type(err).__name__})",
-                                  HTTP_UNAVAILABLE) from None
+            raise PredictionError(
+                f"model server {self.base_url} is unreachable ({type(err).__name__})",
+                HTTP_UNAVAILABLE,
+            ) from None
         try:
             payload = response.json()
         except ValueError:
@@ -213,14 +230,19 @@ class RestClient(PredictionClient):
         if response.status_code != 200:
             detail = payload.get("error") if isinstance(payload, dict) else None
             detail = detail or response.text[:200] or response.reason
-            status = response.status_code if response.status_code in (
-                HTTP_BAD_REQUEST, HTTP_NOT_FOUND, HTTP_UNAVAILABLE) else HTTP_BAD_GATEWAY
+            status = (
+                response.status_code
+                if response.status_code in (HTTP_BAD_REQUEST, HTTP_NOT_FOUND, HTTP_UNAVAILABLE)
+                else HTTP_BAD_GATEWAY
+            )
             raise PredictionError(f"model server {self.base_url}: {detail}", status)
         if not isinstance(payload, dict):
-            raise PredictionError(f"model server {self.base_url} answered {url} with something other than JSON")
+            raise PredictionError(
+                f"model server {self.base_url} answered {url} with something other than JSON"
+            )
         return payload
 
-    def status(self) -> List[Dict[str, Any]]:
+    def status(self) -> list[dict[str, Any]]:
         """TF Serving's ``model_version_status`` rows for the model."""
         return self._call("GET", self._url()).get("model_version_status", [])
 
@@ -228,11 +250,13 @@ class RestClient(PredictionClient):
         """The newest AVAILABLE version; PredictionError 503 when none is."""
         available = [row["version"] for row in self.status() if row.get("state") == STATE_AVAILABLE]
         if not available:
-            raise PredictionError(f"model {self.model_name} has no available version on {self.base_url}",
-                                  HTTP_UNAVAILABLE)
+            raise PredictionError(
+                f"model {self.model_name} has no available version on {self.base_url}",
+                HTTP_UNAVAILABLE,
+            )
         return max(available, key=int)
 
-    def card(self, version: str) -> Dict[str, Any]:
+    def card(self, version: str) -> dict[str, Any]:
         """The version's model card from the metadata response (``{}`` from plain TF Serving)."""
         with self._lock:
             if version in self._cards:
@@ -242,8 +266,9 @@ class RestClient(PredictionClient):
             self._cards[version] = card
         return card
 
-    def predict(self, images: Sequence[bytes], version: Optional[str] = None,
-                explain: bool = True) -> List[Prediction]:
+    def predict(
+        self, images: Sequence[bytes], version: str | None = None, explain: bool = True
+    ) -> list[Prediction]:
         pinned = version is not None
         chosen = version if pinned else self.newest_version()
         signature = EXPLAIN_SIGNATURE if explain else contract.SIGNATURE_BYTES
@@ -260,8 +285,10 @@ class RestClient(PredictionClient):
             payload = self._call("POST", self._url(chosen, ":predict"), json=body)
         rows = payload.get("predictions")
         if not isinstance(rows, list) or len(rows) != len(images):
-            raise PredictionError(f"model server {self.base_url} returned {len(rows or [])} predictions "
-                                  f"for {len(images)} images")
+            raise PredictionError(
+                f"model server {self.base_url} returned {len(rows or [])} predictions "
+                f"for {len(images)} images"
+            )
         predictions = [prediction_from_row(row, self.model_name, chosen) for row in rows]
         decisions = payload.get(DECISIONS_KEY)
         if isinstance(decisions, list) and len(decisions) == len(predictions):
@@ -269,19 +296,22 @@ class RestClient(PredictionClient):
                 prediction.decision = ruled if isinstance(ruled, dict) else None
         return predictions
 
-    def run_signature(self, images: Sequence[bytes], signature: str,
-                      version: Optional[str] = None) -> "tuple[List[Dict[str, Any]], str]":
+    def run_signature(
+        self, images: Sequence[bytes], signature: str, version: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         """Calls any signature that takes ``image_bytes`` (``segment``, ``heatmap``) and returns
         its raw output rows and the version that answered (``webapp.kinds`` reads them)."""
         chosen = version if version is not None else self.newest_version()
         body = {"signature_name": signature, "instances": [_b64(image) for image in images]}
         rows = self._call("POST", self._url(chosen, ":predict"), json=body).get("predictions")
         if not isinstance(rows, list) or len(rows) != len(images):
-            raise PredictionError(f"model server {self.base_url} returned {len(rows or [])} rows of {signature} "
-                                  f"for {len(images)} images")
+            raise PredictionError(
+                f"model server {self.base_url} returned {len(rows or [])} rows of {signature} "
+                f"for {len(images)} images"
+            )
         return rows, chosen
 
-    def versions(self) -> List[VersionInfo]:
+    def versions(self) -> list[VersionInfo]:
         rows = sorted(self.status(), key=lambda row: int(row["version"]), reverse=True)
         result = []
         for row in rows:
@@ -300,10 +330,12 @@ class VertexClient(PredictionClient):
         service: a built discovery service (tests pass a fake); built on first use otherwise.
     """
 
-    def __init__(self, project: str, model: str, version: Optional[str] = None, service: Any = None):
+    def __init__(self, project: str, model: str, version: str | None = None, service: Any = None):
         if not project or not model:
-            raise PredictionError("the vertex client needs VERTEX_PROJECT and VERTEX_MODEL in the config",
-                                  HTTP_UNAVAILABLE)
+            raise PredictionError(
+                "the vertex client needs VERTEX_PROJECT and VERTEX_MODEL in the config",
+                HTTP_UNAVAILABLE,
+            )
         self.project = project
         self.model_name = model
         self.default_version = version
@@ -316,43 +348,59 @@ class VertexClient(PredictionClient):
 
                 self._service = discovery.build("ml", "v1", cache_discovery=False)
             except Exception as err:  # missing credentials, no network, missing package
-                raise PredictionError(f"cannot reach AI Platform prediction ({type(err).__name__}: {err})",
-                                      HTTP_UNAVAILABLE) from None
+                raise PredictionError(
+                    f"cannot reach AI Platform prediction ({type(err).__name__}: {err})",
+                    HTTP_UNAVAILABLE,
+                ) from None
         return self._service
 
-    def _execute(self, call, what: str) -> Dict[str, Any]:
+    def _execute(self, call, what: str) -> dict[str, Any]:
         try:
             response = call.execute()
         except Exception as err:  # googleapiclient.errors.HttpError, auth and transport errors
             status = getattr(getattr(err, "resp", None), "status", None)
             mapped = HTTP_NOT_FOUND if status == HTTP_NOT_FOUND else HTTP_BAD_GATEWAY
-            raise PredictionError(f"AI Platform {what} failed: {type(err).__name__}: {err}", mapped) from None
+            raise PredictionError(
+                f"AI Platform {what} failed: {type(err).__name__}: {err}", mapped
+            ) from None
         if isinstance(response, dict) and "error" in response:
             raise PredictionError(f"AI Platform {what}: {response['error']}", HTTP_BAD_REQUEST)
         return response
 
-    def predict(self, images: Sequence[bytes], version: Optional[str] = None,
-                explain: bool = True) -> List[Prediction]:
+    def predict(
+        self, images: Sequence[bytes], version: str | None = None, explain: bool = True
+    ) -> list[Prediction]:
         version = version or self.default_version
         name = f"projects/{self.project}/models/{self.model_name}"
         if version:
             name += f"/versions/{version}"
-        body = {"instances": [{contract.SERVING_INPUT_BYTES: _b64(image)} for image in images],
-                "signature_name": EXPLAIN_SIGNATURE if explain else contract.SIGNATURE_BYTES}
+        body = {
+            "instances": [{contract.SERVING_INPUT_BYTES: _b64(image)} for image in images],
+            "signature_name": EXPLAIN_SIGNATURE if explain else contract.SIGNATURE_BYTES,
+        }
         try:
-            response = self._execute(self._api().projects().predict(name=name, body=body), f"predict on {name}")
+            response = self._execute(
+                self._api().projects().predict(name=name, body=body), f"predict on {name}"
+            )
         except PredictionError as err:
             if explain and SIGNATURE_MISSING in err.message:
                 return self.predict(images, version, explain=False)
             raise
         rows = response.get("predictions")
         if not isinstance(rows, list) or len(rows) != len(images):
-            raise PredictionError(f"AI Platform {name} returned {len(rows or [])} predictions for {len(images)} images")
+            raise PredictionError(
+                f"AI Platform {name} returned {len(rows or [])} predictions for {len(images)} images"
+            )
         return [prediction_from_row(row, self.model_name, version) for row in rows]
 
-    def versions(self) -> List[VersionInfo]:
+    def versions(self) -> list[VersionInfo]:
         parent = f"projects/{self.project}/models/{self.model_name}"
-        response = self._execute(self._api().projects().models().versions().list(parent=parent),
-                                 f"versions.list on {parent}")
-        rows = [VersionInfo(v["name"].rsplit("/", 1)[-1], v.get("state", ""), {}) for v in response.get("versions", [])]
+        response = self._execute(
+            self._api().projects().models().versions().list(parent=parent),
+            f"versions.list on {parent}",
+        )
+        rows = [
+            VersionInfo(v["name"].rsplit("/", 1)[-1], v.get("state", ""), {})
+            for v in response.get("versions", [])
+        ]
         return sorted(rows, key=lambda row: row.version, reverse=True)

@@ -24,7 +24,8 @@ import posixpath
 import re
 import stat
 import zipfile
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -62,10 +63,10 @@ class Patch:
     width: int = 0
     height: int = 0
     status: str = tiling.STATUS_TISSUE
-    positive_probability: Optional[float] = None
-    class_name: Optional[str] = None
+    positive_probability: float | None = None
+    class_name: str | None = None
     positive: bool = False
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 @dataclasses.dataclass
@@ -73,16 +74,16 @@ class Mosaic:
     """A patient's patches and the slide they span."""
 
     patient: str
-    patches: List[Patch]
-    skipped: Dict[str, int]
-    refused: List[str]
+    patches: list[Patch]
+    skipped: dict[str, int]
+    refused: list[str]
     width: int
     height: int
-    positive_class: Optional[str] = None
-    model_name: Optional[str] = None
-    model_version: Optional[str] = None
+    positive_class: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
 
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         counts = tiling.status_counts(self.patches, {"patches": len(self.patches)})
         counts.pop(tiling.STATUS_BACKGROUND)
         counts["labelled_positive"] = sum(p.label == 1 for p in self.patches)
@@ -96,7 +97,7 @@ class Mosaic:
         counts["true_negative"] = sum(p.label == 0 and not p.positive for p in assessed)
         return counts
 
-    def rates(self) -> List[Dict[str, Any]]:
+    def rates(self) -> list[dict[str, Any]]:
         """Sensitivity and specificity against the file names' labels, each with its n and a
         95 % Wilson interval, over the assessed patches (uncertain and not-assessed patches
         are in neither; the page says how many)."""
@@ -129,7 +130,7 @@ class Mosaic:
             )
         return out
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         """The JSON API's body (without the picture)."""
         return {
             "patient": self.patient,
@@ -176,7 +177,7 @@ SKIPPED_WORDS = {
 WILSON_Z = 1.959964  # 95 %
 
 
-def skipped_text(skipped: Dict[str, int]) -> str:
+def skipped_text(skipped: dict[str, int]) -> str:
     """{"not_an_idc_patch_name": 1, "refused_patch": 2} as "1 file not named like an IDC
     patch, 2 patches refused (unreadable or too large)"."""
     parts = []
@@ -186,7 +187,7 @@ def skipped_text(skipped: Dict[str, int]) -> str:
     return ", ".join(parts)
 
 
-def wilson(hits: int, n: int) -> Tuple[Optional[float], Optional[float]]:
+def wilson(hits: int, n: int) -> tuple[float | None, float | None]:
     """The 95 % Wilson score interval of ``hits`` of ``n`` (None, None for n = 0)."""
     if n == 0:
         return None, None
@@ -197,7 +198,7 @@ def wilson(hits: int, n: int) -> Tuple[Optional[float], Optional[float]]:
     return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
 
 
-def parse_name(name: str) -> Optional[Tuple[str, int, int, int]]:
+def parse_name(name: str) -> tuple[str, int, int, int] | None:
     """(patient, x, y, label) from an IDC patch file name, or None."""
     match = PATCH_NAME.match(name)
     if not match:
@@ -228,7 +229,7 @@ def read_zip(
     max_members: int = MAX_MEMBERS,
     max_uncompressed: int = MAX_UNCOMPRESSED,
     max_mosaic_pixels: int = MAX_MOSAIC_PIXELS,
-) -> Tuple[List[Patch], Dict[str, int], List[str]]:
+) -> tuple[list[Patch], dict[str, int], list[str]]:
     """The IDC patches in a zip archive, checked, in memory: (patches, skipped files by
     reason, refused patches with their reasons).
 
@@ -304,7 +305,7 @@ def read_zip(
     return _checked_all(entries, skipped)
 
 
-def check_canvas(places: List[Tuple[int, int]], max_pixels: int, patch: int = 50) -> None:
+def check_canvas(places: list[tuple[int, int]], max_pixels: int, patch: int = 50) -> None:
     """UploadError 413 when the patches span a slide larger than ``max_pixels``."""
     width = max(x for x, _ in places) + patch
     height = max(y for _, y in places) + patch
@@ -316,8 +317,8 @@ def check_canvas(places: List[Tuple[int, int]], max_pixels: int, patch: int = 50
 
 
 def _checked_all(
-    entries: List[Tuple[str, bytes, str, int, int, int]], skipped: Dict[str, int]
-) -> Tuple[List[Patch], Dict[str, int], List[str]]:
+    entries: list[tuple[str, bytes, str, int, int, int]], skipped: dict[str, int]
+) -> tuple[list[Patch], dict[str, int], list[str]]:
     """Every patch through the web app's upload check; the refused ones counted and named.
 
     Raises:
@@ -347,7 +348,7 @@ def _checked_all(
 
 def read_folder(
     root: str, max_members: int = MAX_MEMBERS, max_mosaic_pixels: int = MAX_MOSAIC_PIXELS
-) -> Tuple[List[Patch], Dict[str, int], List[str]]:
+) -> tuple[list[Patch], dict[str, int], list[str]]:
     """The IDC patches under a folder (``<patient>/<0|1>/*.png`` or flat); symbolic links
     are not followed. Returns the patches, the skipped files by reason and the refused
     patches with their reasons.
@@ -386,9 +387,9 @@ def read_folder(
 
 
 def assemble(
-    patches: List[Patch],
-    skipped: Optional[Dict[str, int]] = None,
-    refused: Optional[List[str]] = None,
+    patches: list[Patch],
+    skipped: dict[str, int] | None = None,
+    refused: list[str] | None = None,
 ) -> Mosaic:
     """One patient's :class:`Mosaic`; patches of other patients are an UploadError."""
     patients = sorted({p.patient for p in patches})
@@ -411,12 +412,12 @@ def assemble(
 
 def classify(
     mosaic: Mosaic,
-    predict: Callable[[List[bytes]], List[Any]],
+    predict: Callable[[list[bytes]], list[Any]],
     settings: tiling.TileSettings,
     threshold: float = 0.5,
-    positive_class: Optional[str] = None,
-    model_name: Optional[str] = None,
-    card: Optional[Dict[str, Any]] = None,
+    positive_class: str | None = None,
+    model_name: str | None = None,
+    card: dict[str, Any] | None = None,
 ) -> Mosaic:
     """Asks the model about every patch (batches as in ``webapp.tiling``, the same decision
     rule: ``tiling.decision``; a patch is a whole image of the training kind), in place."""
@@ -497,7 +498,7 @@ def render(
 
 def layers(
     mosaic: Mosaic, display_side: int = MOSAIC_DISPLAY_SIDE
-) -> Tuple[bytes, bytes, bytes, float]:
+) -> tuple[bytes, bytes, bytes, float]:
     """(image, overlay, marks, scale) for the deep-zoom viewer: the slide rebuilt from its
     patches (PNG), each patch's colour by its positive probability or grey where not assessed
     (RGBA, transparent between patches), the dashed "refer" outlines (RGBA), and the scale
@@ -529,7 +530,7 @@ def layers(
     return tiling._png(picture), tiling._png(Image.fromarray(tint, "RGBA")), marks, scale
 
 
-def top_patches(mosaic: Mosaic, k: int = tiling.TOP_REGIONS) -> List[Dict[str, Any]]:
+def top_patches(mosaic: Mosaic, k: int = tiling.TOP_REGIONS) -> list[dict[str, Any]]:
     """The ``k`` answered patches with the highest positive probability, as slide boxes."""
     answered = sorted(
         (p for p in mosaic.patches if p.status in tiling.ANSWERED),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import List, Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageOps
 
@@ -46,7 +46,7 @@ def heatmap_image(heatmap: Sequence[Sequence[float]]) -> Image.Image:
     return Image.frombytes("L", (width, height), levels)
 
 
-def overlay_png(image_bytes: bytes, heatmap: List[List[float]]) -> bytes:
+def overlay_png(image_bytes: bytes, heatmap: list[list[float]]) -> bytes:
     """The image with the heatmap blended over it, as PNG bytes.
 
     Args:
@@ -68,7 +68,7 @@ EVIDENCE_ALPHA = 0.75  # the blend's weight at strength 1
 
 
 def evidence_png(
-    image_bytes: bytes, heatmap: List[List[float]], weight: float, toward_positive: bool
+    image_bytes: bytes, heatmap: list[list[float]], weight: float, toward_positive: bool
 ) -> bytes:
     """The image with ``heatmap x weight`` blended over it on the fixed scale above; PNG bytes.
 

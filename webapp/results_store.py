@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import threading
-from typing import Any, Dict, Optional
+from typing import Any
 
 from flask import current_app
 from werkzeug.exceptions import NotFound
@@ -53,7 +53,7 @@ def _write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save(kind: str, body: Dict[str, Any], pictures: Dict[str, bytes]) -> str:
+def save(kind: str, body: dict[str, Any], pictures: dict[str, bytes]) -> str:
     """Stores a finished result and its PNG pictures (names from ``PICTURES``); returns its
     id. The oldest results go past the bounds."""
     result_id = secrets.token_hex(16)
@@ -70,7 +70,7 @@ def save(kind: str, body: Dict[str, Any], pictures: Dict[str, bytes]) -> str:
     return result_id
 
 
-def load(kind: str, result_id: str) -> Dict[str, Any]:
+def load(kind: str, result_id: str) -> dict[str, Any]:
     """The stored body. Raises NotFound (404) for an unknown, malformed or pruned id."""
     path = _path(kind, result_id, ".json")
     try:
@@ -96,13 +96,13 @@ def max_count() -> int:
     return int(current_app.config.get("RESULTS_MAX_COUNT") or DEFAULT_MAX_COUNT)
 
 
-def prune(max_results: Optional[int] = None, max_bytes: Optional[int] = None) -> int:
+def prune(max_results: int | None = None, max_bytes: int | None = None) -> int:
     """Deletes the oldest results past the bounds; returns how many were deleted."""
     max_results = max_results or max_count()
     max_bytes = max_bytes or int(current_app.config.get("RESULTS_MAX_BYTES") or DEFAULT_MAX_BYTES)
     with _lock:
         folder = root()
-        groups: Dict[str, list] = {}
+        groups: dict[str, list] = {}
         for name in os.listdir(folder):
             stem = name.split(".", 1)[0]
             if name.endswith((".json", ".png")) and "-" in stem:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from flask import current_app
 from werkzeug.datastructures import FileStorage
@@ -43,7 +43,7 @@ class Refusal:
     message: str
     status: int
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "file": self.name,
             "index": self.index,
@@ -53,7 +53,7 @@ class Refusal:
         }
 
 
-def stream_size(storage: FileStorage) -> Optional[int]:
+def stream_size(storage: FileStorage) -> int | None:
     """The uploaded file's real size in bytes (werkzeug has it spooled), or None."""
     stream = storage.stream
     try:
@@ -82,7 +82,7 @@ def read_upload(storage: FileStorage, index: int, max_bytes: int, max_pixels: in
     )
 
 
-def collect_batch(files: List[FileStorage]) -> Tuple[List[Upload], List[Refusal]]:
+def collect_batch(files: list[FileStorage]) -> tuple[list[Upload], list[Refusal]]:
     """The request's files, each checked by content: (accepted, refused). A bad file is
     refused on its own; the others are still answered.
 
@@ -108,14 +108,14 @@ def collect_batch(files: List[FileStorage]) -> Tuple[List[Upload], List[Refusal]
     return uploads, refusals
 
 
-def _safe_name(raw: Optional[str], index: int) -> str:
+def _safe_name(raw: str | None, index: int) -> str:
     try:
         return display_name(raw, index)
     except UploadError:
         return f"file {index + 1}"
 
 
-def collect_uploads(files: List[FileStorage]) -> List[Upload]:
+def collect_uploads(files: list[FileStorage]) -> list[Upload]:
     """The request's files, each checked by content; the first refusal is raised.
 
     Raises:
@@ -127,7 +127,7 @@ def collect_uploads(files: List[FileStorage]) -> List[Upload]:
     return uploads
 
 
-def require_some(uploads: List[Upload], refusals: List[Refusal]) -> None:
+def require_some(uploads: list[Upload], refusals: list[Refusal]) -> None:
     """UploadError when every file of the batch was refused (one file: its own message)."""
     if uploads:
         return
@@ -140,7 +140,7 @@ def require_some(uploads: List[Upload], refusals: List[Refusal]) -> None:
     )
 
 
-def card_for(version: Optional[str]) -> Dict[str, Any]:
+def card_for(version: str | None) -> dict[str, Any]:
     """The model card of a version when the client can fetch one, else ``{}``."""
     fetch = getattr(client(), "card", None)
     if fetch is None or version is None:
@@ -153,8 +153,8 @@ def card_for(version: Optional[str]) -> Dict[str, Any]:
 
 
 def describe(
-    upload: Upload, prediction: Prediction, card: Dict[str, Any], with_overlay: bool
-) -> Dict[str, Any]:
+    upload: Upload, prediction: Prediction, card: dict[str, Any], with_overlay: bool
+) -> dict[str, Any]:
     """One image's result as a dict (the JSON API's item; the page renders the same).
 
     ``class_name`` is the decision's class: None when the image is not assessed or the
@@ -220,8 +220,8 @@ def describe(
 
 
 def predict_uploads(
-    uploads: List[Upload], version: Optional[str], with_overlay: bool
-) -> List[Dict[str, Any]]:
+    uploads: list[Upload], version: str | None, with_overlay: bool
+) -> list[dict[str, Any]]:
     """Asks the model about every upload in one request.
 
     Raises:

@@ -35,7 +35,8 @@ import math
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
@@ -122,10 +123,10 @@ class SlideInfo:
     height: int
     mpp: float
     mpp_source: str
-    levels: Tuple[Tuple[int, int, float], ...]
-    objective: Optional[float] = None
+    levels: tuple[tuple[int, int, float], ...]
+    objective: float | None = None
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "vendor": self.vendor,
@@ -160,7 +161,7 @@ class LevelChoice:
     tile_l0: float
     resample: bool
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "level": self.level,
             "level_mpp": round(self.level_mpp, 5),
@@ -189,7 +190,7 @@ def is_slide_path(path: str) -> bool:
         return False
 
 
-def read_mpp(properties: Dict[str, str]) -> Optional[Tuple[float, str]]:
+def read_mpp(properties: dict[str, str]) -> tuple[float, str] | None:
     """(microns per pixel, source) from OpenSlide's properties, or None when the slide has none.
 
     OpenSlide's own ``openslide.mpp-x`` first (Aperio's MPP, vendors' fields), then the TIFF
@@ -214,8 +215,8 @@ def read_mpp(properties: Dict[str, str]) -> Optional[Tuple[float, str]]:
 
 
 def open_slide(
-    path: str, mpp: Optional[float] = None, max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS
-) -> Tuple[Any, SlideInfo]:
+    path: str, mpp: float | None = None, max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS
+) -> tuple[Any, SlideInfo]:
     """The open slide (an ``openslide.OpenSlide``) and its :class:`SlideInfo`.
 
     Args:
@@ -327,7 +328,7 @@ def _rgb(region: Image.Image) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def grid_shape(info: SlideInfo, choice: LevelChoice) -> Tuple[int, int]:
+def grid_shape(info: SlideInfo, choice: LevelChoice) -> tuple[int, int]:
     """(rows, cols) of whole model tiles on the slide; a last partial strip is left out."""
     return int(info.height // choice.tile_l0), int(info.width // choice.tile_l0)
 
@@ -365,7 +366,7 @@ def tissue_mask(slide: Any, info: SlideInfo, choice: LevelChoice) -> np.ndarray:
 
 def tissue_tiles(
     slide: Any, choice: LevelChoice, patch: int, tissue: np.ndarray, min_tissue: float
-) -> Iterator[Tuple[int, int, bytes]]:
+) -> Iterator[tuple[int, int, bytes]]:
     """(row, col, PNG bytes at the model's patch size) of every tissue tile, band by band.
 
     One read per row of tiles, from its first to its last tissue tile: memory is one band."""
@@ -401,11 +402,11 @@ class SlideMap:
     status: np.ndarray
     probability: np.ndarray
     positive: np.ndarray
-    reasons: Dict[Tuple[int, int], str]
-    positive_class: Optional[str]
-    model_name: Optional[str]
-    model_version: Optional[str]
-    timings: Dict[str, float]
+    reasons: dict[tuple[int, int], str]
+    positive_class: str | None
+    model_name: str | None
+    model_version: str | None
+    timings: dict[str, float]
 
     @property
     def rows(self) -> int:
@@ -415,14 +416,14 @@ class SlideMap:
     def cols(self) -> int:
         return int(self.status.shape[1])
 
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         counts = {"tiles": int(self.status.size)}
         for code in (BACKGROUND, ASSESSED, UNCERTAIN, FLAGGED):
             counts[STATUS_NAMES[code]] = int((self.status == code).sum())
         counts["positive"] = int((self.positive & (self.status == ASSESSED)).sum())
         return counts
 
-    def box(self, row: int, col: int) -> Dict[str, int]:
+    def box(self, row: int, col: int) -> dict[str, int]:
         """A tile's box in level-0 pixels."""
         x0, y0 = round(col * self.choice.tile_l0), round(row * self.choice.tile_l0)
         return {
@@ -432,7 +433,7 @@ class SlideMap:
             "height": round((row + 1) * self.choice.tile_l0) - y0,
         }
 
-    def top_regions(self, k: int = tiling.TOP_REGIONS) -> List[Dict[str, Any]]:
+    def top_regions(self, k: int = tiling.TOP_REGIONS) -> list[dict[str, Any]]:
         """The ``k`` answered tiles with the highest positive probability, as level-0 boxes."""
         answered = (self.status == ASSESSED) | (self.status == UNCERTAIN)
         flat = np.where(answered, np.nan_to_num(self.probability, nan=-1.0), -2.0).ravel()
@@ -455,7 +456,7 @@ class SlideMap:
             )
         return regions
 
-    def grid(self) -> List[List[Optional[float]]]:
+    def grid(self) -> list[list[float | None]]:
         answered = (self.status == ASSESSED) | (self.status == UNCERTAIN)
         return [
             [
@@ -465,7 +466,7 @@ class SlideMap:
             for prow, arow in zip(self.probability, answered)
         ]
 
-    def refer(self) -> List[Dict[str, Any]]:
+    def refer(self) -> list[dict[str, Any]]:
         """Uncertain tiles ("refer to a pathologist") and flagged ones, with level-0 boxes."""
         out = []
         for row, col in zip(*np.nonzero((self.status == UNCERTAIN) | (self.status == FLAGGED))):
@@ -481,7 +482,7 @@ class SlideMap:
             )
         return out
 
-    def as_dict(self, with_grid: bool = True) -> Dict[str, Any]:
+    def as_dict(self, with_grid: bool = True) -> dict[str, Any]:
         """The JSON body (``breastdx predict``'s .map.json, ``POST /api/slides/<name>/map``)."""
         body = {
             "slide": self.info.as_dict(),
@@ -501,12 +502,12 @@ class SlideMap:
             body["grid"] = self.grid()
         return body
 
-    def geojson(self) -> Dict[str, Any]:
+    def geojson(self) -> dict[str, Any]:
         """A FeatureCollection in level-0 pixels that QuPath imports (File > Import objects):
         each positive, uncertain and not-assessed tile as a classified detection with its
         probability, and the top regions as annotations."""
 
-        def square(box: Dict[str, int]) -> Dict[str, Any]:
+        def square(box: dict[str, int]) -> dict[str, Any]:
             x0, y0, x1, y1 = box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]
             return {
                 "type": "Polygon",
@@ -587,7 +588,7 @@ class SlideMap:
             },
         }
 
-    def bounds(self) -> List[int]:
+    def bounds(self) -> list[int]:
         """[x, y, width, height] in level-0 pixels that the overlay and marks cover."""
         return [
             0,
@@ -698,19 +699,19 @@ def _png(image: Image.Image) -> bytes:
 def map_slide(
     slide: Any,
     info: SlideInfo,
-    predict: Callable[[List[bytes]], List[Any]],
+    predict: Callable[[list[bytes]], list[Any]],
     *,
     patch: int,
     target_mpp: float,
-    card: Optional[Dict[str, Any]] = None,
-    positive_class: Optional[str] = None,
+    card: dict[str, Any] | None = None,
+    positive_class: str | None = None,
     threshold: float = 0.5,
-    model_name: Optional[str] = None,
+    model_name: str | None = None,
     batch: int = tiling.DEFAULT_BATCH,
     workers: int = tiling.DEFAULT_WORKERS,
     min_tissue: float = tiling.MIN_TISSUE_FRACTION,
     max_tiles: int = DEFAULT_MAX_TISSUE_TILES,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SlideMap:
     """Maps a slide: level choice, tissue mask, then tissue tiles through ``predict`` in batches.
 
@@ -730,7 +731,7 @@ def map_slide(
         SlideError: the slide is coarser than the model's scale, smaller than one tile, or has
             more tissue tiles than ``max_tiles`` (413).
     """
-    timings: Dict[str, float] = {}
+    timings: dict[str, float] = {}
     started = time.perf_counter()
     choice = choose_level(info, target_mpp, patch)
     rows, cols = grid_shape(info, choice)
@@ -751,12 +752,12 @@ def map_slide(
         )
     probability = np.full((rows, cols), np.nan, np.float32)
     positive = np.zeros((rows, cols), bool)
-    reasons: Dict[Tuple[int, int], str] = {}
-    version: List[Optional[str]] = [None]
+    reasons: dict[tuple[int, int], str] = {}
+    version: list[str | None] = [None]
     done = [0]
     lock = threading.Lock()
 
-    def settle(items: Sequence[Tuple[int, int, bytes]], answers: Sequence[Any]) -> None:
+    def settle(items: Sequence[tuple[int, int, bytes]], answers: Sequence[Any]) -> None:
         if len(answers) != len(items):
             raise SlideError(f"the model answered {len(answers)} of {len(items)} tiles", 502)
         with lock:
@@ -779,10 +780,10 @@ def map_slide(
             progress(done[0], wanted)
 
     tiles_started = time.perf_counter()
-    in_flight: "collections.deque" = collections.deque()
+    in_flight: collections.deque = collections.deque()
     reading = 0.0
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending: List[Tuple[int, int, bytes]] = []
+        pending: list[tuple[int, int, bytes]] = []
         source = tissue_tiles(slide, choice, patch, tissue, min_tissue)
         while True:
             read_started = time.perf_counter()
@@ -828,14 +829,14 @@ class SlideCache:
     def __init__(self, size: int = OPEN_SLIDES):
         self.size = size
         # (path, modification time, given mpp) -> (slide, info, DeepZoomGenerator)
-        self._items: "collections.OrderedDict[Tuple, Tuple[Any, SlideInfo, Any]]" = (
+        self._items: collections.OrderedDict[tuple, tuple[Any, SlideInfo, Any]] = (
             collections.OrderedDict()
         )
         self._lock = threading.Lock()
 
     def get(
-        self, path: str, mpp: Optional[float] = None, max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS
-    ) -> Tuple[Any, SlideInfo, Any]:
+        self, path: str, mpp: float | None = None, max_pixels: int = DEFAULT_MAX_SLIDE_PIXELS
+    ) -> tuple[Any, SlideInfo, Any]:
         """(slide, info, DeepZoomGenerator) for ``path``; reopened when the file changed."""
         try:
             key = (os.path.abspath(path), os.path.getmtime(path), mpp)
@@ -882,6 +883,6 @@ def dzi_tile(deepzoom: Any, level: int, col: int, row: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=1)
-def openslide_versions() -> Dict[str, str]:
+def openslide_versions() -> dict[str, str]:
     openslide = _openslide()
     return {"openslide-python": openslide.__version__, "openslide": openslide.__library_version__}

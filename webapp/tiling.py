@@ -20,7 +20,8 @@ import concurrent.futures
 import dataclasses
 import io
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -111,10 +112,10 @@ class Tile:
     y: int
     tissue: float
     status: str = STATUS_BACKGROUND
-    positive_probability: Optional[float] = None
-    class_name: Optional[str] = None
+    positive_probability: float | None = None
+    class_name: str | None = None
     positive: bool = False
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 @dataclasses.dataclass
@@ -126,24 +127,24 @@ class TileMap:
     settings: TileSettings
     rows: int
     cols: int
-    tiles: List[Tile]
-    positive_class: Optional[str]
-    model_name: Optional[str]
-    model_version: Optional[str]
+    tiles: list[Tile]
+    positive_class: str | None
+    model_name: str | None
+    model_version: str | None
     seconds: float = 0.0
 
-    def grid(self) -> List[List[Optional[float]]]:
+    def grid(self) -> list[list[float | None]]:
         """[rows][cols] positive probability; None where the tile was background or flagged."""
-        out: List[List[Optional[float]]] = [[None] * self.cols for _ in range(self.rows)]
+        out: list[list[float | None]] = [[None] * self.cols for _ in range(self.rows)]
         for tile in self.tiles:
             if tile.status in ANSWERED:
                 out[tile.row][tile.col] = tile.positive_probability
         return out
 
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         return status_counts(self.tiles, {"tiles": len(self.tiles)})
 
-    def top_regions(self, k: int = TOP_REGIONS) -> List[Dict[str, Any]]:
+    def top_regions(self, k: int = TOP_REGIONS) -> list[dict[str, Any]]:
         """The ``k`` answered tiles with the highest positive probability, as image boxes."""
         answered = sorted(
             (t for t in self.tiles if t.status in ANSWERED),
@@ -165,7 +166,7 @@ class TileMap:
             for i, t in enumerate(answered[:k])
         ]
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         """The JSON API's body (without the picture)."""
         return {
             "width": self.width,
@@ -202,7 +203,7 @@ class TileMap:
         }
 
 
-def status_counts(items: Sequence[Any], counts: Dict[str, int]) -> Dict[str, int]:
+def status_counts(items: Sequence[Any], counts: dict[str, int]) -> dict[str, int]:
     """Tiles (or mosaic patches) by status, and how many were called positive."""
     for status in (STATUS_BACKGROUND, STATUS_ASSESSED, STATUS_UNCERTAIN, STATUS_FLAGGED):
         counts[status] = sum(item.status == status for item in items)
@@ -256,7 +257,7 @@ def check_grid(width: int, height: int, settings: TileSettings, grid_factor: int
         )
 
 
-def positions(size: int, patch: int, stride: int) -> List[int]:
+def positions(size: int, patch: int, stride: int) -> list[int]:
     """Tile starts along one side: every ``stride`` pixels, plus one flush with the far
     edge so the last pixels are covered too."""
     if size <= patch:
@@ -301,7 +302,7 @@ def encode_tile(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def plan(rgb: np.ndarray, settings: TileSettings) -> Tuple[List[Tile], int, int]:
+def plan(rgb: np.ndarray, settings: TileSettings) -> tuple[list[Tile], int, int]:
     """The tiles of an image with their tissue fractions; tissue tiles marked to send.
 
     Raises:
@@ -337,11 +338,11 @@ def plan(rgb: np.ndarray, settings: TileSettings) -> Tuple[List[Tile], int, int]
 def decision(
     prediction: Any,
     threshold: float,
-    positive_class: Optional[str],
-    card: Optional[Dict[str, Any]] = None,
-    data: Optional[bytes] = None,
+    positive_class: str | None,
+    card: dict[str, Any] | None = None,
+    data: bytes | None = None,
     whole_image: bool = False,
-) -> Tuple[str, bool, Optional[str]]:
+) -> tuple[str, bool, str | None]:
     """(status, positive, reason) of one tile's answer.
 
     The model server's decision (``breastdx_core/decision.py``'s fields, ``Prediction.decision``:
@@ -379,8 +380,8 @@ def decision(
 
 
 def classify_tiles(
-    predict: Callable[[List[bytes]], List[Any]], crops: List[bytes], settings: TileSettings
-) -> List[Any]:
+    predict: Callable[[list[bytes]], list[Any]], crops: list[bytes], settings: TileSettings
+) -> list[Any]:
     """Sends the crops in batches of ``settings.batch``, ``settings.workers`` at a time."""
     batches = [crops[i : i + settings.batch] for i in range(0, len(crops), settings.batch)]
     if not batches:
@@ -392,14 +393,14 @@ def classify_tiles(
 
 def map_image(
     image_bytes: bytes,
-    predict: Callable[[List[bytes]], List[Any]],
+    predict: Callable[[list[bytes]], list[Any]],
     settings: TileSettings,
-    positive_class: Optional[str] = None,
+    positive_class: str | None = None,
     threshold: float = 0.5,
-    model_name: Optional[str] = None,
-    card: Optional[Dict[str, Any]] = None,
-    rgb: Optional[np.ndarray] = None,
-    check_whole: Optional[Callable[[np.ndarray, List[Tile], int], Optional[str]]] = None,
+    model_name: str | None = None,
+    card: dict[str, Any] | None = None,
+    rgb: np.ndarray | None = None,
+    check_whole: Callable[[np.ndarray, list[Tile], int], str | None] | None = None,
 ) -> TileMap:
     """Tiles an image, classifies the tissue tiles, returns the :class:`TileMap`.
 
@@ -480,7 +481,7 @@ REFER_DASH = 3
 TEXT_COLOUR = (20, 20, 20)
 
 
-def colour_of(probability: float) -> Tuple[int, int, int]:
+def colour_of(probability: float) -> tuple[int, int, int]:
     """The overlay's colour map (cold - warm - hot) at one probability."""
     level = Image.new("L", (1, 1), int(round(min(1.0, max(0.0, probability)) * overlay.BYTE_MAX)))
     return ImageOps.colorize(
@@ -493,7 +494,7 @@ def render_map(
     tile_map: TileMap,
     research_only: str,
     display_side: int = MAP_DISPLAY_SIDE,
-    rgb: Optional[np.ndarray] = None,
+    rgb: np.ndarray | None = None,
     legend: bool = True,
 ) -> bytes:
     """The image with each assessed tile tinted by its positive probability, flagged tiles
@@ -556,7 +557,7 @@ def render_map(
     return with_legend(result, tile_map.positive_class, tile_map.counts(), research_only)
 
 
-def map_layers(tile_map: TileMap, display_side: int = MAP_DISPLAY_SIDE) -> Tuple[bytes, bytes]:
+def map_layers(tile_map: TileMap, display_side: int = MAP_DISPLAY_SIDE) -> tuple[bytes, bytes]:
     """(overlay, marks): two RGBA PNGs of the map at the picture's scale for the deep-zoom
     viewer (templates/_viewer.html) to lay over the image: answered tiles coloured by
     their positive probability and not-assessed tiles grey (transparent elsewhere), and
@@ -592,7 +593,7 @@ MARKS_SIDE = (
 )
 
 
-def marks_png(width: int, height: int, boxes: Sequence[Tuple[int, int, int, int]]) -> bytes:
+def marks_png(width: int, height: int, boxes: Sequence[tuple[int, int, int, int]]) -> bytes:
     """An RGBA PNG the viewer stretches over a ``width`` x ``height`` image: the dashed
     outline of each (x, y, w, h) box in image pixels, transparent elsewhere. It is drawn at
     ``MARKS_SIDE`` pixels on its longer side so the lines stay thin against the tiles."""
@@ -633,8 +634,8 @@ def _dashed_box(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: 
 
 def with_legend(
     picture: Image.Image,
-    positive_class: Optional[str],
-    counts: Dict[str, int],
+    positive_class: str | None,
+    counts: dict[str, int],
     note: str,
     boxes: str = "; black boxes: the most suspicious regions",
 ) -> bytes:
@@ -686,7 +687,7 @@ def with_legend(
     return buffer.getvalue()
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> List[str]:
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
     """``text`` in lines no wider than ``width`` pixels, broken between words."""
     lines, current = [], ""
     for word in text.split():

@@ -8,7 +8,7 @@ model server (``/v1/models/{name}/versions/{v}:predict``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -37,7 +37,7 @@ def navigation():
     return {"nav_endpoints": current_app.view_functions.keys()}
 
 
-def served_card(version: Optional[str]) -> Dict[str, Any]:
+def served_card(version: str | None) -> dict[str, Any]:
     """The card of ``version`` (the newest when None); ``{}`` when the server cannot say, so a
     page that only describes the model still opens while the server is down."""
     try:
@@ -47,7 +47,7 @@ def served_card(version: Optional[str]) -> Dict[str, Any]:
         return {}
 
 
-def card_context(card: Dict[str, Any]) -> Dict[str, Any]:
+def card_context(card: dict[str, Any]) -> dict[str, Any]:
     """What every page that shows a model's answers or metrics needs from its card."""
     return {
         "rule_lines": answers.rule_in_words(card),

@@ -19,7 +19,6 @@ import io
 import logging
 import re
 import unicodedata
-from typing import Optional
 
 from PIL import Image, UnidentifiedImageError
 
@@ -74,7 +73,7 @@ class Upload:
     image_format: str
     width: int
     height: int
-    source_format: Optional[str] = None
+    source_format: str | None = None
 
 
 def human_bytes(count: int) -> str:
@@ -110,7 +109,7 @@ def too_large(name: str, size: int, max_bytes: int) -> UploadError:
     )
 
 
-def sniff_format(data: bytes, convert: bool = False) -> Optional[str]:
+def sniff_format(data: bytes, convert: bool = False) -> str | None:
     """The image format named by the first bytes ("PNG"...), or None unless it is one the
     model's Transform graph decodes (the same check ImageIngest makes) or, with
     ``convert``, one re-encoded here (TIFF, WebP)."""
@@ -124,7 +123,7 @@ def sniff_format(data: bytes, convert: bool = False) -> Optional[str]:
     return None
 
 
-def display_name(raw: Optional[str], index: int) -> str:
+def display_name(raw: str | None, index: int) -> str:
     """The name to show for an upload: the client's name when it is a plain file name.
 
     Raises:
@@ -154,12 +153,12 @@ def as_png(image: Image.Image) -> bytes:
 
 
 def check_upload(
-    raw_name: Optional[str],
+    raw_name: str | None,
     data: bytes,
     index: int,
     max_bytes: int,
     max_pixels: int,
-    size: Optional[int] = None,
+    size: int | None = None,
     convert: bool = False,
 ) -> Upload:
     """Accepts or refuses one uploaded file.

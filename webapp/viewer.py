@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -79,17 +79,17 @@ class MapStore:
 
     def __init__(self, size: int):
         self.size = max(1, size)
-        self._items: "collections.OrderedDict[str, Dict[str, Any]]" = collections.OrderedDict()
+        self._items: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, key: str, entry: Dict[str, Any]) -> None:
+    def put(self, key: str, entry: dict[str, Any]) -> None:
         with self._lock:
             self._items[key] = entry
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def get(self, key: str) -> Optional[Dict[str, Any]]:
+    def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             return self._items.get(key)
 
@@ -107,7 +107,7 @@ def _folder() -> str:
     return folder
 
 
-def _names() -> List[str]:
+def _names() -> list[str]:
     names = sorted(
         n
         for n in os.listdir(_folder())
@@ -123,7 +123,7 @@ def _path(name: str) -> str:
     return os.path.join(_folder(), name)
 
 
-def _mpp() -> Optional[float]:
+def _mpp() -> float | None:
     raw = (request.values.get("mpp") or "").strip()
     if not raw:
         return None
@@ -140,18 +140,18 @@ def _mpp() -> Optional[float]:
     return value
 
 
-def _open(name: str, mpp: Optional[float] = None) -> Tuple[Any, slides.SlideInfo, Any]:
+def _open(name: str, mpp: float | None = None) -> tuple[Any, slides.SlideInfo, Any]:
     return current_app.extensions["slide_cache"].get(
         _path(name), mpp=mpp, max_pixels=int(current_app.config["MAX_SLIDE_PIXELS"])
     )
 
 
-def listing() -> List[Dict[str, Any]]:
+def listing() -> list[dict[str, Any]]:
     """Every slide in the folder with its size and resolution, or why it cannot be mapped."""
     rows = []
     for name in _names():
         path = os.path.join(_folder(), name)
-        row: Dict[str, Any] = {
+        row: dict[str, Any] = {
             "name": name,
             "bytes": os.path.getsize(path),
             "url": url_for("viewer.slide_page", name=name),
@@ -167,12 +167,12 @@ def listing() -> List[Dict[str, Any]]:
     return rows
 
 
-def _key(info: slides.SlideInfo, version: Optional[str], mpp: Optional[float]) -> str:
+def _key(info: slides.SlideInfo, version: str | None, mpp: float | None) -> str:
     stamp = f"{info.path}|{os.path.getmtime(info.path)}|{version}|{mpp}"
     return hashlib.sha256(stamp.encode("utf-8")).hexdigest()[:16]
 
 
-def make_map(name: str) -> Tuple[str, Dict[str, Any]]:
+def make_map(name: str) -> tuple[str, dict[str, Any]]:
     """Maps a slide with the served model; returns (key, the stored entry)."""
     mpp = _mpp()
     slide, info, _ = _open(name, mpp)
@@ -222,7 +222,7 @@ def make_map(name: str) -> Tuple[str, Dict[str, Any]]:
     return key, entry
 
 
-def _entry(name: str, key: str) -> Dict[str, Any]:
+def _entry(name: str, key: str) -> dict[str, Any]:
     entry = current_app.extensions["slide_maps"].get(key)
     if entry is None or entry["name"] != name:
         raise slides.SlideError(
@@ -233,7 +233,7 @@ def _entry(name: str, key: str) -> Dict[str, Any]:
     return entry
 
 
-def _links(name: str, key: str) -> Dict[str, str]:
+def _links(name: str, key: str) -> dict[str, str]:
     return {
         "page": url_for("viewer.map_page", name=name, key=key),
         "json": url_for("viewer.map_json", name=name, key=key),
@@ -263,7 +263,12 @@ def slide_page(name: str):
             raise
         info, problem = None, err.message  # e.g. no resolution metadata: the page asks for it
     return render_template(
-        "slide.html", name=name, info=info, problem=problem, result=None, links=None,
+        "slide.html",
+        name=name,
+        info=info,
+        problem=problem,
+        result=None,
+        links=None,
         **ui.card_context(ui.served_card(None)),
     )
 
@@ -290,7 +295,7 @@ def map_page(name: str, key: str):
     )
 
 
-def _download(data: bytes, mimetype: str, filename: Optional[str] = None) -> Response:
+def _download(data: bytes, mimetype: str, filename: str | None = None) -> Response:
     response = Response(data, mimetype=mimetype)
     if filename:
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'

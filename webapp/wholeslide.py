@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -46,14 +47,14 @@ api_bp = Blueprint("wholeslide_api", __name__, url_prefix="/api")
 DEFAULT_THRESHOLD = 0.5  # positive when P(positive) >= this, where neither server nor card decides
 
 
-def _version() -> Optional[str]:
+def _version() -> str | None:
     version = (request.values.get("version") or "").strip() or None
     if version is not None and not version.isdigit():
         raise UploadError(f"version must be an integer, got {version[:40]!r}")
     return version
 
 
-def model_patch(card: Dict[str, Any]) -> int:
+def model_patch(card: dict[str, Any]) -> int:
     """The side of the image patch the model was trained on: the task's native patch (IDC
     50) or its model size; IDC's where the card names no task."""
     try:
@@ -63,7 +64,7 @@ def model_patch(card: Dict[str, Any]) -> int:
     return int((spec.native_size or spec.model_size)[0])
 
 
-def card_threshold(card: Dict[str, Any]) -> float:
+def card_threshold(card: dict[str, Any]) -> float:
     """The card's decision threshold on P(positive) where it holds one, else 0.5."""
     for holder in (card.get("decision_rule"), card.get("evaluation_report"), card):
         if isinstance(holder, dict):
@@ -90,8 +91,8 @@ def _settings(patch: int) -> tiling.TileSettings:
 
 
 def _predictor(
-    version: Optional[str],
-) -> Tuple[Callable[[List[bytes]], list], Optional[str], Dict[str, Any]]:
+    version: str | None,
+) -> tuple[Callable[[list[bytes]], list], str | None, dict[str, Any]]:
     """A function that classifies a batch of encoded tiles with one fixed version, and its card."""
     client = service.client()
     if version is None and hasattr(client, "newest_version"):
@@ -106,7 +107,7 @@ def _predictor(
     return (lambda batch: client.predict(batch, version=version, explain=False)), version, card
 
 
-def _one_file(field: str, max_bytes: int) -> Tuple[Optional[str], bytes, Optional[int]]:
+def _one_file(field: str, max_bytes: int) -> tuple[str | None, bytes, int | None]:
     """(name, the first ``max_bytes + 1`` bytes, the real size) of the form's one file."""
     files = [
         f
@@ -125,7 +126,7 @@ TISSUE_SAMPLE = 64  # tissue tiles checked against the input contract before any
 MAP_PICTURE_SIDE = 4096  # the stored map picture keeps the image's own pixels up to this side
 
 
-def whole_image_reason(card: Dict[str, Any], upload: Any) -> Optional[Callable[..., Optional[str]]]:
+def whole_image_reason(card: dict[str, Any], upload: Any) -> Callable[..., str | None] | None:
     """The whole-image check for :func:`webapp.tiling.map_image` under ``card``'s input
     contract, or None when the card holds no contract.
 
@@ -146,7 +147,7 @@ def whole_image_reason(card: Dict[str, Any], upload: Any) -> Optional[Callable[.
             f"like those the model was trained on ({plain})"
         )
 
-    def check(rgb, tiles, patch) -> Optional[str]:
+    def check(rgb, tiles, patch) -> str | None:
         whole = decision.contract_reason(
             accepted, decision.inspect_image(upload.data, colour=False), check_size=False
         )
@@ -177,7 +178,7 @@ def whole_image_reason(card: Dict[str, Any], upload: Any) -> Optional[Callable[.
 
 def make_map(
     with_picture: bool, display_side: int = tiling.MAP_DISPLAY_SIDE, layers: bool = False
-) -> Tuple[Dict[str, Any], Optional[bytes], Dict[str, bytes]]:
+) -> tuple[dict[str, Any], bytes | None, dict[str, bytes]]:
     """(the map's JSON body, its PNG picture with the legend or None, and with ``layers``
     the viewer's pictures: the image, the overlay and the refer marks)."""
     config = current_app.config
@@ -229,7 +230,7 @@ def make_map(
     return body, picture, viewer
 
 
-def map_assessment(counts: Dict[str, int], card: Dict[str, Any]) -> Dict[str, Any]:
+def map_assessment(counts: dict[str, int], card: dict[str, Any]) -> dict[str, Any]:
     """The map's one sentence: how many tissue tiles were called positive and how many go
     to a pathologist; "not assessed" when the model server refused most tissue tiles."""
     sent = counts["assessed"] + counts["uncertain"] + counts["flagged"]
@@ -253,7 +254,7 @@ def map_assessment(counts: Dict[str, int], card: Dict[str, Any]) -> Dict[str, An
 
 def make_mosaic(
     with_picture: bool, layers: bool = False
-) -> Tuple[Dict[str, Any], Optional[bytes], Dict[str, bytes]]:
+) -> tuple[dict[str, Any], bytes | None, dict[str, bytes]]:
     """(the mosaic's JSON body, its PNG picture with the legend or None, and with ``layers``
     the viewer's pictures)."""
     config = current_app.config
@@ -309,7 +310,7 @@ def make_mosaic(
     return body, picture, viewer
 
 
-def _audit(images: List[bytes], body: Dict[str, Any], route: str) -> None:
+def _audit(images: list[bytes], body: dict[str, Any], route: str) -> None:
     """One audit line for the map or mosaic (webapp.audit): the upload's hash, the model, and
     the count of positive tiles in place of a class."""
     counts = body["counts"]
@@ -327,7 +328,7 @@ def _audit(images: List[bytes], body: Dict[str, Any], route: str) -> None:
     )
 
 
-def service_name(raw: Optional[str]) -> str:
+def service_name(raw: str | None) -> str:
     """The archive's name for display (a plain file name, as uploads are checked)."""
     from webapp.uploads import display_name
 
@@ -345,7 +346,7 @@ def mosaic_form():
     return render_template("map.html", focus="mosaic", **page_card_context())
 
 
-def page_card_context() -> Dict[str, Any]:
+def page_card_context() -> dict[str, Any]:
     from webapp import ui
 
     card = ui.served_card(None)
@@ -368,7 +369,7 @@ def mosaic_page():
     return _keep_and_show("mosaic", body, {"picture": picture, **layers}, "mosaic_result.html")
 
 
-def _keep_and_show(kind: str, body: Dict[str, Any], pictures: Dict[str, bytes], template: str):
+def _keep_and_show(kind: str, body: dict[str, Any], pictures: dict[str, bytes], template: str):
     """Stores the result and redirects to its page; where the store cannot be written (a
     read-only disk), the page is shown at once with its pictures inline, and says that it
     cannot be bookmarked."""
@@ -408,7 +409,7 @@ def _result_page(kind: str, result_id: str, template: str):
 
 
 def _render_result(
-    kind: str, body: Dict[str, Any], template: str, result_id: Optional[str], urls: Dict[str, str]
+    kind: str, body: dict[str, Any], template: str, result_id: str | None, urls: dict[str, str]
 ):
     card = service.card_for(body.get("model_version"))
     from webapp import ui

@@ -2,11 +2,12 @@
 (one fit's epochs, or staged fine-tuning's stages end to end), as base64 PNGs for the
 self-contained HTML page. Called by `components.evaluation.report`.
 """
+
 from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def figures(report: Dict[str, Any]) -> Dict[str, str]:
+def figures(report: dict[str, Any]) -> dict[str, str]:
     """{name: base64 PNG}: ROC, PR, calibration, confusion matrix, training curves."""
     import matplotlib
 
@@ -47,13 +48,27 @@ def figures(report: Dict[str, Any]) -> Dict[str, str]:
     ax.plot([0, 1], [0, 1], ":", color="grey")
     scaled = report.get("temperature_scaling") or {}
     title = f"Calibration (ECE {report['calibration']['ece']:.3f})"
-    if scaled.get("before"):  # the Trainer's temperature scaling: the test split before and after it
+    if scaled.get(
+        "before"
+    ):  # the Trainer's temperature scaling: the test split before and after it
         early = [b for b in scaled["before"]["bins"] if b["n"]]
-        ax.plot([b["mean_score"] for b in early], [b["fraction_positive"] for b in early], "s--", color="grey",
-                label=f"before scaling (ECE {scaled['before']['ece']:.3f})")
-        title = f"Calibration, T={scaled['temperature']:.2f} (ECE {scaled['before']['ece']:.3f} -> " \
-                f"{report['calibration']['ece']:.3f})"
-    ax.plot([b["mean_score"] for b in bins], [b["fraction_positive"] for b in bins], "o-", label="as served")
+        ax.plot(
+            [b["mean_score"] for b in early],
+            [b["fraction_positive"] for b in early],
+            "s--",
+            color="grey",
+            label=f"before scaling (ECE {scaled['before']['ece']:.3f})",
+        )
+        title = (
+            f"Calibration, T={scaled['temperature']:.2f} (ECE {scaled['before']['ece']:.3f} -> "
+            f"{report['calibration']['ece']:.3f})"
+        )
+    ax.plot(
+        [b["mean_score"] for b in bins],
+        [b["fraction_positive"] for b in bins],
+        "o-",
+        label="as served",
+    )
     if scaled.get("before"):
         ax.legend(loc="upper left", fontsize=7)
     ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title=title)
@@ -66,9 +81,15 @@ def figures(report: Dict[str, Any]) -> Dict[str, str]:
     for (i, j), v in np.ndenumerate(grid):
         ax.text(j, i, str(v), ha="center", va="center")
     names = report["class_names"]
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names[:1] + names[-1:], yticklabels=names[:1] + names[-1:],
-           xlabel="predicted", ylabel="true",
-           title=f"Confusion @ {report['thresholds']['operating']['value']:.3f}")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=names[:1] + names[-1:],
+        yticklabels=names[:1] + names[-1:],
+        xlabel="predicted",
+        ylabel="true",
+        title=f"Confusion @ {report['thresholds']['operating']['value']:.3f}",
+    )
     out["confusion"] = _png(fig)
 
     series, stage_ends = history_series(report.get("training_history") or {})
@@ -93,18 +114,24 @@ def figures(report: Dict[str, Any]) -> Dict[str, str]:
 
 # The training figure's second panel: the first of these the history holds (the classifier's
 # accuracy; the mammography Trainers' accuracy or AUC).
-SECOND_PANEL = ("sparse_categorical_accuracy", "val_sparse_categorical_accuracy", "accuracy", "val_accuracy",
-                "auc", "val_auc")
+SECOND_PANEL = (
+    "sparse_categorical_accuracy",
+    "val_sparse_categorical_accuracy",
+    "accuracy",
+    "val_accuracy",
+    "auc",
+    "val_auc",
+)
 
 
-def history_series(history: Any) -> Tuple[Dict[str, Tuple[List[int], List[float]]], List[int]]:
+def history_series(history: Any) -> tuple[dict[str, tuple[list[int], list[float]]], list[int]]:
     """({key: (epochs, values)}, epochs after which a stage ended) from a card's
     ``training_history``: Keras's ``{key: [one value per epoch]}``, or the mammography
     Trainers' staged fine-tuning, a list of stages, each ``{key: [per epoch]}`` with its
     validation (``val_*``) measured once at the stage's end."""
     stages = history if isinstance(history, list) else [history]
-    series: Dict[str, Tuple[List[int], List[float]]] = {}
-    ends: List[int] = []
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    ends: list[int] = []
     offset = 0
     for stage in stages:
         if not isinstance(stage, dict):

@@ -5,11 +5,13 @@ Called by `components.evaluation.report` (the EvaluationReport component and `br
 report`), the model lab (ROC curves) and the Trainer's calibration (reliability bins).
 The tests recompute these from arrays.
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +21,10 @@ CALIBRATION_BINS = 10
 # A patient is positive when any of their patches is; their score is their most
 # suspicious patch (the clinical question: "is there IDC anywhere in this patient?").
 PATIENT_AGGREGATION = "max"
-SYNTHETIC_NOTE = ("SYNTHETIC DATA: these metrics show the pipeline works end to end; they say nothing about "
-                  "how a model does on real tissue.")
+SYNTHETIC_NOTE = (
+    "SYNTHETIC DATA: these metrics show the pipeline works end to end; they say nothing about "
+    "how a model does on real tissue."
+)
 
 
 OPERATING_RULES = ("sensitivity", "max_f1", "max_balanced_accuracy")  # breastdx_core/configs.py's
@@ -41,7 +45,9 @@ def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: fl
     return float(positives[max(keep, 1) - 1])
 
 
-def best_threshold(labels: np.ndarray, scores: np.ndarray, rule: str, tie_break: float = 0.5) -> float:
+def best_threshold(
+    labels: np.ndarray, scores: np.ndarray, rule: str, tie_break: float = 0.5
+) -> float:
     """The distinct score t (``scores >= t`` called positive) that maximises F1
     (``rule="max_f1"``) or balanced accuracy (``"max_balanced_accuracy"``, Youden's J) on
     these images; ties go to the one nearest ``tie_break``. ``tie_break`` where a class is
@@ -58,7 +64,9 @@ def best_threshold(labels: np.ndarray, scores: np.ndarray, rule: str, tie_break:
         return float(tie_break)
     order = np.argsort(-scores, kind="stable")
     ranked, truth = scores[order], labels[order]
-    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]  # last index of each distinct score
+    last = np.r_[
+        np.nonzero(np.diff(ranked))[0], len(ranked) - 1
+    ]  # last index of each distinct score
     tp = np.cumsum(truth)[last].astype(float)
     fp = np.cumsum(~truth)[last].astype(float)
     if rule == "max_f1":
@@ -70,53 +78,79 @@ def best_threshold(labels: np.ndarray, scores: np.ndarray, rule: str, tie_break:
     return float(candidates[best[np.argmin(np.abs(candidates[best] - tie_break))]])
 
 
-def operating_thresholds(labels: np.ndarray, scores: np.ndarray, target_sensitivity: float) -> Dict[str, float]:
+def operating_thresholds(
+    labels: np.ndarray, scores: np.ndarray, target_sensitivity: float
+) -> dict[str, float]:
     """The three operating thresholds a card records, all chosen on these (eval) images:
     ``sensitivity`` (the highest keeping ``target_sensitivity``; 0.5 without positives),
     ``max_f1`` and ``max_balanced_accuracy`` (`best_threshold`)."""
     sensitivity = threshold_for_sensitivity(labels, scores, target_sensitivity)
-    return {"sensitivity": sensitivity if math.isfinite(sensitivity) else 0.5,
-            "max_f1": best_threshold(labels, scores, "max_f1"),
-            "max_balanced_accuracy": best_threshold(labels, scores, "max_balanced_accuracy")}
+    return {
+        "sensitivity": sensitivity if math.isfinite(sensitivity) else 0.5,
+        "max_f1": best_threshold(labels, scores, "max_f1"),
+        "max_balanced_accuracy": best_threshold(labels, scores, "max_balanced_accuracy"),
+    }
 
 
-def point_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Dict[str, float]:
+def point_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     """Sensitivity, specificity, balanced accuracy, F1 and F1 at the IDC references'
     prevalence (`metrics.f1_at_prevalence`) of ``scores >= threshold``, without CIs."""
     m = metrics.binary_metrics(labels, scores, threshold)
     labels = np.asarray(labels).astype(int)
     observed = float(labels.mean()) if len(labels) else float("nan")
-    return {"sensitivity": m["sensitivity"], "specificity": m["specificity"],
-            "balanced_accuracy": (m["sensitivity"] + m["specificity"]) / 2,
-            "f1": metrics.f1_at_prevalence(labels, scores, threshold, observed),
-            "f1_at_reference_prevalence": metrics.f1_at_prevalence(labels, scores, threshold)}
+    return {
+        "sensitivity": m["sensitivity"],
+        "specificity": m["specificity"],
+        "balanced_accuracy": (m["sensitivity"] + m["specificity"]) / 2,
+        "f1": metrics.f1_at_prevalence(labels, scores, threshold, observed),
+        "f1_at_reference_prevalence": metrics.f1_at_prevalence(labels, scores, threshold),
+    }
 
 
-def slide_context_block(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[np.ndarray, np.ndarray,
-                        np.ndarray], test_xy: Optional[np.ndarray], choose_xy: Optional[np.ndarray], rule: str,
-                        target_sensitivity: float, resamples: int, seed: int) -> Dict[str, Any]:
+def slide_context_block(
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    choose: tuple[np.ndarray, np.ndarray, np.ndarray],
+    test_xy: np.ndarray | None,
+    choose_xy: np.ndarray | None,
+    rule: str,
+    target_sensitivity: float,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
     """Slide-context figures (`breastdx_core.slide_context`: each patch's probability
     smoothed with its slide neighbours', the width chosen on eval), reported beside the
     per-patch ones; or why there are none (patches without x/y)."""
     from breastdx_core import slide_context
 
     if test_xy is None or choose_xy is None:
-        return {"available": False, "note": "the patches carry no x/y in their file names (IDC's _x<X>_y<Y>): "
-                                            "no slide context, per-patch figures only"}
+        return {
+            "available": False,
+            "note": "the patches carry no x/y in their file names (IDC's _x<X>_y<Y>): "
+            "no slide context, per-patch figures only",
+        }
     y, s, g = (np.asarray(a) for a in test)
     cy, cs, cg = (np.asarray(a) for a in choose)
     chosen = slide_context.choose_sigma(cy, cs, choose_xy[:, 0], choose_xy[:, 1], cg)
-    smooth_eval = slide_context.slide_context(cs, choose_xy[:, 0], choose_xy[:, 1], cg, chosen["sigma"])
+    smooth_eval = slide_context.slide_context(
+        cs, choose_xy[:, 0], choose_xy[:, 1], cg, chosen["sigma"]
+    )
     smooth_test = slide_context.slide_context(s, test_xy[:, 0], test_xy[:, 1], g, chosen["sigma"])
     threshold = operating_thresholds(cy, smooth_eval, target_sensitivity)[rule]
-    return {"available": True, "sigma_grid_steps": chosen["sigma"], "chosen_on": "eval",
-            "eval_auc_by_sigma": {str(k): v for k, v in chosen["auc"].items()}, "rule": rule,
-            "threshold": threshold,
-            "auc": {"value": metrics.roc_auc(y, smooth_test),
-                    "ci95": metrics.patient_bootstrap(y, smooth_test, g, resamples=resamples, seed=seed)},
-            "at_threshold": point_metrics(y, smooth_test, threshold),
-            "note": "slide context: each patch's probability averaged with its slide neighbours' (Gaussian); "
-                    "not comparable with per-patch figures or the per-patch references"}
+    return {
+        "available": True,
+        "sigma_grid_steps": chosen["sigma"],
+        "chosen_on": "eval",
+        "eval_auc_by_sigma": {str(k): v for k, v in chosen["auc"].items()},
+        "rule": rule,
+        "threshold": threshold,
+        "auc": {
+            "value": metrics.roc_auc(y, smooth_test),
+            "ci95": metrics.patient_bootstrap(y, smooth_test, g, resamples=resamples, seed=seed),
+        },
+        "at_threshold": point_metrics(y, smooth_test, threshold),
+        "note": "slide context: each patch's probability averaged with its slide neighbours' (Gaussian); "
+        "not comparable with per-patch figures or the per-patch references",
+    }
 
 
 def threshold_for_specificity(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
@@ -133,7 +167,7 @@ def threshold_for_specificity(labels: np.ndarray, scores: np.ndarray, target: fl
 
 
 # --- curves ------------------------------------------------------------------------------
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> Dict[str, List[float]]:
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
     """False and true positive rates at every distinct score (descending thresholds)."""
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
     thresholds = np.unique(scores)[::-1]
@@ -143,7 +177,7 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> Dict[str, List[float]]:
     return {"fpr": fpr, "tpr": tpr, "thresholds": [float("inf")] + thresholds.tolist()}
 
 
-def pr_curve(labels: np.ndarray, scores: np.ndarray) -> Dict[str, List[float]]:
+def pr_curve(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
     """Precision and recall at every distinct score (descending thresholds)."""
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
     thresholds = np.unique(scores)[::-1]
@@ -156,7 +190,9 @@ def pr_curve(labels: np.ndarray, scores: np.ndarray) -> Dict[str, List[float]]:
     return {"precision": precision, "recall": recall, "thresholds": thresholds.tolist()}
 
 
-def calibration(labels: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS) -> Dict[str, Any]:
+def calibration(
+    labels: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS
+) -> dict[str, Any]:
     """Reliability in ``bins`` equal-width bins of [0, 1]: mean score, fraction positive,
     count per bin, and the expected calibration error (count-weighted |gap|)."""
     labels, scores = np.asarray(labels).astype(float), np.asarray(scores, dtype=np.float64)
@@ -170,14 +206,21 @@ def calibration(labels: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_
         positive = float(labels[members].mean()) if n else None
         if n:
             ece += n / len(scores) * abs(mean_score - positive)
-        rows.append({"bin": [b / bins, (b + 1) / bins], "n": n, "mean_score": mean_score,
-                     "fraction_positive": positive})
+        rows.append(
+            {
+                "bin": [b / bins, (b + 1) / bins],
+                "n": n,
+                "mean_score": mean_score,
+                "fraction_positive": positive,
+            }
+        )
     return {"bins": rows, "ece": float(ece)}
 
 
 # --- metrics with CIs --------------------------------------------------------------------
 def _at(name: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
     """The metric ``name`` of ``scores >= threshold``, from the confusion counts."""
+
     def fn(y: np.ndarray, s: np.ndarray) -> float:
         cm = metrics.confusion(y, s, threshold)
         num, den = {
@@ -188,14 +231,21 @@ def _at(name: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], float
             "f1": (2 * cm["tp"], 2 * cm["tp"] + cm["fp"] + cm["fn"]),
         }[name]
         return num / den if den else float("nan")
+
     return fn
 
 
 THRESHOLD_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1")
 
 
-def metrics_with_ci(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any], threshold: float,
-                    resamples: int = 1000, seed: int = 0) -> Dict[str, Dict[str, Any]]:
+def metrics_with_ci(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: Sequence[Any],
+    threshold: float,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
     """AUC and the threshold metrics, each {value, n, ci95: {low, high, resamples} or None}.
 
     ``n`` is what the metric is a fraction of: all images for accuracy and AUC,
@@ -206,21 +256,36 @@ def metrics_with_ci(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(scores, dtype=np.float64)
     cm = metrics.confusion(labels, scores, threshold)
-    n_of = {"auc": len(labels), "accuracy": len(labels), "sensitivity": cm["tp"] + cm["fn"],
-            "specificity": cm["tn"] + cm["fp"], "precision": cm["tp"] + cm["fp"],
-            "f1": cm["tp"] + cm["fp"] + cm["fn"]}
+    n_of = {
+        "auc": len(labels),
+        "accuracy": len(labels),
+        "sensitivity": cm["tp"] + cm["fn"],
+        "specificity": cm["tn"] + cm["fp"],
+        "precision": cm["tp"] + cm["fp"],
+        "f1": cm["tp"] + cm["fp"] + cm["fn"],
+    }
     fns = {"auc": metrics.roc_auc, **{name: _at(name, threshold) for name in THRESHOLD_METRICS}}
     result = {}
     for name, fn in fns.items():
         value = fn(labels, scores)
-        result[name] = {"value": value, "n": int(n_of[name]),
-                        "ci95": metrics.patient_bootstrap(labels, scores, groups, metric=fn,
-                                                          resamples=resamples, seed=seed)}
+        result[name] = {
+            "value": value,
+            "n": int(n_of[name]),
+            "ci95": metrics.patient_bootstrap(
+                labels, scores, groups, metric=fn, resamples=resamples, seed=seed
+            ),
+        }
     return result
 
 
-def patient_level(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any], threshold: float,
-                  resamples: int = 1000, seed: int = 0) -> Dict[str, Any]:
+def patient_level(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: Sequence[Any],
+    threshold: float,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """One score per patient (their highest patch score; label: any positive patch), the
     patient metrics, and the tumour burden (fraction of positive patches) agreement."""
     labels = np.asarray(labels).astype(int)
@@ -235,9 +300,11 @@ def patient_level(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any],
         true_burden.append(float(labels[members].mean()))
         called_burden.append(float((scores[members] >= threshold).mean()))
     p_label, p_score = np.array(p_label), np.array(p_score)
-    result: Dict[str, Any] = {
-        "aggregation": (f"patient score = {PATIENT_AGGREGATION} of their images' scores (patches or mammograms); "
-                        "patient label = 1 if any image is 1"),
+    result: dict[str, Any] = {
+        "aggregation": (
+            f"patient score = {PATIENT_AGGREGATION} of their images' scores (patches or mammograms); "
+            "patient label = 1 if any image is 1"
+        ),
         "n_patients": int(len(patients)),
         "patients_per_class": [int((p_label == 0).sum()), int((p_label == 1).sum())],
         "confusion": metrics.confusion(p_label, p_score, threshold),
@@ -245,24 +312,34 @@ def patient_level(labels: np.ndarray, scores: np.ndarray, groups: Sequence[Any],
     both = 0 < p_label.sum() < len(p_label)
     result["metrics"] = metrics_with_ci(p_label, p_score, patients, threshold, resamples, seed)
     if not both:
-        result["note"] = (f"every patient in this split has label {int(p_label[0]) if len(p_label) else '-'}: "
-                          "AUC and the rates of the other class are undefined (as in the IDC set, where every "
-                          "patient has IDC somewhere); see the burden agreement instead")
+        result["note"] = (
+            f"every patient in this split has label {int(p_label[0]) if len(p_label) else '-'}: "
+            "AUC and the rates of the other class are undefined (as in the IDC set, where every "
+            "patient has IDC somewhere); see the burden agreement instead"
+        )
     t_b, c_b = np.array(true_burden), np.array(called_burden)
     result["burden"] = {
-        "definition": ("fraction of a patient's images (patches or mammograms) that are positive: true vs called "
-                       "at the operating threshold"),
+        "definition": (
+            "fraction of a patient's images (patches or mammograms) that are positive: true vs called "
+            "at the operating threshold"
+        ),
         "mae": float(np.mean(np.abs(t_b - c_b))) if len(t_b) else float("nan"),
-        "pearson_r": (float(np.corrcoef(t_b, c_b)[0, 1]) if len(t_b) > 1 and t_b.std() > 0 and c_b.std() > 0
-                      else float("nan")),
-        "per_patient": [{"patient": str(p.decode() if isinstance(p, bytes) else p), "true": t, "called": c}
-                        for p, t, c in zip(patients, true_burden, called_burden)],
+        "pearson_r": (
+            float(np.corrcoef(t_b, c_b)[0, 1])
+            if len(t_b) > 1 and t_b.std() > 0 and c_b.std() > 0
+            else float("nan")
+        ),
+        "per_patient": [
+            {"patient": str(p.decode() if isinstance(p, bytes) else p), "true": t, "called": c}
+            for p, t, c in zip(patients, true_burden, called_burden)
+        ],
     }
     return result
 
 
-def temperature_scaling(fit: Optional[Dict[str, Any]], labels: np.ndarray, scores: np.ndarray,
-                        n_classes: int) -> Optional[Dict[str, Any]]:
+def temperature_scaling(
+    fit: dict[str, Any] | None, labels: np.ndarray, scores: np.ndarray, n_classes: int
+) -> dict[str, Any] | None:
     """The Trainer's temperature scaling (card field ``calibration``) seen on the
     reported split: the scores before scaling and their reliability (two classes: the
     scaling is inverted exactly, ``logit_before = T * logit_after``), beside the fit's own
@@ -270,8 +347,14 @@ def temperature_scaling(fit: Optional[Dict[str, Any]], labels: np.ndarray, score
     if not fit or fit.get("method") != "temperature":
         return None
     temperature = float(fit["temperature"])
-    out = {"temperature": temperature, "fitted_on": fit.get("fitted_on"), "eval_n": fit.get("n"),
-           "eval_ece_before": fit.get("ece_before"), "eval_ece_after": fit.get("ece_after"), "before": None}
+    out = {
+        "temperature": temperature,
+        "fitted_on": fit.get("fitted_on"),
+        "eval_n": fit.get("n"),
+        "eval_ece_before": fit.get("ece_before"),
+        "eval_ece_after": fit.get("ece_after"),
+        "before": None,
+    }
     if n_classes == 2 and len(scores):
         clipped = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
         before = 1.0 / (1.0 + np.exp(-temperature * np.log(clipped / (1 - clipped))))
@@ -279,12 +362,21 @@ def temperature_scaling(fit: Optional[Dict[str, Any]], labels: np.ndarray, score
     return out
 
 
-def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[np.ndarray, np.ndarray, np.ndarray],
-                 *, target_sensitivity: float = 0.95, resamples: int = 1000, seed: int = 0,
-                 card: Optional[Dict[str, Any]] = None, splits: Optional[Dict[str, Any]] = None,
-                 synthetic: bool = False, class_names: Sequence[str] = ("negative", "positive"),
-                 operating_rule: str = "sensitivity", test_xy: Optional[np.ndarray] = None,
-                 choose_xy: Optional[np.ndarray] = None) -> Dict[str, Any]:
+def build_report(
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    choose: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    target_sensitivity: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+    card: dict[str, Any] | None = None,
+    splits: dict[str, Any] | None = None,
+    synthetic: bool = False,
+    class_names: Sequence[str] = ("negative", "positive"),
+    operating_rule: str = "sensitivity",
+    test_xy: np.ndarray | None = None,
+    choose_xy: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
     Args:
@@ -311,21 +403,41 @@ def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[
         "title": f"Evaluation report: {card.get('model_name', 'model')} version {card.get('version', '?')}",
         "research_use": contract.RESEARCH_ONLY,
         "synthetic_data": bool(synthetic),
-        "data_note": SYNTHETIC_NOTE if synthetic else "Metrics of the data set the pipeline ran on.",
+        "data_note": SYNTHETIC_NOTE
+        if synthetic
+        else "Metrics of the data set the pipeline ran on.",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {k: card.get(k) for k in ("model_name", "version", "backbone", "weights", "pipeline_run_id",
-                                           "trained_model_uri", "hyperparameters", "parameters")},
+        "model": {
+            k: card.get(k)
+            for k in (
+                "model_name",
+                "version",
+                "backbone",
+                "weights",
+                "pipeline_run_id",
+                "trained_model_uri",
+                "hyperparameters",
+                "parameters",
+            )
+        },
         "class_names": list(class_names),
         "split": "test (patient-grouped, held out); thresholds chosen on eval",
-        "n_images": int(len(y)), "n_patients": int(len(np.unique(g))),
+        "n_images": int(len(y)),
+        "n_patients": int(len(np.unique(g))),
         "bootstrap": {"unit": "patient", "resamples": resamples, "level": 0.95, "seed": seed},
         "thresholds": {
             "default": 0.5,
-            "operating": {"value": operating, "rule": operating_rule, "target_sensitivity": target_sensitivity,
-                          "chosen_on": "eval"},
+            "operating": {
+                "value": operating,
+                "rule": operating_rule,
+                "target_sensitivity": target_sensitivity,
+                "chosen_on": "eval",
+            },
             # Every rule's threshold, chosen on eval, with the test figures it gives.
-            "candidates": {rule: {"value": t, "chosen_on": "eval", "test": point_metrics(y, s, t)}
-                           for rule, t in candidates.items()},
+            "candidates": {
+                rule: {"value": t, "chosen_on": "eval", "test": point_metrics(y, s, t)}
+                for rule, t in candidates.items()
+            },
         },
         "image_level": {
             "at_0.5": metrics_with_ci(y, s, g, 0.5, resamples, seed),
@@ -334,12 +446,14 @@ def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[
             "confusion_at_operating": metrics.confusion(y, s, operating),
         },
         "patient_level": patient_level(y, s, g, operating, resamples, seed),
-        "slide_context": slide_context_block(test, choose, test_xy, choose_xy, operating_rule,
-                                             target_sensitivity, resamples, seed),
+        "slide_context": slide_context_block(
+            test, choose, test_xy, choose_xy, operating_rule, target_sensitivity, resamples, seed
+        ),
         "curves": {"roc": roc_curve(y, s), "pr": pr_curve(y, s)},
         "calibration": calibration(y, s),
-        "temperature_scaling": temperature_scaling(card.get("calibration"), y, s,
-                                                   len(card.get("class_names") or class_names)),
+        "temperature_scaling": temperature_scaling(
+            card.get("calibration"), y, s, len(card.get("class_names") or class_names)
+        ),
         "splits": splits or {},
         "training_history": card.get("training_history", {}),
         "training_diagnostics": card.get("training_diagnostics"),
@@ -347,22 +461,30 @@ def build_report(test: Tuple[np.ndarray, np.ndarray, np.ndarray], choose: Tuple[
     return report
 
 
-def covered_with_ci(covered: np.ndarray, groups: Sequence[Any], resamples: int = 1000, seed: int = 0
-                    ) -> Dict[str, Any]:
+def covered_with_ci(
+    covered: np.ndarray, groups: Sequence[Any], resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """The fraction of ``covered`` (a [n] bool: the true class in the set, or an image
     flagged) with n and a patient-bootstrap 95 % CI."""
     covered = np.asarray(covered, dtype=float)
     mean = lambda y, s: float(np.mean(s)) if len(s) else float("nan")  # noqa: E731
-    return {"value": float(covered.mean()) if len(covered) else float("nan"), "n": int(len(covered)),
-            "ci95": metrics.patient_bootstrap(covered, covered, groups, metric=mean, resamples=resamples, seed=seed),
-            "ci_method": "bootstrap over patients"}
+    return {
+        "value": float(covered.mean()) if len(covered) else float("nan"),
+        "n": int(len(covered)),
+        "ci95": metrics.patient_bootstrap(
+            covered, covered, groups, metric=mean, resamples=resamples, seed=seed
+        ),
+        "ci_method": "bootstrap over patients",
+    }
 
 
-def sample_warnings(splits: Dict[str, Dict[str, Any]], class_names: Sequence[str]) -> List[str]:
+def sample_warnings(splits: dict[str, dict[str, Any]], class_names: Sequence[str]) -> list[str]:
     """`model_card.small_sample_warnings` for the eval and test splits."""
-    out: List[str] = []
+    out: list[str] = []
     for split in ("eval", "test"):
         counts = splits.get(split)
         if counts:
-            out += model_card.small_sample_warnings(counts["patients"], counts["per_class"], class_names, split)
+            out += model_card.small_sample_warnings(
+                counts["patients"], counts["per_class"], class_names, split
+            )
     return out

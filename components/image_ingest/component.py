@@ -8,9 +8,8 @@ train/eval/test splits grouped by patient (the output config), with the ingest r
 (``ingest_report.json`` / ``.md``, every file accounted for) beside the splits. Both
 runners compile it like any ExampleGen: no String artifact, no dynamic parameter.
 """
-from __future__ import annotations
 
-from typing import Optional, Union
+from __future__ import annotations
 
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -46,31 +45,42 @@ class ImageExampleGen(FileBasedExampleGen):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
     DRIVER_CLASS = driver.ImageTreeDriver
 
-    def __init__(self, image_root: str, task: str, output_config: example_gen_pb2.Output,
-                 layout: str = "auto", validation: str = "structure", shard_size: int = 500,
-                 include_masks: bool = False,
-                 tree_fingerprint: Optional[Union[str, data_types.RuntimeParameter]] = None,
-                 min_eval_patients: int = 0, near_duplicate_bits: int = -1):
+    def __init__(
+        self,
+        image_root: str,
+        task: str,
+        output_config: example_gen_pb2.Output,
+        layout: str = "auto",
+        validation: str = "structure",
+        shard_size: int = 500,
+        include_masks: bool = False,
+        tree_fingerprint: str | data_types.RuntimeParameter | None = None,
+        min_eval_patients: int = 0,
+        near_duplicate_bits: int = -1,
+    ):
         """Args:
-            image_root: the folder of images (local path or gs://).
-            task: a `breastdx_core.contract` task name (classes, label folders).
-            output_config: the splits, by hash buckets of ``patient_id``.
-            layout: "auto", "idc", "class_folders" or "manifest".
-            validation: how deeply each file is checked (`image_files.inspect`).
-            shard_size: files per Beam element.
-            include_masks: add the merged segmentation mask as ``mask_raw``.
-            tree_fingerprint: a digest of the tree supplied at run time (a KFP run
-                parameter), for engines that run no ExampleGen driver.
-            min_eval_patients: > 0: patient-stratified splits (components/image_ingest/
-                splits.py) with at least this many eval patients where the data allow;
-                0: TFX's hash buckets alone.
-            near_duplicate_bits: >= 0: images whose pHashes differ in at most this many
-                bits share a split (near_duplicates.py); -1: off.
+        image_root: the folder of images (local path or gs://).
+        task: a `breastdx_core.contract` task name (classes, label folders).
+        output_config: the splits, by hash buckets of ``patient_id``.
+        layout: "auto", "idc", "class_folders" or "manifest".
+        validation: how deeply each file is checked (`image_files.inspect`).
+        shard_size: files per Beam element.
+        include_masks: add the merged segmentation mask as ``mask_raw``.
+        tree_fingerprint: a digest of the tree supplied at run time (a KFP run
+            parameter), for engines that run no ExampleGen driver.
+        min_eval_patients: > 0: patient-stratified splits (components/image_ingest/
+            splits.py) with at least this many eval patients where the data allow;
+            0: TFX's hash buckets alone.
+        near_duplicate_bits: >= 0: images whose pHashes differ in at most this many
+            bits share a split (near_duplicates.py); -1: off.
         """
         spec = ImageExampleGenSpec(
             input_base=image_root,
-            input_config=example_gen_pb2.Input(splits=[
-                example_gen_pb2.Input.Split(name="images", pattern=driver.IMAGE_TREE_PATTERN)]),
+            input_config=example_gen_pb2.Input(
+                splits=[
+                    example_gen_pb2.Input.Split(name="images", pattern=driver.IMAGE_TREE_PATTERN)
+                ]
+            ),
             output_config=output_config,
             custom_config=None,
             range_config=None,

@@ -18,6 +18,7 @@ read once.
 Every file ends as exactly one outcome, ingested or skipped with a reason; the report
 (`report.py`) is written into the Examples artifact beside its splits.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -27,7 +28,8 @@ import itertools
 import json
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -39,10 +41,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from breastdx_core import image_files
+from breastdx_core import contract, image_files
 from components import folders
 from components.image_ingest import layouts, near_duplicates, report, splits
-from breastdx_core import contract
 
 ROOT_KEY = standard_component_specs.INPUT_BASE_KEY  # the image root
 LAYOUT_KEY = "layout"
@@ -54,7 +55,9 @@ INCLUDE_MASKS_KEY = "include_masks"  # 1: add `mask_raw` (the segmentation varia
 # whose backend runs no ExampleGen driver): part of the task's cache key there.
 TREE_FINGERPRINT_KEY = "tree_fingerprint"
 MIN_EVAL_KEY = "min_eval_patients"  # > 0: patient-stratified splits (splits.py)
-NEAR_DUP_KEY = "near_duplicate_bits"  # >= 0: pHash near-duplicates share a split (near_duplicates.py)
+NEAR_DUP_KEY = (
+    "near_duplicate_bits"  # >= 0: pHash near-duplicates share a split (near_duplicates.py)
+)
 OUTCOMES_DIR = ".outcomes"  # scratch: shard inputs, record and outcome files, inside the artifact while it is written
 WRITE_ORDER_SEED = 13  # the records' order in the split files: random, the same for the same tree
 # GZIP, as every TFX ExampleGen writes its splits, at deflate level 0 (stored blocks): the
@@ -82,8 +85,12 @@ def merge_masks(masks: Sequence[bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def make_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Candidate,
-                 mask: Optional[bytes] = None) -> tf.train.Example:
+def make_example(
+    data: bytes,
+    info: image_files.ImageInfo,
+    candidate: layouts.Candidate,
+    mask: bytes | None = None,
+) -> tf.train.Example:
     """The record of one image: its original bytes, label, patient and header facts
     (and, in the segmentation variant, its merged mask as ``mask_raw``).
 
@@ -99,7 +106,8 @@ def make_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Ca
     feature[contract.DEPTH_KEY].int64_list.value.append(info.depth)
     feature[contract.SOURCE_PATH_KEY].bytes_list.value.append(candidate.rel.encode("utf-8"))
     feature[contract.CONTENT_HASH_KEY].bytes_list.value.append(
-        (candidate.sha256 or hashlib.sha256(data).hexdigest()).encode("ascii"))
+        (candidate.sha256 or hashlib.sha256(data).hexdigest()).encode("ascii")
+    )
     if mask is not None:
         feature[contract.MASK_KEY].bytes_list.value.append(mask)
     return example
@@ -141,7 +149,7 @@ def _bytes_feature(value: bytes) -> bytes:
     return b"".join((_LEN, _varint(len(inner) + len(value)), inner, value))
 
 
-_INT64_FEATURES: Dict[int, bytes] = {}
+_INT64_FEATURES: dict[int, bytes] = {}
 
 
 def _int64_feature(value: int) -> bytes:
@@ -154,7 +162,7 @@ def _int64_feature(value: int) -> bytes:
     return feature
 
 
-_ENTRY_KEYS: Dict[str, bytes] = {}
+_ENTRY_KEYS: dict[str, bytes] = {}
 
 
 def _entry(key: str, feature: bytes) -> bytes:
@@ -163,15 +171,28 @@ def _entry(key: str, feature: bytes) -> bytes:
     if prefix is None:
         prefix = _ENTRY_KEYS[key] = _delimited(_LEN, key.encode("utf-8")) + b"\x12"
     length = _varint(len(feature))
-    return b"".join((_LEN, _varint(len(prefix) + len(length) + len(feature)), prefix, length, feature))
+    return b"".join(
+        (_LEN, _varint(len(prefix) + len(length) + len(feature)), prefix, length, feature)
+    )
 
 
-_RECORD_KEYS = tuple(sorted((contract.IMAGE_KEY, contract.LABEL_KEY, contract.PATIENT_KEY, contract.HEIGHT_KEY,
-                             contract.WIDTH_KEY, contract.DEPTH_KEY, contract.SOURCE_PATH_KEY,
-                             contract.CONTENT_HASH_KEY)))
+_RECORD_KEYS = tuple(
+    sorted(
+        (
+            contract.IMAGE_KEY,
+            contract.LABEL_KEY,
+            contract.PATIENT_KEY,
+            contract.HEIGHT_KEY,
+            contract.WIDTH_KEY,
+            contract.DEPTH_KEY,
+            contract.SOURCE_PATH_KEY,
+            contract.CONTENT_HASH_KEY,
+        )
+    )
+)
 
 
-_SMALL_ENTRIES: Dict[Tuple[str, Any], bytes] = {}  # label, sizes, patient: few distinct values
+_SMALL_ENTRIES: dict[tuple[str, Any], bytes] = {}  # label, sizes, patient: few distinct values
 _SMALL_ENTRIES_MAX = 100_000
 
 
@@ -188,20 +209,29 @@ def _utf8_feature(value: str) -> bytes:
     return _bytes_feature(value.encode("utf-8"))
 
 
-def serialize_example(data: bytes, info: image_files.ImageInfo, candidate: layouts.Candidate,
-                      mask: Optional[bytes] = None, sha256: Optional[str] = None) -> bytes:
+def serialize_example(
+    data: bytes,
+    info: image_files.ImageInfo,
+    candidate: layouts.Candidate,
+    mask: bytes | None = None,
+    sha256: str | None = None,
+) -> bytes:
     """`make_example`'s record, serialized (deterministically: map keys sorted); ``sha256``:
     the bytes' hex digest where the caller has it."""
     sha256 = sha256 or candidate.sha256 or hashlib.sha256(data).hexdigest()
     entries = {
         contract.IMAGE_KEY: _entry(contract.IMAGE_KEY, _bytes_feature(data)),
         contract.LABEL_KEY: _small_entry(contract.LABEL_KEY, candidate.label, _int64_feature),
-        contract.PATIENT_KEY: _small_entry(contract.PATIENT_KEY, candidate.patient_id, _utf8_feature),
+        contract.PATIENT_KEY: _small_entry(
+            contract.PATIENT_KEY, candidate.patient_id, _utf8_feature
+        ),
         contract.HEIGHT_KEY: _small_entry(contract.HEIGHT_KEY, info.height, _int64_feature),
         contract.WIDTH_KEY: _small_entry(contract.WIDTH_KEY, info.width, _int64_feature),
         contract.DEPTH_KEY: _small_entry(contract.DEPTH_KEY, info.depth, _int64_feature),
         contract.SOURCE_PATH_KEY: _entry(contract.SOURCE_PATH_KEY, _utf8_feature(candidate.rel)),
-        contract.CONTENT_HASH_KEY: _entry(contract.CONTENT_HASH_KEY, _bytes_feature(sha256.encode("ascii"))),
+        contract.CONTENT_HASH_KEY: _entry(
+            contract.CONTENT_HASH_KEY, _bytes_feature(sha256.encode("ascii"))
+        ),
     }
     keys = _RECORD_KEYS
     if mask is not None:
@@ -219,8 +249,9 @@ def _read(path: str) -> bytes:
         return handle.read()
 
 
-def read_candidate(candidate: layouts.Candidate, validation: str,
-                   include_masks: bool = False) -> Tuple[bytes, report.Outcome]:
+def read_candidate(
+    candidate: layouts.Candidate, validation: str, include_masks: bool = False
+) -> tuple[bytes, report.Outcome]:
     """Reads and checks one file: (its serialized tf.Example, or b"" for a skipped file;
     its outcome). Never raises for a bad file: the outcome carries the reason. With
     ``include_masks`` the image's masks are read, checked and merged into ``mask_raw``."""
@@ -236,28 +267,47 @@ def read_candidate(candidate: layouts.Candidate, validation: str,
                 image_files.inspect(masks[-1], validation)
             mask = merge_masks(masks)
     except image_files.ImageError as err:
-        return b"", report.Outcome(candidate.rel, False, err.reason, err.detail, candidate.label, candidate.patient_id)
+        return b"", report.Outcome(
+            candidate.rel, False, err.reason, err.detail, candidate.label, candidate.patient_id
+        )
     except (OSError, tf.errors.OpError) as err:
-        return b"", report.Outcome(candidate.rel, False, "corrupt", f"unreadable: {err}", candidate.label,
-                                  candidate.patient_id)
+        return b"", report.Outcome(
+            candidate.rel,
+            False,
+            "corrupt",
+            f"unreadable: {err}",
+            candidate.label,
+            candidate.patient_id,
+        )
     sha256 = candidate.sha256 or hashlib.sha256(data).hexdigest()
-    outcome = report.Outcome(candidate.rel, True, label=candidate.label, patient_id=candidate.patient_id,
-                             size=f"{info.height}x{info.width}", sha256=sha256)
+    outcome = report.Outcome(
+        candidate.rel,
+        True,
+        label=candidate.label,
+        patient_id=candidate.patient_id,
+        size=f"{info.height}x{info.width}",
+        sha256=sha256,
+    )
     return serialize_example(data, info, candidate, mask, sha256), outcome
 
 
-def read_example(candidate: layouts.Candidate, validation: str,
-                 include_masks: bool = False) -> Tuple[Optional[tf.train.Example], report.Outcome]:
+def read_example(
+    candidate: layouts.Candidate, validation: str, include_masks: bool = False
+) -> tuple[tf.train.Example | None, report.Outcome]:
     """`read_candidate` with the record parsed (None for a skipped file)."""
     serialized, outcome = read_candidate(candidate, validation, include_masks)
     return (tf.train.Example.FromString(serialized) if serialized else None), outcome
 
 
-def _split_names(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output) -> List[str]:
+def _split_names(
+    input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output
+) -> list[str]:
     names = utils.generate_output_split_names(input_config, output_config)
     if not output_config.split_config.splits and len(names) != 1:
-        raise ValueError("ImageExampleGen reads one image tree: give the splits in output_config "
-                         f"(hash buckets), not {len(names)} input splits")
+        raise ValueError(
+            "ImageExampleGen reads one image tree: give the splits in output_config "
+            f"(hash buckets), not {len(names)} input splits"
+        )
     return names
 
 
@@ -268,22 +318,31 @@ class _Splitter:
     partition feature is ``patient_id`` (the pipeline's split config) the answer is kept
     per patient: one parse and hash per patient instead of one per image."""
 
-    def __init__(self, output_config_json: str, assignment: Optional[Dict[str, int]] = None):
+    def __init__(self, output_config_json: str, assignment: dict[str, int] | None = None):
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(output_config_json, output_config)
         self._config = output_config.split_config
-        self._buckets = list(itertools.accumulate(int(split.hash_buckets) for split in self._config.splits))
-        self._feature = self._config.partition_feature_name if self._config.HasField(
-            "partition_feature_name") else ""
+        self._buckets = list(
+            itertools.accumulate(int(split.hash_buckets) for split in self._config.splits)
+        )
+        self._feature = (
+            self._config.partition_feature_name
+            if self._config.HasField("partition_feature_name")
+            else ""
+        )
         # Patient-stratified splits (`splits.assign`, decided once in `Do`) are looked up;
         # a patient they do not name falls back to the hash.
-        self._known: Dict[str, int] = dict(assignment or {}) if self._feature == contract.PATIENT_KEY else {}
+        self._known: dict[str, int] = (
+            dict(assignment or {}) if self._feature == contract.PATIENT_KEY else {}
+        )
 
     def _partition(self, record: bytes) -> int:
         # TFX hashes a tf.Example's deterministic serialization: `serialize_example`'s bytes
         # are that serialization; with a partition feature, the parsed record as TFX has it.
         parsed = tf.train.Example.FromString(record) if self._feature else record
-        return base_example_gen_executor._PartitionFn(parsed, len(self._buckets), self._buckets, self._config)
+        return base_example_gen_executor._PartitionFn(
+            parsed, len(self._buckets), self._buckets, self._config
+        )
 
     def __call__(self, record: bytes, candidate: layouts.Candidate) -> int:
         if not self._buckets:
@@ -296,8 +355,9 @@ class _Splitter:
         return split
 
 
-def stratified_assignment(candidates: Sequence[layouts.Candidate], exec_properties: Dict[str, Any],
-                          classes: int) -> Tuple[Optional[Dict[str, int]], List[str]]:
+def stratified_assignment(
+    candidates: Sequence[layouts.Candidate], exec_properties: dict[str, Any], classes: int
+) -> tuple[dict[str, int] | None, list[str]]:
     """The patient-stratified split of every patient (`splits.assign`), from the paths'
     labels and patient ids alone (one pass, before any file is read), when the exec
     properties ask for it and the splits are by patient; else (None, [])."""
@@ -305,11 +365,17 @@ def stratified_assignment(candidates: Sequence[layouts.Candidate], exec_properti
     near = exec_properties.get(NEAR_DUP_KEY)
     near = -1 if near is None else int(near)
     output_config = example_gen_pb2.Output()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+    proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
+    )
     config = output_config.split_config
-    if (min_eval <= 0 and near < 0) or not config.splits or config.partition_feature_name != contract.PATIENT_KEY:
+    if (
+        (min_eval <= 0 and near < 0)
+        or not config.splits
+        or config.partition_feature_name != contract.PATIENT_KEY
+    ):
         return None, []
-    counts: Dict[str, List[int]] = {}
+    counts: dict[str, list[int]] = {}
     for candidate in candidates:
         counts.setdefault(candidate.patient_id, [0] * classes)[candidate.label] += 1
     buckets = [(s.name, int(s.hash_buckets)) for s in config.splits]
@@ -325,26 +391,33 @@ def stratified_assignment(candidates: Sequence[layouts.Candidate], exec_properti
     return assignment, notes
 
 
-def near_duplicate_groups(candidates: Sequence[layouts.Candidate], assignment: Dict[str, int], max_bits: int
-                          ) -> Tuple[Dict[str, int], List[str]]:
+def near_duplicate_groups(
+    candidates: Sequence[layouts.Candidate], assignment: dict[str, int], max_bits: int
+) -> tuple[dict[str, int], list[str]]:
     """`near_duplicates` over the files (one read and decode each, up to
     `near_duplicates.MAX_IMAGES` files): every group's patients share a split. Returns the
     assignment and the report's lines (groups listed, or why the pass did not run)."""
     if len(candidates) > near_duplicates.MAX_IMAGES:
-        return assignment, [f"near-duplicates: not searched ({len(candidates)} images, more than the "
-                            f"{near_duplicates.MAX_IMAGES} the pre-split pass reads)"]
+        return assignment, [
+            f"near-duplicates: not searched ({len(candidates)} images, more than the "
+            f"{near_duplicates.MAX_IMAGES} the pre-split pass reads)"
+        ]
     found, _ = near_duplicates.find(((c.rel, _read(c.path)) for c in candidates), max_bits)
     patient_of = {c.rel: c.patient_id for c in candidates}
     assignment, listed = near_duplicates.merge_patients(assignment, patient_of, found)
     if not listed:
         return assignment, []
-    lines = [f"near-duplicates (pHash within {max_bits} bits): {len(listed)} group(s) of "
-             f"{sum(len(g['images']) for g in listed)} images, each kept in one split"]
+    lines = [
+        f"near-duplicates (pHash within {max_bits} bits): {len(listed)} group(s) of "
+        f"{sum(len(g['images']) for g in listed)} images, each kept in one split"
+    ]
     moved = [g for g in listed if len(g["splits_before"]) > 1]
     if moved:
         lines[0] += f"; {len(moved)} spanned splits and were moved together"
-    lines += [f"near-duplicates: {', '.join(g['images'][:6])}{' ...' if len(g['images']) > 6 else ''}"
-              for g in listed[:20]]
+    lines += [
+        f"near-duplicates: {', '.join(g['images'][:6])}{' ...' if len(g['images']) > 6 else ''}"
+        for g in listed[:20]
+    ]
     return assignment, lines
 
 
@@ -352,22 +425,29 @@ def _shard_path(scratch: str, index: int) -> str:
     return os.path.join(scratch, f"shard-{index:05d}.json")
 
 
-def _write_shard_inputs(candidates: List[layouts.Candidate], shard_size: int, scratch: str) -> int:
+def _write_shard_inputs(candidates: list[layouts.Candidate], shard_size: int, scratch: str) -> int:
     """The candidates, shard by shard, as small JSON files in the scratch folder (each
     shard's worker reads its own): the file list stays out of the Beam graph, where Beam
     pickled it (dill, then bz2) into the pipeline proto and every bundle's descriptor."""
     shards = _shards(candidates, shard_size)
     for index, shard in enumerate(shards):
-        with tf.io.gfile.GFile(_shard_path(scratch, index), "w") as handle:  # one write: GFile's are slow
-            handle.write(json.dumps([[c.path, c.rel, c.label, c.patient_id, list(c.masks), c.sha256]
-                                     for c in shard]))
+        with tf.io.gfile.GFile(
+            _shard_path(scratch, index), "w"
+        ) as handle:  # one write: GFile's are slow
+            handle.write(
+                json.dumps(
+                    [[c.path, c.rel, c.label, c.patient_id, list(c.masks), c.sha256] for c in shard]
+                )
+            )
     return len(shards)
 
 
-def _read_shard_inputs(scratch: str, index: int) -> List[layouts.Candidate]:
+def _read_shard_inputs(scratch: str, index: int) -> list[layouts.Candidate]:
     with tf.io.gfile.GFile(_shard_path(scratch, index)) as handle:
-        return [layouts.Candidate(path, rel, label, patient_id, tuple(masks), sha256)
-                for path, rel, label, patient_id, masks, sha256 in json.load(handle)]
+        return [
+            layouts.Candidate(path, rel, label, patient_id, tuple(masks), sha256)
+            for path, rel, label, patient_id, masks, sha256 in json.load(handle)
+        ]
 
 
 def _record_file(index: int, shards: int) -> str:
@@ -385,9 +465,17 @@ class _ReadShard(beam.DoFn):
     runner held whole) stays out of the per-file loop. `Do` reads the outcomes back after
     the pipeline has finished."""
 
-    def __init__(self, validation: str, scratch: str, split_uris: Sequence[str], output_config_json: str,
-                 shards: int, total: int, include_masks: bool = False,
-                 assignment: Optional[Dict[str, int]] = None):
+    def __init__(
+        self,
+        validation: str,
+        scratch: str,
+        split_uris: Sequence[str],
+        output_config_json: str,
+        shards: int,
+        total: int,
+        include_masks: bool = False,
+        assignment: dict[str, int] | None = None,
+    ):
         self._assignment = assignment
         self._validation = validation
         self._scratch = scratch
@@ -398,7 +486,7 @@ class _ReadShard(beam.DoFn):
         self._total = total
         self._ingested = beam.metrics.Metrics.counter("ImageExampleGen", "ingested")
         self._skipped = beam.metrics.Metrics.counter("ImageExampleGen", "skipped")
-        self._splitter: Optional[_Splitter] = None
+        self._splitter: _Splitter | None = None
 
     def setup(self):
         self._splitter = _Splitter(self._output_config_json, self._assignment)
@@ -406,7 +494,7 @@ class _ReadShard(beam.DoFn):
     def process(self, index: int) -> Iterator[int]:
         shard = _read_shard_inputs(self._scratch, index)
         name = _record_file(index, self._shards)
-        writers: Dict[int, tf.io.TFRecordWriter] = {}
+        writers: dict[int, tf.io.TFRecordWriter] = {}
         outcomes = []  # [Outcome fields, split index or -1]
         ingested = 0
         try:
@@ -418,7 +506,8 @@ class _ReadShard(beam.DoFn):
                     writer = writers.get(split)
                     if writer is None:
                         writer = writers[split] = tf.io.TFRecordWriter(
-                            os.path.join(self._scratch, f"{split}-{name}"), RECORD_OPTIONS)
+                            os.path.join(self._scratch, f"{split}-{name}"), RECORD_OPTIONS
+                        )
                     writer.write(record)
                     ingested += 1
                 outcomes.append((outcome, split))
@@ -426,29 +515,49 @@ class _ReadShard(beam.DoFn):
             for writer in writers.values():
                 writer.close()
         for split in writers:
-            tf.io.gfile.rename(os.path.join(self._scratch, f"{split}-{name}"),
-                               os.path.join(self._split_uris[split], name), overwrite=True)
+            tf.io.gfile.rename(
+                os.path.join(self._scratch, f"{split}-{name}"),
+                os.path.join(self._split_uris[split], name),
+                overwrite=True,
+            )
         path = os.path.join(self._scratch, f"outcomes-{index:05d}.json")
         with tf.io.gfile.GFile(path + ".incomplete", "w") as handle:
             handle.write(json.dumps(outcomes))
         tf.io.gfile.rename(path + ".incomplete", path, overwrite=True)
         self._ingested.inc(ingested)
         self._skipped.inc(len(shard) - ingested)
-        log.info("ImageExampleGen: shard %d of %d: %d files (%d skipped); %d files in all", index + 1, self._shards,
-                 len(shard), len(shard) - ingested, self._total)
+        log.info(
+            "ImageExampleGen: shard %d of %d: %d files (%d skipped); %d files in all",
+            index + 1,
+            self._shards,
+            len(shard),
+            len(shard) - ingested,
+            self._total,
+        )
         yield index
 
 
-def _drop_records(drop: Dict[str, Any], places: Sequence[Tuple[int, int]], shards: int, split_uris: Sequence[str],
-                  scratch: str) -> None:
+def _drop_records(
+    drop: dict[str, Any],
+    places: Sequence[tuple[int, int]],
+    shards: int,
+    split_uris: Sequence[str],
+    scratch: str,
+) -> None:
     """Rewrites the record files that hold a left-out duplicate (``places``: (shard,
     split) of each) without it. Duplicates are rare: most runs rewrite nothing, and the
     files are read once instead of twice (once to hash them all before splitting)."""
     for index, split in sorted(set(places)):
         path = os.path.join(split_uris[split], _record_file(index, shards))
-        kept = [record.numpy() for record in tf.data.TFRecordDataset(path, compression_type="GZIP")
-                if tf.train.Example.FromString(record.numpy()).features.feature[
-                    contract.SOURCE_PATH_KEY].bytes_list.value[0].decode("utf-8") not in drop]
+        kept = [
+            record.numpy()
+            for record in tf.data.TFRecordDataset(path, compression_type="GZIP")
+            if tf.train.Example.FromString(record.numpy())
+            .features.feature[contract.SOURCE_PATH_KEY]
+            .bytes_list.value[0]
+            .decode("utf-8")
+            not in drop
+        ]
         temporary = os.path.join(scratch, f"{split}-{os.path.basename(path)}")
         with tf.io.TFRecordWriter(temporary, RECORD_OPTIONS) as writer:
             for record in kept:
@@ -459,7 +568,7 @@ def _drop_records(drop: Dict[str, Any], places: Sequence[Tuple[int, int]], shard
             tf.io.gfile.remove(path)
 
 
-def write_order(candidates: List[Any], seed: int = WRITE_ORDER_SEED) -> List[Any]:
+def write_order(candidates: list[Any], seed: int = WRITE_ORDER_SEED) -> list[Any]:
     """The candidates in a seeded random order, the order their records reach the split
     files: training reads them shuffled without a Beam Reshuffle (TFX's ExampleGen puts
     one before each split's write; the in-memory DirectRunner held every serialized
@@ -469,8 +578,8 @@ def write_order(candidates: List[Any], seed: int = WRITE_ORDER_SEED) -> List[Any
     return [candidates[i] for i in order]
 
 
-def _shards(items: List[Any], size: int) -> List[List[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+def _shards(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def build_pipeline(pipeline: beam.Pipeline, shards: int, read: _ReadShard) -> beam.PCollection:
@@ -494,8 +603,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         instead of handing TFX's base executor one Beam element per image."""
         raise NotImplementedError("ImageExampleGen writes its splits in Do (see _ReadShard)")
 
-    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
-           exec_properties: Dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: dict[str, list[Any]],
+        output_dict: dict[str, list[Any]],
+        exec_properties: dict[str, Any],
+    ) -> None:
         task = contract.get_task(exec_properties[TASK_KEY])
         root = exec_properties[ROOT_KEY]
         layout = exec_properties.get(LAYOUT_KEY) or "auto"
@@ -505,52 +618,97 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         shard_size = int(exec_properties.get(SHARD_SIZE_KEY) or 500)
         include_masks = bool(exec_properties.get(INCLUDE_MASKS_KEY) or 0)
 
-        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY]
+        )
         scratch = os.path.join(examples.uri, OUTCOMES_DIR)
         folders.make_folder(scratch)
 
         verdicts = list(layouts.scan(root, task, layout))
         candidates = [v for v in verdicts if isinstance(v, layouts.Candidate)]
-        outcomes = [report.Outcome(v.rel, False, v.reason, v.detail) for v in verdicts
-                    if isinstance(v, layouts.Skipped)]
+        outcomes = [
+            report.Outcome(v.rel, False, v.reason, v.detail)
+            for v in verdicts
+            if isinstance(v, layouts.Skipped)
+        ]
         del verdicts
-        log.info("ImageExampleGen: %s (%s layout): %d files to read, %d skipped by path",
-                 root, layout, len(candidates), len(outcomes))
+        log.info(
+            "ImageExampleGen: %s (%s layout): %d files to read, %d skipped by path",
+            root,
+            layout,
+            len(candidates),
+            len(outcomes),
+        )
         total = len(candidates)
-        assignment, split_notes = stratified_assignment(candidates, exec_properties, len(task.class_names))
+        assignment, split_notes = stratified_assignment(
+            candidates, exec_properties, len(task.class_names)
+        )
         for note in split_notes:
             log.warning("ImageExampleGen: %s", note)
         shards = _write_shard_inputs(write_order(candidates), shard_size, scratch)
         del candidates
-        split_uris = self._write_examples(output_dict, exec_properties, shards, total, validation, scratch,
-                                          include_masks, assignment)
+        split_uris = self._write_examples(
+            output_dict,
+            exec_properties,
+            shards,
+            total,
+            validation,
+            scratch,
+            include_masks,
+            assignment,
+        )
         read = []  # (outcome, shard, split) of every file read
         for index in range(shards):
             with tf.io.gfile.GFile(os.path.join(scratch, f"outcomes-{index:05d}.json")) as handle:
-                read.extend((report.Outcome(*fields), index, split) for fields, split in json.loads(handle.read()))
+                read.extend(
+                    (report.Outcome(*fields), index, split)
+                    for fields, split in json.loads(handle.read())
+                )
         # Exact duplicates, by content (the SHA-256 each shard computed as it read the files):
         # label conflicts out, cross-patient copies kept once (`layouts.resolve_duplicates`).
         drop, duplicates = layouts.resolve_duplicates(
-            [layouts.Candidate("", o.rel, o.label, o.patient_id, (), o.sha256) for o, _, _ in read if o.ingested])
+            [
+                layouts.Candidate("", o.rel, o.label, o.patient_id, (), o.sha256)
+                for o, _, _ in read
+                if o.ingested
+            ]
+        )
         for line in report.duplicate_lines(duplicates):
             log.warning("ImageExampleGen: %s", line)
         if drop:
-            _drop_records(drop, [(index, split) for o, index, split in read if o.rel in drop], shards, split_uris,
-                          scratch)
-        outcomes.extend(o if o.rel not in drop else report.Outcome(o.rel, False, drop[o.rel].reason,
-                                                                   drop[o.rel].detail)
-                        for o, _, _ in read)
+            _drop_records(
+                drop,
+                [(index, split) for o, index, split in read if o.rel in drop],
+                shards,
+                split_uris,
+                scratch,
+            )
+        outcomes.extend(
+            o
+            if o.rel not in drop
+            else report.Outcome(o.rel, False, drop[o.rel].reason, drop[o.rel].detail)
+            for o, _, _ in read
+        )
         del read
         for uri in split_uris:  # a split no record fell into: one empty file, as Beam's sink writes
             if not tf.io.gfile.listdir(uri):
                 tf.io.TFRecordWriter(os.path.join(uri, _record_file(0, 1)), RECORD_OPTIONS).close()
         tf.io.gfile.rmtree(scratch)
 
-        meta = {"image_root": root, "layout": layout, "task": task.name, "validation": validation,
-                "class_names": list(task.class_names), "duplicates": duplicates,
-                "split_method": ("patient-stratified (splits.py)" if int(exec_properties.get(MIN_EVAL_KEY) or 0) > 0
-                                 else "hash buckets of patient_id"),
-                "split_notes": split_notes}
+        meta = {
+            "image_root": root,
+            "layout": layout,
+            "task": task.name,
+            "validation": validation,
+            "class_names": list(task.class_names),
+            "duplicates": duplicates,
+            "split_method": (
+                "patient-stratified (splits.py)"
+                if int(exec_properties.get(MIN_EVAL_KEY) or 0) > 0
+                else "hash buckets of patient_id"
+            ),
+            "split_notes": split_notes,
+        }
         result = report.build(outcomes, task.class_names, meta)
         with tf.io.gfile.GFile(os.path.join(examples.uri, report.REPORT_JSON), "w") as handle:
             # one write, compact: json.dump's many small writes to a GFile and the indenting
@@ -563,31 +721,61 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples.set_int_custom_property("skipped", result["skipped"])
         examples.set_int_custom_property("patients", result["patients"])
         examples.set_string_custom_property("layout", layout)
-        log.info("ImageExampleGen: ingested %d, skipped %d %s; report at %s", result["ingested"], result["skipped"],
-                 result["skipped_by_reason"], os.path.join(examples.uri, report.REPORT_MD))
+        log.info(
+            "ImageExampleGen: ingested %d, skipped %d %s; report at %s",
+            result["ingested"],
+            result["skipped"],
+            result["skipped_by_reason"],
+            os.path.join(examples.uri, report.REPORT_MD),
+        )
         if result["ingested"] == 0:
-            raise RuntimeError(f"ImageExampleGen: no image under {root} could be ingested; see "
-                               f"{os.path.join(examples.uri, report.REPORT_MD)}")
+            raise RuntimeError(
+                f"ImageExampleGen: no image under {root} could be ingested; see "
+                f"{os.path.join(examples.uri, report.REPORT_MD)}"
+            )
 
-    def _write_examples(self, output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any], shards: int,
-                        total: int, validation: str, scratch: str, include_masks: bool,
-                        assignment: Optional[Dict[str, int]] = None) -> List[str]:
+    def _write_examples(
+        self,
+        output_dict: dict[str, list[Any]],
+        exec_properties: dict[str, Any],
+        shards: int,
+        total: int,
+        validation: str,
+        scratch: str,
+        include_masks: bool,
+        assignment: dict[str, int] | None = None,
+    ) -> list[str]:
         """What TFX 1.16's `BaseExampleGenExecutor.Do` writes (split names, GZIP TFRecords
         of serialized tf.Examples in ``Split-<name>/``, payload and file format), each
         shard of files written by `_ReadShard`."""
         input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+        )
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
+        )
         artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
         names = _split_names(input_config, output_config)
-        artifact_utils.get_single_instance(artifacts).split_names = artifact_utils.encode_split_names(names)
+        artifact_utils.get_single_instance(
+            artifacts
+        ).split_names = artifact_utils.encode_split_names(names)
         split_uris = [artifact_utils.get_split_uri(artifacts, name) for name in names]
         for uri in split_uris:
             folders.make_folder(uri)
-        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
-                                          example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
-        read = _ReadShard(validation, scratch, split_uris, exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
-                          shards, total, include_masks, assignment)
+        file_format = exec_properties.get(
+            standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
+        )
+        read = _ReadShard(
+            validation,
+            scratch,
+            split_uris,
+            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+            shards,
+            total,
+            include_masks,
+            assignment,
+        )
         with self._make_beam_pipeline() as pipeline:
             build_pipeline(pipeline, shards, read)
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
@@ -595,5 +783,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             if payload_format:
                 examples_utils.set_payload_format(artifact, payload_format)
             if file_format:
-                examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+                examples_utils.set_file_format(
+                    artifact, write_split.to_file_format_str(file_format)
+                )
         return split_uris

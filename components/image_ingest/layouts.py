@@ -12,21 +12,25 @@ with the reason. Layouts:
   group (BUSI publishes no patient ids).
 * ``manifest``: a CSV ``path,label[,patient_id]`` at the root, paths relative to it.
 """
+
 from __future__ import annotations
 
 import csv
-import hashlib
 import dataclasses
+import hashlib
 import os
 import re
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import tensorflow as tf
 
-from breastdx_core.contract import Task
 from breastdx_core import errors
+from breastdx_core.contract import Task
 
-IDC_NAME = re.compile(r"^(?P<pid>.+?)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<cls>\d+)\.png$", re.IGNORECASE)
+IDC_NAME = re.compile(
+    r"^(?P<pid>.+?)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<cls>\d+)\.png$", re.IGNORECASE
+)
 MASK_NAME = re.compile(r"_mask(_\d+)?\.[A-Za-z]+$")
 MANIFEST_NAMES = ("manifest.csv", "labels.csv")
 MANIFEST_COLUMNS = ("path", "label")
@@ -61,7 +65,7 @@ class Candidate:
     rel: str  # relative to the root, '/'-separated
     label: int
     patient_id: str
-    masks: Tuple[str, ...] = ()  # absolute paths of its segmentation masks (class_folders)
+    masks: tuple[str, ...] = ()  # absolute paths of its segmentation masks (class_folders)
     sha256: str = ""  # hex digest of the file's bytes (`deduplicate` fills it)
 
 
@@ -78,13 +82,13 @@ Verdict = Candidate | Skipped
 def _rel(root: str, path: str) -> str:
     prefix = root.rstrip("/" + os.sep) + os.sep
     if path.startswith(prefix) and "://" not in root and os.sep + ".." + os.sep not in path:
-        rel = path[len(prefix):]  # walk_files' paths: root + names (relpath: ~30 us each)
+        rel = path[len(prefix) :]  # walk_files' paths: root + names (relpath: ~30 us each)
     else:
         rel = os.path.relpath(path, root)
     return rel.replace(os.sep, "/")
 
 
-def walk_files(root: str) -> List[str]:
+def walk_files(root: str) -> list[str]:
     """Every file under root (absolute paths, sorted); works on gs:// roots too.
 
     Symbolic links to folders are followed (a data set assembled from mounts links its
@@ -96,7 +100,9 @@ def walk_files(root: str) -> List[str]:
             files.extend(os.path.join(dirpath, name) for name in names)
         return sorted(files)
     seen = set()
-    for dirpath, dirs, names in os.walk(root, followlinks=True):  # os.walk: 3x faster on local disks
+    for dirpath, dirs, names in os.walk(
+        root, followlinks=True
+    ):  # os.walk: 3x faster on local disks
         real = os.path.realpath(dirpath)
         if real in seen:
             dirs[:] = []
@@ -114,8 +120,9 @@ def _digest(path: str) -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def deduplicate(candidates: List[Candidate], workers: int = 16
-                ) -> Tuple[List[Candidate], List[Skipped], Dict[str, Any]]:
+def deduplicate(
+    candidates: list[Candidate], workers: int = 16
+) -> tuple[list[Candidate], list[Skipped], dict[str, Any]]:
     """Hashes every candidate's bytes (SHA-256) and resolves exact duplicates.
 
     * the same bytes under different labels (BUSI's ``malignant (145).png`` and ``benign
@@ -133,7 +140,7 @@ def deduplicate(candidates: List[Candidate], workers: int = 16
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def digests_of(chunk: List[Candidate]) -> List[str]:
+    def digests_of(chunk: list[Candidate]) -> list[str]:
         out = []
         for candidate in chunk:
             try:
@@ -147,46 +154,61 @@ def deduplicate(candidates: List[Candidate], workers: int = 16
     # of a 5 KB file from the page cache; bench/ingest.py).
     chunk = max(1, min(DIGEST_CHUNK, len(candidates) // workers))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        digests = [d for part in pool.map(digests_of, [candidates[i:i + chunk]
-                                                      for i in range(0, len(candidates), chunk)]) for d in part]
+        digests = [
+            d
+            for part in pool.map(
+                digests_of, [candidates[i : i + chunk] for i in range(0, len(candidates), chunk)]
+            )
+            for d in part
+        ]
     hashed = [dataclasses.replace(c, sha256=d) for c, d in zip(candidates, digests)]
     drop, summary = resolve_duplicates(hashed)
     return [c for c in hashed if c.rel not in drop], list(drop.values()), summary
 
 
-def resolve_duplicates(hashed: Sequence[Candidate]) -> Tuple[Dict[str, Skipped], Dict[str, Any]]:
+def resolve_duplicates(hashed: Sequence[Candidate]) -> tuple[dict[str, Skipped], dict[str, Any]]:
     """`deduplicate`'s rules on candidates whose ``sha256`` is known (an empty one is no
     one's duplicate); ImageExampleGen's executor applies them to the files it read.
 
     Returns:
         ({relative path: Skipped} of every copy left out, the report's summary).
     """
-    groups: Dict[str, List[Candidate]] = {}
+    groups: dict[str, list[Candidate]] = {}
     for candidate in hashed:
         if candidate.sha256:
             groups.setdefault(candidate.sha256, []).append(candidate)
-    drop: Dict[str, Skipped] = {}
-    summary: Dict[str, Any] = {"label_conflicts": [], "cross_patient": [], "same_patient_copies": 0}
+    drop: dict[str, Skipped] = {}
+    summary: dict[str, Any] = {"label_conflicts": [], "cross_patient": [], "same_patient_copies": 0}
     for sha, members in groups.items():
         if len(members) < 2:
             continue
         members = sorted(members, key=lambda c: c.rel)
         files = [m.rel for m in members]
         if len({m.label for m in members}) > 1:
-            summary["label_conflicts"].append({"sha256": sha, "files": files, "labels": [m.label for m in members]})
+            summary["label_conflicts"].append(
+                {"sha256": sha, "files": files, "labels": [m.label for m in members]}
+            )
             for m in members:
                 others = ", ".join(f for f in files if f != m.rel)
-                drop[m.rel] = Skipped(m.rel, "duplicate_label_conflict",
-                                      f"same bytes as {others} with another label (sha256 {sha[:12]})")
+                drop[m.rel] = Skipped(
+                    m.rel,
+                    "duplicate_label_conflict",
+                    f"same bytes as {others} with another label (sha256 {sha[:12]})",
+                )
             continue
         first = members[0]
         others = [m for m in members[1:] if m.patient_id != first.patient_id]
         summary["same_patient_copies"] += len(members) - 1 - len(others)
         if others:
-            summary["cross_patient"].append({"sha256": sha, "kept": first.rel, "left_out": [m.rel for m in others]})
+            summary["cross_patient"].append(
+                {"sha256": sha, "kept": first.rel, "left_out": [m.rel for m in others]}
+            )
         for m in others:
-            drop[m.rel] = Skipped(m.rel, "duplicate", f"same bytes as {first.rel} (patient {first.patient_id}; "
-                                                      f"sha256 {sha[:12]})")
+            drop[m.rel] = Skipped(
+                m.rel,
+                "duplicate",
+                f"same bytes as {first.rel} (patient {first.patient_id}; sha256 {sha[:12]})",
+            )
     return drop, summary
 
 
@@ -196,11 +218,11 @@ def fingerprint(root: str) -> str:
     digest = hashlib.sha256()
     for path in walk_files(root):
         stat = tf.io.gfile.stat(path)
-        digest.update(f"{_rel(root, path)}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8"))
+        digest.update(f"{_rel(root, path)}\0{stat.length}\0{stat.mtime_nsec}\n".encode())
     return digest.hexdigest()
 
 
-def find_manifest(root: str) -> Optional[str]:
+def find_manifest(root: str) -> str | None:
     for name in MANIFEST_NAMES:
         path = os.path.join(root, name)
         if tf.io.gfile.exists(path):
@@ -224,7 +246,10 @@ def detect(root: str, task: Task) -> str:
     subdirs = [e.rstrip("/") for e in entries if tf.io.gfile.isdir(os.path.join(root, e))]
     for sub in subdirs:
         inner = [e.rstrip("/") for e in tf.io.gfile.listdir(os.path.join(root, sub))]
-        if any(task.label_of(e) is not None and tf.io.gfile.isdir(os.path.join(root, sub, e)) for e in inner):
+        if any(
+            task.label_of(e) is not None and tf.io.gfile.isdir(os.path.join(root, sub, e))
+            for e in inner
+        ):
             if task.label_of(sub) is None:  # <patient>/<label>/ rather than <class>/<patient>/
                 return "idc"
     if subdirs:
@@ -246,23 +271,31 @@ def _scan_idc(root: str, task: Task) -> Iterator[Verdict]:
         patient_id, folder, _ = parts
         label = task.label_of(folder)
         if label is None:
-            yield Skipped(rel, "unknown_label", f"label folder {folder!r} is not one of {sorted(task.folder_labels)}")
+            yield Skipped(
+                rel,
+                "unknown_label",
+                f"label folder {folder!r} is not one of {sorted(task.folder_labels)}",
+            )
             continue
         match = IDC_NAME.match(name)
         if match and task.label_of(match.group("cls")) != label:
-            yield Skipped(rel, "label_conflict", f"folder says {folder}, file name says class{match.group('cls')}")
+            yield Skipped(
+                rel,
+                "label_conflict",
+                f"folder says {folder}, file name says class{match.group('cls')}",
+            )
             continue
         yield Candidate(path, rel, label, patient_id)
 
 
-def mask_index(files: List[str]) -> Dict[str, Tuple[str, ...]]:
+def mask_index(files: list[str]) -> dict[str, tuple[str, ...]]:
     """Image path stem -> its mask files (``<stem>_mask.<ext>``, then ``<stem>_mask_<N>.<ext>``
     in N order; BUSI gives some images two or three masks)."""
-    index: Dict[str, List[str]] = {}
+    index: dict[str, list[str]] = {}
     for path in files:
         match = MASK_NAME.search(path)
         if match:
-            index.setdefault(path[:match.start()], []).append(path)
+            index.setdefault(path[: match.start()], []).append(path)
     return {stem: tuple(sorted(paths, key=lambda p: (len(p), p))) for stem, paths in index.items()}
 
 
@@ -273,14 +306,20 @@ def _scan_class_folders(root: str, task: Task) -> Iterator[Verdict]:
         rel = _rel(root, path)
         parts = rel.split("/")
         if len(parts) not in (2, 3):
-            yield Skipped(rel, "outside_layout", "expected <class>/<file> or <class>/<patient_id>/<file>")
+            yield Skipped(
+                rel, "outside_layout", "expected <class>/<file> or <class>/<patient_id>/<file>"
+            )
             continue
         if MASK_NAME.search(parts[-1]):
             yield Skipped(rel, "mask_file", "segmentation mask")
             continue
         label = task.label_of(parts[0])
         if label is None:
-            yield Skipped(rel, "unknown_label", f"class folder {parts[0]!r} is not one of {list(task.class_names)}")
+            yield Skipped(
+                rel,
+                "unknown_label",
+                f"class folder {parts[0]!r} is not one of {list(task.class_names)}",
+            )
             continue
         # BUSI has no patient ids: each image is its own group unless a patient level exists.
         patient_id = parts[1] if len(parts) == 3 else os.path.splitext(parts[1])[0]
@@ -291,12 +330,14 @@ def _scan_manifest(root: str, task: Task) -> Iterator[Verdict]:
     manifest = find_manifest(root)
     if manifest is None:
         raise LayoutError(f"no {' or '.join(MANIFEST_NAMES)} in {root!r}")
-    listed: Dict[str, None] = {}
+    listed: dict[str, None] = {}
     with tf.io.gfile.GFile(manifest) as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         if not all(c in columns for c in MANIFEST_COLUMNS):
-            raise LayoutError(f"{manifest}: header must have columns path,label[,patient_id]; found {columns}")
+            raise LayoutError(
+                f"{manifest}: header must have columns path,label[,patient_id]; found {columns}"
+            )
         for line, row in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
             where = f"{os.path.basename(manifest)}:{line}"
@@ -312,9 +353,15 @@ def _scan_manifest(root: str, task: Task) -> Iterator[Verdict]:
                 continue
             label = task.label_of(row["label"])
             if label is None:
-                yield Skipped(rel, "unknown_label", f"label {row['label']!r} at {where} is not one of {list(task.class_names)}")
+                yield Skipped(
+                    rel,
+                    "unknown_label",
+                    f"label {row['label']!r} at {where} is not one of {list(task.class_names)}",
+                )
                 continue
-            patient_id = row.get("patient_id") or os.path.basename(os.path.dirname(path)) or "unknown"
+            patient_id = (
+                row.get("patient_id") or os.path.basename(os.path.dirname(path)) or "unknown"
+            )
             yield Candidate(path, rel, label, patient_id)
     for path in walk_files(root):
         if path == os.path.normpath(manifest):

@@ -16,7 +16,7 @@ up to `MAX_IMAGES` images: the pass reads every file once) and by the tests.
 from __future__ import annotations
 
 import io
-from typing import Dict, Iterable, List, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def distance(a: int, b: int) -> int:
     return bin(a ^ b).count("1")
 
 
-def groups(hashes: Sequence[Tuple[str, int]], max_bits: int) -> List[List[str]]:
+def groups(hashes: Sequence[tuple[str, int]], max_bits: int) -> list[list[str]]:
     """Connected components of "hashes within ``max_bits``", only those of two or more,
     each sorted, in the order of their first member; ``hashes`` are (name, hash)."""
     names = [name for name, _ in hashes]
@@ -73,14 +73,14 @@ def groups(hashes: Sequence[Tuple[str, int]], max_bits: int) -> List[List[str]]:
             a, b = root(i), root(int(j))
             if a != b:
                 parent[b] = a
-    members: Dict[int, List[str]] = {}
+    members: dict[int, list[str]] = {}
     for i, name in enumerate(names):
         members.setdefault(root(i), []).append(name)
     found = [sorted(m) for m in members.values() if len(m) > 1]
     return sorted(found, key=lambda m: names.index(m[0]) if m[0] in names else 0)
 
 
-def find(files: Iterable[Tuple[str, bytes]], max_bits: int) -> Tuple[List[List[str]], List[str]]:
+def find(files: Iterable[tuple[str, bytes]], max_bits: int) -> tuple[list[list[str]], list[str]]:
     """Near-duplicate groups of ``files`` ((name, bytes)); and the names that could not be
     hashed (left to the ingest's own checks)."""
     hashes, unreadable = [], []
@@ -93,14 +93,14 @@ def find(files: Iterable[Tuple[str, bytes]], max_bits: int) -> Tuple[List[List[s
 
 
 def merge_patients(
-    assignment: Dict[str, int], patient_of: Dict[str, str], found: Sequence[Sequence[str]]
-) -> Tuple[Dict[str, int], List[Dict[str, object]]]:
+    assignment: dict[str, int], patient_of: dict[str, str], found: Sequence[Sequence[str]]
+) -> tuple[dict[str, int], list[dict[str, object]]]:
     """Puts every near-duplicate group in one split. Splits are by patient, so patients
     linked by a group (directly or through other groups) move together, to the split of
     the first linked patient in sorted order. Returns the new assignment and, per group,
     what it held and where it went (the ingest report lists them)."""
     assignment = dict(assignment)
-    parent: Dict[str, str] = {}
+    parent: dict[str, str] = {}
 
     def root(p: str) -> str:
         parent.setdefault(p, p)

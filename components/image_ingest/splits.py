@@ -18,7 +18,7 @@ Python, no TensorFlow.
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, List, Mapping, Sequence, Tuple
+from collections.abc import Mapping, Sequence
 
 EVAL_SPLIT = "eval"
 TRAIN_SPLIT = "train"
@@ -37,7 +37,7 @@ def _stratum(counts: Sequence[int]) -> int:
     return 1 if present and present[0] else 2
 
 
-def _quotas(n: int, shares: Sequence[float]) -> List[int]:
+def _quotas(n: int, shares: Sequence[float]) -> list[int]:
     """``n`` split by ``shares`` (largest remainders; ties to the earlier split)."""
     raw = [n * s for s in shares]
     whole = [int(r) for r in raw]
@@ -48,8 +48,8 @@ def _quotas(n: int, shares: Sequence[float]) -> List[int]:
 
 
 def assign(
-    patients: Mapping[str, Sequence[int]], buckets: Sequence[Tuple[str, int]], min_eval: int = 3
-) -> Tuple[Dict[str, int], List[str]]:
+    patients: Mapping[str, Sequence[int]], buckets: Sequence[tuple[str, int]], min_eval: int = 3
+) -> tuple[dict[str, int], list[str]]:
     """Each patient's split index (into ``buckets``), and plain-language notes of what the
     data did not allow.
 
@@ -65,10 +65,10 @@ def assign(
     names = [name for name, _ in buckets]
     total = float(sum(int(b) for _, b in buckets))
     shares = [int(b) / total for _, b in buckets]
-    strata: Dict[int, List[str]] = {0: [], 1: [], 2: []}
+    strata: dict[int, list[str]] = {0: [], 1: [], 2: []}
     for patient in sorted(patients, key=lambda p: (patient_key(p), p)):
         strata[_stratum(patients[patient])].append(patient)
-    split: Dict[str, int] = {}
+    split: dict[str, int] = {}
     for members in strata.values():
         quotas = _quotas(len(members), shares)
         given = [0] * len(buckets)
@@ -77,12 +77,12 @@ def assign(
             index = max(range(len(buckets)), key=lambda i: (quotas[i] - given[i], -i))
             split[patient] = index
             given[index] += 1
-    notes: List[str] = []
+    notes: list[str] = []
     if EVAL_SPLIT not in names or TRAIN_SPLIT not in names or not patients:
         return split, notes
     eval_index, train_index = names.index(EVAL_SPLIT), names.index(TRAIN_SPLIT)
 
-    def members(index: int) -> List[str]:
+    def members(index: int) -> list[str]:
         return [p for p in sorted(patients, key=lambda p: (patient_key(p), p)) if split[p] == index]
 
     def holds(index: int, c: int) -> bool:
@@ -90,7 +90,7 @@ def assign(
 
     classes = max(len(c) for c in patients.values())
 
-    def movable() -> List[str]:
+    def movable() -> list[str]:
         # Train keeps a patient of every class it holds.
         return [
             p

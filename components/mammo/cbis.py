@@ -19,16 +19,16 @@ copies converted to PNG/TIFF whose CSVs still say ``.dcm``, or whose uid folders
 renamed (then the series folder is searched); and rows whose cropped-image and
 ROI-mask paths are swapped (the ROI mask has the full image's size, the crop is small).
 """
+
 from __future__ import annotations
 
 import csv
 import dataclasses
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
-from breastdx_core import contract
-from breastdx_core import errors
+from breastdx_core import contract, errors
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,27 @@ CSV_FILES = {
     ("calcification", "train"): "calc_case_description_train_set.csv",
     ("calcification", "test"): "calc_case_description_test_set.csv",
 }
-REQUIRED_COLUMNS = ("patient_id", "left or right breast", "image view", "abnormality type", "pathology",
-                    "image file path", "cropped image file path", "ROI mask file path")
+REQUIRED_COLUMNS = (
+    "patient_id",
+    "left or right breast",
+    "image view",
+    "abnormality type",
+    "pathology",
+    "image file path",
+    "cropped image file path",
+    "ROI mask file path",
+)
 IMAGE_EXTENSIONS = (".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 MALIGNANT = "MALIGNANT"
 BACKGROUND_CLASS = 0
 # The pipeline's splits (`pipeline_splits`), as the ingest summary and the model card state them.
 SPLITS = ("train", "eval", "test")
-SPLIT_DESIGN = {"train": "the release's train patients less those held out as eval",
-                "eval": "a share of the release's train patients, stratified by label (calibration, operating "
-                        "threshold, the Evaluator's blessing)",
-                "test": "the release's own test split, held out (what the model card claims)"}
+SPLIT_DESIGN = {
+    "train": "the release's train patients less those held out as eval",
+    "eval": "a share of the release's train patients, stratified by label (calibration, operating "
+    "threshold, the Evaluator's blessing)",
+    "test": "the release's own test split, held out (what the model card claims)",
+}
 
 
 class CbisError(errors.UserError):
@@ -94,18 +104,18 @@ class Mammogram:
     patient_id: str
     split: str
     image_path: str
-    abnormalities: List[Abnormality]
+    abnormalities: list[Abnormality]
 
     @property
     def malignant(self) -> bool:
         return any(a.malignant for a in self.abnormalities)
 
 
-def _clean(value: Optional[str]) -> str:
+def _clean(value: str | None) -> str:
     return (value or "").strip().strip('"').strip()
 
 
-def resolve(images_root: str, csv_path: str) -> Optional[str]:
+def resolve(images_root: str, csv_path: str) -> str | None:
     """The file a CSV path names under ``images_root``: as written, with another image
     extension, or the only image file(s) in its series folder; None when absent.
     Returns the first of several candidates in a series folder (sorted)."""
@@ -127,11 +137,13 @@ def resolve(images_root: str, csv_path: str) -> Optional[str]:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def series_files(images_root: str, series: str) -> List[str]:
+def series_files(images_root: str, series: str) -> list[str]:
     """Every image file below ``images_root/series`` (sorted)."""
     found = []
     for dirpath, _dirs, names in os.walk(os.path.join(images_root, series)):
-        found.extend(os.path.join(dirpath, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS))
+        found.extend(
+            os.path.join(dirpath, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)
+        )
     return sorted(found)
 
 
@@ -142,7 +154,9 @@ def _pixel_count(path: str) -> int:
     return height * width
 
 
-def _roi_and_crop(images_root: str, image_path: str, roi_csv: str, crop_csv: str) -> Tuple[str, str]:
+def _roi_and_crop(
+    images_root: str, image_path: str, roi_csv: str, crop_csv: str
+) -> tuple[str, str]:
     """(ROI mask path, cropped image path), swapped back where the CSV swapped them: the
     mask is the one with the full image's size (or, failing that, the larger one)."""
     roi, crop = resolve(images_root, roi_csv), resolve(images_root, crop_csv)
@@ -160,14 +174,16 @@ def _roi_and_crop(images_root: str, image_path: str, roi_csv: str, crop_csv: str
     return roi or "", crop or ""
 
 
-def read_csv(path: str, kind: str, split: str, images_root: str) -> Tuple[List[Abnormality], List[str]]:
+def read_csv(
+    path: str, kind: str, split: str, images_root: str
+) -> tuple[list[Abnormality], list[str]]:
     """Abnormalities of one case-description CSV, and a problem line per unusable row.
 
     Raises:
         CbisError: the CSV lacks a required column.
     """
-    abnormalities: List[Abnormality] = []
-    problems: List[str] = []
+    abnormalities: list[Abnormality] = []
+    problems: list[str] = []
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [_clean(c) for c in (reader.fieldnames or [])]
@@ -179,19 +195,31 @@ def read_csv(path: str, kind: str, split: str, images_root: str) -> Tuple[List[A
             where = f"{os.path.basename(path)}:{line}"
             image = resolve(images_root, row["image file path"])
             if image is None:
-                problems.append(f"{where}: image {row['image file path']!r} not found under {images_root}")
+                problems.append(
+                    f"{where}: image {row['image file path']!r} not found under {images_root}"
+                )
                 continue
-            roi, crop = _roi_and_crop(images_root, image, row["ROI mask file path"], row["cropped image file path"])
+            roi, crop = _roi_and_crop(
+                images_root, image, row["ROI mask file path"], row["cropped image file path"]
+            )
             if not roi:
                 problems.append(f"{where}: ROI mask {row['ROI mask file path']!r} not found")
                 continue
             row_kind = row["abnormality type"].lower() or kind
-            abnormalities.append(Abnormality(
-                patient_id=row["patient_id"], side=row["left or right breast"].upper(),
-                view=row["image view"].upper(), abnormality_id=int(row.get("abnormality id") or 1),
-                kind="mass" if row_kind.startswith("mass") else "calcification",
-                pathology=row["pathology"].upper(), split=split, image_path=image, roi_mask_path=roi,
-                cropped_path=crop))
+            abnormalities.append(
+                Abnormality(
+                    patient_id=row["patient_id"],
+                    side=row["left or right breast"].upper(),
+                    view=row["image view"].upper(),
+                    abnormality_id=int(row.get("abnormality id") or 1),
+                    kind="mass" if row_kind.startswith("mass") else "calcification",
+                    pathology=row["pathology"].upper(),
+                    split=split,
+                    image_path=image,
+                    roi_mask_path=roi,
+                    cropped_path=crop,
+                )
+            )
     return abnormalities, problems
 
 
@@ -202,8 +230,9 @@ def find_images_root(root: str) -> str:
     return nested if os.path.isdir(nested) else root
 
 
-def read_release(root: str, images_root: Optional[str] = None,
-                 kinds: Sequence[str] = ("mass", "calcification")) -> Tuple[List[Abnormality], List[str]]:
+def read_release(
+    root: str, images_root: str | None = None, kinds: Sequence[str] = ("mass", "calcification")
+) -> tuple[list[Abnormality], list[str]]:
     """Every abnormality of the release at ``root`` (the CSVs there or in ``root/csv``),
     and the problems found (rows whose files are missing).
 
@@ -211,8 +240,8 @@ def read_release(root: str, images_root: Optional[str] = None,
         CbisError: no case-description CSV found.
     """
     images_root = images_root or find_images_root(root)
-    found: List[Abnormality] = []
-    problems: List[str] = []
+    found: list[Abnormality] = []
+    problems: list[str] = []
     seen_csv = 0
     for (kind, split), name in CSV_FILES.items():
         if kind not in kinds:
@@ -226,23 +255,29 @@ def read_release(root: str, images_root: Optional[str] = None,
                 problems.extend(bad)
                 break
     if not seen_csv:
-        raise CbisError(f"no CBIS-DDSM case-description CSV ({', '.join(CSV_FILES.values())}) in {root!r} "
-                        f"or {os.path.join(root, 'csv')!r}")
+        raise CbisError(
+            f"no CBIS-DDSM case-description CSV ({', '.join(CSV_FILES.values())}) in {root!r} "
+            f"or {os.path.join(root, 'csv')!r}"
+        )
     for problem in problems:
         log.warning("CBIS-DDSM: %s", problem)
     return found, problems
 
 
-def mammograms(abnormalities: Iterable[Abnormality]) -> List[Mammogram]:
+def mammograms(abnormalities: Iterable[Abnormality]) -> list[Mammogram]:
     """Abnormalities grouped by mammogram (patient, side, view), in a stable order."""
-    grouped: Dict[str, Mammogram] = {}
+    grouped: dict[str, Mammogram] = {}
     for a in abnormalities:
-        m = grouped.setdefault(a.image_id, Mammogram(a.image_id, a.patient_id, a.split, a.image_path, []))
+        m = grouped.setdefault(
+            a.image_id, Mammogram(a.image_id, a.patient_id, a.split, a.image_path, [])
+        )
         m.abnormalities.append(a)
     return [grouped[k] for k in sorted(grouped)]
 
 
-def pipeline_splits(mammograms_: Sequence[Mammogram], eval_fraction: float, seed: int) -> Dict[str, str]:
+def pipeline_splits(
+    mammograms_: Sequence[Mammogram], eval_fraction: float, seed: int
+) -> dict[str, str]:
     """{patient_id: "train" | "eval" | "test"}: the pipeline's three splits, by patient.
 
     The release's test patients are the pipeline's ``test`` split, untouched (what the
@@ -258,15 +293,21 @@ def pipeline_splits(mammograms_: Sequence[Mammogram], eval_fraction: float, seed
 
     if not 0 < eval_fraction < 1:
         raise ValueError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
-    malignant: Dict[str, bool] = {}
-    release_split: Dict[str, str] = {}
+    malignant: dict[str, bool] = {}
+    release_split: dict[str, str] = {}
     for m in mammograms_:
         malignant[m.patient_id] = malignant.get(m.patient_id, False) or m.malignant
         release_split[m.patient_id] = m.split
     splits = {pid: ("test" if split == "test" else "train") for pid, split in release_split.items()}
     for label in (False, True):
-        group = sorted((pid for pid, split in release_split.items() if split == "train" and malignant[pid] == label),
-                       key=lambda pid: hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest())
+        group = sorted(
+            (
+                pid
+                for pid, split in release_split.items()
+                if split == "train" and malignant[pid] == label
+            ),
+            key=lambda pid: hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest(),
+        )
         held = int(round(len(group) * eval_fraction))
         if len(group) >= 2:
             held = min(max(held, 1), len(group) - 1)
@@ -275,7 +316,7 @@ def pipeline_splits(mammograms_: Sequence[Mammogram], eval_fraction: float, seed
     return splits
 
 
-def preflight(root: str) -> Tuple[int, int]:
+def preflight(root: str) -> tuple[int, int]:
     """The mammography pipeline's check before it starts (local_runner.py turns the error
     into its PreflightError): the release at ``root`` has readable CSV rows in both of
     its splits. Returns (mammograms, abnormalities).
@@ -284,12 +325,16 @@ def preflight(root: str) -> Tuple[int, int]:
         CbisError: naming what is missing.
     """
     if not os.path.isdir(root):
-        raise CbisError(f"{root}: the CBIS-DDSM release folder does not exist (expected the four "
-                        f"case-description CSVs and the CBIS-DDSM/ image folder)")
+        raise CbisError(
+            f"{root}: the CBIS-DDSM release folder does not exist (expected the four "
+            f"case-description CSVs and the CBIS-DDSM/ image folder)"
+        )
     abnormalities, problems = read_release(root)
     splits = {a.split for a in abnormalities}
     if splits != {"train", "test"}:
-        raise CbisError(f"{root}: usable rows in split(s) {sorted(splits) or 'none'}; the pipeline needs "
-                        f"train and test rows with their images and ROI masks ({len(problems)} row(s) "
-                        f"unusable, e.g. {problems[:2]})")
+        raise CbisError(
+            f"{root}: usable rows in split(s) {sorted(splits) or 'none'}; the pipeline needs "
+            f"train and test rows with their images and ROI masks ({len(problems)} row(s) "
+            f"unusable, e.g. {problems[:2]})"
+        )
     return len(mammograms(abnormalities)), len(abnormalities)

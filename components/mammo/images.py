@@ -11,20 +11,19 @@ same TF ops.
 * `resize_keep_aspect`: scale so the image fits (1152x896 in the study), keeping its
   aspect ratio, then pad symmetrically (the odd pixel goes to the bottom/right).
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from breastdx_core import contract
-from breastdx_core import errors
-
+from breastdx_core import contract, errors
 
 
 @contextlib.contextmanager
@@ -52,12 +51,14 @@ def _pydicom():
     try:
         import pydicom  # optional: only DICOM copies of the release need it
     except ImportError as err:
-        raise ImageReadError("reading .dcm files needs pydicom (pip install pydicom), or use a PNG/TIFF copy "
-                             "of the release") from err
+        raise ImageReadError(
+            "reading .dcm files needs pydicom (pip install pydicom), or use a PNG/TIFF copy "
+            "of the release"
+        ) from err
     return pydicom
 
 
-def image_size(path: str) -> Tuple[int, int]:
+def image_size(path: str) -> tuple[int, int]:
     """(height, width) from the file's header, without decoding the pixels."""
     if _is_dicom(path):
         header = _pydicom().dcmread(path, stop_before_pixels=True)
@@ -107,10 +108,10 @@ class Geometry:
     """How `resize_keep_aspect` maps a (height, width) image into the target."""
 
     scale: float
-    resized: Tuple[int, int]  # (height, width) before padding
+    resized: tuple[int, int]  # (height, width) before padding
     pad_top: int
     pad_left: int
-    target: Tuple[int, int]
+    target: tuple[int, int]
 
     @property
     def pad_bottom(self) -> int:
@@ -128,12 +129,18 @@ def fit_geometry(size: Sequence[int], target: Sequence[int] = contract.CBIS_IMAG
     scale = min(target[0] / height, target[1] / width)
     new_h = min(target[0], max(1, int(round(height * scale))))
     new_w = min(target[1], max(1, int(round(width * scale))))
-    return Geometry(scale, (new_h, new_w), (target[0] - new_h) // 2, (target[1] - new_w) // 2,
-                    (int(target[0]), int(target[1])))
+    return Geometry(
+        scale,
+        (new_h, new_w),
+        (target[0] - new_h) // 2,
+        (target[1] - new_w) // 2,
+        (int(target[0]), int(target[1])),
+    )
 
 
-def resize_keep_aspect(image: tf.Tensor, target: Sequence[int] = contract.CBIS_IMAGE_SIZE,
-                       method: str = "area") -> tf.Tensor:
+def resize_keep_aspect(
+    image: tf.Tensor, target: Sequence[int] = contract.CBIS_IMAGE_SIZE, method: str = "area"
+) -> tf.Tensor:
     """Fits an image into ``target`` keeping its aspect ratio; pads symmetrically with 0.
 
     The same TF ops run eagerly on NumPy arrays (training data, masks) and inside the

@@ -17,11 +17,11 @@ train, ``eval_patch_set`` on eval and test. Records: `components.mammo.records`.
 files are GZIP TFRecords under ``Split-<name>/``, as TFX's ExampleGens write them, so
 the Trainers, the Evaluator and the EvaluationReport read them unchanged.
 """
+
 # No `from __future__ import annotations`: the @component decorator reads the real types.
 import json
 import logging
 import os
-from typing import Dict, List
 
 from tfx import v1 as tfx
 from tfx.components.util import examples_utils
@@ -37,14 +37,16 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "ingest_summary.json"
 
 
-def _writers(uri: str) -> Dict[str, "object"]:
+def _writers(uri: str) -> dict[str, "object"]:
     import tensorflow as tf
 
     out = {}
     for split in cbis.SPLITS:
         folder = os.path.join(uri, f"Split-{split}")
         folders.make_folder(folder)
-        out[split] = tf.io.TFRecordWriter(os.path.join(folder, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
+        out[split] = tf.io.TFRecordWriter(
+            os.path.join(folder, "data_tfrecord-00000-of-00001.gz"), options="GZIP"
+        )
     return out
 
 
@@ -53,13 +55,19 @@ def _mark(artifact: tfx.types.standard_artifacts.Examples) -> None:
     examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
 
 
-def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_size: List[int], patch_size: int,
-                  train_patch_set: str, eval_patch_set: str, seed: int,
-                  eval_fraction: float) -> Dict[str, object]:
+def write_records(
+    data_root: str,
+    patches_uri: str,
+    mammograms_uri: str,
+    image_size: list[int],
+    patch_size: int,
+    train_patch_set: str,
+    eval_patch_set: str,
+    seed: int,
+    eval_fraction: float,
+) -> dict[str, object]:
     """Reads the release and writes both artifacts' records; returns the counts."""
-    from components.mammo import images, patches
-
-    from components.mammo import records
+    from components.mammo import images, patches, records
 
     abnormalities, problems = cbis.read_release(data_root)
     if not abnormalities:
@@ -68,40 +76,73 @@ def write_records(data_root: str, patches_uri: str, mammograms_uri: str, image_s
     all_mammograms = cbis.mammograms(abnormalities)
     split_of = cbis.pipeline_splits(all_mammograms, eval_fraction, seed)
     patch_writers, image_writers = _writers(patches_uri), _writers(mammograms_uri)
-    counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in contract.CBIS_PATCH_CLASSES}
-                                         for split in cbis.SPLITS}
-    mammogram_counts: Dict[str, Dict[str, int]] = {split: {name: 0 for name in records.WHOLE_CLASS_NAMES}
-                                                   for split in cbis.SPLITS}
+    counts: dict[str, dict[str, int]] = {
+        split: {name: 0 for name in contract.CBIS_PATCH_CLASSES} for split in cbis.SPLITS
+    }
+    mammogram_counts: dict[str, dict[str, int]] = {
+        split: {name: 0 for name in records.WHOLE_CLASS_NAMES} for split in cbis.SPLITS
+    }
     try:
         for k, mammogram in enumerate(all_mammograms):
             split = split_of[mammogram.patient_id]
             image = images.resize_keep_aspect(images.read_image(mammogram.image_path), size).numpy()
-            rois = [(images.resize_mask(images.read_mask(a.roi_mask_path), size), a.patch_class)
-                    for a in mammogram.abnormalities]
+            rois = [
+                (images.resize_mask(images.read_mask(a.roi_mask_path), size), a.patch_class)
+                for a in mammogram.abnormalities
+            ]
             patch_set = train_patch_set if split == "train" else eval_patch_set
-            for n, patch in enumerate(patches.extract_patches(image, rois, patch_size, patch_set, seed=seed * 1000 + k,
-                                                              source=mammogram.image_id)):
-                example = records.to_example(patch.pixels, patch.label, mammogram.patient_id,
-                                             f"{patch.source}/{n:02d}")
+            for n, patch in enumerate(
+                patches.extract_patches(
+                    image,
+                    rois,
+                    patch_size,
+                    patch_set,
+                    seed=seed * 1000 + k,
+                    source=mammogram.image_id,
+                )
+            ):
+                example = records.to_example(
+                    patch.pixels, patch.label, mammogram.patient_id, f"{patch.source}/{n:02d}"
+                )
                 patch_writers[split].write(example.SerializeToString())
                 counts[split][contract.CBIS_PATCH_CLASSES[patch.label]] += 1
             label = int(mammogram.malignant)
-            image_writers[split].write(records.to_example(image, label, mammogram.patient_id,
-                                                          mammogram.image_id).SerializeToString())
+            image_writers[split].write(
+                records.to_example(
+                    image, label, mammogram.patient_id, mammogram.image_id
+                ).SerializeToString()
+            )
             mammogram_counts[split][records.WHOLE_CLASS_NAMES[label]] += 1
     finally:
         for writer in (*patch_writers.values(), *image_writers.values()):
             writer.close()
     for split in cbis.SPLITS:
         if not sum(mammogram_counts[split].values()):
-            where = {"eval": f"train patient held out as eval (eval_fraction {eval_fraction})"}.get(split, split)
-            raise cbis.CbisError(f"the release at {data_root} has no {where} mammogram with a readable ROI "
-                                 f"mask; every split is needed")
-    summary = {"patches": counts, "mammograms": mammogram_counts, "problems": problems,
-               "image_size": list(size), "patch_size": patch_size, "eval_fraction": eval_fraction,
-               "patients": {split: sum(1 for s in split_of.values() if s == split) for split in cbis.SPLITS},
-               "split_design": cbis.SPLIT_DESIGN}
-    log.info("CbisExampleGen: mammograms %s; patches %s; %d row(s) skipped", mammogram_counts, counts, len(problems))
+            where = {"eval": f"train patient held out as eval (eval_fraction {eval_fraction})"}.get(
+                split, split
+            )
+            raise cbis.CbisError(
+                f"the release at {data_root} has no {where} mammogram with a readable ROI "
+                f"mask; every split is needed"
+            )
+    summary = {
+        "patches": counts,
+        "mammograms": mammogram_counts,
+        "problems": problems,
+        "image_size": list(size),
+        "patch_size": patch_size,
+        "eval_fraction": eval_fraction,
+        "patients": {
+            split: sum(1 for s in split_of.values() if s == split) for split in cbis.SPLITS
+        },
+        "split_design": cbis.SPLIT_DESIGN,
+    }
+    log.info(
+        "CbisExampleGen: mammograms %s; patches %s; %d row(s) skipped",
+        mammogram_counts,
+        counts,
+        len(problems),
+    )
     return summary
 
 
@@ -126,8 +167,17 @@ def CbisExampleGen(
     """
     del input_fingerprint  # part of the cache key, nothing to do with it here
     size = [int(v) for v in image_size.split(",")]
-    summary = write_records(data_root, patches.uri, mammograms.uri, size, patch_size, train_patch_set,
-                            eval_patch_set, seed, eval_fraction)
+    summary = write_records(
+        data_root,
+        patches.uri,
+        mammograms.uri,
+        size,
+        patch_size,
+        train_patch_set,
+        eval_patch_set,
+        seed,
+        eval_fraction,
+    )
     for artifact in (patches, mammograms):
         _mark(artifact)
         with open(os.path.join(artifact.uri, SUMMARY_FILE), "w") as handle:

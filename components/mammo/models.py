@@ -27,20 +27,22 @@ network). With pretrained weights the backbone's batch-norm layers stay frozen, 
 inference mode, through every stage, and keep their ImageNet statistics when the new
 layers' are recomputed after training (`set_trainable`, `train_in_stages`).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from components.batchnorm import recalibrate_batchnorm
-from components.trainer import model as registry
 from breastdx_core import contract, pretrained
 from breastdx_core import registry as names
+from components.batchnorm import recalibrate_batchnorm
+from components.trainer import model as registry
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ BACKBONE_NAME = "resnet50"  # the study's (the nested model's name is the backbo
 # part too, the stage that halves the resolution last (block6, whose first block strides),
 # the last stage (block7) and the 1x1 top convolution with its batch norm: 2.7M of Lite0's
 # 3.4M weights (79 %), as conv5 holds 15.0M of ResNet50's 23.6M (64 %).
-TOP_BLOCK_PREFIXES: Dict[str, Tuple[str, ...]] = {
+TOP_BLOCK_PREFIXES: dict[str, tuple[str, ...]] = {
     "resnet50": ("conv5_",),
     **{name: ("block6", "block7", "top_") for name in pretrained.NAMES},
 }
@@ -79,7 +81,7 @@ def format_schedule(schedule: Sequence[Stage]) -> str:
     return ",".join(f"{s.trainable}:{s.learning_rate:g}:{s.epochs}" for s in schedule)
 
 
-def parse_schedule(text: str) -> Tuple[Stage, ...]:
+def parse_schedule(text: str) -> tuple[Stage, ...]:
     """The inverse of `format_schedule`.
 
     Raises:
@@ -93,12 +95,14 @@ def parse_schedule(text: str) -> Tuple[Stage, ...]:
                 raise ValueError
             stages.append(Stage(fields[0], float(fields[1]), int(fields[2])))
         except ValueError:
-            raise ValueError(f"schedule stage {item!r}: expected <{'|'.join(TRAINABLE)}>:<learning rate>:<epochs>, "
-                             f"e.g. head:1e-3:3") from None
+            raise ValueError(
+                f"schedule stage {item!r}: expected <{'|'.join(TRAINABLE)}>:<learning rate>:<epochs>, "
+                f"e.g. head:1e-3:3"
+            ) from None
     return tuple(stages)
 
 
-def _grey_to_backbone_input(x: tf.Tensor, backbone: str, weights: Optional[str]) -> tf.Tensor:
+def _grey_to_backbone_input(x: tf.Tensor, backbone: str, weights: str | None) -> tf.Tensor:
     x = keras.layers.Concatenate(name="grey_to_rgb")([x, x, x])
     if backbone in pretrained.PRETRAINED:
         # EfficientNet-Lite scales 0..255 pixels itself ((x - 127) / 128, in the network),
@@ -106,11 +110,15 @@ def _grey_to_backbone_input(x: tf.Tensor, backbone: str, weights: Optional[str])
         return keras.layers.Rescaling(contract.PIXEL_MAX, name="to_pixels")(x)
     if weights is not None:
         x = keras.layers.Rescaling(contract.PIXEL_MAX, name="to_pixels")(x)
-        x = keras.layers.Lambda(keras.applications.resnet50.preprocess_input, name="backbone_preprocess")(x)
+        x = keras.layers.Lambda(
+            keras.applications.resnet50.preprocess_input, name="backbone_preprocess"
+        )(x)
     return x
 
 
-def resolve_weights(backbone: str, weights: Optional[str], pretrained_dir: Optional[str] = None) -> Optional[str]:
+def resolve_weights(
+    backbone: str, weights: str | None, pretrained_dir: str | None = None
+) -> str | None:
     """What the backbone constructor gets (`components.trainer.model.backbone_weights`):
     None, "imagenet" (ResNet50: Keras's download), a local .h5 file, or for
     EfficientNet-Lite with "imagenet" the checked file `make weights` converted into
@@ -122,18 +130,28 @@ def resolve_weights(backbone: str, weights: Optional[str], pretrained_dir: Optio
     """
     if backbone not in BACKBONES:
         raise ValueError(f"mammography backbone must be one of {BACKBONES}, got {backbone!r}")
-    return registry.backbone_weights(backbone, {"weights": weights, "pretrained_dir": pretrained_dir})
+    return registry.backbone_weights(
+        backbone, {"weights": weights, "pretrained_dir": pretrained_dir}
+    )
 
 
-def weights_provenance(backbone: str, weights: Optional[str], pretrained_dir: Optional[str]) -> Dict[str, Any]:
+def weights_provenance(
+    backbone: str, weights: str | None, pretrained_dir: str | None
+) -> dict[str, Any]:
     """``{"weights_provenance": {...}}`` for the card: "random", or the package, version
     and SHA-256 of Lite's ImageNet weights (the Trainer's own record,
     `components.trainer.model.weights_provenance`)."""
-    return registry.weights_provenance({"backbone": backbone, "lstm_backbone": backbone, "weights": weights,
-                                        "pretrained_dir": pretrained_dir})
+    return registry.weights_provenance(
+        {
+            "backbone": backbone,
+            "lstm_backbone": backbone,
+            "weights": weights,
+            "pretrained_dir": pretrained_dir,
+        }
+    )
 
 
-def build_backbone(weights: Optional[str] = None, backbone: str = BACKBONE_NAME) -> keras.Model:
+def build_backbone(weights: str | None = None, backbone: str = BACKBONE_NAME) -> keras.Model:
     """``backbone`` without its top, any input size: [b, h, w, 3] -> [b, h/32, w/32, c]
     (ResNet50: c = 2048, on its preprocessed input; EfficientNet-Lite: c = 1280, on 0..255
     pixels). ``weights``: None or what `resolve_weights` returns. The nested model's name
@@ -144,9 +162,13 @@ def build_backbone(weights: Optional[str] = None, backbone: str = BACKBONE_NAME)
     return constructor(include_top=False, weights=weights, input_shape=(None, None, 3))
 
 
-def build_patch_classifier(patch_size: int, num_classes: int = len(contract.CBIS_PATCH_CLASSES),
-                           weights: Optional[str] = None, backbone: str = BACKBONE_NAME,
-                           pretrained_dir: Optional[str] = None) -> keras.Model:
+def build_patch_classifier(
+    patch_size: int,
+    num_classes: int = len(contract.CBIS_PATCH_CLASSES),
+    weights: str | None = None,
+    backbone: str = BACKBONE_NAME,
+    pretrained_dir: str | None = None,
+) -> keras.Model:
     """Backbone + GAP + softmax: grey [b, p, p, 1] in [0, 1] -> probabilities [b, n].
 
     ``weights``: None (random), "imagenet" or a local .h5 file (`resolve_weights`; for
@@ -159,7 +181,9 @@ def build_patch_classifier(patch_size: int, num_classes: int = len(contract.CBIS
     network = build_backbone(resolved, backbone)
     x = network(_grey_to_backbone_input(inputs, backbone, resolved))
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name=contract.OUTPUT_PROBABILITIES)(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", name=contract.OUTPUT_PROBABILITIES
+    )(x)
     model = keras.Model(inputs, outputs, name="patch_classifier")
     model.weights_source = resolved
     model.backbone_name = backbone
@@ -208,9 +232,12 @@ def bottleneck_block(x: tf.Tensor, filters: Sequence[int], name: str, stride: in
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def build_whole_image_classifier(patch_model: keras.Model, image_size: Sequence[int],
-                                 block_filters: Sequence[int] = (512, 512, 1024),
-                                 weights: Optional[str] = None) -> keras.Model:
+def build_whole_image_classifier(
+    patch_model: keras.Model,
+    image_size: Sequence[int],
+    block_filters: Sequence[int] = (512, 512, 1024),
+    weights: str | None = None,
+) -> keras.Model:
     """Patch backbone + two bottleneck blocks + GAP + sigmoid:
     grey [b, H, W, 1] in [0, 1] -> P(malignant) [b, 1]. ``weights``: what the patch
     classifier's backbone started from (None: random; pretrained weights bring ResNet50's
@@ -235,7 +262,7 @@ def build_whole_image_classifier(patch_model: keras.Model, image_size: Sequence[
 
 
 def set_trainable(model: keras.Model, which: str) -> None:
-    """"head": only layers outside the backbone; "top": also the backbone's top block
+    """ "head": only layers outside the backbone; "top": also the backbone's top block
     (`TOP_BLOCK_PREFIXES`: ResNet50's conv5, EfficientNet-Lite's block6, block7 and top
     convolution); "all": everything. With pretrained weights (the model's
     ``weights_source``, set where it was built) the backbone's batch-norm layers stay
@@ -256,10 +283,19 @@ def set_trainable(model: keras.Model, which: str) -> None:
         freeze_batchnorm(backbone)
 
 
-def train_in_stages(model: keras.Model, schedule: Sequence[Stage], train: Tuple[np.ndarray, np.ndarray],
-                    validation: Optional[Tuple[np.ndarray, np.ndarray]], loss: str, metrics: List[Any],
-                    batch_size: int, class_weight: Optional[Dict[int, float]] = None,
-                    augment: bool = True, seed: int = 0, label: str = "training") -> List[Dict[str, Any]]:
+def train_in_stages(
+    model: keras.Model,
+    schedule: Sequence[Stage],
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    loss: str,
+    metrics: list[Any],
+    batch_size: int,
+    class_weight: dict[int, float] | None = None,
+    augment: bool = True,
+    seed: int = 0,
+    label: str = "training",
+) -> list[dict[str, Any]]:
     """Fits ``model`` stage by stage (recompiling at each: new trainable set, new
     learning rate); returns one history dict per stage. ``label`` names the progress
     bar (components/progress.py)."""
@@ -273,32 +309,48 @@ def train_in_stages(model: keras.Model, schedule: Sequence[Stage], train: Tuple[
         if stage.epochs <= 0:
             continue
         set_trainable(model, stage.trainable)
-        model.compile(optimizer=keras.optimizers.Adam(stage.learning_rate), loss=loss, metrics=metrics)
-        history: Dict[str, Any] = {"stage": stage.trainable, "learning_rate": stage.learning_rate}
+        model.compile(
+            optimizer=keras.optimizers.Adam(stage.learning_rate), loss=loss, metrics=metrics
+        )
+        history: dict[str, Any] = {"stage": stage.trainable, "learning_rate": stage.learning_rate}
         progress = StepProgress(f"{label} stage {stage.trainable}", stage.epochs * steps_per_epoch)
         progress.set_model(model)
         progress.on_train_begin()
         for _epoch in range(stage.epochs):
             xs = _flip(x, rng) if augment else x
             # One epoch per fit (fresh flips each time); the bar spans the stage.
-            fit = model.fit(xs, y, batch_size=batch_size, epochs=1, shuffle=True, class_weight=class_weight,
-                            verbose=0, callbacks=[_BatchForwarder(progress)])
+            fit = model.fit(
+                xs,
+                y,
+                batch_size=batch_size,
+                epochs=1,
+                shuffle=True,
+                class_weight=class_weight,
+                verbose=0,
+                callbacks=[_BatchForwarder(progress)],
+            )
             for key, values in fit.history.items():
                 history.setdefault(key, []).append(float(values[-1]))
         if validation is not None and len(validation[0]):
             recalibrate_batchnorm(model, _batches(x, batch_size), keep=_kept_statistics(model))
-            scores = model.evaluate(validation[0], validation[1], batch_size=batch_size, verbose=0,
-                                    return_dict=True)
+            scores = model.evaluate(
+                validation[0], validation[1], batch_size=batch_size, verbose=0, return_dict=True
+            )
             history.update({f"val_{k}": float(v) for k, v in scores.items()})
         progress.on_train_end()
-        log.info("stage %s (lr %g, %d epochs): %s", stage.trainable, stage.learning_rate, stage.epochs,
-                 {k: (v[-1] if isinstance(v, list) else v) for k, v in history.items() if k != "stage"})
+        log.info(
+            "stage %s (lr %g, %d epochs): %s",
+            stage.trainable,
+            stage.learning_rate,
+            stage.epochs,
+            {k: (v[-1] if isinstance(v, list) else v) for k, v in history.items() if k != "stage"},
+        )
         histories.append(history)
     recalibrate_batchnorm(model, _batches(x, batch_size), keep=_kept_statistics(model))
     return histories
 
 
-def _kept_statistics(model: keras.Model) -> List[keras.Model]:
+def _kept_statistics(model: keras.Model) -> list[keras.Model]:
     """The nested models whose batch-norm statistics the recomputation leaves alone: a
     pretrained backbone keeps its ImageNet statistics (components/batchnorm.py)."""
     return [backbone_of(model)] if getattr(model, "weights_source", None) is not None else []
@@ -311,7 +363,7 @@ class _BatchForwarder(keras.callbacks.Callback):
         super().__init__()
         self.target = target
 
-    def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, float]] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         self.target.on_train_batch_end(batch, logs)
 
 
@@ -325,11 +377,11 @@ def _flip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _batches(x: np.ndarray, batch_size: int, limit: int = 32) -> List[np.ndarray]:
-    return [x[i:i + batch_size] for i in range(0, len(x), batch_size)][:limit]
+def _batches(x: np.ndarray, batch_size: int, limit: int = 32) -> list[np.ndarray]:
+    return [x[i : i + batch_size] for i in range(0, len(x), batch_size)][:limit]
 
 
-def class_weights(labels: np.ndarray, num_classes: int) -> Dict[int, float]:
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """Inverse-frequency weights, 1.0 on average over examples; absent classes get 1."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     total = counts.sum()

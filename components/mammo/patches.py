@@ -17,11 +17,12 @@ on breast tissue (not the black film around it).
 Five classes (contract.CBIS_PATCH_CLASSES): background, calcification benign and
 malignant, mass benign and malignant.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,26 +48,36 @@ class Patch:
     source: str  # image id and abnormality, for tracing
 
 
-def overlap(box: Tuple[int, int, int], roi: np.ndarray) -> float:
+def overlap(box: tuple[int, int, int], roi: np.ndarray) -> float:
     """|patch ∩ ROI| / min(|patch|, |ROI|) for the square patch (top, left, size)."""
     top, left, size = box
-    inside = int(roi[top:top + size, left:left + size].sum())
+    inside = int(roi[top : top + size, left : left + size].sum())
     area = int(roi.sum())
     return inside / min(size * size, area) if area else 0.0
 
 
-def roi_centre(roi: np.ndarray) -> Tuple[float, float]:
+def roi_centre(roi: np.ndarray) -> tuple[float, float]:
     """Centre of the ROI's bounding box (row, column)."""
     ys, xs = np.nonzero(roi)
     return (ys.min() + ys.max()) / 2.0, (xs.min() + xs.max()) / 2.0
 
 
-def _clamp(top: float, left: float, size: int, shape: Tuple[int, int]) -> Tuple[int, int]:
-    return (int(np.clip(round(top), 0, shape[0] - size)), int(np.clip(round(left), 0, shape[1] - size)))
+def _clamp(top: float, left: float, size: int, shape: tuple[int, int]) -> tuple[int, int]:
+    return (
+        int(np.clip(round(top), 0, shape[0] - size)),
+        int(np.clip(round(left), 0, shape[1] - size)),
+    )
 
 
-def roi_patches(image: np.ndarray, roi: np.ndarray, label: int, size: int, count: int,
-                rng: np.random.Generator, source: str = "") -> List[Patch]:
+def roi_patches(
+    image: np.ndarray,
+    roi: np.ndarray,
+    label: int,
+    size: int,
+    count: int,
+    rng: np.random.Generator,
+    source: str = "",
+) -> list[Patch]:
     """``count`` patches of side ``size`` around a ROI: the first centred on it, the rest
     at random shifts, every one with overlap >= MIN_ROI_OVERLAP. A ROI too large or too
     oddly shaped to give that many distinct patches gives fewer (never a worse one)."""
@@ -74,34 +85,55 @@ def roi_patches(image: np.ndarray, roi: np.ndarray, label: int, size: int, count
         return []
     cy, cx = roi_centre(roi)
     top, left = _clamp(cy - size / 2, cx - size / 2, size, image.shape)
-    found: List[Patch] = []
+    found: list[Patch] = []
     seen = set()
     first = overlap((top, left, size), roi)
     if first >= MIN_ROI_OVERLAP:
-        found.append(Patch(image[top:top + size, left:left + size].copy(), label, top, left, first, source))
+        found.append(
+            Patch(
+                image[top : top + size, left : left + size].copy(), label, top, left, first, source
+            )
+        )
         seen.add((top, left))
     ys, xs = np.nonzero(roi)
     for _ in range(MAX_TRIES):
         if len(found) >= count:
             break
         # Centres anywhere a patch can still hold the ROI: within half a patch of it.
-        y, x = rng.uniform(ys.min() - size / 2, ys.max() + size / 2), rng.uniform(xs.min() - size / 2,
-                                                                                     xs.max() + size / 2)
+        y, x = (
+            rng.uniform(ys.min() - size / 2, ys.max() + size / 2),
+            rng.uniform(xs.min() - size / 2, xs.max() + size / 2),
+        )
         top, left = _clamp(y - size / 2, x - size / 2, size, image.shape)
         if (top, left) in seen:
             continue
         share = overlap((top, left, size), roi)
         if share >= MIN_ROI_OVERLAP:
             seen.add((top, left))
-            found.append(Patch(image[top:top + size, left:left + size].copy(), label, top, left, share, source))
+            found.append(
+                Patch(
+                    image[top : top + size, left : left + size].copy(),
+                    label,
+                    top,
+                    left,
+                    share,
+                    source,
+                )
+            )
     return found
 
 
-def background_patches(image: np.ndarray, rois: np.ndarray, size: int, count: int, rng: np.random.Generator,
-                       source: str = "") -> List[Patch]:
+def background_patches(
+    image: np.ndarray,
+    rois: np.ndarray,
+    size: int,
+    count: int,
+    rng: np.random.Generator,
+    source: str = "",
+) -> list[Patch]:
     """``count`` patches that touch no ROI (``rois``: the union of the image's ROI masks)
     and lie at least MIN_TISSUE on breast tissue."""
-    found: List[Patch] = []
+    found: list[Patch] = []
     height, width = image.shape
     if height < size or width < size:
         return found
@@ -110,17 +142,31 @@ def background_patches(image: np.ndarray, rois: np.ndarray, size: int, count: in
         if len(found) >= count:
             break
         top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
-        if rois[top:top + size, left:left + size].any():
+        if rois[top : top + size, left : left + size].any():
             continue
-        if tissue[top:top + size, left:left + size].mean() < MIN_TISSUE:
+        if tissue[top : top + size, left : left + size].mean() < MIN_TISSUE:
             continue
-        found.append(Patch(image[top:top + size, left:left + size].copy(), contract.CBIS_PATCH_CLASSES.index(
-            "background"), top, left, 0.0, source))
+        found.append(
+            Patch(
+                image[top : top + size, left : left + size].copy(),
+                contract.CBIS_PATCH_CLASSES.index("background"),
+                top,
+                left,
+                0.0,
+                source,
+            )
+        )
     return found
 
 
-def extract_patches(image: np.ndarray, rois: Sequence[Tuple[np.ndarray, int]], size: int,
-                    patch_set: str = "S", seed: int = 0, source: str = "") -> List[Patch]:
+def extract_patches(
+    image: np.ndarray,
+    rois: Sequence[tuple[np.ndarray, int]],
+    size: int,
+    patch_set: str = "S",
+    seed: int = 0,
+    source: str = "",
+) -> list[Patch]:
     """The S or S10 patches of one (resized) mammogram.
 
     Args:
@@ -136,7 +182,7 @@ def extract_patches(image: np.ndarray, rois: Sequence[Tuple[np.ndarray, int]], s
     count = PATCH_SETS[patch_set]
     rng = np.random.default_rng(seed)
     union = np.zeros(image.shape, bool)
-    patches: List[Patch] = []
+    patches: list[Patch] = []
     for index, (mask, label) in enumerate(rois):
         union |= mask
         patches += roi_patches(image, mask, label, size, count, rng, f"{source}#{index + 1}")
@@ -144,10 +190,12 @@ def extract_patches(image: np.ndarray, rois: Sequence[Tuple[np.ndarray, int]], s
     return patches
 
 
-def write_patch_folders(root: str, patches: Sequence[Patch], patient_id: str, prefix: str) -> Dict[str, int]:
+def write_patch_folders(
+    root: str, patches: Sequence[Patch], patient_id: str, prefix: str
+) -> dict[str, int]:
     """Stores patches as ``root/<class name>/<patient_id>/<prefix>_<n>.png`` (the
     class-folder layout with a patient level); returns counts per class name."""
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for n, patch in enumerate(patches):
         name = contract.CBIS_PATCH_CLASSES[patch.label]
         images.save_png(os.path.join(root, name, patient_id, f"{prefix}_{n:02d}.png"), patch.pixels)
@@ -155,10 +203,11 @@ def write_patch_folders(root: str, patches: Sequence[Patch], patient_id: str, pr
     return counts
 
 
-def as_arrays(patches: Sequence[Patch]) -> Tuple[np.ndarray, np.ndarray]:
+def as_arrays(patches: Sequence[Patch]) -> tuple[np.ndarray, np.ndarray]:
     """Stacked pixels float32 [n, size, size, 1] and labels int64 [n]."""
     if not patches:
         return np.zeros((0, 0, 0, 1), np.float32), np.zeros((0,), np.int64)
-    return (np.stack([p.pixels for p in patches])[..., None].astype(np.float32),
-            np.array([p.label for p in patches], np.int64))
-
+    return (
+        np.stack([p.pixels for p in patches])[..., None].astype(np.float32),
+        np.array([p.label for p in patches], np.int64),
+    )

@@ -11,10 +11,12 @@ model's size by the ingest), ``label`` (patches: index into
 contract.CBIS_PATCH_CLASSES; mammograms: 1 malignant, 0 benign), ``patient_id`` and
 ``source_path`` (the image id, for tracing).
 """
+
 from __future__ import annotations
 
 import io
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -31,7 +33,9 @@ FEATURES = {
 }
 
 
-def require_settings(custom_config: Mapping[str, Any], keys: Iterable[str], who: str) -> Dict[str, Any]:
+def require_settings(
+    custom_config: Mapping[str, Any], keys: Iterable[str], who: str
+) -> dict[str, Any]:
     """The settings ``who`` needs from its ``custom_config`` (PipelineConfig's
     mammo_*_config()); no fallbacks, so a setting cannot silently disagree with
     breastdx_core/configs.py.
@@ -42,8 +46,10 @@ def require_settings(custom_config: Mapping[str, Any], keys: Iterable[str], who:
     custom_config = dict(custom_config or {})
     missing = [k for k in keys if k not in custom_config]
     if missing:
-        raise ValueError(f"{who}: custom_config lacks {missing}; it comes from breastdx_core/configs.py "
-                         f"(PipelineConfig.mammo_*_config), got keys {sorted(custom_config)}")
+        raise ValueError(
+            f"{who}: custom_config lacks {missing}; it comes from breastdx_core/configs.py "
+            f"(PipelineConfig.mammo_*_config), got keys {sorted(custom_config)}"
+        )
     return custom_config
 
 
@@ -61,27 +67,37 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 def to_example(pixels: np.ndarray, label: int, patient_id: str, source: str) -> tf.train.Example:
     """One record (module docstring)."""
+
     def _bytes(value: bytes) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
-    return tf.train.Example(features=tf.train.Features(feature={
-        contract.IMAGE_KEY: _bytes(encode_png(pixels)),
-        contract.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-        contract.PATIENT_KEY: _bytes(patient_id.encode()),
-        contract.SOURCE_PATH_KEY: _bytes(source.encode()),
-    }))
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                contract.IMAGE_KEY: _bytes(encode_png(pixels)),
+                contract.LABEL_KEY: tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[int(label)])
+                ),
+                contract.PATIENT_KEY: _bytes(patient_id.encode()),
+                contract.SOURCE_PATH_KEY: _bytes(source.encode()),
+            }
+        )
+    )
 
 
 def decode_grey(image_bytes: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
     """[None] encoded bytes (PNG/JPEG, any size) -> grey float32 [None, h, w, 1] in [0, 1],
     fitted to ``size`` with its aspect kept and padded (identity for the ingest's
     records, which already have that size)."""
+
     def one(encoded):
         image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
         image = tf.cast(image, tf.float32) / contract.PIXEL_MAX
         return images.resize_keep_aspect(image, size)
 
-    return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([size[0], size[1], 1], tf.float32))
+    return tf.map_fn(
+        one, image_bytes, fn_output_signature=tf.TensorSpec([size[0], size[1], 1], tf.float32)
+    )
 
 
 def parse_image_bytes(serialized: tf.Tensor) -> tf.Tensor:
@@ -91,15 +107,16 @@ def parse_image_bytes(serialized: tf.Tensor) -> tf.Tensor:
     return parsed[contract.IMAGE_KEY]
 
 
-def load_arrays(file_patterns: Sequence[str], size: Sequence[int],
-                batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+    file_patterns: Sequence[str], size: Sequence[int], batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Every record of a split as (grey float32 [n, h, w, 1], labels int64 [n]).
 
     The stage-wise fine-tuning (`components.mammo.models.train_in_stages`) shuffles and
     flips in memory; at the demo's sizes a split fits easily (the study's full set
     would want a streaming input function instead).
     """
-    files: List[str] = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    files: list[str] = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no records match {list(file_patterns)}")
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)

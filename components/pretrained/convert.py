@@ -13,6 +13,7 @@ arguments; the input scaling goes into its Normalization layer (mean 127/255, va
 The PyTorch model pads symmetrically where Keras pads stride-2 convolutions the TF
 "same" way: a one-pixel shift that the ImageNet check below tolerates (top-1 unchanged).
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,15 +21,16 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from tf_keras.src.applications import efficientnet as keras_efficientnet
 
-from components.pretrained import torch_legacy
 from breastdx_core import pretrained
+from components.pretrained import torch_legacy
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
     return int(rounded)
 
 
-def lite_blocks_args(name: str) -> List[Dict[str, Any]]:
+def lite_blocks_args(name: str) -> list[dict[str, Any]]:
     """tf_keras's block arguments with the Lite changes applied (no SE; width and depth
     scaling done here, with the first and last stages' repeats left unscaled)."""
     source = pretrained.PRETRAINED[name]
@@ -62,9 +64,14 @@ def lite_blocks_args(name: str) -> List[Dict[str, Any]]:
     return blocks
 
 
-def efficientnet_lite(name: str, include_top: bool = False, weights: Optional[str] = None,
-                      input_tensor: Optional[tf.Tensor] = None, input_shape: Optional[tuple] = None,
-                      classes: int = IMAGENET_CLASSES) -> keras.Model:
+def efficientnet_lite(
+    name: str,
+    include_top: bool = False,
+    weights: str | None = None,
+    input_tensor: tf.Tensor | None = None,
+    input_shape: tuple | None = None,
+    classes: int = IMAGENET_CLASSES,
+) -> keras.Model:
     """EfficientNet-Lite ``name`` (a key of `breastdx_core.pretrained.PRETRAINED`).
 
     Takes pixels in [0, 255]. ``weights``: None (random; the input scaling is still the
@@ -73,10 +80,20 @@ def efficientnet_lite(name: str, include_top: bool = False, weights: Optional[st
     """
     source = pretrained.PRETRAINED[name]
     model = keras_efficientnet.EfficientNet(
-        width_coefficient=1.0, depth_coefficient=1.0, default_size=source.default_size,
-        dropout_rate=0.2, drop_connect_rate=0.2, activation=tf.nn.relu6, blocks_args=lite_blocks_args(name),
-        model_name=name, include_top=include_top, weights=None, input_tensor=input_tensor,
-        input_shape=input_shape, classes=classes)
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        default_size=source.default_size,
+        dropout_rate=0.2,
+        drop_connect_rate=0.2,
+        activation=tf.nn.relu6,
+        blocks_args=lite_blocks_args(name),
+        model_name=name,
+        include_top=include_top,
+        weights=None,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        classes=classes,
+    )
     if weights is not None:
         load_by_name(model, weights)
     _set_input_scaling(model)
@@ -86,15 +103,26 @@ def efficientnet_lite(name: str, include_top: bool = False, weights: Optional[st
 def _set_input_scaling(model: keras.Model) -> None:
     # Constants, not learned: set in code after any load, because Keras names the layer
     # "normalization_<n>" by creation order, which a by-name load cannot rely on.
-    normalization = next(layer for layer in model.layers if isinstance(layer, keras.layers.Normalization))
+    normalization = next(
+        layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)
+    )
     mean, variance, count = normalization.get_weights()
-    normalization.set_weights([np.full_like(mean, INPUT_MEAN / PIXEL_MAX),
-                               np.full_like(variance, (INPUT_STD / PIXEL_MAX) ** 2), count])
+    normalization.set_weights(
+        [
+            np.full_like(mean, INPUT_MEAN / PIXEL_MAX),
+            np.full_like(variance, (INPUT_STD / PIXEL_MAX) ** 2),
+            count,
+        ]
+    )
 
 
-def weighted_layers(model: keras.Model) -> List[keras.layers.Layer]:
+def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Layers whose weights come from ImageNet (the input Normalization's are constants)."""
-    return [layer for layer in model.layers if layer.weights and not isinstance(layer, keras.layers.Normalization)]
+    return [
+        layer
+        for layer in model.layers
+        if layer.weights and not isinstance(layer, keras.layers.Normalization)
+    ]
 
 
 def load_by_name(model: keras.Model, path: str) -> None:
@@ -110,7 +138,9 @@ def load_by_name(model: keras.Model, path: str) -> None:
         stored = set(n.decode() if isinstance(n, bytes) else n for n in handle.attrs["layer_names"])
     missing = [layer.name for layer in weighted_layers(model) if layer.name not in stored]
     if missing:
-        raise ValueError(f"{path} has no weights for {len(missing)} layer(s) of {model.name}: {missing[:5]}")
+        raise ValueError(
+            f"{path} has no weights for {len(missing)} layer(s) of {model.name}: {missing[:5]}"
+        )
     model.load_weights(path, by_name=True)
 
 
@@ -122,44 +152,78 @@ def _depthwise(kernel: np.ndarray) -> np.ndarray:
     return kernel.transpose(2, 3, 0, 1)  # PyTorch [channels, 1, h, w] -> Keras [h, w, channels, 1]
 
 
-def _bn(state: Dict[str, np.ndarray], prefix: str) -> List[np.ndarray]:
+def _bn(state: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
     return [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
 
 
-def keras_weights_from_torch(model: keras.Model, state: Dict[str, np.ndarray]) -> Dict[str, List[np.ndarray]]:
+def keras_weights_from_torch(
+    model: keras.Model, state: dict[str, np.ndarray]
+) -> dict[str, list[np.ndarray]]:
     """Keras layer name -> its weights, from the PyTorch state dict (every tensor used once).
 
     Raises:
         ValueError: a tensor is left over or a Keras layer gets none (a different network).
     """
-    mapping: Dict[str, List[str]] = {}
-    values: Dict[str, List[np.ndarray]] = {}
+    mapping: dict[str, list[str]] = {}
+    values: dict[str, list[np.ndarray]] = {}
 
-    def put(layer: str, keys: List[str], weights: List[np.ndarray]) -> None:
+    def put(layer: str, keys: list[str], weights: list[np.ndarray]) -> None:
         mapping[layer], values[layer] = keys, weights
 
     put("stem_conv", ["_conv_stem.weight"], [_conv(state["_conv_stem.weight"])])
-    put("stem_bn", [f"_bn0.{k}" for k in ("weight", "bias", "running_mean", "running_var")], _bn(state, "_bn0"))
-    block_prefixes = sorted({layer.name.split("_")[0] for layer in model.layers
-                             if layer.name.startswith("block") and layer.name.endswith("_dwconv")},
-                            key=lambda n: (int(n[5:-1]), n[-1]))
+    put(
+        "stem_bn",
+        [f"_bn0.{k}" for k in ("weight", "bias", "running_mean", "running_var")],
+        _bn(state, "_bn0"),
+    )
+    block_prefixes = sorted(
+        {
+            layer.name.split("_")[0]
+            for layer in model.layers
+            if layer.name.startswith("block") and layer.name.endswith("_dwconv")
+        },
+        key=lambda n: (int(n[5:-1]), n[-1]),
+    )
     torch_blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("_blocks.")})
     if len(block_prefixes) != len(torch_blocks):
-        raise ValueError(f"the Keras network has {len(block_prefixes)} blocks, the PyTorch weights "
-                         f"{len(torch_blocks)}")
+        raise ValueError(
+            f"the Keras network has {len(block_prefixes)} blocks, the PyTorch weights "
+            f"{len(torch_blocks)}"
+        )
     for keras_block, torch_block in zip(block_prefixes, torch_blocks):
         t = f"_blocks.{torch_block}"
         bn_keys = ("weight", "bias", "running_mean", "running_var")
         if f"{t}._expand_conv.weight" in state:
-            put(f"{keras_block}_expand_conv", [f"{t}._expand_conv.weight"], [_conv(state[f"{t}._expand_conv.weight"])])
-            put(f"{keras_block}_expand_bn", [f"{t}._bn0.{k}" for k in bn_keys], _bn(state, f"{t}._bn0"))
-        put(f"{keras_block}_dwconv", [f"{t}._depthwise_conv.weight"],
-            [_depthwise(state[f"{t}._depthwise_conv.weight"])])
+            put(
+                f"{keras_block}_expand_conv",
+                [f"{t}._expand_conv.weight"],
+                [_conv(state[f"{t}._expand_conv.weight"])],
+            )
+            put(
+                f"{keras_block}_expand_bn",
+                [f"{t}._bn0.{k}" for k in bn_keys],
+                _bn(state, f"{t}._bn0"),
+            )
+        put(
+            f"{keras_block}_dwconv",
+            [f"{t}._depthwise_conv.weight"],
+            [_depthwise(state[f"{t}._depthwise_conv.weight"])],
+        )
         put(f"{keras_block}_bn", [f"{t}._bn1.{k}" for k in bn_keys], _bn(state, f"{t}._bn1"))
-        put(f"{keras_block}_project_conv", [f"{t}._project_conv.weight"], [_conv(state[f"{t}._project_conv.weight"])])
-        put(f"{keras_block}_project_bn", [f"{t}._bn2.{k}" for k in bn_keys], _bn(state, f"{t}._bn2"))
+        put(
+            f"{keras_block}_project_conv",
+            [f"{t}._project_conv.weight"],
+            [_conv(state[f"{t}._project_conv.weight"])],
+        )
+        put(
+            f"{keras_block}_project_bn", [f"{t}._bn2.{k}" for k in bn_keys], _bn(state, f"{t}._bn2")
+        )
     put("top_conv", ["_conv_head.weight"], [_conv(state["_conv_head.weight"])])
-    put("top_bn", [f"_bn1.{k}" for k in ("weight", "bias", "running_mean", "running_var")], _bn(state, "_bn1"))
+    put(
+        "top_bn",
+        [f"_bn1.{k}" for k in ("weight", "bias", "running_mean", "running_var")],
+        _bn(state, "_bn1"),
+    )
     put("predictions", ["_fc.weight", "_fc.bias"], [state["_fc.weight"].T, state["_fc.bias"]])
 
     used = {key for keys in mapping.values() for key in keys}
@@ -169,7 +233,7 @@ def keras_weights_from_torch(model: keras.Model, state: Dict[str, np.ndarray]) -
     return values
 
 
-def convert(name: str, cache_dir: str) -> Dict[str, Any]:
+def convert(name: str, cache_dir: str) -> dict[str, Any]:
     """Converts ``name``'s installed PyTorch weights into ``<cache_dir>/<name>.h5`` and
     writes its manifest. Returns the manifest.
 
@@ -180,7 +244,9 @@ def convert(name: str, cache_dir: str) -> Dict[str, Any]:
     path = pretrained.source_file(name)
     digest = pretrained.sha256_file(path)
     if digest != source.sha256:
-        raise ValueError(f"{path}: SHA-256 {digest}, expected {source.sha256} ({source.package}=={source.version})")
+        raise ValueError(
+            f"{path}: SHA-256 {digest}, expected {source.sha256} ({source.package}=={source.version})"
+        )
     started = time.time()
     state = torch_legacy.load_state_dict(path)
     model = efficientnet_lite(name, include_top=True)
@@ -194,7 +260,9 @@ def convert(name: str, cache_dir: str) -> Dict[str, Any]:
             expected = [w.shape for w in layer.get_weights()]
             got = [v.shape for v in values[layer.name]]
             if expected != got:
-                raise ValueError(f"{name} layer {layer.name}: Keras shapes {expected}, converted {got}")
+                raise ValueError(
+                    f"{name} layer {layer.name}: Keras shapes {expected}, converted {got}"
+                )
             layer.set_weights(values[layer.name])
     os.makedirs(cache_dir, exist_ok=True)
     target = pretrained.weights_file(cache_dir, name)
@@ -216,12 +284,18 @@ def convert(name: str, cache_dir: str) -> Dict[str, Any]:
     }
     with open(pretrained.manifest_file(cache_dir, name), "w") as handle:
         json.dump(manifest, handle, indent=1)
-    log.info("converted %s (%s==%s) to %s in %.1f s", name, source.package, source.version, target,
-             time.time() - started)
+    log.info(
+        "converted %s (%s==%s) to %s in %.1f s",
+        name,
+        source.package,
+        source.version,
+        target,
+        time.time() - started,
+    )
     return manifest
 
 
-def ensure(cache_dir: str, names: Iterable[str] = pretrained.NAMES) -> Dict[str, Dict[str, Any]]:
+def ensure(cache_dir: str, names: Iterable[str] = pretrained.NAMES) -> dict[str, dict[str, Any]]:
     """Converts each backbone whose checked file is not in ``cache_dir`` yet; leaves the
     others alone (their SHA-256 matches their manifest). Returns each one's manifest."""
     done = {}
@@ -231,6 +305,8 @@ def ensure(cache_dir: str, names: Iterable[str] = pretrained.NAMES) -> Dict[str,
             keras.backend.clear_session()
             manifest = convert(name, cache_dir)
         else:
-            log.info("%s: %s is current (SHA-256 %s...)", name, manifest["file"], manifest["sha256"][:12])
+            log.info(
+                "%s: %s is current (SHA-256 %s...)", name, manifest["file"], manifest["sha256"][:12]
+            )
         done[name] = manifest
     return done

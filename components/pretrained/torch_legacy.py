@@ -7,12 +7,13 @@ object itself (tensors point at storages through pickle's persistent ids), the l
 storage keys, then each storage's raw little-endian bytes after an int64 element count
 (torch/serialization.py ``_legacy_load``, which this mirrors).
 """
+
 from __future__ import annotations
 
 import collections
 import pickle
 import struct
-from typing import Any, BinaryIO, Dict, Tuple
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -49,16 +50,25 @@ class _Storage:
 class _Tensor:
     """What ``torch._utils._rebuild_tensor_v2`` would build, resolved once storages are read."""
 
-    def __init__(self, storage: Any, offset: int, size: Tuple[int, ...], stride: Tuple[int, ...]) -> None:
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+    def __init__(
+        self, storage: Any, offset: int, size: tuple[int, ...], stride: tuple[int, ...]
+    ) -> None:
+        self.storage, self.offset, self.size, self.stride = (
+            storage,
+            offset,
+            tuple(size),
+            tuple(stride),
+        )
 
     def to_numpy(self) -> np.ndarray:
         base, offset = self.storage
-        data = base.data[offset + self.offset:]
+        data = base.data[offset + self.offset :]
         if not self.size:
             return data[:1].reshape(()).copy()
         item = data.dtype.itemsize
-        return np.lib.stride_tricks.as_strided(data, self.size, [s * item for s in self.stride]).copy()
+        return np.lib.stride_tricks.as_strided(
+            data, self.size, [s * item for s in self.stride]
+        ).copy()
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
@@ -66,7 +76,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, handle: BinaryIO, storages: Dict[str, _Storage]) -> None:
+    def __init__(self, handle: BinaryIO, storages: dict[str, _Storage]) -> None:
         super().__init__(handle)
         self._storages = storages
 
@@ -83,7 +93,9 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, saved_id: Any) -> Any:
         kind, storage_type, key, _location, size, view = saved_id
         if kind != "storage":
-            raise pickle.UnpicklingError(f"unexpected persistent id {kind!r} in a PyTorch state dict")
+            raise pickle.UnpicklingError(
+                f"unexpected persistent id {kind!r} in a PyTorch state dict"
+            )
         if key not in self._storages:
             self._storages[key] = _Storage(storage_type.dtype, int(size))
         offset = 0
@@ -92,7 +104,7 @@ class _Unpickler(pickle.Unpickler):
         return (self._storages[key], offset)
 
 
-def load_state_dict(path: str) -> "collections.OrderedDict[str, np.ndarray]":
+def load_state_dict(path: str) -> collections.OrderedDict[str, np.ndarray]:
     """The state dict of a legacy-format ``.pth`` file as NumPy arrays (PyTorch layout).
 
     Raises:
@@ -100,30 +112,38 @@ def load_state_dict(path: str) -> "collections.OrderedDict[str, np.ndarray]":
     """
     with open(path, "rb") as handle:
         if handle.read(2) == b"PK":
-            raise ValueError(f"{path}: a zip-format PyTorch file; this reader takes the legacy format only")
+            raise ValueError(
+                f"{path}: a zip-format PyTorch file; this reader takes the legacy format only"
+            )
         handle.seek(0)
         magic = pickle.load(handle)
         if magic != MAGIC_NUMBER:
             raise ValueError(f"{path}: not a PyTorch legacy file (magic number {magic!r})")
         version = pickle.load(handle)
         if version != PROTOCOL_VERSION:
-            raise ValueError(f"{path}: PyTorch protocol version {version}, expected {PROTOCOL_VERSION}")
+            raise ValueError(
+                f"{path}: PyTorch protocol version {version}, expected {PROTOCOL_VERSION}"
+            )
         sys_info = pickle.load(handle)
         if not sys_info.get("little_endian", True):
             raise ValueError(f"{path}: saved on a big-endian machine; expected little-endian")
-        storages: Dict[str, _Storage] = {}
+        storages: dict[str, _Storage] = {}
         state = _Unpickler(handle, storages).load()
         keys = pickle.load(handle)
         for key in keys:
             storage = storages[key]
             (count,) = struct.unpack("<q", handle.read(8))
             if count != storage.size:
-                raise ValueError(f"{path}: storage {key} holds {count} values, its header said {storage.size}")
+                raise ValueError(
+                    f"{path}: storage {key} holds {count} values, its header said {storage.size}"
+                )
             raw = handle.read(count * storage.dtype.itemsize)
             if len(raw) != count * storage.dtype.itemsize:
                 raise ValueError(f"{path}: file ends inside storage {key}")
             storage.data = np.frombuffer(raw, storage.dtype)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: holds a {type(state).__name__}, expected a state dict")
-    return collections.OrderedDict((name, value.to_numpy() if isinstance(value, _Tensor) else np.asarray(value))
-                                   for name, value in state.items())
+    return collections.OrderedDict(
+        (name, value.to_numpy() if isinstance(value, _Tensor) else np.asarray(value))
+        for name, value in state.items()
+    )

@@ -17,9 +17,10 @@ Conventions (stated because papers differ):
   over the whole set ("global"): both are reported because the mean weighs small
   lesions as much as large ones.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,20 +39,24 @@ def binarize(mask: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return mask > threshold
 
 
-def confusion(pred: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> Dict[str, int]:
+def confusion(pred: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> dict[str, int]:
     """Pixel counts tp, fp, fn, tn of one mask (or a stack) against its target."""
     p, t = binarize(pred, threshold), binarize(target, threshold)
     if p.shape != t.shape:
         raise ValueError(f"prediction shape {p.shape} differs from target shape {t.shape}")
-    return {"tp": int(np.sum(p & t)), "fp": int(np.sum(p & ~t)), "fn": int(np.sum(~p & t)),
-            "tn": int(np.sum(~p & ~t))}
+    return {
+        "tp": int(np.sum(p & t)),
+        "fp": int(np.sum(p & ~t)),
+        "fn": int(np.sum(~p & t)),
+        "tn": int(np.sum(~p & ~t)),
+    }
 
 
 def _ratio(num: float, den: float, empty: float) -> float:
     return float(num) / den if den else empty
 
 
-def from_confusion(c: Dict[str, int]) -> Dict[str, float]:
+def from_confusion(c: dict[str, int]) -> dict[str, float]:
     """Dice, Jaccard, TPR and FPR from pixel counts (conventions in the module docstring)."""
     tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
     return {
@@ -78,7 +83,7 @@ def fpr(pred: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:
     return from_confusion(confusion(pred, target, threshold))["fpr"]
 
 
-def summarize(preds: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> Dict[str, float]:
+def summarize(preds: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Mean-over-images and pixel-pooled metrics of a stack of masks.
 
     Args:
@@ -91,10 +96,12 @@ def summarize(preds: np.ndarray, targets: np.ndarray, threshold: float = 0.5) ->
     """
     preds, targets = np.asarray(preds), np.asarray(targets)
     if preds.ndim != 3 or preds.shape != targets.shape:
-        raise ValueError(f"expected [N, H, W] predictions and targets of one shape, got {preds.shape} "
-                         f"and {targets.shape}")
+        raise ValueError(
+            f"expected [N, H, W] predictions and targets of one shape, got {preds.shape} "
+            f"and {targets.shape}"
+        )
     per_image = [from_confusion(confusion(p, t, threshold)) for p, t in zip(preds, targets)]
-    out: Dict[str, float] = {"n_images": float(len(per_image))}
+    out: dict[str, float] = {"n_images": float(len(per_image))}
     for name in METRICS:
         values = np.array([m[name] for m in per_image], dtype=np.float64)
         out[name] = float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
@@ -117,10 +124,15 @@ def fit_area_threshold(areas: Sequence[float], positive: Sequence[bool]) -> floa
     areas = np.asarray(areas, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
     if areas.shape != positive.shape or areas.size == 0:
-        raise ValueError(f"need one label per area, got {areas.shape} areas and {positive.shape} labels")
+        raise ValueError(
+            f"need one label per area, got {areas.shape} areas and {positive.shape} labels"
+        )
     values = np.unique(areas)
-    candidates = np.concatenate([[values[0] - 1e-9], (values[:-1] + values[1:]) / 2]) if values.size > 1 \
+    candidates = (
+        np.concatenate([[values[0] - 1e-9], (values[:-1] + values[1:]) / 2])
+        if values.size > 1
         else np.array([values[0] - 1e-9])
+    )
     best, best_j = float(candidates[0]), -np.inf
     for t in candidates:
         predicted = areas > t
@@ -135,7 +147,9 @@ def _rate(hits: np.ndarray, population: np.ndarray) -> float:
     return float(hits.sum()) / n if n else 0.0
 
 
-def area_classifier_report(areas: Sequence[float], positive: Sequence[bool], threshold: float) -> Dict[str, float]:
+def area_classifier_report(
+    areas: Sequence[float], positive: Sequence[bool], threshold: float
+) -> dict[str, float]:
     """How the black-box classifier (positive when predicted area > threshold) does:
     threshold, accuracy, sensitivity, specificity and the ROC AUC of the area score."""
     areas = np.asarray(areas, dtype=np.float64)

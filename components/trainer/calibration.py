@@ -12,9 +12,10 @@ calibration error (ECE) before and after, with reliability bins, go into the mod
 ``calibration`` field (the keys of `breastdx_core.model_card.calibration_fields`); the
 evaluation report reads them there. `uncalibrate` recovers the raw probabilities.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -39,7 +40,7 @@ class TemperatureScaling(keras.layers.Layer):
         logits = tf.math.log(tf.clip_by_value(probabilities, _EPS, 1.0))
         return tf.nn.softmax(logits / self.temperature, axis=-1)
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "temperature": self.temperature}
 
 
@@ -66,8 +67,12 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """The T that minimises the NLL of ``scale(probabilities, T)`` (bounded scalar search)."""
     from scipy.optimize import minimize_scalar
 
-    result = minimize_scalar(lambda log_t: nll(scale(probabilities, float(np.exp(log_t))), labels),
-                             bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4})
+    result = minimize_scalar(
+        lambda log_t: nll(scale(probabilities, float(np.exp(log_t))), labels),
+        bounds=LOG_T_BOUNDS,
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(result.x))
 
 
@@ -78,18 +83,22 @@ def calibrated_model(model: keras.Model, temperature: float) -> keras.Model:
     return keras.Model(model.inputs, outputs, name=model.name)
 
 
-def predict_split(model: keras.Model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
+def predict_split(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [n, classes], labels [n]) of a finite dataset of (features, label)."""
     probabilities, labels = [], []
     for features, label in dataset:
-        probabilities.append(model(features[contract.TRANSFORMED_IMAGE_KEY], training=False).numpy())
+        probabilities.append(
+            model(features[contract.TRANSFORMED_IMAGE_KEY], training=False).numpy()
+        )
         labels.append(np.asarray(label).reshape(-1))
     if not probabilities:
         raise ValueError("calibration: the eval split is empty; nothing to calibrate on")
     return np.concatenate(probabilities), np.concatenate(labels).astype(int)
 
 
-def calibrate(model: keras.Model, dataset: tf.data.Dataset, positive_index: int) -> Tuple[keras.Model, Dict[str, Any]]:
+def calibrate(
+    model: keras.Model, dataset: tf.data.Dataset, positive_index: int
+) -> tuple[keras.Model, dict[str, Any]]:
     """Fits T on ``dataset`` (the whole eval split, finite) and wraps ``model``.
 
     Returns:
@@ -105,16 +114,21 @@ def calibrate(model: keras.Model, dataset: tf.data.Dataset, positive_index: int)
     before_bins = reliability(positive, probabilities[:, positive_index])
     after_bins = reliability(positive, after[:, positive_index])
     field = {
-        "method": "temperature", "temperature": temperature, "fitted_on": "eval",
+        "method": "temperature",
+        "temperature": temperature,
+        "fitted_on": "eval",
         "n": int(len(labels)),
-        "ece_before": before_bins["ece"], "ece_after": after_bins["ece"],
-        "nll_before": nll(probabilities, labels), "nll_after": nll(after, labels),
-        "reliability_before": before_bins["bins"], "reliability_after": after_bins["bins"],
+        "ece_before": before_bins["ece"],
+        "ece_after": after_bins["ece"],
+        "nll_before": nll(probabilities, labels),
+        "nll_after": nll(after, labels),
+        "reliability_before": before_bins["bins"],
+        "reliability_after": after_bins["bins"],
     }
     return calibrated_model(model, temperature), field
 
 
-def update_card(model_dir: str, fields: Dict[str, Any]) -> None:
+def update_card(model_dir: str, fields: dict[str, Any]) -> None:
     """Adds ``fields`` to the card the Trainer wrote beside ``model_dir``'s SavedModel."""
     from tfx.dsl.io import fileio  # gs:// and local alike
 

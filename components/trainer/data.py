@@ -3,9 +3,11 @@
 Called by `trainer_module.run_fn`, `tuning.tuner_fn` and the model lab. Augmentation
 lives here, on the train split only, never in the Transform graph that serving shares.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -14,8 +16,9 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components.trainer import stain
 from breastdx_core import contract
+from components.trainer import stain
+
 
 def _augmenter(seed: int) -> keras.Sequential:
     """Rotation +-20 degrees, zoom 1.0-1.2 (zoom in only), horizontal and vertical flips."""
@@ -29,9 +32,15 @@ def _augmenter(seed: int) -> keras.Sequential:
     )
 
 
-def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
-             tf_transform_output: tft.TFTransformOutput, batch_size: int, train: bool,
-             config: Dict[str, Any], whole_split: bool = False) -> tf.data.Dataset:
+def input_fn(
+    file_pattern: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    train: bool,
+    config: dict[str, Any],
+    whole_split: bool = False,
+) -> tf.data.Dataset:
     """Batches of (features, label) from transformed examples; the train split is
     shuffled and (if configured) augmented, which is why augmentation lives here
     and not in the Transform graph that serving shares.
@@ -42,9 +51,13 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     """
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=contract.TRANSFORMED_LABEL_KEY,
-                                       shuffle=not whole_split, shuffle_seed=config["seed"],
-                                       num_epochs=1 if whole_split else None),
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size,
+            label_key=contract.TRANSFORMED_LABEL_KEY,
+            shuffle=not whole_split,
+            shuffle_seed=config["seed"],
+            num_epochs=1 if whole_split else None,
+        ),
         tf_transform_output.transformed_metadata.schema,
     )
     layers = []
@@ -52,6 +65,7 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
         layers.append(_augmenter(config["seed"]))
     jitter = float(config["stain_jitter"]) if train else 0.0
     if layers or jitter > 0:
+
         def augment(features, label):
             image = features[contract.TRANSFORMED_IMAGE_KEY]
             for layer in layers:
@@ -67,15 +81,18 @@ def class_counts(file_pattern: Sequence[str], num_classes: int) -> np.ndarray:
     """Images per class in transformed TFRecords (for the class weights)."""
     files = [f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
     spec = {contract.TRANSFORMED_LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-    labels = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-              .batch(1024).map(lambda x: tf.io.parse_example(x, spec)[contract.TRANSFORMED_LABEL_KEY]))
+    labels = (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .batch(1024)
+        .map(lambda x: tf.io.parse_example(x, spec)[contract.TRANSFORMED_LABEL_KEY])
+    )
     counts = np.zeros(num_classes, dtype=np.int64)
     for batch in labels.as_numpy_iterator():
         counts += np.bincount(batch, minlength=num_classes)[:num_classes]
     return counts
 
 
-def class_weights(counts: np.ndarray) -> Dict[int, float]:
+def class_weights(counts: np.ndarray) -> dict[int, float]:
     """Inverse-frequency weights, 1.0 on average over examples; absent classes get 1."""
     total = counts.sum()
     return {i: (float(total) / (len(counts) * c) if c else 1.0) for i, c in enumerate(counts)}

@@ -3,28 +3,31 @@ OOD score, and the Trainer's part of the model card (built by breastdx_core/mode
 
 Called by `trainer_module.run_fn` after training.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
 from breastdx_core import contract, model_card
+from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
 
 HEATMAP_OUTPUT = "heatmap"
 SIGNATURE_EXPLAIN = "explain"  # bytes in; probabilities plus a Grad-CAM heatmap out
 OOD_MAX_IMAGES = 4096  # train images the feature density is fitted on (features are [n, units])
-OOD_SCORE_NAME = "Mahalanobis distance of the penultimate layer's features to the nearest train-split class mean"
+OOD_SCORE_NAME = (
+    "Mahalanobis distance of the penultimate layer's features to the nearest train-split class mean"
+)
 
 
 TTA_DESCRIPTION = "the 8 dihedral orientations (4 rotations, each mirrored) of every image, probabilities averaged"
 
 
-def dihedral_views(images: tf.Tensor) -> List[tf.Tensor]:
+def dihedral_views(images: tf.Tensor) -> list[tf.Tensor]:
     """The 8 orientations of a batch of square images: 4 quarter turns, each also mirrored.
 
     Args:
@@ -42,8 +45,12 @@ def penultimate(model: keras.Model) -> tf.Tensor:
     return model.get_layer(contract.OUTPUT_PROBABILITIES).input
 
 
-def fit_ood(model: keras.Model, train_files: List[str], tf_transform_output: tft.TFTransformOutput,
-            config: Dict[str, Any]) -> Dict[str, np.ndarray]:
+def fit_ood(
+    model: keras.Model,
+    train_files: list[str],
+    tf_transform_output: tft.TFTransformOutput,
+    config: dict[str, Any],
+) -> dict[str, np.ndarray]:
     """Class means and the shared (shrunk) precision matrix of the penultimate features of
     the train split (Lee et al. 2018, "A simple unified framework for detecting
     out-of-distribution samples"), read once in file order without augmentation.
@@ -54,11 +61,17 @@ def fit_ood(model: keras.Model, train_files: List[str], tf_transform_output: tft
     features_model = keras.Model(model.inputs, penultimate(model))
     spec = tf_transform_output.transformed_feature_spec()
     files = [f for pattern in train_files for f in tf.io.gfile.glob(pattern)]
-    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(OOD_MAX_IMAGES)
-               .batch(int(config["batch_size"])).map(lambda x: tf.io.parse_example(x, spec)))
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .take(OOD_MAX_IMAGES)
+        .batch(int(config["batch_size"]))
+        .map(lambda x: tf.io.parse_example(x, spec))
+    )
     features, labels = [], []
     for batch in dataset:
-        features.append(features_model(batch[contract.TRANSFORMED_IMAGE_KEY], training=False).numpy())
+        features.append(
+            features_model(batch[contract.TRANSFORMED_IMAGE_KEY], training=False).numpy()
+        )
         labels.append(batch[contract.TRANSFORMED_LABEL_KEY].numpy().reshape(-1))
     f, y = np.concatenate(features).astype(np.float64), np.concatenate(labels)
     classes = [c for c in range(len(config["class_names"])) if np.any(y == c)]
@@ -72,8 +85,13 @@ def fit_ood(model: keras.Model, train_files: List[str], tf_transform_output: tft
     return {"means": means.astype(np.float32), "precision": precision.astype(np.float32)}
 
 
-def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str,
-                         config: Dict[str, Any], ood: Optional[Dict[str, np.ndarray]] = None) -> None:
+def export_serving_model(
+    model: keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    path: str,
+    config: dict[str, Any],
+    ood: dict[str, np.ndarray] | None = None,
+) -> None:
     """Saves the model with the Transform graph inside every signature:
 
     * ``serving_default``: ``image_bytes`` [None] tf.string (raw PNG/JPEG bytes, what TF
@@ -99,7 +117,7 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
         ood_means = tf.constant(ood["means"])
         ood_precision = tf.constant(ood["precision"])
 
-    def ood_outputs(features: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def ood_outputs(features: tf.Tensor) -> dict[str, tf.Tensor]:
         if ood is None:
             return {}
         diff = features[:, tf.newaxis, :] - ood_means[tf.newaxis]  # [n, k, d]
@@ -110,7 +128,7 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
         features = model.tft_layer({contract.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
         return features[contract.TRANSFORMED_IMAGE_KEY]
 
-    def named_outputs(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def named_outputs(probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
         index = tf.argmax(probabilities, axis=-1)
         return {
             contract.OUTPUT_PROBABILITIES: probabilities,
@@ -121,7 +139,9 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
 
     def parse_images(examples: tf.Tensor) -> tf.Tensor:
         # Serving has only the image: parsing patient_id, height... would make them required.
-        parsed = tf.io.parse_example(examples, {contract.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)})
+        parsed = tf.io.parse_example(
+            examples, {contract.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)}
+        )
         return parsed[contract.IMAGE_KEY]
 
     bytes_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)
@@ -129,13 +149,18 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
 
     tta = bool(config.get("tta"))
 
-    def scored(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def scored(images: tf.Tensor) -> dict[str, tf.Tensor]:
         features, probabilities = scored_model(images, training=False)
         if tta:
             # Tissue has no up or left: the average over the orientations is the model's
             # answer (the OOD score stays the upright image's, as its threshold was set).
-            probabilities = tf.add_n([probabilities] + [scored_model(view, training=False)[1]
-                                                        for view in dihedral_views(images)[1:]]) / 8.0
+            probabilities = (
+                tf.add_n(
+                    [probabilities]
+                    + [scored_model(view, training=False)[1] for view in dihedral_views(images)[1:]]
+                )
+                / 8.0
+            )
         return {**named_outputs(probabilities), **ood_outputs(features)}
 
     @tf.function(input_signature=[bytes_spec])
@@ -175,42 +200,81 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
     # every consumer (TFMA as tf_generic, the model server, the report) loads the
     # signatures with tf.saved_model.load, and tracing each of NASNet's or DenseNet's
     # hundreds of layers took minutes on 2 CPU cores.
-    model.save(path, save_format="tf", include_optimizer=False, signatures=signatures, save_traces=False)
+    model.save(
+        path, save_format="tf", include_optimizer=False, signatures=signatures, save_traces=False
+    )
 
 
-def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, history: Dict[str, List[float]],
-                     counts: np.ndarray, seconds: float, training_diagnostics: Optional[Dict[str, Any]] = None,
-                     tuned: Optional[Dict[str, Any]] = None, ood: Optional[Dict[str, np.ndarray]] = None) -> None:
+def write_model_card(
+    path: str,
+    config: dict[str, Any],
+    model: keras.Model,
+    history: dict[str, list[float]],
+    counts: np.ndarray,
+    seconds: float,
+    training_diagnostics: dict[str, Any] | None = None,
+    tuned: dict[str, Any] | None = None,
+    ood: dict[str, np.ndarray] | None = None,
+) -> None:
     """The Trainer's part of the model card (the EvaluationReport component adds the
     evaluation and the decision rule, the Pusher version and run id)."""
-    outputs = [contract.OUTPUT_PROBABILITIES, contract.OUTPUT_CLASS_NAME, contract.OUTPUT_CLASS_INDEX,
-               contract.OUTPUT_POSITIVE] + ([contract.OUTPUT_OOD] if ood is not None else [])
-    extra: Dict[str, Any] = {
+    outputs = [
+        contract.OUTPUT_PROBABILITIES,
+        contract.OUTPUT_CLASS_NAME,
+        contract.OUTPUT_CLASS_INDEX,
+        contract.OUTPUT_POSITIVE,
+    ] + ([contract.OUTPUT_OOD] if ood is not None else [])
+    extra: dict[str, Any] = {
         "backbone": config["backbone"],
         "weights": config["weights"] or "none (random initialisation)",
-        "hyperparameters": {k: config[k] for k in ("unfreeze_last", "dense_units", "dropout", "learning_rate",
-                                                   "optimizer", "batch_size", "epochs", "seed") if k in config},
+        "hyperparameters": {
+            k: config[k]
+            for k in (
+                "unfreeze_last",
+                "dense_units",
+                "dropout",
+                "learning_rate",
+                "optimizer",
+                "batch_size",
+                "epochs",
+                "seed",
+            )
+            if k in config
+        },
         "train_class_counts": {n: int(c) for n, c in zip(config["class_names"], counts)},
     }
     extra["test_time_augmentation"] = TTA_DESCRIPTION if config.get("tta") else "none"
     extra.update(weights_provenance(config))  # the pretrained weights' source, or "random"
     if ood is not None:
-        extra["ood_score"] = {"output": contract.OUTPUT_OOD, "score": OOD_SCORE_NAME, "fitted_on": "train",
-                              "classes": int(len(ood["means"])), "features": int(ood["precision"].shape[0])}
+        extra["ood_score"] = {
+            "output": contract.OUTPUT_OOD,
+            "score": OOD_SCORE_NAME,
+            "fitted_on": "train",
+            "classes": int(len(ood["means"])),
+            "features": int(ood["precision"].shape[0]),
+        }
     if config["backbone"] == CNN_LSTM:
-        extra["hyperparameters"].update({k: config[k] for k in ("lstm_backbone", "lstm_steps", "lstm_units")})
+        extra["hyperparameters"].update(
+            {k: config[k] for k in ("lstm_backbone", "lstm_steps", "lstm_units")}
+        )
     if tuned:
         extra["tuned_hyperparameters"] = tuned
     if training_diagnostics is not None:
         extra["training_diagnostics"] = training_diagnostics
     card = model_card.trainer_fields(
-        config=config, signature=contract.SIGNATURE_BYTES,
+        config=config,
+        signature=contract.SIGNATURE_BYTES,
         input_description=f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
-                          "(REST: {\"b64\": ...})",
+        '(REST: {"b64": ...})',
         outputs=outputs,
-        parameters={"total": int(model.count_params()),
-                    "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
-        history=history, seconds=seconds, **extra)
+        parameters={
+            "total": int(model.count_params()),
+            "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        },
+        history=history,
+        seconds=seconds,
+        **extra,
+    )
     card["input_contract"]["explain_signature"] = SIGNATURE_EXPLAIN
     from tfx.dsl.io import fileio  # gs:// and local alike
 

@@ -6,16 +6,18 @@ Called by the Trainer module (`trainer_module.run_fn`), its fit loop (`training.
 model lab (`breastdx compare`) and the tests. Nothing here reads the environment; the
 only files read are backbone weights the config names.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 import tf_keras as keras
 
-from components.pretrained import convert as lite
 from breastdx_core import contract, model_card, pretrained, registry
+from components.pretrained import convert as lite
 
 
 def _pixels(x: tf.Tensor) -> tf.Tensor:
@@ -24,17 +26,41 @@ def _pixels(x: tf.Tensor) -> tf.Tensor:
 
 
 # name -> (constructor, its preprocess_input on 0..255 pixels, smallest input side it accepts).
-_CONSTRUCTORS: Dict[str, Tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.Tensor], int]] = {
+_CONSTRUCTORS: dict[
+    str, tuple[Callable[..., keras.Model], Callable[[tf.Tensor], tf.Tensor], int]
+] = {
     "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32),
-    "densenet201": (keras.applications.DenseNet201, keras.applications.densenet.preprocess_input, 32),
-    "inception_resnet_v2": (keras.applications.InceptionResNetV2,
-                            keras.applications.inception_resnet_v2.preprocess_input, 75),
-    "nasnet_mobile": (keras.applications.NASNetMobile, keras.applications.nasnet.preprocess_input, 32),
+    "densenet201": (
+        keras.applications.DenseNet201,
+        keras.applications.densenet.preprocess_input,
+        32,
+    ),
+    "inception_resnet_v2": (
+        keras.applications.InceptionResNetV2,
+        keras.applications.inception_resnet_v2.preprocess_input,
+        75,
+    ),
+    "nasnet_mobile": (
+        keras.applications.NASNetMobile,
+        keras.applications.nasnet.preprocess_input,
+        32,
+    ),
     "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input, 32),
-    "resnet50_v2": (keras.applications.ResNet50V2, keras.applications.resnet_v2.preprocess_input, 32),
-    "resnet152_v2": (keras.applications.ResNet152V2, keras.applications.resnet_v2.preprocess_input, 32),
+    "resnet50_v2": (
+        keras.applications.ResNet50V2,
+        keras.applications.resnet_v2.preprocess_input,
+        32,
+    ),
+    "resnet152_v2": (
+        keras.applications.ResNet152V2,
+        keras.applications.resnet_v2.preprocess_input,
+        32,
+    ),
     "xception": (keras.applications.Xception, keras.applications.xception.preprocess_input, 71),
-    **{name: (functools.partial(lite.efficientnet_lite, name), _pixels, 32) for name in pretrained.NAMES},
+    **{
+        name: (functools.partial(lite.efficientnet_lite, name), _pixels, 32)
+        for name in pretrained.NAMES
+    },
 }
 # The names are breastdx_core/registry.py's (TF-free: the CLI, the settings, the lab); a name
 # there without a constructor here is a KeyError at import.
@@ -45,11 +71,13 @@ CNN_LSTM = registry.CNN_LSTM
 ARCHITECTURES = registry.BACKBONES
 # Our layers between the model input and the backbone (not the backbone's own).
 _OWN_LAYERS = ("backbone_resize", "to_pixels", "backbone_preprocess")
-OPTIMIZERS: Dict[str, Callable[..., keras.optimizers.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
     "adam": keras.optimizers.Adam,
     "rmsprop": keras.optimizers.RMSprop,
     "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
 }
+
+
 def resolve_weights(weights: Any) -> Any:
     """None, "imagenet" (Keras downloads where the internet is reachable; for the
     registry-installed backbones, the converted file: `backbone_weights`) or a local
@@ -59,12 +87,14 @@ def resolve_weights(weights: Any) -> Any:
     if weights == pretrained.IMAGENET:
         return pretrained.IMAGENET
     if not tf.io.gfile.exists(weights):
-        raise FileNotFoundError(f"backbone weights file {weights!r} does not exist (set weights to None, "
-                                f"'imagenet' or an existing .h5 file)")
+        raise FileNotFoundError(
+            f"backbone weights file {weights!r} does not exist (set weights to None, "
+            f"'imagenet' or an existing .h5 file)"
+        )
     return weights
 
 
-def backbone_weights(backbone: str, config: Dict[str, Any]) -> Optional[str]:
+def backbone_weights(backbone: str, config: dict[str, Any]) -> str | None:
     """What the backbone constructor gets: None, "imagenet", or a weights file (for the
     registry-installed backbones "imagenet" is the checked file `make weights` wrote)."""
     weights = resolve_weights(config["weights"])
@@ -73,7 +103,7 @@ def backbone_weights(backbone: str, config: Dict[str, Any]) -> Optional[str]:
     return weights
 
 
-def weights_provenance(config: Dict[str, Any]) -> Dict[str, Any]:
+def weights_provenance(config: dict[str, Any]) -> dict[str, Any]:
     """``{"weights_provenance": {...}}`` for the model card (breastdx_core/model_card.py):
     "random"; the package (name, version, its file's SHA-256) and the converted file's
     SHA-256; Keras's download; or a local file with its SHA-256."""
@@ -81,24 +111,38 @@ def weights_provenance(config: Dict[str, Any]) -> Dict[str, Any]:
     backbone = config["lstm_backbone"] if architecture == CNN_LSTM else architecture
     weights = resolve_weights(config["weights"])
     if weights is None:
-        return model_card.weights_provenance("random", backbone=backbone,
-                                             note="random initialisation: no pretrained weights")
+        return model_card.weights_provenance(
+            "random", backbone=backbone, note="random initialisation: no pretrained weights"
+        )
     if weights == pretrained.IMAGENET and backbone in pretrained.PRETRAINED:
         record = pretrained.provenance(config["pretrained_dir"], backbone) or {}
         return model_card.weights_provenance(
-            "package", file=record.get("file"), sha256=record.get("sha256"), license=pretrained.LICENSE,
-            note=f"converted from PyTorch by {record.get('converter')}", backbone=backbone,
-            dataset="ImageNet-1k", package=record.get("package"), package_version=record.get("version"),
-            package_file=record.get("source_file"), package_file_sha256=record.get("source_sha256"))
+            "package",
+            file=record.get("file"),
+            sha256=record.get("sha256"),
+            license=pretrained.LICENSE,
+            note=f"converted from PyTorch by {record.get('converter')}",
+            backbone=backbone,
+            dataset="ImageNet-1k",
+            package=record.get("package"),
+            package_version=record.get("version"),
+            package_file=record.get("source_file"),
+            package_file_sha256=record.get("source_sha256"),
+        )
     if weights == pretrained.IMAGENET:
-        return model_card.weights_provenance("keras.applications download", backbone=backbone,
-                                             dataset="ImageNet-1k")
+        return model_card.weights_provenance(
+            "keras.applications download", backbone=backbone, dataset="ImageNet-1k"
+        )
     local = weights if tf.io.gfile.exists(weights) and "://" not in weights else None
-    return model_card.weights_provenance("file", file=weights, backbone=backbone,
-                                         sha256=pretrained.sha256_file(local) if local else None)
+    return model_card.weights_provenance(
+        "file",
+        file=weights,
+        backbone=backbone,
+        sha256=pretrained.sha256_file(local) if local else None,
+    )
 
 
-def build_model(config: Dict[str, Any]) -> keras.Model:
+def build_model(config: dict[str, Any]) -> keras.Model:
     """Backbone + head, compiled.
 
     Args:
@@ -122,7 +166,9 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     feature_backbone = config["lstm_backbone"] if architecture == CNN_LSTM else architecture
     constructor, preprocess, min_side = BACKBONES[feature_backbone]
     height, width = config["model_size"]
-    inputs = keras.Input(shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY)
+    inputs = keras.Input(
+        shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY
+    )
     x = inputs
     # The backbone's own input side: pretrained features were learnt at ImageNet's scale,
     # so the model may enlarge the Transform's output itself (the Transform graph stays one
@@ -130,7 +176,9 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     side = int(config.get("backbone_input_size") or 0)
     if side > 0 and (side, side) != (height, width):
         height = width = max(side, min_side)
-        x = keras.layers.Resizing(height, width, interpolation="bilinear", name="backbone_resize")(x)
+        x = keras.layers.Resizing(height, width, interpolation="bilinear", name="backbone_resize")(
+            x
+        )
     elif min(height, width) < min_side:
         height = width = min_side
         x = keras.layers.Resizing(height, width, name="backbone_resize")(x)
@@ -143,8 +191,12 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     elif feature_backbone in pretrained.PRETRAINED:
         # EfficientNet-Lite's input scaling is part of the network, random or not.
         x = keras.layers.Rescaling(contract.PIXEL_MAX, name="to_pixels")(x)
-    backbone = constructor(include_top=False, weights=weights, input_tensor=x,
-                           input_shape=(height, width, contract.MODEL_CHANNELS))
+    backbone = constructor(
+        include_top=False,
+        weights=weights,
+        input_tensor=x,
+        input_shape=(height, width, contract.MODEL_CHANNELS),
+    )
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
     dropout = float(config["dropout"])
     if architecture == CNN_LSTM:
@@ -153,7 +205,9 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
         features = int(x.shape[-1])
         steps = int(config["lstm_steps"])
         if features % steps:
-            raise ValueError(f"lstm_steps={steps} must divide the {feature_backbone} feature size {features}")
+            raise ValueError(
+                f"lstm_steps={steps} must divide the {feature_backbone} feature size {features}"
+            )
         x = keras.layers.Reshape((steps, features // steps), name="to_sequence")(x)
         x = keras.layers.LSTM(int(config["lstm_units"]), name="lstm")(x)
     first, second = config["dense_units"]
@@ -162,8 +216,9 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     x = keras.layers.Dense(second, activation="relu", name="dense_2")(x)
     x = keras.layers.Dropout(dropout, name="dropout_2")(x)
     x = keras.layers.BatchNormalization(name="head_bn")(x)
-    outputs = keras.layers.Dense(len(config["class_names"]), activation="softmax",
-                                 name=contract.OUTPUT_PROBABILITIES)(x)
+    outputs = keras.layers.Dense(
+        len(config["class_names"]), activation="softmax", name=contract.OUTPUT_PROBABILITIES
+    )(x)
     model = keras.Model(inputs, outputs, name=f"{architecture}_dnn")
     # Pretrained: the lower layers keep their generic features and only the top
     # `unfreeze_last` adapt. Random initialisation has nothing worth keeping: all train
@@ -173,7 +228,7 @@ def build_model(config: Dict[str, Any]) -> keras.Model:
     return model
 
 
-def compile_model(model: keras.Model, config: Dict[str, Any], learning_rate: float) -> None:
+def compile_model(model: keras.Model, config: dict[str, Any], learning_rate: float) -> None:
     """Compiles with a fresh optimizer (after `set_trainable` changes what trains)."""
     optimizer = config["optimizer"]
     if optimizer not in OPTIMIZERS:
@@ -185,15 +240,18 @@ def compile_model(model: keras.Model, config: Dict[str, Any], learning_rate: flo
     )
 
 
-def backbone_layers(model: keras.Model) -> List[keras.layers.Layer]:
+def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The backbone's own layers in the built classifier: everything before the
     pooling layer except the input and our resize/normalisation layers."""
     pool_index = model.layers.index(model.get_layer("pool"))
-    return [layer for layer in model.layers[:pool_index]
-            if layer.name not in _OWN_LAYERS and not isinstance(layer, keras.layers.InputLayer)]
+    return [
+        layer
+        for layer in model.layers[:pool_index]
+        if layer.name not in _OWN_LAYERS and not isinstance(layer, keras.layers.InputLayer)
+    ]
 
 
-def set_trainable(model: keras.Model, unfreeze_last: Optional[int]) -> int:
+def set_trainable(model: keras.Model, unfreeze_last: int | None) -> int:
     """Which backbone layers train: all (``None``: random initialisation), or the top
     ``unfreeze_last`` layers with trainable weights (0: the backbone frozen, the head
     phase). Batch-norm layers of a pretrained backbone stay frozen, which in Keras 2 also
@@ -206,9 +264,17 @@ def set_trainable(model: keras.Model, unfreeze_last: Optional[int]) -> int:
             layer.trainable = True
         return len(layers)
     # Convolutions and dense layers: batch-norm and the input Normalization do not count.
-    weighted = [layer for layer in layers if layer.weights and not isinstance(
-        layer, (keras.layers.BatchNormalization, keras.layers.Normalization))]
-    top = set(id(layer) for layer in weighted[len(weighted) - unfreeze_last:]) if unfreeze_last > 0 else set()
+    weighted = [
+        layer
+        for layer in layers
+        if layer.weights
+        and not isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Normalization))
+    ]
+    top = (
+        set(id(layer) for layer in weighted[len(weighted) - unfreeze_last :])
+        if unfreeze_last > 0
+        else set()
+    )
     for layer in layers:
         layer.trainable = id(layer) in top
     return len(top)

@@ -12,6 +12,7 @@ uses), each stain is scaled by ``U(1-s, 1+s)`` and shifted by ``U(-s, s)``, and 
 result is mixed back to RGB. Written in TensorFlow because it must run inside tf.data;
 scikit-image is not in the pinned stack, so tests check it against the published matrix.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,9 +20,9 @@ import tensorflow as tf
 
 # Rows: the RGB optical-density direction of haematoxylin, eosin and DAB
 # (Ruifrok & Johnston 2001; scikit-image's `rgb_from_hed`).
-RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],
-                         [0.07, 0.99, 0.11],
-                         [0.27, 0.57, 0.78]], dtype=np.float32)
+RGB_FROM_HED = np.array(
+    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32
+)
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED).astype(np.float32)
 # Intensities are floored before the logarithm: a black pixel would otherwise have an
 # infinite optical density.
@@ -41,7 +42,9 @@ def rgb_to_hed(images: tf.Tensor) -> tf.Tensor:
 
 def hed_to_rgb(stains: tf.Tensor) -> tf.Tensor:
     """The inverse of `rgb_to_hed`: [..., 3] stain densities -> RGB in [0, 1]."""
-    return tf.clip_by_value(tf.exp(-tf.tensordot(stains, tf.constant(RGB_FROM_HED), axes=1)), 0.0, 1.0)
+    return tf.clip_by_value(
+        tf.exp(-tf.tensordot(stains, tf.constant(RGB_FROM_HED), axes=1)), 0.0, 1.0
+    )
 
 
 def hed_jitter(images: tf.Tensor, strength: float, seed: int | None = None) -> tf.Tensor:
@@ -60,5 +63,7 @@ def hed_jitter(images: tf.Tensor, strength: float, seed: int | None = None) -> t
         return images
     batch = tf.shape(images)[0]
     alpha = tf.random.uniform([batch, 1, 1, 3], 1.0 - strength, 1.0 + strength, seed=seed)
-    beta = tf.random.uniform([batch, 1, 1, 3], -strength, strength, seed=None if seed is None else seed + 1)
+    beta = tf.random.uniform(
+        [batch, 1, 1, 3], -strength, strength, seed=None if seed is None else seed + 1
+    )
     return hed_to_rgb(rgb_to_hed(images) * alpha + beta)

@@ -13,6 +13,7 @@ no second training code path.
 Keras 2 (tf-keras) is imported by name, so the module builds the same model whatever
 TF_USE_LEGACY_KERAS says; TFT's transform layer and TFMA are tf-keras too.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,25 +22,60 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx import v1 as tfx
 
+from breastdx_core import contract
 from components.batchnorm import recalibrate_batchnorm
 from components.trainer import calibration
 from components.trainer.data import class_counts, class_weights, input_fn  # noqa: F401
-from components.trainer.export import (HEATMAP_OUTPUT, SIGNATURE_EXPLAIN,  # noqa: F401
-                                       export_serving_model, fit_ood, write_model_card)
-from components.trainer.model import (ARCHITECTURES, BACKBONES, CNN_LSTM, OPTIMIZERS,  # noqa: F401
-                                      build_model, resolve_weights)
-from components.trainer.training import (BATCHNORM_BATCHES, STRATEGIES,  # noqa: F401
-                                         distribution_strategy, fit_model, train_model)
+from components.trainer.export import (
+    HEATMAP_OUTPUT,
+    SIGNATURE_EXPLAIN,  # noqa: F401
+    export_serving_model,
+    fit_ood,
+    write_model_card,
+)
+from components.trainer.model import (
+    ARCHITECTURES,
+    BACKBONES,
+    CNN_LSTM,
+    OPTIMIZERS,  # noqa: F401
+    build_model,
+    resolve_weights,
+)
+from components.trainer.training import (
+    BATCHNORM_BATCHES,
+    STRATEGIES,  # noqa: F401
+    distribution_strategy,
+    fit_model,
+    train_model,
+)
 from components.trainer.tuning import TUNABLE, tuned_values, tuner_fn  # noqa: F401
-from breastdx_core import contract
 
 log = logging.getLogger(__name__)
 
 # TFX loads `run_fn` and `tuner_fn` from this module; the lab and tests reach the parts through it.
-__all__ = ["ARCHITECTURES", "BACKBONES", "BATCHNORM_BATCHES", "CNN_LSTM", "HEATMAP_OUTPUT", "OPTIMIZERS",
-           "SIGNATURE_EXPLAIN", "STRATEGIES", "TUNABLE", "build_model", "class_counts", "class_weights",
-           "distribution_strategy", "export_serving_model", "fit_model", "input_fn", "resolve_weights", "run_fn",
-           "tuned_values", "tuner_fn", "write_model_card"]
+__all__ = [
+    "ARCHITECTURES",
+    "BACKBONES",
+    "BATCHNORM_BATCHES",
+    "CNN_LSTM",
+    "HEATMAP_OUTPUT",
+    "OPTIMIZERS",
+    "SIGNATURE_EXPLAIN",
+    "STRATEGIES",
+    "TUNABLE",
+    "build_model",
+    "class_counts",
+    "class_weights",
+    "distribution_strategy",
+    "export_serving_model",
+    "fit_model",
+    "input_fn",
+    "resolve_weights",
+    "run_fn",
+    "tuned_values",
+    "tuner_fn",
+    "write_model_card",
+]
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -51,43 +87,105 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(int(config["seed"]))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(config["batch_size"])
-    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config)
+    train = input_fn(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config
+    )
     # No eval steps: every validation reads the whole eval split once (all its patients).
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config,
-                          whole_split=not fn_args.eval_steps)
+    evaluation = input_fn(
+        fn_args.eval_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        batch_size,
+        False,
+        config,
+        whole_split=not fn_args.eval_steps,
+    )
 
     counts = class_counts(fn_args.train_files, len(config["class_names"]))
-    log.info("Trainer: train split class counts %s", dict(zip(config["class_names"], counts.tolist())))
+    log.info(
+        "Trainer: train split class counts %s", dict(zip(config["class_names"], counts.tolist()))
+    )
     weights = class_weights(counts) if config["class_weights"] else None
 
     with distribution_strategy(config.get("distribution_strategy")).scope():
         model = build_model(config)
-    history, report, seconds = train_model(model, train, evaluation, config, fn_args.train_steps,
-                                           fn_args.eval_steps, class_weight=weights, log_dir=fn_args.model_run_dir,
-                                           train_images=int(counts.sum()))
+    history, report, seconds = train_model(
+        model,
+        train,
+        evaluation,
+        config,
+        fn_args.train_steps,
+        fn_args.eval_steps,
+        class_weight=weights,
+        log_dir=fn_args.model_run_dir,
+        train_images=int(counts.sum()),
+    )
     budget = report.pop("budget")
-    log.info("Trainer: saw %d images (%d epochs of %d steps, batch %d; %s) of %d in the train split",
-             budget["images_seen"], budget["epochs_trained"], budget["steps_per_epoch"], budget["batch_size"],
-             budget["stopped_by"], budget["train_images"])
+    log.info(
+        "Trainer: saw %d images (%d epochs of %d steps, batch %d; %s) of %d in the train split",
+        budget["images_seen"],
+        budget["epochs_trained"],
+        budget["steps_per_epoch"],
+        budget["batch_size"],
+        budget["stopped_by"],
+        budget["train_images"],
+    )
     if resolve_weights(config["weights"]) is None:
         # Few steps leave the moving statistics near 0/1 and the exported model saturated
         # (components/batchnorm.py); pretrained backbones keep their ImageNet statistics.
-        plain = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config)
-        recalibrate_batchnorm(model, [features[contract.TRANSFORMED_IMAGE_KEY]
-                                      for features, _ in plain.take(BATCHNORM_BATCHES)])
+        plain = input_fn(
+            fn_args.train_files,
+            fn_args.data_accessor,
+            tf_transform_output,
+            batch_size,
+            False,
+            config,
+        )
+        recalibrate_batchnorm(
+            model,
+            [
+                features[contract.TRANSFORMED_IMAGE_KEY]
+                for features, _ in plain.take(BATCHNORM_BATCHES)
+            ],
+        )
     calibrated = None
     if config["calibration"] == "temperature":
-        whole_eval = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False,
-                              config, whole_split=True)
+        whole_eval = input_fn(
+            fn_args.eval_files,
+            fn_args.data_accessor,
+            tf_transform_output,
+            batch_size,
+            False,
+            config,
+            whole_split=True,
+        )
         model, calibrated = calibration.calibrate(model, whole_eval, int(config["positive_index"]))
-        log.info("Trainer: temperature %.3f fitted on %d eval images; ECE %.3f -> %.3f", calibrated["temperature"],
-                 calibrated["n"], calibrated["ece_before"], calibrated["ece_after"])
+        log.info(
+            "Trainer: temperature %.3f fitted on %d eval images; ECE %.3f -> %.3f",
+            calibrated["temperature"],
+            calibrated["n"],
+            calibrated["ece_before"],
+            calibrated["ece_after"],
+        )
     # The OOD score's density is fitted on the train split as the model will see it.
     ood = fit_ood(model, fn_args.train_files, tf_transform_output, config)
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, config, ood=ood)
-    write_model_card(fn_args.serving_model_dir, config, model, history, counts, seconds, report, tuned or None,
-                     ood=ood)
-    calibration.update_card(fn_args.serving_model_dir, {
-        "training_budget": budget,
-        "calibration": calibrated or {"method": "none", "temperature": 1.0, "fitted_on": "none"},
-    })
+    write_model_card(
+        fn_args.serving_model_dir,
+        config,
+        model,
+        history,
+        counts,
+        seconds,
+        report,
+        tuned or None,
+        ood=ood,
+    )
+    calibration.update_card(
+        fn_args.serving_model_dir,
+        {
+            "training_budget": budget,
+            "calibration": calibrated
+            or {"method": "none", "temperature": 1.0, "fitted_on": "none"},
+        },
+    )

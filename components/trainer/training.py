@@ -2,18 +2,21 @@
 
 Called by `trainer_module.run_fn` and the model lab.
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 import tf_keras as keras
 
 from components.progress import StepProgress
-from components.trainer.model import compile_model, resolve_weights, set_trainable
 from components.trainer import diagnostics
+from components.trainer.model import compile_model, resolve_weights, set_trainable
+
 
 class WallTimeBudget(keras.callbacks.Callback):
     """Stops training once ``minutes`` of wall time or ``cpu_minutes`` of this process's CPU
@@ -46,8 +49,12 @@ class WallTimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def plan_budget(config: Dict[str, Any], train_steps: Optional[int], eval_steps: Optional[int],
-                train_images: Optional[int]) -> Dict[str, Any]:
+def plan_budget(
+    config: dict[str, Any],
+    train_steps: int | None,
+    eval_steps: int | None,
+    train_images: int | None,
+) -> dict[str, Any]:
     """The training budget: ``train_steps`` spread over ``epochs`` when set (the synthetic
     demo's preset), else ``epochs`` full passes over the ``train_images`` of the train
     split; validation on ``eval_steps`` shuffled batches, or the whole eval split (None)."""
@@ -56,22 +63,43 @@ def plan_budget(config: Dict[str, Any], train_steps: Optional[int], eval_steps: 
     if train_steps:
         steps_per_epoch, basis = max(1, math.ceil(train_steps / epochs)), "steps"
     elif train_images:
-        steps_per_epoch, basis = max(1, math.ceil(train_images / batch_size)), "epochs over the train split"
+        steps_per_epoch, basis = (
+            max(1, math.ceil(train_images / batch_size)),
+            "epochs over the train split",
+        )
     else:
-        raise ValueError("no training budget: train_steps is 0 and the train split's size is unknown "
-                         "(set train_steps, or give fit_model train_images)")
-    return {"basis": basis, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
-            "planned_images": epochs * steps_per_epoch * batch_size, "train_images": train_images,
-            "validation": f"{eval_steps} shuffled eval batches" if eval_steps else "the whole eval split",
-            "validation_steps": eval_steps or None,
-            "max_train_minutes": float(config.get("max_train_minutes") or 0.0),
-            "max_train_cpu_minutes": float(config.get("max_train_cpu_minutes") or 0.0)}
+        raise ValueError(
+            "no training budget: train_steps is 0 and the train split's size is unknown "
+            "(set train_steps, or give fit_model train_images)"
+        )
+    return {
+        "basis": basis,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "planned_images": epochs * steps_per_epoch * batch_size,
+        "train_images": train_images,
+        "validation": f"{eval_steps} shuffled eval batches"
+        if eval_steps
+        else "the whole eval split",
+        "validation_steps": eval_steps or None,
+        "max_train_minutes": float(config.get("max_train_minutes") or 0.0),
+        "max_train_cpu_minutes": float(config.get("max_train_cpu_minutes") or 0.0),
+    }
 
 
-def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset, config: Dict[str, Any],
-              train_steps: Optional[int], eval_steps: Optional[int], class_weight: Optional[Dict[int, float]] = None,
-              log_dir: Optional[str] = None, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-              train_images: Optional[int] = None) -> Tuple[Dict[str, List[float]], Dict[str, Any], float]:
+def fit_model(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    evaluation: tf.data.Dataset,
+    config: dict[str, Any],
+    train_steps: int | None,
+    eval_steps: int | None,
+    class_weight: dict[int, float] | None = None,
+    log_dir: str | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    train_images: int | None = None,
+) -> tuple[dict[str, list[float]], dict[str, Any], float]:
     """Trains ``model`` with the study's callbacks and the training diagnostics.
 
     ``evaluation`` must be finite when ``eval_steps`` is None (the whole split is read at
@@ -86,25 +114,45 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
     # One un-augmented eval batch: the diagnostics measure gradients on the same data each time.
     probe_features, probe_labels = next(iter(evaluation))
     probe_size = int(config.get("diagnostics_probe", 16))
-    probe = ({k: v[:probe_size] for k, v in probe_features.items()} if isinstance(probe_features, dict)
-             else probe_features[:probe_size], probe_labels[:probe_size])
-    checks = diagnostics.TrainingDiagnostics(probe, diagnostics.Thresholds(**config.get("diagnostics", {})))
+    probe = (
+        {k: v[:probe_size] for k, v in probe_features.items()}
+        if isinstance(probe_features, dict)
+        else probe_features[:probe_size],
+        probe_labels[:probe_size],
+    )
+    checks = diagnostics.TrainingDiagnostics(
+        probe, diagnostics.Thresholds(**config.get("diagnostics", {}))
+    )
     # A randomly initialised network validates with batch-norm statistics still near
     # their initial values (recalibrated only after fitting): its val_loss misleads, so
     # the schedule and early stopping follow the training loss there.
     # Whole epochs re-estimate them (hundreds of steps at momentum 0.99), so a data-sized
     # budget stops early on the patient-grouped eval split's loss.
-    monitor = ("val_loss" if resolve_weights(config["weights"]) is not None or budget["basis"] != "steps"
-               else "loss")
-    clock = WallTimeBudget(budget["max_train_minutes"], budget["batch_size"], budget["max_train_cpu_minutes"])
+    monitor = (
+        "val_loss"
+        if resolve_weights(config["weights"]) is not None or budget["basis"] != "steps"
+        else "loss"
+    )
+    clock = WallTimeBudget(
+        budget["max_train_minutes"], budget["batch_size"], budget["max_train_cpu_minutes"]
+    )
     callbacks = [
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config["lr_factor"], patience=1,
-                                          min_lr=config["min_learning_rate"]),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=int(config["early_stopping_patience"]),
-                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor,
+            factor=config["lr_factor"],
+            patience=1,
+            min_lr=config["min_learning_rate"],
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            patience=int(config["early_stopping_patience"]),
+            restore_best_weights=True,
+        ),
         checks,
         clock,
-        StepProgress("Trainer", epochs * steps_per_epoch),  # the console's bar (components/progress.py)
+        StepProgress(
+            "Trainer", epochs * steps_per_epoch
+        ),  # the console's bar (components/progress.py)
         *extra_callbacks,
     ]
     if log_dir:
@@ -113,23 +161,44 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Da
     # tracing and optimising a graph of hundreds of layers (minutes on 2 CPU cores).
     model.run_eagerly = bool(config.get("run_eagerly", False))
     started = time.time()
-    history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
-                        validation_steps=budget["validation_steps"], class_weight=class_weight,
-                        callbacks=callbacks, verbose=2)
+    history = model.fit(
+        train,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=evaluation,
+        validation_steps=budget["validation_steps"],
+        class_weight=class_weight,
+        callbacks=callbacks,
+        verbose=2,
+    )
     seconds = time.time() - started
     clean_history = {k: [float(v) for v in values] for k, values in history.history.items()}
     report = checks.report()
-    report["budget"] = {**budget, "epochs_trained": len(clean_history.get("loss", [])),
-                        "steps_trained": clock.batches, "images_seen": clock.batches * budget["batch_size"],
-                        "stopped_by": (clock.stopped_by if clock.stopped_early else
-                                       "early stopping" if len(clean_history.get("loss", [])) < epochs
-                                       else "budget")}
+    report["budget"] = {
+        **budget,
+        "epochs_trained": len(clean_history.get("loss", [])),
+        "steps_trained": clock.batches,
+        "images_seen": clock.batches * budget["batch_size"],
+        "stopped_by": (
+            clock.stopped_by
+            if clock.stopped_early
+            else "early stopping"
+            if len(clean_history.get("loss", [])) < epochs
+            else "budget"
+        ),
+    }
     return clean_history, report, seconds
 
 
-def train_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset, config: Dict[str, Any],
-                train_steps: Optional[int], eval_steps: Optional[int], **fit_args: Any
-                ) -> Tuple[Dict[str, List[float]], Dict[str, Any], float]:
+def train_model(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    evaluation: tf.data.Dataset,
+    config: dict[str, Any],
+    train_steps: int | None,
+    eval_steps: int | None,
+    **fit_args: Any,
+) -> tuple[dict[str, list[float]], dict[str, Any], float]:
     """The study's fine-tuning for a pretrained backbone, `fit_model` otherwise.
 
     Pretrained: first the head alone on the frozen backbone (``fine_tune_head_fraction``
@@ -147,29 +216,56 @@ def train_model(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.
     minutes = float(config.get("max_train_minutes") or 0.0)
     cpu_minutes = float(config.get("max_train_cpu_minutes") or 0.0)
     learning_rate = float(config["learning_rate"])
-    phases = [("head", 0, learning_rate, head_epochs, fraction),
-              ("fine_tune", int(config["unfreeze_last"]), learning_rate * float(config["fine_tune_lr_factor"]),
-               max(1, epochs - head_epochs), 1 - fraction)]
-    history: Dict[str, List[float]] = {}
+    phases = [
+        ("head", 0, learning_rate, head_epochs, fraction),
+        (
+            "fine_tune",
+            int(config["unfreeze_last"]),
+            learning_rate * float(config["fine_tune_lr_factor"]),
+            max(1, epochs - head_epochs),
+            1 - fraction,
+        ),
+    ]
+    history: dict[str, list[float]] = {}
     reports, seconds, plan, budget = [], 0.0, [], None
     for name, unfreeze, rate, phase_epochs, share in phases:
         training = set_trainable(model, unfreeze)
         compile_model(model, config, rate)
-        phase_config = {**config, "epochs": phase_epochs, "learning_rate": rate,
-                        "min_learning_rate": min(rate, float(config["min_learning_rate"])),
-                        "max_train_minutes": minutes * share, "max_train_cpu_minutes": cpu_minutes * share}
+        phase_config = {
+            **config,
+            "epochs": phase_epochs,
+            "learning_rate": rate,
+            "min_learning_rate": min(rate, float(config["min_learning_rate"])),
+            "max_train_minutes": minutes * share,
+            "max_train_cpu_minutes": cpu_minutes * share,
+        }
         steps = max(1, round(train_steps * share)) if train_steps else train_steps
-        part, report, phase_seconds = fit_model(model, train, evaluation, phase_config, steps, eval_steps, **fit_args)
+        part, report, phase_seconds = fit_model(
+            model, train, evaluation, phase_config, steps, eval_steps, **fit_args
+        )
         for key, values in part.items():
             history.setdefault(key, []).extend(values)
         seconds += phase_seconds
         phase_budget = report.get("budget", {})
-        plan.append({"phase": name, "backbone_layers_training": training, "learning_rate": rate,
-                     "epochs": len(part.get("loss", [])), "steps": phase_budget.get("steps_trained")})
+        plan.append(
+            {
+                "phase": name,
+                "backbone_layers_training": training,
+                "learning_rate": rate,
+                "epochs": len(part.get("loss", [])),
+                "steps": phase_budget.get("steps_trained"),
+            }
+        )
         if budget is None:
             budget = dict(phase_budget)
         elif phase_budget:
-            for key in ("epochs", "planned_images", "epochs_trained", "steps_trained", "images_seen"):
+            for key in (
+                "epochs",
+                "planned_images",
+                "epochs_trained",
+                "steps_trained",
+                "images_seen",
+            ):
                 if isinstance(phase_budget.get(key), (int, float)):
                     budget[key] = budget.get(key, 0) + phase_budget[key]
             budget["stopped_by"] = phase_budget.get("stopped_by")
@@ -189,7 +285,7 @@ STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 BATCHNORM_BATCHES = 16  # un-augmented train batches that re-estimate batch-norm statistics
 
 
-def distribution_strategy(name: Optional[str]) -> tf.distribute.Strategy:
+def distribution_strategy(name: str | None) -> tf.distribute.Strategy:
     """The tf.distribute strategy a cluster run asks for (kubeflow_runner sets
     ``distribution_strategy`` in custom_config): mirrored over the GPUs of one node,
     multi-worker over several (TF_CONFIG from the cluster), or none (local runs)."""

@@ -1,10 +1,12 @@
 """Hyperparameter search: TFX's Tuner component calls `tuner_fn` (re-exported by
 `trainer_module`); `run_fn` reads the Tuner's best values through `tuned_values`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import keras_tuner
 import tensorflow as tf
@@ -19,7 +21,7 @@ from components.trainer.model import build_model
 TUNABLE = ("learning_rate", "dropout", "unfreeze_last", "optimizer", "batch_size")
 
 
-def tuned_values(hyperparameters: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def tuned_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
     """The Tuner's best values (its `best_hyperparameters` artifact: a KerasTuner
     HyperParameters config) restricted to `TUNABLE`; {} without one."""
     if not hyperparameters:
@@ -35,17 +37,23 @@ class _HyperModel(keras_tuner.HyperModel):
     so the datasets are made per trial.
     """
 
-    def __init__(self, config: Dict[str, Any], make_datasets: Callable[[int], Tuple[tf.data.Dataset, Any]],
-                 class_weight: Optional[Dict[int, float]] = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        make_datasets: Callable[[int], tuple[tf.data.Dataset, Any]],
+        class_weight: dict[int, float] | None = None,
+    ):
         super().__init__(name="breastdx")
         self.config = config
         self.make_datasets = make_datasets
         self.class_weight = class_weight
 
-    def declare(self, hp: keras_tuner.HyperParameters) -> Dict[str, Any]:
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
         space = self.config.get("tuner_space", {})
         return {
-            "learning_rate": hp.Choice("learning_rate", space.get("learning_rate", [1e-4, 3e-4, 1e-3])),
+            "learning_rate": hp.Choice(
+                "learning_rate", space.get("learning_rate", [1e-4, 3e-4, 1e-3])
+            ),
             "dropout": hp.Choice("dropout", space.get("dropout", [0.2, 0.3, 0.5])),
             "unfreeze_last": hp.Choice("unfreeze_last", space.get("unfreeze_last", [2, 4, 8])),
             "optimizer": hp.Choice("optimizer", space.get("optimizer", ["adam", "rmsprop", "sgd"])),
@@ -55,13 +63,16 @@ class _HyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         return build_model({**self.config, **self.declare(hp)})
 
-    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs) -> Dict[str, float]:
+    def fit(
+        self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs
+    ) -> dict[str, float]:
         # KerasTuner's own callbacks are Keras 3 objects; this model is tf-keras, so they
         # stay out and the trial reports its objective as a number instead.
         kwargs.pop("callbacks", None)
         train, evaluation = self.make_datasets(int(hp.get("batch_size")))
-        history = model.fit(train, validation_data=evaluation, class_weight=self.class_weight, verbose=2,
-                            **kwargs)
+        history = model.fit(
+            train, validation_data=evaluation, class_weight=self.class_weight, verbose=2, **kwargs
+        )
         return {"val_loss": float(min(history.history["val_loss"]))}
 
 
@@ -74,7 +85,7 @@ class _RandomSearch(keras_tuner.RandomSearch):
     Only the best hyperparameters are used (by TFX's Tuner), never a stored trial model.
     """
 
-    def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
+    def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         keras.backend.clear_session()
         hp = trial.hyperparameters
         return self.hypermodel.fit(hp, self.hypermodel.build(hp), *args, **kwargs)
@@ -89,11 +100,29 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     config = dict(fn_args.custom_config)
     seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output) if fn_args.transform_output else None
+    tf_transform_output = (
+        tft.TFTransformOutput(fn_args.transform_output) if fn_args.transform_output else None
+    )
 
-    def make_datasets(batch_size: int) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
-        return (input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config),
-                input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config))
+    def make_datasets(batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        return (
+            input_fn(
+                fn_args.train_files,
+                fn_args.data_accessor,
+                tf_transform_output,
+                batch_size,
+                True,
+                config,
+            ),
+            input_fn(
+                fn_args.eval_files,
+                fn_args.data_accessor,
+                tf_transform_output,
+                batch_size,
+                False,
+                config,
+            ),
+        )
 
     weights = None
     if config["class_weights"] and fn_args.train_files:
@@ -108,8 +137,11 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         overwrite=True,
     )
     epochs = max(1, int(config.get("tuner_epochs", 1)))
-    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
-        "epochs": epochs,
-        "steps_per_epoch": max(1, math.ceil((fn_args.train_steps or 1) / epochs)),
-        "validation_steps": max(1, fn_args.eval_steps or 1),
-    })
+    return tfx.components.TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "epochs": epochs,
+            "steps_per_epoch": max(1, math.ceil((fn_args.train_steps or 1) / epochs)),
+            "validation_steps": max(1, fn_args.eval_steps or 1),
+        },
+    )

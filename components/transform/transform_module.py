@@ -6,16 +6,20 @@ preprocessing in the system: the Trainer trains on its output and exports it ins
 every serving signature, so training and serving cannot skew. Augmentation is not
 here (it belongs to training only: the Trainer's input function).
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 
 from breastdx_core import contract
 
 
-def decode_image(encoded: tf.Tensor, model_size: Sequence[int], native_size: Optional[Sequence[int]] = None) -> tf.Tensor:
+def decode_image(
+    encoded: tf.Tensor, model_size: Sequence[int], native_size: Sequence[int] | None = None
+) -> tf.Tensor:
     """Decodes one encoded image and fits it to the model.
 
     Args:
@@ -37,7 +41,9 @@ def decode_image(encoded: tf.Tensor, model_size: Sequence[int], native_size: Opt
     return image / contract.PIXEL_MAX
 
 
-def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+def preprocessing_fn(
+    inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
+) -> dict[str, tf.Tensor]:
     """tf.Transform's callback: raw features of a batch -> transformed features.
 
     Args:
@@ -54,7 +60,9 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]
     images = tf.map_fn(
         lambda x: decode_image(x, model_size, native_size),
         encoded,
-        fn_output_signature=tf.TensorSpec([model_size[0], model_size[1], contract.MODEL_CHANNELS], tf.float32),
+        fn_output_signature=tf.TensorSpec(
+            [model_size[0], model_size[1], contract.MODEL_CHANNELS], tf.float32
+        ),
     )
     outputs = {contract.TRANSFORMED_IMAGE_KEY: images}
     if contract.LABEL_KEY in inputs:

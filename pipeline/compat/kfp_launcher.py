@@ -19,15 +19,18 @@ Called by pipeline/compat/dry_run.py: it starts every container task of a KFP pa
   2.3.0 on (kubeflow/pipelines#10857); on 2.2.0 they are folders of the image's root file
   system, which a non-root uid cannot write unless the image made them its own.
 """
+
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import posixpath
 import shutil
 import subprocess
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from breastdx_core import errors
 
@@ -57,6 +60,7 @@ def image_user(uid: int = IMAGE_UID, gid: int = IMAGE_GID) -> Callable[[], None]
     not write still fails, and so does ``access(2)`` (TensorFlow's ``exists``/``isdir``),
     which ignores capabilities: the bucket and task folders must be the uid's to reach.
     Without the capability (not root) the child is the uid alone."""
+
     def become() -> None:
         import ctypes
 
@@ -94,7 +98,7 @@ class ObjectStore:
         self.marker_log = os.path.abspath(marker_log)
 
     @classmethod
-    def from_env(cls) -> Optional["ObjectStore"]:
+    def from_env(cls) -> ObjectStore | None:
         value = os.environ.get(STORE_ENV)
         if not value:
             return None
@@ -105,10 +109,10 @@ class ObjectStore:
         return f"{self.root}|{self.marker_log}"
 
     # --- names -------------------------------------------------------------------------
-    def object_name(self, path_or_uri: str) -> Optional[str]:
+    def object_name(self, path_or_uri: str) -> str | None:
         """``<bucket>/<key>`` of a ``gs://`` URI or a path under the root; None outside."""
         if path_or_uri.startswith("gs://"):
-            return path_or_uri[len("gs://"):]
+            return path_or_uri[len("gs://") :]
         path = os.path.abspath(path_or_uri)
         if path == self.root or not path.startswith(self.root + os.sep):
             return None
@@ -118,14 +122,14 @@ class ObjectStore:
         return os.path.join(self.root, *name.split("/"))
 
     # --- markers ---------------------------------------------------------------------
-    def _log(self, lines: List[str]) -> None:
+    def _log(self, lines: builtins.list[str]) -> None:
         if lines:
             with open(self.marker_log, "a") as handle:  # one short append per call
                 handle.write("".join(line + "\n" for line in lines))
 
-    def markers(self) -> List[str]:
+    def markers(self) -> builtins.list[str]:
         """Every marker object that exists now (``<bucket>/<key>/``)."""
-        alive: Dict[str, bool] = {}
+        alive: dict[str, bool] = {}
         if os.path.exists(self.marker_log):
             with open(self.marker_log) as handle:
                 for line in handle:
@@ -142,8 +146,13 @@ class ObjectStore:
             return  # outside the store, or the bucket itself
         parts = name.strip("/").split("/")
         levels = range(2, len(parts) + 1) if recursive else [len(parts)]
-        self._log(["+" + "/".join(parts[:n]) + "/" for n in levels
-                   if not os.path.isdir(self.local("/".join(parts[:n])))])
+        self._log(
+            [
+                "+" + "/".join(parts[:n]) + "/"
+                for n in levels
+                if not os.path.isdir(self.local("/".join(parts[:n])))
+            ]
+        )
 
     def delete_markers(self, path_or_uri: str) -> int:
         """Deletes the marker objects at and under an artifact's URI; returns how many."""
@@ -156,7 +165,7 @@ class ObjectStore:
         return len(doomed)
 
     # --- the flat namespace ----------------------------------------------------------------
-    def list(self, bucket: str, prefix: str) -> List[Tuple[str, int]]:
+    def list(self, bucket: str, prefix: str) -> builtins.list[tuple[str, int]]:
         """(key, size) of every object whose key starts with ``prefix``, in key order."""
         found = {}
         base = self.local(bucket)
@@ -191,12 +200,14 @@ def download_blob(store: ObjectStore, bucket: str, blob_dir: str, local_dir: str
         except (FileExistsError, NotADirectoryError):
             raise LauncherError(
                 f"failed to download input artifact: downloadFile(): unable to complete copying "
-                f"\"{key}\" to local storage \"{local_path}\": failed to create local directory "
-                f"\"{folder}\": mkdir {folder}: not a directory") from None
+                f'"{key}" to local storage "{local_path}": failed to create local directory '
+                f'"{folder}": mkdir {folder}: not a directory'
+            ) from None
         except PermissionError:
-            raise LauncherError(f"failed to download input artifact: mkdir {folder}: permission "
-                                f"denied (uid {os.getuid()}: no writable volume of the pod)"
-                                ) from None
+            raise LauncherError(
+                f"failed to download input artifact: mkdir {folder}: permission "
+                f"denied (uid {os.getuid()}: no writable volume of the pod)"
+            ) from None
         source = store.local(f"{bucket}/{key}")
         try:
             if key.endswith("/"):  # a marker: a zero-byte object
@@ -204,33 +215,38 @@ def download_blob(store: ObjectStore, bucket: str, blob_dir: str, local_dir: str
             else:
                 shutil.copyfile(source, local_path)
         except IsADirectoryError:
-            raise LauncherError(f"failed to download input artifact: unable to open local file "
-                                f"\"{local_path}\" for writing: is a directory") from None
+            raise LauncherError(
+                f"failed to download input artifact: unable to open local file "
+                f'"{local_path}" for writing: is a directory'
+            ) from None
         except PermissionError:
-            raise LauncherError(f"failed to download input artifact: open {local_path}: permission "
-                                f"denied (uid {os.getuid()})") from None
+            raise LauncherError(
+                f"failed to download input artifact: open {local_path}: permission "
+                f"denied (uid {os.getuid()})"
+            ) from None
         count += 1
     return count
 
 
-def _split(uri: str) -> Tuple[str, str, str]:
+def _split(uri: str) -> tuple[str, str, str]:
     """(mount, bucket, key) of a gs://, minio:// or s3:// URI."""
     for scheme in ("gs", "minio", "s3"):
         if uri.startswith(f"{scheme}://"):
-            bucket, _, key = uri[len(scheme) + 3:].partition("/")
+            bucket, _, key = uri[len(scheme) + 3 :].partition("/")
             return ("gcs" if scheme == "gs" else scheme), bucket, key
-    raise LauncherError(f"unsupported artifact URI {uri!r}: the launcher reads gs://, minio:// and "
-                        "s3:// only")
+    raise LauncherError(
+        f"unsupported artifact URI {uri!r}: the launcher reads gs://, minio:// and s3:// only"
+    )
 
 
-def _artifacts(executor_input: Dict[str, Any], side: str) -> Iterator[Tuple[str, str]]:
+def _artifacts(executor_input: dict[str, Any], side: str) -> Iterator[tuple[str, str]]:
     for name, listed in executor_input.get(side, {}).get("artifacts", {}).items():
         for artifact in listed.get("artifacts", []):
             if artifact.get("uri"):
                 yield name, artifact["uri"]
 
 
-def launch(spec: Dict[str, Any]) -> int:
+def launch(spec: dict[str, Any]) -> int:
     """One task as KFP's launcher runs it (this process already has the image's uid).
 
     ``spec``: ``executor_input`` (URIs as the cluster sees them, gs://…), ``pod_root`` (the
@@ -254,14 +270,16 @@ def launch(spec: Dict[str, Any]) -> int:
         try:
             os.makedirs(folder, exist_ok=True)
         except PermissionError:
-            raise LauncherError(f"failed to prepare output artifact {name}: mkdir {folder}: "
-                                f"permission denied (uid {os.getuid()}: KFP mounts a writable "
-                                f"volume at /{mount} from 2.3.0 on; on older releases the image "
-                                "must own it)") from None
+            raise LauncherError(
+                f"failed to prepare output artifact {name}: mkdir {folder}: "
+                f"permission denied (uid {os.getuid()}: KFP mounts a writable "
+                f"volume at /{mount} from 2.3.0 on; on older releases the image "
+                "must own it)"
+            ) from None
     done = subprocess.run(spec["command"], cwd=spec.get("cwd"), check=False)
     if done.returncode:
         return done.returncode
-    for name, uri in outputs:  # what the command left at the local path goes up
+    for _name, uri in outputs:  # what the command left at the local path goes up
         mount, bucket, key = _split(uri)
         local_path = os.path.join(pod_root, mount, bucket, *key.split("/"))
         if os.path.isdir(local_path) and os.listdir(local_path):
@@ -305,7 +323,7 @@ def install_in_task() -> None:
     kfp_shim.install()
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m pipeline.compat.kfp_launcher TASK.json", file=sys.stderr)
         return 2

@@ -58,6 +58,7 @@ the upstream behaviour it relies on changes, where that can be checked here.
    2.0-2.16; delete when the cluster's KFP release has PR #13537 (the dry run's launcher,
    pipeline/compat/kfp_launcher.py, then follows the fixed ``DownloadBlob``).
 """
+
 from __future__ import annotations
 
 import importlib.abc
@@ -66,7 +67,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ KEY_RULES = (
 )
 
 
-def _title_of(type_schema: Any) -> Optional[str]:
+def _title_of(type_schema: Any) -> str | None:
     """The schema title of an ArtifactTypeSchema, None when it has none (fix 2)."""
     import yaml
 
@@ -108,7 +110,7 @@ def _title_of(type_schema: Any) -> Optional[str]:
     return None
 
 
-def infer_title(title: Optional[str], metadata_keys: Any) -> str:
+def infer_title(title: str | None, metadata_keys: Any) -> str:
     """The TFX title for an artifact whose title is missing or a ``system.*`` one (fixes 1, 3)."""
     if title and not title.startswith("system."):
         return title
@@ -145,7 +147,7 @@ def enrich_artifact_map(artifacts: Any, inputs_spec: Any) -> int:
     return typed
 
 
-def inputs_spec_from_argv(argv: Optional[List[str]] = None) -> Any:
+def inputs_spec_from_argv(argv: list[str] | None = None) -> Any:
     """The ComponentInputsSpec TFX compiled into this task's arguments, or None.
 
     The entrypoints run as ``python -m …``, so their own functions cannot be wrapped;
@@ -169,7 +171,9 @@ def custom_artifact_class_path(title: str) -> str:
 
     name = "Custom_" + "".join(c if c.isalnum() else "_" for c in title)
     if name not in globals():
-        globals()[name] = type(name, (artifact.Artifact,), {"TYPE_NAME": title, "__module__": __name__})
+        globals()[name] = type(
+            name, (artifact.Artifact,), {"TYPE_NAME": title, "__module__": __name__}
+        )
     return f"{__name__}.{name}"
 
 
@@ -224,17 +228,20 @@ class GcsMarkerStore:
             from google.cloud import storage
 
             self._client = storage.Client()
-        bucket_name, _, key = uri[len("gs://"):].partition("/")
+        bucket_name, _, key = uri[len("gs://") :].partition("/")
         bucket = self._client.bucket(bucket_name)
         prefix = key.rstrip("/") + "/"
-        markers = [blob for blob in self._client.list_blobs(bucket_name, prefix=prefix)
-                   if blob.name.endswith("/") and not blob.size]
+        markers = [
+            blob
+            for blob in self._client.list_blobs(bucket_name, prefix=prefix)
+            if blob.name.endswith("/") and not blob.size
+        ]
         for blob in markers:
             bucket.blob(blob.name).delete()
         return len(markers)
 
 
-_MARKER_STORE: List[Any] = []
+_MARKER_STORE: list[Any] = []
 
 
 def set_marker_store(store: Any) -> None:
@@ -254,8 +261,9 @@ def delete_output_markers(output_dict: Any) -> int:
             try:
                 deleted += store.delete_markers(artifact.uri)
             except Exception as err:  # pylint: disable=broad-except
-                log.warning("kfp_shim: could not delete directory markers under %s: %s",
-                            artifact.uri, err)
+                log.warning(
+                    "kfp_shim: could not delete directory markers under %s: %s", artifact.uri, err
+                )
     if deleted:
         log.info("kfp_shim: deleted %d directory marker object(s) under the outputs", deleted)
     return deleted
@@ -264,7 +272,9 @@ def delete_output_markers(output_dict: Any) -> int:
 def _patch_compiler_utils(module: Any) -> None:
     for system_title, tfx_title in SYSTEM_TITLES.items():
         if tfx_title in module.TITLE_TO_CLASS_PATH:
-            module.TITLE_TO_CLASS_PATH.setdefault(system_title, module.TITLE_TO_CLASS_PATH[tfx_title])
+            module.TITLE_TO_CLASS_PATH.setdefault(
+                system_title, module.TITLE_TO_CLASS_PATH[tfx_title]
+            )
     # "tfx.Artifact" (a custom type's fallback) has no class of its own in TFX 1.16.
     module.TITLE_TO_CLASS_PATH.setdefault("tfx.Artifact", f"{__name__}.GenericArtifact")
     module.TITLE_TO_CLASS_PATH.setdefault("system.Artifact", f"{__name__}.GenericArtifact")
@@ -300,7 +310,7 @@ def _patch_input_processor(module: Any) -> None:
     module.FileBasedInputProcessor = FileBasedInputProcessor
 
 
-PATCHES: Dict[str, Callable[[Any], None]] = {
+PATCHES: dict[str, Callable[[Any], None]] = {
     ENTRYPOINT_UTILS: _patch_entrypoint_utils,
     COMPILER_UTILS: _patch_compiler_utils,
     PATH_UTILS: _patch_path_utils,
@@ -369,7 +379,7 @@ def pth_line() -> str:
     return "import pipeline.compat.kfp_shim as _breastdx_kfp_shim; _breastdx_kfp_shim.install()\n"
 
 
-def install_pth(site_dir: Optional[str] = None) -> str:
+def install_pth(site_dir: str | None = None) -> str:
     """Writes the ``.pth`` file that installs the shim in every Python process of the
     environment (the image build calls this). Returns its path."""
     import site

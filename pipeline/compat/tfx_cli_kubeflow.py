@@ -20,7 +20,6 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
-from typing import Optional
 
 PTH_NAME = "breastdx_tfx_cli_kubeflow.pth"
 HANDLER_MODULE = "breastdx_cli.tfx_handler"
@@ -81,7 +80,7 @@ def pth_line() -> str:
     return 'import sys; exec("' + hook.replace("\n", "\\n") + '")\n'
 
 
-def install_pth(site_dir: Optional[str] = None) -> str:
+def install_pth(site_dir: str | None = None) -> str:
     """Writes the ``.pth`` file into ``site_dir`` (default: the environment's
     site-packages). Returns its path."""
     import site

@@ -13,6 +13,7 @@ Trainer starts from this SavedModel (its ``base_model`` input).
 This file sits in a folder of its own: TFX hashes every file of a module file's folder
 into the user-code wheel.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,13 +22,22 @@ import time
 import tf_keras as keras
 from tfx import v1 as tfx
 
-from components.mammo import export, records
 from breastdx_core import contract
-from components.mammo import models
+from components.mammo import export, models, records
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("patch_size", "backbone", "weights", "pretrained_dir", "patch_schedule", "patch_batch_size", "augment", "seed", "synthetic")
+SETTINGS = (
+    "patch_size",
+    "backbone",
+    "weights",
+    "pretrained_dir",
+    "patch_schedule",
+    "patch_batch_size",
+    "augment",
+    "seed",
+    "synthetic",
+)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -39,25 +49,55 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     x, y = records.load_arrays(fn_args.train_files, size)
     eval_x, eval_y = records.load_arrays(fn_args.eval_files, size)
     log.info("PatchTrainer: %d train and %d eval patches of %dx%d", len(x), len(eval_x), *size)
-    model = models.build_patch_classifier(size[0], weights=config["weights"], backbone=config["backbone"],
-                                          pretrained_dir=config["pretrained_dir"])
+    model = models.build_patch_classifier(
+        size[0],
+        weights=config["weights"],
+        backbone=config["backbone"],
+        pretrained_dir=config["pretrained_dir"],
+    )
     history = models.train_in_stages(
-        model, models.parse_schedule(config["patch_schedule"]), (x, y), (eval_x, eval_y),
-        "sparse_categorical_crossentropy", ["sparse_categorical_accuracy"], int(config["patch_batch_size"]),
-        class_weight=models.class_weights(y, len(contract.CBIS_PATCH_CLASSES)), augment=bool(config["augment"]),
-        seed=int(config["seed"]), label="PatchTrainer")
+        model,
+        models.parse_schedule(config["patch_schedule"]),
+        (x, y),
+        (eval_x, eval_y),
+        "sparse_categorical_crossentropy",
+        ["sparse_categorical_accuracy"],
+        int(config["patch_batch_size"]),
+        class_weight=models.class_weights(y, len(contract.CBIS_PATCH_CLASSES)),
+        augment=bool(config["augment"]),
+        seed=int(config["seed"]),
+        label="PatchTrainer",
+    )
     metrics = export.evaluate_patches(model, eval_x, eval_y)
-    log.info("PatchTrainer: eval accuracy %.3f (5 classes), malignant AUC %s", metrics.get("accuracy", float("nan")),
-             metrics.get("malignant_auc"))
+    log.info(
+        "PatchTrainer: eval accuracy %.3f (5 classes), malignant AUC %s",
+        metrics.get("accuracy", float("nan")),
+        metrics.get("malignant_auc"),
+    )
     export.export_patch_model(model, fn_args.serving_model_dir, size[0])
     export.write_card(
-        fn_args.serving_model_dir, variant="patch", class_names=contract.CBIS_PATCH_CLASSES,
-        positive_index=contract.CBIS_PATCH_CLASSES.index("mass_malignant"), model_size=size,
-        input_description=f"{contract.SERVING_INPUT_BYTES}: [None] PNG/JPEG patch bytes (REST: {{\"b64\": ...}})",
-        outputs=(contract.OUTPUT_PROBABILITIES, contract.OUTPUT_CLASS_NAME, contract.OUTPUT_CLASS_INDEX,
-                 contract.OUTPUT_POSITIVE),
-        model=model, history=history, seconds=time.time() - started, synthetic=bool(config["synthetic"]),
-        evaluation=metrics, backbone=config["backbone"],
-        weights=config["weights"] or "none (random initialisation)", schedule=config["patch_schedule"],
-        **models.weights_provenance(config["backbone"], config["weights"], config["pretrained_dir"]),
-        positive_probability="P(malignant calcification) + P(malignant mass)")
+        fn_args.serving_model_dir,
+        variant="patch",
+        class_names=contract.CBIS_PATCH_CLASSES,
+        positive_index=contract.CBIS_PATCH_CLASSES.index("mass_malignant"),
+        model_size=size,
+        input_description=f'{contract.SERVING_INPUT_BYTES}: [None] PNG/JPEG patch bytes (REST: {{"b64": ...}})',
+        outputs=(
+            contract.OUTPUT_PROBABILITIES,
+            contract.OUTPUT_CLASS_NAME,
+            contract.OUTPUT_CLASS_INDEX,
+            contract.OUTPUT_POSITIVE,
+        ),
+        model=model,
+        history=history,
+        seconds=time.time() - started,
+        synthetic=bool(config["synthetic"]),
+        evaluation=metrics,
+        backbone=config["backbone"],
+        weights=config["weights"] or "none (random initialisation)",
+        schedule=config["patch_schedule"],
+        **models.weights_provenance(
+            config["backbone"], config["weights"], config["pretrained_dir"]
+        ),
+        positive_probability="P(malignant calcification) + P(malignant mass)",
+    )

