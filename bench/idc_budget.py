@@ -1,9 +1,9 @@
 """Which IDC backbone, input size and budget: candidates trained for equal CPU time on real tissue.
 
     python bench/idc_budget.py --data-root ../shared/data/idc-real-dev --stage screen \
-        --cpu-minutes 5 --out docs/results/idc-budget-screen.json
+        --cpu-minutes 5 --out docs/results/data/idc-budget-screen.json
     python bench/idc_budget.py --data-root ../shared/data/idc-real-dev --stage cv --folds 3 \
-        --candidates lite0@128 --cpu-minutes 12 --tta --out docs/results/idc-budget-cv.json
+        --candidates lite0@128 --cpu-minutes 12 --tta --out docs/results/data/idc-budget-cv-fold0.json
 
 Users wait for wall time, not steps, so every candidate gets the same budget of this
 process's **CPU time** (`training.WallTimeBudget`'s ``cpu_minutes``): on a machine shared
