@@ -30,7 +30,7 @@ import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from breastdx_core import contract, decision
+from breastdx_core import contract, decision, errors
 from serving import batching, codec
 from serving.model_store import (
     DEFAULT_NUM_VERSIONS,
@@ -135,6 +135,10 @@ def create_app(
     app = Flask(__name__)
     app.extensions["model_store"] = store
     app.extensions["batcher"] = batcher
+
+    @app.errorhandler(errors.BreastdxError)
+    def user_error(err: errors.BreastdxError) -> Response:
+        return _error(getattr(err, "message", None) or str(err), err.http_status)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:

@@ -513,3 +513,27 @@ def test_a_map_whose_tiles_the_server_mostly_refuses_is_not_assessed_as_a_whole(
         "text": f"3 of 5 tissue tiles {CLASS_NAMES[1]}; 1 to refer to a "
         "pathologist (uncertain); 1 not assessed",
     }
+
+
+def test_any_user_error_is_answered_with_its_own_message_and_status(web_app_factory):
+    from breastdx_core import errors
+
+    app = web_app_factory()
+
+    @app.get("/api/raises-user-error")
+    def raises_user_error():
+        raise errors.UserError("the setting X must be a number")
+
+    @app.get("/api/raises-service-error")
+    def raises_service_error():
+        raise errors.ServiceError("the model server refused the request")
+
+    client = app.test_client()
+    response = client.get("/api/raises-user-error")
+    assert (response.status_code, response.json) == (
+        400,
+        {"error": "the setting X must be a number"},
+    )
+    response = client.get("/api/raises-service-error")
+    assert response.status_code == 502
+    assert response.json == {"error": "the model server refused the request"}

@@ -18,7 +18,7 @@ from flask import Flask, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from breastdx_core import contract
+from breastdx_core import contract, errors
 from serving import settings  # TF-free defaults: the server's address and model
 from webapp import audit, auth
 from webapp.backends import make_client
@@ -151,6 +151,12 @@ def _register_errors(app: Flask) -> None:
     def prediction_error(err: PredictionError):
         log.warning("prediction failed: %s", err.message)
         return _answer(err.message, err.status)
+
+    @app.errorhandler(errors.BreastdxError)
+    def user_error(err: errors.BreastdxError):
+        # Any user-fixable error the more specific handlers above do not name: its own
+        # message and status (4xx for a client's mistake), never a 500.
+        return _answer(getattr(err, "message", None) or str(err), err.http_status)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
