@@ -1,7 +1,8 @@
 """Whole-slide benchmark: a 100,000 x 80,000 px slide at 40x mapped through the model server,
 its memory against the slide's size, and the viewer's DeepZoom tile requests.
 
-    python bench/slide.py --untrained-default            # the default architecture, untrained
+    python bench/slide.py --untrained-default            # the demo's default architecture, untrained
+    python bench/slide.py --real-data-default            # a real-data run's default (Lite0 @128)
     python bench/slide.py --serving-root DIR --model M   # a pushed model (e.g. `make demo`'s)
     python bench/slide.py real --patient DIR --out X.svs # a real IDC patient as a 40x slide
 
@@ -62,16 +63,21 @@ def write_bench_slide(path: str, width: int, height: int, seed: int = 3) -> dict
     return written
 
 
-def untrained_default_model(serving_root: str) -> str:
+def untrained_default_model(serving_root: str, real_data: bool = False) -> str:
     """The default IDC classifier (configs' backbone and size, random weights) with the
-    project's decode, saved with a schema-valid card as ``<root>/<MODEL_NAME>/1``."""
+    project's decode, saved with a schema-valid card as ``<root>/<MODEL_NAME>/1``.
+
+    ``real_data``: the default of a run on real data (``--data-root``), which differs from the
+    synthetic demo's (breastdx_core/configs.py, REAL_DATA_TASK_DEFAULTS)."""
     import tensorflow as tf
 
     from breastdx_core import configs, contract, model_card
     from components.trainer import trainer_module
     from components.transform.transform_module import decode_image
 
-    config = configs.load(env={}).trainer_config()
+    # configs.load applies the real-data defaults where a data root is named; it is not read.
+    loaded = configs.load(env={}, data_root="/real-data") if real_data else configs.load(env={})
+    config = loaded.trainer_config()
     config["weights"] = None
     task = contract.get_task("idc")
     model = trainer_module.build_model(config)
@@ -256,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="build the default architecture with random weights (same compute)",
     )
+    model.add_argument(
+        "--real-data-default",
+        action="store_true",
+        help="the same with the architecture a run on real data trains (not the demo's)",
+    )
     parser.add_argument("--model", default=MODEL_NAME)
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdir", "bench-slide"))
     parser.add_argument("--width", type=int, default=SLIDE_WIDTH)
@@ -279,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{written['seconds']:.0f} s"
         )
     serving_root = args.serving_root
-    if args.untrained_default:
-        serving_root = os.path.join(args.workdir, "serving")
+    if args.untrained_default or args.real_data_default:
+        kind = "serving-real-data" if args.real_data_default else "serving"
+        serving_root = os.path.join(args.workdir, kind)
         if not os.path.exists(os.path.join(serving_root, MODEL_NAME, "1", "saved_model.pb")):
-            untrained_default_model(serving_root)
+            untrained_default_model(serving_root, real_data=args.real_data_default)
         args.model = MODEL_NAME
     version = newest_version(serving_root, args.model)
     print(f"model {args.model} at {version}; {os.cpu_count()} CPU cores (shared)")
