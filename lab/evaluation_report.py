@@ -17,10 +17,20 @@ import os
 
 from breastdx_core import model_card
 from components.evaluation import report as report_files
-from components.evaluation.statistics import (
-    SYNTHETIC_NOTE,  # noqa: F401
+from components.evaluation.statistics import (  # noqa: F401  (re-exported for the lab and its tests)
+    CALIBRATION_BINS,
+    PATIENT_AGGREGATION,
+    SYNTHETIC_NOTE,
+    THRESHOLD_METRICS,
     build_report,
+    calibration,
+    metrics_with_ci,
+    patient_level,
+    pr_curve,
+    roc_curve,
     sample_warnings,
+    threshold_for_sensitivity,
+    threshold_for_specificity,
 )
 
 log = logging.getLogger(__name__)

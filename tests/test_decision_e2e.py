@@ -274,4 +274,4 @@ def test_server_api_page_and_cli_give_one_answer_and_refuse_out_of_contract(
     assert len(assessed) >= 0.9 * len(held_out), (
         held_out
     )  # the OOD threshold's false alarms are ~1 %
-    assert "not assessed: " in page and contract.RESEARCH_ONLY in page
+    assert "Not assessed: " in page and contract.RESEARCH_ONLY in page  # the one-sentence answer

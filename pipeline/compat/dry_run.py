@@ -41,6 +41,8 @@ import yaml
 from breastdx_core import errors
 from pipeline.compat import kfp_launcher
 
+# the checkout standing in for the image (this file is pipeline/compat/dry_run.py)
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 log = logging.getLogger(__name__)
 
 ENGINES = ("kfp", "vertex")
@@ -194,9 +196,7 @@ class DryRun:
         self.engine = engine
         self.spec, runtime = load_package(package)
         self.storage = LocalStorage(storage_dir)
-        self.project_dir = os.path.abspath(
-            project_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        )
+        self.project_dir = os.path.abspath(project_dir or PROJECT_DIR)
         self.image_project_dir = image_project_dir.rstrip("/")
         self.python = python
         # The driver's order: the run's root, the package's, the kfp-launcher ConfigMap's
