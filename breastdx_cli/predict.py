@@ -308,11 +308,7 @@ def _slide_line(
                 slide,
                 info,
                 predict,
-                patch=wholeslide.model_patch(card),
-                target_mpp=target,
-                card=card,
-                positive_class=card.get("positive_class"),
-                threshold=wholeslide.card_threshold(card),
+                **wholeslide.slide_map_args(card, target),
                 batch=DEFAULTS["TILE_BATCH"],
             )
             os.makedirs(args.map_dir, exist_ok=True)

@@ -74,6 +74,18 @@ def card_threshold(card: dict[str, Any]) -> float:
     return DEFAULT_THRESHOLD
 
 
+def slide_map_args(card: dict[str, Any], target_mpp: float) -> dict[str, Any]:
+    """What `slides.map_slide` takes from the model's card: the patch side, the scale, the
+    positive class and the decision threshold (the web viewer and `breastdx predict`)."""
+    return {
+        "patch": model_patch(card),
+        "target_mpp": target_mpp,
+        "card": card,
+        "positive_class": card.get("positive_class"),
+        "threshold": card_threshold(card),
+    }
+
+
 def _settings(patch: int) -> tiling.TileSettings:
     config = current_app.config
     raw = (request.values.get("stride") or "").strip()

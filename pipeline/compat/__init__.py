@@ -21,3 +21,16 @@ behaviour it works around changes (so the workaround is looked at again, not lef
 - (pipeline/compat/kfp_shim.py, older than this package, holds the fixes of TFX's container
   entrypoints under KFP 2's driver and launcher; its own docstring lists them.)
 """
+
+
+def write_pth(name: str, line: str, site_dir: str | None = None) -> str:
+    """Writes the ``.pth`` file ``name`` holding ``line`` into ``site_dir`` (default: the
+    environment's site-packages), so every Python process there runs it; returns its path.
+    The shims' ``--install`` (the image build, `make venv`) call this."""
+    import os
+    import site
+
+    path = os.path.join(site_dir or site.getsitepackages()[0], name)
+    with open(path, "w") as handle:
+        handle.write(line)
+    return path

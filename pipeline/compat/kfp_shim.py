@@ -382,13 +382,9 @@ def pth_line() -> str:
 def install_pth(site_dir: str | None = None) -> str:
     """Writes the ``.pth`` file that installs the shim in every Python process of the
     environment (the image build calls this). Returns its path."""
-    import site
+    from pipeline.compat import write_pth
 
-    site_dir = site_dir or site.getsitepackages()[0]
-    path = os.path.join(site_dir, PTH_NAME)
-    with open(path, "w") as handle:
-        handle.write(pth_line())
-    return path
+    return write_pth(PTH_NAME, pth_line(), site_dir)
 
 
 if __name__ == "__main__":

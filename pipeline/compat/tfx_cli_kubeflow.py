@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
-import os
 import sys
 
 PTH_NAME = "breastdx_tfx_cli_kubeflow.pth"
@@ -83,13 +82,9 @@ def pth_line() -> str:
 def install_pth(site_dir: str | None = None) -> str:
     """Writes the ``.pth`` file into ``site_dir`` (default: the environment's
     site-packages). Returns its path."""
-    import site
+    from pipeline.compat import write_pth
 
-    site_dir = site_dir or site.getsitepackages()[0]
-    path = os.path.join(site_dir, PTH_NAME)
-    with open(path, "w") as handle:
-        handle.write(pth_line())
-    return path
+    return write_pth(PTH_NAME, pth_line(), site_dir)
 
 
 if __name__ == "__main__":
