@@ -175,3 +175,8 @@ def get_task(name: str) -> Task:
         raise ValueError(
             f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}"
         ) from None
+
+
+# Object stores, where a folder is only a key prefix: nothing makes folders there (a makedirs
+# writes a zero-byte marker object that KFP's launcher later downloads as a file).
+OBJECT_STORE_SCHEMES = ("gs://", "s3://")

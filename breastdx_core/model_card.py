@@ -131,7 +131,6 @@ class LocalFiles:
         os.makedirs(path, exist_ok=True)
 
 
-OBJECT_STORE_SCHEMES = ("gs://", "s3://")  # the same as components.folders
 LOCAL = LocalFiles()
 
 
@@ -159,7 +158,7 @@ def save(path: str, card: dict[str, Any], files: Any = LOCAL) -> str:
     TensorFlow's GCS file system would write a zero-byte marker object that KFP's launcher
     later downloads as a file (components/folders.py says more)."""
     folder = os.path.dirname(path)
-    if not folder.startswith(OBJECT_STORE_SCHEMES):
+    if not folder.startswith(contract.OBJECT_STORE_SCHEMES):
         files.makedirs(folder)
     with files.open(path, "w") as handle:
         handle.write(dumps(card))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-OBJECT_STORE_SCHEMES = ("gs://", "s3://")
+from breastdx_core.contract import OBJECT_STORE_SCHEMES
 
 
 def make_folder(path: str) -> None:
