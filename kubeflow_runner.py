@@ -35,6 +35,7 @@ from tfx import v1 as tfx  # noqa: E402
 from tfx.types import standard_component_specs as specs  # noqa: E402
 
 from breastdx_core import cluster_configs, configs  # noqa: E402
+from pipeline.compat import example_gen_resources  # noqa: E402
 from pipeline.pipeline import MAMMO_PATCH_RUN_FN, MAMMO_WHOLE_RUN_FN, create_pipeline  # noqa: E402
 
 log = logging.getLogger("breastdx")
@@ -110,39 +111,6 @@ def configure_steps(
         ):
             component.with_platform_config(ResourceSpec(**cluster.step_resources()))
     return pipeline
-
-
-def add_step_resources(path: str, cluster: cluster_configs.ClusterConfig) -> int:
-    """Adds the data steps' resources to container executors compiled without them.
-
-    TFX 1.16's step builder drops the platform config of a FileBasedExampleGen (the
-    ImageExampleGen); its pod would be scheduled with no requests or limits. Returns how
-    many executors were given resources.
-    """
-    import yaml
-
-    wanted = cluster.step_resources()
-    resources = {
-        "cpuLimit": wanted["cpu_limit"],
-        "memoryLimit": wanted["memory_limit"],
-        "cpuRequest": wanted["cpu_request"],
-        "memoryRequest": wanted["memory_request"],
-    }
-    with open(path) as handle:
-        document = yaml.safe_load(handle) if path.endswith(".yaml") else json.load(handle)
-    spec = document.get("pipelineSpec", document)
-    added = 0
-    for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
-        container = executor.get("container")
-        if container is not None and not container.get("resources"):
-            container["resources"] = dict(resources)
-            added += 1
-    with open(path, "w") as handle:
-        if path.endswith(".yaml"):
-            yaml.safe_dump(document, handle, sort_keys=False)
-        else:
-            json.dump(document, handle, indent=2, sort_keys=True)
-    return added
 
 
 def kubernetes_executor_configs(
@@ -404,7 +372,8 @@ def compile_pipeline(
         output_filename=os.path.basename(output_path),
     )
     output_path = _run_runner(runner, build(config, cluster))
-    add_step_resources(output_path, cluster)
+    # TFX compiles the ExampleGen without its platform config (docs/compat.md).
+    example_gen_resources.add_missing(output_path, cluster.step_resources())
     add_launcher_defaults(output_path, config.pipeline_root)
     if output_path.endswith(".yaml"):  # KFP; Vertex reads no platforms.kubernetes
         add_platform_spec(output_path, cluster)

@@ -38,7 +38,7 @@ from breastdx_core import (  # noqa: E402
     contract,
     image_files,  # noqa: E402
 )
-from components.image_ingest import component, executor, layouts  # noqa: E402
+from components.image_ingest import component, example_encoder, executor, layouts  # noqa: E402
 from pipeline import synthetic  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def naive(candidates, out):
             image.save(buffer, format="PNG")
             encoded = buffer.getvalue()
             info = image_files.ImageInfo("png", image.height, image.width, len(image.getbands()))
-            writer.write(executor.make_example(encoded, info, c).SerializeToString())
+            writer.write(example_encoder.make_example(encoded, info, c).SerializeToString())
 
 
 def per_file(candidates, out, options, output_config_json=None):

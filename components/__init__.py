@@ -1,12 +1,12 @@
-"""Custom TFX components and the module files TFX's Transform and Trainer load."""
+"""Custom TFX components and the module files TFX's Transform and Trainer load.
 
+``components.EvaluationReport`` is the type name of the evaluation report's artifact
+(components/evaluation_report.py), which TFX's KFP v2 entrypoint imports as a class path:
+this package answers it (components/compat.py `artifact_types`; docs/compat.md).
+"""
 
-def __getattr__(name: str):
-    # The KFP v2 container entrypoint imports a custom artifact class by its type name,
-    # "<module>.<Class>" (components/evaluation_report.py: "components.EvaluationReport");
-    # loaded lazily so that importing the package stays light.
-    if name == "EvaluationReport":
-        from components.evaluation_report import EvaluationReportArtifact
+from components import compat as _compat
 
-        return EvaluationReportArtifact
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _compat.artifact_types(
+    __name__, {"EvaluationReport": "components.evaluation_report.EvaluationReportArtifact"}
+)

@@ -3,14 +3,16 @@
 Each test asserts the upstream behaviour a workaround exists for. When a TFX or KFP upgrade
 changes that behaviour the test fails, and docs/compat.md says which workaround can then go.
 Entries tested elsewhere: the KFP shim's fixes 1-4 (tests/test_kfp_shim.py
-`test_stock_tfx_fails_on_what_the_kfp_driver_sends`) and the hand-written tf.Example encoder
-(tests/test_ingest_labels.py `test_serialize_example_is_the_protobufs_serialization`).
+`test_stock_tfx_fails_on_what_the_kfp_driver_sends`), the tfx CLI's kubeflow engine
+(tests/test_tfx_cli_kubeflow.py) and the hand-written tf.Example encoder
+(tests/test_example_encoder.py `test_serialize_example_is_the_protobufs_serialization`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.components.example_gen import base_example_gen_executor
@@ -18,9 +20,11 @@ from tfx.orchestration.kubeflow.v2 import step_builder
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.utils import import_utils
 
+from components import compat
+
 
 def test_step_builder_drops_a_file_based_example_gens_resources():
-    """kubeflow_runner.add_step_resources: delete it when this fails."""
+    """pipeline/compat/example_gen_resources.py: delete it when this fails."""
     source = inspect.getsource(step_builder.StepBuilder._build_file_based_example_gen_spec)
     assert "platform_config" not in source and "resources" not in source
     # Other components keep theirs, so only the ExampleGen needs the rewrite.
@@ -28,7 +32,7 @@ def test_step_builder_drops_a_file_based_example_gens_resources():
 
 
 def test_entrypoint_imports_a_custom_artifact_type_by_its_schema_title():
-    """components/__init__.py `__getattr__`: the title is the import path of the class."""
+    """components/compat.py `artifact_types`: the title is the import path of the class."""
     schema = pipeline_spec_pb2.ArtifactTypeSchema(schema_title="components.EvaluationReport")
     path = kubeflow_v2_entrypoint_utils._retrieve_class_path(schema)
     assert path == "components.EvaluationReport"
@@ -44,12 +48,36 @@ def test_tfx_still_compiles_a_resolver_to_a_resolver_executor():
 
 
 def test_tfx_partition_function_is_private_with_the_signature_ingest_calls():
-    """components/image_ingest/executor.py calls TFX's private `_PartitionFn`."""
+    """components/compat.py `partition` calls TFX's private `_PartitionFn`."""
     params = list(inspect.signature(base_example_gen_executor._PartitionFn).parameters)
     assert params == ["record", "num_partitions", "buckets", "split_config"]
+    assert list(inspect.signature(compat.partition).parameters) == params
 
 
 def test_kfp_local_cannot_run_a_whole_pipeline():
     """pipeline/compat/dry_run.py: kfp 2.5 runs single components locally, not a compiled DAG."""
     assert importlib.util.find_spec("kfp.local") is not None
     assert importlib.util.find_spec("kfp.local.pipeline_orchestrator") is None
+
+
+def test_tfx_example_gen_driver_fingerprints_only_the_top_of_the_tree(tmp_path):
+    """pipeline/compat/kfp_shim.py's input processor: Vertex's pre-cache check runs TFX's
+    stock driver, which builds the processor by its module name and fingerprints what the
+    split pattern's glob matches, one folder deep: a change deeper down goes unseen."""
+    from tfx.components.example_gen import utils
+    from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
+    from tfx.proto import example_gen_pb2
+
+    assert "input_processor.FileBasedInputProcessor(" in inspect.getsource(driver)
+    image = tmp_path / "patient" / "0" / "a.png"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"1")
+    splits = [example_gen_pb2.Input.Split(name="single_split", pattern="**")]
+
+    def fingerprint():
+        return utils.calculate_splits_fingerprint_span_and_version(str(tmp_path), splits)[0]
+
+    first = fingerprint()
+    image.write_bytes(b"22")
+    os.utime(image, ns=(1_000_000_000, 1_000_000_000))
+    assert fingerprint() == first

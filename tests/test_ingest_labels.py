@@ -1,6 +1,5 @@
 """ImageExampleGen at scale: its Beam graph does not carry the file list, records are
-written in a seeded random order (no Beam Reshuffle), and the records it encodes by hand
-are byte for byte the protobuf's.
+written in a seeded random order (no Beam Reshuffle), and each record's split is TFX's.
 
 Beam named an unlabelled ptransform_fn after its first argument (str() of every file:
 ~110 KB of memory per image), and a file list given to beam.Create or a DoFn is pickled
@@ -12,11 +11,10 @@ files from a small file of its own.
 import dataclasses
 
 import apache_beam as beam
-import pytest
 import tensorflow as tf
 
-from breastdx_core import contract, image_files
-from components.image_ingest import executor, layouts
+from breastdx_core import image_files
+from components.image_ingest import example_encoder, executor, layouts
 
 N = 200
 OUTPUT_CONFIG = (
@@ -74,37 +72,6 @@ def test_shard_inputs_round_trip(tmp_path):
     ] == candidates
 
 
-@pytest.mark.parametrize(
-    "data,mask",
-    [
-        (b"\x89PNG" + b"x" * 20000, None),
-        (b"", b""),
-        (b"\x00" * 5, b"m" * 200),
-        (b"y" * 300000, b"z" * 17000),
-    ],
-)
-@pytest.mark.parametrize(
-    "patient,rel,label,sha",
-    [
-        ("10253", "10253/0/10253_idx5_x1_y1_class0.png", 0, "ab" * 32),
-        ("ü" * 70, "x/" * 100 + "a.png", 1, ""),
-    ],
-)
-def test_serialize_example_is_the_protobufs_serialization(data, mask, patient, rel, label, sha):
-    candidate = layouts.Candidate("/root/" + rel, rel, label, patient, (), sha)
-    for info in (
-        image_files.ImageInfo("png", 50, 50, 3),
-        image_files.ImageInfo("jpeg", 70000, 2**40, 1),
-    ):
-        encoded = executor.serialize_example(data, info, candidate, mask)
-        assert encoded == executor.make_example(data, info, candidate, mask).SerializeToString(
-            deterministic=True
-        )
-        parsed = tf.train.Example.FromString(encoded).features.feature
-        assert parsed[contract.IMAGE_KEY].bytes_list.value == [data]
-        assert parsed[contract.WIDTH_KEY].int64_list.value == [info.width]
-
-
 def test_the_splitter_is_tfxs_partition_function():
     from tfx.components.example_gen import base_example_gen_executor
     from tfx.proto import example_gen_pb2
@@ -117,7 +84,7 @@ def test_the_splitter_is_tfxs_partition_function():
     seen = set()
     for candidate in _candidates(2000)[::10]:
         candidate = dataclasses.replace(candidate, patient_id=f"p{candidate.rel}")  # 200 patients
-        record = executor.serialize_example(b"png", info, candidate)
+        record = example_encoder.serialize_example(b"png", info, candidate)
         expected = base_example_gen_executor._PartitionFn(
             tf.train.Example.FromString(record), 3, [16, 18, 20], config.split_config
         )
