@@ -5,7 +5,11 @@ every Python file in the repository, the Markdown under docs/ (links and code sp
 README's links, and fails with the file, line and path of each one that names nothing. A
 path counts when it starts at a top-level entry of the repository (``components/...``,
 ``pipeline/pipeline.py``, ``docs/...``) or is a dotted module path of a first-party package
-(``breastdx_core.configs``); placeholders (``<version>``), globs and brace lists are skipped.
+(``breastdx_core.configs``, or a top-level module: ``kubeflow_runner``); placeholders
+(``<version>``), globs and brace lists are skipped. A name after a module
+(``pipeline.pipeline.create_pipeline``, ``components/compat.partition``, a test name after
+its file's path and ``::``) must be defined or imported in that file, so a function that
+moved leaves no stale name behind.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ SKIP_DIRS = {
 TOP = {name for name in os.listdir(ROOT) if not name.startswith(".") and name not in SKIP_DIRS}
 TOP |= {".github", ".ci"}
 PACKAGES = {name for name in TOP if os.path.isfile(os.path.join(ROOT, name, "__init__.py"))}
+MODULES = {name[:-3] for name in TOP if name.endswith(".py")}  # kubeflow_runner, local_runner
 
 SLASH_PATH = re.compile(
     r"(?<![\w./<-])((?:\.github|\.ci|[A-Za-z_][\w-]*)(?:/[\w.-]+)+/?)(?![\w/<{*])"
 )
 DOTTED = re.compile(r"(?<![\w./])([a-z_][a-z0-9_]*(?:\.[A-Za-z_]\w*)+)(?![\w(/])")
+TEST_ID = re.compile(r"(?<![\w./-])((?:[\w.-]+/)+[\w.-]+\.py)::(\w+)")
 MD_LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 CODE_SPAN = re.compile(r"`([^`]+)`")
 
@@ -63,6 +69,22 @@ def _python_prose(path):
                 yield node.body[0].lineno, doc
 
 
+def _defines(module_file, name):
+    """Whether the Python file defines ``name`` (def, class, assignment) or imports it."""
+    with open(module_file, encoding="utf-8") as handle:
+        source = handle.read()
+    name = re.escape(name)
+    return (
+        re.search(
+            rf"^\s*(?:(?:async\s+)?def|class)\s+{name}\b|^\s*{name}\s*[:=]"
+            rf"|^\s*(?:from\s+\S+\s+)?import\b[^#\n]*\b{name}\b",
+            source,
+            re.M,
+        )
+        is not None
+    )
+
+
 def _exists_slash(candidate):
     path = candidate.rstrip("/.")
     if "/" not in path or path.split("/")[0] not in TOP:
@@ -71,20 +93,37 @@ def _exists_slash(candidate):
         return True
     # `folder/module.attribute`: a module named by its path, then an attribute of it
     head, _, last = path.rpartition("/")
-    return "." in last and os.path.isfile(os.path.join(ROOT, head, last.split(".")[0] + ".py"))
+    module, _, attribute = last.partition(".")
+    module_file = os.path.join(ROOT, head, module + ".py")
+    return (
+        bool(attribute)
+        and os.path.isfile(module_file)
+        and _defines(module_file, attribute.split(".")[0])
+    )
+
+
+def _exists_test(candidate):
+    path, _, name = candidate.partition("::")
+    module_file = os.path.join(ROOT, path)
+    return not os.path.isfile(module_file) or _defines(module_file, name)
 
 
 def _exists_dotted(candidate):
     parts = candidate.split(".")
-    if parts[0] not in PACKAGES or len(parts) < 2:
+    if len(parts) < 2 or os.path.exists(os.path.join(ROOT, candidate)):
+        return True  # a bare name, or a file (`kubeflow_runner.py`)
+    if parts[0] in MODULES:
+        return _defines(os.path.join(ROOT, parts[0] + ".py"), parts[1])
+    if parts[0] not in PACKAGES:
         return True
     here = os.path.join(ROOT, parts[0])
-    for part in parts[1:]:
+    for index, part in enumerate(parts[1:], 2):
         if os.path.isdir(os.path.join(here, part)):
             here = os.path.join(here, part)
             continue
-        if os.path.isfile(os.path.join(here, part + ".py")):
-            return True  # a module; what follows is an attribute
+        module_file = os.path.join(here, part + ".py")
+        if os.path.isfile(module_file):  # a module; what follows is an attribute of it
+            return index == len(parts) or _defines(module_file, parts[index])
         init = os.path.join(here, "__init__.py") if os.path.isdir(here) else here
         return (
             os.path.isfile(init)
@@ -94,6 +133,8 @@ def _exists_dotted(candidate):
 
 
 def _candidates(text):
+    for match in TEST_ID.finditer(text):
+        yield f"{match.group(1)}::{match.group(2)}", _exists_test
     for match in SLASH_PATH.finditer(text):
         value = match.group(1)
         if (

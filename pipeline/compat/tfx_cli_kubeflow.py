@@ -1,9 +1,13 @@
 """Makes TFX's CLI use this project's handler for ``--engine kubeflow`` and ``vertex``.
 
-Why (see pipeline/compat/__init__.py): TFX 1.16's
-``tfx/tools/cli/handler/kubeflow_handler.py`` imports the deleted v1 runner and speaks
-the KFP v1 client, and ``handler_factory.py`` imports its handlers by fixed module names.
-This meta-path finder answers those two module names with breastdx_cli/tfx_handler.py,
+Why (index entry: docs/compat.md): TFX commit e46d9e311 (2024-10-02, "Deprecate KFP v1 SDK
+support") deleted ``tfx.orchestration.kubeflow.kubeflow_dag_runner`` and left
+``tfx/tools/cli/handler/kubeflow_handler.py`` importing it and speaking the KFP v1 client,
+and ``handler_factory.py`` imports its handlers by fixed module names (no plug-in hook).
+Applies to TFX 1.16.0 through 1.17.3 and TFX's head as read in 2026-12, with kfp 2.5.
+Delete when TFX's own kubeflow handler imports and speaks kfp 2 (the upstream test of
+tests/test_tfx_cli_kubeflow.py then fails), or the handler factory takes a handler by
+entry point. This meta-path finder answers those two module names with breastdx_cli/tfx_handler.py,
 which defines ``KubeflowHandler`` and ``VertexHandler`` on TFX's ``base_handler``.
 
 Who calls it: a ``.pth`` file (:func:`install_pth`, run by `make venv` and
