@@ -1,11 +1,12 @@
-"""Canaries for the framework workarounds indexed in docs/compat.md.
+"""Canaries for the framework workarounds indexed in docs/compat.md, and a check of the index.
 
-Each test asserts the upstream behaviour a workaround exists for. When a TFX or KFP upgrade
-changes that behaviour the test fails, and docs/compat.md says which workaround can then go.
-Entries tested elsewhere: the KFP shim's fixes 1-4 (tests/test_kfp_shim.py
-`test_stock_tfx_fails_on_what_the_kfp_driver_sends`), the tfx CLI's kubeflow engine
-(tests/test_tfx_cli_kubeflow.py) and the hand-written tf.Example encoder
-(tests/test_example_encoder.py `test_serialize_example_is_the_protobufs_serialization`).
+The index check: every module of pipeline/compat/ and every function of components/compat.py
+has a row, and every row a condition to delete it and a canary. Each canary asserts the
+upstream behaviour a workaround exists for: when a TFX or KFP upgrade changes it the test
+fails, and docs/compat.md says which workaround can then go. Entries tested elsewhere: the
+KFP shim's fixes 1-4 (tests/test_kfp_shim.py `test_stock_tfx_fails_on_what_the_kfp_driver_sends`),
+the tfx CLI's kubeflow engine (tests/test_tfx_cli_kubeflow.py) and the hand-written tf.Example
+encoder (tests/test_example_encoder.py `test_serialize_example_is_the_protobufs_serialization`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import re
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.components.example_gen import base_example_gen_executor
@@ -21,6 +23,39 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.utils import import_utils
 
 from components import compat
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INDEX = os.path.join(ROOT, "docs", "compat.md")
+
+
+def _index_rows():
+    with open(INDEX, encoding="utf-8") as handle:
+        lines = [line for line in handle if line.startswith("| ") and "---" not in line]
+    header, rows = lines[0], lines[1:]
+    columns = [cell.strip() for cell in header.strip().strip("|").split("|")]
+    return columns, [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
+
+
+def test_every_workaround_has_a_row_with_a_canary_and_a_way_out():
+    """A workaround module or function added without its row (or a row without a test that
+    names the upstream behaviour, or without the condition to delete it) fails here; that
+    each named test exists is tests/test_docs_paths.py's check."""
+    columns, rows = _index_rows()
+    assert columns[-2:] == ["delete when", "canary"], columns
+    for row in rows:
+        assert len(row) == len(columns), row[0]
+        assert row[-2], f"{row[0]}: no condition to delete it"
+        assert "::test_" in row[-1] or row[-1].startswith("none here"), f"{row[0]}: no canary"
+    named = " ".join(row[1] for row in rows)
+    folder = os.path.join(ROOT, "pipeline", "compat")
+    modules = {name[:-3] for name in os.listdir(folder) if name.endswith(".py")} - {"__init__"}
+    assert {m for m in modules if f"pipeline/compat/{m}" not in named} == set()
+    functions = {
+        name
+        for name, value in vars(compat).items()
+        if inspect.isfunction(value) and value.__module__ == compat.__name__
+    }
+    assert {f for f in functions if not re.search(rf"components/compat\.{f}\b", named)} == set()
 
 
 def test_step_builder_drops_a_file_based_example_gens_resources():
