@@ -93,9 +93,6 @@ def test_a_tuned_run_trains_with_the_tuners_best_values(tmp_path):
         env={},
         workdir=str(tmp_path / "work"),
         data_root=data_root,
-        # A data root brings the real-tissue preset (configs.REAL_DATA_TASK_DEFAULTS); its
-        # 128-px resize (4x the pixels of every trial, fit and score) proves nothing here.
-        backbone_input_size=0,
         train_steps=1,
         eval_steps=1,
         epochs=1,
