@@ -151,7 +151,8 @@ def test_markdown_lists_the_eval_chosen_thresholds():
 @pytest.mark.e2e
 def test_two_folds_through_run_fn(idc_run, tmp_path):
     """Per-patient regrouping of the session run's data stages (tests/conftest.py `idc_run`),
-    two models through run_fn, held-out scores; the table, JSON and ROC plot."""
+    two models through run_fn, held-out scores; the table, JSON and ROC plot. Without TTA
+    (8x the scoring of every eval and test image): the next test proves it on a few."""
     run_config, _ = idc_run
     # EfficientNet-Lite0 from random weights: the lightest registry backbone (a quarter of
     # ResNet50's CPU per image scored; cv scores every eval and test image of each fold).
@@ -166,7 +167,6 @@ def test_two_folds_through_run_fn(idc_run, tmp_path):
         backbone="efficientnet_lite0",
         stain_jitter=0.05,
         bootstrap_resamples=20,
-        tta=True,
     )
     result = cv.cross_validate(config, folds=2, out_dir=str(tmp_path / "cv"))
     folds = result["folds"]
@@ -190,7 +190,7 @@ def test_two_folds_through_run_fn(idc_run, tmp_path):
         assert row["n_eval_images"] > 0 and set(row["operating"]) == set(cv.OPERATING_RULES)
     assert set(result["pooled"]["operating"]) == set(cv.OPERATING_RULES)
     # The synthetic names carry x/y: slide-context figures beside the per-patch ones, the
-    # width chosen on each fold's eval patients; the models average the 8 orientations.
+    # width chosen on each fold's eval patients.
     context = result["slide_context"]
     assert (
         context is not None
@@ -204,3 +204,45 @@ def test_two_folds_through_run_fn(idc_run, tmp_path):
         f"| pooled | {len(tested)} patients | {images} |" in open(tmp_path / "cv" / "cv.md").read()
     )
     assert os.path.getsize(tmp_path / "cv" / "roc.png") > 1000
+
+
+@pytest.mark.e2e
+def test_tta_scores_average_the_eight_orientations(idc_run, tmp_path):
+    """Test-time augmentation as cv scores with it, on four test images: `score_split` (what
+    each fold scores with) reads the ``serving_examples`` signature of a model exported with
+    the fold's trainer settings (``tta`` on) and gets the model's probabilities averaged over
+    the 8 dihedral orientations, not the upright image's. VGG16 (the default backbone):
+    the fewest layers to trace into the exported signatures."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tf_keras as keras
+
+    from breastdx_core import contract
+    from components.evaluation.scoring import score_split
+    from components.trainer import export
+    from components.trainer import model as model_lib
+    from lab import compare
+
+    run_config, _ = idc_run
+    config = configs.load(env={}, workdir=run_config.workdir, seed=run_config.seed, tta=True)
+    trainer_config = config.trainer_config()  # what cv.train_fold hands run_fn, seed aside
+    assert trainer_config["tta"] is True
+    data = compare.find_run_data(config)
+    keras.utils.set_random_seed(config.seed)  # as run_fn does first: the same weights each run
+    model = model_lib.build_model(trainer_config)
+    model_dir = str(tmp_path / "tta")
+    export.export_serving_model(
+        model, tft.TFTransformOutput(data.transform_graph_uri), model_dir, trainer_config
+    )
+    scored = score_split(model_dir, data.examples.uri, "test", limit=4)
+
+    files = sorted(tf.io.gfile.glob(f"{data.examples.uri}/Split-test/*"))  # score_split's order
+    records = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4)))
+    images = tf.saved_model.load(model_dir).signatures[contract.SIGNATURE_TRANSFORM](
+        **{contract.SERVING_INPUT_EXAMPLES: records}
+    )[contract.TRANSFORMED_IMAGE_KEY]
+    views = [model(view, training=False).numpy() for view in export.dihedral_views(images)]
+    averaged = np.mean(views, axis=0)
+    assert scored.probabilities.shape == (4, 2)
+    assert np.abs(scored.probabilities - averaged).max() < 1e-6
+    assert np.abs(views[0] - averaged).max() > 4e-6  # the upright image alone scores otherwise

@@ -124,8 +124,8 @@ def test_same_label_copies_across_patients_are_kept_once(tmp_path):
 def test_symlinked_patient_folders_are_read_through(tmp_path):
     store, root = tmp_path / "mount", tmp_path / "root"
     for patient in ("10253", "10254"):
-        _write(store, f"{patient}/0/{patient}_idx5_x0_y0_class0.png", _png(int(patient)))
-        _write(store, f"{patient}/1/{patient}_idx5_x50_y0_class1.png", _png(int(patient) + 1))
+        _write(store, f"{patient}/0/{patient}_idx5_x0_y0_class0.png", _png(2 * int(patient)))
+        _write(store, f"{patient}/1/{patient}_idx5_x50_y0_class1.png", _png(2 * int(patient) + 1))
     os.makedirs(root)
     for patient in ("10253", "10254"):
         os.symlink(store / patient, root / patient)
@@ -163,13 +163,10 @@ def test_the_executor_leaves_a_cross_patient_copy_out_of_its_split_files(tmp_pat
     record files that hold a copy left out (one read per file)."""
     root = tmp_path / "idc"
     copy = _png(7)
-    for patient in ("p1", "p2", "p3", "p4"):
+    # Fixed, distinct seeds (1000 + 10 * patient + i): the only copy is the one planted below.
+    for n, patient in enumerate(("p1", "p2", "p3", "p4")):
         for i in range(3):
-            _write(
-                root,
-                f"{patient}/0/{patient}_idx5_x{i}_y0_class0.png",
-                _png(hash((patient, i)) % 1000 + 10),
-            )
+            _write(root, f"{patient}/0/{patient}_idx5_x{i}_y0_class0.png", _png(1000 + 10 * n + i))
     _write(root, "p1/1/p1_idx5_x0_y0_class1.png", copy)
     _write(root, "p3/1/p3_idx5_x50_y0_class1.png", copy)  # another patient: left out
     _write(root, "p1/1/p1_idx5_x0_y50_class1.png", copy)  # same patient: kept

@@ -129,34 +129,44 @@ def test_rerun_comes_from_the_cache(run):
 
 
 def test_cli_rejects_bad_data_before_the_pipeline(tmp_path):
+    """The console script's process turns the data check's error into one line and exit 2;
+    the check itself (what `local_runner.run` does first) names each bad root's problem
+    before any pipeline state is written (in this process: a console process costs ~13
+    CPU-s of imports)."""
+    from breastdx_core import configs
+    from pipeline import preflight
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "breastdx_cli.main",
+            "demo",
+            "--data-root",
+            str(tmp_path / "missing"),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not exist" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+
     (tmp_path / "empty").mkdir()
     busi_like = tmp_path / "busi"
     synthetic.write_busi(str(busi_like), per_class=1)
-    cases = [
-        (str(tmp_path / "missing"), "does not exist"),
-        (str(tmp_path / "empty"), "is empty"),
-        (str(busi_like), "labels the task 'idc' does not know"),
-    ]
-    for root, message in cases:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "breastdx_cli.main",
-                "demo",
-                "--data-root",
-                root,
-                "--workdir",
-                str(tmp_path / "w"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 2, done.stderr
-        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and message in errors[0], done.stderr
-        assert "Traceback" not in done.stderr
+    for root, message in (
+        (tmp_path / "empty", "is empty"),
+        (busi_like, "labels the task 'idc' does not know"),
+    ):
+        config = configs.load(env={}, data_root=str(root), workdir=str(tmp_path / "w"))
+        with pytest.raises(preflight.PreflightError, match=message):
+            local_runner.run(config)
+        assert not os.path.exists(os.path.dirname(config.metadata_path))
 
 
 def _answers_png(version_dir, data):
