@@ -77,8 +77,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check --quiet .
 	$(VENV)/bin/ruff check --quiet .
 
+# Two workers (pytest-xdist): a serial run keeps ~1 of CI's 2 cores busy on average; each
+# pipeline run a session fixture shares stays in one worker (tests/conftest.py groups).
+PYTEST_PARALLEL ?= -n 2 --dist loadscope --no-loadscope-reorder
 test: venv tools chromium weights lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: venv tools weights lint
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic image trees made in the test, a temporary workdir."""
+"""Shared fixtures: small synthetic image trees made in the test, a temporary workdir; and the
+scopes `make test`'s two pytest-xdist workers share the suite by."""
 
 import os
 
@@ -11,6 +12,58 @@ import pytest  # noqa: E402
 
 from breastdx_core import configs  # noqa: E402
 from pipeline import synthetic  # noqa: E402
+
+# `make test` runs two pytest-xdist workers. Each session fixture that runs a whole pipeline
+# is built once per worker that asks for it, so every file using one runs in one worker (a
+# scheduling scope of its own); every other file is a scope (its module fixtures built once).
+# The table is checked against the files' fixtures at collection, so it cannot go stale.
+SHARED_RUNS = {
+    "idc_run": "idc-run",
+    "busi_run": "preset-runs",
+    "segmentation_run": "preset-runs",
+    "cbis_run": "preset-runs",
+}
+SCOPE_OF_FILE = {
+    "tests/test_cv.py": "idc-run",
+    "tests/test_decision_e2e.py": "idc-run",
+    "tests/test_lab_compare.py": "idc-run",
+    "tests/test_pipeline_e2e.py": "idc-run",
+    "tests/test_busi_e2e.py": "preset-runs",
+    "tests/test_cbis_e2e.py": "preset-runs",
+    "tests/test_segmentation_e2e.py": "preset-runs",
+    "tests/test_webapp_model_kinds.py": "preset-runs",
+}
+
+
+def _scope(nodeid: str) -> str:
+    file = nodeid.split("::")[0]
+    return SCOPE_OF_FILE.get(file, file)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's by-scope scheduler with `SCOPE_OF_FILE`'s scopes (its ``xdist_group`` marks
+    do not reach node ids under pytest 9, so ``--dist loadgroup`` cannot be used)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return SharedRunScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuses a file that uses a shared run without its scope in `SCOPE_OF_FILE`, and puts
+    the shared runs' scopes first: the two longest chains start at once on two workers."""
+    for item in items:
+        for fixture in set(item.fixturenames) & set(SHARED_RUNS):
+            if _scope(item.nodeid) != SHARED_RUNS[fixture]:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {fixture}: add its file to SCOPE_OF_FILE in "
+                    f"tests/conftest.py as {SHARED_RUNS[fixture]!r}"
+                )
+    runs = list(dict.fromkeys(SHARED_RUNS.values()))
+    items.sort(key=lambda item: runs.index(s) if (s := _scope(item.nodeid)) in runs else len(runs))
 
 
 @pytest.fixture(scope="session")
