@@ -13,7 +13,10 @@ from components.trainer import calibration, stain, training
 def test_budget_follows_the_data_unless_set(tmp_path):
     real = configs.load(env={}, workdir=str(tmp_path), data_root=str(tmp_path / "real"))
     demo = configs.load(env={}, workdir=str(tmp_path))
-    assert (real.train_steps, real.eval_steps) == (0, 0) and real.epochs > 1
+    assert (real.training.train_steps, real.training.eval_steps) == (
+        0,
+        0,
+    ) and real.training.epochs > 1
     assert (demo.train_steps, demo.eval_steps, demo.epochs) == (24, 8, 4)  # the synthetic preset
     assert configs.load(env={}, workdir=str(tmp_path), task="busi").train_steps == 120
     assert (

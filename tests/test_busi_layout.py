@@ -128,10 +128,10 @@ def test_records_carry_the_mask_only_when_asked(tree):
 def test_busi_preset_defaults_and_overrides():
     config = configs.load(env={}, task="busi")
     assert (
-        config.backbone == "efficientnet_lite0" and config.weights == "imagenet"
+        config.training.backbone == "efficientnet_lite0" and config.training.weights == "imagenet"
     )  # pretrained by default
     assert config.task_spec.num_classes == 3
-    assert config.batch_size == 16 and config.auc_lower_bound == 0.8
+    assert config.training.batch_size == 16 and config.evaluation.auc_lower_bound == 0.8
     assert (
         configs.load(env={}).backbone == "vgg16" and configs.load(env={}).batch_size == 32
     )  # IDC unchanged

@@ -354,7 +354,7 @@ def test_real_idc_preset_applies_as_a_bundle_unless_a_backbone_is_named():
 
     preset = configs.REAL_DATA_TASK_DEFAULTS["idc"]
     real = configs.load(env={}, data_root="/data")
-    assert (real.backbone, real.weights, real.backbone_input_size) == (
+    assert (real.training.backbone, real.training.weights, real.training.backbone_input_size) == (
         preset["backbone"],
         preset["weights"],
         preset["backbone_input_size"],
