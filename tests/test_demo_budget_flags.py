@@ -74,4 +74,7 @@ def test_demo_without_the_flags_keeps_the_defaults(monkeypatch, tmp_path):
     )
     assert real.training.backbone_input_size == preset["backbone_input_size"]
     synthetic = _config(monkeypatch, tmp_path)
-    assert (synthetic.train_steps, synthetic.epochs) == (24, 4)  # the synthetic demo's preset
+    assert (synthetic.training.train_steps, synthetic.training.epochs) == (
+        24,
+        4,
+    )  # the synthetic demo's preset
