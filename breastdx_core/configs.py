@@ -1,8 +1,10 @@
-"""Every setting of the pipeline, once, with its default.
+"""The pipeline's configuration: the run's identity (task, variant, paths, seed) and one
+typed section per concern (breastdx_core/settings.py, where each default lives), the
+presets, and `load()`.
 
 The runners (`local_runner.py`, `kubeflow_runner.py`) and the `breastdx` CLI build a
 `PipelineConfig` with `load()`, the one place where environment variables
-(``BREASTDX_*``) and CLI flags override the defaults below. Nothing under
+(``BREASTDX_*``) and CLI flags override the defaults. Nothing under
 `create_pipeline()` reads the environment.
 """
 
