@@ -35,6 +35,7 @@ from tfx import v1 as tfx  # noqa: E402
 from tfx.types import standard_component_specs as specs  # noqa: E402
 
 from breastdx_core import cluster_configs, configs  # noqa: E402
+from breastdx_core.settings import RuntimeSettings  # noqa: E402
 from pipeline.compat import example_gen_resources  # noqa: E402
 from pipeline.pipeline import MAMMO_PATCH_RUN_FN, MAMMO_WHOLE_RUN_FN, create_pipeline  # noqa: E402
 
@@ -176,14 +177,18 @@ def configure_trainer(
     """Puts the Trainer on the GPU node pool and tells `run_fn` the distribution strategy.
 
     `create_pipeline()` builds the Trainer itself; this hook finds it by id and attaches
-    the platform config (compiled into the executor's ``resources``) and adds
-    ``distribution_strategy`` to its ``custom_config``.
+    the platform config (compiled into the executor's ``resources``) and adds the runtime
+    section (the distribution strategy: `breastdx_core.settings.RuntimeSettings`) to its
+    ``custom_config``.
     """
     trainer = _component(pipeline, component_id)
     trainer.with_platform_config(trainer_resources(cluster))
     custom_config = json.loads(trainer.exec_properties.get(specs.CUSTOM_CONFIG_KEY) or "{}")
-    custom_config["distribution_strategy"] = cluster.distribution_strategy
-    pretrained_dir = custom_config.get("pretrained_dir")
+    custom_config["runtime"] = RuntimeSettings(
+        distribution_strategy=cluster.distribution_strategy
+    ).to_dict()
+    training = custom_config.get("training") or {}
+    pretrained_dir = training.get("pretrained_dir")
     if (
         pretrained_dir
         and os.path.isabs(pretrained_dir)
@@ -192,7 +197,7 @@ def configure_trainer(
         # The converted ImageNet weights live in the image (deploy/pipeline.Dockerfile runs
         # `breastdx weights`), at the same place under the image's project folder.
         relative = os.path.relpath(pretrained_dir, cluster_configs.PROJECT_DIR).replace(os.sep, "/")
-        custom_config["pretrained_dir"] = f"{cluster.image_project_dir.rstrip('/')}/{relative}"
+        training["pretrained_dir"] = f"{cluster.image_project_dir.rstrip('/')}/{relative}"
     trainer.exec_properties[specs.CUSTOM_CONFIG_KEY] = json.dumps(custom_config, sort_keys=True)
     return pipeline
 

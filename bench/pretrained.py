@@ -13,7 +13,6 @@ the per-arm reports. Figures from it: docs/results/pretrained.md.
 """
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -85,7 +84,7 @@ def main(argv=None):
         if weights == "none":
             # `load` reads an override of None as "not given", so a preset whose default is
             # pretrained (BUSI) would keep its ImageNet weights in the random arm.
-            config = dataclasses.replace(config, weights=None)
+            config = config.replace(weights=None)
         out = os.path.join(args.workdir, "reports", f"pretrained-{args.backbone}-{weights}")
         started = time.time()
         result = cv.cross_validate(config, args.folds, out, resamples=args.resamples)

@@ -172,7 +172,7 @@ def child(args) -> int:
                 schema=stages.schema_gen.outputs["schema"],
                 train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
                 eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
-                custom_config=config.trainer_config(),
+                custom_config=config.custom_config("training"),
             ).with_id("Trainer")
         )
     missing = set(wanted) - {c.id for c in components}

@@ -15,7 +15,7 @@ import sys
 def cmd_weights(args: argparse.Namespace) -> int:
     from breastdx_core import configs, pretrained
 
-    cache_dir = args.cache_dir or configs.load(pretrained_dir=None).pretrained_dir
+    cache_dir = args.cache_dir or configs.load(pretrained_dir=None).training.pretrained_dir
     names = (
         [n.strip() for n in args.names.split(",") if n.strip()]
         if args.names

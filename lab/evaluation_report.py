@@ -75,13 +75,13 @@ def report_for_version(config, version_dir: str, examples_uri: str) -> dict[str,
     choose = score_split(version_dir, examples_uri, "eval")
     synthetic = os.path.abspath(config.data_root).startswith(os.path.abspath(config.workdir))
     splits = summary.split_counts(
-        examples_uri, [name for name, _ in config.split_buckets], task.num_classes
+        examples_uri, [name for name, _ in config.data.split_buckets], task.num_classes
     )
     report = build_report(
         test.binary(task.positive_index),
         choose.binary(task.positive_index),
-        target_sensitivity=config.target_sensitivity,
-        resamples=config.bootstrap_resamples,
+        target_sensitivity=config.evaluation.target_sensitivity,
+        resamples=config.evaluation.bootstrap_resamples,
         seed=config.seed,
         card=card,
         splits=splits,
@@ -92,7 +92,7 @@ def report_for_version(config, version_dir: str, examples_uri: str) -> dict[str,
             else f"not {task.positive_class}",
             task.positive_class,
         ),
-        operating_rule=config.operating_rule,
+        operating_rule=config.evaluation.operating_rule,
         test_xy=test.xy(),
         choose_xy=choose.xy(),
     )

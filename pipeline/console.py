@@ -170,15 +170,15 @@ def ensure_synthetic(config) -> bool:
     if config.task == "idc":
         summary = synthetic.write_idc(
             config.data_root,
-            config.synthetic_patients,
-            config.synthetic_patches_per_patient,
+            config.data.synthetic_patients,
+            config.data.synthetic_patches_per_patient,
             config.seed,
         )
     elif config.task == "busi":
         summary = synthetic.write_busi(config.data_root, seed=config.seed)
     elif config.task == "cbis" and config.variant == "mammo":
         summary = synthetic.write_cbis(
-            config.data_root, patients=config.synthetic_cbis_patients, seed=config.seed
+            config.data_root, patients=config.data.synthetic_cbis_patients, seed=config.seed
         )
     else:
         raise ValueError(

@@ -44,7 +44,7 @@ def split_config(config: PipelineConfig) -> tfx.proto.Output:
         split_config=tfx.proto.SplitConfig(
             splits=[
                 tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-                for name, buckets in config.split_buckets
+                for name, buckets in config.data.split_buckets
             ],
             partition_feature_name=contract.PATIENT_KEY,
         )
@@ -58,10 +58,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     the same on every engine)."""
     task = config.task_spec
     auc_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.auc_lower_bound}),
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": config.evaluation.auc_lower_bound}
+        ),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -config.auc_max_regression},
+            absolute={"value": -config.evaluation.auc_max_regression},
         ),
     )
     metrics = [
@@ -134,12 +136,12 @@ def _data_stages(
         task=config.task_spec.name,
         output_config=split_config(config),
         layout=config.layout,
-        validation=config.ingest_validation,
-        shard_size=config.ingest_shard_size,
+        validation=config.data.ingest_validation,
+        shard_size=config.data.ingest_shard_size,
         include_masks=include_masks,
         tree_fingerprint=tree_fingerprint,
-        min_eval_patients=config.min_eval_patients,
-        near_duplicate_bits=config.near_duplicate_bits,
+        min_eval_patients=config.data.min_eval_patients,
+        near_duplicate_bits=config.data.near_duplicate_bits,
     ).with_id(EXAMPLE_GEN_ID)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("ImportSchemaGen")
     # With the curated schema TFDV profiles image_raw (image_domain) as bytes; without it, it
@@ -158,7 +160,7 @@ def _data_stages(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         **_user_code(transform_module, "preprocessing_fn"),
-        custom_config=config.transform_config(),
+        custom_config=config.custom_config(),
         splits_config=tfx.proto.SplitsConfig(
             analyze=["train"], transform=["train", "eval", "test"]
         ),
@@ -233,7 +235,7 @@ def create_pipeline(
     transform, schema_gen, example_gen = stages.transform, stages.schema_gen, stages.example_gen
 
     tuner = None
-    if config.tune:
+    if config.tuning.enabled:
         # KerasTuner in the Trainer module's `tuner_fn`; its best values reach run_fn
         # through `hyperparameters` (see components/trainer/trainer_module.py).
         tuner = tfx.components.Tuner(
@@ -241,9 +243,9 @@ def create_pipeline(
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.tuner_train_steps),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
-            custom_config=config.tuner_config(),
+            train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.tuning.train_steps),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.training.eval_steps),
+            custom_config=config.custom_config("training", "tuning"),
         ).with_id("Tuner")
 
     trainer = tfx.components.Trainer(
@@ -252,9 +254,9 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
-        custom_config=config.trainer_config(),
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.training.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.training.eval_steps),
+        custom_config=config.custom_config("training"),
     ).with_id("Trainer")
 
     # The "no regression" baseline is the newest pushed version, found by the Evaluator
@@ -311,15 +313,15 @@ def _evaluation_report(
         evaluation=evaluator.outputs["evaluation"],
         class_names=list(class_names),
         positive_index=positive_index,
-        coverage=config.conformal_coverage,
-        false_alarm_rate=config.ood_false_alarm_rate,
-        target_sensitivity=config.target_sensitivity,
-        contract_margin=config.contract_margin,
-        contract_images=config.contract_images,
-        bootstrap_resamples=config.bootstrap_resamples,
+        coverage=config.evaluation.conformal_coverage,
+        false_alarm_rate=config.evaluation.ood_false_alarm_rate,
+        target_sensitivity=config.evaluation.target_sensitivity,
+        contract_margin=config.evaluation.contract_margin,
+        contract_images=config.evaluation.contract_images,
+        bootstrap_resamples=config.evaluation.bootstrap_resamples,
         seed=config.seed,
         synthetic=config.synthetic_data,
-        operating_rule=config.operating_rule,
+        operating_rule=config.evaluation.operating_rule,
     ).with_id("EvaluationReport")
 
 
@@ -356,9 +358,9 @@ def create_segmentation_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=stages.schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
-        custom_config=config.segmentation_trainer_config(),
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.training.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.training.eval_steps),
+        custom_config=config.custom_config("training", "segmentation"),
     ).with_id("Trainer")
     pusher = CardPusher(
         model=trainer.outputs["model"],
@@ -386,7 +388,7 @@ def mammography_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     ``mammo_min_whole_auc``. No change threshold: the variant needs no baseline model."""
     auc = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(
-            lower_bound={"value": config.mammo_min_whole_auc}
+            lower_bound={"value": config.mammography.min_whole_auc}
         )
     )
     return tfma.EvalConfig(
@@ -476,7 +478,7 @@ def create_mammography_pipeline(
         examples=example_gen.outputs["patches"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=config.mammo_patch_trainer_config(),
+        custom_config=config.custom_config("training", "mammography"),
     ).with_id("PatchTrainer")
     trainer = tfx.components.Trainer(
         **_user_code(whole_module, "run_fn"),
@@ -484,7 +486,7 @@ def create_mammography_pipeline(
         base_model=patch_trainer.outputs["model"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=config.mammo_whole_trainer_config(),
+        custom_config=config.custom_config("training", "mammography"),
     ).with_id("Trainer")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["mammograms"],

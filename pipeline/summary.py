@@ -155,7 +155,7 @@ def summarize(config: PipelineConfig) -> dict[str, Any]:
         summary["ingest"]["split_notes"] = report.get("split_notes") or []
     if examples_uri:
         summary["splits"] = split_counts(
-            examples_uri, [name for name, _ in config.split_buckets], task.num_classes
+            examples_uri, [name for name, _ in config.data.split_buckets], task.num_classes
         )
 
     blessing = _latest(store, "ModelBlessing")
@@ -419,7 +419,7 @@ def summarize_mammo(config: PipelineConfig) -> dict[str, Any]:
         "variant": "mammo",
         "pipeline": config.pipeline_name,
         "pushed_model": version_dir,
-        "min_whole_auc": config.mammo_min_whole_auc,
+        "min_whole_auc": config.mammography.min_whole_auc,
     }
     if version_dir is not None:
         card = model_card.load(model_card.path_in(version_dir))

@@ -13,11 +13,21 @@ from components.trainer import calibration, stain, training
 def test_budget_follows_the_data_unless_set(tmp_path):
     real = configs.load(env={}, workdir=str(tmp_path), data_root=str(tmp_path / "real"))
     demo = configs.load(env={}, workdir=str(tmp_path))
-    assert (real.train_steps, real.eval_steps) == (0, 0) and real.epochs > 1
-    assert (demo.train_steps, demo.eval_steps, demo.epochs) == (24, 8, 4)  # the synthetic preset
-    assert configs.load(env={}, workdir=str(tmp_path), task="busi").train_steps == 120
+    assert (real.training.train_steps, real.training.eval_steps) == (
+        0,
+        0,
+    ) and real.training.epochs > 1
+    assert (demo.training.train_steps, demo.training.eval_steps, demo.training.epochs) == (
+        24,
+        8,
+        4,
+    )  # the synthetic preset
+    assert configs.load(env={}, workdir=str(tmp_path), task="busi").training.train_steps == 120
     assert (
-        configs.load(env={"BREASTDX_TRAIN_STEPS": "50"}, data_root=str(tmp_path)).train_steps == 50
+        configs.load(
+            env={"BREASTDX_TRAIN_STEPS": "50"}, data_root=str(tmp_path)
+        ).training.train_steps
+        == 50
     )
     config = real.trainer_config()
     by_data = training.plan_budget(

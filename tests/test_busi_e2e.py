@@ -26,7 +26,7 @@ def run(busi_run):
 def test_busi_pushes_a_three_class_model_that_answers_png_bytes(run):
     config, data = run
     # the preset fine-tunes EfficientNet-Lite0 from the package-registry ImageNet weights
-    assert (config.backbone, config.weights) == ("efficientnet_lite0", "imagenet")
+    assert (config.training.backbone, config.training.weights) == ("efficientnet_lite0", "imagenet")
     facts = summary.summarize(config)
     assert facts["blessed"] is True, facts
     assert (
@@ -49,7 +49,8 @@ def test_busi_pushes_a_three_class_model_that_answers_png_bytes(run):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     card = json.load(open(os.path.join(model_dir, version, contract.MODEL_CARD_RELPATH)))
     assert (
-        card["class_names"] == list(synthetic.BUSI_CLASSES) and card["backbone"] == config.backbone
+        card["class_names"] == list(synthetic.BUSI_CLASSES)
+        and card["backbone"] == config.training.backbone
     )
     provenance = card["weights_provenance"]
     assert (provenance["source"], provenance["package"], provenance["package_version"]) == (

@@ -128,13 +128,16 @@ def test_records_carry_the_mask_only_when_asked(tree):
 def test_busi_preset_defaults_and_overrides():
     config = configs.load(env={}, task="busi")
     assert (
-        config.backbone == "efficientnet_lite0" and config.weights == "imagenet"
+        config.training.backbone == "efficientnet_lite0" and config.training.weights == "imagenet"
     )  # pretrained by default
     assert config.task_spec.num_classes == 3
-    assert config.batch_size == 16 and config.auc_lower_bound == 0.8
+    assert config.training.batch_size == 16 and config.evaluation.auc_lower_bound == 0.8
     assert (
-        configs.load(env={}).backbone == "vgg16" and configs.load(env={}).batch_size == 32
+        configs.load(env={}).training.backbone == "vgg16"
+        and configs.load(env={}).training.batch_size == 32
     )  # IDC unchanged
-    assert configs.load(env={"BREASTDX_BACKBONE": "vgg16"}, task="busi").backbone == "vgg16"
-    assert configs.load(env={}, task="busi", backbone="xception").backbone == "xception"
+    assert (
+        configs.load(env={"BREASTDX_BACKBONE": "vgg16"}, task="busi").training.backbone == "vgg16"
+    )
+    assert configs.load(env={}, task="busi", backbone="xception").training.backbone == "xception"
     assert config.task_spec.image.native_size is None  # aspect kept and padded by the Transform

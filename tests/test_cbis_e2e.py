@@ -89,8 +89,12 @@ def test_pushed_model_answers_bytes_examples_and_the_heatmap(pushed):
         **{contract.SERVING_INPUT_BYTES: tf.constant([encoded])}
     )
     heat = heat[records.OUTPUT_HEATMAP].numpy()
-    rows = (config.mammo_image_size[0] - config.mammo_patch_size) // config.mammo_heatmap_stride + 1
-    cols = (config.mammo_image_size[1] - config.mammo_patch_size) // config.mammo_heatmap_stride + 1
+    rows = (
+        config.mammography.image_size[0] - config.mammography.patch_size
+    ) // config.mammography.heatmap_stride + 1
+    cols = (
+        config.mammography.image_size[1] - config.mammography.patch_size
+    ) // config.mammography.heatmap_stride + 1
     assert heat.shape == (1, rows, cols, len(contract.CBIS_PATCH_CLASSES))
     np.testing.assert_allclose(heat.sum(-1), 1.0, rtol=1e-4)
 
@@ -104,8 +108,8 @@ def test_card_is_schema_valid_and_carries_both_models(pushed):
     assert "not a diagnosis" in card["intended_use"]
     assert card["input_contract"]["heatmap_signature"] == records.SIGNATURE_HEATMAP
     assert (
-        card["image_size"] == list(config.mammo_image_size)
-        and card["patch_size"] == config.mammo_patch_size
+        card["image_size"] == list(config.mammography.image_size)
+        and card["patch_size"] == config.mammography.patch_size
     )
     evaluation = card["evaluation"]
     assert evaluation["synthetic_data"] is True and "SYNTHETIC" in evaluation["note"]
@@ -125,7 +129,10 @@ def test_card_records_the_pretrained_backbone_the_preset_started_from(pushed):
     from breastdx_core import pretrained
 
     config, _, card = pushed
-    assert config.mammo_backbone == "efficientnet_lite0" and config.weights == pretrained.IMAGENET
+    assert (
+        config.mammography.backbone == "efficientnet_lite0"
+        and config.training.weights == pretrained.IMAGENET
+    )
     source = pretrained.PRETRAINED["efficientnet_lite0"]
     for which in (card, card["patch_model"]):
         assert which["backbone"] == "efficientnet_lite0"
@@ -137,7 +144,7 @@ def test_card_records_the_pretrained_backbone_the_preset_started_from(pushed):
         )
         assert (
             provenance["sha256"]
-            == pretrained.provenance(config.pretrained_dir, "efficientnet_lite0")["sha256"]
+            == pretrained.provenance(config.training.pretrained_dir, "efficientnet_lite0")["sha256"]
         )
 
 

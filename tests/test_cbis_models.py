@@ -41,7 +41,7 @@ def test_whole_image_model_reuses_the_patch_backbone(patch_model):
 @pytest.fixture(scope="module")
 def lite_patch_model():
     """The preset's patch classifier: ImageNet EfficientNet-Lite0 (`make weights`' file)."""
-    pretrained_dir = configs.PipelineConfig().pretrained_dir
+    pretrained_dir = configs.PipelineConfig().training.pretrained_dir
     if pretrained.provenance(pretrained_dir, "efficientnet_lite0") is None:
         pytest.skip("no converted Lite0 weights: run `make weights`")
     return models.build_patch_classifier(
@@ -150,7 +150,7 @@ def test_lite0_whole_image_model_warm_starts_from_the_saved_patch_model(lite_pat
 
 
 def test_card_provenance_names_the_package_or_random():
-    pretrained_dir = configs.PipelineConfig().pretrained_dir
+    pretrained_dir = configs.PipelineConfig().training.pretrained_dir
     record = pretrained.provenance(pretrained_dir, "efficientnet_lite0")
     if record is None:
         pytest.skip("no converted Lite0 weights: run `make weights`")

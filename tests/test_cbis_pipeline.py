@@ -31,8 +31,8 @@ def test_create_pipeline_builds_the_mammography_variant(tmp_path):
     assert trainer.inputs["base_model"].producer_component_id == "PatchTrainer"
     assert trainer.inputs["examples"].output_key == "mammograms"
     assert by_id["PatchTrainer"].inputs["examples"].output_key == "patches"
-    assert (
-        json.loads(trainer.exec_properties["custom_config"]) == config.mammo_whole_trainer_config()
+    assert json.loads(trainer.exec_properties["custom_config"]) == json.loads(
+        json.dumps(config.custom_config("training", "mammography"))
     )
     assert trainer.exec_properties["module_file"].endswith(
         "components/mammo/whole_trainer/whole_trainer_module.py"
@@ -47,7 +47,9 @@ def test_create_pipeline_builds_the_mammography_variant(tmp_path):
     assert json.loads(report.exec_properties["class_names"]) == ["benign", "malignant"]
     assert report.exec_properties["positive_index"] == 1
     assert by_id["Pusher"].inputs["report"].producer_component_id == "EvaluationReport"
-    assert by_id["CbisExampleGen"].exec_properties["eval_fraction"] == config.mammo_eval_fraction
+    assert (
+        by_id["CbisExampleGen"].exec_properties["eval_fraction"] == config.mammography.eval_fraction
+    )
 
 
 def test_the_variant_needs_the_cbis_task(tmp_path):
@@ -60,33 +62,36 @@ def test_the_preset_starts_from_imagenet_lite0_and_resnet50_alone_restores_rando
 
     workdir = str(tmp_path)
     preset = configs.load(env={}, workdir=workdir, task="cbis", variant="mammo")
-    assert (preset.mammo_backbone, preset.weights) == ("efficientnet_lite0", pretrained.IMAGENET)
-    assert preset.mammo_patch_trainer_config()["backbone"] == "efficientnet_lite0"
-    assert (
-        preset.mammo_patch_trainer_config()["weights"]
-        == preset.mammo_whole_trainer_config()["weights"]
-        == "imagenet"
+    assert (preset.mammography.backbone, preset.training.weights) == (
+        "efficientnet_lite0",
+        pretrained.IMAGENET,
     )
-    assert preset.mammo_patch_trainer_config()["pretrained_dir"] == preset.pretrained_dir
+    sent = preset.custom_config("training", "mammography")
+    assert sent["mammography"]["backbone"] == "efficientnet_lite0"
+    assert sent["training"]["weights"] == "imagenet"
+    assert sent["training"]["pretrained_dir"] == preset.training.pretrained_dir
     study = configs.load(
         env={"BREASTDX_MAMMO_BACKBONE": "resnet50"}, workdir=workdir, task="cbis", variant="mammo"
     )
-    assert (study.mammo_backbone, study.weights) == ("resnet50", None)
+    assert (study.mammography.backbone, study.training.weights) == ("resnet50", None)
     # Weights set explicitly win over the preset either way.
     random_lite = configs.load(
         env={"BREASTDX_WEIGHTS": "none"}, workdir=workdir, task="cbis", variant="mammo"
     )
-    assert (random_lite.mammo_backbone, random_lite.weights) == ("efficientnet_lite0", None)
+    assert (random_lite.mammography.backbone, random_lite.training.weights) == (
+        "efficientnet_lite0",
+        None,
+    )
     keras_resnet = configs.load(
         env={"BREASTDX_MAMMO_BACKBONE": "resnet50", "BREASTDX_WEIGHTS": "imagenet"},
         workdir=workdir,
         task="cbis",
         variant="mammo",
     )
-    assert keras_resnet.weights == "imagenet"
+    assert keras_resnet.training.weights == "imagenet"
     # Only the mammography variant takes the preset's weights; the others keep their defaults.
-    assert configs.load(env={}, workdir=workdir, task="cbis").weights is None
-    assert configs.load(env={}, workdir=workdir, task="idc").weights is None
+    assert configs.load(env={}, workdir=workdir, task="cbis").training.weights is None
+    assert configs.load(env={}, workdir=workdir, task="idc").training.weights is None
 
 
 def test_lite_backbones_refuse_patches_below_their_smallest_side(tmp_path):
@@ -110,22 +115,21 @@ def test_lite_backbones_refuse_patches_below_their_smallest_side(tmp_path):
         task="cbis",
         variant="mammo",
     )
-    assert resnet.mammo_patch_size == 28
+    assert resnet.mammography.patch_size == 28
 
 
 def test_module_functions_take_their_settings_from_custom_config_only():
     from components.mammo import records
-    from components.mammo.patch_trainer import patch_trainer_module
-    from components.mammo.whole_trainer import whole_trainer_module
 
     config = configs.load(env={}, task="cbis", variant="mammo")
-    assert set(patch_trainer_module.SETTINGS) <= set(config.mammo_patch_trainer_config())
-    assert set(whole_trainer_module.SETTINGS) <= set(config.mammo_whole_trainer_config())
-    partial = {
-        k: v for k, v in config.mammo_whole_trainer_config().items() if k != "whole_schedule"
-    }
-    with pytest.raises(ValueError, match=r"lacks \['whole_schedule'\]"):
-        records.require_settings(partial, whole_trainer_module.SETTINGS, "Trainer (whole image)")
+    sent = json.loads(json.dumps(config.custom_config("training", "mammography")))
+    typed = records.MammoTrainerSettings.from_custom_config(sent)
+    assert typed.mammography == config.mammography and typed.training == config.training
+    assert typed.task == config.task_settings
+    partial = {**sent, "mammography": dict(sent["mammography"])}
+    del partial["mammography"]["whole_schedule"]
+    with pytest.raises(ValueError, match="missing setting.*whole_schedule"):
+        records.MammoTrainerSettings.from_custom_config(partial)
 
 
 def test_schedules_round_trip_and_bad_stages_say_the_format():

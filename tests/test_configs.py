@@ -19,12 +19,16 @@ def test_env_then_flags_override(tmp_path):
         "BREASTDX_WORKDIR": str(tmp_path),
     }
     config = configs.load(env=env, backbone="xception")
-    assert config.train_steps == 5 and config.backbone == "xception" and config.weights is None
-    assert config.class_weights is False
+    assert (
+        config.training.train_steps == 5
+        and config.training.backbone == "xception"
+        and config.training.weights is None
+    )
+    assert config.training.class_weights is False
     tuned = configs.load(
         env={"BREASTDX_TUNER_DROPOUTS": "0.1, 0.3", "BREASTDX_DENSE_UNITS": "256,64"}
     )
-    assert tuned.tuner_dropouts == (0.1, 0.3) and tuned.dense_units == (256, 64)
+    assert tuned.tuning.dropouts == (0.1, 0.3) and tuned.training.dense_units == (256, 64)
 
 
 @pytest.mark.parametrize(

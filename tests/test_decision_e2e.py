@@ -133,7 +133,7 @@ def test_the_pushed_card_is_complete_valid_and_published_with_its_report(pushed)
     assert accepted["width"][1] == contract.IDC_PATCH[0]
     rule = card["decision_rule"]
     conformal, ood = rule["conformal"], rule["ood"]
-    assert conformal["coverage"] == config.conformal_coverage and conformal[
+    assert conformal["coverage"] == config.evaluation.conformal_coverage and conformal[
         "calibrated_on"
     ].startswith("eval")
     coverage = conformal["test_coverage"]
@@ -141,7 +141,7 @@ def test_the_pushed_card_is_complete_valid_and_published_with_its_report(pushed)
     if conformal["claimed"]:
         assert rule["kind"] == "conformal"
         assert all(
-            n >= decision.conformal_rank_min(config.conformal_coverage)
+            n >= decision.conformal_rank_min(config.evaluation.conformal_coverage)
             for n in conformal["n_per_class"].values()
         )
     else:

@@ -35,13 +35,18 @@ def test_demo_flags_set_weights_and_the_data_sized_budget(monkeypatch, tmp_path)
         "--max-train-minutes",
         "14",
     )
-    assert (config.backbone, config.weights, config.epochs, config.max_train_minutes) == (
+    assert (
+        config.training.backbone,
+        config.training.weights,
+        config.training.epochs,
+        config.training.max_train_minutes,
+    ) == (
         "efficientnet_lite0",
         "imagenet",
         4,
         14.0,
     )
-    assert config.train_steps == 0  # real data: whole epochs, not the demo's 24 steps
+    assert config.training.train_steps == 0  # real data: whole epochs, not the demo's 24 steps
     trainer = config.trainer_config()
     assert (trainer["weights"], trainer["epochs"], trainer["max_train_minutes"]) == (
         "imagenet",
@@ -54,13 +59,22 @@ def test_demo_without_the_flags_keeps_the_defaults(monkeypatch, tmp_path):
     real = _config(monkeypatch, tmp_path, "--data-root", str(tmp_path / "real"))
     defaults = configs.load(env={}, workdir=str(tmp_path), data_root=str(tmp_path / "real"))
     preset = configs.REAL_DATA_TASK_DEFAULTS["idc"]
-    assert (real.backbone, real.weights, real.epochs, real.max_train_minutes, real.train_steps) == (
+    assert (
+        real.training.backbone,
+        real.training.weights,
+        real.training.epochs,
+        real.training.max_train_minutes,
+        real.training.train_steps,
+    ) == (
         preset["backbone"],
         preset["weights"],
-        defaults.epochs,
+        defaults.training.epochs,
         preset["max_train_minutes"],
         0,
     )
-    assert real.backbone_input_size == preset["backbone_input_size"]
+    assert real.training.backbone_input_size == preset["backbone_input_size"]
     synthetic = _config(monkeypatch, tmp_path)
-    assert (synthetic.train_steps, synthetic.epochs) == (24, 4)  # the synthetic demo's preset
+    assert (synthetic.training.train_steps, synthetic.training.epochs) == (
+        24,
+        4,
+    )  # the synthetic demo's preset

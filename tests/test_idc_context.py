@@ -132,7 +132,7 @@ def test_report_adds_slide_context_where_patches_carry_xy():
 def test_the_config_rejects_an_unknown_rule():
     from breastdx_core import configs
 
-    assert configs.load(env={}).operating_rule in configs.OPERATING_RULES
+    assert configs.load(env={}).evaluation.operating_rule in configs.OPERATING_RULES
     with pytest.raises(ValueError, match="operating_rule"):
         configs.load(env={}, operating_rule="youden")
 
@@ -354,15 +354,21 @@ def test_real_idc_preset_applies_as_a_bundle_unless_a_backbone_is_named():
 
     preset = configs.REAL_DATA_TASK_DEFAULTS["idc"]
     real = configs.load(env={}, data_root="/data")
-    assert (real.backbone, real.weights, real.backbone_input_size) == (
+    assert (real.training.backbone, real.training.weights, real.training.backbone_input_size) == (
         preset["backbone"],
         preset["weights"],
         preset["backbone_input_size"],
     )
     own = configs.load(env={}, data_root="/data", backbone="vgg16")
-    assert (own.backbone, own.weights, own.backbone_input_size) == ("vgg16", None, 0)
+    assert (own.training.backbone, own.training.weights, own.training.backbone_input_size) == (
+        "vgg16",
+        None,
+        0,
+    )
     assert (
-        own.max_train_minutes == preset["max_train_minutes"]
+        own.training.max_train_minutes == preset["max_train_minutes"]
     )  # the time budget applies either way
     synthetic = configs.load(env={})
-    assert synthetic.backbone_input_size == 0 and synthetic.max_train_minutes == 0.0
+    assert (
+        synthetic.training.backbone_input_size == 0 and synthetic.training.max_train_minutes == 0.0
+    )

@@ -89,10 +89,10 @@ def test_user_code_by_module_path_and_strategy(compiled):
         assert "module_file" not in tasks[task]["inputs"]["parameters"]
         assert "module_path" not in tasks[task]["inputs"]["parameters"]  # no wheel was built
     custom = json.loads(param("Trainer", "custom_config"))
-    assert custom["distribution_strategy"] == "mirrored"
-    assert custom["backbone"]  # the model's settings are still there
+    assert custom["runtime"]["distribution_strategy"] == "mirrored"
+    assert custom["training"]["backbone"]  # the model's settings are still there
     assert (
-        custom["pretrained_dir"] == "/opt/breastdx/.cache/pretrained"
+        custom["training"]["pretrained_dir"] == "/opt/breastdx/.cache/pretrained"
     )  # the image's converted weights
     # the curated schema is read from the image, not from the compiling machine
     assert (

@@ -1,6 +1,7 @@
 """The Tuner: wired into the pipeline when configured, and `tuner_fn` returns a working
 KerasTuner search whose best values reach the Trainer."""
 
+import json
 import os
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_pipeline_wires_the_tuner_only_when_on(workdir):
     assert trainer.inputs["hyperparameters"].producer_component_id == "Tuner"
     assert tuner.inputs["examples"].producer_component_id == "Transform"
     assert tuner.exec_properties["module_file"] == trainer.exec_properties["module_file"]
-    assert '"tuner_trials": 2' in tuner.exec_properties["custom_config"]
+    assert json.loads(tuner.exec_properties["custom_config"])["tuning"]["trials"] == 2
 
 
 def test_tuner_fn_searches_and_its_best_values_reach_run_fn(tmp_path):
@@ -40,8 +41,8 @@ def test_tuner_fn_searches_and_its_best_values_reach_run_fn(tmp_path):
         tuner_unfreeze=(2,),
         tuner_optimizers=("adam", "sgd"),
         tuner_batch_sizes=(4,),
-    ).tuner_config()
-    config["model_size"] = [32, 32]  # tiny: seconds per trial
+    ).custom_config("training", "tuning")
+    config["task"]["model_size"] = [32, 32]  # tiny: seconds per trial
     fn_args = tfx.components.FnArgs(
         working_dir=str(tmp_path),
         train_files=[],

@@ -248,7 +248,8 @@ def test_dry_run_of_the_kfp_package_ends_with_a_pushed_model(tmp_path, shared_tm
         )
     custom = run.spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]["custom_config"]
     assert (
-        json.loads(custom["runtimeValue"]["constant"])["distribution_strategy"] == "mirrored"
+        json.loads(custom["runtimeValue"]["constant"])["runtime"]["distribution_strategy"]
+        == "mirrored"
     )  # run_fn's
     # The tasks wrote directory markers (TF's GCS semantics) and shim fix 6 removed every one
     # under an artifact before its consumers' launchers downloaded it.

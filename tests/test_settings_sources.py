@@ -40,7 +40,7 @@ def test_demo_variants_are_flags_not_environment_changes(monkeypatch):
         ]
     )
     config = cli._config(args)
-    assert (config.variant, config.seg_blackbox, config.pipeline_name) == (
+    assert (config.variant, config.segmentation.blackbox, config.pipeline_name) == (
         "segment",
         True,
         "breastdx-busi-seg",
@@ -59,6 +59,6 @@ def test_demo_variants_are_flags_not_environment_changes(monkeypatch):
     )
     config = cli._config(args)
     assert config.pipeline_name == "breastdx-cbis-mammo"
-    assert (config.mammo_image_size, config.mammo_patch_size) == ((1152, 896), 224)
-    assert config.mammo_patch_schedule.startswith("head:0.001:3,top:0.0001:10")
+    assert (config.mammography.image_size, config.mammography.patch_size) == ((1152, 896), 224)
+    assert config.mammography.patch_schedule.startswith("head:0.001:3,top:0.0001:10")
     assert {k: v for k, v in os.environ.items() if k.startswith(configs.ENV_PREFIX)} == before == {}

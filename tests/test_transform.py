@@ -17,7 +17,7 @@ def _png(pixels):
 def test_preprocessing_fn_on_a_two_image_batch():
     full = np.full((50, 50, 3), 200, np.uint8)
     edge = np.full((30, 50), 100, np.uint8)  # a grey edge patch, smaller than 50x50
-    cfg = configs.load(env={}).transform_config()
+    cfg = configs.load(env={}).custom_config()
     out = transform_module.preprocessing_fn(
         {
             contract.IMAGE_KEY: tf.constant([[_png(full)], [_png(edge)]]),

@@ -2,7 +2,7 @@
 modules and every exported signature read it.
 
 `components.mammo.ingest` calls `to_example`; the patch and whole-image Trainer
-modules call `load_arrays` and `require_settings`; `components.mammo.export` calls
+modules call `load_arrays` and rebuild `MammoTrainerSettings`; `components.mammo.export` calls
 `decode_grey` inside the serving signatures, so training and serving decode and fit
 an image with the same TF ops (`components.mammo.images.resize_keep_aspect`).
 
@@ -14,14 +14,21 @@ contract.CBIS_PATCH_CLASSES; mammograms: 1 malignant, 0 benign), ``patient_id`` 
 
 from __future__ import annotations
 
+import dataclasses
 import io
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from breastdx_core import contract
+from breastdx_core.settings import (
+    ComponentSettings,
+    MammographySettings,
+    RuntimeSettings,
+    TaskSettings,
+    TrainingSettings,
+)
 from components.mammo import images
 
 WHOLE_CLASS_NAMES = ("benign", "malignant")
@@ -33,24 +40,16 @@ FEATURES = {
 }
 
 
-def require_settings(
-    custom_config: Mapping[str, Any], keys: Iterable[str], who: str
-) -> dict[str, Any]:
-    """The settings ``who`` needs from its ``custom_config`` (PipelineConfig's
-    mammo_*_config()); no fallbacks, so a setting cannot silently disagree with
-    breastdx_core/configs.py.
+@dataclasses.dataclass(frozen=True)
+class MammoTrainerSettings(ComponentSettings):
+    """Both mammography Trainers' ``custom_config``, typed: the task context (seed, synthetic),
+    the training section's weights and augmentation, and the mammography section."""
 
-    Raises:
-        ValueError: naming the missing keys.
-    """
-    custom_config = dict(custom_config or {})
-    missing = [k for k in keys if k not in custom_config]
-    if missing:
-        raise ValueError(
-            f"{who}: custom_config lacks {missing}; it comes from breastdx_core/configs.py "
-            f"(PipelineConfig.mammo_*_config), got keys {sorted(custom_config)}"
-        )
-    return custom_config
+    task: TaskSettings
+    training: TrainingSettings
+    mammography: MammographySettings
+    # The cluster compile adds it to the Trainer; this module trains on the default strategy.
+    runtime: RuntimeSettings | None = None
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

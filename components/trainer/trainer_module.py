@@ -1,14 +1,15 @@
 """The Trainer module: TFX's Trainer component calls `run_fn(fn_args)`, its Tuner `tuner_fn`.
 
-Hyperparameters arrive in ``fn_args.custom_config`` (built by
-`PipelineConfig.trainer_config()`: every key is required, no defaults here that could
-disagree with configs.py) and, when the pipeline tunes, the Tuner's best values in
-``fn_args.hyperparameters`` (they win). The rooms beside this file hold the parts:
-`model` (backbone registry + head), `data` (input pipeline, augmentation, class weights),
+Settings arrive in ``fn_args.custom_config`` as sections (`TrainerSettings`: the task
+and training sections of breastdx_core/settings.py, every field required, no defaults
+here that could disagree; an optional runtime section) and, when the pipeline tunes, the
+Tuner's best values in ``fn_args.hyperparameters`` (they win). The parts read the
+sections merged under their field names (`parts_config`). The rooms beside this file
+hold the parts: `model` (backbone registry + head), `data` (input pipeline, augmentation, class weights),
 `training` (fit loop, strategy), `export` (signatures, the Trainer's card fields),
 `tuning` (KerasTuner). TFX hashes this folder into the module's cache key, so a change
-to any of them re-trains. `breastdx compare` calls `run_fn` once per backbone: there is
-no second training code path.
+to any of them re-trains. `breastdx compare` and `breastdx cv` call `run_fn` (with the
+same sections) once per backbone or fold: there is no second training code path.
 
 Keras 2 (tf-keras) is imported by name, so the module builds the same model whatever
 TF_USE_LEGACY_KERAS says; TFT's transform layer and TFMA are tf-keras too.
@@ -41,6 +42,7 @@ from components.trainer.model import (
     build_model,
     resolve_weights,
 )
+from components.trainer.sections import TrainerSettings, parts_config
 from components.trainer.training import (
     BATCHNORM_BATCHES,
     STRATEGIES,  # noqa: F401
@@ -63,6 +65,7 @@ __all__ = [
     "SIGNATURE_EXPLAIN",
     "STRATEGIES",
     "TUNABLE",
+    "TrainerSettings",
     "build_model",
     "class_counts",
     "class_weights",
@@ -70,6 +73,7 @@ __all__ = [
     "export_serving_model",
     "fit_model",
     "input_fn",
+    "parts_config",
     "resolve_weights",
     "run_fn",
     "tuned_values",
@@ -81,7 +85,7 @@ __all__ = [
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer's entry point: train, then export the serving model and its card."""
     tuned = tuned_values(getattr(fn_args, "hyperparameters", None))
-    config = {**dict(fn_args.custom_config), **tuned}
+    config = parts_config(TrainerSettings.from_custom_config(fn_args.custom_config), tuned)
     if tuned:
         log.info("Trainer: the Tuner's best hyperparameters %s", tuned)
     keras.utils.set_random_seed(int(config["seed"]))

@@ -14,8 +14,10 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx import v1 as tfx
 
+from breastdx_core.settings import SettingsError
 from components.trainer.data import class_counts, class_weights, input_fn
 from components.trainer.model import build_model
+from components.trainer.sections import TrainerSettings, parts_config
 
 # What the Tuner may choose; run_fn takes these keys from its best hyperparameters.
 TUNABLE = ("learning_rate", "dropout", "unfreeze_last", "optimizer", "batch_size")
@@ -31,7 +33,7 @@ def tuned_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class _HyperModel(keras_tuner.HyperModel):
-    """The Trainer's model over the search space of ``config["tuner_space"]``.
+    """The Trainer's model over ``space`` (`TuningSettings.space`: choices per field).
 
     ``make_datasets(batch_size) -> (train, eval)``: the batch size is a hyperparameter,
     so the datasets are made per trial.
@@ -40,25 +42,18 @@ class _HyperModel(keras_tuner.HyperModel):
     def __init__(
         self,
         config: dict[str, Any],
+        space: dict[str, Any],
         make_datasets: Callable[[int], tuple[tf.data.Dataset, Any]],
         class_weight: dict[int, float] | None = None,
     ):
         super().__init__(name="breastdx")
         self.config = config
+        self.space = space
         self.make_datasets = make_datasets
         self.class_weight = class_weight
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-        space = self.config.get("tuner_space", {})
-        return {
-            "learning_rate": hp.Choice(
-                "learning_rate", space.get("learning_rate", [1e-4, 3e-4, 1e-3])
-            ),
-            "dropout": hp.Choice("dropout", space.get("dropout", [0.2, 0.3, 0.5])),
-            "unfreeze_last": hp.Choice("unfreeze_last", space.get("unfreeze_last", [2, 4, 8])),
-            "optimizer": hp.Choice("optimizer", space.get("optimizer", ["adam", "rmsprop", "sgd"])),
-            "batch_size": hp.Choice("batch_size", space.get("batch_size", [16, 32])),
-        }
+        return {name: hp.Choice(name, list(self.space[name])) for name in TUNABLE}
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         return build_model({**self.config, **self.declare(hp)})
@@ -94,11 +89,14 @@ class _RandomSearch(keras_tuner.RandomSearch):
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """TFX Tuner's entry point: a KerasTuner random search over `TUNABLE`.
 
-    ``custom_config`` is the Trainer's (plus ``tuner_trials`` and ``tuner_space``); each
-    trial trains for ``fn_args.train_steps`` steps and is scored by its best val_loss.
+    ``custom_config`` is the Trainer's sections plus ``tuning`` (trials, epochs, the space);
+    each trial trains for ``fn_args.train_steps`` steps and is scored by its best val_loss.
     """
-    config = dict(fn_args.custom_config)
-    seed = int(config["seed"])
+    settings = TrainerSettings.from_custom_config(fn_args.custom_config)
+    if settings.tuning is None:
+        raise SettingsError("Tuner: custom_config has no tuning section")
+    config = parts_config(settings)
+    seed = settings.task.seed
     keras.utils.set_random_seed(seed)
     tf_transform_output = (
         tft.TFTransformOutput(fn_args.transform_output) if fn_args.transform_output else None
@@ -125,18 +123,18 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         )
 
     weights = None
-    if config["class_weights"] and fn_args.train_files:
-        weights = class_weights(class_counts(fn_args.train_files, len(config["class_names"])))
+    if settings.training.class_weights and fn_args.train_files:
+        weights = class_weights(class_counts(fn_args.train_files, len(settings.task.class_names)))
     tuner = _RandomSearch(
-        _HyperModel(config, make_datasets, weights),
+        _HyperModel(config, settings.tuning.space(), make_datasets, weights),
         objective=keras_tuner.Objective("val_loss", "min"),
-        max_trials=int(config.get("tuner_trials", 4)),
+        max_trials=settings.tuning.trials,
         seed=seed,
         directory=fn_args.working_dir,
         project_name="breastdx_tuning",
         overwrite=True,
     )
-    epochs = max(1, int(config.get("tuner_epochs", 1)))
+    epochs = max(1, settings.tuning.epochs)
     return tfx.components.TunerFnResult(
         tuner=tuner,
         fit_kwargs={

@@ -1,7 +1,7 @@
 """The Transform module: encoded image bytes -> the model's input tensor.
 
 TFX's Transform component calls `preprocessing_fn` (with the pipeline's
-`custom_config`: the image spec from `breastdx_core/configs.py`). Its graph is the only
+`custom_config`: the task section of `breastdx_core/settings.py`, which holds the image spec). Its graph is the only
 preprocessing in the system: the Trainer trains on its output and exports it inside
 every serving signature, so training and serving cannot skew. Augmentation is not
 here (it belongs to training only: the Trainer's input function).
@@ -9,12 +9,21 @@ here (it belongs to training only: the Trainer's input function).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 
 from breastdx_core import contract
+from breastdx_core.settings import ComponentSettings, TaskSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformSettings(ComponentSettings):
+    """The Transform modules' ``custom_config``, typed: the task (its image spec)."""
+
+    task: TaskSettings
 
 
 def decode_image(
@@ -42,20 +51,21 @@ def decode_image(
 
 
 def preprocessing_fn(
-    inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
+    inputs: dict[str, tf.Tensor], custom_config: Mapping[str, Any]
 ) -> dict[str, tf.Tensor]:
     """tf.Transform's callback: raw features of a batch -> transformed features.
 
     Args:
         inputs: ``image_raw`` tf.string [batch, 1] and ``label`` int64 [batch, 1]
             (serving feeds ``image_raw`` alone; the label output is then dropped).
-        custom_config: ``model_size`` and ``native_size`` (see `decode_image`).
+        custom_config: `TransformSettings`'s dictionary form: the task's ``model_size`` and
+            ``native_size`` (see `decode_image`).
 
     Returns:
         ``image`` float32 [batch, height, width, 3] in [0, 1] and ``label`` int64 [batch].
     """
-    model_size = custom_config["model_size"]
-    native_size = custom_config.get("native_size")
+    task = TransformSettings.from_custom_config(custom_config).task
+    model_size, native_size = task.model_size, task.native_size
     encoded = tf.reshape(inputs[contract.IMAGE_KEY], [-1])
     images = tf.map_fn(
         lambda x: decode_image(x, model_size, native_size),

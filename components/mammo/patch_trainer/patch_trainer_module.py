@@ -3,8 +3,8 @@
 TFX's Trainer component (id ``PatchTrainer`` in
 `pipeline.pipeline.create_mammography_pipeline`) calls `run_fn(fn_args)` on
 CbisExampleGen's ``patches``. Settings arrive in ``fn_args.custom_config``
-(`PipelineConfig.mammo_patch_trainer_config()`), every one required. A backbone
-(``backbone``: ImageNet EfficientNet-Lite0 in the cbis preset, or the study's ResNet50)
+(`records.MammoTrainerSettings`, every one required). A backbone
+(``mammography.backbone``: ImageNet EfficientNet-Lite0 in the cbis preset, or the study's ResNet50)
 + global average pooling + softmax, fine-tuned in stages (head, then the top block, then
 all: `components.mammo.models`), evaluated on the eval split (held-out train patients), and
 exported with ``serving_default`` (components/mammo/export.py). The whole-image
@@ -27,45 +27,34 @@ from components.mammo import export, models, records
 
 log = logging.getLogger(__name__)
 
-SETTINGS = (
-    "patch_size",
-    "backbone",
-    "weights",
-    "pretrained_dir",
-    "patch_schedule",
-    "patch_batch_size",
-    "augment",
-    "seed",
-    "synthetic",
-)
-
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains, evaluates and exports the patch classifier (module docstring)."""
-    config = records.require_settings(fn_args.custom_config, SETTINGS, "PatchTrainer")
+    config = records.MammoTrainerSettings.from_custom_config(fn_args.custom_config)
+    task, training, mammo = config.task, config.training, config.mammography
     started = time.time()
-    keras.utils.set_random_seed(int(config["seed"]))
-    size = (int(config["patch_size"]), int(config["patch_size"]))
+    keras.utils.set_random_seed(task.seed)
+    size = (mammo.patch_size, mammo.patch_size)
     x, y = records.load_arrays(fn_args.train_files, size)
     eval_x, eval_y = records.load_arrays(fn_args.eval_files, size)
     log.info("PatchTrainer: %d train and %d eval patches of %dx%d", len(x), len(eval_x), *size)
     model = models.build_patch_classifier(
         size[0],
-        weights=config["weights"],
-        backbone=config["backbone"],
-        pretrained_dir=config["pretrained_dir"],
+        weights=training.weights,
+        backbone=mammo.backbone,
+        pretrained_dir=training.pretrained_dir,
     )
     history = models.train_in_stages(
         model,
-        models.parse_schedule(config["patch_schedule"]),
+        models.parse_schedule(mammo.patch_schedule),
         (x, y),
         (eval_x, eval_y),
         "sparse_categorical_crossentropy",
         ["sparse_categorical_accuracy"],
-        int(config["patch_batch_size"]),
+        mammo.patch_batch_size,
         class_weight=models.class_weights(y, len(contract.CBIS_PATCH_CLASSES)),
-        augment=bool(config["augment"]),
-        seed=int(config["seed"]),
+        augment=training.augment,
+        seed=task.seed,
         label="PatchTrainer",
     )
     metrics = export.evaluate_patches(model, eval_x, eval_y)
@@ -91,13 +80,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model=model,
         history=history,
         seconds=time.time() - started,
-        synthetic=bool(config["synthetic"]),
+        synthetic=task.synthetic,
         evaluation=metrics,
-        backbone=config["backbone"],
-        weights=config["weights"] or "none (random initialisation)",
-        schedule=config["patch_schedule"],
-        **models.weights_provenance(
-            config["backbone"], config["weights"], config["pretrained_dir"]
-        ),
+        backbone=mammo.backbone,
+        weights=training.weights or "none (random initialisation)",
+        schedule=mammo.patch_schedule,
+        **models.weights_provenance(mammo.backbone, training.weights, training.pretrained_dir),
         positive_probability="P(malignant calcification) + P(malignant mass)",
     )

