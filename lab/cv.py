@@ -388,6 +388,48 @@ def operating_metrics(
     )  # d is the fold's 0/1 call
 
 
+# --- test-time augmentation scored beside the plain model -------------------------------
+def dihedral_records(records: Sequence[bytes]) -> list[bytes]:
+    """The 8 orientations (4 quarter turns, each mirrored; `export.dihedral_views`' group)
+    of each serialized record's stored image, re-encoded losslessly as PNG, each in a
+    tf.Example holding only ``image_raw`` (all ``serving_examples`` reads): 8 per record,
+    record by record."""
+    import tensorflow as tf
+
+    spec = {contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+    out = []
+    for encoded in tf.io.parse_example(list(records), spec)[contract.IMAGE_KEY].numpy():
+        image = tf.io.decode_image(encoded, expand_animations=False).numpy()
+        turns = [np.rot90(image, k) for k in range(4)]
+        for view in turns + [turn[:, ::-1] for turn in turns]:
+            example = tf.train.Example()
+            example.features.feature[contract.IMAGE_KEY].bytes_list.value.append(
+                tf.io.encode_png(np.ascontiguousarray(view)).numpy()
+            )
+            out.append(example.SerializeToString())
+    return out
+
+
+def dihedral_scores(model, examples_uri: str, split: str, batch: int = 32) -> np.ndarray:
+    """P(positive) of ``split``'s images (the order `score_split` reads them in) averaged
+    over their 8 orientations, each through the plain model's ``serving_examples``
+    signature (the Transform inside): the scores of the same model exported with
+    ``tta``, up to the Transform's zero-padding of odd-sized edge patches, from one
+    training."""
+    import tensorflow as tf
+
+    from components.evaluation.scoring import split_records
+
+    serve = model.signatures[contract.SIGNATURE_EXAMPLES]
+    files = split_records(examples_uri, split)
+    scores = []
+    for records in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch):
+        views = dihedral_records(records.numpy().tolist())
+        positive = serve(**{contract.SERVING_INPUT_EXAMPLES: tf.constant(views)})
+        scores.append(positive[contract.OUTPUT_POSITIVE].numpy().reshape(-1, 8).mean(axis=1))
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
 # --- one fold -----------------------------------------------------------------------------
 def train_fold(
     config: PipelineConfig,
@@ -399,8 +441,11 @@ def train_fold(
     train: list[str],
     out_dir: str,
     keep_model: bool = False,
+    score_tta: bool = False,
 ) -> dict[str, Any]:
-    """Trains fold ``fold`` through `trainer_module.run_fn` and scores its test patients."""
+    """Trains fold ``fold`` through `trainer_module.run_fn` and scores its test patients;
+    with ``score_tta`` (a model exported without ``tta``) also with the 8 orientations
+    averaged (`dihedral_scores`), under ``row["tta"]``."""
     import attr
     import tf_keras as keras
 
@@ -442,6 +487,7 @@ def train_fold(
     import tensorflow as tf
 
     model = tf.saved_model.load(fn_args.serving_model_dir)
+    scoring_started = time.time()
     test_scores = score_split(fn_args.serving_model_dir, heldout, "test", model=model)
     y, s, g = test_scores.binary(config.task_spec.positive_index)
     # The operating thresholds are chosen on the eval patients (calibration's and early
@@ -449,6 +495,23 @@ def train_fold(
     eval_scores = score_split(fn_args.serving_model_dir, heldout, "eval", model=model)
     ey, es, eg = eval_scores.binary(config.task_spec.positive_index)
     context = fold_slide_context((ey, es, eg, eval_scores.xy()), (y, s, g, test_scores.xy()))
+    scoring_wall = time.time() - scoring_started
+    tta = None
+    if score_tta and not config.tta:
+        tta_started = time.time()
+        tta_test = dihedral_scores(model, heldout, "test")
+        tta_eval = dihedral_scores(model, heldout, "eval")
+        tta = {
+            "scores": tta_test.tolist(),
+            "operating": {
+                rule: {"threshold": choose_threshold(ey, tta_eval, rule)}
+                for rule in OPERATING_RULES
+            },
+            "slide_context": fold_slide_context(
+                (ey, tta_eval, eg, eval_scores.xy()), (y, tta_test, g, test_scores.xy())
+            ),
+            "wall_seconds": round(time.time() - tta_started, 1),
+        }
     del model
     if not keep_model:
         shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
@@ -460,6 +523,7 @@ def train_fold(
         "n_test_images": int(len(y)),
         "n_test_positive": int(y.sum()),
         "wall_seconds": round(wall, 1),
+        "scoring_wall_seconds": round(scoring_wall, 1),
         "budget": card.get("training_budget"),
         "calibration": card.get("calibration"),
         "training_history": card.get("training_history"),
@@ -469,6 +533,7 @@ def train_fold(
         "n_eval_images": int(len(ey)),
         "n_eval_positive": int(ey.sum()),
         "slide_context": context,
+        "tta": tta,
         "labels": y.tolist(),
         "scores": s.tolist(),
         "groups": [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in g],
@@ -524,6 +589,46 @@ def pooled_slide_context(
     }
 
 
+def pooled(rows: Sequence[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
+    """The folds' test images pooled: metrics at 0.5 and at each operating rule."""
+    y = np.concatenate([r["labels"] for r in rows]).astype(int)
+    s = np.concatenate([r["scores"] for r in rows]).astype(float)
+    g = np.concatenate([r["groups"] for r in rows])
+    return {
+        "n_images": int(len(y)),
+        "n_patients": int(len(np.unique(g))),
+        "metrics": metrics_with_ci(y, s, g, resamples, seed),
+        "operating": {
+            rule: {
+                "thresholds": [r["operating"][rule]["threshold"] for r in rows],
+                "metrics": operating_metrics(rows, rule, resamples, seed),
+            }
+            for rule in OPERATING_RULES
+        },
+    }
+
+
+def pooled_tta(rows: Sequence[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any] | None:
+    """`pooled` and `pooled_slide_context` of the folds' orientation-averaged scores, or
+    None where a fold has none."""
+    if not rows or any(not r.get("tta") for r in rows):
+        return None
+    shadow = [
+        {
+            **r,
+            "scores": r["tta"]["scores"],
+            "operating": r["tta"]["operating"],
+            "slide_context": r["tta"]["slide_context"],
+        }
+        for r in rows
+    ]
+    return {
+        **pooled(shadow, resamples, seed),
+        "slide_context": pooled_slide_context(shadow, resamples, seed),
+        "wall_seconds": [r["tta"]["wall_seconds"] for r in rows],
+    }
+
+
 # --- the whole run ------------------------------------------------------------------------
 def cross_validate(
     config: PipelineConfig,
@@ -533,9 +638,11 @@ def cross_validate(
     resamples: int | None = None,
     keep_models: bool = False,
     only_folds: Sequence[int] | None = None,
+    score_tta: bool = False,
 ) -> dict[str, Any]:
     """Runs the K folds; returns the result dict (also written as cv.json, cv.md, roc.png,
-    index.html under ``out_dir``).
+    index.html under ``out_dir``). With ``score_tta`` each fold's model also scores its
+    held-out patients with the 8 orientations averaged: ``result["tta"]``.
 
     Raises:
         CvError: the data cannot give ``folds`` patient-disjoint folds.
@@ -587,7 +694,9 @@ def cross_validate(
             len(test),
             ", ".join(test),
         )
-        row = train_fold(config, data, files, k, test, evaluation, train, out_dir, keep_models)
+        row = train_fold(
+            config, data, files, k, test, evaluation, train, out_dir, keep_models, score_tta
+        )
         y, s, g = np.asarray(row["labels"]), np.asarray(row["scores"]), np.asarray(row["groups"])
         row["metrics"] = metrics_with_ci(y, s, g, resamples, config.seed)
         for rule in OPERATING_RULES:
@@ -604,9 +713,6 @@ def cross_validate(
             row["wall_seconds"],
         )
         rows.append(row)
-    y = np.concatenate([r["labels"] for r in rows]).astype(int)
-    s = np.concatenate([r["scores"] for r in rows])
-    g = np.concatenate([r["groups"] for r in rows])
     result = {
         "meta": {
             "data_root": config.data_root,
@@ -627,6 +733,8 @@ def cross_validate(
             "learning_rate": config.learning_rate,
             "calibration": config.calibration,
             "eval_fraction": eval_fraction,
+            "tta": bool(config.tta),
+            "score_tta": bool(score_tta and not config.tta),
             "threshold": THRESHOLD,
             "operating_rules": list(OPERATING_RULES),
             "bootstrap_resamples": resamples,
@@ -636,19 +744,9 @@ def cross_validate(
         },
         "warnings": warnings,
         "folds": rows,
-        "pooled": {
-            "n_images": int(len(y)),
-            "n_patients": int(len(np.unique(g))),
-            "metrics": metrics_with_ci(y, s, g, resamples, config.seed),
-            "operating": {
-                rule: {
-                    "thresholds": [r["operating"][rule]["threshold"] for r in rows],
-                    "metrics": operating_metrics(rows, rule, resamples, config.seed),
-                }
-                for rule in OPERATING_RULES
-            },
-        },
+        "pooled": pooled(rows, resamples, config.seed),
         "slide_context": pooled_slide_context(rows, resamples, config.seed),
+        "tta": pooled_tta(rows, resamples, config.seed),
     }
     if result["slide_context"] is None:
         note = (
@@ -703,50 +801,25 @@ def render_markdown(result: dict[str, Any]) -> str:
         + " | ".join(_cell(pooled["metrics"][m]) for m in METRICS)
         + f" | | {meta['seconds']} |"
     )
-    operating = pooled.get("operating") or {}
-    if operating:
+    lines += _operating_lines(pooled, meta["threshold"])
+    lines += _context_lines(result.get("slide_context"))
+    tta = result.get("tta")
+    if tta:
         lines += [
             "",
-            "Pooled at operating thresholds chosen on each fold's eval patients (never its test "
-            "patients) and applied to its test patients (AUC does not depend on the threshold):",
+            "The same models, each held-out patch scored as the mean of its 8 orientations "
+            "(test-time augmentation; scoring seconds per fold: "
+            + ", ".join(f"{v:g}" for v in tta["wall_seconds"])
+            + "):",
             "",
-            "| threshold rule | per-fold thresholds | " + " | ".join(METRICS[1:]) + " |",
-            "|---|---|" + "---|" * (len(METRICS) - 1),
+            "| TTA | images | " + " | ".join(METRICS) + " |",
+            "|---|---:|" + "---|" * len(METRICS),
+            f"| pooled | {tta['n_images']} | "
+            + " | ".join(_cell(tta["metrics"][m]) for m in METRICS)
+            + " |",
         ]
-        lines.append(
-            f"| fixed {meta['threshold']} | "
-            + ", ".join([f"{meta['threshold']:g}"] * len(result["folds"]))
-            + " | "
-            + " | ".join(_cell(pooled["metrics"][m]) for m in METRICS[1:])
-            + " |"
-        )
-        for rule, entry in operating.items():
-            lines.append(
-                f"| {RULE_TITLES.get(rule, rule)} | "
-                + ", ".join(f"{t:.3f}" for t in entry["thresholds"])
-                + " | "
-                + " | ".join(_cell(entry["metrics"][m]) for m in METRICS[1:])
-                + " |"
-            )
-    context = result.get("slide_context")
-    if context:
-        lines += [
-            "",
-            "Slide context (each patch's probability averaged with its slide neighbours', Gaussian "
-            "width chosen on each fold's eval patients: "
-            + ", ".join(f"{v:g}" for v in context["sigmas"])
-            + " grid steps; not comparable with the per-patch references):",
-            "",
-            "| slide context | " + " | ".join(METRICS) + " |",
-            "|---|" + "---|" * len(METRICS),
-            "| scores, 0.5 | " + " | ".join(_cell(context["metrics"][m]) for m in METRICS) + " |",
-        ]
-        for rule, entry in context["operating"].items():
-            lines.append(
-                f"| {RULE_TITLES.get(rule, rule)} | n/a | "
-                + " | ".join(_cell(entry["metrics"][m]) for m in METRICS[1:])
-                + " |"
-            )
+        lines += _operating_lines(tta, meta["threshold"])
+        lines += _context_lines(tta.get("slide_context"))
     if result["warnings"]:
         lines += ["", "Warnings:"] + [f"- {w}" for w in result["warnings"]]
     if meta["synthetic_data"]:
@@ -755,6 +828,58 @@ def render_markdown(result: dict[str, Any]) -> str:
             "Metrics on SYNTHETIC data: they show the folds run, not how a model does on tissue.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _operating_lines(pooled: dict[str, Any], threshold: float) -> list[str]:
+    operating = pooled.get("operating") or {}
+    if not operating:
+        return []
+    folds = len(next(iter(operating.values()))["thresholds"])
+    lines = [
+        "",
+        "Pooled at operating thresholds chosen on each fold's eval patients (never its test "
+        "patients) and applied to its test patients (AUC does not depend on the threshold):",
+        "",
+        "| threshold rule | per-fold thresholds | " + " | ".join(METRICS[1:]) + " |",
+        "|---|---|" + "---|" * (len(METRICS) - 1),
+        f"| fixed {threshold} | "
+        + ", ".join([f"{threshold:g}"] * folds)
+        + " | "
+        + " | ".join(_cell(pooled["metrics"][m]) for m in METRICS[1:])
+        + " |",
+    ]
+    for rule, entry in operating.items():
+        lines.append(
+            f"| {RULE_TITLES.get(rule, rule)} | "
+            + ", ".join(f"{t:.3f}" for t in entry["thresholds"])
+            + " | "
+            + " | ".join(_cell(entry["metrics"][m]) for m in METRICS[1:])
+            + " |"
+        )
+    return lines
+
+
+def _context_lines(context: dict[str, Any] | None) -> list[str]:
+    if not context:
+        return []
+    lines = [
+        "",
+        "Slide context (each patch's probability averaged with its slide neighbours', Gaussian "
+        "width chosen on each fold's eval patients: "
+        + ", ".join(f"{v:g}" for v in context["sigmas"])
+        + " grid steps; not comparable with the per-patch references):",
+        "",
+        "| slide context | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+        "| scores, 0.5 | " + " | ".join(_cell(context["metrics"][m]) for m in METRICS) + " |",
+    ]
+    for rule, entry in context["operating"].items():
+        lines.append(
+            f"| {RULE_TITLES.get(rule, rule)} | n/a | "
+            + " | ".join(_cell(entry["metrics"][m]) for m in METRICS[1:])
+            + " |"
+        )
+    return lines
 
 
 def write_outputs(result: dict[str, Any], out_dir: str) -> dict[str, str]:
@@ -843,7 +968,12 @@ def cmd_cv(args: argparse.Namespace) -> int:
         cli.ensure_synthetic(config)
     try:
         result = cross_validate(
-            config, config.cv_folds, args.out, args.eval_fraction, keep_models=args.keep_models
+            config,
+            config.cv_folds,
+            args.out,
+            args.eval_fraction,
+            keep_models=args.keep_models,
+            score_tta=args.score_tta,
         )
     except CvError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -888,6 +1018,13 @@ def add_parser(verbs) -> None:
     parser.add_argument("--out", help="output folder (default <workdir>/reports/cv)")
     parser.add_argument(
         "--keep-models", action="store_true", help="keep each fold's exported SavedModel"
+    )
+    parser.add_argument(
+        "--score-tta",
+        action="store_true",
+        help="also score each fold's held-out patients with the 8 dihedral orientations averaged "
+        "(test-time augmentation) by the same model: both sets of figures from one training "
+        "(8x the scoring time; ignored where the settings' tta is on)",
     )
     cli_options.add_verbose_option(parser)
     parser.set_defaults(func=cmd_cv)

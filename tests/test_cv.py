@@ -115,6 +115,60 @@ def test_pooled_operating_metrics_call_each_fold_at_its_own_threshold():
     assert fixed["sensitivity"]["value"] == 0.5 and fixed["specificity"]["value"] == 0.5
 
 
+def test_dihedral_records_are_the_exported_models_eight_orientations():
+    import tensorflow as tf
+
+    from components.trainer.export import dihedral_views
+
+    image = np.arange(27, dtype=np.uint8).reshape(3, 3, 3)  # every pixel distinct
+    record = tf.train.Example()
+    record.features.feature["image_raw"].bytes_list.value.append(tf.io.encode_png(image).numpy())
+    record.features.feature["label"].int64_list.value.append(1)
+    views = cv.dihedral_records([record.SerializeToString()] * 2)
+    assert len(views) == 16
+    decoded = [
+        tf.io.decode_png(
+            tf.train.Example.FromString(v).features.feature["image_raw"].bytes_list.value[0]
+        ).numpy()
+        for v in views
+    ]
+    expected = [v[0].numpy() for v in dihedral_views(tf.constant(image[np.newaxis]))]
+    assert all(np.array_equal(d, e) for d, e in zip(decoded, expected + expected))
+    assert len({d.tobytes() for d in decoded}) == 8  # eight distinct orientations
+
+
+def test_tta_scores_pool_beside_the_plain_ones_with_their_own_thresholds():
+    def row(fold, plain, averaged, threshold):
+        return {
+            "fold": fold,
+            "labels": [0, 0, 1, 1],
+            "scores": plain,
+            "groups": [f"n{fold}", f"n{fold}", f"p{fold}", f"p{fold}"],
+            "operating": {rule: {"threshold": 0.5} for rule in cv.OPERATING_RULES},
+            "tta": {
+                "scores": averaged,
+                "operating": {rule: {"threshold": threshold} for rule in cv.OPERATING_RULES},
+                "slide_context": None,
+                "wall_seconds": 3.0,
+            },
+        }
+
+    rows = [
+        row(0, [0.6, 0.2, 0.4, 0.9], [0.3, 0.2, 0.4, 0.9], 0.35),
+        row(1, [0.1, 0.7, 0.8, 0.3], [0.1, 0.2, 0.8, 0.7], 0.6),
+    ]
+    plain = cv.pooled(rows, resamples=20, seed=0)
+    tta = cv.pooled_tta(rows, resamples=20, seed=0)
+    assert plain["metrics"]["balanced_accuracy"]["value"] == 0.5
+    assert tta["metrics"]["auc"]["value"] == 1.0 and tta["n_images"] == 8
+    assert tta["operating"]["max_f1"]["thresholds"] == [0.35, 0.6]
+    assert tta["operating"]["max_f1"]["metrics"]["f1"]["value"] == 1.0
+    assert tta["slide_context"] is None and tta["wall_seconds"] == [3.0, 3.0]
+    assert cv.pooled_tta([{**rows[0], "tta": None}, rows[1]], resamples=20, seed=0) is None
+    lines = "\n".join(cv._operating_lines(tta, 0.5))
+    assert "| eval max F1 | 0.350, 0.600 | " in lines and "| fixed 0.5 | 0.5, 0.5 |" in lines
+
+
 def test_markdown_lists_the_eval_chosen_thresholds():
     entry = {"value": 0.8, "ci95": {"low": 0.7, "high": 0.9}}
     at = {m: entry for m in cv.METRICS}
