@@ -163,25 +163,30 @@ def train_candidate(
     from components.trainer import data as data_lib
     from components.trainer import model as model_lib
     from components.trainer import training
+    from components.trainer.sections import TrainerSettings
 
     backbone, weights, side = parse_candidate(spec)
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    base = configs.load(env={}, task="idc", data_root="/nonexistent-real-data").trainer_config()
+    base = configs.load(env={}, task="idc", data_root="/nonexistent-real-data")
     epochs = 400  # more than any budget reaches: the CPU clock stops training
-    config = {
-        **base,
-        "backbone": backbone,
-        "weights": weights,
-        "backbone_input_size": side,
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "max_train_cpu_minutes": cpu_minutes,
-        "seed": seed,
-    }
+    settings = (
+        TrainerSettings.of(base)
+        .with_task(seed=seed)
+        .with_training(
+            backbone=backbone,
+            weights=weights,
+            backbone_input_size=side,
+            batch_size=batch_size,
+            epochs=epochs,
+            max_train_cpu_minutes=cpu_minutes,
+        )
+    )
     if weights:
         # The pretrained recipe the BUSI preset uses (breastdx_core/configs.py TASK_DEFAULTS).
-        config.update(learning_rate=1e-3, unfreeze_last=12, fine_tune_head_fraction=0.25)
+        settings = settings.with_training(
+            learning_rate=1e-3, unfreeze_last=12, fine_tune_head_fraction=0.25
+        )
     augmenter = data_lib._augmenter(seed)
     x_train = images[train]
     y_train = labels[train]
@@ -212,13 +217,13 @@ def train_candidate(
     train_ds = batches(train, y_train, True, True, True)
     eval_ds = batches(eval_index, labels[eval_index], False, False, False)
     counts = np.bincount(y_train, minlength=2)
-    model = model_lib.build_model(config)
+    model = model_lib.build_model(settings)
     cpu0, wall0 = time.process_time(), time.time()
     _, report, _ = training.train_model(
         model,
         train_ds,
         eval_ds,
-        config,
+        settings,
         epochs * STEPS_PER_EPOCH,
         None,
         class_weight=data_lib.class_weights(counts),

@@ -93,7 +93,7 @@ def main(argv=None):
             {
                 "backbone": args.backbone,
                 "weights": weights,
-                "learning_rate": config.learning_rate,
+                "learning_rate": config.training.learning_rate,
                 "folds": args.folds,
                 "n_images": pooled["n_images"],
                 "n_patients": pooled["n_patients"],

@@ -89,11 +89,11 @@ def main(argv=None) -> int:
         rows.append(
             {
                 "variant": name,
-                "stain_jitter": config.stain_jitter,
-                "backbone": config.backbone,
-                "weights": config.weights or "none",
-                "epochs": config.epochs,
-                "max_train_minutes": config.max_train_minutes,
+                "stain_jitter": config.training.stain_jitter,
+                "backbone": config.training.backbone,
+                "weights": config.training.weights or "none",
+                "epochs": config.training.epochs,
+                "max_train_minutes": config.training.max_train_minutes,
                 "folds": args.folds,
                 "folds_run": result["meta"]["folds_run"],
                 "patients": result["pooled"]["n_patients"],

@@ -170,8 +170,10 @@ def child(args) -> int:
                 examples=stages.transform.outputs["transformed_examples"],
                 transform_graph=stages.transform.outputs["transform_graph"],
                 schema=stages.schema_gen.outputs["schema"],
-                train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
-                eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
+                train_args=tfx.proto.TrainArgs(
+                    splits=["train"], num_steps=config.training.train_steps
+                ),
+                eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.training.eval_steps),
                 custom_config=config.custom_config("training"),
             ).with_id("Trainer")
         )

@@ -73,15 +73,15 @@ def untrained_default_model(serving_root: str, real_data: bool = False) -> str:
 
     from breastdx_core import configs, contract, model_card
     from components.trainer import trainer_module
+    from components.trainer.sections import TrainerSettings
     from components.transform.transform_module import decode_image
 
     # configs.load applies the real-data defaults where a data root is named; it is not read.
     loaded = configs.load(env={}, data_root="/real-data") if real_data else configs.load(env={})
-    config = loaded.trainer_config()
-    config["weights"] = None
+    settings = TrainerSettings.of(loaded).with_training(weights=None)
     task = contract.get_task("idc")
-    model = trainer_module.build_model(config)
-    size, native = list(config["model_size"]), list(task.image.native_size)
+    model = trainer_module.build_model(settings)
+    size, native = list(settings.task.model_size), list(task.image.native_size)
 
     class Default(tf.Module):
         def __init__(self):
@@ -112,7 +112,7 @@ def untrained_default_model(serving_root: str, real_data: bool = False) -> str:
     tf.saved_model.save(module, path, signatures={contract.SIGNATURE_BYTES: module.serve})
     card = model_card.trainer_fields(
         config={
-            **config,
+            **settings.task.to_dict(),
             "task": "idc",
             "positive_index": task.positive_index,
             "class_names": list(task.class_names),
@@ -124,7 +124,7 @@ def untrained_default_model(serving_root: str, real_data: bool = False) -> str:
         history={},
         seconds=0.0,
         intended_use="Benchmark only: untrained weights.",
-        backbone=config["backbone"],
+        backbone=settings.training.backbone,
     )
     card.update(model_card.publish_fields(MODEL_NAME, 1, None, path))
     model_card.validate(card)

@@ -89,9 +89,8 @@ def build(size: int, seed: int):
     from components.trainer import model as model_lib
 
     tf.keras.utils.set_random_seed(seed)
-    config = build_config()
-    config["model_size"] = [size, size]
-    return model_lib.build_model(config), int(config["batch_size"])
+    settings = build_settings().with_task(model_size=(size, size))
+    return model_lib.build_model(settings), int(settings.training.batch_size)
 
 
 def throughput(
@@ -274,7 +273,7 @@ def real_tissue_cv(
                 sorted(rng.choice(mine, size=min(test_per_patient, len(mine)), replace=False))
             )
         test_index = np.array(test_index)
-        batch = int(build_config()["batch_size"])
+        batch = int(build_settings().training.batch_size)
         draws = rng.integers(0, len(train_index), (steps, batch))
         batch_bytes = [read_all([paths[train_index[i]] for i in row]) for row in draws]
         batch_labels = [labels[train_index[row]] for row in draws]
@@ -408,10 +407,12 @@ def real_tissue_cv(
     return 0
 
 
-def build_config() -> dict:
+def build_settings():
+    """The classifier Trainer's settings of the demo's defaults (`TrainerSettings`)."""
     from breastdx_core import configs
+    from components.trainer.sections import TrainerSettings
 
-    return configs.load(env={}).trainer_config()
+    return TrainerSettings.of(configs.load(env={}))
 
 
 def main(argv=None) -> int:

@@ -163,14 +163,6 @@ class PipelineConfig:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
 
-    # A read-only flat alias (``config.backbone`` = ``config.training.backbone``) for the
-    # callers in lab/ and bench/ that a parallel branch edits; new code names the section.
-    def __getattr__(self, name: str) -> Any:
-        entry = FLAT_NAMES.get(name) if not name.startswith("_") else None
-        if entry is None or entry[0] is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(self.__dict__[entry[0]], entry[1].name)
-
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> PipelineConfig:
         """A configuration from flat public names (``backbone``, ``seg_encoder``, ``tune``),
@@ -261,12 +253,6 @@ class PipelineConfig:
         return settings.custom_config(
             task=self.task_settings, **{name: getattr(self, name) for name in sections}, **extra
         )
-
-    def trainer_config(self) -> dict[str, Any]:
-        """The classifier Trainer's parts' settings: the task context and the training
-        section merged under their own field names (`trainer_module.parts_config` builds
-        the same in `run_fn`; the lab, benches and tests call the parts with it)."""
-        return {**self.task_settings.to_dict(), **self.training.to_dict()}
 
     def mammo_ingest_config(self) -> dict[str, Any]:
         """CbisExampleGen's parameters (the mammography variant)."""

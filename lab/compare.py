@@ -259,14 +259,14 @@ def train_one(
     arm = config.replace(
         backbone=backbone, weights=weights, batch_size=budget.batch_size, epochs=budget.epochs
     )
-    trainer_config = arm.custom_config(
+    custom_config = arm.custom_config(
         "training", runtime=RuntimeSettings(run_eagerly=budget.run_eagerly)
     )
     model_out = os.path.join(
         out_dir, "models", f"{backbone}-{weights and os.path.basename(weights) or 'none'}"
     )
     shutil.rmtree(model_out, ignore_errors=True)
-    fn_args = fn_args_for(data, trainer_config, budget, model_out)
+    fn_args = fn_args_for(data, custom_config, budget, model_out)
     started = time.time()
     trainer_module.run_fn(fn_args)
     wall = time.time() - started

@@ -465,14 +465,14 @@ def train_fold(
             )
     budget = compare.Budget(
         "cv",
-        train_steps=config.train_steps or None,
-        eval_steps=config.eval_steps or None,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
+        train_steps=config.training.train_steps or None,
+        eval_steps=config.training.eval_steps or None,
+        epochs=config.training.epochs,
+        batch_size=config.training.batch_size,
         train_score_limit=0,
     )
-    trainer_config = config.replace(seed=config.seed + fold).custom_config("training")
-    fn_args = compare.fn_args_for(data, trainer_config, budget, fold_dir)
+    custom_config = config.replace(seed=config.seed + fold).custom_config("training")
+    fn_args = compare.fn_args_for(data, custom_config, budget, fold_dir)
     fn_args = attr.evolve(
         fn_args,
         train_files=[files.transformed[p] for p in train],
@@ -497,7 +497,7 @@ def train_fold(
     context = fold_slide_context((ey, es, eg, eval_scores.xy()), (y, s, g, test_scores.xy()))
     scoring_wall = time.time() - scoring_started
     tta = None
-    if score_tta and not config.tta:
+    if score_tta and not config.training.tta:
         tta_started = time.time()
         tta_test = dihedral_scores(model, heldout, "test")
         tta_eval = dihedral_scores(model, heldout, "eval")
@@ -649,7 +649,7 @@ def cross_validate(
     """
     out_dir = out_dir or os.path.join(config.workdir, "reports", "cv")
     os.makedirs(out_dir, exist_ok=True)
-    resamples = config.bootstrap_resamples if resamples is None else resamples
+    resamples = config.evaluation.bootstrap_resamples if resamples is None else resamples
     data = ensure_data_stages(config)
     files = regroup_by_patient(
         data.examples.uri,
@@ -659,9 +659,10 @@ def cross_validate(
     )
     classes = _patient_classes(files.labels, files.groups)
     warnings = data_warnings(classes, config.task_spec.class_names)
-    if len(files.labels) < folds * config.batch_size * SMALL_DATA_BATCHES:
+    if len(files.labels) < folds * config.training.batch_size * SMALL_DATA_BATCHES:
         warnings.append(
-            f"{len(files.labels)} images for {folds} folds at batch {config.batch_size}: each fold's "
+            f"{len(files.labels)} images for {folds} folds at batch "
+            f"{config.training.batch_size}: each fold's "
             f"model trains on fewer than {SMALL_DATA_BATCHES * (folds - 1)} batches per epoch; its "
             "figures are noisy"
         )
@@ -722,19 +723,19 @@ def cross_validate(
             "patients": len(classes),
             "images": int(len(files.labels)),
             "positive_images": int(files.labels.sum()),
-            "backbone": config.backbone,
-            "weights": config.weights or "none (random initialisation)",
-            "stain_jitter": config.stain_jitter,
-            "augment": config.augment,
-            "epochs": config.epochs,
-            "train_steps": config.train_steps,
-            "max_train_minutes": config.max_train_minutes,
-            "batch_size": config.batch_size,
-            "learning_rate": config.learning_rate,
-            "calibration": config.calibration,
+            "backbone": config.training.backbone,
+            "weights": config.training.weights or "none (random initialisation)",
+            "stain_jitter": config.training.stain_jitter,
+            "augment": config.training.augment,
+            "epochs": config.training.epochs,
+            "train_steps": config.training.train_steps,
+            "max_train_minutes": config.training.max_train_minutes,
+            "batch_size": config.training.batch_size,
+            "learning_rate": config.training.learning_rate,
+            "calibration": config.training.calibration,
             "eval_fraction": eval_fraction,
-            "tta": bool(config.tta),
-            "score_tta": bool(score_tta and not config.tta),
+            "tta": bool(config.training.tta),
+            "score_tta": bool(score_tta and not config.training.tta),
             "threshold": THRESHOLD,
             "operating_rules": list(OPERATING_RULES),
             "bootstrap_resamples": resamples,
@@ -969,7 +970,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     try:
         result = cross_validate(
             config,
-            config.cv_folds,
+            config.evaluation.cv_folds,
             args.out,
             args.eval_fraction,
             keep_models=args.keep_models,

@@ -7,6 +7,7 @@ import tf_keras as keras
 
 from breastdx_core import configs
 from components.trainer import calibration, stain, training
+from components.trainer.sections import TrainerSettings
 
 
 # --- budget -----------------------------------------------------------------------------
@@ -29,16 +30,16 @@ def test_budget_follows_the_data_unless_set(tmp_path):
         ).training.train_steps
         == 50
     )
-    config = real.trainer_config()
+    settings = TrainerSettings.of(real)
     by_data = training.plan_budget(
-        {**config, "epochs": 3, "batch_size": 32}, None, None, train_images=100
+        settings.with_training(epochs=3, batch_size=32), None, None, train_images=100
     )
     assert by_data["steps_per_epoch"] == 4 and by_data["planned_images"] == 384
     assert by_data["validation_steps"] is None and "whole eval split" in by_data["validation"]
-    by_steps = training.plan_budget({**config, "epochs": 4}, 24, 8, train_images=100)
+    by_steps = training.plan_budget(settings.with_training(epochs=4), 24, 8, train_images=100)
     assert by_steps["steps_per_epoch"] == 6 and by_steps["basis"] == "steps"
     with pytest.raises(ValueError, match="no training budget"):
-        training.plan_budget(config, None, None, train_images=None)
+        training.plan_budget(settings, None, None, train_images=None)
 
 
 def _tiny_model():
@@ -58,13 +59,9 @@ def test_wall_time_budget_stops_training_and_counts_images():
     whole_eval = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(
         16
     )  # finite: whole split
-    config = {
-        **configs.load(env={}).trainer_config(),
-        "epochs": 5,
-        "batch_size": 16,
-        "max_train_minutes": 1e-9,
-        "weights": None,
-    }
+    config = TrainerSettings.of(configs.load(env={})).with_training(
+        epochs=5, batch_size=16, max_train_minutes=1e-9, weights=None
+    )
     history, report, _ = training.fit_model(
         _tiny_model(), train, whole_eval, config, None, None, train_images=64
     )
@@ -85,14 +82,13 @@ def test_fine_tuning_budget_states_the_whole_wall_time_budget():
     labels = np.arange(64) % 2
     train = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16).repeat()
     whole_eval = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(16)
-    config = {
-        **configs.load(env={}).trainer_config(),
-        "epochs": 2,
-        "batch_size": 16,
-        "max_train_minutes": 14.0,
-        "weights": "imagenet",
-        "fine_tune_head_fraction": 0.5,
-    }
+    config = TrainerSettings.of(configs.load(env={})).with_training(
+        epochs=2,
+        batch_size=16,
+        max_train_minutes=14.0,
+        weights="imagenet",
+        fine_tune_head_fraction=0.5,
+    )
     _, report, _ = training.train_model(
         _tiny_model(), train, whole_eval, config, None, None, train_images=64
     )

@@ -7,7 +7,7 @@ def test_defaults_and_paths(tmp_path):
     config = configs.load(env={}, workdir=str(tmp_path))
     assert config.pipeline_name == "breastdx-idc" and config.model_name == "breastdx-idc"
     assert config.metadata_path.startswith(str(tmp_path)) and config.metadata_path.endswith(".db")
-    assert config.trainer_config()["class_names"] == list(contract.get_task("idc").class_names)
+    assert config.task_settings.class_names == tuple(contract.get_task("idc").class_names)
 
 
 def test_env_then_flags_override(tmp_path):

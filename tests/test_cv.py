@@ -275,18 +275,20 @@ def test_tta_scores_average_the_eight_orientations(idc_run, tmp_path):
     from components.evaluation.scoring import score_split
     from components.trainer import export
     from components.trainer import model as model_lib
+    from components.trainer.sections import TrainerSettings
     from lab import compare
 
     run_config, _ = idc_run
     config = configs.load(env={}, workdir=run_config.workdir, seed=run_config.seed, tta=True)
-    trainer_config = config.trainer_config()  # what cv.train_fold hands run_fn, seed aside
-    assert trainer_config["tta"] is True
+    # what cv.train_fold hands run_fn, seed aside
+    settings = TrainerSettings.from_custom_config(config.custom_config("training"))
+    assert settings.training.tta is True
     data = compare.find_run_data(config)
     keras.utils.set_random_seed(config.seed)  # as run_fn does first: the same weights each run
-    model = model_lib.build_model(trainer_config)
+    model = model_lib.build_model(settings)
     model_dir = str(tmp_path / "tta")
     export.export_serving_model(
-        model, tft.TFTransformOutput(data.transform_graph_uri), model_dir, trainer_config
+        model, tft.TFTransformOutput(data.transform_graph_uri), model_dir, settings
     )
     scored = score_split(model_dir, data.examples.uri, "test", limit=4)
 

@@ -3,6 +3,7 @@ only by BREASTDX_WEIGHTS / _EPOCHS / _MAX_TRAIN_MINUTES."""
 
 from breastdx_cli import main
 from breastdx_core import configs
+from components.trainer.sections import TrainerSettings
 
 
 def _config(monkeypatch, tmp_path, *flags):
@@ -47,8 +48,9 @@ def test_demo_flags_set_weights_and_the_data_sized_budget(monkeypatch, tmp_path)
         14.0,
     )
     assert config.training.train_steps == 0  # real data: whole epochs, not the demo's 24 steps
-    trainer = config.trainer_config()
-    assert (trainer["weights"], trainer["epochs"], trainer["max_train_minutes"]) == (
+    # what the Trainer rebuilds from its custom_config
+    trainer = TrainerSettings.from_custom_config(config.custom_config("training")).training
+    assert (trainer.weights, trainer.epochs, trainer.max_train_minutes) == (
         "imagenet",
         4,
         14.0,

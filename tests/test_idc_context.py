@@ -245,15 +245,14 @@ def test_dihedral_views_are_the_eight_orientations():
 def test_the_model_resizes_to_the_backbone_input_size():
     from breastdx_core import configs
     from components.trainer import model as model_lib
+    from components.trainer.sections import TrainerSettings
 
-    config = {
-        **configs.load(env={}).trainer_config(),
-        "backbone": "efficientnet_lite0",
-        "weights": None,
-        "model_size": [32, 32],
-        "backbone_input_size": 48,
-    }
-    model = model_lib.build_model(config)
+    settings = (
+        TrainerSettings.of(configs.load(env={}))
+        .with_task(model_size=(32, 32))
+        .with_training(backbone="efficientnet_lite0", weights=None, backbone_input_size=48)
+    )
+    model = model_lib.build_model(settings)
     assert model.input_shape == (None, 32, 32, 3)
     assert model.get_layer("backbone_resize").output_shape == (None, 48, 48, 3)
     assert model(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 2)

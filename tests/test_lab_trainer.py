@@ -8,15 +8,16 @@ import tf_keras as keras
 
 from breastdx_core import configs
 from components.trainer import data, trainer_module
+from components.trainer.sections import TrainerSettings
 
 # Two trainings with the same seed and data agree to this (CPU, float32).
 REPRODUCIBILITY_TOLERANCE = 1e-5
 
 
-def _config(**overrides):
-    cfg = configs.load(env={}).trainer_config()
-    cfg.update(overrides)
-    return cfg
+def _config(model_size=None, seed=None, **training):
+    settings = TrainerSettings.of(configs.load(env={})).with_training(**training)
+    task = {k: v for k, v in (("model_size", model_size), ("seed", seed)) if v is not None}
+    return settings.with_task(**task)
 
 
 def test_cnn_lstm_reads_pooled_features_as_a_sequence():
@@ -32,16 +33,16 @@ def test_cnn_lstm_reads_pooled_features_as_a_sequence():
 
 def test_optimizer_is_a_setting():
     model = trainer_module.build_model(
-        _config(optimizer="sgd", learning_rate=0.01, model_size=[32, 32])
+        _config(optimizer="sgd", learning_rate=0.01, model_size=(32, 32))
     )
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        trainer_module.build_model(_config(optimizer="lbfgs", model_size=[32, 32]))
+        trainer_module.build_model(_config(optimizer="lbfgs", model_size=(32, 32)))
 
 
 def _train_once(seed):
-    config = _config(model_size=[32, 32], epochs=2, seed=seed, batch_size=8)
+    config = _config(model_size=(32, 32), epochs=2, seed=seed, batch_size=8)
     keras.utils.set_random_seed(seed)  # as run_fn does first
     rng = np.random.default_rng(0)
     images = rng.random((32, 32, 32, 3)).astype("float32")

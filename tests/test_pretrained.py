@@ -13,9 +13,11 @@ import tensorflow as tf
 from PIL import Image
 
 from breastdx_core import configs, model_card, pretrained, registry
+from breastdx_core.settings import RuntimeSettings
 from components.pretrained import convert, torch_legacy
 from components.trainer import model as trainer_model
 from components.trainer import training
+from components.trainer.sections import TrainerSettings
 
 LITE0 = "efficientnet_lite0"
 # A real photograph shipped by a dependency (matplotlib's sample data: Grace Hopper in
@@ -179,18 +181,17 @@ def test_cache_is_checksummed_and_idempotent(cache, tmp_path):
         pretrained.require(broken, LITE0)
 
 
-def _config(cache, **overrides):
-    cfg = configs.load(env={}, task="busi").trainer_config()
-    cfg.update(
-        backbone=LITE0,
-        weights="imagenet",
-        pretrained_dir=cache,
-        model_size=[32, 32],
-        unfreeze_last=3,
-        dense_units=[8, 4],
-    )
-    cfg.update(overrides)
-    return cfg
+def _config(cache, runtime=None, **training_fields):
+    fields = {
+        "backbone": LITE0,
+        "weights": "imagenet",
+        "pretrained_dir": cache,
+        "unfreeze_last": 3,
+        "dense_units": (8, 4),
+        **training_fields,
+    }
+    settings = TrainerSettings.of(configs.load(env={}, task="busi"), runtime=runtime)
+    return settings.with_task(model_size=(32, 32)).with_training(**fields)
 
 
 def test_pretrained_backbone_in_the_model_and_the_card(cache):
@@ -219,7 +220,7 @@ def test_pretrained_backbone_in_the_model_and_the_card(cache):
     assert provenance["sha256"] == pretrained.provenance(cache, LITE0)["sha256"]
     schema = model_card.schema()["properties"]["weights_provenance"]
     assert set(provenance) <= set(schema["properties"])
-    random = trainer_model.weights_provenance({**cfg, "weights": None})["weights_provenance"]
+    random = trainer_model.weights_provenance(cfg.with_training(weights=None))["weights_provenance"]
     assert random["source"] == "random"
 
 
@@ -230,7 +231,12 @@ def test_missing_converted_weights_name_the_fix(tmp_path):
 
 def test_fine_tuning_head_first_then_top_layers_with_batchnorm_frozen(cache):
     cfg = _config(
-        cache, epochs=2, batch_size=4, run_eagerly=True, learning_rate=1e-3, fine_tune_lr_factor=0.1
+        cache,
+        runtime=RuntimeSettings(run_eagerly=True),
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        fine_tune_lr_factor=0.1,
     )
     model = trainer_model.build_model(cfg)
     layers = trainer_model.backbone_layers(model)

@@ -45,7 +45,7 @@ def test_every_flat_name_resolves_to_exactly_one_section_field():
     for name, (section, field) in configs.FLAT_NAMES.items():
         if f"BREASTDX_{name.upper()}" in env:
             assert getattr(getattr(loaded, section), field.name) == field.default, name
-            assert getattr(loaded, name) == field.default, name  # the read-only flat alias
+            assert loaded.flat()[name] == field.default, name
     assert configs.PipelineConfig.from_flat(loaded.flat()) == loaded
 
 
@@ -101,3 +101,19 @@ def test_each_components_custom_config_round_trips_to_its_typed_sections(tmp_pat
         sent["training"]["backbne"] = "vgg16"
         with pytest.raises(settings.SettingsError, match="unknown setting.*backbne"):
             kind.from_custom_config(sent)
+
+
+def test_the_trainer_parts_settings_and_the_tuners_values():
+    from components.trainer.sections import TrainerSettings
+
+    config = configs.load(env={}, batch_size=32)
+    built = TrainerSettings.of(config)
+    assert built == TrainerSettings.from_custom_config(config.custom_config("training"))
+    assert built.run == settings.RuntimeSettings()  # a local run: no runtime section
+    tuned = built.tuned({"learning_rate": 3e-4, "batch_size": 16})
+    assert (tuned.training.learning_rate, tuned.training.batch_size) == (3e-4, 16)
+    assert tuned.training.backbone == built.training.backbone and built.training.batch_size == 32
+    assert built.tuned({}) is built and built.tuned(None) is built
+    with pytest.raises(TypeError, match="lerning_rate"):
+        built.tuned({"lerning_rate": 1e-3})
+    assert built.card_values()["dense_units"] == list(config.training.dense_units)

@@ -4,12 +4,11 @@ import tf_keras as keras
 
 from breastdx_core import configs
 from components.trainer import trainer_module
+from components.trainer.sections import TrainerSettings
 
 
-def _config(**overrides):
-    cfg = configs.load(env={}).trainer_config()
-    cfg.update(overrides)
-    return cfg
+def _config(**training):
+    return TrainerSettings.of(configs.load(env={})).with_training(**training)
 
 
 def _backbone_trainable(model):

@@ -119,7 +119,7 @@ def _grey_to_backbone_input(x: tf.Tensor, backbone: str, weights: str | None) ->
 def resolve_weights(
     backbone: str, weights: str | None, pretrained_dir: str | None = None
 ) -> str | None:
-    """What the backbone constructor gets (`components.trainer.model.backbone_weights`):
+    """What the backbone constructor gets (`components.trainer.model.constructor_weights`):
     None, "imagenet" (ResNet50: Keras's download), a local .h5 file, or for
     EfficientNet-Lite with "imagenet" the checked file `make weights` converted into
     ``pretrained_dir``.
@@ -130,9 +130,7 @@ def resolve_weights(
     """
     if backbone not in BACKBONES:
         raise ValueError(f"mammography backbone must be one of {BACKBONES}, got {backbone!r}")
-    return registry.backbone_weights(
-        backbone, {"weights": weights, "pretrained_dir": pretrained_dir}
-    )
+    return registry.constructor_weights(backbone, weights, pretrained_dir)
 
 
 def weights_provenance(
@@ -140,15 +138,8 @@ def weights_provenance(
 ) -> dict[str, Any]:
     """``{"weights_provenance": {...}}`` for the card: "random", or the package, version
     and SHA-256 of Lite's ImageNet weights (the Trainer's own record,
-    `components.trainer.model.weights_provenance`)."""
-    return registry.weights_provenance(
-        {
-            "backbone": backbone,
-            "lstm_backbone": backbone,
-            "weights": weights,
-            "pretrained_dir": pretrained_dir,
-        }
-    )
+    `components.trainer.model.backbone_provenance`)."""
+    return registry.backbone_provenance(backbone, weights, pretrained_dir)
 
 
 def build_backbone(weights: str | None = None, backbone: str = BACKBONE_NAME) -> keras.Model:

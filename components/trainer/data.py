@@ -7,7 +7,6 @@ lives here, on the train split only, never in the Transform graph that serving s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +17,7 @@ from tfx_bsl.public import tfxio
 
 from breastdx_core import contract
 from components.trainer import stain
+from components.trainer.sections import TrainerSettings
 
 
 def _augmenter(seed: int) -> keras.Sequential:
@@ -38,39 +38,40 @@ def input_fn(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     train: bool,
-    config: dict[str, Any],
+    settings: TrainerSettings,
     whole_split: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (features, label) from transformed examples; the train split is
-    shuffled and (if configured) augmented, which is why augmentation lives here
-    and not in the Transform graph that serving shares.
+    shuffled and (with ``augment`` or ``stain_jitter`` set) augmented, which is why
+    augmentation lives here and not in the Transform graph that serving shares.
 
     ``whole_split``: one pass over the files, in order (validation on the whole eval
     split, scoring). Otherwise the batches repeat and are shuffled, the eval split too:
     validation on a few batches then samples every patient, not the first files' one.
     """
+    seed = settings.task.seed
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
             batch_size=batch_size,
             label_key=contract.TRANSFORMED_LABEL_KEY,
             shuffle=not whole_split,
-            shuffle_seed=config["seed"],
+            shuffle_seed=seed,
             num_epochs=1 if whole_split else None,
         ),
         tf_transform_output.transformed_metadata.schema,
     )
     layers = []
-    if train and config["augment"]:
-        layers.append(_augmenter(config["seed"]))
-    jitter = float(config["stain_jitter"]) if train else 0.0
+    if train and settings.training.augment:
+        layers.append(_augmenter(seed))
+    jitter = float(settings.training.stain_jitter) if train else 0.0
     if layers or jitter > 0:
 
         def augment(features, label):
             image = features[contract.TRANSFORMED_IMAGE_KEY]
             for layer in layers:
                 image = layer(image, training=True)
-            image = stain.hed_jitter(image, jitter, seed=config["seed"])
+            image = stain.hed_jitter(image, jitter, seed=seed)
             return {**features, contract.TRANSFORMED_IMAGE_KEY: image}, label
 
         dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)

@@ -15,6 +15,7 @@ import tf_keras as keras
 
 from breastdx_core import contract, model_card
 from components.trainer.model import CNN_LSTM, last_conv_layer, weights_provenance
+from components.trainer.sections import TrainerSettings
 
 HEATMAP_OUTPUT = "heatmap"
 SIGNATURE_EXPLAIN = "explain"  # bytes in; probabilities plus a Grad-CAM heatmap out
@@ -49,7 +50,7 @@ def fit_ood(
     model: keras.Model,
     train_files: list[str],
     tf_transform_output: tft.TFTransformOutput,
-    config: dict[str, Any],
+    settings: TrainerSettings,
 ) -> dict[str, np.ndarray]:
     """Class means and the shared (shrunk) precision matrix of the penultimate features of
     the train split (Lee et al. 2018, "A simple unified framework for detecting
@@ -64,7 +65,7 @@ def fit_ood(
     dataset = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
         .take(OOD_MAX_IMAGES)
-        .batch(int(config["batch_size"]))
+        .batch(int(settings.training.batch_size))
         .map(lambda x: tf.io.parse_example(x, spec))
     )
     features, labels = [], []
@@ -74,7 +75,7 @@ def fit_ood(
         )
         labels.append(batch[contract.TRANSFORMED_LABEL_KEY].numpy().reshape(-1))
     f, y = np.concatenate(features).astype(np.float64), np.concatenate(labels)
-    classes = [c for c in range(len(config["class_names"])) if np.any(y == c)]
+    classes = [c for c in range(len(settings.task.class_names)) if np.any(y == c)]
     means = np.stack([f[y == c].mean(axis=0) for c in classes])
     centred = f - means[np.searchsorted(classes, y)]
     covariance = centred.T @ centred / max(len(f) - len(classes), 1)
@@ -89,7 +90,7 @@ def export_serving_model(
     model: keras.Model,
     tf_transform_output: tft.TFTransformOutput,
     path: str,
-    config: dict[str, Any],
+    settings: TrainerSettings,
     ood: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Saves the model with the Transform graph inside every signature:
@@ -103,13 +104,13 @@ def export_serving_model(
     * ``explain``: like serving_default, plus a Grad-CAM ``heatmap`` [None, h, w] in [0, 1].
     * ``transform_features``: serialized tf.Example -> the transformed image.
 
-    With ``config["tta"]`` the probabilities of ``serving_default`` and ``serving_examples``
-    are the average over the 8 dihedral orientations (`dihedral_views`); ``explain``'s
-    Grad-CAM stays the upright image's.
+    With the training section's ``tta`` the probabilities of ``serving_default`` and
+    ``serving_examples`` are the average over the 8 dihedral orientations
+    (`dihedral_views`); ``explain``'s Grad-CAM stays the upright image's.
     """
     model.tft_layer = tf_transform_output.transform_features_layer()
-    class_names = tf.constant(config["class_names"])
-    positive = int(config["positive_index"])
+    class_names = tf.constant(list(settings.task.class_names))
+    positive = int(settings.task.positive_index)
     conv_layer = last_conv_layer(model)
     scored_model = keras.Model(model.inputs, [penultimate(model), model.output])
     explain_model = keras.Model(model.inputs, [conv_layer.output, penultimate(model), model.output])
@@ -147,7 +148,7 @@ def export_serving_model(
     bytes_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_BYTES)
     examples_spec = tf.TensorSpec([None], tf.string, name=contract.SERVING_INPUT_EXAMPLES)
 
-    tta = bool(config.get("tta"))
+    tta = bool(settings.training.tta)
 
     def scored(images: tf.Tensor) -> dict[str, tf.Tensor]:
         features, probabilities = scored_model(images, training=False)
@@ -207,7 +208,7 @@ def export_serving_model(
 
 def write_model_card(
     path: str,
-    config: dict[str, Any],
+    settings: TrainerSettings,
     model: keras.Model,
     history: dict[str, list[float]],
     counts: np.ndarray,
@@ -217,7 +218,10 @@ def write_model_card(
     ood: dict[str, np.ndarray] | None = None,
 ) -> None:
     """The Trainer's part of the model card (the EvaluationReport component adds the
-    evaluation and the decision rule, the Pusher version and run id)."""
+    evaluation and the decision rule, the Pusher version and run id). ``tuned``: the
+    Tuner's values, already applied to ``settings``."""
+    training = settings.training
+    values = settings.card_values()  # JSON's forms (lists), as the card holds them
     outputs = [
         contract.OUTPUT_PROBABILITIES,
         contract.OUTPUT_CLASS_NAME,
@@ -225,10 +229,10 @@ def write_model_card(
         contract.OUTPUT_POSITIVE,
     ] + ([contract.OUTPUT_OOD] if ood is not None else [])
     extra: dict[str, Any] = {
-        "backbone": config["backbone"],
-        "weights": config["weights"] or "none (random initialisation)",
+        "backbone": training.backbone,
+        "weights": training.weights or "none (random initialisation)",
         "hyperparameters": {
-            k: config[k]
+            k: values[k]
             for k in (
                 "unfreeze_last",
                 "dense_units",
@@ -239,12 +243,11 @@ def write_model_card(
                 "epochs",
                 "seed",
             )
-            if k in config
         },
-        "train_class_counts": {n: int(c) for n, c in zip(config["class_names"], counts)},
+        "train_class_counts": {n: int(c) for n, c in zip(settings.task.class_names, counts)},
     }
-    extra["test_time_augmentation"] = TTA_DESCRIPTION if config.get("tta") else "none"
-    extra.update(weights_provenance(config))  # the pretrained weights' source, or "random"
+    extra["test_time_augmentation"] = TTA_DESCRIPTION if training.tta else "none"
+    extra.update(weights_provenance(settings))  # the pretrained weights' source, or "random"
     if ood is not None:
         extra["ood_score"] = {
             "output": contract.OUTPUT_OOD,
@@ -253,16 +256,16 @@ def write_model_card(
             "classes": int(len(ood["means"])),
             "features": int(ood["precision"].shape[0]),
         }
-    if config["backbone"] == CNN_LSTM:
+    if training.backbone == CNN_LSTM:
         extra["hyperparameters"].update(
-            {k: config[k] for k in ("lstm_backbone", "lstm_steps", "lstm_units")}
+            {k: values[k] for k in ("lstm_backbone", "lstm_steps", "lstm_units")}
         )
     if tuned:
         extra["tuned_hyperparameters"] = tuned
     if training_diagnostics is not None:
         extra["training_diagnostics"] = training_diagnostics
     card = model_card.trainer_fields(
-        config=config,
+        config=settings.task.to_dict(),
         signature=contract.SIGNATURE_BYTES,
         input_description=f"{contract.SERVING_INPUT_BYTES}: [None] string, raw PNG/JPEG/GIF/BMP bytes "
         '(REST: {"b64": ...})',

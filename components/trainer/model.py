@@ -4,7 +4,7 @@ train in each phase of fine-tuning.
 Called by the Trainer module (`trainer_module.run_fn`), its fit loop (`training.py`:
 `set_trainable` between the head and fine-tuning phases), its Tuner (`tuning.py`), the
 model lab (`breastdx compare`) and the tests. Nothing here reads the environment; the
-only files read are backbone weights the config names.
+only files read are backbone weights the settings name.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import tf_keras as keras
 
 from breastdx_core import contract, model_card, pretrained, registry
 from components.pretrained import convert as lite
+from components.trainer.sections import TrainerSettings
 
 
 def _pixels(x: tf.Tensor) -> tf.Tensor:
@@ -94,28 +95,43 @@ def resolve_weights(weights: Any) -> Any:
     return weights
 
 
-def backbone_weights(backbone: str, config: dict[str, Any]) -> str | None:
+def constructor_weights(backbone: str, weights: Any, pretrained_dir: str | None) -> str | None:
     """What the backbone constructor gets: None, "imagenet", or a weights file (for the
-    registry-installed backbones "imagenet" is the checked file `make weights` wrote)."""
-    weights = resolve_weights(config["weights"])
+    registry-installed backbones "imagenet" is the checked file `make weights` wrote in
+    ``pretrained_dir``). The mammography and segmentation Trainers share it."""
+    weights = resolve_weights(weights)
     if weights == pretrained.IMAGENET and backbone in pretrained.PRETRAINED:
-        return pretrained.require(config["pretrained_dir"], backbone)
+        return pretrained.require(pretrained_dir, backbone)
     return weights
 
 
-def weights_provenance(config: dict[str, Any]) -> dict[str, Any]:
+def backbone_weights(backbone: str, settings: TrainerSettings) -> str | None:
+    """`constructor_weights` of the classifier's training section."""
+    training = settings.training
+    return constructor_weights(backbone, training.weights, training.pretrained_dir)
+
+
+def weights_provenance(settings: TrainerSettings) -> dict[str, Any]:
+    """`backbone_provenance` of the classifier's feature backbone (the LSTM's for
+    ``cnn_lstm``)."""
+    training = settings.training
+    architecture = training.backbone
+    backbone = training.lstm_backbone if architecture == CNN_LSTM else architecture
+    return backbone_provenance(backbone, training.weights, training.pretrained_dir)
+
+
+def backbone_provenance(backbone: str, weights: Any, pretrained_dir: str | None) -> dict[str, Any]:
     """``{"weights_provenance": {...}}`` for the model card (breastdx_core/model_card.py):
     "random"; the package (name, version, its file's SHA-256) and the converted file's
-    SHA-256; Keras's download; or a local file with its SHA-256."""
-    architecture = config["backbone"]
-    backbone = config["lstm_backbone"] if architecture == CNN_LSTM else architecture
-    weights = resolve_weights(config["weights"])
+    SHA-256; Keras's download; or a local file with its SHA-256. The mammography and
+    segmentation Trainers share it."""
+    weights = resolve_weights(weights)
     if weights is None:
         return model_card.weights_provenance(
             "random", backbone=backbone, note="random initialisation: no pretrained weights"
         )
     if weights == pretrained.IMAGENET and backbone in pretrained.PRETRAINED:
-        record = pretrained.provenance(config["pretrained_dir"], backbone) or {}
+        record = pretrained.provenance(pretrained_dir, backbone) or {}
         return model_card.weights_provenance(
             "package",
             file=record.get("file"),
@@ -142,16 +158,17 @@ def weights_provenance(config: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def build_model(config: dict[str, Any]) -> keras.Model:
+def build_model(settings: TrainerSettings) -> keras.Model:
     """Backbone + head, compiled.
 
     Args:
-        config: ``backbone`` (a key of `ARCHITECTURES`), ``weights``, ``model_size``,
-            ``class_names``, ``unfreeze_last``, ``pretrained_dir``, ``dense_units``,
-            ``dropout``, ``learning_rate``, ``optimizer`` (a key of `OPTIMIZERS`), optionally
-            ``backbone_input_size`` (0/absent: the Transform's size; else the side the model
-            resizes its input to before the backbone); for
-            ``cnn_lstm`` also ``lstm_backbone``, ``lstm_steps`` and ``lstm_units``.
+        settings: the task's ``model_size`` and ``class_names``; the training section's
+            ``backbone`` (a key of `ARCHITECTURES`), ``weights``, ``unfreeze_last``,
+            ``pretrained_dir``, ``dense_units``, ``dropout``, ``learning_rate``,
+            ``optimizer`` (a key of `OPTIMIZERS`), ``backbone_input_size`` (0: the
+            Transform's size; else the side the model resizes its input to before the
+            backbone); for ``cnn_lstm`` also ``lstm_backbone``, ``lstm_steps`` and
+            ``lstm_units``.
 
     Returns:
         A model taking ``image`` float32 [batch, h, w, 3] in [0, 1] (the Transform
@@ -160,12 +177,13 @@ def build_model(config: dict[str, Any]) -> keras.Model:
         freezes them for the head phase: `set_trainable`); batch-norm layers of a
         pretrained backbone stay frozen, in inference mode.
     """
-    architecture = config["backbone"]
+    training = settings.training
+    architecture = training.backbone
     if architecture not in ARCHITECTURES:
         raise ValueError(f"backbone must be one of {ARCHITECTURES}, got {architecture!r}")
-    feature_backbone = config["lstm_backbone"] if architecture == CNN_LSTM else architecture
+    feature_backbone = training.lstm_backbone if architecture == CNN_LSTM else architecture
     constructor, preprocess, min_side = BACKBONES[feature_backbone]
-    height, width = config["model_size"]
+    height, width = settings.task.model_size
     inputs = keras.Input(
         shape=(height, width, contract.MODEL_CHANNELS), name=contract.TRANSFORMED_IMAGE_KEY
     )
@@ -173,7 +191,7 @@ def build_model(config: dict[str, Any]) -> keras.Model:
     # The backbone's own input side: pretrained features were learnt at ImageNet's scale,
     # so the model may enlarge the Transform's output itself (the Transform graph stays one
     # for every backbone and size); some backbones also need more pixels than a patch has.
-    side = int(config.get("backbone_input_size") or 0)
+    side = int(training.backbone_input_size or 0)
     if side > 0 and (side, side) != (height, width):
         height = width = max(side, min_side)
         x = keras.layers.Resizing(height, width, interpolation="bilinear", name="backbone_resize")(
@@ -182,7 +200,7 @@ def build_model(config: dict[str, Any]) -> keras.Model:
     elif min(height, width) < min_side:
         height = width = min_side
         x = keras.layers.Resizing(height, width, name="backbone_resize")(x)
-    weights = backbone_weights(feature_backbone, config)
+    weights = backbone_weights(feature_backbone, settings)
     if weights is not None:
         # Pretrained weights expect their own normalisation (caffe / tf / torch modes).
         # It lives in the model, so the Transform graph is the same for every backbone.
@@ -198,39 +216,39 @@ def build_model(config: dict[str, Any]) -> keras.Model:
         input_shape=(height, width, contract.MODEL_CHANNELS),
     )
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
-    dropout = float(config["dropout"])
+    dropout = float(training.dropout)
     if architecture == CNN_LSTM:
         # The pooled feature vector as `lstm_steps` chunks: the LSTM reads the
         # channel groups in order, the hybrid of the study's CNN-LSTM variant.
         features = int(x.shape[-1])
-        steps = int(config["lstm_steps"])
+        steps = int(training.lstm_steps)
         if features % steps:
             raise ValueError(
                 f"lstm_steps={steps} must divide the {feature_backbone} feature size {features}"
             )
         x = keras.layers.Reshape((steps, features // steps), name="to_sequence")(x)
-        x = keras.layers.LSTM(int(config["lstm_units"]), name="lstm")(x)
-    first, second = config["dense_units"]
+        x = keras.layers.LSTM(int(training.lstm_units), name="lstm")(x)
+    first, second = training.dense_units
     x = keras.layers.Dense(first, activation="relu", name="dense_1")(x)
     x = keras.layers.Dropout(dropout, name="dropout_1")(x)
     x = keras.layers.Dense(second, activation="relu", name="dense_2")(x)
     x = keras.layers.Dropout(dropout, name="dropout_2")(x)
     x = keras.layers.BatchNormalization(name="head_bn")(x)
     outputs = keras.layers.Dense(
-        len(config["class_names"]), activation="softmax", name=contract.OUTPUT_PROBABILITIES
+        len(settings.task.class_names), activation="softmax", name=contract.OUTPUT_PROBABILITIES
     )(x)
     model = keras.Model(inputs, outputs, name=f"{architecture}_dnn")
     # Pretrained: the lower layers keep their generic features and only the top
     # `unfreeze_last` adapt. Random initialisation has nothing worth keeping: all train
     # (frozen random layers measured near chance on the synthetic set).
-    set_trainable(model, int(config["unfreeze_last"]) if weights is not None else None)
-    compile_model(model, config, float(config["learning_rate"]))
+    set_trainable(model, int(training.unfreeze_last) if weights is not None else None)
+    compile_model(model, settings, float(training.learning_rate))
     return model
 
 
-def compile_model(model: keras.Model, config: dict[str, Any], learning_rate: float) -> None:
+def compile_model(model: keras.Model, settings: TrainerSettings, learning_rate: float) -> None:
     """Compiles with a fresh optimizer (after `set_trainable` changes what trains)."""
-    optimizer = config["optimizer"]
+    optimizer = settings.training.optimizer
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
     model.compile(

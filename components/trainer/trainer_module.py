@@ -3,8 +3,9 @@
 Settings arrive in ``fn_args.custom_config`` as sections (`TrainerSettings`: the task
 and training sections of breastdx_core/settings.py, every field required, no defaults
 here that could disagree; an optional runtime section) and, when the pipeline tunes, the
-Tuner's best values in ``fn_args.hyperparameters`` (they win). The parts read the
-sections merged under their field names (`parts_config`). The rooms beside this file
+Tuner's best values in ``fn_args.hyperparameters`` (they replace the training section's
+fields of the same names: `TrainerSettings.tuned`). The parts take the typed settings. The
+rooms beside this file
 hold the parts: `model` (backbone registry + head), `data` (input pipeline, augmentation, class weights),
 `training` (fit loop, strategy), `export` (signatures, the Trainer's card fields),
 `tuning` (KerasTuner). TFX hashes this folder into the module's cache key, so a change
@@ -42,7 +43,7 @@ from components.trainer.model import (
     build_model,
     resolve_weights,
 )
-from components.trainer.sections import TrainerSettings, parts_config
+from components.trainer.sections import TrainerSettings
 from components.trainer.training import (
     BATCHNORM_BATCHES,
     STRATEGIES,  # noqa: F401
@@ -73,7 +74,6 @@ __all__ = [
     "export_serving_model",
     "fit_model",
     "input_fn",
-    "parts_config",
     "resolve_weights",
     "run_fn",
     "tuned_values",
@@ -85,14 +85,15 @@ __all__ = [
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer's entry point: train, then export the serving model and its card."""
     tuned = tuned_values(getattr(fn_args, "hyperparameters", None))
-    config = parts_config(TrainerSettings.from_custom_config(fn_args.custom_config), tuned)
+    settings = TrainerSettings.from_custom_config(fn_args.custom_config).tuned(tuned)
     if tuned:
         log.info("Trainer: the Tuner's best hyperparameters %s", tuned)
-    keras.utils.set_random_seed(int(config["seed"]))
+    task, training = settings.task, settings.training
+    keras.utils.set_random_seed(int(task.seed))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    batch_size = int(config["batch_size"])
+    batch_size = int(training.batch_size)
     train = input_fn(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, config
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, True, settings
     )
     # No eval steps: every validation reads the whole eval split once (all its patients).
     evaluation = input_fn(
@@ -101,23 +102,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         tf_transform_output,
         batch_size,
         False,
-        config,
+        settings,
         whole_split=not fn_args.eval_steps,
     )
 
-    counts = class_counts(fn_args.train_files, len(config["class_names"]))
-    log.info(
-        "Trainer: train split class counts %s", dict(zip(config["class_names"], counts.tolist()))
-    )
-    weights = class_weights(counts) if config["class_weights"] else None
+    counts = class_counts(fn_args.train_files, len(task.class_names))
+    log.info("Trainer: train split class counts %s", dict(zip(task.class_names, counts.tolist())))
+    weights = class_weights(counts) if training.class_weights else None
 
-    with distribution_strategy(config.get("distribution_strategy")).scope():
-        model = build_model(config)
+    with distribution_strategy(settings.run.distribution_strategy).scope():
+        model = build_model(settings)
     history, report, seconds = train_model(
         model,
         train,
         evaluation,
-        config,
+        settings,
         fn_args.train_steps,
         fn_args.eval_steps,
         class_weight=weights,
@@ -134,7 +133,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         budget["stopped_by"],
         budget["train_images"],
     )
-    if resolve_weights(config["weights"]) is None:
+    if resolve_weights(training.weights) is None:
         # Few steps leave the moving statistics near 0/1 and the exported model saturated
         # (components/batchnorm.py); pretrained backbones keep their ImageNet statistics.
         plain = input_fn(
@@ -143,7 +142,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             tf_transform_output,
             batch_size,
             False,
-            config,
+            settings,
         )
         recalibrate_batchnorm(
             model,
@@ -153,17 +152,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             ],
         )
     calibrated = None
-    if config["calibration"] == "temperature":
+    if training.calibration == "temperature":
         whole_eval = input_fn(
             fn_args.eval_files,
             fn_args.data_accessor,
             tf_transform_output,
             batch_size,
             False,
-            config,
+            settings,
             whole_split=True,
         )
-        model, calibrated = calibration.calibrate(model, whole_eval, int(config["positive_index"]))
+        model, calibrated = calibration.calibrate(model, whole_eval, int(task.positive_index))
         log.info(
             "Trainer: temperature %.3f fitted on %d eval images; ECE %.3f -> %.3f",
             calibrated["temperature"],
@@ -172,11 +171,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             calibrated["ece_after"],
         )
     # The OOD score's density is fitted on the train split as the model will see it.
-    ood = fit_ood(model, fn_args.train_files, tf_transform_output, config)
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, config, ood=ood)
+    ood = fit_ood(model, fn_args.train_files, tf_transform_output, settings)
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, settings, ood=ood)
     write_model_card(
         fn_args.serving_model_dir,
-        config,
+        settings,
         model,
         history,
         counts,

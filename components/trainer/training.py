@@ -16,6 +16,10 @@ import tf_keras as keras
 from components.progress import StepProgress
 from components.trainer import diagnostics
 from components.trainer.model import compile_model, resolve_weights, set_trainable
+from components.trainer.sections import TrainerSettings
+
+# Eval images the training diagnostics measure gradients on.
+DIAGNOSTICS_PROBE = 16
 
 
 class WallTimeBudget(keras.callbacks.Callback):
@@ -50,7 +54,7 @@ class WallTimeBudget(keras.callbacks.Callback):
 
 
 def plan_budget(
-    config: dict[str, Any],
+    settings: TrainerSettings,
     train_steps: int | None,
     eval_steps: int | None,
     train_images: int | None,
@@ -58,8 +62,9 @@ def plan_budget(
     """The training budget: ``train_steps`` spread over ``epochs`` when set (the synthetic
     demo's preset), else ``epochs`` full passes over the ``train_images`` of the train
     split; validation on ``eval_steps`` shuffled batches, or the whole eval split (None)."""
-    epochs = max(1, int(config["epochs"]))
-    batch_size = int(config["batch_size"])
+    training = settings.training
+    epochs = max(1, int(training.epochs))
+    batch_size = int(training.batch_size)
     if train_steps:
         steps_per_epoch, basis = max(1, math.ceil(train_steps / epochs)), "steps"
     elif train_images:
@@ -83,8 +88,8 @@ def plan_budget(
         if eval_steps
         else "the whole eval split",
         "validation_steps": eval_steps or None,
-        "max_train_minutes": float(config.get("max_train_minutes") or 0.0),
-        "max_train_cpu_minutes": float(config.get("max_train_cpu_minutes") or 0.0),
+        "max_train_minutes": float(training.max_train_minutes or 0.0),
+        "max_train_cpu_minutes": float(training.max_train_cpu_minutes or 0.0),
     }
 
 
@@ -92,7 +97,7 @@ def fit_model(
     model: keras.Model,
     train: tf.data.Dataset,
     evaluation: tf.data.Dataset,
-    config: dict[str, Any],
+    settings: TrainerSettings,
     train_steps: int | None,
     eval_steps: int | None,
     class_weight: dict[int, float] | None = None,
@@ -109,20 +114,19 @@ def fit_model(
         (history {metric: [per epoch]}, the diagnostics report with the budget as
         ``budget`` (planned and trained: epochs, steps, images seen), seconds of training).
     """
-    budget = plan_budget(config, train_steps, eval_steps, train_images)
+    training = settings.training
+    budget = plan_budget(settings, train_steps, eval_steps, train_images)
     epochs, steps_per_epoch = budget["epochs"], budget["steps_per_epoch"]
     # One un-augmented eval batch: the diagnostics measure gradients on the same data each time.
     probe_features, probe_labels = next(iter(evaluation))
-    probe_size = int(config.get("diagnostics_probe", 16))
+    probe_size = DIAGNOSTICS_PROBE
     probe = (
         {k: v[:probe_size] for k, v in probe_features.items()}
         if isinstance(probe_features, dict)
         else probe_features[:probe_size],
         probe_labels[:probe_size],
     )
-    checks = diagnostics.TrainingDiagnostics(
-        probe, diagnostics.Thresholds(**config.get("diagnostics", {}))
-    )
+    checks = diagnostics.TrainingDiagnostics(probe, diagnostics.Thresholds())
     # A randomly initialised network validates with batch-norm statistics still near
     # their initial values (recalibrated only after fitting): its val_loss misleads, so
     # the schedule and early stopping follow the training loss there.
@@ -130,7 +134,7 @@ def fit_model(
     # budget stops early on the patient-grouped eval split's loss.
     monitor = (
         "val_loss"
-        if resolve_weights(config["weights"]) is not None or budget["basis"] != "steps"
+        if resolve_weights(training.weights) is not None or budget["basis"] != "steps"
         else "loss"
     )
     clock = WallTimeBudget(
@@ -139,13 +143,13 @@ def fit_model(
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor,
-            factor=config["lr_factor"],
+            factor=training.lr_factor,
             patience=1,
-            min_lr=config["min_learning_rate"],
+            min_lr=training.min_learning_rate,
         ),
         keras.callbacks.EarlyStopping(
             monitor=monitor,
-            patience=int(config["early_stopping_patience"]),
+            patience=int(training.early_stopping_patience),
             restore_best_weights=True,
         ),
         checks,
@@ -159,7 +163,7 @@ def fit_model(
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     # A handful of steps (`breastdx compare`'s small budget) costs less eagerly than
     # tracing and optimising a graph of hundreds of layers (minutes on 2 CPU cores).
-    model.run_eagerly = bool(config.get("run_eagerly", False))
+    model.run_eagerly = bool(settings.run.run_eagerly)
     started = time.time()
     history = model.fit(
         train,
@@ -194,7 +198,7 @@ def train_model(
     model: keras.Model,
     train: tf.data.Dataset,
     evaluation: tf.data.Dataset,
-    config: dict[str, Any],
+    settings: TrainerSettings,
     train_steps: int | None,
     eval_steps: int | None,
     **fit_args: Any,
@@ -208,20 +212,21 @@ def train_model(
     in inference mode throughout (`model.set_trainable`). Same returns as `fit_model`;
     the histories run on across the phases and the report says what each phase did.
     """
-    fraction = float(config["fine_tune_head_fraction"])
-    if resolve_weights(config["weights"]) is None or not 0 < fraction < 1:
-        return fit_model(model, train, evaluation, config, train_steps, eval_steps, **fit_args)
-    epochs = max(1, int(config["epochs"]))
+    training = settings.training
+    fraction = float(training.fine_tune_head_fraction)
+    if resolve_weights(training.weights) is None or not 0 < fraction < 1:
+        return fit_model(model, train, evaluation, settings, train_steps, eval_steps, **fit_args)
+    epochs = max(1, int(training.epochs))
     head_epochs = min(max(1, round(epochs * fraction)), max(1, epochs - 1))
-    minutes = float(config.get("max_train_minutes") or 0.0)
-    cpu_minutes = float(config.get("max_train_cpu_minutes") or 0.0)
-    learning_rate = float(config["learning_rate"])
+    minutes = float(training.max_train_minutes or 0.0)
+    cpu_minutes = float(training.max_train_cpu_minutes or 0.0)
+    learning_rate = float(training.learning_rate)
     phases = [
         ("head", 0, learning_rate, head_epochs, fraction),
         (
             "fine_tune",
-            int(config["unfreeze_last"]),
-            learning_rate * float(config["fine_tune_lr_factor"]),
+            int(training.unfreeze_last),
+            learning_rate * float(training.fine_tune_lr_factor),
             max(1, epochs - head_epochs),
             1 - fraction,
         ),
@@ -229,19 +234,18 @@ def train_model(
     history: dict[str, list[float]] = {}
     reports, seconds, plan, budget = [], 0.0, [], None
     for name, unfreeze, rate, phase_epochs, share in phases:
-        training = set_trainable(model, unfreeze)
-        compile_model(model, config, rate)
-        phase_config = {
-            **config,
-            "epochs": phase_epochs,
-            "learning_rate": rate,
-            "min_learning_rate": min(rate, float(config["min_learning_rate"])),
-            "max_train_minutes": minutes * share,
-            "max_train_cpu_minutes": cpu_minutes * share,
-        }
+        layers_training = set_trainable(model, unfreeze)
+        compile_model(model, settings, rate)
+        phase_settings = settings.with_training(
+            epochs=phase_epochs,
+            learning_rate=rate,
+            min_learning_rate=min(rate, float(training.min_learning_rate)),
+            max_train_minutes=minutes * share,
+            max_train_cpu_minutes=cpu_minutes * share,
+        )
         steps = max(1, round(train_steps * share)) if train_steps else train_steps
         part, report, phase_seconds = fit_model(
-            model, train, evaluation, phase_config, steps, eval_steps, **fit_args
+            model, train, evaluation, phase_settings, steps, eval_steps, **fit_args
         )
         for key, values in part.items():
             history.setdefault(key, []).extend(values)
@@ -250,7 +254,7 @@ def train_model(
         plan.append(
             {
                 "phase": name,
-                "backbone_layers_training": training,
+                "backbone_layers_training": layers_training,
                 "learning_rate": rate,
                 "epochs": len(part.get("loss", [])),
                 "steps": phase_budget.get("steps_trained"),
@@ -286,8 +290,8 @@ BATCHNORM_BATCHES = 16  # un-augmented train batches that re-estimate batch-norm
 
 
 def distribution_strategy(name: str | None) -> tf.distribute.Strategy:
-    """The tf.distribute strategy a cluster run asks for (kubeflow_runner sets
-    ``distribution_strategy`` in custom_config): mirrored over the GPUs of one node,
+    """The tf.distribute strategy a cluster run asks for (kubeflow_runner sets the runtime
+    section's ``distribution_strategy``): mirrored over the GPUs of one node,
     multi-worker over several (TF_CONFIG from the cluster), or none (local runs)."""
     name = name or "none"
     if name == "mirrored":

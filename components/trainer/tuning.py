@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 from breastdx_core.settings import SettingsError
 from components.trainer.data import class_counts, class_weights, input_fn
 from components.trainer.model import build_model
-from components.trainer.sections import TrainerSettings, parts_config
+from components.trainer.sections import TrainerSettings
 
 # What the Tuner may choose; run_fn takes these keys from its best hyperparameters.
 TUNABLE = ("learning_rate", "dropout", "unfreeze_last", "optimizer", "batch_size")
@@ -41,13 +41,13 @@ class _HyperModel(keras_tuner.HyperModel):
 
     def __init__(
         self,
-        config: dict[str, Any],
+        settings: TrainerSettings,
         space: dict[str, Any],
         make_datasets: Callable[[int], tuple[tf.data.Dataset, Any]],
         class_weight: dict[int, float] | None = None,
     ):
         super().__init__(name="breastdx")
-        self.config = config
+        self.settings = settings
         self.space = space
         self.make_datasets = make_datasets
         self.class_weight = class_weight
@@ -56,7 +56,7 @@ class _HyperModel(keras_tuner.HyperModel):
         return {name: hp.Choice(name, list(self.space[name])) for name in TUNABLE}
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        return build_model({**self.config, **self.declare(hp)})
+        return build_model(self.settings.with_training(**self.declare(hp)))
 
     def fit(
         self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs
@@ -95,7 +95,6 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
     if settings.tuning is None:
         raise SettingsError("Tuner: custom_config has no tuning section")
-    config = parts_config(settings)
     seed = settings.task.seed
     keras.utils.set_random_seed(seed)
     tf_transform_output = (
@@ -110,7 +109,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                 tf_transform_output,
                 batch_size,
                 True,
-                config,
+                settings,
             ),
             input_fn(
                 fn_args.eval_files,
@@ -118,7 +117,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                 tf_transform_output,
                 batch_size,
                 False,
-                config,
+                settings,
             ),
         )
 
@@ -126,7 +125,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     if settings.training.class_weights and fn_args.train_files:
         weights = class_weights(class_counts(fn_args.train_files, len(settings.task.class_names)))
     tuner = _RandomSearch(
-        _HyperModel(config, settings.tuning.space(), make_datasets, weights),
+        _HyperModel(settings, settings.tuning.space(), make_datasets, weights),
         objective=keras_tuner.Objective("val_loss", "min"),
         max_trials=settings.tuning.trials,
         seed=seed,

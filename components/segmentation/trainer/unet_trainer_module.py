@@ -55,7 +55,7 @@ from components.batchnorm import recalibrate_batchnorm
 from components.pretrained import convert as lite
 from components.progress import StepProgress
 from components.segmentation import metrics
-from components.trainer.model import backbone_weights, weights_provenance
+from components.trainer.model import backbone_provenance, constructor_weights
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def build_lite_unet(config: UNetSettings) -> keras.Model:
     backbone = lite.efficientnet_lite(
         name,
         include_top=False,
-        weights=backbone_weights(name, config.training.to_dict()),
+        weights=constructor_weights(name, config.training.weights, config.training.pretrained_dir),
         input_shape=(height, width, contract.MODEL_CHANNELS),
     )
     encoder = keras.Model(
@@ -214,13 +214,11 @@ def encoder_provenance(config: UNetSettings) -> dict[str, Any]:
     if encoder == "unet":
         return {
             "backbone": "unet",
-            **weights_provenance({"backbone": "unet", "lstm_backbone": "unet", "weights": None}),
+            **backbone_provenance("unet", None, None),
         }
     return {
         "backbone": encoder,
-        **weights_provenance(
-            {**config.training.to_dict(), "backbone": encoder, "lstm_backbone": encoder}
-        ),
+        **backbone_provenance(encoder, config.training.weights, config.training.pretrained_dir),
     }
 
 
