@@ -573,19 +573,9 @@ def pooled_slide_context(
         {**r, "scores": r["slide_context"]["scores"], "operating": r["slide_context"]["operating"]}
         for r in rows
     ]
-    y = np.concatenate([r["labels"] for r in shadow]).astype(int)
-    s = np.concatenate([r["scores"] for r in shadow]).astype(float)
-    g = np.concatenate([r["groups"] for r in shadow])
     return {
         "sigmas": [r["slide_context"]["sigma"] for r in rows],
-        "metrics": metrics_with_ci(y, s, g, resamples, seed),
-        "operating": {
-            rule: {
-                "thresholds": [r["operating"][rule]["threshold"] for r in shadow],
-                "metrics": operating_metrics(shadow, rule, resamples, seed),
-            }
-            for rule in OPERATING_RULES
-        },
+        **pooled(shadow, resamples, seed),
     }
 
 
