@@ -183,34 +183,23 @@ def test_the_variant_compiles_for_kubeflow_pipelines(tmp_path):
 
 
 def test_a_folder_that_is_no_release_stops_before_the_pipeline_with_exit_2(tmp_path):
-    import subprocess
-    import sys
+    import console_script
 
     (tmp_path / "not_a_release").mkdir()
     (tmp_path / "not_a_release" / "notes.txt").write_text("no CSVs here")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "breastdx_cli.main",
-            "demo",
-            "--task",
-            "cbis",
-            "--variant",
-            "mammo",
-            "--data-root",
-            str(tmp_path / "not_a_release"),
-            "--workdir",
-            str(tmp_path / "w"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    stderr = console_script.user_error(
+        "demo",
+        "--task",
+        "cbis",
+        "--variant",
+        "mammo",
+        "--data-root",
+        str(tmp_path / "not_a_release"),
+        "--workdir",
+        str(tmp_path / "w"),
     )
-    assert done.returncode == 2, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "case-description CSV" in errors[0], done.stderr
-    assert "Traceback" not in done.stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "case-description CSV" in errors[0], stderr
 
 
 def _mammogram(pid, split, malignant, view="CC"):

@@ -4,9 +4,8 @@ import collections
 import glob
 import json
 import os
-import subprocess
-import sys
 
+import console_script
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -136,25 +135,11 @@ def test_cli_rejects_bad_data_before_the_pipeline(tmp_path):
     from breastdx_core import configs
     from pipeline import preflight
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "breastdx_cli.main",
-            "demo",
-            "--data-root",
-            str(tmp_path / "missing"),
-            "--workdir",
-            str(tmp_path / "w"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    stderr = console_script.user_error(
+        "demo", "--data-root", str(tmp_path / "missing"), "--workdir", str(tmp_path / "w")
     )
-    assert done.returncode == 2, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "does not exist" in errors[0], done.stderr
-    assert "Traceback" not in done.stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not exist" in errors[0], stderr
 
     (tmp_path / "empty").mkdir()
     busi_like = tmp_path / "busi"
@@ -323,28 +308,19 @@ def test_dry_run_refuses_what_kfp_refuses(tmp_path):
     }
     package = tmp_path / "p.yaml"
     package.write_text(yaml.safe_dump(spec))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "breastdx_cli.main",
-            "pipeline",
-            "dry-run",
-            "--engine",
-            "kfp",
-            "--package",
-            str(package),
-            "--pipeline-root",
-            "gs://b/root",
-            "--storage",
-            str(tmp_path / "gcs"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    stderr = console_script.user_error(
+        "pipeline",
+        "dry-run",
+        "--engine",
+        "kfp",
+        "--package",
+        str(package),
+        "--pipeline-root",
+        "gs://b/root",
+        "--storage",
+        str(tmp_path / "gcs"),
     )
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
+    assert stderr.strip().splitlines() == [
         "error: kfp refuses LatestBlessedModel: resolver executors not implemented (KFP 2's argocompiler); "
         "recompile without it (1 such task(s))"
     ]
