@@ -136,3 +136,8 @@ def test_checks_run_under_the_clusters_mirrored_strategy():
     assert first["finite"] and first["global_norm"] > 0
     np.testing.assert_allclose(first["loss"], expected["loss"], rtol=1e-5)
     np.testing.assert_allclose(first["global_norm"], expected["global_norm"], rtol=1e-4)
+    # The probe outside strategy.run (as it was written first) is what failed the cluster's
+    # Trainer in on_train_begin: the loss metric's update is refused in cross-replica context.
+    features, labels = checks.probe
+    with pytest.raises(ValueError, match="SyncOnReadVariable does not support `assign_add`"):
+        mirrored.compute_loss(features, labels, mirrored(features, training=False))

@@ -559,6 +559,23 @@ def test_tfx_run_create_on_vertex_sends_the_service_account_labels_and_network(
     one_line_error(result.stderr, "pass --runtime_parameter data_version=VALUE")
 
 
+def test_tfx_a_root_tfx_cannot_write_is_one_line(fresh, cli):
+    """KFP's own minio root as BREASTDX_GCS_ROOT: `tfx run create` sends nothing and
+    `tfx pipeline compile` writes nothing; each says so in one line, exit 2."""
+    minio = {"BREASTDX_GCS_ROOT": "minio://mlpipeline/v2/artifacts"}
+    args = ["--pipeline_name", "needs-a-value", "--runtime_parameter", "data_version=1"]
+    result = cli(
+        ["run", "create", *args, "--engine", "kubeflow", "--endpoint", fresh.endpoint], **minio
+    )
+    assert result.exit_code == 2, result.output + result.stderr
+    one_line_error(result.stderr, "cannot be written by TFX on kfp")
+    assert posts(fresh, "RunServiceApi.create_run") == []
+    compile_args = ["--engine", "kubeflow", "--pipeline_path", "kubeflow_runner.py"]
+    result = cli(["pipeline", "compile", *compile_args], **minio)
+    assert result.exit_code == 2, result.output + result.stderr
+    one_line_error(result.stderr, "gs://")
+
+
 def test_tfx_engine_contradicting_breastdx_engine_is_refused(cli, tmp_path):
     result = cli(
         ["pipeline", "compile", "--engine", "vertex", "--pipeline_path", "kubeflow_runner.py"],
