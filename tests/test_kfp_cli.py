@@ -131,6 +131,9 @@ def test_create_update_run_wait(kfp_server, package, capsys):
     assert kfp_server.experiments[body["experiment_id"]]["display_name"] == "breastdx"
     out = capsys.readouterr().out
     assert "state=SUCCEEDED" in out
+    # .github/workflows/cd.yml reads the run id as `awk '/^run /{print $2}'`
+    ids = [line.split()[1] for line in out.splitlines() if line.startswith("run ")]
+    assert ids[0] == next(iter(kfp_server.runs))
 
     run_id = next(iter(kfp_server.runs))
     assert cli(["run", "get", "--endpoint", kfp_server.endpoint, run_id]) == 0

@@ -109,7 +109,7 @@ def one_line_error(stderr: str, needle: str) -> None:
 
 # --- the card's commands, as a person runs them --------------------------------------------
 def test_the_venv_installs_the_hook():
-    """`make venv` (and the image) put the ``.pth`` line into site-packages."""
+    """`make venv` and the pipeline image put the ``.pth`` line into site-packages."""
     from pipeline.compat import tfx_cli_kubeflow
 
     paths = [os.path.join(d, tfx_cli_kubeflow.PTH_NAME) for d in site.getsitepackages()]
@@ -117,6 +117,11 @@ def test_the_venv_installs_the_hook():
     assert installed, f"no {tfx_cli_kubeflow.PTH_NAME} in {site.getsitepackages()}: run `make venv`"
     with open(installed[0]) as f:
         assert f.read() == tfx_cli_kubeflow.pth_line()
+    # the pipeline image runs the same install, after the project's own
+    with open(os.path.join(ROOT, "deploy", "pipeline.Dockerfile")) as f:
+        runs = [r for r in f.read().replace("\\\n", " ").splitlines() if r.startswith("RUN ")]
+    [run] = [r for r in runs if "-m pipeline.compat.tfx_cli_kubeflow --install" in r]
+    assert run.index("pip install") < run.index("tfx_cli_kubeflow --install")
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +157,9 @@ def test_pipeline_create_and_run_create_with_the_tfx_console_script(standin, car
     assert executors["Trainer_executor"]["nodeSelector"] == {
         "labels": {"cloud.google.com/gke-nodepool": "gpu"}
     }
+    tolerations = executors["Trainer_executor"]["tolerations"]
+    assert [t["key"] for t in tolerations] == ["breastdx.io/pool", "nvidia.com/gpu"]
+    assert executors["Pusher_executor"]["imagePullSecret"] == [{"secretName": "regcred"}]
     assert upload["query"]["name"] == NAME and spec["pipelineInfo"]["name"] == NAME
     assert "Trainer" in spec["root"]["dag"]["tasks"]  # the project's pipeline, compiled here
     [version] = posts(standin, "PipelineUploadServiceApi.upload_pipeline_version")
