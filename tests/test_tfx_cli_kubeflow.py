@@ -22,13 +22,17 @@ import sys
 
 import kfp_standin
 import pytest
+import test_kfp_auth
 import yaml
+from test_kfp_auth import CLIENT_ID, SA_EMAIL
 from test_kubeflow_platform_spec import POOL_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 GCS_ROOT = "gs://bucket/breastdx"
 NAME = "breastdx-idc"
+# The IAP tests' Google token endpoint, for the tfx CLI's own --iap_client_id
+google_token_endpoint = test_kfp_auth.google_token_endpoint
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +382,24 @@ def test_tfx_unreachable_endpoint_and_refused_sign_in(cli):
             "Bearer a-wrong-token",
             "Bearer the-right-token",
         }
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tfx_iap_client_id_signs_in_with_a_google_id_token(cli, google_token_endpoint):
+    """`--iap_client_id` (the tfx CLI's own flag): the project's IAP sign-in, an ID token
+    minted for that audience on every request."""
+    guarded, server = kfp_standin.start(token=google_token_endpoint["id_token"])
+    try:
+        args = ["pipeline", "list", "--engine", "kubeflow", "--endpoint", guarded.endpoint]
+        result = cli([*args, "--iap_client_id", CLIENT_ID])
+        assert result.exit_code == 0, result.output + result.stderr
+        assert guarded.requests and {r["authorization"] for r in guarded.requests} == {
+            f"Bearer {google_token_endpoint['id_token']}"
+        }
+        (assertion,) = google_token_endpoint["assertions"]
+        assert assertion["target_audience"] == CLIENT_ID and assertion["iss"] == SA_EMAIL
     finally:
         server.shutdown()
         server.server_close()
