@@ -110,6 +110,8 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
     files.mkdir()
     for name, content in (
         ("red.png", encode(tissue(50, 50, seed=1, stroma=RED_STROMA))),
+        ("red.tif", encode(tissue(50, 50, seed=1, stroma=RED_STROMA), "TIFF")),
+        ("red.webp", encode(tissue(50, 50, seed=1, stroma=RED_STROMA), "WEBP")),
         ("pink.png", encode(tissue(50, 50, seed=2))),
         ("blue.png", encode(tissue(50, 50, seed=3, stroma=BLUE_STROMA))),
         ("portrait.png", encode(portrait())),
@@ -171,7 +173,11 @@ def _desktop(page, url, files, shots):
     assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
     page.set_input_files(
         "#file-input",
-        [str(files / n) for n in ("red.png", "pink.png", "blue.png", "portrait.png", "notes.png")],
+        [
+            str(files / n)
+            for n in ("red.png", "pink.png", "blue.png", "portrait.png", "notes.png", "red.tif")
+        ]
+        + [str(files / "red.webp")],
     )
     page.focus("#file-input")
     page.keyboard.press("Tab")
@@ -186,6 +192,9 @@ def _desktop(page, url, files, shots):
     assert answers[3].startswith(
         "Not assessed: not an H&E patch of breast tissue (the image is 240x300 px"
     )
+    # TIFF and WebP are read like PNG (the bad file in the batch is refused alone).
+    assert answers[4].startswith(f"{CLASS_NAMES[1]}, 0.9") and len(answers) == 6
+    assert answers[5].startswith(f"{CLASS_NAMES[1]}, 0.9")
     assert "refused" not in " ".join(answers).lower() and "prediction set" not in page.content()
     assert page.inner_text(".refused .refusal-reason").startswith(
         "not an image; expected PNG, JPEG"

@@ -1,9 +1,11 @@
 """A real browser (Debian's chromium via Playwright, as tests/test_webapp_browser.py) opens a
-slide from the slides folder in the deep-zoom viewer, maps it through the live model server,
-toggles the overlay and flies to a region with the keyboard, and reads the page at phone
-width. Screenshots at desktop and phone widths go to $BREASTDX_SCREENSHOTS (else the
+slide from the slides folder in the deep-zoom viewer, maps it through the live model server
+(its card says synthetic data: the banner on both pages; the busy button while mapping; the
+rule beside the map), toggles the overlay and flies to a region with the keyboard, and reads
+the page at phone width. Screenshots at desktop and phone widths go to $BREASTDX_SCREENSHOTS (else the
 test's temporary folder) for a person to look at. Marked e2e: it needs /usr/bin/chromium."""
 
+import json
 import os
 
 import pytest
@@ -13,7 +15,7 @@ from pipeline import synthetic_slide
 
 pytest_plugins = ["conftest_serving"]
 
-from serving_helpers import LiveServer  # noqa: E402
+from serving_helpers import LiveServer, add_version  # noqa: E402
 from test_webapp_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS  # noqa: E402
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -29,13 +31,29 @@ _SETTLED = (
 
 
 @pytest.fixture
-def live_slides_web(web_app_factory, live_model_server, tmp_path):
+def live_slides_web(web_app_factory, tiny_model_dir, tmp_path):
+    """The web app with a slides folder, over a model server whose card holds the decision
+    rule and says the model was trained on synthetic data (the banner every page must show)."""
+    from serving.server import create_app
+
     folder = tmp_path / "slides"
     folder.mkdir()
     synthetic_slide.synthetic_patient_slide(str(folder / "patient.svs"), mpp=1.0, patches=60)
-    web = LiveServer(web_app_factory(SERVER_URL=live_model_server.url, SLIDES_DIR=str(folder)))
+    root = tmp_path / "serving"
+    card_path = os.path.join(add_version(root, 1, tiny_model_dir), contract.MODEL_CARD_RELPATH)
+    with open(card_path, encoding="utf-8") as handle:
+        card = json.load(handle)
+    card["evaluation"]["synthetic_data"] = True  # as the demo's cards
+    with open(card_path, "w", encoding="utf-8") as handle:
+        json.dump(card, handle)
+    server_app = create_app(str(root), start=False)
+    server_app.extensions["model_store"].poll()
+    server = LiveServer(server_app)
+    web = LiveServer(web_app_factory(SERVER_URL=server.url, SLIDES_DIR=str(folder)))
     yield web
     web.close()
+    server.close()
+    server_app.extensions["model_store"].stop()
 
 
 def _items(page) -> int:
@@ -72,8 +90,20 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
             page.wait_for_function(
                 f"window.breastdxViewers['{VIEWER}'].world.getItemAt(0).getFullyLoaded()"
             )
+            assert page.locator("#synthetic-banner").is_visible()
+            assert page.locator(f"text={contract.RESEARCH_ONLY}").count() == 1
             page.screenshot(path=os.path.join(shots, "slide-desktop.png"))
 
+            # Long work: the button is disabled and a spinner counts the seconds (held back).
+            page.evaluate(
+                "document.getElementById('map-form')"
+                ".addEventListener('submit', e => e.preventDefault())"
+            )
+            page.click("#map-button")
+            assert page.is_disabled("#map-button")
+            assert "Mapping the slide" in page.inner_text("#map-form .busy")
+            page.reload()
+            page.wait_for_selector(f"#{VIEWER}[data-ready='true']")
             page.click("#map-button")
             page.wait_for_url("**/maps/**")
             page.wait_for_selector(f"#{VIEWER}[data-ready='true']")
@@ -83,12 +113,19 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
             )
             assert page.inner_text("#research-only") == contract.RESEARCH_ONLY
             assert page.inner_text("#main-nav a[aria-current='page']").strip() == "Slides"
-            assert int(page.inner_text("#tile-counts .count-assessed")) > 0
+            counts = {
+                name: int(page.inner_text(f"#tile-counts .count-{name}"))
+                for name in ("assessed", "uncertain", "flagged", "background")
+            }
+            assert counts["assessed"] > 0 and counts["flagged"] == 0, counts
             assert (
                 page.get_attribute(f"#{VIEWER}", "data-overlay") == "on"
                 and _overlay_opacity(page) > 0.3
             )
             assert page.is_visible(f"#{VIEWER} .bdx-legend")
+            assert page.locator("#synthetic-banner").is_visible()
+            assert "pathologist" in page.inner_text("#rule-explained")
+            assert page.locator(f"text={contract.RESEARCH_ONLY}").count() == 1
             page.screenshot(path=os.path.join(shots, "slide-map-desktop.png"), full_page=True)
 
             # The keyboard alone: the overlay switch, then a region link that flies to its region.
