@@ -273,3 +273,23 @@ def write_plain_tiff(
         **kwargs,
     )
     return path
+
+
+def write_sparse_tiff(path: str, width: int, height: int, tile: int = 4096) -> str:
+    """A tiled BigTIFF of ``width`` x ``height`` whose tiles are all absent (zero byte counts,
+    as TIFF allows): a slide far past the size limits in a few kilobytes, for the
+    tests' "too large" refusal. No resolution tags (give ``mpp``)."""
+    import tifffile
+
+    count = -(-width // tile) * -(-height // tile)
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(
+            (b"" for _ in range(count)),
+            shape=(height, width, 3),
+            dtype="uint8",
+            tile=(tile, tile),
+            compression="zlib",
+            photometric="rgb",
+            metadata=None,
+        )
+    return path

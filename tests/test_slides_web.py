@@ -105,6 +105,22 @@ def test_slide_refusals(client, web_app_factory, live_model_server):
     ).test_client()
     too_many = limited.post("/api/slides/patient.svs/map")
     assert too_many.status_code == 413 and "at most 5" in too_many.get_json()["error"]
+    # The page's form: the same refusal on an error page that links back to the slides.
+    page = limited.post("/slides/patient.svs/map")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 413 and "at most 5" in html and 'href="/slides"' in html
+    # Too large to open: refused on the slide's page, which does not ask for a resolution.
+    large = web_app_factory(
+        SERVER_URL=live_model_server.url,
+        SLIDES_DIR=client.application.config["SLIDES_DIR"],
+        MAX_SLIDE_PIXELS=1000 * 1000,
+    ).test_client()
+    page = large.get("/slides/patient.svs")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 413 and "larger than the limit of 1,000,000 pixels" in html
+    assert 'id="mpp-input"' not in html and 'id="back-link" href="/slides"' in html
+    missing = client.get("/slides/nope.svs").get_data(as_text=True)
+    assert "no slide named &#39;nope.svs&#39;" in missing and 'href="/slides"' in missing
     unset = web_app_factory(SERVER_URL=live_model_server.url).test_client()
     assert "SLIDES_DIR" in unset.get("/slides").get_data(as_text=True)
     assert unset.get("/api/slides").status_code == 404
@@ -148,6 +164,7 @@ def test_predict_cli_maps_a_slide(live_model_server, slides_dir, tmp_path, capsy
         out = io.StringIO()
         return predict.run_predict(args, out=out), out.getvalue()
 
+    (tmp_path / "notes.svs").write_text("not a slide\n")
     code, text = run("patient.svs")
     assert code == 0, text
     assert "patient.svs: map " in text and contract.RESEARCH_ONLY in text
@@ -160,3 +177,13 @@ def test_predict_cli_maps_a_slide(live_model_server, slides_dir, tmp_path, capsy
     assert code == 2 and "bare.tif: refused:" in text and "--mpp" in text
     code, text = run("bare.tif", mpp=4.0)
     assert code == 0 and "bare.tif: map" in text
+    code, text = run(str(tmp_path / "notes.svs"))  # an absolute path: not under slides_dir
+    assert code == 2 and "notes.svs: refused: not a whole-slide image" in text
+    side = 250_001  # one past the default limit's side, tiles absent: a few kB
+    huge = synthetic_slide.write_sparse_tiff(str(tmp_path / "huge.tif"), side, side)
+    code, text = run(huge, mpp=0.25)
+    assert code == 2 and "huge.tif: refused: 250,001 x 250,001 pixels is larger" in text
+    assert [line for line in text.splitlines() if "refused" in line] == [
+        f"{huge}: refused: 250,001 x 250,001 pixels is larger than the limit of "
+        "62,500,000,000 pixels at level 0"
+    ]

@@ -93,13 +93,15 @@ QUPATH_COLOURS = {
 
 
 class SlideError(errors.UserError):
-    """A slide that cannot be mapped as asked: one line, exit 2, ``http_status`` 400/404/413."""
+    """A slide that cannot be mapped as asked: one line, exit 2, ``http_status`` 400/404/413;
+    ``needs_mpp`` where giving the level-0 resolution would open it (the page asks for it)."""
 
-    def __init__(self, message: str, http_status: int = 400):
+    def __init__(self, message: str, http_status: int = 400, needs_mpp: bool = False):
         super().__init__(message)
         self.message = message
         self.status = http_status
         self.http_status = http_status
+        self.needs_mpp = needs_mpp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,14 +254,16 @@ def open_slide(
         slide.close()
         raise SlideError(
             f"{name}: the slide holds no resolution metadata (microns per pixel); give the "
-            "scan's level-0 resolution with --mpp (e.g. --mpp 0.25 for a 40x scan)"
+            "scan's level-0 resolution with --mpp (e.g. --mpp 0.25 for a 40x scan)",
+            needs_mpp=True,
         )
     value, source = found if found is not None else (float(mpp), "given")
     if not MIN_MPP <= value <= MAX_MPP:
         slide.close()
         raise SlideError(
             f"{name}: {value:g} microns per pixel ({source}) is not a plausible slide "
-            f"resolution ({MIN_MPP:g} to {MAX_MPP:g}); give the right one with --mpp"
+            f"resolution ({MIN_MPP:g} to {MAX_MPP:g}); give the right one with --mpp",
+            needs_mpp=True,
         )
     width, height = slide.dimensions
     if width * height > max_pixels:
