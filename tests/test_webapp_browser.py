@@ -83,6 +83,7 @@ class Shots:
         self.taken = []
 
     def __call__(self, page, name):
+        assert page.title().endswith(" · BreastDx"), (name, page.title())  # every page: the app
         path = os.path.join(self.folder, f"{len(self.taken) + 1:02d}-{name}.png")
         t = time.perf_counter()
         page.screenshot(path=path, full_page=True)
@@ -117,6 +118,7 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
         ("portrait.png", encode(portrait())),
         ("notes.png", b"hello"),
         ("tissue.png", encode(tissue(200, 300, seed=42))),
+        ("scan.png", png_bytes(RED) + b"\0" * (9_734_128 - len(png_bytes(RED)))),
         ("777.zip", patient_zip()),
     ):
         (files / name).write_bytes(content)
@@ -131,7 +133,7 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
             _phone(phone, url, files, shots, result_pages)
         finally:
             browser.close()
-    assert len(shots.taken) >= 14 and all(os.path.getsize(p) > 5000 for p in shots.taken)
+    assert len(shots.taken) >= 17 and all(os.path.getsize(p) > 5000 for p in shots.taken)
 
 
 def _desktop(page, url, files, shots):
@@ -208,6 +210,16 @@ def _desktop(page, url, files, shots):
     assert page.locator("#synthetic-banner").is_visible()
     assert page.locator(f"text={contract.RESEARCH_ONLY}").count() == 1
     shots(page, "results-desktop")
+    # Too large: the real size and the limit in words, and the way back.
+    page.goto(url + "/")
+    page.set_input_files("#file-input", str(files / "scan.png"))
+    with page.expect_navigation():
+        page.click("#submit-button")
+    assert page.inner_text("#error-message") == (
+        "scan.png: 9.3 MiB (9,734,128 bytes); files of at most 8 MiB are accepted"
+    )
+    assert page.get_attribute("#back-link", "href") == "/"
+    shots(page, "too-large-desktop")
     # A whole image: the map lands on its own page, shown in the deep-zoom viewer.
     page.goto(url + "/map")
     page.set_input_files("#map-file", str(files / "tissue.png"))

@@ -16,7 +16,7 @@ from pipeline import synthetic_slide
 pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import LiveServer, add_version  # noqa: E402
-from test_webapp_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS  # noqa: E402
+from test_webapp_browser import CHROMIUM, CHROMIUM_ARGS, OVERFLOW, PAGE_TIMEOUT_MS  # noqa: E402
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -112,6 +112,7 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
                 f"window.breastdxViewers['{VIEWER}'].world.getItemAt(0).getFullyLoaded()"
             )
             assert page.inner_text("#research-only") == contract.RESEARCH_ONLY
+            assert page.title() == "patient.svs · map · BreastDx"
             assert page.inner_text("#main-nav a[aria-current='page']").strip() == "Slides"
             counts = {
                 name: int(page.inner_text(f"#tile-counts .count-{name}"))
@@ -170,6 +171,7 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
             box = phone.locator(f"#{VIEWER} .bdx-viewer-canvas").bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
             assert phone.locator("#tile-counts").bounding_box()["width"] <= PHONE["width"]
+            assert phone.evaluate(OVERFLOW) <= 0, "the slide's map page is wider than a phone"
             phone.screenshot(path=os.path.join(shots, "slide-map-phone.png"), full_page=True)
         finally:
             browser.close()
