@@ -43,6 +43,11 @@ PAGE_TIMEOUT_MS = 30000
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+# Form fields a screen reader cannot name: no <label>, no aria-label(ledby).
+UNLABELLED = """Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.getAttribute('aria-labelledby'))
+    .map(e => e.id || e.name || e.outerHTML.slice(0, 60))"""
 
 
 @pytest.fixture
@@ -84,6 +89,7 @@ class Shots:
 
     def __call__(self, page, name):
         assert page.title().endswith(" · BreastDx"), (name, page.title())  # every page: the app
+        assert page.evaluate(UNLABELLED) == [], name
         path = os.path.join(self.folder, f"{len(self.taken) + 1:02d}-{name}.png")
         t = time.perf_counter()
         page.screenshot(path=path, full_page=True)

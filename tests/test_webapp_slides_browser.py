@@ -16,7 +16,13 @@ from pipeline import synthetic_slide
 pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import LiveServer, add_version  # noqa: E402
-from test_webapp_browser import CHROMIUM, CHROMIUM_ARGS, OVERFLOW, PAGE_TIMEOUT_MS  # noqa: E402
+from test_webapp_browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OVERFLOW,
+    PAGE_TIMEOUT_MS,
+    UNLABELLED,
+)
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -113,6 +119,7 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
             )
             assert page.inner_text("#research-only") == contract.RESEARCH_ONLY
             assert page.title() == "patient.svs · map · BreastDx"
+            assert page.evaluate(UNLABELLED) == []
             assert page.inner_text("#main-nav a[aria-current='page']").strip() == "Slides"
             counts = {
                 name: int(page.inner_text(f"#tile-counts .count-{name}"))
