@@ -229,6 +229,15 @@ def _desktop(page, url, files, shots):
     # A whole image: the map lands on its own page, shown in the deep-zoom viewer.
     page.goto(url + "/map")
     page.set_input_files("#map-file", str(files / "tissue.png"))
+    page.evaluate(
+        "document.getElementById('map-form').addEventListener('submit', e => e.preventDefault())"
+    )
+    page.click("#map-submit")  # held back: the button disabled, the seconds counted
+    assert page.is_disabled("#map-submit") and "Mapping the image" in page.inner_text(
+        "#map-form .busy"
+    )
+    page.goto(url + "/map")
+    page.set_input_files("#map-file", str(files / "tissue.png"))
     with page.expect_navigation():
         page.click("#map-submit")
     assert page.url.startswith(url + "/map/")

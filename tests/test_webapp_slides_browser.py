@@ -8,6 +8,7 @@ test's temporary folder) for a person to look at. Marked e2e: it needs /usr/bin/
 import json
 import os
 
+import numpy as np
 import pytest
 
 from breastdx_core import contract
@@ -45,6 +46,9 @@ def live_slides_web(web_app_factory, tiny_model_dir, tmp_path):
     folder = tmp_path / "slides"
     folder.mkdir()
     synthetic_slide.synthetic_patient_slide(str(folder / "patient.svs"), mpp=1.0, patches=60)
+    synthetic_slide.write_plain_tiff(
+        str(folder / "bare.tif"), np.full((600, 600, 3), 200, np.uint8)
+    )
     root = tmp_path / "serving"
     card_path = os.path.join(add_version(root, 1, tiny_model_dir), contract.MODEL_CARD_RELPATH)
     with open(card_path, encoding="utf-8") as handle:
@@ -90,6 +94,15 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             errors = []
             page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(live_slides_web.url + "/slides")
+            page.screenshot(path=os.path.join(shots, "slides-list-desktop.png"), full_page=True)
+            # No resolution metadata: the page asks for it in a labelled field, then opens.
+            page.click("text=bare.tif")
+            assert "--mpp" in page.inner_text("#slide-problem")
+            page.fill("#mpp-input", "4")
+            page.keyboard.press("Enter")
+            page.wait_for_selector(f"#{VIEWER}[data-ready='true']")
+            assert "4 µm/px (given)" in page.inner_text("#slide-info")
             page.goto(live_slides_web.url + "/slides")
             page.click("text=patient.svs")
             page.wait_for_selector(f"#{VIEWER}[data-ready='true']")
@@ -180,11 +193,20 @@ def test_browser_views_maps_and_navigates_a_slide(live_slides_web, tmp_path):
             assert phone.locator("#tile-counts").bounding_box()["width"] <= PHONE["width"]
             assert phone.evaluate(OVERFLOW) <= 0, "the slide's map page is wider than a phone"
             phone.screenshot(path=os.path.join(shots, "slide-map-phone.png"), full_page=True)
+            for name, address in (("slides-list", "/slides"), ("slide", "/slides/patient.svs")):
+                phone.goto(live_slides_web.url + address)
+                if name == "slide":
+                    phone.wait_for_selector(f"#{VIEWER}[data-ready='true']")
+                assert phone.evaluate(OVERFLOW) <= 0, f"{name} is wider than a phone"
+                phone.screenshot(path=os.path.join(shots, f"{name}-phone.png"), full_page=True)
         finally:
             browser.close()
-    assert sorted(n for n in os.listdir(shots) if n.startswith("slide-")) == [
+    assert sorted(n for n in os.listdir(shots) if n.startswith("slide")) == [
         "slide-desktop.png",
         "slide-map-desktop.png",
         "slide-map-phone.png",
+        "slide-phone.png",
         "slide-region-desktop.png",
+        "slides-list-desktop.png",
+        "slides-list-phone.png",
     ]
