@@ -293,3 +293,21 @@ def write_sparse_tiff(path: str, width: int, height: int, tile: int = 4096) -> s
             metadata=None,
         )
     return path
+
+
+def write_ome_tiff(path: str, rgb: np.ndarray, mpp: float, tile: int = TILE) -> str:
+    """A tiled OME-TIFF as microscopy tools write one: level 0 with its pyramid (by 4) in
+    SubIFDs and the scale only in the OME-XML (``PhysicalSizeX`` in um), no resolution tags."""
+    import tifffile
+
+    levels = [rgb]
+    while min(levels[-1].shape[:2]) // 4 >= tile:
+        levels.append(levels[-1][::4, ::4])
+    options = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
+    size = {"PhysicalSizeX": mpp, "PhysicalSizeY": mpp}
+    units = {"PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        writer.write(rgb, subifds=len(levels) - 1, metadata={**size, **units}, **options)
+        for level in levels[1:]:
+            writer.write(level, subfiletype=1, **options)
+    return path

@@ -4,8 +4,11 @@
 ``breastdx_cli.predict`` (``breastdx predict SLIDE --map-dir``) and ``bench/slide.py`` call
 :func:`open_slide` and :func:`map_slide`. Slides are read with OpenSlide (``openslide-python``
 with the wheel-packaged ``openslide-bin``: Aperio SVS, generic tiled TIFF, Hamamatsu, MIRAX,
-Leica, Ventana, DICOM WSI; no system library). OME-TIFF is not among OpenSlide's formats and is
-not tested here (only the SVS and generic tiled TIFF of pipeline/synthetic_slide.py are).
+Leica, Ventana, DICOM WSI; no system library). A tiled OME-TIFF is read as a generic TIFF:
+its full-resolution plane only (OpenSlide does not use a pyramid kept in SubIFDs, so its low
+zoom levels are built from that plane: slower), at the OME-XML's ``PhysicalSizeX``. The tests
+write and read the SVS, the generic tiled TIFF and that OME-TIFF (pipeline/synthetic_slide.py);
+DICOM WSI and the other vendors' formats are OpenSlide's and not tested here.
 
 The model was trained on patches at one scale (IDC: 50x50 px at 2.5x of a 40x scan, about
 4 um/px; the card's ``input_contract.microns_per_pixel``). The slide's microns per pixel
@@ -33,6 +36,7 @@ import functools
 import io
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -192,11 +196,39 @@ def is_slide_path(path: str) -> bool:
         return False
 
 
+_OME_PIXELS = re.compile(r"<(?:\w+:)?Pixels\b[^>]*>")
+# Micrometres in each OME length unit a slide's pixel size is given in (micro sign or Greek mu).
+_OME_UNITS = {"\u00b5m": 1.0, "\u03bcm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}
+
+
+def _ome_mpp(description: str) -> float | None:
+    """Microns per pixel from the first image's OME-XML ``Pixels`` element (``PhysicalSizeX``
+    in ``PhysicalSizeXUnit``, micrometres by default), or None. Read with a regular expression:
+    the XML is the file's, and no entity in it is expanded."""
+    if "<OME" not in description[:4096]:
+        return None
+    pixels = _OME_PIXELS.search(description)
+    if not pixels:
+        return None
+    attributes = dict(re.findall(r'(\w+)="([^"]*)"', pixels.group(0)))
+    scale = _OME_UNITS.get(attributes.get("PhysicalSizeXUnit", "um").strip())
+    try:
+        size = float(attributes.get("PhysicalSizeX") or 0)
+    except ValueError:
+        return None
+    return size * scale if scale and size > 0 else None
+
+
 def read_mpp(properties: dict[str, str]) -> tuple[float, str] | None:
     """(microns per pixel, source) from OpenSlide's properties, or None when the slide has none.
 
-    OpenSlide's own ``openslide.mpp-x`` first (Aperio's MPP, vendors' fields), then the TIFF
+    An OME-TIFF's OME-XML ``PhysicalSizeX`` first (OpenSlide reads such a file as a generic
+    TIFF and knows nothing of OME; its TIFF resolution tags are often a writer's 72 dpi), then
+    OpenSlide's own ``openslide.mpp-x`` (Aperio's MPP, vendors' fields), then the TIFF
     resolution tags (``tiff.XResolution`` in pixels per ``tiff.ResolutionUnit``)."""
+    ome = _ome_mpp(properties.get("tiff.ImageDescription") or "")
+    if ome is not None:
+        return ome, "OME-XML"
     value = properties.get("openslide.mpp-x")
     if value:
         try:
