@@ -207,9 +207,13 @@ def test_overlay_and_marks_cover_the_grid(slide_files):
     opaque = alpha[::per, ::per] > 0
     answered = (result.status == slides.ASSESSED) | (result.status == slides.UNCERTAIN)
     assert (opaque == answered).all()
+    result.status[0, 1] = slides.FLAGGED  # one "not assessed" tile to grey out
     marks = np.asarray(Image.open(io.BytesIO(result.marks_png())))
     per = marks.shape[1] // result.cols
     assert marks[0, per // 2, 3] == 255 and marks[per // 2, per // 2, 3] == 0  # an outline, hollow
+    edge = marks[0, :per, :3]  # dashed as the legend's swatch: black dashes over white
+    assert (edge == 0).all(axis=1).any() and (edge == 255).all(axis=1).any()
+    assert marks[per // 2, per + per // 2, 3] > 0  # the not-assessed tile: filled grey
     picture = Image.open(
         io.BytesIO(result.render_png(slide, "Research use only, not a diagnosis.", side=512))
     )

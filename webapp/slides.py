@@ -86,8 +86,8 @@ STATUS_NAMES = {
     UNCERTAIN: tiling.STATUS_UNCERTAIN,
     FLAGGED: tiling.STATUS_FLAGGED,
 }
-REFER_RGBA = (0, 0, 0, 255)
 FLAGGED_RGBA = tiling.FLAGGED_COLOUR + (255,)
+FLAGGED_FILL_ALPHA = 190  # not-assessed tiles: grey, the tissue faintly through it
 QUPATH_COLOURS = {
     "positive": [224, 32, 27],
     "uncertain": [245, 229, 10],
@@ -652,35 +652,22 @@ class SlideMap:
         return _png(image)
 
     def marks_png(self, max_side: int = MARKS_MAX_SIDE) -> bytes:
-        """RGBA PNG: a black-and-white outline round each uncertain ("refer") tile and a grey one
-        round each not-assessed tile; transparent elsewhere."""
+        """RGBA PNG: the dashed black-over-white outline of each uncertain ("refer") tile, as
+        on the whole-image map and in the viewer's legend, and each not-assessed tile filled
+        grey (the legend's grey square); transparent elsewhere."""
         per_tile = max(4, min(64, max_side // max(self.rows, self.cols, 1)))
         image = Image.new("RGBA", (self.cols * per_tile, self.rows * per_tile), (0, 0, 0, 0))
         draw = ImageDraw.Draw(image)
-        width = max(1, per_tile // 32)  # the image is stretched with the slide: keep it thin
         for row, col in zip(*np.nonzero(self.status == UNCERTAIN)):
-            box = [
-                int(col) * per_tile,
-                int(row) * per_tile,
-                (int(col) + 1) * per_tile - 1,
-                (int(row) + 1) * per_tile - 1,
-            ]
-            draw.rectangle(
-                box, outline=REFER_RGBA, width=width
-            )  # black, with a white line inside it
-            draw.rectangle(
-                [box[0] + width, box[1] + width, box[2] - width, box[3] - width],
-                outline=(255, 255, 255, 255),
-                width=1,
-            )
+            x0, y0 = int(col) * per_tile, int(row) * per_tile
+            tiling._dashed_box(draw, x0, y0, x0 + per_tile - 1, y0 + per_tile - 1)
         for row, col in zip(*np.nonzero(self.status == FLAGGED)):
-            box = [
-                int(col) * per_tile,
-                int(row) * per_tile,
-                (int(col) + 1) * per_tile - 1,
-                (int(row) + 1) * per_tile - 1,
-            ]
-            draw.rectangle(box, outline=FLAGGED_RGBA, width=width)
+            x0, y0 = int(col) * per_tile, int(row) * per_tile
+            draw.rectangle(
+                [x0, y0, x0 + per_tile - 1, y0 + per_tile - 1],
+                fill=FLAGGED_RGBA[:3] + (FLAGGED_FILL_ALPHA,),
+                outline=FLAGGED_RGBA,
+            )
         return _png(image)
 
     def render_png(self, slide: Any, research_only: str, side: int = PICTURE_SIDE) -> bytes:
