@@ -1,5 +1,6 @@
 """A real browser (Debian's chromium via Playwright, as tests/test_webapp_browser.py) opens a
-slide from the slides folder in the deep-zoom viewer, maps it through the live model server
+slide of real tissue (48 patches of one patient, tests/data/idc-8917, at their x/y) from the
+slides folder in the deep-zoom viewer, maps it through the live model server
 (its card says synthetic data: the banner on both pages; the busy button while mapping; the
 rule beside the map), toggles the overlay and flies to a region with the keyboard, and reads
 the page at phone width. Screenshots at desktop and phone widths go to $BREASTDX_SCREENSHOTS (else the
@@ -17,6 +18,7 @@ from pipeline import synthetic_slide
 pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import LiveServer, add_version  # noqa: E402
+from test_slides_web import REAL_PATCHES  # noqa: E402
 from test_webapp_browser import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -45,7 +47,7 @@ def live_slides_web(web_app_factory, tiny_model_dir, tmp_path):
 
     folder = tmp_path / "slides"
     folder.mkdir()
-    synthetic_slide.synthetic_patient_slide(str(folder / "patient.svs"), mpp=1.0, patches=60)
+    synthetic_slide.patient_slide(str(folder / "patient.svs"), REAL_PATCHES, mpp=1.0)
     synthetic_slide.write_plain_tiff(
         str(folder / "bare.tif"), np.full((600, 600, 3), 200, np.uint8)
     )
