@@ -229,10 +229,9 @@ def tile_latencies(web_url: str, name: str, count: int, seed: int = 5) -> list[f
 def real_slide(args: argparse.Namespace) -> int:
     from pipeline import synthetic_slide
 
-    mosaic = synthetic_slide.patch_mosaic(args.patient)
-    written = synthetic_slide.write_slide(args.out, mosaic.rgb, synthetic_slide.PATCH_MPP, args.mpp)
+    written = synthetic_slide.patient_slide(args.out, args.patient, args.mpp)
     print(
-        f"{args.out}: {mosaic.files} real patches of {args.patient} at their x/y; "
+        f"{args.out}: {written['patches']} real patches of {args.patient} at their x/y; "
         f"{written['width']} x {written['height']} px at {args.mpp} um/px; "
         f"levels {written['levels']}"
     )

@@ -1,8 +1,9 @@
 """Whole-slide test files: IDC patches placed at their x/y in a pyramidal tiled TIFF (or SVS).
 
-No slide can be downloaded here, so the tests (``tests/test_slides*.py``, from the synthetic
-IDC generator in ``pipeline/synthetic.py``), the screenshots (from the real dev-set patches)
-and ``bench/slide.py`` (a 100,000 x 80,000 synthetic-tissue slide) build their slides with
+No slide can be downloaded here, so the tests (``tests/test_slides.py`` from the synthetic
+IDC generator in ``pipeline/synthetic.py``; the web and browser tests from 48 real patches of
+one patient in ``tests/data/idc-8917``) and ``bench/slide.py`` (a 100,000 x 80,000
+synthetic-tissue slide, or a whole real patient) build their slides with
 :func:`write_slide`: tifffile writes a tiled, deflate-compressed pyramid (level 0 plus
 downsamples of 4, 16, 64...) with TIFF resolution tags and, for ``.svs``, an Aperio-style
 ImageDescription (``AppMag``, ``MPP``) that OpenSlide's Aperio reader parses.
@@ -209,7 +210,13 @@ def synthetic_patient_slide(
 
     with tempfile.TemporaryDirectory(dir=workdir) as root:
         synthetic.write_idc(root, patients=1, patches_per_patient=patches, seed=seed, quirks=False)
-        mosaic = patch_mosaic(root)
+        return patient_slide(path, root, mpp)
+
+
+def patient_slide(path: str, folder: str, mpp: float = 1.0) -> dict[str, object]:
+    """A slide of the IDC patches under ``folder`` (real or synthetic) at their x/y, at ``mpp``;
+    returns :func:`write_slide`'s dict plus the patch ``labels`` grid and ``origin``."""
+    mosaic = patch_mosaic(folder)
     written = write_slide(path, mosaic.rgb, PATCH_MPP, mpp)
     return {**written, "labels": mosaic.labels, "origin": mosaic.origin, "patches": mosaic.files}
 
@@ -272,4 +279,42 @@ def write_plain_tiff(
         metadata=None,
         **kwargs,
     )
+    return path
+
+
+def write_sparse_tiff(path: str, width: int, height: int, tile: int = 4096) -> str:
+    """A tiled BigTIFF of ``width`` x ``height`` whose tiles are all absent (zero byte counts,
+    as TIFF allows): a slide far past the size limits in a few kilobytes, for the
+    tests' "too large" refusal. No resolution tags (give ``mpp``)."""
+    import tifffile
+
+    count = -(-width // tile) * -(-height // tile)
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(
+            (b"" for _ in range(count)),
+            shape=(height, width, 3),
+            dtype="uint8",
+            tile=(tile, tile),
+            compression="zlib",
+            photometric="rgb",
+            metadata=None,
+        )
+    return path
+
+
+def write_ome_tiff(path: str, rgb: np.ndarray, mpp: float, tile: int = TILE) -> str:
+    """A tiled OME-TIFF as microscopy tools write one: level 0 with its pyramid (by 4) in
+    SubIFDs and the scale only in the OME-XML (``PhysicalSizeX`` in um), no resolution tags."""
+    import tifffile
+
+    levels = [rgb]
+    while min(levels[-1].shape[:2]) // 4 >= tile:
+        levels.append(levels[-1][::4, ::4])
+    options = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
+    size = {"PhysicalSizeX": mpp, "PhysicalSizeY": mpp}
+    units = {"PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        writer.write(rgb, subifds=len(levels) - 1, metadata={**size, **units}, **options)
+        for level in levels[1:]:
+            writer.write(level, subfiletype=1, **options)
     return path

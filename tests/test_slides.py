@@ -77,6 +77,30 @@ def test_reads_resolution_from_aperio_and_tiff_tags(slide_files):
     assert slides.read_mpp({"tiff.ResolutionUnit": "none", "tiff.XResolution": "1"}) is None
 
 
+def test_an_ome_tiff_is_read_at_its_ome_scale_and_mapped_like_the_tiff(slide_files, tmp_path):
+    """A tiled OME-TIFF (pyramid in SubIFDs, scale only in its OME-XML): OpenSlide reads its
+    full-resolution plane as a generic TIFF; the OME-XML gives the scale, and the map is the
+    generic TIFF's map of the same pixels."""
+    tif = slide_files[1]  # 2 um/px: both read level 0 and average it down to the model's scale
+    slide, info = slides.open_slide(tif["path"])
+    rgb = np.asarray(slide.read_region((0, 0), 0, (info.width, info.height)).convert("RGB"))
+    ome = synthetic_slide.write_ome_tiff(str(tmp_path / "patient.ome.tif"), rgb, mpp=2.0)
+    ome_slide, ome_info = slides.open_slide(ome)
+    assert (ome_info.vendor, ome_info.mpp, ome_info.mpp_source) == ("generic-tiff", 2.0, "OME-XML")
+    assert ome_info.levels == ((info.width, info.height, 1.0),)  # SubIFDs are not levels
+    maps = [
+        slides.map_slide(opened, about, DarkPredictor(), patch=PATCH, target_mpp=TARGET)
+        for opened, about in ((slide, info), (ome_slide, ome_info))
+    ]
+    assert maps[1].counts() == maps[0].counts() and maps[1].counts()["positive"] > 0
+    assert (maps[1].positive == maps[0].positive).all()
+    description = '<?xml?><OME><Image><Pixels ID="P:0" PhysicalSizeX="{}" {}/></Image></OME>'
+    for size, unit, mpp in (("0.25", "", 0.25), ("250", 'PhysicalSizeXUnit="nm"', 0.25)):
+        found = slides.read_mpp({"tiff.ImageDescription": description.format(size, unit)})
+        assert found == (pytest.approx(mpp), "OME-XML")
+    assert slides.read_mpp({"tiff.ImageDescription": description.format("0", "")}) is None
+
+
 def test_level_choice_reads_the_models_scale_and_never_upsamples(slide_files):
     svs, tif = slide_files
     _, info = slides.open_slide(svs["path"])
@@ -183,9 +207,13 @@ def test_overlay_and_marks_cover_the_grid(slide_files):
     opaque = alpha[::per, ::per] > 0
     answered = (result.status == slides.ASSESSED) | (result.status == slides.UNCERTAIN)
     assert (opaque == answered).all()
+    result.status[0, 1] = slides.FLAGGED  # one "not assessed" tile to grey out
     marks = np.asarray(Image.open(io.BytesIO(result.marks_png())))
     per = marks.shape[1] // result.cols
     assert marks[0, per // 2, 3] == 255 and marks[per // 2, per // 2, 3] == 0  # an outline, hollow
+    edge = marks[0, :per, :3]  # dashed as the legend's swatch: black dashes over white
+    assert (edge == 0).all(axis=1).any() and (edge == 255).all(axis=1).any()
+    assert marks[per // 2, per + per // 2, 3] > 0  # the not-assessed tile: filled grey
     picture = Image.open(
         io.BytesIO(result.render_png(slide, "Research use only, not a diagnosis.", side=512))
     )

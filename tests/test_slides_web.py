@@ -1,11 +1,13 @@
 """Slides through the live model server (the tiny model of tests/serving_helpers.py): the web
 app's slide pages, DeepZoom tiles, map pages and downloads, the JSON API, and
-``breastdx predict SLIDE --map-dir``. The slides are synthetic IDC patients written by
-pipeline/synthetic_slide.py and read with OpenSlide."""
+``breastdx predict SLIDE --map-dir``. The slide is real tissue: 48 IDC patches of one
+patient (tests/data/idc-8917, Kaggle IDC, CC0) at their file names' x/y, written as an
+Aperio SVS by pipeline/synthetic_slide.py and read with OpenSlide."""
 
 import argparse
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -18,11 +20,14 @@ pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import MODEL_NAME  # noqa: E402
 
+# One real patient's patches, 24 labelled IDC and 24 not, in the Kaggle layout.
+REAL_PATCHES = os.path.join(os.path.dirname(__file__), "data", "idc-8917")
+
 
 @pytest.fixture(scope="module")
 def slides_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("slides_dir")
-    synthetic_slide.synthetic_patient_slide(str(root / "patient.svs"), mpp=1.0, patches=60)
+    synthetic_slide.patient_slide(str(root / "patient.svs"), REAL_PATCHES, mpp=1.0)
     synthetic_slide.write_plain_tiff(str(root / "bare.tif"), np.full((600, 600, 3), 200, np.uint8))
     (root / "readme.txt").write_text("not listed\n")
     return root
@@ -75,9 +80,8 @@ def test_slide_pages_tiles_and_map(client):
         counts["assessed"] + counts["uncertain"] + counts["flagged"] + counts["background"]
         == counts["tiles"]
     )
-    assert (
-        counts["assessed"] + counts["uncertain"] + counts["flagged"] > 30
-    )  # the patient's patches
+    # The tissue mask finds each of the 48 real patches, and nothing of the glass around them.
+    assert counts["assessed"] + counts["uncertain"] + counts["flagged"] == 48
     assert body["model_name"] == MODEL_NAME and body["model_version"] == "1"
     assert f'count-assessed">{counts["assessed"]}<' in html
 
@@ -105,6 +109,22 @@ def test_slide_refusals(client, web_app_factory, live_model_server):
     ).test_client()
     too_many = limited.post("/api/slides/patient.svs/map")
     assert too_many.status_code == 413 and "at most 5" in too_many.get_json()["error"]
+    # The page's form: the same refusal on an error page that links back to the slides.
+    page = limited.post("/slides/patient.svs/map")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 413 and "at most 5" in html and 'href="/slides"' in html
+    # Too large to open: refused on the slide's page, which does not ask for a resolution.
+    large = web_app_factory(
+        SERVER_URL=live_model_server.url,
+        SLIDES_DIR=client.application.config["SLIDES_DIR"],
+        MAX_SLIDE_PIXELS=1000 * 1000,
+    ).test_client()
+    page = large.get("/slides/patient.svs")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 413 and "larger than the limit of 1,000,000 pixels" in html
+    assert 'id="mpp-input"' not in html and 'id="back-link" href="/slides"' in html
+    missing = client.get("/slides/nope.svs").get_data(as_text=True)
+    assert "no slide named &#39;nope.svs&#39;" in missing and 'href="/slides"' in missing
     unset = web_app_factory(SERVER_URL=live_model_server.url).test_client()
     assert "SLIDES_DIR" in unset.get("/slides").get_data(as_text=True)
     assert unset.get("/api/slides").status_code == 404
@@ -148,6 +168,7 @@ def test_predict_cli_maps_a_slide(live_model_server, slides_dir, tmp_path, capsy
         out = io.StringIO()
         return predict.run_predict(args, out=out), out.getvalue()
 
+    (tmp_path / "notes.svs").write_text("not a slide\n")
     code, text = run("patient.svs")
     assert code == 0, text
     assert "patient.svs: map " in text and contract.RESEARCH_ONLY in text
@@ -160,3 +181,13 @@ def test_predict_cli_maps_a_slide(live_model_server, slides_dir, tmp_path, capsy
     assert code == 2 and "bare.tif: refused:" in text and "--mpp" in text
     code, text = run("bare.tif", mpp=4.0)
     assert code == 0 and "bare.tif: map" in text
+    code, text = run(str(tmp_path / "notes.svs"))  # an absolute path: not under slides_dir
+    assert code == 2 and "notes.svs: refused: not a whole-slide image" in text
+    side = 250_001  # one past the default limit's side, tiles absent: a few kB
+    huge = synthetic_slide.write_sparse_tiff(str(tmp_path / "huge.tif"), side, side)
+    code, text = run(huge, mpp=0.25)
+    assert code == 2 and "huge.tif: refused: 250,001 x 250,001 pixels is larger" in text
+    assert [line for line in text.splitlines() if "refused" in line] == [
+        f"{huge}: refused: 250,001 x 250,001 pixels is larger than the limit of "
+        "62,500,000,000 pixels at level 0"
+    ]

@@ -437,6 +437,8 @@ def test_answers_read_at_a_glance_whatever_the_rule_said():
         "images)",
     }
     assert "OOD score" not in said["text"] and ">" not in said["text"]
+    checks = answers.rule_in_words(card)[0]
+    assert "features for it lie from those of the training images, a check" in checks, checks
     colour = {
         "status": "not_assessed",
         "decision": decision.decide(

@@ -43,6 +43,11 @@ PAGE_TIMEOUT_MS = 30000
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+# Form fields a screen reader cannot name: no <label>, no aria-label(ledby).
+UNLABELLED = """Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.getAttribute('aria-labelledby'))
+    .map(e => e.id || e.name || e.outerHTML.slice(0, 60))"""
 
 
 @pytest.fixture
@@ -83,6 +88,8 @@ class Shots:
         self.taken = []
 
     def __call__(self, page, name):
+        assert page.title().endswith(" · BreastDx"), (name, page.title())  # every page: the app
+        assert page.evaluate(UNLABELLED) == [], name
         path = os.path.join(self.folder, f"{len(self.taken) + 1:02d}-{name}.png")
         t = time.perf_counter()
         page.screenshot(path=path, full_page=True)
@@ -110,11 +117,14 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
     files.mkdir()
     for name, content in (
         ("red.png", encode(tissue(50, 50, seed=1, stroma=RED_STROMA))),
+        ("red.tif", encode(tissue(50, 50, seed=1, stroma=RED_STROMA), "TIFF")),
+        ("red.webp", encode(tissue(50, 50, seed=1, stroma=RED_STROMA), "WEBP")),
         ("pink.png", encode(tissue(50, 50, seed=2))),
         ("blue.png", encode(tissue(50, 50, seed=3, stroma=BLUE_STROMA))),
         ("portrait.png", encode(portrait())),
         ("notes.png", b"hello"),
         ("tissue.png", encode(tissue(200, 300, seed=42))),
+        ("scan.png", png_bytes(RED) + b"\0" * (9_734_128 - len(png_bytes(RED)))),
         ("777.zip", patient_zip()),
     ):
         (files / name).write_bytes(content)
@@ -129,7 +139,7 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
             _phone(phone, url, files, shots, result_pages)
         finally:
             browser.close()
-    assert len(shots.taken) >= 14 and all(os.path.getsize(p) > 5000 for p in shots.taken)
+    assert len(shots.taken) >= 17 and all(os.path.getsize(p) > 5000 for p in shots.taken)
 
 
 def _desktop(page, url, files, shots):
@@ -171,7 +181,11 @@ def _desktop(page, url, files, shots):
     assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
     page.set_input_files(
         "#file-input",
-        [str(files / n) for n in ("red.png", "pink.png", "blue.png", "portrait.png", "notes.png")],
+        [
+            str(files / n)
+            for n in ("red.png", "pink.png", "blue.png", "portrait.png", "notes.png", "red.tif")
+        ]
+        + [str(files / "red.webp")],
     )
     page.focus("#file-input")
     page.keyboard.press("Tab")
@@ -186,6 +200,9 @@ def _desktop(page, url, files, shots):
     assert answers[3].startswith(
         "Not assessed: not an H&E patch of breast tissue (the image is 240x300 px"
     )
+    # TIFF and WebP are read like PNG (the bad file in the batch is refused alone).
+    assert answers[4].startswith(f"{CLASS_NAMES[1]}, 0.9") and len(answers) == 6
+    assert answers[5].startswith(f"{CLASS_NAMES[1]}, 0.9")
     assert "refused" not in " ".join(answers).lower() and "prediction set" not in page.content()
     assert page.inner_text(".refused .refusal-reason").startswith(
         "not an image; expected PNG, JPEG"
@@ -199,7 +216,26 @@ def _desktop(page, url, files, shots):
     assert page.locator("#synthetic-banner").is_visible()
     assert page.locator(f"text={contract.RESEARCH_ONLY}").count() == 1
     shots(page, "results-desktop")
+    # Too large: the real size and the limit in words, and the way back.
+    page.goto(url + "/")
+    page.set_input_files("#file-input", str(files / "scan.png"))
+    with page.expect_navigation():
+        page.click("#submit-button")
+    assert page.inner_text("#error-message") == (
+        "scan.png: 9.3 MiB (9,734,128 bytes); files of at most 8 MiB are accepted"
+    )
+    assert page.get_attribute("#back-link", "href") == "/"
+    shots(page, "too-large-desktop")
     # A whole image: the map lands on its own page, shown in the deep-zoom viewer.
+    page.goto(url + "/map")
+    page.set_input_files("#map-file", str(files / "tissue.png"))
+    page.evaluate(
+        "document.getElementById('map-form').addEventListener('submit', e => e.preventDefault())"
+    )
+    page.click("#map-submit")  # held back: the button disabled, the seconds counted
+    assert page.is_disabled("#map-submit") and "Mapping the image" in page.inner_text(
+        "#map-form .busy"
+    )
     page.goto(url + "/map")
     page.set_input_files("#map-file", str(files / "tissue.png"))
     with page.expect_navigation():

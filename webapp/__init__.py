@@ -117,6 +117,7 @@ BACK_LINKS = (
     ("/map", "wholeslide.map_form", "Back to the whole-image page"),
     ("/mosaic", "wholeslide.mosaic_form", "Back to the mosaic form"),
     ("/versions", "ui.versions", "Back to the model versions"),
+    ("/slides", "viewer.slides_page", "Back to the slides"),
 )
 
 

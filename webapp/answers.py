@@ -181,7 +181,8 @@ def rule_in_words(card: dict[str, Any]) -> list[str]:
             else ""
         )
         checks.append(
-            f"how far the model's own features for it lie from the training images'{flagged}"
+            "how far the model's own features for it lie from those of the training "
+            f"images{flagged}"
         )
     if checks:
         lines.append(

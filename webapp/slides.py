@@ -4,8 +4,11 @@
 ``breastdx_cli.predict`` (``breastdx predict SLIDE --map-dir``) and ``bench/slide.py`` call
 :func:`open_slide` and :func:`map_slide`. Slides are read with OpenSlide (``openslide-python``
 with the wheel-packaged ``openslide-bin``: Aperio SVS, generic tiled TIFF, Hamamatsu, MIRAX,
-Leica, Ventana, DICOM WSI; no system library). OME-TIFF is not among OpenSlide's formats and is
-not tested here (only the SVS and generic tiled TIFF of pipeline/synthetic_slide.py are).
+Leica, Ventana, DICOM WSI; no system library). A tiled OME-TIFF is read as a generic TIFF:
+its full-resolution plane only (OpenSlide does not use a pyramid kept in SubIFDs, so its low
+zoom levels are built from that plane: slower), at the OME-XML's ``PhysicalSizeX``. The tests
+write and read the SVS, the generic tiled TIFF and that OME-TIFF (pipeline/synthetic_slide.py);
+DICOM WSI and the other vendors' formats are OpenSlide's and not tested here.
 
 The model was trained on patches at one scale (IDC: 50x50 px at 2.5x of a 40x scan, about
 4 um/px; the card's ``input_contract.microns_per_pixel``). The slide's microns per pixel
@@ -33,6 +36,7 @@ import functools
 import io
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -82,8 +86,8 @@ STATUS_NAMES = {
     UNCERTAIN: tiling.STATUS_UNCERTAIN,
     FLAGGED: tiling.STATUS_FLAGGED,
 }
-REFER_RGBA = (0, 0, 0, 255)
 FLAGGED_RGBA = tiling.FLAGGED_COLOUR + (255,)
+FLAGGED_FILL_ALPHA = 190  # not-assessed tiles: grey, the tissue faintly through it
 QUPATH_COLOURS = {
     "positive": [224, 32, 27],
     "uncertain": [245, 229, 10],
@@ -93,13 +97,15 @@ QUPATH_COLOURS = {
 
 
 class SlideError(errors.UserError):
-    """A slide that cannot be mapped as asked: one line, exit 2, ``http_status`` 400/404/413."""
+    """A slide that cannot be mapped as asked: one line, exit 2, ``http_status`` 400/404/413;
+    ``needs_mpp`` where giving the level-0 resolution would open it (the page asks for it)."""
 
-    def __init__(self, message: str, http_status: int = 400):
+    def __init__(self, message: str, http_status: int = 400, needs_mpp: bool = False):
         super().__init__(message)
         self.message = message
         self.status = http_status
         self.http_status = http_status
+        self.needs_mpp = needs_mpp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,11 +196,39 @@ def is_slide_path(path: str) -> bool:
         return False
 
 
+_OME_PIXELS = re.compile(r"<(?:\w+:)?Pixels\b[^>]*>")
+# Micrometres in each OME length unit a slide's pixel size is given in (micro sign or Greek mu).
+_OME_UNITS = {"\u00b5m": 1.0, "\u03bcm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}
+
+
+def _ome_mpp(description: str) -> float | None:
+    """Microns per pixel from the first image's OME-XML ``Pixels`` element (``PhysicalSizeX``
+    in ``PhysicalSizeXUnit``, micrometres by default), or None. Read with a regular expression:
+    the XML is the file's, and no entity in it is expanded."""
+    if "<OME" not in description[:4096]:
+        return None
+    pixels = _OME_PIXELS.search(description)
+    if not pixels:
+        return None
+    attributes = dict(re.findall(r'(\w+)="([^"]*)"', pixels.group(0)))
+    scale = _OME_UNITS.get(attributes.get("PhysicalSizeXUnit", "um").strip())
+    try:
+        size = float(attributes.get("PhysicalSizeX") or 0)
+    except ValueError:
+        return None
+    return size * scale if scale and size > 0 else None
+
+
 def read_mpp(properties: dict[str, str]) -> tuple[float, str] | None:
     """(microns per pixel, source) from OpenSlide's properties, or None when the slide has none.
 
-    OpenSlide's own ``openslide.mpp-x`` first (Aperio's MPP, vendors' fields), then the TIFF
+    An OME-TIFF's OME-XML ``PhysicalSizeX`` first (OpenSlide reads such a file as a generic
+    TIFF and knows nothing of OME; its TIFF resolution tags are often a writer's 72 dpi), then
+    OpenSlide's own ``openslide.mpp-x`` (Aperio's MPP, vendors' fields), then the TIFF
     resolution tags (``tiff.XResolution`` in pixels per ``tiff.ResolutionUnit``)."""
+    ome = _ome_mpp(properties.get("tiff.ImageDescription") or "")
+    if ome is not None:
+        return ome, "OME-XML"
     value = properties.get("openslide.mpp-x")
     if value:
         try:
@@ -252,14 +286,16 @@ def open_slide(
         slide.close()
         raise SlideError(
             f"{name}: the slide holds no resolution metadata (microns per pixel); give the "
-            "scan's level-0 resolution with --mpp (e.g. --mpp 0.25 for a 40x scan)"
+            "scan's level-0 resolution with --mpp (e.g. --mpp 0.25 for a 40x scan)",
+            needs_mpp=True,
         )
     value, source = found if found is not None else (float(mpp), "given")
     if not MIN_MPP <= value <= MAX_MPP:
         slide.close()
         raise SlideError(
             f"{name}: {value:g} microns per pixel ({source}) is not a plausible slide "
-            f"resolution ({MIN_MPP:g} to {MAX_MPP:g}); give the right one with --mpp"
+            f"resolution ({MIN_MPP:g} to {MAX_MPP:g}); give the right one with --mpp",
+            needs_mpp=True,
         )
     width, height = slide.dimensions
     if width * height > max_pixels:
@@ -616,35 +652,22 @@ class SlideMap:
         return _png(image)
 
     def marks_png(self, max_side: int = MARKS_MAX_SIDE) -> bytes:
-        """RGBA PNG: a black-and-white outline round each uncertain ("refer") tile and a grey one
-        round each not-assessed tile; transparent elsewhere."""
+        """RGBA PNG: the dashed black-over-white outline of each uncertain ("refer") tile, as
+        on the whole-image map and in the viewer's legend, and each not-assessed tile filled
+        grey (the legend's grey square); transparent elsewhere."""
         per_tile = max(4, min(64, max_side // max(self.rows, self.cols, 1)))
         image = Image.new("RGBA", (self.cols * per_tile, self.rows * per_tile), (0, 0, 0, 0))
         draw = ImageDraw.Draw(image)
-        width = max(1, per_tile // 32)  # the image is stretched with the slide: keep it thin
         for row, col in zip(*np.nonzero(self.status == UNCERTAIN)):
-            box = [
-                int(col) * per_tile,
-                int(row) * per_tile,
-                (int(col) + 1) * per_tile - 1,
-                (int(row) + 1) * per_tile - 1,
-            ]
-            draw.rectangle(
-                box, outline=REFER_RGBA, width=width
-            )  # black, with a white line inside it
-            draw.rectangle(
-                [box[0] + width, box[1] + width, box[2] - width, box[3] - width],
-                outline=(255, 255, 255, 255),
-                width=1,
-            )
+            x0, y0 = int(col) * per_tile, int(row) * per_tile
+            tiling._dashed_box(draw, x0, y0, x0 + per_tile - 1, y0 + per_tile - 1)
         for row, col in zip(*np.nonzero(self.status == FLAGGED)):
-            box = [
-                int(col) * per_tile,
-                int(row) * per_tile,
-                (int(col) + 1) * per_tile - 1,
-                (int(row) + 1) * per_tile - 1,
-            ]
-            draw.rectangle(box, outline=FLAGGED_RGBA, width=width)
+            x0, y0 = int(col) * per_tile, int(row) * per_tile
+            draw.rectangle(
+                [x0, y0, x0 + per_tile - 1, y0 + per_tile - 1],
+                fill=FLAGGED_RGBA[:3] + (FLAGGED_FILL_ALPHA,),
+                outline=FLAGGED_RGBA,
+            )
         return _png(image)
 
     def render_png(self, slide: Any, research_only: str, side: int = PICTURE_SIDE) -> bytes:

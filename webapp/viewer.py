@@ -65,14 +65,6 @@ def init_app(app: Flask, csrf: Any = None) -> None:
     if csrf is not None:
         csrf.exempt(api_bp)
 
-    @app.errorhandler(slides.SlideError)
-    def slide_error(err: slides.SlideError):
-        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-            return jsonify({"error": err.message}), err.http_status
-        return render_template(
-            "error.html", message=err.message, status=err.http_status
-        ), err.http_status
-
 
 class MapStore:
     """The last few slide maps, by key (thread-safe)."""
@@ -255,9 +247,9 @@ def slide_page(name: str):
         _, info, _ = _open(name, _mpp())
         problem = None
     except slides.SlideError as err:
-        if err.http_status == 404:
-            raise
-        info, problem = None, err.message  # e.g. no resolution metadata: the page asks for it
+        if not err.needs_mpp:
+            raise  # not a slide, too large...: the error page, with a link back to the slides
+        info, problem = None, err.message  # no resolution metadata: the page asks for it
     return render_template(
         "slide.html",
         name=name,
