@@ -35,6 +35,7 @@ after every candidate, and a rerun with the same ``--out`` skips what is there.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -72,16 +73,50 @@ BACKBONE_NAMES = {
 STEPS_PER_EPOCH = 48  # the callbacks (LR schedule, early stopping) act this often
 EVAL_CAP = 768  # eval patches validated each epoch (the threshold choice uses all)
 RULES = ("max_balanced_accuracy", "max_f1")
+# Set by the candidate's name or the harness, never by a recipe override.
+RECIPE_FIXED = ("backbone", "weights", "backbone_input_size", "epochs", "max_train_cpu_minutes")
 
 
 def parse_candidate(spec: str) -> tuple[str, str | None, int]:
-    """``lite0@128`` -> ("efficientnet_lite0", "imagenet", 128); vgg16 trains from random weights."""
-    name, _, side = spec.partition("@")
+    """``lite0@128`` -> ("efficientnet_lite0", "imagenet", 128); vgg16 trains from random weights.
+    Recipe overrides after the side (``lite0@128:unfreeze_last=1000``) are `recipe`'s."""
+    name, _, side = spec.split(":")[0].partition("@")
     if name not in BACKBONE_NAMES or not side.isdigit():
         raise SystemExit(
-            f"candidate {spec!r}: expected <{'|'.join(BACKBONE_NAMES)}>@<side>, e.g. lite0@128"
+            f"candidate {spec!r}: expected <{'|'.join(BACKBONE_NAMES)}>@<side>[:field=value...], "
+            "e.g. lite0@128 or lite0@128:unfreeze_last=1000"
         )
+    recipe(spec)
     return BACKBONE_NAMES[name], (None if name == "vgg16" else "imagenet"), int(side)
+
+
+def recipe(spec: str) -> dict[str, Any]:
+    """The training fields a candidate sets beyond backbone and side, typed as the settings
+    declare them: ``lite0@128:unfreeze_last=1000:stain_jitter=0.05`` ->
+    {"unfreeze_last": 1000, "stain_jitter": 0.05}. The fine-tuning depth, learning rate,
+    batch size or augmentation the screen's numbers point to, on the same harness."""
+    from breastdx_core.settings import TrainingSettings
+
+    fields = {f.name: f for f in dataclasses.fields(TrainingSettings)}
+    out: dict[str, Any] = {}
+    for item in spec.split(":")[1:]:
+        key, _, value = item.partition("=")
+        if key not in fields or not value or key in RECIPE_FIXED:
+            raise SystemExit(
+                f"candidate {spec!r}: {key!r} is not a training field a candidate may set "
+                f"(not {', '.join(RECIPE_FIXED)}; fields: breastdx_core/settings.py "
+                "TrainingSettings)"
+            )
+        kind = type(getattr(TrainingSettings(), key))
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes", "on")
+        elif kind in (int, float):
+            out[key] = kind(float(value))
+        elif kind is str:
+            out[key] = value
+        else:
+            raise SystemExit(f"candidate {spec!r}: {key} ({kind.__name__}) cannot be set here")
+    return out
 
 
 def idc_files(root: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -162,7 +197,7 @@ def train_candidate(
     from components.batchnorm import recalibrate_batchnorm
     from components.trainer import data as data_lib
     from components.trainer import model as model_lib
-    from components.trainer import training
+    from components.trainer import stain, training
     from components.trainer.sections import TrainerSettings
 
     backbone, weights, side = parse_candidate(spec)
@@ -187,6 +222,9 @@ def train_candidate(
         settings = settings.with_training(
             learning_rate=1e-3, unfreeze_last=12, fine_tune_head_fraction=0.25
         )
+    settings = settings.with_training(**recipe(spec))
+    batch_size = settings.training.batch_size
+    jitter = float(settings.training.stain_jitter)
     augmenter = data_lib._augmenter(seed)
     x_train = images[train]
     y_train = labels[train]
@@ -203,7 +241,7 @@ def train_candidate(
             x = tf.numpy_function(lambda j: source[j].astype(np.float32), [i], tf.float32)
             x.set_shape([None, *source.shape[1:]])
             if augment:
-                x = augmenter(x, training=True)
+                x = stain.hed_jitter(augmenter(x, training=True), jitter, seed=seed)
             return {"image": x}, label
 
         return dataset.batch(batch_size).map(load, num_parallel_calls=2).prefetch(2)

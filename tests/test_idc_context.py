@@ -334,6 +334,13 @@ def test_bench_candidates_and_pooling():
     assert bench.parse_candidate("vgg16@64") == ("vgg16", None, 64)
     with pytest.raises(SystemExit, match="expected"):
         bench.parse_candidate("resnet@64")
+    # Recipe overrides: typed as the settings declare them; the harness's own fields refused.
+    spec = "lite0@128:unfreeze_last=1000:stain_jitter=0.05:augment=false"
+    assert bench.parse_candidate(spec) == ("efficientnet_lite0", "imagenet", 128)
+    assert bench.recipe(spec) == {"unfreeze_last": 1000, "stain_jitter": 0.05, "augment": False}
+    for bad in ("lite0@128:epochs=3", "lite0@128:no_such_field=1", "lite0@128:dropout="):
+        with pytest.raises(SystemExit, match="not a training field"):
+            bench.parse_candidate(bad)
     # Two folds whose score scales differ: each called at its own eval-chosen threshold.
     rows = []
     for k, (low, high) in enumerate([(0.05, 0.3), (0.6, 0.9)]):
