@@ -4,9 +4,9 @@ on H&E-like tissue and says it was trained on synthetic data): answers read at a
 Grad-CAM legend, the synthetic-data banner, the map and mosaic result pages in the deep-zoom
 viewer, refusals in a person's words (a decompression bomb, ultrasound frames and a portrait
 not assessed as wholes, a stride too small, a zip of unreadable patches with the real count), a
-phone's width and the keyboard. Every page is photographed
-at desktop and phone widths into ``$BREASTDX_SCREENSHOTS`` (default: the test's temporary
-folder) for a person to look at. Marked e2e: it needs /usr/bin/chromium and playwright."""
+phone's width and the keyboard. Every page is photographed at desktop and phone widths into
+``$BREASTDX_SCREENSHOTS`` (default: the test's temporary folder) for a person to look at.
+Marked e2e: it needs /usr/bin/chromium and playwright."""
 
 import base64
 import io
