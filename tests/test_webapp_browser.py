@@ -2,9 +2,11 @@
 with a live model server behind it (the tiny model; its card holds an input contract measured
 on H&E-like tissue and says it was trained on synthetic data): answers read at a glance, the
 Grad-CAM legend, the synthetic-data banner, the map and mosaic result pages in the deep-zoom
-viewer, a refused whole image, a phone's width and the keyboard. Every page is photographed
-at desktop and phone widths into ``$BREASTDX_SCREENSHOTS`` (default: the test's temporary
-folder) for a person to look at. Marked e2e: it needs /usr/bin/chromium and playwright."""
+viewer, refusals in a person's words (a decompression bomb, ultrasound frames and a portrait
+not assessed as wholes, a stride too small, a zip of unreadable patches with the real count), a
+phone's width and the keyboard. Every page is photographed at desktop and phone widths into
+``$BREASTDX_SCREENSHOTS`` (default: the test's temporary folder) for a person to look at.
+Marked e2e: it needs /usr/bin/chromium and playwright."""
 
 import base64
 import io
@@ -19,6 +21,7 @@ from breastdx_core import contract
 pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import CLASS_NAMES, RED, LiveServer, png_bytes  # noqa: E402
+from test_webapp_app import png_bomb  # noqa: E402
 from webapp_helpers import (  # noqa: E402
     BLUE_STROMA,
     RED_STROMA,
@@ -26,6 +29,7 @@ from webapp_helpers import (  # noqa: E402
     encode,
     portrait,
     tissue,
+    ultrasound,
 )
 
 T0 = time.perf_counter()
@@ -79,6 +83,25 @@ def patient_zip() -> bytes:
     return buffer.getvalue()
 
 
+def unreadable_zip(count: int) -> bytes:
+    """One patient's patches, every one of them not an image."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(count):
+            archive.writestr(f"1_idx5_x{50 * i}_y0_class0.png", b"hello")
+    return buffer.getvalue()
+
+
+def refused_page(page, button, status, back):
+    """Submits the form, checks the answer is a refusal page (its status, never a 500, with a
+    way back) and returns its message."""
+    with page.expect_navigation() as navigation:
+        page.click(button)
+    assert navigation.value.status == status, page.inner_text("body")[:300]
+    assert page.get_attribute("#back-link", "href") == back
+    return page.inner_text("#error-message")
+
+
 class Shots:
     """Writes numbered screenshots of whole pages."""
 
@@ -126,6 +149,10 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
         ("tissue.png", encode(tissue(200, 300, seed=42))),
         ("scan.png", png_bytes(RED) + b"\0" * (9_734_128 - len(png_bytes(RED)))),
         ("777.zip", patient_zip()),
+        ("bomb.png", png_bomb()),
+        ("ultrasound.png", encode(ultrasound())),
+        ("ultrasound-grey.png", encode(ultrasound(), mode="L")),
+        ("unreadable.zip", unreadable_zip(25)),
     ):
         (files / name).write_bytes(content)
     with playwright_api.sync_playwright() as playwright:
@@ -139,7 +166,7 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
             _phone(phone, url, files, shots, result_pages)
         finally:
             browser.close()
-    assert len(shots.taken) >= 17 and all(os.path.getsize(p) > 5000 for p in shots.taken)
+    assert len(shots.taken) >= 22 and all(os.path.getsize(p) > 5000 for p in shots.taken)
 
 
 def _desktop(page, url, files, shots):
@@ -226,6 +253,14 @@ def _desktop(page, url, files, shots):
     )
     assert page.get_attribute("#back-link", "href") == "/"
     shots(page, "too-large-desktop")
+    # A decompression bomb: what it declares and the limit, in words.
+    page.goto(url + "/")
+    page.set_input_files("#file-input", str(files / "bomb.png"))
+    assert refused_page(page, "#submit-button", 413, "/") == (
+        "bomb.png: declares 400.0 megapixels (400,000,000 pixels); images "
+        "of at most 16.8 megapixels (16,777,216 pixels) are accepted"
+    )
+    shots(page, "too-many-pixels-desktop")
     # A whole image: the map lands on its own page, shown in the deep-zoom viewer.
     page.goto(url + "/map")
     page.set_input_files("#map-file", str(files / "tissue.png"))
@@ -268,6 +303,28 @@ def _desktop(page, url, files, shots):
     assert "as a whole it is not an H&E patch of breast tissue" in page.inner_text("#error-message")
     assert page.get_attribute("#back-link", "href") == "/map"
     shots(page, "map-refused-desktop")
+    # Ultrasound frames (RGB and grey) are not assessed as wholes, not cut into tiles.
+    for name, words in (
+        ("ultrasound.png", "colours and texture are unlike the training images"),
+        ("ultrasound-grey.png", "the image is grayscale"),
+    ):
+        page.goto(url + "/map")
+        page.set_input_files("#map-file", str(files / name))
+        message = refused_page(page, "#map-submit", 422, "/map")
+        assert message.startswith(
+            f"{name}: not assessed: as a whole it is not an H&E patch of breast tissue"
+        ), message
+        assert words in message and page.inner_text("h1") == "Not assessed"
+        shots(page, f"map-{name[:-4]}-desktop")
+    # A stride too small for the image: refused before any work, with the stride that fits.
+    page.goto(url + "/map")
+    page.set_input_files("#map-file", str(files / "tissue.png"))
+    page.fill("#stride", "1")
+    assert refused_page(page, "#map-submit", 413, "/map") == (
+        "tissue.png: a stride of 1 px cuts this 300 x 200 image into 37,901 tiles; at most "
+        "16,384 are examined per image (4,096 of them classified): use a stride of at least 2 px"
+    )
+    shots(page, "map-stride-refused-desktop")
     # A patient's mosaic: sensitivity and specificity with their n.
     page.goto(url + "/mosaic")
     page.set_input_files("#mosaic-file", str(files / "777.zip"))
@@ -279,6 +336,14 @@ def _desktop(page, url, files, shots):
     assert rates == ["83 % (5 of 6)", "100 % (6 of 6)"]
     assert "1 file not named like an IDC patch" in page.inner_text("#skipped")
     shots(page, "mosaic-result-desktop")
+    # A zip of unreadable patches: the real count refused, not the 20 the answer names.
+    page.goto(url + "/mosaic")
+    page.set_input_files("#mosaic-file", str(files / "unreadable.zip"))
+    message = refused_page(page, "#mosaic-submit", 400, "/mosaic")
+    assert message.startswith("no readable patch: 25 refused (") and message.endswith(
+        "; and 22 more)"
+    ), message
+    shots(page, "mosaic-refused-desktop")
     page.goto(url + "/versions")
     assert (
         page.locator("#synthetic-banner").is_visible() and page.locator(".synthetic").count() == 1
