@@ -219,9 +219,9 @@ def test_map_refers_uncertain_tiles_and_marks_them(stored):
     )  # black dashes
 
 
-def patch_png(color) -> bytes:
+def patch_png(color, fmt="PNG") -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (PATCH, PATCH), color).save(buffer, format="PNG")
+    Image.new("RGB", (PATCH, PATCH), color).save(buffer, format=fmt, lossless=True)
     return buffer.getvalue()
 
 
@@ -257,6 +257,18 @@ def test_mosaic_api_places_patches_at_their_names_xy(client):
     assert body["skipped"] == {"not_an_idc_patch_name": 1, "refused_patch": 1}
     assert body["refused"] == ["12345_idx5_x900_y900_class0.png: the file is empty"]
     assert body["mosaic_png"].startswith("data:image/png;base64,")
+
+
+def test_mosaic_reads_tiff_and_webp_patches_as_the_other_pages_do(client):
+    """The same formats as the single-patch and map pages: a TIFF or WebP patch (an IDC name
+    still ends .png) is read, not refused as "not an image"."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for x, fmt in ((0, "PNG"), (50, "TIFF"), (100, "WEBP")):
+            archive.writestr(f"12345_idx5_x{x}_y0_class1.png", patch_png(RED, fmt))
+    response = post(client, "/api/mosaic", "archive", "12345.zip", buffer.getvalue())
+    assert response.status_code == 200, response.json
+    assert len(response.json["patches"]) == 3 and response.json["refused"] == []
 
 
 def test_mosaic_page_shows_sensitivity_and_specificity_with_n(stored):

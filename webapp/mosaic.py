@@ -327,7 +327,9 @@ def _checked_all(
     patches, refused = [], []
     for index, (name, content, patient, x, y, label) in enumerate(entries):
         try:
-            upload = check_upload(name, content, index, MAX_PATCH_BYTES, MAX_PATCH_PIXELS)
+            upload = check_upload(
+                name, content, index, MAX_PATCH_BYTES, MAX_PATCH_PIXELS, convert=True
+            )
         except UploadError as err:
             skipped[SKIPPED_PATCH] = skipped.get(SKIPPED_PATCH, 0) + 1
             if len(refused) < MAX_LISTED:
