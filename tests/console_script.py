@@ -24,3 +24,21 @@ def user_error(*args: str, timeout: int = 300) -> str:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     return done.stderr
+
+
+def dry_run_error(package: str, pipeline_root: str, storage: str, timeout: int = 300) -> str:
+    """`user_error` of ``breastdx pipeline dry-run`` of a KFP ``package`` at ``pipeline_root``
+    with its object store in ``storage``."""
+    return user_error(
+        "pipeline",
+        "dry-run",
+        "--engine",
+        "kfp",
+        "--package",
+        str(package),
+        "--pipeline-root",
+        pipeline_root,
+        "--storage",
+        str(storage),
+        timeout=timeout,
+    )

@@ -221,18 +221,8 @@ def test_without_a_root_the_driver_falls_back_to_minio_and_the_dry_run_refuses(t
 
 
 def test_cli_refuses_a_minio_root_with_one_line(tmp_path):
-    stderr = console_script.user_error(
-        "pipeline",
-        "dry-run",
-        "--engine",
-        "kfp",
-        "--package",
-        _package(tmp_path, {}),
-        "--pipeline-root",
-        dry_run.KFP_FALLBACK_ROOT,
-        "--storage",
-        str(tmp_path / "gcs"),
-        timeout=120,
+    stderr = console_script.dry_run_error(
+        _package(tmp_path, {}), dry_run.KFP_FALLBACK_ROOT, tmp_path / "gcs", timeout=120
     )
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: pipeline root 'minio://")

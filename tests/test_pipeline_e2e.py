@@ -308,18 +308,7 @@ def test_dry_run_refuses_what_kfp_refuses(tmp_path):
     }
     package = tmp_path / "p.yaml"
     package.write_text(yaml.safe_dump(spec))
-    stderr = console_script.user_error(
-        "pipeline",
-        "dry-run",
-        "--engine",
-        "kfp",
-        "--package",
-        str(package),
-        "--pipeline-root",
-        "gs://b/root",
-        "--storage",
-        str(tmp_path / "gcs"),
-    )
+    stderr = console_script.dry_run_error(package, "gs://b/root", tmp_path / "gcs")
     assert stderr.strip().splitlines() == [
         "error: kfp refuses LatestBlessedModel: resolver executors not implemented (KFP 2's argocompiler); "
         "recompile without it (1 such task(s))"

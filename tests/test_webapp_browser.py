@@ -30,6 +30,7 @@ from webapp_helpers import (  # noqa: E402
     portrait,
     tissue,
     ultrasound,
+    unreadable_patch_zip,
 )
 
 T0 = time.perf_counter()
@@ -80,15 +81,6 @@ def patient_zip() -> bytes:
             sheet = tissue(50, 50, seed=200 + i, stroma=RED_STROMA if i < 5 else BLUE_STROMA)
             archive.writestr(f"777_idx5_x{x}_y{y}_class{label}.png", encode(sheet))
         archive.writestr("notes.txt", b"not a patch")
-    return buffer.getvalue()
-
-
-def unreadable_zip(count: int) -> bytes:
-    """One patient's patches, every one of them not an image."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for i in range(count):
-            archive.writestr(f"1_idx5_x{50 * i}_y0_class0.png", b"hello")
     return buffer.getvalue()
 
 
@@ -152,7 +144,7 @@ def test_a_person_reads_answers_maps_and_mosaics_at_desktop_and_phone_width(
         ("bomb.png", png_bomb()),
         ("ultrasound.png", encode(ultrasound())),
         ("ultrasound-grey.png", encode(ultrasound(), mode="L")),
-        ("unreadable.zip", unreadable_zip(25)),
+        ("unreadable.zip", unreadable_patch_zip(25)),
     ):
         (files / name).write_bytes(content)
     with playwright_api.sync_playwright() as playwright:

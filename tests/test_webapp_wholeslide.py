@@ -19,6 +19,7 @@ from webapp import mosaic, tiling
 pytest_plugins = ["conftest_serving"]
 
 from serving_helpers import BLUE, MODEL_NAME, RED  # noqa: E402
+from webapp_helpers import unreadable_patch_zip  # noqa: E402
 
 PATCH = contract.IDC_PATCH[0]
 GLASS = (240, 240, 238)
@@ -315,14 +316,6 @@ def _zip_with(name, content=b"x", symlink=False) -> bytes:
     return buffer.getvalue()
 
 
-def _zip_many_unreadable(count) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for i in range(count):
-            archive.writestr(f"1_idx5_x{50 * i}_y0_class0.png", b"hello")
-    return buffer.getvalue()
-
-
 def _bomb() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -367,7 +360,7 @@ HOSTILE = {
         400,
         "no readable patch: 1 refused",
     ),
-    "many unreadable": (_zip_many_unreadable(25), 400, "no readable patch: 25 refused"),
+    "many unreadable": (unreadable_patch_zip(25), 400, "no readable patch: 25 refused"),
 }
 
 

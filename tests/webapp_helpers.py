@@ -8,6 +8,7 @@ import copy
 import io
 import json
 import os
+import zipfile
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -91,3 +92,12 @@ def add_contract_version(serving_root, version: int, source: str) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(card, handle)
     return target
+
+
+def unreadable_patch_zip(count: int) -> bytes:
+    """A zip of ``count`` IDC-named patches of one patient, none of them an image."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(count):
+            archive.writestr(f"1_idx5_x{50 * i}_y0_class0.png", b"hello")
+    return buffer.getvalue()

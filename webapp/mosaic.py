@@ -478,7 +478,7 @@ def render(
         draw.rectangle(box, outline=OUTLINE_LABELLED, width=1)
     for patch in mosaic.patches:
         if patch.status == tiling.STATUS_UNCERTAIN:
-            tiling._dashed_box(
+            tiling.dashed_box(
                 draw,
                 patch.x * scale,
                 patch.y * scale,

@@ -103,7 +103,6 @@ class SlideError(errors.UserError):
     def __init__(self, message: str, http_status: int = 400, needs_mpp: bool = False):
         super().__init__(message)
         self.message = message
-        self.status = http_status
         self.http_status = http_status
         self.needs_mpp = needs_mpp
 
@@ -660,7 +659,7 @@ class SlideMap:
         draw = ImageDraw.Draw(image)
         for row, col in zip(*np.nonzero(self.status == UNCERTAIN)):
             x0, y0 = int(col) * per_tile, int(row) * per_tile
-            tiling._dashed_box(draw, x0, y0, x0 + per_tile - 1, y0 + per_tile - 1)
+            tiling.dashed_box(draw, x0, y0, x0 + per_tile - 1, y0 + per_tile - 1)
         for row, col in zip(*np.nonzero(self.status == FLAGGED)):
             x0, y0 = int(col) * per_tile, int(row) * per_tile
             draw.rectangle(

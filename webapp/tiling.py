@@ -534,7 +534,7 @@ def render_map(
     draw = ImageDraw.Draw(result)
     for tile in tile_map.tiles:
         if tile.status == STATUS_UNCERTAIN:
-            _dashed_box(
+            dashed_box(
                 draw,
                 tile.x * scale,
                 tile.y * scale,
@@ -602,7 +602,7 @@ def marks_png(width: int, height: int, boxes: Sequence[tuple[int, int, int, int]
     marks = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(marks)
     for x, y, w, h in boxes:
-        _dashed_box(draw, x * scale, y * scale, (x + w) * scale - 1, (y + h) * scale - 1)
+        dashed_box(draw, x * scale, y * scale, (x + w) * scale - 1, (y + h) * scale - 1)
     return _png(marks)
 
 
@@ -612,7 +612,7 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _dashed_box(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: float) -> None:
+def dashed_box(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: float) -> None:
     """A dashed outline (the "refer to a pathologist" tiles): dashes of REFER_DASH pixels."""
     side = min(x1 - x0, y1 - y0)
     width = max(1, int(round(side / 30)))
@@ -665,7 +665,7 @@ def with_legend(
     flagged = f"not assessed: {counts['flagged']}"
     draw.text((left + size + 6, top), flagged, fill=TEXT_COLOUR, font=font)
     refer_left = left + size + 6 + int(draw.textlength(flagged, font=font)) + 16
-    _dashed_box(draw, refer_left, top + 2, refer_left + size, top + size)
+    dashed_box(draw, refer_left, top + 2, refer_left + size, top + size)
     draw.text(
         (refer_left + size + 6, top),
         f"uncertain, refer to a pathologist: {counts['uncertain']}",
