@@ -197,7 +197,7 @@ def train_candidate(
     from components.batchnorm import recalibrate_batchnorm
     from components.trainer import data as data_lib
     from components.trainer import model as model_lib
-    from components.trainer import stain, training
+    from components.trainer import training
     from components.trainer.sections import TrainerSettings
 
     backbone, weights, side = parse_candidate(spec)
@@ -224,8 +224,7 @@ def train_candidate(
         )
     settings = settings.with_training(**recipe(spec))
     batch_size = settings.training.batch_size
-    jitter = float(settings.training.stain_jitter)
-    augmenter = data_lib._augmenter(seed)
+    augmenter = data_lib.train_augmentation(settings)
     x_train = images[train]
     y_train = labels[train]
 
@@ -240,8 +239,8 @@ def train_candidate(
         def load(i, label):
             x = tf.numpy_function(lambda j: source[j].astype(np.float32), [i], tf.float32)
             x.set_shape([None, *source.shape[1:]])
-            if augment:
-                x = stain.hed_jitter(augmenter(x, training=True), jitter, seed=seed)
+            if augment and augmenter is not None:
+                x = augmenter(x)
             return {"image": x}, label
 
         return dataset.batch(batch_size).map(load, num_parallel_calls=2).prefetch(2)

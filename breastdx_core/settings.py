@@ -177,6 +177,10 @@ class TrainingSettings(Section):
     # H&E stain robustness (components/trainer/stain.py): HED-space jitter of the train
     # split (Tellez et al. 2018; 0 = off, 0.05 = their "light" setting).
     stain_jitter: float = 0.0
+    # Colour jitter of the train split (components/trainer/stain.py `color_jitter`):
+    # brightness, contrast and saturation scaled by U(1-s, 1+s), hue turned by U(-s/2, s/2)
+    # of the colour circle, one draw per image; 0 = off.
+    color_jitter: float = 0.0
     # Probabilities of the pushed model calibrated on the eval split ("temperature"
     # scaling baked into the exported model) or left as trained ("none").
     calibration: str = "temperature"

@@ -131,6 +131,36 @@ def test_hed_jitter_restains_within_range_and_zero_is_identity():
     assert np.ptp(stain.hed_jitter(flat, 0.05, seed=4).numpy().reshape(-1, 3), axis=0).max() < 1e-5
 
 
+def test_color_jitter_draws_per_image_within_its_strength_and_zero_is_identity():
+    rng = np.random.default_rng(2)
+    images = tf.constant(rng.uniform(0.2, 0.8, (64, 8, 8, 3)).astype("float32"))
+    assert stain.color_jitter(images, 0.0) is images
+    jittered = stain.color_jitter(images, 0.1, seed=5).numpy()
+    assert jittered.shape == images.shape and jittered.min() >= 0 and jittered.max() <= 1
+    change = np.abs(jittered - images.numpy()).mean(axis=(1, 2, 3))
+    assert (change > 1e-4).all() and (change < 0.15).all()
+    assert np.ptp(change) > 1e-3  # one draw per image, not one for the batch
+    # brightness: a grey image's value is scaled by at most 1 +- s (contrast leaves a flat
+    # image as it is; grey has no hue or saturation to turn)
+    grey = tf.fill((256, 2, 2, 3), 0.5)
+    values = stain.color_jitter(grey, 0.1, seed=6).numpy()[:, 0, 0, 0]
+    assert values.min() >= 0.45 - 1e-6 and values.max() <= 0.55 + 1e-6
+    assert values.min() < 0.46 and values.max() > 0.54  # and the whole range is used
+
+
+def test_train_augmentation_follows_the_settings():
+    from breastdx_core import configs
+    from components.trainer import data
+    from components.trainer.sections import TrainerSettings
+
+    base = TrainerSettings.of(configs.load(env={}, task="idc", data_root="/nonexistent"))
+    off = base.with_training(augment=False, stain_jitter=0.0, color_jitter=0.0)
+    assert data.train_augmentation(off) is None
+    images = tf.fill((4, 8, 8, 3), 0.5) + tf.random.uniform((4, 8, 8, 3), 0, 0.1, seed=1)
+    colour_only = data.train_augmentation(off.with_training(color_jitter=0.2))
+    assert not np.allclose(colour_only(images).numpy(), images.numpy())
+
+
 # --- temperature scaling ------------------------------------------------------------------
 def _overconfident(n=4000, seed=0):
     rng = np.random.default_rng(seed)

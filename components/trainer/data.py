@@ -6,7 +6,7 @@ lives here, on the train split only, never in the Transform graph that serving s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +32,27 @@ def _augmenter(seed: int) -> keras.Sequential:
     )
 
 
+def train_augmentation(settings: TrainerSettings) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """The train split's augmentation of a [batch, h, w, 3] batch in [0, 1], or None when the
+    settings turn all of it off: the geometric `_augmenter` (``augment``), then HED stain
+    jitter (``stain_jitter``) and colour jitter (``color_jitter``; `stain`). One function for
+    the Trainer and bench/idc_budget.py, so a benchmark trains what the pipeline trains."""
+    training = settings.training
+    seed = settings.task.seed
+    geometric = _augmenter(seed) if training.augment else None
+    jitter, colour = float(training.stain_jitter), float(training.color_jitter)
+    if geometric is None and jitter <= 0 and colour <= 0:
+        return None
+
+    def augment(images: tf.Tensor) -> tf.Tensor:
+        if geometric is not None:
+            images = geometric(images, training=True)
+        images = stain.hed_jitter(images, jitter, seed=seed)
+        return stain.color_jitter(images, colour, seed=seed)
+
+    return augment
+
+
 def input_fn(
     file_pattern: list[str],
     data_accessor: tfx.components.DataAccessor,
@@ -42,7 +63,7 @@ def input_fn(
     whole_split: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (features, label) from transformed examples; the train split is
-    shuffled and (with ``augment`` or ``stain_jitter`` set) augmented, which is why
+    shuffled and (`train_augmentation`) augmented, which is why
     augmentation lives here and not in the Transform graph that serving shares.
 
     ``whole_split``: one pass over the files, in order (validation on the whole eval
@@ -61,20 +82,14 @@ def input_fn(
         ),
         tf_transform_output.transformed_metadata.schema,
     )
-    layers = []
-    if train and settings.training.augment:
-        layers.append(_augmenter(seed))
-    jitter = float(settings.training.stain_jitter) if train else 0.0
-    if layers or jitter > 0:
+    augment = train_augmentation(settings) if train else None
+    if augment is not None:
 
-        def augment(features, label):
-            image = features[contract.TRANSFORMED_IMAGE_KEY]
-            for layer in layers:
-                image = layer(image, training=True)
-            image = stain.hed_jitter(image, jitter, seed=seed)
+        def augmented(features, label):
+            image = augment(features[contract.TRANSFORMED_IMAGE_KEY])
             return {**features, contract.TRANSFORMED_IMAGE_KEY: image}, label
 
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
