@@ -315,14 +315,14 @@ def test_run_estimate_only_for_time_bounded_budgets():
 
 
 # --- the benchmark's own pieces ---------------------------------------------------------------
-def _bench():
+def _bench(name: str = "idc_budget"):
     import importlib.util
     import os
 
     path = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "idc_budget.py"
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", f"{name}.py"
     )
-    spec = importlib.util.spec_from_file_location("bench_idc_budget", path)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -378,3 +378,49 @@ def test_real_idc_preset_applies_as_a_bundle_unless_a_backbone_is_named():
     assert (
         synthetic.training.backbone_input_size == 0 and synthetic.training.max_train_minutes == 0.0
     )
+
+
+def test_ceiling_oracle_thresholds_maximise_the_pooled_figures():
+    """The oracle is the best pooled figure over every combination of per-fold thresholds
+    (brute force on two small folds whose score scales differ), and the eval thresholds a
+    file records are pooled as recorded."""
+    import itertools
+
+    ceiling = _bench("idc_ceiling")
+    rng = np.random.default_rng(4)
+    folds = []
+    for k, (n, prevalence, shift) in enumerate(((40, 0.2, 0.0), (30, 0.5, 2.0))):
+        labels = (rng.random(n) < prevalence).astype(int)
+        scores = 1 / (1 + np.exp(-(labels * 1.2 + rng.normal(0, 1, n) + shift)))
+        folds.append(
+            {
+                "labels": labels,
+                "scores": scores,
+                "groups": np.array([f"p{k}{i % 3}" for i in range(n)]),
+            }
+        )
+    y = np.concatenate([f["labels"] for f in folds])
+    p = metrics.REFERENCE_PREVALENCE
+
+    def pooled(thresholds):
+        called = np.concatenate([f["scores"] >= t for f, t in zip(folds, thresholds)])
+        sens, fpr = called[y == 1].mean(), called[y == 0].mean()
+        return (sens + 1 - fpr) / 2, 2 * p * sens / (p * sens + (1 - p) * fpr + p)
+
+    grids = [np.unique(f["scores"]) for f in folds]
+    best_ba = max(pooled(t)[0] for t in itertools.product(*grids))
+    best_f1 = max(pooled(t)[1] for t in itertools.product(*grids))
+    assert pooled(ceiling.oracle_thresholds(folds, "max_balanced_accuracy"))[0] == pytest.approx(
+        best_ba
+    )
+    assert pooled(ceiling.oracle_thresholds(folds, "max_f1"))[1] == pytest.approx(best_f1, abs=2e-3)
+    # a per-fold Youden choice is not the pooled optimum here (the folds' prevalences differ)
+    youden = [
+        statistics.best_threshold(f["labels"], f["scores"], "max_balanced_accuracy") for f in folds
+    ]
+    assert pooled(youden)[0] < best_ba
+    result = ceiling.ceiling(
+        [{**f, "eval": {"max_balanced_accuracy": 0.5, "max_f1": 0.5}} for f in folds], 50, 0
+    )
+    assert result["eval"]["balanced_accuracy"]["value"] == pytest.approx(pooled([0.5, 0.5])[0])
+    assert result["oracle"]["balanced_accuracy"]["value"] == pytest.approx(best_ba)
