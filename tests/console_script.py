@@ -30,7 +30,7 @@ def user_error(*args: str, timeout: int = 300, python_flags: tuple[str, ...] = (
     return done.stderr
 
 
-def early_user_error(*args: str, timeout: int = 60) -> str:
+def early_user_error(*args: str, timeout: int = 300) -> str:
     """`user_error`, asserting too that the console script reported it before importing any of
     HEAVY_PACKAGES (``python -X importtime`` lists every import); returns stderr without
     those listings."""
