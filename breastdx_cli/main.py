@@ -101,29 +101,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(log_file, args.verbose)
     if args.data_root is None and "BREASTDX_DATA_ROOT" not in os.environ:
         ensure_synthetic(config)
-    import local_runner
-    from pipeline import preflight, summary
+    import local_runner  # TF-free until its run()
+
+    # The data's problem (a PreflightError: one line, exit 2, in `main`) before TensorFlow
+    # and TFX take ~10 s to load.
+    images = local_runner.check_data(config)
+    from pipeline import summary
 
     started = time.time()
     log.info("pipeline %s: data %s; full log %s", config.pipeline_name, config.data_root, log_file)
     if config.variant == "classify" and not config.synthetic_data:
         from breastdx_core import configs
 
-        try:
-            estimate = configs.run_estimate(
-                config,
-                preflight.check(config.data_root, config.task_spec, config.layout).candidates,
-            )
-        except preflight.PreflightError:
-            estimate = None  # the run below reports the data's problem
+        estimate = configs.run_estimate(config, images)
         if estimate:
             print(f"{config.pipeline_name}: {estimate}", flush=True)
     try:
         with quiet_run(log_file):
-            local_runner.run(config)
-    except preflight.PreflightError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+            local_runner.run(config, checked=True)
     except Exception as err:  # a component failed: its own message, then where the details are
         print(f"error: the pipeline failed: {err}\n(full log: {log_file})", file=sys.stderr)
         return 1

@@ -957,6 +957,11 @@ def cmd_cv(args: argparse.Namespace) -> int:
     cli.setup_logging(log_file, args.verbose)
     if args.data_root is None and "BREASTDX_DATA_ROOT" not in os.environ:
         cli.ensure_synthetic(config)
+    from pipeline import preflight
+
+    # A wrong data root (a PreflightError: one line, exit 2, in breastdx_cli.main) before
+    # the run's TensorFlow, TFX and ML Metadata load.
+    preflight.check_root(config.data_root, config.task_spec, config.layout)
     try:
         result = cross_validate(
             config,

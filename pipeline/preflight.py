@@ -2,15 +2,15 @@
 
 The runners and the CLI call `check()`; the pipeline itself would otherwise fail
 minutes later, deep in a component's log. What passes here can still contain bad
-files: ImageIngest counts those in its report and goes on.
+files: ImageIngest counts those in its report and goes on. Neither function loads
+TensorFlow for a local root (`breastdx cv` calls `check_root` first, `breastdx demo`
+`check` through local_runner.check_data): a wrong data root is one line at once.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-
-import tensorflow as tf
 
 from breastdx_core import errors, image_files
 from breastdx_core.contract import Task
@@ -28,11 +28,23 @@ class Preflight:
     skipped: dict[str, int]
 
 
+def check_root(root: str, task: Task, layout: str = "auto") -> str:
+    """The layout `check` reads ``root`` as, from its folders alone (no file is read).
+
+    Raises:
+        PreflightError: the root is missing, not a folder, empty, or in no known layout.
+    """
+    try:
+        return layouts.resolve(root, task, layout)
+    except layouts.LayoutError as err:
+        raise PreflightError(str(err)) from None
+
+
 def check(root: str, task: Task, layout: str = "auto") -> Preflight:
     """Raises PreflightError for a missing or empty root, no images, or labels the task
     does not know; returns what the scan found otherwise."""
+    resolved = check_root(root, task, layout)
     try:
-        resolved = layouts.detect(root, task) if layout == "auto" else layout
         verdicts = list(layouts.scan(root, task, resolved))
     except layouts.LayoutError as err:
         raise PreflightError(str(err)) from None
@@ -52,7 +64,7 @@ def check(root: str, task: Task, layout: str = "auto") -> Preflight:
             f"{' ...' if len(unknown) > 3 else ''}. Choose the right task (--task) or fix the labels."
         )
     for candidate in candidates:  # stop at the first real image
-        with tf.io.gfile.GFile(candidate.path, "rb") as handle:
+        with layouts.open_binary(candidate.path) as handle:
             if image_files.sniff(handle.read(16)) is not None:
                 return Preflight(resolved, len(candidates), dict(skipped))
     raise PreflightError(

@@ -332,9 +332,9 @@ def _desktop(page, url, files, shots):
     page.goto(url + "/mosaic")
     page.set_input_files("#mosaic-file", str(files / "unreadable.zip"))
     message = refused_page(page, "#mosaic-submit", 400, "/mosaic")
-    assert message.startswith("no readable patch: 25 refused (") and message.endswith(
-        "; and 22 more)"
-    ), message
+    assert message.startswith(
+        "unreadable.zip: no readable patch: 25 refused ("
+    ) and message.endswith("; and 22 more)"), message
     shots(page, "mosaic-refused-desktop")
     page.goto(url + "/versions")
     assert (

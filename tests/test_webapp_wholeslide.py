@@ -388,7 +388,8 @@ def test_hostile_zip_is_a_4xx_with_the_reason_and_writes_nothing(client, monkeyp
         monkeypatch.setattr(tempfile, name, no_temp)
     response = post(client, "/api/mosaic", "archive", "upload.zip", content)
     assert response.status_code == status, response.json
-    assert words in response.json["error"]
+    # The zip's name first, as the other pages' refusals start with the file's.
+    assert response.json["error"].startswith("upload.zip: ") and words in response.json["error"]
 
 
 def test_two_patients_in_one_zip_is_refused(client):
@@ -397,7 +398,11 @@ def test_two_patients_in_one_zip_is_refused(client):
         archive.writestr("a_idx5_x0_y0_class0.png", patch_png(RED))
         archive.writestr("b_idx5_x0_y0_class0.png", patch_png(RED))
     response = post(client, "/api/mosaic", "archive", "two.zip", buffer.getvalue())
-    assert response.status_code == 400 and "2 patients" in response.json["error"]
+    assert response.status_code == 400
+    assert response.json["error"].startswith("two.zip: the patches belong to 2 patients")
+    page = post(client, "/mosaic", "archive", "two.zip", buffer.getvalue())
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400 and "two.zip: the patches belong to 2 patients" in html
 
 
 def test_read_folder_walks_the_idc_layout(tmp_path):

@@ -119,6 +119,14 @@ def _predictor(
     return (lambda batch: client.predict(batch, version=version, explain=False)), version, card
 
 
+def _named(name: str, err: UploadError | tiling.TilingError) -> UploadError:
+    """``err`` as a refusal that starts with the uploaded file's name, as every page's
+    refusals do (`check_upload`'s, the slide page's)."""
+    prefix = f"{name}: "
+    message = err.message if err.message.startswith(prefix) else prefix + err.message
+    return UploadError(message, err.status)
+
+
 def _one_file(field: str, max_bytes: int) -> tuple[str | None, bytes, int | None]:
     """(name, the first ``max_bytes + 1`` bytes, the real size) of the form's one file."""
     files = [
@@ -215,10 +223,7 @@ def make_map(
             check_whole=whole_image_reason(card, upload),
         )
     except tiling.TilingError as err:
-        message = (
-            err.message if err.message.startswith(upload.name) else f"{upload.name}: {err.message}"
-        )
-        raise UploadError(message, err.status) from None
+        raise _named(upload.name, err) from None
     body = {
         "file": upload.name,
         **tile_map.as_dict(),
@@ -271,13 +276,19 @@ def make_mosaic(
     the viewer's pictures)."""
     config = current_app.config
     name, data, size = _one_file("archive", config["MAX_ZIP_BYTES"])
+    archive = service_name(name)
     if len(data) > config["MAX_ZIP_BYTES"]:
         raise UploadError(
-            f"{service_name(name)}: {human_bytes(size or len(data))}; zip files of at most "
+            f"{archive}: {human_bytes(size or len(data))}; zip files of at most "
             f"{limit_bytes(config['MAX_ZIP_BYTES'])} are accepted",
             HTTP_TOO_LARGE,
         )
-    slide = mosaic.assemble(*mosaic.read_zip(data, max_mosaic_pixels=config["MAX_MOSAIC_PIXELS"]))
+    try:
+        slide = mosaic.assemble(
+            *mosaic.read_zip(data, max_mosaic_pixels=config["MAX_MOSAIC_PIXELS"])
+        )
+    except UploadError as err:
+        raise _named(archive, err) from None
     predict, version, card = _predictor(_version())
     settings = tiling.TileSettings(
         patch=model_patch(card), stride=model_patch(card), batch=int(config["TILE_BATCH"])
@@ -292,7 +303,7 @@ def make_mosaic(
         card=card,
     )
     body = {
-        "archive": service_name(name),
+        "archive": archive,
         **slide.as_dict(),
         "research_only": contract.RESEARCH_ONLY,
         "synthetic_data": answers.is_synthetic(card),

@@ -23,8 +23,6 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import tensorflow as tf
-
 from breastdx_core import errors
 from breastdx_core.contract import Task
 
@@ -79,6 +77,35 @@ class Skipped:
 Verdict = Candidate | Skipped
 
 
+class _LocalFiles:
+    """The `tf.io.gfile` calls `detect` makes, answered by `os` on a local disk."""
+
+    isdir = staticmethod(os.path.isdir)
+    exists = staticmethod(os.path.exists)
+    listdir = staticmethod(os.listdir)
+
+
+def _files(path: str) -> Any:
+    """`tf.io.gfile` for a remote path (gs://), `os` for a local one: a local root is checked
+    (`detect`, `resolve`) without loading TensorFlow, so the CLI reports a wrong data root
+    at once rather than after TensorFlow's ~10 s of imports."""
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile
+    return _LocalFiles
+
+
+def open_binary(path: str) -> Any:
+    """``path`` opened for reading bytes: `open` on a local disk (no TensorFlow), TensorFlow's
+    GFile on gs:// and other remote file systems."""
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.GFile(path, "rb")
+    return open(path, "rb")
+
+
 def _rel(root: str, path: str) -> str:
     prefix = root.rstrip("/" + os.sep) + os.sep
     if path.startswith(prefix) and "://" not in root and os.sep + ".." + os.sep not in path:
@@ -96,6 +123,8 @@ def walk_files(root: str) -> list[str]:
     """
     files = []
     if "://" in root:
+        import tensorflow as tf
+
         for dirpath, _dirs, names in tf.io.gfile.walk(root):
             files.extend(os.path.join(dirpath, name) for name in names)
         return sorted(files)
@@ -113,10 +142,7 @@ def walk_files(root: str) -> list[str]:
 
 
 def _digest(path: str) -> str:
-    if "://" in path:
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
@@ -139,6 +165,8 @@ def deduplicate(
         ``same_patient_copies`` count).
     """
     from concurrent.futures import ThreadPoolExecutor
+
+    import tensorflow as tf
 
     def digests_of(chunk: list[Candidate]) -> list[str]:
         out = []
@@ -215,6 +243,9 @@ def resolve_duplicates(hashed: Sequence[Candidate]) -> tuple[dict[str, Skipped],
 def fingerprint(root: str) -> str:
     """A digest of every file's relative path, size and modification time under root:
     it changes when a file is added, removed or rewritten (the cache key of ImageIngest)."""
+    # TensorFlow's stat (whole-second mtimes), not os.stat: earlier runs' cache keys hold.
+    import tensorflow as tf
+
     digest = hashlib.sha256()
     for path in walk_files(root):
         stat = tf.io.gfile.stat(path)
@@ -225,7 +256,7 @@ def fingerprint(root: str) -> str:
 def find_manifest(root: str) -> str | None:
     for name in MANIFEST_NAMES:
         path = os.path.join(root, name)
-        if tf.io.gfile.exists(path):
+        if _files(path).exists(path):
             return path
     return None
 
@@ -236,19 +267,19 @@ def detect(root: str, task: Task) -> str:
     Raises:
         LayoutError: root is missing, empty or in no known layout.
     """
-    if not tf.io.gfile.isdir(root):
+    files = _files(root)
+    if not files.isdir(root):
         raise LayoutError(f"image root {root!r} does not exist or is not a folder")
-    entries = tf.io.gfile.listdir(root)
+    entries = files.listdir(root)
     if not entries:
         raise LayoutError(f"image root {root!r} is empty")
     if find_manifest(root):
         return "manifest"
-    subdirs = [e.rstrip("/") for e in entries if tf.io.gfile.isdir(os.path.join(root, e))]
+    subdirs = [e.rstrip("/") for e in entries if files.isdir(os.path.join(root, e))]
     for sub in subdirs:
-        inner = [e.rstrip("/") for e in tf.io.gfile.listdir(os.path.join(root, sub))]
+        inner = [e.rstrip("/") for e in files.listdir(os.path.join(root, sub))]
         if any(
-            task.label_of(e) is not None and tf.io.gfile.isdir(os.path.join(root, sub, e))
-            for e in inner
+            task.label_of(e) is not None and files.isdir(os.path.join(root, sub, e)) for e in inner
         ):
             if task.label_of(sub) is None:  # <patient>/<label>/ rather than <class>/<patient>/
                 return "idc"
@@ -330,6 +361,8 @@ def _scan_manifest(root: str, task: Task) -> Iterator[Verdict]:
     manifest = find_manifest(root)
     if manifest is None:
         raise LayoutError(f"no {' or '.join(MANIFEST_NAMES)} in {root!r}")
+    import tensorflow as tf
+
     listed: dict[str, None] = {}
     with tf.io.gfile.GFile(manifest) as handle:
         reader = csv.DictReader(handle)
@@ -373,16 +406,26 @@ def _scan_manifest(root: str, task: Task) -> Iterator[Verdict]:
 _SCANNERS = {"idc": _scan_idc, "class_folders": _scan_class_folders, "manifest": _scan_manifest}
 
 
+def resolve(root: str, task: Task, layout: str = "auto") -> str:
+    """The layout `scan` reads ``root`` as: `detect`'s for "auto", else the named one once
+    ``root`` is a folder. Reads no file, and no TensorFlow for a local root.
+
+    Raises:
+        LayoutError: the root is missing, empty, or in no known (or an unknown named) layout.
+    """
+    if layout == "auto":
+        return detect(root, task)
+    if not _files(root).isdir(root):
+        raise LayoutError(f"image root {root!r} does not exist or is not a folder")
+    if layout not in _SCANNERS:
+        raise LayoutError(f"unknown layout {layout!r}; known: {', '.join(_SCANNERS)}")
+    return layout
+
+
 def scan(root: str, task: Task, layout: str = "auto") -> Iterator[Verdict]:
     """One verdict per file under ``root`` (and per manifest row), from paths alone.
 
     Raises:
         LayoutError: the root is missing, empty, or in no known layout.
     """
-    if layout == "auto":
-        layout = detect(root, task)
-    elif not tf.io.gfile.isdir(root):
-        raise LayoutError(f"image root {root!r} does not exist or is not a folder")
-    if layout not in _SCANNERS:
-        raise LayoutError(f"unknown layout {layout!r}; known: {', '.join(_SCANNERS)}")
-    return _SCANNERS[layout](root, task)
+    return _SCANNERS[resolve(root, task, layout)](root, task)
