@@ -17,8 +17,9 @@ patient-bootstrap CIs at two kinds of threshold:
 
 When the oracle is below a goal, no choice of operating point reaches it: the scores
 themselves (their ranking of patches, the AUC) must improve. ``--ensemble`` adds the
-mean-logit ensemble of a bench file's candidates (all of them, the same folds), oracle
-only: the files keep no eval scores to choose its threshold on.
+mean-logit ensemble of every bench candidate given (bench files of the same folds and
+seed score the same patches in the same order), oracle only: the files keep no eval
+scores to choose its threshold on.
 """
 
 from __future__ import annotations
@@ -115,11 +116,21 @@ def models(paths: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
                     for f in folds
                 ]
         elif "folds" in result:  # breastdx cv
-            operating = "max_balanced_accuracy", "max_f1"
+            # F1 at 28.4 % at the rule chosen for it, where the file has one
+            f1_rule = (
+                "max_f1_at_28.4%"
+                if "max_f1_at_28.4%" in result["meta"].get("operating_rules", ())
+                else "max_f1"
+            )
             out[name] = [
                 {
                     **{k: f[k] for k in ("labels", "groups", "scores")},
-                    "eval": {rule: f["operating"][rule]["threshold"] for rule in operating},
+                    "eval": {
+                        "max_balanced_accuracy": f["operating"]["max_balanced_accuracy"][
+                            "threshold"
+                        ],
+                        "max_f1": f["operating"][f1_rule]["threshold"],
+                    },
                 }
                 for f in result["folds"]
             ]
@@ -133,7 +144,11 @@ def ensemble(folds_by_model: Sequence[list[dict[str, Any]]]) -> list[dict[str, A
     out = []
     for folds in zip(*folds_by_model):
         labels = np.asarray(folds[0]["labels"])
-        if any(not np.array_equal(labels, f["labels"]) for f in folds):
+        if any(
+            not np.array_equal(labels, f["labels"])
+            or not np.array_equal(folds[0]["groups"], f["groups"])
+            for f in folds
+        ):
             raise SystemExit("--ensemble: the candidates were not scored on the same patches")
         p = np.clip([np.asarray(f["scores"], dtype=np.float64) for f in folds], 1e-7, 1 - 1e-7)
         logit = np.log(p / (1 - p)).mean(axis=0)
@@ -195,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="breastdx cv or idc_budget.py cv JSON files")
     parser.add_argument(
-        "--ensemble", action="store_true", help="add each bench file's mean-logit ensemble"
+        "--ensemble", action="store_true", help="add the bench candidates' mean-logit ensemble"
     )
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -203,11 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     found = models(args.results)
     if args.ensemble:
-        for path in args.results:
-            prefix = os.path.basename(path) + ": "
-            members = [folds for name, folds in found.items() if name.startswith(prefix)]
-            if len(members) > 1:
-                found[f"{prefix}ensemble of {len(members)}"] = ensemble(members)
+        bench_models = [name for name in found if ": " in name]
+        if len(bench_models) > 1:
+            found[f"ensemble of the {len(bench_models)} bench candidates"] = ensemble(
+                [found[name] for name in bench_models]
+            )
     results = {name: ceiling(folds, args.resamples, args.seed) for name, folds in found.items()}
     print(render(results))
     if args.json:

@@ -97,6 +97,15 @@ def test_operating_thresholds_are_each_rules_optimum():
         assert got["f1" if rule == "max_f1" else "balanced_accuracy"] == pytest.approx(best)
     with pytest.raises(ValueError, match="unknown threshold rule"):
         statistics.best_threshold(labels, scores, "max_accuracy")
+    # F1 at the references' prevalence: its own optimum, a lower threshold than raw F1's on
+    # a set with fewer positives than 28.4 %
+    rare = np.r_[np.zeros(100, int), np.ones(10, int)]
+    spread = np.r_[np.linspace(0.0, 0.8, 100), np.linspace(0.4, 1.0, 10)]
+    at_reference = statistics.best_threshold(rare, spread, "max_f1_at_reference_prevalence")
+    assert metrics.f1_at_prevalence(rare, spread, at_reference) == pytest.approx(
+        max(metrics.f1_at_prevalence(rare, spread, t) for t in spread)
+    )
+    assert at_reference < statistics.best_threshold(rare, spread, "max_f1")
 
 
 def test_report_uses_the_named_rule_and_records_all_three():

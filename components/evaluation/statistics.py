@@ -45,19 +45,24 @@ def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: fl
     return float(positives[max(keep, 1) - 1])
 
 
+THRESHOLD_RULES = ("max_f1", "max_f1_at_reference_prevalence", "max_balanced_accuracy")
+
+
 def best_threshold(
     labels: np.ndarray, scores: np.ndarray, rule: str, tie_break: float = 0.5
 ) -> float:
     """The distinct score t (``scores >= t`` called positive) that maximises F1
-    (``rule="max_f1"``) or balanced accuracy (``"max_balanced_accuracy"``, Youden's J) on
-    these images; ties go to the one nearest ``tie_break``. ``tie_break`` where a class is
-    missing.
+    (``rule="max_f1"``), F1 with the classes reweighted to the IDC references' prevalence
+    (``"max_f1_at_reference_prevalence"``, `metrics.f1_at_prevalence`: the operating point
+    for a population of that prevalence, whatever these images' own) or balanced accuracy
+    (``"max_balanced_accuracy"``, Youden's J) on these images; ties go to the one nearest
+    ``tie_break``. ``tie_break`` where a class is missing.
 
     Raises:
         ValueError: an unknown rule.
     """
-    if rule not in ("max_f1", "max_balanced_accuracy"):
-        raise ValueError(f"unknown threshold rule {rule!r}: max_f1 or max_balanced_accuracy")
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}: {', '.join(THRESHOLD_RULES)}")
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
     pos, neg = int(labels.sum()), int((~labels).sum())
     if not pos or not neg:
@@ -71,6 +76,9 @@ def best_threshold(
     fp = np.cumsum(~truth)[last].astype(float)
     if rule == "max_f1":
         value = 2 * tp / (tp + pos + fp)  # 2TP / (2TP + FP + FN), FN = pos - TP
+    elif rule == "max_f1_at_reference_prevalence":
+        p = metrics.REFERENCE_PREVALENCE  # TP, FP and FN as fractions of that population
+        value = 2 * p * tp / pos / (p * tp / pos + (1 - p) * fp / neg + p)
     else:
         value = (tp / pos + (neg - fp) / neg) / 2
     candidates = ranked[last]
