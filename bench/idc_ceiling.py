@@ -37,19 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.idc_budget import RULES, pooled  # noqa: E402
 from breastdx_core import metrics  # noqa: E402
+from components.evaluation import statistics  # noqa: E402
 
 GOAL = {"balanced_accuracy": 0.87, "f1_at_reference_prevalence": 0.80}
 REFERENCES = {"balanced_accuracy": 0.8423, "f1_at_reference_prevalence": 0.7648}
-
-
-def _operating_points(labels: np.ndarray, scores: np.ndarray):
-    """Every distinct threshold of one fold, highest first, with its TP and FP counts."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
-    ranked, truth = scores[order], labels[order]
-    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]
-    return ranked[last], np.cumsum(truth)[last], np.cumsum(~truth)[last]
 
 
 def oracle_thresholds(folds: Sequence[dict[str, Any]], rule: str) -> list[float]:
@@ -61,7 +52,7 @@ def oracle_thresholds(folds: Sequence[dict[str, Any]], rule: str) -> list[float]
     so for each ``lam`` every fold's best threshold is found on its own; balanced accuracy
     is ``lam`` = 1, and the F1 optimum lies on the same frontier, found by scanning ``lam``.
     """
-    points = [_operating_points(f["labels"], f["scores"]) for f in folds]
+    points = [statistics.operating_points(f["labels"], f["scores"]) for f in folds]
     pos = sum(int(np.sum(f["labels"])) for f in folds)
     neg = sum(len(f["labels"]) for f in folds) - pos
     if not pos or not neg:
@@ -76,13 +67,9 @@ def oracle_thresholds(folds: Sequence[dict[str, Any]], rule: str) -> list[float]
     if rule == "max_balanced_accuracy":
         picks = at(1.0)[0]
     elif rule == "max_f1":
-        p = metrics.REFERENCE_PREVALENCE
-
-        def f1(sensitivity: float, fpr: float) -> float:
-            return 2 * p * sensitivity / (p * sensitivity + (1 - p) * fpr + p)
-
         picks = max(
-            (at(lam) for lam in np.geomspace(1e-2, 1e2, 401)), key=lambda r: f1(r[1], r[2])
+            (at(lam) for lam in np.geomspace(1e-2, 1e2, 401)),
+            key=lambda r: float(metrics.f1_from_rates(r[1], r[2])),
         )[0]
     else:
         raise ValueError(f"unknown rule {rule!r}: {' or '.join(RULES)}")

@@ -126,8 +126,17 @@ def f1_at_prevalence(
     if not n_pos or not n_neg:
         return float("nan")
     cm = confusion(labels, scores, threshold)
-    sensitivity = cm["tp"] / n_pos
-    false_positive_rate = cm["fp"] / n_neg
-    tp, fp = sensitivity * prevalence, false_positive_rate * (1 - prevalence)
+    value = f1_from_rates(cm["tp"] / n_pos, cm["fp"] / n_neg, prevalence)
+    return float(value) if np.isfinite(value) else float("nan")
+
+
+def f1_from_rates(sensitivity, false_positive_rate, prevalence: float = REFERENCE_PREVALENCE):
+    """F1 on a population with ``prevalence`` positives of a rule with this sensitivity and
+    false-positive rate (scalars or arrays alike); NaN where nothing is positive or called."""
+    sensitivity = np.asarray(sensitivity, dtype=np.float64)
+    tp = sensitivity * prevalence
+    fp = np.asarray(false_positive_rate, dtype=np.float64) * (1 - prevalence)
     fn = (1 - sensitivity) * prevalence
-    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn > 0 else float("nan")
+    denominator = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), np.nan)

@@ -345,8 +345,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: str) -> float
     """The operating threshold (``scores >= t`` called positive) that ``rule`` picks on
     these (eval) images: the distinct score maximising F1, F1 at the references' 28.4 %
     prevalence or balanced accuracy (ties: the one nearest 0.5), or the evaluation report's
-    sensitivity-0.95 threshold. 0.5 where the
-    images cannot choose one (a class missing).
+    sensitivity-0.95 threshold. 0.5 where the images cannot choose one (a class missing).
 
     Raises:
         ValueError: an unknown rule.
@@ -542,13 +541,18 @@ def train_fold(
         # what the thresholds were chosen on, so that another rule can be judged later
         "eval_labels": ey.tolist(),
         "eval_scores": es.tolist(),
-        "eval_groups": [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in eg],
+        "eval_groups": _patient_names(eg),
         "slide_context": context,
         "tta": tta,
         "labels": y.tolist(),
         "scores": s.tolist(),
-        "groups": [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in g],
+        "groups": _patient_names(g),
     }
+
+
+def _patient_names(groups) -> list[str]:
+    """Patient ids as the JSON keeps them (the records hold bytes)."""
+    return [p.decode("utf-8") if isinstance(p, bytes) else str(p) for p in groups]
 
 
 def fold_slide_context(evaluation: tuple, test: tuple) -> dict[str, Any] | None:

@@ -45,6 +45,18 @@ def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: fl
     return float(positives[max(keep, 1) - 1])
 
 
+def operating_points(
+    labels: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct score t, highest first, with the true and false positives of
+    ``scores >= t``: (thresholds, TP counts, FP counts), float arrays of one length."""
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    ranked, truth = scores[order], labels[order]
+    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]  # each distinct score's last
+    return ranked[last], np.cumsum(truth)[last].astype(float), np.cumsum(~truth)[last].astype(float)
+
+
 THRESHOLD_RULES = ("max_f1", "max_f1_at_reference_prevalence", "max_balanced_accuracy")
 
 
@@ -67,21 +79,13 @@ def best_threshold(
     pos, neg = int(labels.sum()), int((~labels).sum())
     if not pos or not neg:
         return float(tie_break)
-    order = np.argsort(-scores, kind="stable")
-    ranked, truth = scores[order], labels[order]
-    last = np.r_[
-        np.nonzero(np.diff(ranked))[0], len(ranked) - 1
-    ]  # last index of each distinct score
-    tp = np.cumsum(truth)[last].astype(float)
-    fp = np.cumsum(~truth)[last].astype(float)
+    candidates, tp, fp = operating_points(labels, scores)
     if rule == "max_f1":
         value = 2 * tp / (tp + pos + fp)  # 2TP / (2TP + FP + FN), FN = pos - TP
     elif rule == "max_f1_at_reference_prevalence":
-        p = metrics.REFERENCE_PREVALENCE  # TP, FP and FN as fractions of that population
-        value = 2 * p * tp / pos / (p * tp / pos + (1 - p) * fp / neg + p)
+        value = metrics.f1_from_rates(tp / pos, fp / neg)
     else:
         value = (tp / pos + (neg - fp) / neg) / 2
-    candidates = ranked[last]
     best = np.flatnonzero(np.isclose(value, value.max(), rtol=0, atol=1e-12))
     return float(candidates[best[np.argmin(np.abs(candidates[best] - tie_break))]])
 
